@@ -1,0 +1,197 @@
+"""Task 076, error detection: what the integrated commit breaks, found before the branch moves.
+
+File checks read the changed files from git objects (no checkout): committed conflict markers, Python
+syntax, JSON / YAML / TOML that no longer parses, and trailing whitespace (a warning). Check commands from
+the configuration run in a worktree of the integrated commit under ``error_detection_timeout_seconds``.
+
+A finding that was already there before the merge (on the branch tip or on the target) is reported as a
+warning with ``introduced: false``: the merge did not cause it, so it does not fail the branch.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+import yaml
+
+from alignment.components import BranchContext, Integration
+from alignment.config import Command, Settings
+from alignment.model import FileChange, Finding, Severity, Status
+from alignment.processes import ProcessTimeout, run_process
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+MAX_CHECKED_BYTES = 8 * 1024 * 1024
+_BINARY_PROBE = 8000
+
+FileCheck = Callable[[str, str], Iterable[Finding]]
+
+
+def conflict_markers(path: str, text: str) -> Iterable[Finding]:
+    """A ``<<<<<<<`` ... ``>>>>>>>`` block committed into the file."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        opens_block = line.startswith("<<<<<<< ") or line == "<<<<<<<"
+        if opens_block and any(later.startswith(">>>>>>>") for later in lines[number:]):
+            yield Finding("conflict_markers", Severity.ERROR, "conflict markers committed", path, number)
+            return
+
+
+def python_syntax(path: str, text: str) -> Iterable[Finding]:
+    try:
+        ast.parse(text, filename=path)
+    except SyntaxError as exc:
+        yield Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc.msg}", path, exc.lineno)
+    except ValueError as exc:  # null bytes
+        yield Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc}", path, None)
+
+
+def json_syntax(path: str, text: str) -> Iterable[Finding]:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield Finding("json_parse_error", Severity.ERROR, f"invalid JSON: {exc.msg}", path, exc.lineno)
+
+
+def yaml_syntax(path: str, text: str) -> Iterable[Finding]:
+    try:
+        for _ in yaml.safe_load_all(text):
+            pass
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        yield Finding("yaml_parse_error", Severity.ERROR, f"invalid YAML: {exc.problem}", path, line)
+    except yaml.YAMLError as exc:
+        yield Finding("yaml_parse_error", Severity.ERROR, f"invalid YAML: {exc}", path, None)
+
+
+def toml_syntax(path: str, text: str) -> Iterable[Finding]:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        yield Finding("toml_parse_error", Severity.ERROR, f"invalid TOML: {str(exc).split(' (at')[0]}", path, line)
+
+
+def trailing_whitespace(path: str, text: str) -> Iterable[Finding]:
+    numbers = [number for number, line in enumerate(text.splitlines(), 1) if line != line.rstrip(" \t")]
+    if numbers:
+        message = f"trailing whitespace on {len(numbers)} line{'s' if len(numbers) > 1 else ''}"
+        yield Finding("trailing_whitespace", Severity.WARNING, message, path, numbers[0])
+
+
+_BY_SUFFIX: dict[str, tuple[FileCheck, ...]] = {
+    ".py": (python_syntax,),
+    ".pyi": (python_syntax,),
+    ".json": (json_syntax,),
+    ".yaml": (yaml_syntax,),
+    ".yml": (yaml_syntax,),
+    ".toml": (toml_syntax,),
+}
+_EVERY_TEXT_FILE: tuple[FileCheck, ...] = (conflict_markers, trailing_whitespace)
+
+
+def check_file(path: str, content: bytes) -> list[Finding]:
+    """Every file check that applies to ``path``; binary and very large files are skipped."""
+    if len(content) > MAX_CHECKED_BYTES or b"\0" in content[:_BINARY_PROBE]:
+        return []
+    text = content.decode("utf-8", "replace")
+    checks = _EVERY_TEXT_FILE + _BY_SUFFIX.get(os.path.splitext(path)[1].lower(), ())
+    return [finding for check in checks for finding in check(path, text)]
+
+
+class ChangeErrorDetector:
+    """The default ``ErrorDetector``: file checks on every changed file, then the configured commands."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        if integration.new_tip is None or integration.new_tip == context.old_tip:
+            return ()
+        changes = context.changed_files(integration.new_tip)
+        findings = [finding for change in changes for finding in self._check_change(context, change)]
+        for command in context.policy.check_commands:
+            findings.extend(self._run_check(context, command, integration.new_tip))
+        return tuple(findings)
+
+    def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:
+        if change.new_blob is None:
+            return []
+        findings = check_file(change.path, context.git.read_blob(change.new_blob))
+        if not any(finding.severity is Severity.ERROR for finding in findings):
+            return findings
+        before = self._codes_before(context, change)
+        return [_predates(finding) if finding.code in before else finding for finding in findings]
+
+    def _codes_before(self, context: BranchContext, change: FileChange) -> set[str]:
+        """Error codes the same file had on the branch tip or on the target, before the merge."""
+        blobs = {change.old_blob, context.git.blob_at(context.target_commit, change.path)}
+        codes: set[str] = set()
+        for blob in blobs - {None}:
+            assert blob is not None
+            codes.update(finding.code for finding in check_file(change.path, context.git.read_blob(blob)))
+        return codes
+
+    def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:
+        finding = self._command_finding(context, command, commit)
+        if finding is None:
+            return []
+        for before in (context.old_tip, context.target_commit):
+            if self._command_finding(context, command, before) is not None:
+                return [_predates(finding)]
+        return [finding]
+
+    def _command_finding(self, context: BranchContext, command: Command, commit: str) -> Finding | None:
+        """Run ``command`` in a worktree of ``commit``; a finding when it fails, None when it passes."""
+        timeout = context.deadline.limit(self.settings.error_detection_timeout_seconds, Status.FAILED_ERROR_DETECTION)
+        worktree = context.workspace.checkout(commit, timeout=timeout)
+        label = " ".join(command)
+        try:
+            done = run_process(
+                command,
+                cwd=worktree,
+                timeout=context.deadline.limit(timeout, Status.FAILED_ERROR_DETECTION),
+                memory_limit_mb=self.settings.max_memory_mb,
+            )
+        except ProcessTimeout as exc:
+            return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {exc.timeout:g} s")
+        except OSError as exc:
+            return Finding("check_command_failed", Severity.ERROR, f"`{label}` could not start: {exc.strerror}")
+        if done.returncode == 0:
+            return None
+        output = (done.stdout + done.stderr).decode("utf-8", "replace")
+        return Finding("check_command_failed", Severity.ERROR, f"`{label}` exited {done.returncode}{_tail(output)}")
+
+
+def blocking_summary(findings: Sequence[Finding]) -> str:
+    """The ``error_message`` of a branch that error detection stopped."""
+    blocking = [finding for finding in findings if finding.blocks]
+    described = "; ".join(_describe(finding) for finding in blocking[:5])
+    more = f"; and {len(blocking) - 5} more" if len(blocking) > 5 else ""
+    noun = "error" if len(blocking) == 1 else "errors"
+    return f"Error detection found {len(blocking)} {noun} introduced by the merge: {described}{more}"
+
+
+def _describe(finding: Finding) -> str:
+    where = ""
+    if finding.file:
+        where = f" in {finding.file}" + (f":{finding.line}" if finding.line else "")
+    return f"{finding.code}{where} ({finding.message})"
+
+
+def _predates(finding: Finding) -> Finding:
+    message = f"{finding.message} (before the merge too)"
+    return replace(finding, severity=Severity.WARNING, introduced=False, message=message)
+
+
+def _tail(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return f": {lines[-1][:200]}" if lines else ""

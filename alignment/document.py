@@ -1,0 +1,126 @@
+"""Task 078, documentation: one Markdown change document per branch.
+
+The document says what the alignment did or would have done: old and new tip, backup, the target commits
+brought in, the files changed with +/- counts, conflicts and findings. It lives at
+``<run>/changes/<target>/<branch>.md``, where each name goes through ``branch_file_stem`` so that ``a/b`` and
+``a-b`` (or any odd name) get distinct, safe file names inside the run folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alignment.components import ChangeRecord
+from alignment.config import Settings
+from alignment.model import Status
+from alignment.names import branch_file_stem
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def document_path(changes_dir: Path, target: str, branch: str) -> Path:
+    return changes_dir / branch_file_stem(target) / f"{branch_file_stem(branch)}.md"
+
+
+class MarkdownDocGenerator:
+    """The default ``DocGenerator``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def document(self, record: ChangeRecord) -> str:
+        context = record.context
+        path = document_path(context.changes_dir, context.target, context.branch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".md.tmp")
+        temporary.write_text(render(record), encoding="utf-8")
+        temporary.replace(path)
+        return str(path)
+
+
+def render(record: ChangeRecord) -> str:
+    """The change document of ``record`` as Markdown."""
+    context = record.context
+    lines = [
+        f"# {_text(context.branch)} ← {_text(context.target)}",
+        "",
+        f"**Status:** {record.status.value} ({record.action.value.replace('_', ' ')})",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Branch | `{_code(context.branch)}` |",
+        f"| Target | `{_code(context.target)}` at `{context.target_commit}` |",
+        f"| Old tip | `{context.old_tip}` |",
+        f"| New tip | {_commit_cell(record)} |",
+        f"| Backup | {f'`{_code(record.backup_branch)}`' if record.backup_branch else 'none'} |",
+        f"| Run | `{context.run_id}` |",
+        "",
+    ]
+    if record.message and record.status is not Status.COMPLETED:
+        lines += ["## Why it stopped", "", _text(record.message), ""]
+    lines += _commits_section(record) + _files_section(record) + _conflicts_section(record)
+    lines += _findings_section(record)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _commit_cell(record: ChangeRecord) -> str:
+    if record.status is Status.COMPLETED and record.new_tip:
+        return f"`{record.new_tip}`"
+    if record.new_tip:
+        return f"`{record.new_tip}` (not applied: the branch stays at its old tip)"
+    return "none (the branch stays at its old tip)"
+
+
+def _commits_section(record: ChangeRecord) -> list[str]:
+    if not record.commits:
+        return ["## Commits brought in", "", "None: the branch already contains the target.", ""]
+    count = f"{len(record.commits)}{'+' if record.more_commits else ''}"
+    lines = [f"## Commits brought in from {_text(record.context.target)} ({count})", ""]
+    lines += [f"- `{commit.oid[:12]}` {_text(commit.subject)} — {_text(commit.author)}" for commit in record.commits]
+    if record.more_commits:
+        lines.append("- … and more (see `git log`)")
+    return [*lines, ""]
+
+
+def _files_section(record: ChangeRecord) -> list[str]:
+    if not record.changes:
+        return []
+    added = sum(change.added or 0 for change in record.changes)
+    deleted = sum(change.deleted or 0 for change in record.changes)
+    title = f"## Files changed ({len(record.changes)}, +{added} -{deleted})"
+    lines = [title, "", "| File | Change | + | - |", "|---|---|---:|---:|"]
+    for change in record.changes:
+        plus = "binary" if change.added is None else str(change.added)
+        minus = "" if change.deleted is None else str(change.deleted)
+        lines.append(f"| `{_code(change.path)}` | {change.status} | {plus} | {minus} |")
+    return [*lines, ""]
+
+
+def _conflicts_section(record: ChangeRecord) -> list[str]:
+    if not record.conflicts:
+        return []
+    lines = ["## Conflicts", ""]
+    lines += [f"- `{_code(conflict.path)}` ({conflict.kind})" for conflict in record.conflicts]
+    return [*lines, ""]
+
+
+def _findings_section(record: ChangeRecord) -> list[str]:
+    if not record.findings:
+        return ["## Findings", "", "None.", ""]
+    lines = ["## Findings", "", "| Severity | Code | Where | Message |", "|---|---|---|---|"]
+    for finding in record.findings:
+        where = f"`{_code(finding.file)}{f':{finding.line}' if finding.line else ''}`" if finding.file else ""
+        severity = finding.severity.value + ("" if finding.introduced else " (pre-existing)")
+        lines.append(f"| {severity} | `{finding.code}` | {where} | {_text(finding.message)} |")
+    return [*lines, ""]
+
+
+def _text(value: str) -> str:
+    """Markdown-escaped text: a branch name or subject cannot inject markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", value.replace("\n", " "))
+
+
+def _code(value: str) -> str:
+    """Content for a code span: backticks and pipes cannot close it or break a table."""
+    return value.replace("`", "'").replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,102 @@
+"""The exception tree of the alignment library.
+
+Low-level failures (a git process, a file) are translated into these at the boundary where they happen
+(``raise InputError(...) from exc``), so callers handle one family and every message is one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from alignment.model import Status
+
+
+class AlignmentError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class UsageProblem(AlignmentError):
+    """Bad input the user can fix: a file, a field, an option. Nothing was changed when it is raised."""
+
+
+class InputError(UsageProblem):
+    """``categorized_branches.json`` is missing or does not match the spec's input format."""
+
+    def __init__(self, path: object, where: str, problem: str) -> None:
+        self.path = str(path)
+        self.where = where
+        self.problem = problem
+        location = f"{self.path}: {where}: " if where else f"{self.path}: "
+        super().__init__(location + problem)
+
+
+class ConfigError(UsageProblem):
+    """The YAML configuration has an unknown key, a wrong type or a value out of range."""
+
+    def __init__(self, path: object, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}")
+
+
+class RepositoryError(UsageProblem):
+    """The path given as the repository is not a git repository we can work on."""
+
+
+class GitError(AlignmentError):
+    """A git command failed. ``args`` excludes the ``git`` executable and our ``-c`` safety options."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.args_ = tuple(args)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        detail = self.stderr.splitlines()[-1] if self.stderr else f"exit code {returncode}"
+        super().__init__(f"git {' '.join(self.args_[:2])} failed: {detail}")
+
+
+class GitTimeout(GitError):
+    """A git command ran past its time limit; its whole process group was killed."""
+
+    def __init__(self, args: Sequence[str], timeout: float) -> None:
+        super().__init__(args, -9, f"timed out after {timeout:g} s")
+        self.timeout = timeout
+
+
+class RefUpdateRejected(GitError):
+    """A compare-and-swap ref update found the ref somewhere other than expected (or locked)."""
+
+
+class StepFailed(AlignmentError):
+    """A pipeline step ended the branch's alignment with a failure status (not a bug: a result).
+
+    ``codes`` are the stable error codes reported in ``errors_detected``.
+    """
+
+    def __init__(self, status: Status, codes: Sequence[str], message: str) -> None:
+        self.status = status
+        self.codes = tuple(codes)
+        self.message = message
+        super().__init__(message)
+
+
+def kind_of(value: object) -> str:
+    """A value's JSON/YAML kind for messages: ``expected a list, got an object``."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "a number"
+    labels = ((str, "a string"), (list, "a list"), (Mapping, "an object"))
+    return next((label for kind, label in labels if isinstance(value, kind)), type(value).__name__)
+
+
+def shown(value: object) -> str:
+    """A short JSON rendering of a bad value for messages."""
+    try:
+        text = json.dumps(value, default=repr)
+    except ValueError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

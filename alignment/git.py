@@ -1,0 +1,573 @@
+"""The one door to git: every git process of the library starts here.
+
+Design, measured on git 2.39:
+
+* Merges happen in memory (``merge-tree --write-tree`` + ``commit-tree``); refs move by compare-and-swap
+  transactions (``update-ref --stdin``). No checkout, no index, no HEAD: the user's worktree is never touched.
+* Reads that happen per branch go to long-lived processes (``cat-file --batch`` for objects,
+  ``diff-tree --stdin`` for file changes), so a branch costs few process start-ups.
+* Every call passes ``-c core.hooksPath=/dev/null`` (plumbing must not run the user's hooks, e.g.
+  ``reference-transaction`` on update-ref, ``post-checkout`` on worktree add) and disables auto-gc.
+* Names from input files are passed as arguments after ``--end-of-options`` or as full ``refs/heads/`` names,
+  never through a shell and never where git could read them as options.
+* GitPython is used for repository discovery only (``RepoLocation.discover``): it is imported there, in the
+  controller, so xdist workers never pay its import. Its object database keeps two persistent ``cat-file``
+  processes per ``Repo``; the hot path uses our own single ``cat-file --batch`` per process instead, which
+  can be killed with its group on a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TypeVar
+
+from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
+from alignment.model import CommitInfo, FileChange
+from alignment.processes import ProcessTimeout, kill_group, run_process
+from alignment.resources import OpsLimiter, Unlimited
+
+T = TypeVar("T")
+
+_SAFETY_OPTIONS = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "rebase.updateRefs=false",
+    "-c",
+    "rebase.autoStash=false",
+    "-c",
+    "rebase.autoSquash=false",
+    "-c",
+    "commit.gpgSign=false",
+)
+_LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
+_HEADS = "refs/heads/"
+
+
+def git_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of our git processes: no inherited repository location, no prompts, C locale."""
+    env = {key: value for key, value in (base if base is not None else os.environ).items()}
+    for name in _LOCATION_VARIABLES:
+        env.pop(name, None)
+    env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", "GIT_EDITOR": "true"})
+    return env
+
+
+@dataclass(frozen=True)
+class RepoLocation:
+    """Where a repository lives: its git dir, the common dir of all its worktrees, the main worktree.
+
+    ``main_work_tree`` is None when the main repository is bare (it may still have linked worktrees).
+    """
+
+    git_dir: Path
+    common_dir: Path
+    main_work_tree: Path | None
+
+    @property
+    def bare(self) -> bool:
+        return self.main_work_tree is None
+
+    @classmethod
+    def discover(cls, path: str | Path) -> RepoLocation:
+        """The repository at ``path`` (its top level, its ``.git`` or a bare repository)."""
+        import git as gitpython  # noqa: PLC0415 - GitPython runs `git version` on import: controller only
+
+        candidate = Path(path).expanduser()
+        if not candidate.exists():
+            raise RepositoryError(f"{candidate}: no such directory")
+        try:
+            repo = gitpython.Repo(candidate)
+        except gitpython.InvalidGitRepositoryError:
+            raise RepositoryError(f"{candidate}: not a git repository") from None
+        except gitpython.NoSuchPathError:
+            raise RepositoryError(f"{candidate}: no such directory") from None
+        try:
+            git_dir = Path(repo.git_dir).resolve()
+            common_dir = Path(repo.common_dir).resolve()
+            top = None if repo.bare else Path(str(repo.working_tree_dir)).resolve()
+            main_bare = repo.config_reader().get_value("core", "bare", default=False) is True
+        finally:
+            repo.close()
+        if top is not None and candidate.resolve() not in (top, git_dir):
+            raise RepositoryError(f"{candidate}: inside the repository at {top}; pass its top level")
+        main = None if main_bare else (top if git_dir == common_dir else common_dir.parent)
+        return cls(git_dir, common_dir, main)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "git_dir": str(self.git_dir),
+            "common_dir": str(self.common_dir),
+            "main_work_tree": str(self.main_work_tree) if self.main_work_tree else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str | None]) -> RepoLocation:
+        main = data.get("main_work_tree")
+        return cls(Path(str(data["git_dir"])), Path(str(data["common_dir"])), Path(main) if main else None)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A path the merge could not resolve, with git's conflict kind (``content``, ``modify/delete``, ...)."""
+
+    path: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MergeTree:
+    """The result of an in-memory merge: the tree written, and the conflicts if it did not merge cleanly."""
+
+    tree: str
+    conflicts: tuple[Conflict, ...]
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One compare-and-swap ref change. ``old=None``: the ref must not exist; ``new=None``: delete it."""
+
+    ref: str
+    new: str | None
+    old: str | None
+
+    def command(self) -> str:
+        if self.old is None:
+            return f"create {self.ref} {self.new}"
+        if self.new is None:
+            return f"delete {self.ref} {self.old}"
+        return f"update {self.ref} {self.new} {self.old}"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A worktree of the repository and what is checked out there."""
+
+    path: str
+    branch: str | None
+    state: str
+
+
+def branch_ref(name: str) -> str:
+    return _HEADS + name
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape").strip()
+    except OSError:
+        return ""
+
+
+class Git:
+    """Runs git against one repository. Thread-safe; ``close()`` stops its long-lived helper processes."""
+
+    def __init__(
+        self,
+        location: RepoLocation,
+        *,
+        limiter: OpsLimiter | None = None,
+        timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.location = location
+        self.timeout = timeout
+        self.limiter = limiter or Unlimited()
+        self.env = git_environment(env)
+        self._base = ("git", *_SAFETY_OPTIONS, f"--git-dir={location.git_dir}")
+        self._objects = _Persistent(self, ("cat-file", "--batch"))
+        self._diffs = _Persistent(
+            self,
+            ("diff-tree", "--stdin", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64"),
+        )
+        self.calls = 0
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        ok: Iterable[int] = (0,),
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run one git command; raise ``GitError`` unless its exit code is in ``ok``."""
+        limit = timeout if timeout is not None else self.timeout
+        argv = ("git", *_SAFETY_OPTIONS, *args) if cwd is not None else (*self._base, *args)
+        with self.limiter.slot():
+            self.calls += 1
+            try:
+                done = run_process(argv, cwd=cwd, stdin=stdin, timeout=limit, env=self.env)
+            except ProcessTimeout:
+                raise GitTimeout(args, limit) from None
+            except FileNotFoundError:
+                raise RepositoryError("git is not installed or not on PATH") from None
+        if done.returncode not in tuple(ok):
+            raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))
+        return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
+
+    def close(self) -> None:
+        self._objects.close()
+        self._diffs.close()
+
+    # -- refs -----------------------------------------------------------------------------------------------
+
+    def branch_tips(self) -> dict[str, str]:
+        """Every local branch and its commit."""
+        out = self.run("for-each-ref", "--format=%(objectname) %(refname)", _HEADS).stdout.decode()
+        return {line[line.index(" ") + 1 + len(_HEADS) :]: line[: line.index(" ")] for line in out.splitlines()}
+
+    def resolve_branch(self, name: str) -> str | None:
+        """The commit ``refs/heads/<name>`` points at now, or None when there is no such branch.
+
+        Read through the long-lived ``cat-file`` process: fresh (loose and packed refs are re-read) and
+        without a process start-up per branch. Valid branch names cannot spell git's revision syntax.
+        """
+        found = self._objects.request(f"{branch_ref(name)}\n".encode(), _read_batch_header_and_skip)
+        return found[0] if found is not None and found[1] == "commit" else None
+
+    def branches_containing(self, commit: str) -> frozenset[str]:
+        """Branches that already contain ``commit`` (aligned with a target at ``commit``)."""
+        return self._branch_names("--contains", commit)
+
+    def branches_merged_into(self, commit: str) -> frozenset[str]:
+        """Branches whose tip is reachable from ``commit`` (a fast-forward to ``commit`` aligns them)."""
+        return self._branch_names("--merged", commit)
+
+    def _branch_names(self, relation: str, commit: str) -> frozenset[str]:
+        out = self.run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", _HEADS).stdout.decode()
+        return frozenset(line[len(_HEADS) :] for line in out.splitlines())
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return self.run("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
+
+    def update_refs(self, updates: Sequence[RefUpdate]) -> None:
+        """Apply ``updates`` as one atomic transaction; ``RefUpdateRejected`` if any ref is not as expected."""
+        script = "".join(f"{update.command()}\n" for update in updates).encode()
+        try:
+            self.run("update-ref", "--stdin", stdin=script)
+        except GitTimeout:
+            raise
+        except GitError as exc:
+            raise RefUpdateRejected(exc.args_, exc.returncode, exc.stderr) from None
+
+    def checkouts(self) -> tuple[Checkout, ...]:
+        """Branches that a worktree has checked out, or is rebasing or bisecting, with the worktree's path.
+
+        Read from the worktrees' administrative files, as ``git worktree list`` does, so the check right
+        before a ref moves is fresh and costs no process.
+        """
+        found = []
+        for admin, path in self._worktree_admin_dirs():
+            head = _read_text(admin / "HEAD")
+            if head.startswith(f"ref: {_HEADS}") and not (admin == self.location.common_dir and self.location.bare):
+                found.append(Checkout(path, head[len("ref: ") + len(_HEADS) :], "checked out"))
+            for marker, state in (
+                ("rebase-merge/head-name", "rebasing"),
+                ("rebase-apply/head-name", "rebasing"),
+                ("BISECT_START", "bisecting"),
+            ):
+                name = _read_text(admin / marker)
+                if name:
+                    found.append(Checkout(path, name.removeprefix(_HEADS), state))
+        return tuple(found)
+
+    def _worktree_admin_dirs(self) -> list[tuple[Path, str]]:
+        common = self.location.common_dir
+        dirs = [(common, str(self.location.main_work_tree or common))]
+        linked = common / "worktrees"
+        if linked.is_dir():
+            for admin in sorted(linked.iterdir()):
+                gitdir = _read_text(admin / "gitdir")
+                dirs.append((admin, str(Path(gitdir).parent) if gitdir else str(admin)))
+        return dirs
+
+    # -- objects --------------------------------------------------------------------------------------------
+
+    def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
+        """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""
+        done = self.run("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, ok=(0, 1), timeout=timeout)
+        return _parse_merge_tree(done.stdout, conflicted=done.returncode == 1)
+
+    def commit_tree(self, tree: str, parents: Sequence[str], message: str) -> str:
+        parent_args = [arg for parent in parents for arg in ("-p", parent)]
+        return self.run("commit-tree", tree, *parent_args, stdin=message.encode()).stdout.decode().strip()
+
+    def read_object(self, oid: str) -> tuple[str, bytes] | None:
+        """The type and content of object ``oid``, or None when it does not exist."""
+        return self._objects.request(f"{oid}\n".encode(), _read_batch_object)
+
+    def read_blob(self, oid: str) -> bytes:
+        found = self.read_object(oid)
+        if found is None or found[0] != "blob":
+            raise GitError(("cat-file", oid), 1, f"{oid} is not a blob")
+        return found[1]
+
+    def blob_at(self, commit: str, path: str) -> str | None:
+        """The blob id of ``path`` in ``commit``, or None when the path is absent or not a file."""
+        out = self.run("ls-tree", "-z", "--full-tree", commit, "--", path).stdout
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            _mode, kind, oid = meta.decode().split()
+            if kind == "blob" and name.decode("utf-8", "surrogateescape") == path:
+                return oid
+        return None
+
+    def changed_files(self, old: str, new: str) -> tuple[FileChange, ...]:
+        """Files that differ between commits ``old`` and ``new``, with line counts and blob ids."""
+        sentinel = f"alignment-end-{secrets.token_hex(8)}".encode()
+        payload = f"{new} {old}\n".encode() + sentinel + b"\n"
+        raw = self._diffs.request(payload, lambda reader: reader.read_until(sentinel + b"\n"))
+        return _parse_diff(raw[: -len(sentinel) - 1])
+
+    def commits_between(self, exclude: str, include: str, limit: int) -> tuple[tuple[CommitInfo, ...], bool]:
+        """Up to ``limit`` commits reachable from ``include`` but not ``exclude``, newest first.
+
+        The flag says whether more exist beyond the limit.
+        """
+        out = self.run(
+            "log", "-z", f"--max-count={limit + 1}", "--format=%H%x1f%an%x1f%s", include, f"^{exclude}", "--"
+        ).stdout.decode("utf-8", "replace")
+        commits = [CommitInfo(*entry.split("\x1f", 2)) for entry in out.split("\0") if entry]
+        return tuple(commits[:limit]), len(commits) > limit
+
+    # -- worktrees and maintenance ---------------------------------------------------------------------------
+
+    def rebase(self, worktree: Path, onto: str, timeout: float | None = None) -> tuple[str | None, tuple[str, ...]]:
+        """Rebase the detached HEAD of ``worktree`` onto ``onto``: the new HEAD, or None and the conflicted paths.
+
+        A rebase that stops on a conflict is aborted, so the worktree is left clean for removal.
+        """
+        done = self.run("rebase", "--no-update-refs", onto, cwd=worktree, ok=(0, 1), timeout=timeout)
+        if done.returncode == 0:
+            return self.run("rev-parse", "HEAD", cwd=worktree).stdout.decode().strip(), ()
+        unmerged = self.run("diff", "--name-only", "-z", "--diff-filter=U", cwd=worktree).stdout
+        self.run("rebase", "--abort", cwd=worktree, ok=(0, 128))
+        return None, tuple(path.decode("utf-8", "surrogateescape") for path in unmerged.split(b"\0") if path)
+
+    def add_worktree(self, path: Path, commit: str, timeout: float | None = None) -> None:
+        self.run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
+
+    def remove_worktree(self, path: Path) -> None:
+        self.run("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
+        self.run("worktree", "prune")
+
+    def has_commit_graph(self) -> bool:
+        info = self.location.common_dir / "objects" / "info"
+        return (info / "commit-graph").exists() or (info / "commit-graphs" / "commit-graph-chain").exists()
+
+    def write_commit_graph(self) -> None:
+        """Write git's commit-graph cache (as ``git gc`` would): it changes no ref and no object."""
+        self.run("commit-graph", "write", "--reachable", timeout=max(self.timeout, 600))
+
+    @classmethod
+    def init_bare(cls, path: Path, *, default_branch: str = "main") -> Git:
+        """Create an empty bare repository at ``path`` (demo and benchmark repositories)."""
+        args = ("init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(path))
+        done = run_process(["git", *_SAFETY_OPTIONS, *args], env=git_environment(), timeout=60)
+        if done.returncode != 0:
+            raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))
+        return cls(RepoLocation(path.resolve(), path.resolve(), None))
+
+    def fast_import(self, stream: bytes) -> None:
+        """Feed a ``git fast-import`` stream (used to build demo and benchmark repositories)."""
+        self.run("fast-import", "--quiet", "--force", stdin=stream, timeout=max(self.timeout, 600))
+
+
+class _Reader:
+    """Reads a process's stdout with a deadline, through our own buffer."""
+
+    def __init__(self, process: subprocess.Popen[bytes], buffer: bytearray, deadline: float) -> None:
+        assert process.stdout is not None
+        self._fd = process.stdout.fileno()
+        self._buffer = buffer
+        self._deadline = deadline
+
+    def _fill(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            if remaining <= 0 or not selector.select(remaining):
+                raise TimeoutError
+        chunk = os.read(self._fd, 1 << 16)
+        if not chunk:
+            raise EOFError
+        self._buffer.extend(chunk)
+
+    def read_until(self, marker: bytes) -> bytes:
+        start = 0
+        while (end := self._buffer.find(marker, start)) < 0:
+            start = max(0, len(self._buffer) - len(marker) + 1)
+            self._fill()
+        end += len(marker)
+        data = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return data
+
+    def read_exact(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._fill()
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+
+class _Persistent:
+    """A long-lived git process spoken to line by line (``cat-file --batch``, ``diff-tree --stdin``).
+
+    Started on first use. Any failure inside a request (timeout, interrupt, the process dying) kills it, so
+    the next request starts a fresh one instead of reading a half-finished answer.
+    """
+
+    def __init__(self, git: Git, args: tuple[str, ...]) -> None:
+        self._git = git
+        self._args = args
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._buffer = bytearray()
+        self._lock = threading.Lock()
+
+    def request(self, payload: bytes, parse: Callable[[_Reader], T]) -> T:
+        with self._lock, self._git.limiter.slot():
+            process = self._ensure()
+            assert process.stdin is not None
+            try:
+                process.stdin.write(payload)
+                process.stdin.flush()
+                return parse(_Reader(process, self._buffer, time.monotonic() + self._git.timeout))
+            except TimeoutError:
+                self._stop()
+                raise GitTimeout(self._args, self._git.timeout) from None
+            except (EOFError, BrokenPipeError):
+                message = self._error_output()
+                self._stop()
+                raise GitError(self._args, 128, message or "helper process ended unexpectedly") from None
+            except BaseException:
+                self._stop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self._stop()
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+            self._git.calls += 1
+            self._process = subprocess.Popen(
+                (*self._git._base, *self._args),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=self._git.env,
+                start_new_session=True,
+            )
+        return self._process
+
+    def _error_output(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace").strip()
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            kill_group(self._process)
+            self._process = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._buffer.clear()
+
+
+def _read_batch_header_and_skip(reader: _Reader) -> tuple[str, str] | None:
+    header = reader.read_until(b"\n").decode("utf-8", "replace").split()
+    if len(header) < 3 or header[-1] == "missing":
+        return None
+    reader.read_exact(int(header[2]) + 1)
+    return header[0], header[1]
+
+
+def _read_batch_object(reader: _Reader) -> tuple[str, bytes] | None:
+    header = reader.read_until(b"\n").decode().split()
+    if len(header) < 3 or header[-1] == "missing":
+        return None
+    content = reader.read_exact(int(header[2]) + 1)
+    return header[1], content[:-1]
+
+
+def _parse_merge_tree(out: bytes, *, conflicted: bool) -> MergeTree:
+    """Parse ``merge-tree --write-tree -z --name-only``: tree, conflicted paths, then typed messages."""
+    tree, _, rest = out.partition(b"\0")
+    if not conflicted:
+        return MergeTree(tree.decode(), ())
+    paths_part, _, messages = rest.partition(b"\0\0")
+    paths = [path.decode("utf-8", "surrogateescape") for path in paths_part.split(b"\0") if path]
+    kinds = _conflict_kinds(messages)
+    return MergeTree(tree.decode(), tuple(Conflict(path, kinds.get(path, "content")) for path in paths))
+
+
+def _conflict_kinds(messages: bytes) -> dict[str, str]:
+    """Map each path to git's conflict type from the ``-z`` informational messages section."""
+    fields = messages.split(b"\0")
+    kinds: dict[str, str] = {}
+    index = 0
+    while index < len(fields) and fields[index].isdigit():
+        count = int(fields[index])
+        paths = [field.decode("utf-8", "surrogateescape") for field in fields[index + 1 : index + 1 + count]]
+        kind = fields[index + 1 + count].decode("utf-8", "replace") if index + 1 + count < len(fields) else ""
+        index += count + 3
+        if kind.startswith("CONFLICT (") and kind.endswith(")"):
+            for path in paths:
+                kinds.setdefault(path, kind[len("CONFLICT (") : -1])
+    return kinds
+
+
+def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
+    """Parse ``diff-tree -z --raw --numstat`` output: raw records first, then numstat records."""
+    fields = raw.split(b"\0")
+    raw_records: dict[str, tuple[str, str | None, str | None]] = {}
+    index = 0
+    while index < len(fields) and fields[index].startswith(b":"):
+        _, _, old_blob, new_blob, status = fields[index][1:].decode().split(" ")
+        path = fields[index + 1].decode("utf-8", "surrogateescape")
+        raw_records[path] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob))
+        index += 2
+    counts: dict[str, tuple[int | None, int | None]] = {}
+    for record in fields[index:]:
+        if record:
+            added, deleted, name = record.split(b"\t", 2)
+            counts[name.decode("utf-8", "surrogateescape")] = (_count(added), _count(deleted))
+    return tuple(
+        FileChange(path, status, *counts.get(path, (None, None)), old, new)
+        for path, (status, old, new) in raw_records.items()
+    )
+
+
+def _unless_zero(oid: str) -> str | None:
+    return None if not oid.strip("0") else oid
+
+
+def _count(value: bytes) -> int | None:
+    return None if value == b"-" else int(value)

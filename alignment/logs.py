@@ -1,0 +1,94 @@
+"""Logging of a run: per-branch log files and the JSON-lines audit trail.
+
+Modules log through ``logging.getLogger(__name__)`` and never print. While a branch is being aligned its
+name sits in a context variable (per thread, per worker), and ``BranchLogFiles`` copies every record logged
+meanwhile into ``<run>/logs/<branch>.log``. The audit trail appends one JSON object per line with a single
+``O_APPEND`` write under a lock, so concurrent writers cannot interleave inside a line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from alignment.model import iso_utc
+from alignment.names import branch_file_stem
+
+LIBRARY_LOGGER = "alignment"
+_current_branch: ContextVar[str | None] = ContextVar("alignment_branch", default=None)
+
+
+@contextlib.contextmanager
+def branch_scope(branch: str) -> Iterator[None]:
+    """Attribute log records emitted inside the block to ``branch``."""
+    token = _current_branch.set(branch)
+    try:
+        yield
+    finally:
+        _current_branch.reset(token)
+
+
+class BranchLogFiles(logging.Handler):
+    """Writes each record logged inside ``branch_scope(name)`` to ``<logs_dir>/<name>.log``."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        super().__init__()
+        self.logs_dir = logs_dir
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        branch = _current_branch.get()
+        if branch is None:
+            return
+        try:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            with (self.logs_dir / f"{branch_file_stem(branch)}.log").open("a", encoding="utf-8") as handle:
+                handle.write(self.format(record) + "\n")
+        except Exception:  # a log file must never fail a branch
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def run_logging(level: str, logs_dir: Path | None) -> Iterator[None]:
+    """Set the library's log level and, with ``logs_dir``, attach the per-branch files for the block."""
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    previous = logger.level
+    logger.setLevel(level)
+    handler = BranchLogFiles(logs_dir) if logs_dir is not None else None
+    if handler is not None:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+class AuditTrail:
+    """Append-only JSON lines: run and branch start/end, outcomes, old and new tips. Thread-safe."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(self, event: str, **fields: Any) -> None:
+        if self.path is None:
+            return
+        line = json.dumps({"time": iso_utc(time.time()), "event": event, **fields}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, line.encode("utf-8"))
+            finally:
+                os.close(descriptor)

@@ -1,0 +1,223 @@
+"""Values the engine passes around: enums and frozen dataclasses, turned into plain dicts only at the edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+
+class Status(str, Enum):
+    """The spec's per-branch statuses."""
+
+    COMPLETED = "completed"
+    FAILED_INTEGRATION = "failed_integration"
+    FAILED_ERROR_DETECTION = "failed_error_detection"
+    EXCEPTION = "exception"
+
+
+class Severity(str, Enum):
+    """How much a finding matters: only an ``error`` the merge introduced fails a branch."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Strategy(str, Enum):
+    """How the target is brought into a branch."""
+
+    MERGE = "merge"
+    REBASE = "rebase"
+
+
+class Action(str, Enum):
+    """What the alignment did (or would have done) to the branch ref."""
+
+    NONE = "none"
+    UP_TO_DATE = "up_to_date"
+    FAST_FORWARD = "fast_forward"
+    MERGE = "merge"
+    REBASE = "rebase"
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """One entry of ``categorized_branches.json``; ``index`` is its position in the file."""
+
+    name: str
+    target: str
+    confidence: float
+    tags: tuple[str, ...]
+    cluster_id: int
+    index: int
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as it appeared in the input, extra fields included."""
+        return {
+            **self.extra,
+            "branch_name": self.name,
+            "assigned_target": self.target,
+            "confidence": self.confidence,
+            "tags": list(self.tags),
+            "cluster_id": self.cluster_id,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem error detection (076) found. ``introduced`` is False when it predates the merge."""
+
+    code: str
+    severity: Severity
+    message: str
+    file: str | None = None
+    line: int | None = None
+    introduced: bool = True
+
+    @property
+    def blocks(self) -> bool:
+        """True when this finding fails the branch: an error the merge introduced."""
+        return self.severity is Severity.ERROR and self.introduced
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "file": self.file,
+            "line": self.line,
+            "message": self.message,
+            "introduced": self.introduced,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(
+            code=data["code"],
+            severity=Severity(data["severity"]),
+            message=data["message"],
+            file=data.get("file"),
+            line=data.get("line"),
+            introduced=data.get("introduced", True),
+        )
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A file the alignment changes on the branch; counts are None for binary files."""
+
+    path: str
+    status: str
+    added: int | None
+    deleted: int | None
+    old_blob: str | None
+    new_blob: str | None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit brought in from the target."""
+
+    oid: str
+    author: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """The outcome of one branch; ``to_dict`` gives the spec's per-branch dict plus documented extras."""
+
+    branch: str
+    target: str
+    status: Status
+    seconds: float
+    codes: tuple[str, ...] = ()
+    message: str | None = None
+    document: str | None = None
+    action: Action = Action.NONE
+    target_commit: str | None = None
+    old_tip: str | None = None
+    new_tip: str | None = None
+    backup_branch: str | None = None
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[str, ...] = ()
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    worker: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.COMPLETED
+
+    def with_changes(self, **changes: Any) -> BranchResult:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Spec keys first (``error_message`` only on failure, ``changes_summary`` only on success)."""
+        data: dict[str, Any] = {
+            "branch_name": self.branch,
+            "status": self.status.value,
+            "integration_time_seconds": round(self.seconds, 3),
+            "errors_detected": list(self.codes),
+        }
+        if self.succeeded:
+            data["changes_summary"] = self.document or ""
+        else:
+            data["error_message"] = self.message or self.status.value
+        data.update(
+            {
+                "target_branch": self.target,
+                "action": self.action.value,
+                "target_commit": self.target_commit,
+                "old_tip": self.old_tip,
+                "new_tip": self.new_tip,
+                "backup_branch": self.backup_branch,
+                "document": self.document,
+                "findings": [finding.to_dict() for finding in self.findings],
+                "notes": list(self.notes),
+                "started_at": iso_utc(self.started_at),
+                "finished_at": iso_utc(self.finished_at),
+                "worker": self.worker,
+            }
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BranchResult:
+        """Inverse of ``to_dict``: how a result crosses from an xdist worker to the controller."""
+        status = Status(data["status"])
+        return cls(
+            branch=data["branch_name"],
+            target=data["target_branch"],
+            status=status,
+            seconds=float(data["integration_time_seconds"]),
+            codes=tuple(data["errors_detected"]),
+            message=data.get("error_message"),
+            document=data.get("document"),
+            action=Action(data["action"]),
+            target_commit=data.get("target_commit"),
+            old_tip=data.get("old_tip"),
+            new_tip=data.get("new_tip"),
+            backup_branch=data.get("backup_branch"),
+            findings=tuple(Finding.from_dict(item) for item in data.get("findings", ())),
+            notes=tuple(data.get("notes", ())),
+            started_at=parse_iso_utc(data["started_at"]),
+            finished_at=parse_iso_utc(data["finished_at"]),
+            worker=data.get("worker", ""),
+        )
+
+
+def iso_utc(timestamp: float, timespec: str = "milliseconds") -> str:
+    """UTC ISO 8601 ending in ``Z`` (the spec's ``execution_timestamp`` uses ``timespec="seconds"``)."""
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def parse_iso_utc(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,62 @@
+"""Branch names: git's validity rules, and a safe, collision-free file name for each branch.
+
+``invalid_branch_name`` is ``git check-ref-format --branch`` in pure Python (one git process per branch would
+cost seconds on 1000 branches); a property test compares the two on random names. Shorthands that
+``--branch`` expands (``@``, ``@{-1}``) are refused: names read from a file must name a branch literally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+_FORBIDDEN_CHARACTERS = frozenset(" ~^:?*[\\")
+_SAFE_FILE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_MAX_FILE_STEM = 120
+
+
+def _has_control_character(name: str) -> bool:
+    return any(ord(character) < 0x20 or ord(character) == 0x7F for character in name)
+
+
+def _forbidden_character(name: str) -> str | None:
+    return next((character for character in name if character in _FORBIDDEN_CHARACTERS), None)
+
+
+_RULES: tuple[tuple[Callable[[str], object], str], ...] = (
+    (lambda name: not name, "is empty"),
+    (lambda name: name.startswith("-"), "starts with '-'"),
+    (lambda name: name in ("HEAD", "@"), "is reserved by git"),
+    (_has_control_character, "contains a control character"),
+    (_forbidden_character, "contains one of ' ~^:?*[\\'"),
+    (lambda name: ".." in name, "contains '..'"),
+    (lambda name: "@{" in name, "contains '@{'"),
+    (lambda name: "//" in name or name.startswith("/") or name.endswith("/"), "has an empty path component"),
+    (lambda name: name.endswith("."), "ends with '.'"),
+    (lambda name: any(part.startswith(".") for part in name.split("/")), "has a path component starting with '.'"),
+    (lambda name: any(part.endswith(".lock") for part in name.split("/")), "has a path component ending in '.lock'"),
+)
+
+
+def invalid_branch_name(name: str) -> str | None:
+    """Why ``name`` is not a valid branch name, or None when it is."""
+    return next((reason for broken, reason in _RULES if broken(name)), None)
+
+
+def branch_file_stem(name: str) -> str:
+    """A file name stem for ``name`` that no other branch name maps to.
+
+    Letters, digits, ``-``, ``_`` and inner ``.`` stay; every other byte of the UTF-8 name becomes ``%XX``
+    (``a/b`` -> ``a%2Fb``, next to ``a-b``), which is reversible and therefore collision-free. Over-long
+    results are cut and made unique again by a hash of the full name.
+    """
+    pieces = []
+    for index, byte in enumerate(name.encode("utf-8")):
+        character = chr(byte)
+        leading_dot = index == 0 and character == "."
+        pieces.append(character if character in _SAFE_FILE_CHARACTERS and not leading_dot else f"%{byte:02X}")
+    stem = "".join(pieces)
+    if len(stem) > _MAX_FILE_STEM:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+        stem = f"{stem[: _MAX_FILE_STEM - 17]}~{digest}"
+    return stem

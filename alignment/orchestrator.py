@@ -1,0 +1,169 @@
+"""``BranchAlignmentOrchestrator``: Task 079's entry point for Python callers such as Task 080.
+
+Targets are processed one after another, the branches of a target in parallel on a thread pool bounded by
+the target's ``max_workers`` (1 when ``enable_parallelization`` is false). Threads fit because a branch's
+time is spent waiting for git processes. It is the same pipeline, circuit breaker and report builder as
+the pytest front end, so both give the same output for the same input, apart from times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from alignment.breaker import CircuitBreaker
+from alignment.components import Components
+from alignment.config import Settings, from_mapping, load_settings
+from alignment.errors import UsageProblem
+from alignment.inputs import BranchInput, TargetGroup, load_branches
+from alignment.logs import AuditTrail, run_logging
+from alignment.model import BranchResult, BranchSpec
+from alignment.pipeline import Runtime
+from alignment.report import build_results
+from alignment.resources import MemoryGate
+from alignment.session import RunPlan, plan_run
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, BranchResult], None]
+
+
+def resolve_settings(config: Settings | Mapping[str, Any] | str | Path | None) -> Settings:
+    """Settings from a ``Settings``, a mapping shaped like the YAML file, a YAML path, or None (defaults)."""
+    if config is None or isinstance(config, Settings):
+        return config or Settings()
+    if isinstance(config, Mapping):
+        return from_mapping(config)
+    return load_settings(config)
+
+
+class BranchAlignmentOrchestrator:
+    """Aligns every branch of ``categorized_branches.json`` with its target and returns the spec's output."""
+
+    def __init__(
+        self,
+        config: Settings | Mapping[str, Any] | str | Path | None = None,
+        *,
+        components: Components | None = None,
+        reports_dir: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = resolve_settings(config)
+        self.components = components
+        self.reports_dir = reports_dir
+        self.progress = progress
+        self.last_plan: RunPlan | None = None
+
+    def run(self, input_path: str | Path, repo_path: str | Path | None = None) -> dict[str, Any]:
+        """Align the branches of ``input_path`` in ``repo_path`` (default: the config's ``repo_path``).
+
+        Writes ``<reports>/runs/<run id>/`` and ``<reports>/alignment_results.json``; returns the same dict.
+        """
+        branches = load_branches(input_path)
+        repo = repo_path if repo_path is not None else self.settings.repo_path
+        if repo is None:
+            raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")
+        plan = plan_run(self.settings, branches, repo, reports_dir=self.reports_dir)
+        self.last_plan = plan
+        try:
+            return _Run(plan, self.components, self.progress).execute()
+        finally:
+            plan.discard_scratch()
+
+
+class _Run:
+    """One orchestrated run: its breaker, audit trail, memory gate and collected results."""
+
+    def __init__(self, plan: RunPlan, components: Components | None, progress: Progress | None) -> None:
+        self.plan = plan
+        self.settings = plan.settings
+        self.components = components
+        self.progress = progress
+        self.breaker = CircuitBreaker.from_settings(self.settings)
+        self.audit = AuditTrail(plan.folder.audit_path if self.settings.audit_trail_enabled else None)
+        self.memory = MemoryGate(self.settings.max_memory_mb)
+        self.results: dict[str, BranchResult] = {}
+        self._running = 0
+        self._lock = threading.Lock()
+
+    @property
+    def branches(self) -> BranchInput:
+        return self.plan.branches
+
+    def execute(self) -> dict[str, Any]:
+        plan = self.plan
+        self.audit.record(
+            "run_start",
+            run_id=plan.run_id,
+            repository=str(plan.location.git_dir),
+            branches=len(self.branches.branches),
+            targets=dict(plan.snapshot.target_commits),
+        )
+        logs_dir = plan.folder.logs_dir if self.settings.log_per_branch else None
+        with run_logging(self.settings.log_level, logs_dir), Runtime(plan, self.components) as runtime:
+            for group in self.branches.groups:
+                if self.breaker.tripped:
+                    break
+                self._run_group(runtime, group)
+        data = build_results(
+            self.branches,
+            self.results,
+            run_id=plan.run_id,
+            started=plan.started,
+            finished=time.time(),
+            breaker=self.breaker.state(),
+        )
+        path = plan.folder.publish(data)
+        self.audit.record("run_end", run_id=plan.run_id, results=str(path), **data["overall_summary"])
+        return data
+
+    def _run_group(self, runtime: Runtime, group: TargetGroup) -> None:
+        workers = self.settings.policy(group.target).max_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"align-{group.target}") as pool:
+            for future in [pool.submit(self._run_branch, runtime, spec) for spec in group.branches]:
+                future.result()
+
+    def _run_branch(self, runtime: Runtime, spec: BranchSpec) -> None:
+        if not self._admit():
+            return
+        try:
+            self.audit.record("branch_start", branch=spec.name, target=spec.target)
+            result = runtime.align(spec)
+        finally:
+            with self._lock:
+                self._running -= 1
+        with self._lock:
+            self.results[spec.name] = result
+            done = len(self.results)
+        self.audit.record(
+            "branch_end",
+            branch=spec.name,
+            target=spec.target,
+            status=result.status.value,
+            old_tip=result.old_tip,
+            new_tip=result.new_tip,
+            seconds=round(result.seconds, 3),
+        )
+        log.info("%d/%d %s: %s", done, len(self.branches.branches), spec.name, result.status.value)
+        if self.breaker.record(not result.succeeded):
+            state = self.breaker.state()
+            log.warning("%s", state.reason)
+            self.audit.record("circuit_breaker_tripped", reason=state.reason)
+        if self.progress is not None:
+            self.progress(done, len(self.branches.branches), result)
+
+    def _admit(self) -> bool:
+        """Wait for memory headroom; False once the breaker has tripped (the branch is not started)."""
+        while True:
+            with self._lock:
+                if self.breaker.tripped:
+                    return False
+                if self.memory.allows_start(self._running):
+                    self._running += 1
+                    return True
+            time.sleep(0.05)

@@ -1,0 +1,425 @@
+"""The pipeline of one branch, and the spec's ``run_alignment_for_branch``.
+
+Steps, in order: ``prepare`` (checks, then the backup before anything else), ``integrate`` (077),
+``detect`` (076), ``document`` (078), ``finalize``. Only ``finalize`` moves the branch, once, by
+compare-and-swap from the old tip, after integration and detection passed: a branch that fails anywhere is
+exactly where it was. ``finish`` always runs (the pytest fixture's teardown, or ``run``'s ``finally``):
+it documents a failure, restores the branch if anything moved it, removes worktrees and builds the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from alignment.backup import Backup, create_backup, remove_backup
+from alignment.components import (
+    BranchContext,
+    ChangeRecord,
+    Components,
+    Deadline,
+    DocGenerator,
+    ErrorDetector,
+    Integration,
+    IntegrationUtility,
+)
+from alignment.config import Settings
+from alignment.detect import blocking_summary
+from alignment.errors import GitError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem
+from alignment.git import Git, RefUpdate, branch_ref
+from alignment.inputs import BranchInput
+from alignment.logs import branch_scope
+from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Finding, Status
+from alignment.names import branch_file_stem, invalid_branch_name
+from alignment.resources import SlotLimiter
+from alignment.session import RunPlan, plan_run
+from alignment.workspace import Workspace
+
+log = logging.getLogger(__name__)
+COMMITS_LISTED = 50
+
+
+class BranchAlignment:
+    """The steps of one branch's alignment and the state they leave for ``finish``."""
+
+    def __init__(self, runtime: Runtime, spec: BranchSpec) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.settings = runtime.plan.settings
+        self.deadline = Deadline(self.settings.branch_alignment_timeout_seconds)
+        self.workspace = Workspace(runtime.git, runtime.plan.scratch_dir, branch_file_stem(spec.name))
+        self.started_at = time.time()
+        self._started = time.monotonic()
+        self.context: BranchContext | None = None
+        self.backup: Backup | None = None
+        self.integration: Integration | None = None
+        self.findings: tuple[Finding, ...] = ()
+        self.document_path: str | None = None
+        self.moved_to: str | None = None
+        self.completed = False
+        self.failure: StepFailed | None = None
+        self.notes: list[str] = []
+        self._result: BranchResult | None = None
+
+    @property
+    def git(self) -> Git:
+        return self.runtime.git
+
+    # -- steps --------------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Pin the target, read the branch, refuse what must not be touched, then create the backup."""
+        with branch_scope(self.spec.name):
+            plan = self.runtime.plan
+            target_commit = plan.snapshot.target_commits.get(self.spec.target)
+            if target_commit is None:
+                raise StepFailed(
+                    Status.FAILED_INTEGRATION,
+                    ["target_not_found"],
+                    f"target branch '{self.spec.target}' does not exist",
+                )
+            tip = self.git.resolve_branch(self.spec.name)
+            if tip is None:
+                raise StepFailed(
+                    Status.FAILED_INTEGRATION, ["branch_not_found"], f"branch '{self.spec.name}' does not exist"
+                )
+            self._refuse_if_checked_out()
+            pinned = plan.snapshot.tips.get(self.spec.name) == tip
+            relation = plan.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
+            self.context = BranchContext(
+                git=self.git,
+                spec=self.spec,
+                old_tip=tip,
+                target_commit=target_commit,
+                relation=relation,
+                policy=self.settings.policy(self.spec.target),
+                settings=self.settings,
+                deadline=self.deadline,
+                workspace=self.workspace,
+                run_id=plan.run_id,
+                changes_dir=plan.folder.changes_dir,
+            )
+            log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
+            if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches:
+                self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
+                if self.backup.note:
+                    self.notes.append(self.backup.note)
+                log.info("backup '%s' at %s", self.backup.name, tip)
+
+    def integrate(self) -> None:
+        """Task 077: compute the commit the branch would move to; conflicts fail the branch."""
+        context = self._context()
+        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
+            integration = self.runtime.components.integration_utility.integrate(context)
+            self.integration = integration
+            if integration.conflicts:
+                paths = ", ".join(conflict.path for conflict in integration.conflicts)
+                raise StepFailed(
+                    Status.FAILED_INTEGRATION,
+                    ["merge_conflict_unresolvable"],
+                    f"Merge conflict in {paths} (unresolvable)",
+                )
+            log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
+
+    def detect(self) -> None:
+        """Task 076: findings on the integrated commit; an error the merge introduced fails the branch."""
+        context, integration = self._context(), self._integration()
+        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_ERROR_DETECTION):
+            self.findings = self.runtime.components.error_detector.detect(context, integration)
+            codes = list(dict.fromkeys(finding.code for finding in self.findings if finding.blocks))
+            for finding in self.findings:
+                log.info(
+                    "finding %s %s %s:%s %s",
+                    finding.severity.value,
+                    finding.code,
+                    finding.file,
+                    finding.line,
+                    finding.message,
+                )
+            if codes:
+                raise StepFailed(Status.FAILED_ERROR_DETECTION, codes, blocking_summary(self.findings))
+
+    def document(self) -> None:
+        """Task 078: write the change document of the alignment about to be applied."""
+        with branch_scope(self.spec.name):
+            self.document_path = self._write_document(Status.COMPLETED, None)
+
+    def finalize(self) -> None:
+        """Move the branch to the integrated commit: once, by compare-and-swap from the old tip."""
+        context, integration = self._context(), self._integration()
+        new_tip = integration.new_tip
+        with branch_scope(self.spec.name):
+            if new_tip is not None and new_tip != context.old_tip:
+                self._refuse_if_checked_out()
+                try:
+                    self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
+                except RefUpdateRejected:
+                    now = self.git.resolve_branch(self.spec.name)
+                    raise StepFailed(
+                        Status.FAILED_INTEGRATION,
+                        ["branch_moved"],
+                        f"'{self.spec.name}' moved during alignment (now at {now}, expected "
+                        f"{context.old_tip}); left as it is",
+                    ) from None
+                self.moved_to = new_tip
+                log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
+            self.completed = True
+
+    # -- outcome ------------------------------------------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        """Record why the steps stopped: a ``StepFailed`` result, or an unexpected error (``exception``)."""
+        if isinstance(error, StepFailed):
+            self.failure = error
+        else:
+            log.exception("unexpected error while aligning '%s'", self.spec.name, exc_info=error)
+            self.failure = StepFailed(Status.EXCEPTION, ["unexpected_error"], f"{type(error).__name__}: {error}")
+        with branch_scope(self.spec.name):
+            log.info("'%s' failed: %s", self.spec.name, self.failure.message)
+
+    def finish(self) -> BranchResult:
+        """Always runs last: document a failure, restore the branch if needed, clean up; the result."""
+        if self._result is not None:
+            return self._result
+        with branch_scope(self.spec.name):
+            if not self.completed and self.failure is None:
+                self.failure = self._interruption()
+            try:
+                if self.failure is not None:
+                    self._document_failure(self.failure)
+                    self._restore()
+                elif self.settings.auto_cleanup_backups:
+                    self._remove_backup()
+            finally:
+                self._close_workspace()
+        self._result = self._build_result()
+        return self._result
+
+    def run(self) -> BranchResult:
+        """Every step, then ``finish``; a branch's failure is a result, never an exception."""
+        try:
+            self.prepare()
+            self.integrate()
+            self.detect()
+            self.document()
+            self.finalize()
+        except Exception as error:
+            self.fail(error)
+        finally:
+            result = self.finish()
+        return result
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _context(self) -> BranchContext:
+        if self.context is None:
+            raise RuntimeError("prepare() must run first")
+        return self.context
+
+    def _integration(self) -> Integration:
+        if self.integration is None:
+            raise RuntimeError("integrate() must run first")
+        return self.integration
+
+    def _relation(self, tip: str, target_commit: str) -> Action:
+        """Ancestry for a branch that moved since the snapshot (two git calls instead of none)."""
+        if self.git.is_ancestor(target_commit, tip):
+            return Action.UP_TO_DATE
+        return Action.FAST_FORWARD if self.git.is_ancestor(tip, target_commit) else Action.MERGE
+
+    def _refuse_if_checked_out(self) -> None:
+        for checkout in self.git.checkouts():
+            if checkout.branch == self.spec.name:
+                raise StepFailed(
+                    Status.FAILED_INTEGRATION,
+                    ["branch_checked_out"],
+                    f"'{self.spec.name}' is {checkout.state} in the worktree at {checkout.path}; it was not touched",
+                )
+
+    def _interruption(self) -> StepFailed:
+        """The failure of steps that stopped without a result: a timeout (pytest-timeout) or an interrupt."""
+        if self.deadline.expired:
+            return StepFailed(
+                Status.FAILED_INTEGRATION, ["timeout"], f"branch alignment timed out after {self.deadline.seconds:g} s"
+            )
+        return StepFailed(Status.EXCEPTION, ["interrupted"], "alignment was interrupted before it finished")
+
+    def _record(self, status: Status, message: str | None) -> ChangeRecord:
+        context = self._context()
+        integration = self.integration
+        new_tip = integration.new_tip if integration else None
+        commits: tuple[CommitInfo, ...] = ()
+        more = False
+        if context.relation is not Action.UP_TO_DATE:
+            commits, more = self.git.commits_between(context.old_tip, context.target_commit, COMMITS_LISTED)
+        return ChangeRecord(
+            context=context,
+            status=status,
+            action=integration.action if integration else context.relation,
+            new_tip=new_tip,
+            backup_branch=self.backup.name if self.backup else None,
+            changes=context.changed_files(new_tip) if new_tip else (),
+            commits=commits,
+            more_commits=more,
+            conflicts=integration.conflicts if integration else (),
+            findings=self.findings,
+            message=message,
+        )
+
+    def _write_document(self, status: Status, message: str | None) -> str:
+        return self.runtime.components.doc_generator.document(self._record(status, message))
+
+    def _document_failure(self, failure: StepFailed) -> None:
+        if self.context is None:
+            return
+        try:
+            self.document_path = self._write_document(failure.status, failure.message)
+        except Exception as error:  # the failure itself is what the result must say
+            log.warning("could not write the change document of '%s': %s", self.spec.name, error)
+            self.notes.append(f"no change document: {error}")
+
+    def _restore(self) -> None:
+        """Put a branch this alignment moved back to its old tip (compare-and-swap), if it did move it."""
+        if self.moved_to is None or self.context is None:
+            return
+        old_tip = self.context.old_tip
+        try:
+            self.git.update_refs([RefUpdate(branch_ref(self.spec.name), old_tip, self.moved_to)])
+        except GitError as error:
+            backup = f"; backup '{self.backup.name}' holds it" if self.backup else ""
+            self.notes.append(f"could not restore '{self.spec.name}' to {old_tip}: {error}{backup}")
+            return
+        self.notes.append(f"restored '{self.spec.name}' to its old tip {old_tip}")
+        self.moved_to = None
+
+    def _remove_backup(self) -> None:
+        if self.backup is not None and remove_backup(self.git, self.backup):
+            self.notes.append(f"backup '{self.backup.name}' removed (auto_cleanup_backups)")
+
+    def _close_workspace(self) -> None:
+        try:
+            self.workspace.close()
+        except Exception as error:
+            log.warning("could not remove a worktree of '%s': %s", self.spec.name, error)
+            self.notes.append(f"worktree cleanup failed: {error}")
+
+    def _build_result(self) -> BranchResult:
+        context = self.context
+        failure = self.failure
+        integration = self.integration
+        return BranchResult(
+            branch=self.spec.name,
+            target=self.spec.target,
+            status=Status.COMPLETED if failure is None else failure.status,
+            seconds=time.monotonic() - self._started,
+            codes=failure.codes if failure else (),
+            message=failure.message if failure else None,
+            document=self.document_path,
+            action=integration.action if integration else (context.relation if context else Action.NONE),
+            target_commit=context.target_commit if context else None,
+            old_tip=context.old_tip if context else None,
+            new_tip=self.moved_to if self.completed else None,
+            backup_branch=self.backup.name if self.backup else None,
+            findings=self.findings,
+            notes=tuple(self.notes),
+            started_at=self.started_at,
+            finished_at=time.time(),
+            worker=self.runtime.worker or threading.current_thread().name,
+        )
+
+
+@contextlib.contextmanager
+def _timeouts_as(status: Status) -> Iterator[None]:
+    """Turn a git timeout inside a step into that step's failure status with the ``timeout`` code."""
+    try:
+        yield
+    except GitTimeout as error:
+        raise StepFailed(status, ["timeout"], f"git {error.args_[0]} timed out after {error.timeout:g} s") from None
+
+
+class Runtime:
+    """One process's means to align the branches of a plan: one git door and the three components."""
+
+    def __init__(self, plan: RunPlan, components: Components | None = None, worker: str = "") -> None:
+        self.plan = plan
+        self.worker = worker
+        settings = plan.settings
+        limiter = SlotLimiter(plan.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
+        self.git = Git(plan.location, limiter=limiter, timeout=settings.integration_timeout_seconds)
+        self.components = components or Components.from_settings(settings)
+
+    def alignment(self, spec: BranchSpec) -> BranchAlignment:
+        """The steps of ``spec``'s alignment, not started yet."""
+        return BranchAlignment(self, spec)
+
+    def align(self, spec: BranchSpec) -> BranchResult:
+        """Align ``spec`` from start to end; a failure is a result, never an exception."""
+        return self.alignment(spec).run()
+
+    def close(self) -> None:
+        self.git.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def run_alignment_for_branch(
+    branch_name: str,
+    target_branch: str,
+    repo_path: str,
+    integration_utility: IntegrationUtility,
+    error_detector: ErrorDetector,
+    doc_generator: DocGenerator,
+) -> dict[str, object]:
+    """Execute alignment for a single branch (the spec's entry point).
+
+    Uses the default settings (backup ``backup-<branch>-pre-align``, merge strategy) and writes the change
+    document under ``./reports/runs/<run id>/changes/``. Returns the spec's per-branch dict with ``status``
+    one of ``completed|failed_integration|failed_error_detection|exception``. Raises only for invalid input
+    (a name git would refuse, a path that is not a repository); anything unexpected becomes ``exception``.
+    """
+    for name in (branch_name, target_branch):
+        problem = invalid_branch_name(name)
+        if problem:
+            raise ValueError(f"{name!r} is not a valid branch name: it {problem}")
+    spec = BranchSpec(branch_name, target_branch, 1.0, (), 0, 0)
+    components = Components(integration_utility, error_detector, doc_generator)
+    started, started_at = time.monotonic(), time.time()
+    try:
+        plan = plan_run(
+            Settings(),
+            BranchInput("run_alignment_for_branch", (spec,)),
+            repo_path,
+            reports_dir=Path(os.getcwd()) / "reports",
+        )
+    except UsageProblem:
+        raise
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        failure = BranchResult(
+            branch_name,
+            target_branch,
+            Status.EXCEPTION,
+            time.monotonic() - started,
+            ("unexpected_error",),
+            message,
+            started_at=started_at,
+            finished_at=time.time(),
+        )
+        return failure.to_dict()
+    try:
+        with Runtime(plan, components) as runtime:
+            return runtime.align(spec).to_dict()
+    finally:
+        plan.discard_scratch()

@@ -1,0 +1,133 @@
+"""Resource bounds of a run: ``max_concurrent_git_ops`` across processes and ``max_memory_mb`` over the tree.
+
+``SlotLimiter`` is a counting semaphore shared by every process and thread of a run: one ``flock``ed file per
+slot in the run's scratch directory. flock locks belong to open file descriptions, so two threads holding
+their own descriptors exclude each other just like two processes do.
+
+``MemoryGate`` samples the summed resident memory of a process and all its descendants (controller, xdist
+workers, git children) from ``/proc``; while it is above the bound no new branch starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class OpsLimiter(Protocol):
+    """Something that bounds concurrent git processes."""
+
+    def slot(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class Unlimited:
+    """No bound: the limiter of standalone calls."""
+
+    def slot(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+class SlotLimiter:
+    """At most ``slots`` holders at once over all processes and threads that share ``directory``."""
+
+    def __init__(self, directory: Path, slots: int) -> None:
+        self.directory = directory
+        self.slots = slots
+        directory.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        descriptor = self._acquire()
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+    def _descriptors(self) -> list[int]:
+        descriptors: list[int] | None = getattr(self._local, "descriptors", None)
+        if descriptors is None:
+            paths = (self.directory / f"git-slot-{index}" for index in range(self.slots))
+            descriptors = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for path in paths]
+            self._local.descriptors = descriptors
+        return descriptors
+
+    def _acquire(self) -> int:
+        descriptors = self._descriptors()
+        start = threading.get_ident() % self.slots
+        delay = 0.0005
+        while True:
+            for offset in range(self.slots):
+                descriptor = descriptors[(start + offset) % self.slots]
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                return descriptor
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+
+def tree_rss_bytes(root_pid: int) -> int | None:
+    """Resident memory of ``root_pid`` and all its descendants, or None without a Linux ``/proc``."""
+    proc = Path("/proc")
+    if not (proc / str(root_pid)).exists():
+        return None
+    children: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        pending.extend(children.get(pid, ()))
+        try:
+            total += int((proc / str(pid) / "statm").read_text().split()[1]) * _PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class MemoryGate:
+    """Says whether a new branch may start under ``limit_mb`` of summed resident memory.
+
+    Samples at most every ``interval`` seconds. With nothing of ours running it always says yes: waiting
+    then could never end, and the bound is about what the run adds.
+    """
+
+    def __init__(self, limit_mb: int, root_pid: int | None = None, interval: float = 0.2) -> None:
+        self.limit_bytes = limit_mb * 1024 * 1024
+        self.root_pid = root_pid if root_pid is not None else os.getpid()
+        self.interval = interval
+        self._sampled_at = float("-inf")
+        self._last: int | None = None
+        self.peak_bytes = 0
+
+    def sample(self) -> int | None:
+        now = time.monotonic()
+        if now - self._sampled_at >= self.interval:
+            self._sampled_at = now
+            self._last = tree_rss_bytes(self.root_pid)
+            if self._last is not None:
+                self.peak_bytes = max(self.peak_bytes, self._last)
+        return self._last
+
+    def allows_start(self, running: int) -> bool:
+        if running == 0:
+            return True
+        used = self.sample()
+        return used is None or used <= self.limit_bytes

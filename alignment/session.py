@@ -1,0 +1,165 @@
+"""A run's plan: what is decided once, by the controller, before any branch starts.
+
+``plan_run`` discovers the repository, takes one ``Snapshot`` (every target pinned to one commit for the
+whole run, branch tips, and which branches are already up to date or only behind, in a few batched git
+calls), and creates the run folder and a scratch directory. The plan is JSON, so the pytest controller
+hands it to xdist workers unchanged; ``pipeline.Runtime`` is what each process builds from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignment.config import Settings, from_mapping
+from alignment.git import Git, RepoLocation
+from alignment.inputs import BranchInput
+from alignment.model import Action
+from alignment.report import RunFolder, new_run_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The repository as the run found it. Targets stay pinned to these commits for the whole run."""
+
+    target_commits: Mapping[str, str]
+    tips: Mapping[str, str]
+    up_to_date: frozenset[str]
+    behind: frozenset[str]
+    commit_graph_written: bool
+
+    def relation(self, branch: str) -> Action:
+        """How ``branch`` (at its snapshot tip) relates to its target: up to date, behind, or diverged."""
+        if branch in self.up_to_date:
+            return Action.UP_TO_DATE
+        return Action.FAST_FORWARD if branch in self.behind else Action.MERGE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_commits": dict(self.target_commits),
+            "tips": dict(self.tips),
+            "up_to_date": sorted(self.up_to_date),
+            "behind": sorted(self.behind),
+            "commit_graph_written": self.commit_graph_written,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        return cls(
+            target_commits=data["target_commits"],
+            tips=data["tips"],
+            up_to_date=frozenset(data["up_to_date"]),
+            behind=frozenset(data["behind"]),
+            commit_graph_written=data["commit_graph_written"],
+        )
+
+
+def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool) -> Snapshot:
+    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count."""
+    graph_written = False
+    if write_commit_graph and not git.has_commit_graph():
+        git.write_commit_graph()
+        graph_written = True
+    all_tips = git.branch_tips()
+    listed = {spec.name for spec in branches.branches}
+    targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
+    up_to_date: set[str] = set()
+    behind: set[str] = set()
+    for group in branches.groups:
+        commit = targets.get(group.target)
+        if commit is None:
+            continue
+        names = {spec.name for spec in group.branches}
+        containing = git.branches_containing(commit) & names
+        up_to_date |= containing
+        behind |= (git.branches_merged_into(commit) & names) - containing
+    tips = {name: oid for name, oid in all_tips.items() if name in listed}
+    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything every process of a run needs, decided once by the controller."""
+
+    run_id: str
+    started: float
+    settings: Settings
+    location: RepoLocation
+    branches: BranchInput
+    snapshot: Snapshot
+    folder: RunFolder
+    scratch_dir: Path
+
+    @property
+    def stop_flag(self) -> Path:
+        """Exists once the circuit breaker tripped: workers check it before starting a branch."""
+        return self.scratch_dir / "breaker-tripped"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "started": self.started,
+                "settings": self.settings.to_dict(),
+                "location": self.location.to_dict(),
+                "branches": json.loads(self.branches.to_json()),
+                "snapshot": self.snapshot.to_dict(),
+                "reports_dir": str(self.folder.reports_dir),
+                "scratch_dir": str(self.scratch_dir),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> RunPlan:
+        data = json.loads(text)
+        return cls(
+            run_id=data["run_id"],
+            started=data["started"],
+            settings=from_mapping({"orchestration": data["settings"]}, "run plan"),
+            location=RepoLocation.from_dict(data["location"]),
+            branches=BranchInput.from_json(json.dumps(data["branches"])),
+            snapshot=Snapshot.from_dict(data["snapshot"]),
+            folder=RunFolder(Path(data["reports_dir"]), data["run_id"]),
+            scratch_dir=Path(data["scratch_dir"]),
+        )
+
+    def discard_scratch(self) -> None:
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+
+def plan_run(
+    settings: Settings,
+    branches: BranchInput,
+    repo_path: str | Path,
+    *,
+    reports_dir: str | Path | None = None,
+) -> RunPlan:
+    """Discover the repository, snapshot it and create the run folder. Moves no ref."""
+    location = RepoLocation.discover(repo_path)
+    started = time.time()
+    run_id = new_run_id(started)
+    git = Git(location, timeout=settings.integration_timeout_seconds)
+    try:
+        snapshot = take_snapshot(git, branches, settings.write_commit_graph)
+    finally:
+        git.close()
+    folder = RunFolder(Path(reports_dir or settings.reports_dir).resolve(), run_id)
+    folder.create()
+    scratch = Path(tempfile.mkdtemp(prefix=f"alignment-{run_id}-"))
+    log.info(
+        "run %s: %d branches over %d targets in %s",
+        run_id,
+        len(branches.branches),
+        len(branches.targets),
+        location.git_dir,
+    )
+    return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch)

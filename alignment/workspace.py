@@ -1,0 +1,66 @@
+"""Detached worktrees for the one branch that needs files on disk (a rebase, or check commands).
+
+Worktrees are created one at a time across every process of a run (parallel ``git worktree add`` races on
+the repository's common dir), live in the run's scratch directory, and are all removed by ``close()``,
+whatever happened. The default merge strategy without check commands never creates one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alignment.git import Git
+
+_counter = itertools.count()
+
+
+class Workspace:
+    """The worktrees of one branch's alignment, keyed by the commit checked out in each."""
+
+    def __init__(self, git: Git, scratch_dir: Path, label: str) -> None:
+        self._git = git
+        self._root = scratch_dir / "worktrees"
+        self._lock_path = scratch_dir / "worktree.lock"
+        self._label = label
+        self._trees: dict[str, Path] = {}
+
+    def checkout(self, commit: str, timeout: float | None = None) -> Path:
+        """A worktree with ``commit`` checked out (detached): reused if this branch already has one."""
+        if commit in self._trees:
+            return self._trees[commit]
+        self._root.mkdir(parents=True, exist_ok=True)
+        path = self._root / f"wt-{os.getpid()}-{next(_counter)}-{self._label}"
+        with self._exclusive():
+            self._git.add_worktree(path, commit, timeout=timeout)
+        self._trees[commit] = path
+        return path
+
+    def moved(self, old_commit: str, new_commit: str) -> None:
+        """Record that the worktree at ``old_commit`` now has ``new_commit`` checked out (after a rebase)."""
+        self._trees[new_commit] = self._trees.pop(old_commit)
+
+    def close(self) -> None:
+        """Remove every worktree of this branch; a failed ``git worktree remove`` still deletes the files."""
+        trees, self._trees = list(self._trees.values()), {}
+        with self._exclusive():
+            for path in trees:
+                try:
+                    self._git.remove_worktree(path)
+                finally:
+                    shutil.rmtree(path, ignore_errors=True)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
