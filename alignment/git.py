@@ -525,7 +525,7 @@ def _parse_merge_tree(out: bytes, *, conflicted: bool) -> MergeTree:
     paths_part, _, messages = rest.partition(b"\0\0")
     paths = [path.decode("utf-8", "surrogateescape") for path in paths_part.split(b"\0") if path]
     kinds = _conflict_kinds(messages)
-    return MergeTree(tree.decode(), tuple(Conflict(path, kinds.get(path, "content")) for path in paths))
+    return MergeTree(tree.decode(), tuple(Conflict(path, kinds.get(path, "contents")) for path in paths))
 
 
 def _conflict_kinds(messages: bytes) -> dict[str, str]:

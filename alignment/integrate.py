@@ -54,6 +54,6 @@ class MergeOrRebaseIntegrator:
         worktree = context.workspace.checkout(context.old_tip, timeout=timeout)
         new_tip, conflicted = context.git.rebase(worktree, context.target_commit, timeout=timeout)
         if new_tip is None:
-            return Integration(Action.REBASE, None, tuple(Conflict(path, "content") for path in conflicted))
+            return Integration(Action.REBASE, None, tuple(Conflict(path, "contents") for path in conflicted))
         context.workspace.moved(context.old_tip, new_tip)
         return Integration(Action.REBASE, new_tip)

@@ -75,7 +75,7 @@ class BranchAlignment:
 
     def prepare(self) -> None:
         """Pin the target, read the branch, refuse what must not be touched, then create the backup."""
-        with branch_scope(self.spec.name):
+        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
             plan = self.runtime.plan
             target_commit = plan.snapshot.target_commits.get(self.spec.target)
             if target_commit is None:
@@ -154,7 +154,7 @@ class BranchAlignment:
         """Move the branch to the integrated commit: once, by compare-and-swap from the old tip."""
         context, integration = self._context(), self._integration()
         new_tip = integration.new_tip
-        with branch_scope(self.spec.name):
+        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
             if new_tip is not None and new_tip != context.old_tip:
                 self._refuse_if_checked_out()
                 try:
@@ -324,7 +324,7 @@ class BranchAlignment:
             action=integration.action if integration else (context.relation if context else Action.NONE),
             target_commit=context.target_commit if context else None,
             old_tip=context.old_tip if context else None,
-            new_tip=self.moved_to if self.completed else None,
+            new_tip=integration.new_tip if self.completed and integration else None,
             backup_branch=self.backup.name if self.backup else None,
             findings=self.findings,
             notes=tuple(self.notes),

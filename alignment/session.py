@@ -147,7 +147,7 @@ def plan_run(
     location = RepoLocation.discover(repo_path)
     started = time.time()
     run_id = new_run_id(started)
-    git = Git(location, timeout=settings.integration_timeout_seconds)
+    git = Git(location, timeout=settings.branch_alignment_timeout_seconds)
     try:
         snapshot = take_snapshot(git, branches, settings.write_commit_graph)
     finally:

@@ -1,0 +1,325 @@
+"""One branch's pipeline on real repositories: every status, and nothing lost on any path."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from alignment.components import BranchContext, Components, Integration
+from alignment.config import Settings
+from alignment.detect import ChangeErrorDetector
+from alignment.document import MarkdownDocGenerator
+from alignment.integrate import MergeOrRebaseIntegrator
+from alignment.model import Action, Status
+from alignment.inputs import parse_branches
+from alignment.pipeline import Runtime
+from alignment.session import plan_run
+from tests.conftest import Aligner, Repo, entry, settings
+
+CONFIG = Settings()
+
+
+def diverge(repo: Repo, branch: str, branch_files: dict[str, str | None], main_files: dict[str, str | None]) -> str:
+    """Fork ``branch`` from main, give both sides a commit; return the branch's old tip."""
+    base = repo.tip("main")
+    old = repo.commit(branch, branch_files, f"{branch} work", parent=base)
+    repo.commit("main", main_files, "main work")
+    return old
+
+
+def assert_untouched(repo: Repo, branch: str, old_tip: str, status_before: str) -> None:
+    assert repo.tip(branch) == old_tip
+    assert repo.status() == status_before
+    assert repo.git("symbolic-ref", "HEAD") == "refs/heads/main"
+
+
+def test_clean_merge_moves_the_branch_to_a_true_merge(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "feature/x", {"new.py": "X = 1\n"}, {"README.md": "# Project\n\nBetter text.\n"})
+    target = repo.tip("main")
+    status_before = repo.status()
+
+    result = align("feature/x")["feature/x"]
+
+    assert result.status is Status.COMPLETED
+    assert (result.action, result.codes, result.message) == (Action.MERGE, (), None)
+    new = repo.tip("feature/x")
+    assert new == result.new_tip
+    assert repo.git("rev-parse", f"{new}^1", f"{new}^2").split() == [old, target]
+    expected_tree = repo.git("merge-tree", "--write-tree", old, target)
+    assert repo.git("rev-parse", f"{new}^{{tree}}") == expected_tree
+    assert "Merge branch 'main' into feature/x" in repo.git("log", "-1", "--format=%B", new)
+    assert repo.tip("backup-feature/x-pre-align") == old
+    assert repo.status() == status_before
+    document = Path(str(result.document))
+    assert document.name == "feature%2Fx.md"
+    text = document.read_text()
+    assert "README.md" in text and "main work" in text and new in text
+    assert result.to_dict()["changes_summary"] == str(document)
+
+
+def test_conflict_fails_integration_and_leaves_the_branch(repo: Repo, align: Aligner) -> None:
+    old = diverge(
+        repo,
+        "feature/auth",
+        {"app.py": "def main():\n    return 2\n", "README.md": "# Mine\n"},
+        {"app.py": "def main():\n    return 3\n", "README.md": "# Theirs\n"},
+    )
+    status_before = repo.status()
+
+    result = align("feature/auth")["feature/auth"]
+
+    assert result.status is Status.FAILED_INTEGRATION
+    assert result.codes == ("merge_conflict_unresolvable",)
+    assert result.message == "Merge conflict in README.md, app.py (unresolvable)"
+    assert_untouched(repo, "feature/auth", old, status_before)
+    assert repo.tip("backup-feature/auth-pre-align") == old
+    data = result.to_dict()
+    assert "changes_summary" not in data and data["error_message"] == result.message
+    text = Path(str(result.document)).read_text()
+    assert "## Conflicts" in text and "`app.py` (contents)" in text and "Why it stopped" in text
+
+
+def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> None:
+    diverge(repo, "b", {"app.py": None}, {"app.py": "def main():\n    return 5\n"})
+    result = align("b")["b"]
+    assert result.status is Status.FAILED_INTEGRATION
+    assert "(modify/delete)" in Path(str(result.document)).read_text()
+
+
+def test_merge_that_breaks_python_fails_error_detection(repo: Repo, align: Aligner) -> None:
+    base_text = "START = None\n'a',\n'b',\n'c',\n'd',\n'e',\nEND = None\n"
+    repo.commit("main", {"steps.py": base_text})
+    old = diverge(
+        repo,
+        "list",
+        {"steps.py": base_text.replace("START = None", "START = [").replace("END = None", "]")},
+        {"steps.py": base_text.replace("'c',\n", "'c',\ndef helper():\n    return 0\n")},
+    )
+    status_before = repo.status()
+
+    result = align("list")["list"]
+
+    assert result.status is Status.FAILED_ERROR_DETECTION
+    assert result.codes == ("python_syntax_error",)
+    assert result.message is not None and "python_syntax_error in steps.py:5" in result.message
+    assert result.message.startswith("Error detection found 1 error introduced by the merge")
+    assert_untouched(repo, "list", old, status_before)
+    assert [finding.code for finding in result.findings] == ["python_syntax_error"]
+
+
+def test_merge_that_duplicates_a_toml_key_fails_error_detection(repo: Repo, align: Aligner) -> None:
+    base_text = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\n"
+    repo.commit("main", {"conf.toml": base_text})
+    diverge(repo, "toml", {"conf.toml": "x = 1\n" + base_text}, {"conf.toml": base_text + "x = 2\n"})
+    result = align("toml")["toml"]
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("toml_parse_error",))
+
+
+def test_breakage_already_on_the_target_is_a_warning(repo: Repo, align: Aligner) -> None:
+    diverge(repo, "feature", {"ok.py": "A = 1\n"}, {"broken.py": "def f(:\n", "bad.json": "{", "w.txt": "x  \n"})
+    result = align("feature")["feature"]
+    assert result.status is Status.COMPLETED
+    by_code = {finding.code: finding for finding in result.findings}
+    assert set(by_code) == {"python_syntax_error", "json_parse_error", "trailing_whitespace"}
+    assert not by_code["python_syntax_error"].introduced
+    assert by_code["python_syntax_error"].severity.value == "warning"
+    assert "before the merge too" in by_code["json_parse_error"].message
+
+
+def test_breakage_already_on_the_branch_is_a_warning(repo: Repo, align: Aligner) -> None:
+    repo.commit("main", {"cfg.yaml": "a: 1\nb: 2\nc: 3\nd: 4\ne: 5\n"})
+    diverge(
+        repo, "feature", {"cfg.yaml": "a: [\nb: 2\nc: 3\nd: 4\ne: 5\n"}, {"cfg.yaml": "a: 1\nb: 2\nc: 3\nd: 4\ne: 6\n"}
+    )
+    result = align("feature")["feature"]
+    assert result.status is Status.COMPLETED
+    assert [(finding.code, finding.introduced) for finding in result.findings] == [("yaml_parse_error", False)]
+
+
+def test_fast_forward_when_the_branch_has_no_own_commits(repo: Repo, align: Aligner) -> None:
+    old = repo.branch("behind", "main")
+    repo.commit("main", {"more.txt": "more\n"})
+    result = align("behind")["behind"]
+    assert (result.status, result.action) == (Status.COMPLETED, Action.FAST_FORWARD)
+    assert repo.tip("behind") == repo.tip("main") == result.new_tip
+    assert repo.tip("backup-behind-pre-align") == old
+    assert "more.txt" in Path(str(result.document)).read_text()
+
+
+def test_up_to_date_branch_is_left_alone_without_a_backup(repo: Repo, align: Aligner) -> None:
+    tip = repo.commit("ahead", {"x.txt": "x\n"}, parent=repo.tip("main"))
+    result = align("ahead")["ahead"]
+    assert (result.status, result.action, result.new_tip) == (Status.COMPLETED, Action.UP_TO_DATE, tip)
+    assert repo.tip("ahead") == tip
+    assert not repo.exists("backup-ahead-pre-align")
+    assert "already contains the target" in Path(str(result.document)).read_text()
+
+
+@pytest.mark.parametrize(
+    ("branch", "target", "code", "message"),
+    [
+        ("missing", "main", "branch_not_found", "branch 'missing' does not exist"),
+        ("feature", "no-such-target", "target_not_found", "target branch 'no-such-target' does not exist"),
+    ],
+)
+def test_missing_branch_or_target(
+    repo: Repo, align: Aligner, branch: str, target: str, code: str, message: str
+) -> None:
+    repo.branch("feature", "main")
+    result = align((branch, target))[branch]
+    assert (result.status, result.codes, result.message) == (Status.FAILED_INTEGRATION, (code,), message)
+    assert result.document is None
+    assert not repo.exists(f"backup-{branch}-pre-align")
+
+
+def test_branch_checked_out_in_another_worktree_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    old = diverge(repo, "busy", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    worktree = tmp_path / "elsewhere"
+    repo.git("worktree", "add", "-q", str(worktree), "busy")
+    result = align("busy")["busy"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("branch_checked_out",))
+    assert str(worktree) in str(result.message) and "checked out" in str(result.message)
+    assert repo.tip("busy") == old
+
+
+def test_the_users_checked_out_branch_is_not_touched(repo: Repo, align: Aligner) -> None:
+    repo.git("checkout", "-q", "-b", "mine")
+    repo.commit("main", {"b.txt": "b\n"})
+    result = align("mine")["mine"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("branch_checked_out",))
+    assert str(repo.path) in str(result.message)
+
+
+def test_branch_being_rebased_elsewhere_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    diverge(repo, "rebasing", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    admin = Path(repo.git("rev-parse", "--absolute-git-dir")) / "rebase-merge"
+    admin.mkdir()
+    (admin / "head-name").write_text("refs/heads/rebasing\n")
+    result = align("rebasing")["rebasing"]
+    assert result.codes == ("branch_checked_out",)
+    assert "is rebasing in the worktree" in str(result.message)
+
+
+class MovesTheBranch(MergeOrRebaseIntegrator):
+    """Integrates normally, but first another 'process' commits to the branch (a concurrent writer)."""
+
+    def __init__(self, repo: Repo) -> None:
+        super().__init__(Settings())
+        self.repo = repo
+        self.their_commit = ""
+
+    def integrate(self, context: BranchContext) -> Integration:
+        self.their_commit = self.repo.commit(context.branch, {"theirs.txt": "their work\n"})
+        return super().integrate(context)
+
+
+def test_a_branch_moved_meanwhile_keeps_their_commit(repo: Repo, align: Aligner) -> None:
+    diverge(repo, "contended", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    mover = MovesTheBranch(repo)
+    components = Components(mover, ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("contended", components=components)["contended"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("branch_moved",))
+    assert mover.their_commit in str(result.message)
+    assert repo.tip("contended") == mover.their_commit
+
+
+class Explodes:
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[()]:
+        raise RuntimeError("detector crashed")
+
+
+def test_an_unexpected_error_is_an_exception_result(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "x", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    components = Components(MergeOrRebaseIntegrator(CONFIG), Explodes(), MarkdownDocGenerator(CONFIG))
+    result = align("x", components=components)["x"]
+    assert (result.status, result.codes) == (Status.EXCEPTION, ("unexpected_error",))
+    assert result.message == "RuntimeError: detector crashed"
+    assert repo.tip("x") == old
+    assert "detector crashed" in Path(str(result.document)).read_text()
+
+
+def test_existing_backup_at_the_same_commit_is_reused(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("backup-f-pre-align", old)
+    result = align("f")["f"]
+    assert result.backup_branch == "backup-f-pre-align"
+    assert any("reused existing backup" in note for note in result.notes)
+
+
+def test_existing_backup_elsewhere_is_kept_and_a_suffixed_one_made(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    elsewhere = repo.branch("backup-f-pre-align", "main")
+    repo.branch("backup-f-pre-align-2", "main")
+    result = align("f", config=settings(auto_cleanup_backups=True))["f"]
+    assert result.status is Status.COMPLETED
+    assert repo.tip("backup-f-pre-align") == elsewhere
+    assert result.backup_branch == "backup-f-pre-align-3"
+    assert any("exists at another commit and was kept" in note for note in result.notes)
+    # auto cleanup removed only the backup this run created, and only after success
+    assert not repo.exists("backup-f-pre-align-3")
+    assert repo.exists("backup-f-pre-align") and repo.exists("backup-f-pre-align-2")
+    assert repo.tip("f") != old
+
+
+def test_no_backup_when_disabled_and_custom_prefix(repo: Repo, align: Aligner) -> None:
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    diverge(repo, "g", {"a.txt": "a\n"}, {"c.txt": "c\n"})
+    assert align("f", config=settings(enable_backup_branches=False))["f"].backup_branch is None
+    assert align("g", config=settings(backup_branch_prefix="safety"))["g"].backup_branch == "safety-g-pre-align"
+
+
+def test_auto_cleanup_keeps_the_backup_of_a_failed_branch(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f", {"app.py": "1\n"}, {"app.py": "2\n"})
+    result = align("f", config=settings(auto_cleanup_backups=True))["f"]
+    assert result.status is Status.FAILED_INTEGRATION
+    assert repo.tip("backup-f-pre-align") == old
+
+
+def test_backup_that_cannot_be_created_fails_the_branch(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("backup-f-pre-align/x", "main")  # a directory/file ref conflict for every suffix
+    for suffix in range(2, 21):
+        repo.branch(f"backup-f-pre-align-{suffix}/x", "main")
+    result = align("f")["f"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("backup_failed",))
+    assert repo.tip("f") == old
+
+
+def test_unrelated_histories_are_not_merged(repo: Repo, align: Aligner) -> None:
+    repo.commit("orphan", {"other.txt": "x\n"}, parents=())
+    result = align("orphan")["orphan"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("unrelated_histories",))
+
+
+def test_git_timeout_is_a_timeout_result(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "slow", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    result = align("slow", config=settings(integration_timeout_seconds=0.000001))["slow"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("timeout",))
+    assert repo.tip("slow") == old
+
+
+def test_branch_moved_after_the_snapshot_is_classified_fresh(repo: Repo, tmp_path: Path) -> None:
+    """The snapshot said 'behind'; the branch got a commit before its turn: it is merged, not reset."""
+    repo.branch("late", "main")
+    repo.commit("main", {"m.txt": "m\n"})
+    plan = plan_run(
+        Settings(), parse_branches({"branches": [entry("late")]}, "t"), repo.path, reports_dir=tmp_path / "reports"
+    )
+    assert plan.snapshot.relation("late") is Action.FAST_FORWARD
+    own = repo.commit("late", {"own.txt": "mine\n"})
+    try:
+        with Runtime(plan) as runtime:
+            result = runtime.align(plan.branches.branches[0])
+    finally:
+        plan.discard_scratch()
+    assert (result.status, result.action) == (Status.COMPLETED, Action.MERGE)
+    assert repo.git("rev-parse", f"{result.new_tip}^1") == own
+
+
+def test_standalone_merge_needs_no_worktree(repo: Repo, align: Aligner) -> None:
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    align("f")
+    listed = subprocess.run(["git", "-C", str(repo.path), "worktree", "list"], capture_output=True, text=True)
+    assert len(listed.stdout.splitlines()) == 1

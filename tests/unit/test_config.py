@@ -1,0 +1,152 @@
+"""The YAML configuration: spec defaults, our keys, per-target overrides, one clear error per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alignment.config import Settings, from_mapping, load_settings
+from alignment.errors import ConfigError
+from alignment.model import Strategy
+
+SPEC_EXAMPLE = """
+orchestration:
+  # Parallel execution settings
+  enable_parallelization: true
+  max_workers_per_target: 4
+
+  # Timeout settings
+  branch_alignment_timeout_seconds: 300
+  integration_timeout_seconds: 60
+  error_detection_timeout_seconds: 30
+
+  # Rollback settings
+  enable_backup_branches: true
+  backup_branch_prefix: "backup"
+  auto_cleanup_backups: false
+
+  # Circuit breaker settings
+  enable_circuit_breaker: true
+  failure_threshold_percent: 50
+  failure_threshold_count: 5
+
+  # Logging settings
+  log_level: "INFO"
+  log_per_branch: true
+  audit_trail_enabled: true
+
+  # Resource management
+  max_memory_mb: 500
+  max_concurrent_git_ops: 8
+"""
+
+
+def test_the_spec_block_loads_and_equals_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "alignment.yaml"
+    path.write_text(SPEC_EXAMPLE, encoding="utf-8")
+    assert load_settings(path) == Settings()
+
+
+def test_no_config_means_defaults() -> None:
+    assert load_settings(None) == Settings()
+    assert from_mapping(None) == Settings()
+    assert from_mapping({"orchestration": None}) == Settings()
+
+
+def test_our_keys_and_per_target_overrides() -> None:
+    settings = from_mapping(
+        {
+            "orchestration": {
+                "max_workers_per_target": 3,
+                "integration_strategy": "merge",
+                "check_commands": ["python -m compileall -q .", ["make", "check"]],
+                "reports_dir": "out",
+                "repo_path": "/repo",
+                "targets": {"scientific": {"integration_strategy": "rebase", "max_workers": 1, "check_commands": []}},
+            }
+        }
+    )
+    main = settings.policy("main")
+    assert (main.strategy, main.max_workers) == (Strategy.MERGE, 3)
+    assert main.check_commands == (("python", "-m", "compileall", "-q", "."), ("make", "check"))
+    scientific = settings.policy("scientific")
+    assert (scientific.strategy, scientific.max_workers, scientific.check_commands) == (Strategy.REBASE, 1, ())
+
+
+def test_disabling_parallelization_means_one_worker_per_target() -> None:
+    settings = from_mapping({"orchestration": {"enable_parallelization": False, "targets": {"x": {"max_workers": 8}}}})
+    assert settings.policy("main").max_workers == 1
+    assert settings.policy("x").max_workers == 1
+
+
+def test_settings_round_trip_through_plain_data() -> None:
+    settings = from_mapping(
+        {"orchestration": {"check_commands": ["a b"], "targets": {"t": {"integration_strategy": "rebase"}}}}
+    )
+    assert from_mapping({"orchestration": settings.to_dict()}) == settings
+
+
+@pytest.mark.parametrize(
+    ("orchestration", "message"),
+    [
+        (
+            {"max_workers_per_targt": 2},
+            "orchestration.max_workers_per_targt: unknown key (did you mean max_workers_per_target?)",
+        ),
+        ({"zzz": 1}, "orchestration.zzz: unknown key (known keys:"),
+        (
+            {"enable_parallelization": "yes"},
+            "orchestration.enable_parallelization: expected true or false, got a string",
+        ),
+        ({"max_workers_per_target": 0}, "orchestration.max_workers_per_target: expected an integer >= 1, got 0"),
+        ({"max_workers_per_target": True}, "expected an integer >= 1, got true"),
+        ({"branch_alignment_timeout_seconds": 0}, "expected a number > 0, got 0"),
+        ({"failure_threshold_percent": 150}, "expected a number from 0 to 100, got 150"),
+        ({"log_level": "LOUD"}, 'expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got "LOUD"'),
+        ({"integration_strategy": "squash"}, 'expected one of merge, rebase, got "squash"'),
+        ({"backup_branch_prefix": "bad prefix"}, "'bad prefix' cannot start a branch name"),
+        ({"backup_branch_prefix": ""}, "expected a non-empty string"),
+        ({"check_commands": "make"}, "orchestration.check_commands: expected a list of commands, got a string"),
+        ({"check_commands": [3]}, "orchestration.check_commands[0]: expected a string or a list of strings, got 3"),
+        ({"check_commands": ["'unclosed"]}, "orchestration.check_commands[0]: cannot split command"),
+        ({"check_commands": [""]}, "orchestration.check_commands[0]: expected a command, got an empty one"),
+        ({"targets": []}, "orchestration.targets: expected a mapping of target names, got a list"),
+        ({"targets": {"a b": {}}}, "orchestration.targets.a b: expected a target branch name"),
+        ({"targets": {"main": 3}}, "orchestration.targets.main: expected a mapping, got a number"),
+        (
+            {"targets": {"main": {"workers": 2}}},
+            "orchestration.targets.main.workers: unknown key (did you mean max_workers?)",
+        ),
+        (
+            {"targets": {"main": {"max_workers": -1}}},
+            "orchestration.targets.main.max_workers: expected an integer >= 1",
+        ),
+    ],
+)
+def test_bad_values_name_the_key(orchestration: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        from_mapping({"orchestration": orchestration}, "alignment.yaml")
+    assert str(raised.value).startswith("alignment.yaml: ") and message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a list\n", "expected a mapping with an 'orchestration' key"),
+        ("orchestraton: {}\n", "orchestraton: unknown key (did you mean orchestration?)"),
+        ("orchestration: 3\n", "orchestration: expected a mapping, got a number"),
+        ("orchestration:\n  a: [\n", "line 3, column 1: invalid YAML"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "alignment.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert message in str(raised.value)
+
+
+def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_settings(tmp_path / "nope.yaml")

@@ -1,0 +1,120 @@
+"""categorized_branches.json: valid input loads, every kind of bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignment.errors import InputError
+from alignment.inputs import BranchInput, load_branches
+from tests.conftest import entry, write_input
+
+
+def test_valid_input_keeps_order_types_and_extra_fields(tmp_path: Path) -> None:
+    path = write_input(tmp_path / "in.json", [entry("feature/a", extra="kept"), entry("b", "scientific")])
+    loaded = load_branches(path)
+    assert [spec.name for spec in loaded.branches] == ["feature/a", "b"]
+    first = loaded.branches[0]
+    assert (first.target, first.confidence, first.tags, first.cluster_id, first.index) == ("main", 0.9, (), 0, 0)
+    assert first.extra == {"extra": "kept"}
+    assert first.to_dict()["extra"] == "kept"
+
+
+def test_groups_follow_first_appearance_and_input_order(tmp_path: Path) -> None:
+    names = [("x1", "scientific"), ("y1", "main"), ("x2", "scientific"), ("z1", "orchestration-tools"), ("y2", "main")]
+    loaded = load_branches(write_input(tmp_path / "in.json", [entry(*pair) for pair in names]))
+    assert [(group.target, [spec.name for spec in group.branches]) for group in loaded.groups] == [
+        ("scientific", ["x1", "x2"]),
+        ("main", ["y1", "y2"]),
+        ("orchestration-tools", ["z1"]),
+    ]
+
+
+def test_any_target_name_is_a_group(tmp_path: Path) -> None:
+    loaded = load_branches(write_input(tmp_path / "in.json", [entry("a", "release/2.0")]))
+    assert loaded.targets == ("release/2.0",)
+
+
+def test_empty_list_is_valid(tmp_path: Path) -> None:
+    loaded = load_branches(write_input(tmp_path / "in.json", []))
+    assert loaded.branches == ()
+    assert loaded.groups == ()
+
+
+def test_round_trip_through_json(tmp_path: Path) -> None:
+    loaded = load_branches(write_input(tmp_path / "in.json", [entry("a", note=1)]))
+    again = BranchInput.from_json(loaded.to_json())
+    assert again == loaded
+    assert again.branches[0].extra == {"note": 1}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], 'top level: expected an object with a "branches" list, got a list'),
+        ({}, "branches: expected a list of branch entries, got nothing"),
+        ({"branches": {}}, "branches: expected a list of branch entries, got an object"),
+        ({"branches": [1]}, "branches[0]: expected an object, got a number"),
+        ({"branches": [{"branch_name": "a"}]}, "branches[0].assigned_target: required field is missing"),
+        ({"branches": [entry("a", confidence=1.5)]}, "branches[0].confidence: expected a number from 0 to 1, got 1.5"),
+        (
+            {"branches": [entry("a", confidence=True)]},
+            "branches[0].confidence: expected a number from 0 to 1, got true",
+        ),
+        ({"branches": [entry("a", tags="x")]}, 'branches[0].tags: expected a list of strings, got "x"'),
+        ({"branches": [entry("a", tags=[1])]}, "branches[0].tags: expected a list of strings, got [1]"),
+        ({"branches": [entry("a", cluster_id=1.0)]}, "branches[0].cluster_id: expected an integer, got 1.0"),
+        ({"branches": [entry("a", cluster_id=False)]}, "branches[0].cluster_id: expected an integer, got false"),
+        ({"branches": [entry(7)]}, "branches[0].branch_name: expected a branch name (string), got 7"),
+        ({"branches": [entry("-rf")]}, "branches[0].branch_name: '-rf' is not a valid git branch name: it starts"),
+        ({"branches": [entry("a b")]}, "branches[0].branch_name: 'a b' is not a valid git branch name"),
+        ({"branches": [entry("a", "ma..in")]}, "branches[0].assigned_target: 'ma..in' is not a valid git branch"),
+        ({"branches": [entry("a"), entry("a")]}, "branches[1].branch_name: 'a' is listed twice (first at branches[0])"),
+        ({"branches": [entry("x", "main"), entry("main", "dev")]}, "branches[1].branch_name: 'main' is also a target"),
+    ],
+)
+def test_bad_entries_name_file_entry_field_and_expectation(tmp_path: Path, data: object, message: str) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        load_branches(path)
+    assert str(raised.value).startswith(f"{path}: {message}")
+    assert "\n" not in str(raised.value)
+
+
+def test_invalid_json_gives_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text('{\n  "branches": [\n    {"branch_name": }\n  ]\n}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.json: line 3, column 21: invalid JSON: Expecting value"):
+        load_branches(path)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda path: None, "file not found"),
+        (lambda path: path.mkdir(), "is a directory; expected a JSON file"),
+        (lambda path: path.write_bytes(b"\xff\xfe"), r"not UTF-8 text \(byte 0\)"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, setup: object, message: str) -> None:
+    path = tmp_path / "in.json"
+    setup(path)  # type: ignore[operator]
+    with pytest.raises(InputError, match=message):
+        load_branches(path)
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alignment.inputs.MAX_INPUT_BYTES", 10)
+    path = write_input(tmp_path / "in.json", [entry("a")])
+    with pytest.raises(InputError, match="expected at most 10"):
+        load_branches(path)
+
+
+def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    with pytest.raises(InputError, match="invalid JSON: nested too deeply"):
+        load_branches(path)
