@@ -141,30 +141,28 @@ class ChangeErrorDetector:
         return codes
 
     def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:
+        """A failing exit is compared with the state before the merge; a hang or a start failure never is."""
         finding = self._command_finding(context, command, commit)
-        if finding is None:
-            return []
+        if finding is None or finding.code != "check_command_failed":
+            return [] if finding is None else [finding]
         for before in (context.old_tip, context.target_commit):
-            if self._command_finding(context, command, before) is not None:
+            earlier = self._command_finding(context, command, before)
+            if earlier is not None and earlier.code == "check_command_failed":
                 return [_predates(finding)]
         return [finding]
 
     def _command_finding(self, context: BranchContext, command: Command, commit: str) -> Finding | None:
         """Run ``command`` in a worktree of ``commit``; a finding when it fails, None when it passes."""
-        timeout = context.deadline.limit(self.settings.error_detection_timeout_seconds, Status.FAILED_ERROR_DETECTION)
-        worktree = context.workspace.checkout(commit, timeout=timeout)
+        limit = context.deadline.limit(self.settings.error_detection_timeout_seconds, Status.FAILED_ERROR_DETECTION)
+        worktree = context.workspace.checkout(commit, timeout=limit)
         label = " ".join(command)
+        timeout = context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
         try:
-            done = run_process(
-                command,
-                cwd=worktree,
-                timeout=context.deadline.limit(timeout, Status.FAILED_ERROR_DETECTION),
-                memory_limit_mb=self.settings.max_memory_mb,
-            )
-        except ProcessTimeout as exc:
-            return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {exc.timeout:g} s")
+            done = run_process(command, cwd=worktree, timeout=timeout, memory_limit_mb=self.settings.max_memory_mb)
+        except ProcessTimeout:
+            return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {timeout:g} s")
         except OSError as exc:
-            return Finding("check_command_failed", Severity.ERROR, f"`{label}` could not start: {exc.strerror}")
+            return Finding("check_command_not_found", Severity.ERROR, f"`{label}` could not start: {exc.strerror}")
         if done.returncode == 0:
             return None
         output = (done.stdout + done.stderr).decode("utf-8", "replace")

@@ -9,7 +9,9 @@ limit is set by a tiny launcher instead of ``preexec_fn``, which is unsafe in th
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +58,7 @@ def run_process(
     """Run ``argv`` to completion and capture its output; raise ``ProcessTimeout`` past ``timeout``."""
     command = list(argv)
     if memory_limit_mb is not None and sys.platform.startswith("linux"):
+        _require_program(command[0], cwd, env)
         command = [sys.executable, "-c", _LIMIT_LAUNCHER, str(memory_limit_mb), *command]
     process = subprocess.Popen(
         command,
@@ -75,6 +78,16 @@ def run_process(
         kill_group(process)
         raise
     return Completed(tuple(argv), process.returncode, stdout, stderr)
+
+
+def _require_program(program: str, cwd: str | Path | None, env: Mapping[str, str] | None) -> None:
+    """Raise ``FileNotFoundError`` as ``Popen`` would, for a program the launcher is about to exec."""
+    if os.sep in program:
+        found = os.access(Path(cwd or ".") / program, os.X_OK)
+    else:
+        found = shutil.which(program, path=(env if env is not None else os.environ).get("PATH")) is not None
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:

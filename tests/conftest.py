@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
+from alignment.components import Components
 from alignment.config import Settings, from_mapping
+from alignment.inputs import parse_branches
+from alignment.pipeline import Runtime
+from alignment.session import plan_run
 
 pytest_plugins = ["pytester"]
 
@@ -149,10 +153,6 @@ Aligner = Callable[..., dict[str, Any]]
 @pytest.fixture
 def align(repo: Repo, tmp_path: Path) -> Aligner:
     """Align branches of ``repo`` (names, or ``(name, target)``) in one process; results by branch name."""
-    from alignment.components import Components
-    from alignment.inputs import parse_branches
-    from alignment.pipeline import Runtime
-    from alignment.session import plan_run
 
     def run(
         *branches: str | tuple[str, str], config: Settings | None = None, components: Components | None = None

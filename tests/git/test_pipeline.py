@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,9 @@ from alignment.components import BranchContext, Components, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
+from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Status
-from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
 from alignment.session import plan_run
 from tests.conftest import Aligner, Repo, entry, settings
@@ -55,7 +54,9 @@ def test_clean_merge_moves_the_branch_to_a_true_merge(repo: Repo, align: Aligner
     document = Path(str(result.document))
     assert document.name == "feature%2Fx.md"
     text = document.read_text()
-    assert "README.md" in text and "main work" in text and new in text
+    assert "README.md" in text
+    assert "main work" in text
+    assert new in text
     assert result.to_dict()["changes_summary"] == str(document)
 
 
@@ -76,9 +77,12 @@ def test_conflict_fails_integration_and_leaves_the_branch(repo: Repo, align: Ali
     assert_untouched(repo, "feature/auth", old, status_before)
     assert repo.tip("backup-feature/auth-pre-align") == old
     data = result.to_dict()
-    assert "changes_summary" not in data and data["error_message"] == result.message
+    assert "changes_summary" not in data
+    assert data["error_message"] == result.message
     text = Path(str(result.document)).read_text()
-    assert "## Conflicts" in text and "`app.py` (contents)" in text and "Why it stopped" in text
+    assert "## Conflicts" in text
+    assert "`app.py` (contents)" in text
+    assert "Why it stopped" in text
 
 
 def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> None:
@@ -103,7 +107,8 @@ def test_merge_that_breaks_python_fails_error_detection(repo: Repo, align: Align
 
     assert result.status is Status.FAILED_ERROR_DETECTION
     assert result.codes == ("python_syntax_error",)
-    assert result.message is not None and "python_syntax_error in steps.py:5" in result.message
+    assert result.message is not None
+    assert "python_syntax_error in steps.py:5" in result.message
     assert result.message.startswith("Error detection found 1 error introduced by the merge")
     assert_untouched(repo, "list", old, status_before)
     assert [finding.code for finding in result.findings] == ["python_syntax_error"]
@@ -180,7 +185,8 @@ def test_branch_checked_out_in_another_worktree_is_not_touched(repo: Repo, align
     repo.git("worktree", "add", "-q", str(worktree), "busy")
     result = align("busy")["busy"]
     assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("branch_checked_out",))
-    assert str(worktree) in str(result.message) and "checked out" in str(result.message)
+    assert str(worktree) in str(result.message)
+    assert "checked out" in str(result.message)
     assert repo.tip("busy") == old
 
 
@@ -259,7 +265,8 @@ def test_existing_backup_elsewhere_is_kept_and_a_suffixed_one_made(repo: Repo, a
     assert any("exists at another commit and was kept" in note for note in result.notes)
     # auto cleanup removed only the backup this run created, and only after success
     assert not repo.exists("backup-f-pre-align-3")
-    assert repo.exists("backup-f-pre-align") and repo.exists("backup-f-pre-align-2")
+    assert repo.exists("backup-f-pre-align")
+    assert repo.exists("backup-f-pre-align-2")
     assert repo.tip("f") != old
 
 
@@ -321,5 +328,4 @@ def test_branch_moved_after_the_snapshot_is_classified_fresh(repo: Repo, tmp_pat
 def test_standalone_merge_needs_no_worktree(repo: Repo, align: Aligner) -> None:
     diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     align("f")
-    listed = subprocess.run(["git", "-C", str(repo.path), "worktree", "list"], capture_output=True, text=True)
-    assert len(listed.stdout.splitlines()) == 1
+    assert len(repo.git("worktree", "list").splitlines()) == 1

@@ -127,7 +127,8 @@ def test_settings_round_trip_through_plain_data() -> None:
 def test_bad_values_name_the_key(orchestration: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         from_mapping({"orchestration": orchestration}, "alignment.yaml")
-    assert str(raised.value).startswith("alignment.yaml: ") and message in str(raised.value)
+    assert str(raised.value).startswith("alignment.yaml: ")
+    assert message in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -148,5 +149,5 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: file not found"):
         load_settings(tmp_path / "nope.yaml")

@@ -1,0 +1,198 @@
+"""Error detection (076): file checks, check commands in a worktree, and the rebase strategy's worktrees."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alignment.detect import check_file
+from alignment.model import Action, Severity, Status
+from tests.conftest import Aligner, Repo, settings
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "code", "line"),
+    [
+        ("a.py", "def f(:\n", "python_syntax_error", 1),
+        ("a.pyi", "x: = 1\n", "python_syntax_error", 1),
+        ("a.json", '{"a": 1,}', "json_parse_error", 1),
+        ("a.yml", "a: [\n", "yaml_parse_error", 2),
+        ("a.yaml", "a: b: c\n", "yaml_parse_error", 1),
+        ("a.toml", "a = 1\na = 2\n", "toml_parse_error", None),
+        ("notes.md", "x\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n", "conflict_markers", 2),
+        ("notes.md", "ok  \nfine\nbad\t\n", "trailing_whitespace", 1),
+    ],
+)
+def test_file_checks_find_the_problem_and_its_line(path: str, content: str, code: str, line: int | None) -> None:
+    findings = [finding for finding in check_file(path, content.encode()) if finding.code == code]
+    assert len(findings) == 1
+    assert findings[0].file == path
+    if line is not None:
+        assert findings[0].line == line
+
+
+def test_clean_files_and_lookalikes_have_no_findings() -> None:
+    assert check_file("a.py", b"def f():\n    return 1\n") == []
+    assert check_file("a.json", b'{"a": [1, 2]}') == []
+    assert check_file("a.yaml", b"a: 1\n---\nb: 2\n") == []
+    assert check_file("a.toml", b"[x]\na = 1\n") == []
+    assert check_file("title.rst", b"Title\n=======\n") == []
+    assert check_file("half.md", b"<<<<<<< only an opening\n") == []
+
+
+def test_trailing_whitespace_is_only_a_warning() -> None:
+    (finding,) = check_file("a.txt", b"a \nb \n")
+    assert (finding.severity, finding.blocks, finding.message) == (
+        Severity.WARNING,
+        False,
+        "trailing whitespace on 2 lines",
+    )
+
+
+def test_binary_and_huge_files_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_file("a.py", b"\x00\x01def f(:") == []
+    monkeypatch.setattr("alignment.detect.MAX_CHECKED_BYTES", 4)
+    assert check_file("a.py", b"def f(:\n") == []
+
+
+def diverge(repo: Repo) -> str:
+    base = repo.tip("main")
+    old = repo.commit("feature", {"feature.txt": "f\n"}, parent=base)
+    repo.commit("main", {"main.txt": "m\n"})
+    return old
+
+
+def script(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(f"import os, sys, time\n{body}\n", encoding="utf-8")
+    return str(path)
+
+
+def test_a_passing_check_command_completes(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    diverge(repo)
+    seen = tmp_path / "seen.txt"
+    check = script(tmp_path, "check.py", f"open({str(seen)!r}, 'w').write(' '.join(sorted(os.listdir('.'))))")
+    result = align("feature", config=settings(check_commands=[[sys.executable, check]]))["feature"]
+    assert result.status is Status.COMPLETED
+    assert "feature.txt" in seen.read_text()
+    assert "main.txt" in seen.read_text()
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_a_check_command_the_merge_breaks_fails_detection(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    old = diverge(repo)
+    check = script(
+        tmp_path,
+        "check.py",
+        "print('checking'); print('both files present', file=sys.stderr)\n"
+        "sys.exit(3 if os.path.exists('feature.txt') and os.path.exists('main.txt') else 0)",
+    )
+    result = align("feature", config=settings(check_commands=[[sys.executable, check]]))["feature"]
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_failed",))
+    assert "exited 3: both files present" in str(result.message)
+    assert repo.tip("feature") == old
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_a_check_that_failed_before_the_merge_is_a_warning(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    diverge(repo)
+    check = script(tmp_path, "check.py", "sys.exit(1)")
+    result = align("feature", config=settings(check_commands=[[sys.executable, check]]))["feature"]
+    assert result.status is Status.COMPLETED
+    (finding,) = result.findings
+    assert (finding.code, finding.severity, finding.introduced) == ("check_command_failed", Severity.WARNING, False)
+
+
+def test_per_target_check_commands(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    diverge(repo)
+    check = script(
+        tmp_path, "check.py", "sys.exit(5 if os.path.exists('main.txt') and os.path.exists('feature.txt') else 0)"
+    )
+    config = settings(targets={"main": {"check_commands": [[sys.executable, check]]}})
+    assert align("feature", config=config)["feature"].codes == ("check_command_failed",)
+
+
+def test_a_missing_check_command_is_a_failure_not_a_crash(repo: Repo, align: Aligner) -> None:
+    diverge(repo)
+    result = align("feature", config=settings(check_commands=["no-such-command-xyz --flag"]))["feature"]
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_not_found",))
+    assert "`no-such-command-xyz --flag` could not start" in str(result.message)
+
+
+@pytest.mark.slow
+def test_a_hung_check_is_killed_with_its_whole_process_group(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    old = diverge(repo)
+    pids = tmp_path / "pids.txt"
+    body = f"""
+import signal
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = os.fork()
+if child == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(600)
+    os._exit(0)
+open({str(pids)!r}, 'w').write(f"{{os.getpid()}} {{child}}")
+time.sleep(600)
+"""
+    hang = script(tmp_path, "hang.py", body)
+    started = time.monotonic()
+    result = align(
+        "feature", config=settings(check_commands=[[sys.executable, hang]], error_detection_timeout_seconds=1)
+    )["feature"]
+    assert time.monotonic() - started < 30
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))
+    assert repo.tip("feature") == old
+    for pid in map(int, pids.read_text().split()):
+        assert not _alive(pid), f"process {pid} survived"
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_rebase_strategy_replays_the_branch_on_the_target(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo)
+    target = repo.tip("main")
+    result = align("feature", config=settings(integration_strategy="rebase"))["feature"]
+    assert (result.status, result.action) == (Status.COMPLETED, Action.REBASE)
+    new = repo.tip("feature")
+    assert repo.git("rev-parse", f"{new}^") == target
+    assert repo.git("rev-list", "--count", f"{target}..{new}") == "1"
+    assert repo.tip("backup-feature-pre-align") == old
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_rebase_conflict_is_aborted_and_cleaned_up(repo: Repo, align: Aligner) -> None:
+    base = repo.tip("main")
+    old = repo.commit("feature", {"app.py": "mine\n"}, parent=base)
+    repo.commit("main", {"app.py": "theirs\n"})
+    config = settings(targets={"main": {"integration_strategy": "rebase"}})
+    result = align("feature", config=config)["feature"]
+    assert (result.status, result.codes, result.action) == (
+        Status.FAILED_INTEGRATION,
+        ("merge_conflict_unresolvable",),
+        Action.REBASE,
+    )
+    assert result.message == "Merge conflict in app.py (unresolvable)"
+    assert repo.tip("feature") == old
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+    assert not list(Path(repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
+
+
+def test_rebase_then_checks_reuse_the_same_worktree(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    diverge(repo)
+    log = tmp_path / "cwd.txt"
+    check = script(tmp_path, "check.py", f"open({str(log)!r}, 'a').write(os.getcwd() + '\\n')")
+    config = settings(integration_strategy="rebase", check_commands=[[sys.executable, check]])
+    assert align("feature", config=config)["feature"].status is Status.COMPLETED
+    assert len(set(log.read_text().split())) == 1
+    assert os.path.basename(log.read_text().split()[0]).startswith("wt-")
