@@ -1,0 +1,398 @@
+"""BranchAlignmentOrchestrator: the spec's eight named tests, its integration tests, and the config keys."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from alignment.components import Components
+from alignment.config import Settings
+from alignment.demo import build_demo
+from alignment.detect import ChangeErrorDetector
+from alignment.document import MarkdownDocGenerator
+from alignment.errors import ConfigError, RepositoryError, UsageProblem
+from alignment.inputs import load_branches
+from alignment.integrate import MergeOrRebaseIntegrator
+from alignment.model import Status
+from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.pipeline import Runtime
+from alignment.report import load_schema
+from alignment.session import plan_run
+from tests.conftest import Repo, entry, settings, write_input
+from tests.fakes import (
+    OLD_WARNING,
+    SYNTAX,
+    FakeDetector,
+    FakeDocGenerator,
+    FakeIntegrator,
+    Recorder,
+    fake_components,
+    max_overlap,
+)
+
+SPEC_INPUT = {
+    "branches": [
+        {
+            "branch_name": "feature/auth",
+            "assigned_target": "main",
+            "confidence": 0.87,
+            "tags": ["tag:main_branch", "tag:parallel_safe"],
+            "cluster_id": 0,
+        },
+        {
+            "branch_name": "feature/research",
+            "assigned_target": "scientific",
+            "confidence": 0.72,
+            "tags": ["tag:scientific_branch"],
+            "cluster_id": 1,
+        },
+    ]
+}
+SPEC_GROUP_KEYS = {"target_branch", "processed_branches", "successful", "failed", "branches"}
+SPEC_SUMMARY_KEYS = {
+    "total_branches_processed",
+    "total_successful",
+    "total_failed",
+    "total_time_seconds",
+    "circuit_breaker_triggered",
+    "execution_timestamp",
+}
+
+
+@pytest.fixture
+def many(repo: Repo) -> list[str]:
+    """Twelve real branches: six for main, six for a 'scientific' target forked from main."""
+    repo.branch("scientific", "main")
+    repo.commit("scientific", {"science.txt": "s\n"})
+    names = []
+    for index in range(6):
+        for target in ("main", "scientific"):
+            name = f"{target}-topic-{index}"
+            repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main"))
+            names.append(name)
+    repo.commit("main", {"main.txt": "m\n"})
+    return names
+
+
+def orchestrate(
+    repo: Repo, tmp_path: Path, names: list[str], config: Settings | None = None, components: Components | None = None
+) -> dict[str, Any]:
+    entries = [entry(name, "scientific" if name.startswith("scientific") else "main") for name in names]
+    path = write_input(tmp_path / "in.json", entries)
+    orchestrator = BranchAlignmentOrchestrator(config, components=components, reports_dir=tmp_path / "reports")
+    return orchestrator.run(path, repo.path)
+
+
+# -- the spec's eight named tests ----------------------------------------------------------------------
+
+
+def test_load_categorized_branches(tmp_path: Path) -> None:
+    """Load and parse categorized_branches.json"""
+    path = tmp_path / "categorized_branches.json"
+    path.write_text(json.dumps(SPEC_INPUT), encoding="utf-8")
+    loaded = load_branches(path)
+    assert [(spec.name, spec.target, spec.confidence, spec.tags, spec.cluster_id) for spec in loaded.branches] == [
+        ("feature/auth", "main", 0.87, ("tag:main_branch", "tag:parallel_safe"), 0),
+        ("feature/research", "scientific", 0.72, ("tag:scientific_branch",), 1),
+    ]
+
+
+def test_group_branches_by_target(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """Branches grouped correctly by target"""
+    result = orchestrate(repo, tmp_path, many, components=fake_components(Recorder()))
+    groups = result["orchestration_results"]
+    assert list(groups) == ["main", "scientific"]
+    for target, group in groups.items():
+        assert [branch["branch_name"] for branch in group["branches"]] == [n for n in many if n.startswith(target)]
+        assert group["target_branch"] == target
+
+
+def test_parallel_execution_within_group(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """All branches in target group execute in parallel"""
+    recorder = Recorder()
+    orchestrate(repo, tmp_path, many, settings(max_workers_per_target=3), fake_components(recorder, seconds=0.3))
+    for target in ("main", "scientific"):
+        intervals = [span for name, span in recorder.intervals.items() if name.startswith(target)]
+        assert max_overlap(intervals) == 3
+
+
+def test_sequential_execution_between_groups(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """Target groups process sequentially or isolated"""
+    recorder = Recorder()
+    orchestrate(repo, tmp_path, many, settings(max_workers_per_target=6), fake_components(recorder, seconds=0.1))
+    main = [span for name, span in recorder.intervals.items() if name.startswith("main")]
+    scientific = [span for name, span in recorder.intervals.items() if name.startswith("scientific")]
+    assert max(end for _, end in main) <= min(start for start, _ in scientific)
+
+
+def test_rollback_on_integration_failure(repo: Repo, tmp_path: Path) -> None:
+    """Rollback succeeds when integration fails"""
+    base = repo.tip("main")
+    conflicting = repo.commit("conflicting", {"app.py": "mine\n"}, parent=base)
+    repo.commit("main", {"app.py": "theirs\n"})
+    result = orchestrate(repo, tmp_path, ["conflicting"])
+    (branch,) = result["orchestration_results"]["main"]["branches"]
+    assert branch["status"] == "failed_integration"
+    assert branch["error_message"] == "Merge conflict in app.py (unresolvable)"
+    assert repo.tip("conflicting") == conflicting == branch["old_tip"]
+    assert repo.tip("backup-conflicting-pre-align") == conflicting
+
+
+class SignalAfterTheMove(logging.Handler):
+    """Raises a BaseException (like pytest-timeout's signal) right after the branch ref moved."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("moved "):
+            raise KeyboardInterrupt
+
+
+def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Path) -> None:
+    old = repo.commit("late", {"late.txt": "x\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"main.txt": "m\n"})
+    plan = plan_run(
+        Settings(),
+        load_branches(write_input(tmp_path / "in.json", [entry("late")])),
+        repo.path,
+        reports_dir=tmp_path / "reports",
+    )
+    logger = logging.getLogger("alignment.pipeline")
+    handler, level = SignalAfterTheMove(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with Runtime(plan) as runtime:
+            alignment = runtime.alignment(plan.branches.branches[0])
+            with pytest.raises(KeyboardInterrupt):
+                alignment.run()
+            result = alignment.finish()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        plan.discard_scratch()
+    assert (result.status, result.codes) == (Status.EXCEPTION, ("interrupted",))
+    assert repo.tip("late") == old
+    assert any("restored 'late' to its old tip" in note for note in result.notes)
+
+
+def test_error_detection_integration(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """Error detection runs and results captured"""
+    detector = FakeDetector({"main-topic-0": (SYNTAX, OLD_WARNING), "main-topic-1": (OLD_WARNING,)})
+    components = Components(FakeIntegrator(Recorder(), seconds=0), detector, FakeDocGenerator())
+    result = orchestrate(repo, tmp_path, many[:4], components=components)
+    branches = {branch["branch_name"]: branch for branch in result["orchestration_results"]["main"]["branches"]}
+    broken, warned = branches["main-topic-0"], branches["main-topic-1"]
+    assert broken["status"] == "failed_error_detection"
+    assert broken["errors_detected"] == ["python_syntax_error"]
+    assert broken["error_message"].endswith("python_syntax_error in src/app.py:3 (invalid Python: invalid syntax)")
+    assert [finding["code"] for finding in broken["findings"]] == ["python_syntax_error", "trailing_whitespace"]
+    assert warned["status"] == "completed"
+    assert warned["errors_detected"] == []
+    assert warned["findings"][0]["severity"] == "warning"
+    assert {branch for branch, _ in detector.seen} == set(many[:4])
+
+
+def test_circuit_breaker_stops_cascade(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """Circuit breaker stops on failure threshold"""
+    recorder = Recorder()
+    config = settings(enable_parallelization=False, failure_threshold_count=3, failure_threshold_percent=50)
+    result = orchestrate(repo, tmp_path, many, config, fake_components(recorder, seconds=0, conflicts=["*"]))
+    summary = result["overall_summary"]
+    assert summary["circuit_breaker_triggered"] is True
+    assert "3 of 3 finished branches failed" in summary["circuit_breaker_reason"]
+    assert recorder.order == ["main-topic-0", "main-topic-1", "main-topic-2"]
+    assert summary["total_branches_processed"] == 3
+    assert summary["total_not_run"] == 9
+    assert result["orchestration_results"]["main"]["not_run"] == ["main-topic-3", "main-topic-4", "main-topic-5"]
+    assert result["orchestration_results"]["scientific"]["processed_branches"] == 0
+    for name in set(many) - set(recorder.order):
+        assert not repo.exists(f"backup-{name}-pre-align")
+
+
+def test_output_schema_validation(tmp_path: Path) -> None:
+    """Output matches specification exactly"""
+    repo_path, input_path = build_demo(tmp_path / "demo")
+    result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(input_path, repo_path)
+    jsonschema.validate(result, load_schema())
+    assert set(result) == {"schema_version", "run_id", "orchestration_results", "overall_summary"}
+    assert set(result["overall_summary"]) >= SPEC_SUMMARY_KEYS
+    assert result["overall_summary"]["execution_timestamp"].endswith("Z")
+    for group in result["orchestration_results"].values():
+        assert set(group) >= SPEC_GROUP_KEYS
+        assert group["processed_branches"] == group["successful"] + group["failed"] == len(group["branches"])
+        for branch in group["branches"]:
+            assert list(branch)[:4] == ["branch_name", "status", "integration_time_seconds", "errors_detected"]
+            assert ("changes_summary" in branch) == (branch["status"] == "completed")
+            assert ("error_message" in branch) == (branch["status"] != "completed")
+
+
+# -- the spec's integration tests ----------------------------------------------------------------------
+
+
+def test_full_orchestration_mixed_targets(tmp_path: Path) -> None:
+    """Full workflow with branches for all three targets"""
+    repo_path, input_path = build_demo(tmp_path / "demo")
+    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    reports = tmp_path / "reports"
+    result = BranchAlignmentOrchestrator(reports_dir=reports).run(input_path, repo_path)
+    groups = result["orchestration_results"]
+    assert list(groups) == ["main", "scientific", "orchestration-tools"]
+    statuses = {branch["branch_name"]: branch["status"] for group in groups.values() for branch in group["branches"]}
+    assert statuses == expected
+    summary = result["overall_summary"]
+    assert (summary["total_branches_processed"], summary["total_successful"], summary["total_failed"]) == (20, 16, 4)
+    run_dir = reports / "runs" / result["run_id"]
+    assert json.loads((run_dir / "alignment_results.json").read_text()) == result
+    assert json.loads((reports / "alignment_results.json").read_text()) == result
+    assert (reports / "latest").resolve() == run_dir.resolve()
+    audit = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+    assert [event["event"] for event in audit].count("branch_end") == 20
+    assert audit[0]["event"] == "run_start"
+    assert audit[-1]["event"] == "run_end"
+    assert len(list((run_dir / "logs").glob("*.log"))) == 20
+    assert len(list((run_dir / "changes").rglob("*.md"))) == 20
+
+
+def test_error_handling_and_recovery(repo: Repo, tmp_path: Path) -> None:
+    """Error conditions handled gracefully"""
+    repo.commit("ok", {"ok.txt": "x\n"}, parent=repo.tip("main"))
+    repo.commit("busy", {"busy.txt": "x\n"}, parent=repo.tip("main"))
+    repo.git("worktree", "add", "-q", str(tmp_path / "busy-wt"), "busy")
+    repo.commit("main", {"m.txt": "m\n"})
+    path = write_input(tmp_path / "in.json", [entry("ok"), entry("busy"), entry("gone"), entry("x", "no-target")])
+    result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)
+    statuses = {
+        b["branch_name"]: (b["status"], b["errors_detected"])
+        for group in result["orchestration_results"].values()
+        for b in group["branches"]
+    }
+    assert statuses == {
+        "ok": ("completed", []),
+        "busy": ("failed_integration", ["branch_checked_out"]),
+        "gone": ("failed_integration", ["branch_not_found"]),
+        "x": ("failed_integration", ["target_not_found"]),
+    }
+
+
+def test_parallel_safety_no_race_conditions(repo: Repo, tmp_path: Path) -> None:
+    """No race conditions in concurrent execution"""
+    base = repo.tip("main")
+    names = [f"topic-{index}" for index in range(30)]
+    olds = {name: repo.commit(name, {f"{name}.py": f"N = {index}\n"}, parent=base) for index, name in enumerate(names)}
+    target = repo.commit("main", {"shared.py": "S = 1\n"})
+    status_before = repo.status()
+    config = settings(max_workers_per_target=8, max_concurrent_git_ops=3)
+    result = orchestrate(repo, tmp_path, names, config)
+    assert result["overall_summary"]["total_successful"] == 30
+    for name in names:
+        new = repo.tip(name)
+        assert repo.git("rev-parse", f"{new}^1", f"{new}^2").split() == [olds[name], target]
+        assert repo.git("rev-parse", f"{new}^{{tree}}") == repo.git("merge-tree", "--write-tree", olds[name], target)
+        assert repo.tip(f"backup-{name}-pre-align") == olds[name]
+    assert repo.status() == status_before
+    audit = (tmp_path / "reports" / "latest" / "audit.jsonl").read_text().splitlines()
+    assert len([json.loads(line) for line in audit]) == 62
+
+
+# -- configuration keys and edge cases ------------------------------------------------------------------
+
+
+def test_empty_input_gives_an_empty_well_formed_result(repo: Repo, tmp_path: Path) -> None:
+    result = orchestrate(repo, tmp_path, [])
+    jsonschema.validate(result, load_schema())
+    assert result["orchestration_results"] == {}
+    assert result["overall_summary"]["total_branches_processed"] == 0
+
+
+def test_single_branch(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("only", {"o.txt": "o\n"}, parent=repo.tip("main"))
+    result = orchestrate(repo, tmp_path, ["only"])
+    assert result["orchestration_results"]["main"]["successful"] == 1
+
+
+def test_parallelization_disabled_runs_one_at_a_time(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    recorder = Recorder()
+    config = settings(enable_parallelization=False, max_workers_per_target=4)
+    orchestrate(repo, tmp_path, many, config, fake_components(recorder, seconds=0.05))
+    assert max_overlap(recorder.intervals.values()) == 1
+    assert recorder.order == many[0::2] + many[1::2]
+
+
+def test_memory_bound_holds_new_branches_back(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    recorder = Recorder()
+    config = settings(max_workers_per_target=4, max_memory_mb=1)
+    result = orchestrate(repo, tmp_path, many, config, fake_components(recorder, seconds=0.1))
+    assert max_overlap(recorder.intervals.values()) == 1
+    assert result["overall_summary"]["total_successful"] == 12
+
+
+def test_progress_reports_x_of_y(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    seen: list[tuple[int, int, str]] = []
+    path = write_input(tmp_path / "in.json", [entry(name) for name in many[:3]])
+    BranchAlignmentOrchestrator(
+        components=fake_components(Recorder(), seconds=0),
+        reports_dir=tmp_path / "r",
+        progress=lambda done, total, result: seen.append((done, total, result.branch)),
+    ).run(path, repo.path)
+    assert sorted(done for done, _, _ in seen) == [1, 2, 3]
+    assert {total for _, total, _ in seen} == {3}
+
+
+def test_configuration_forms_and_repo_path_from_config(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("only", {"o.txt": "o\n"}, parent=repo.tip("main"))
+    config_file = tmp_path / "alignment.yaml"
+    config_file.write_text(f"orchestration:\n  repo_path: {repo.path}\n  reports_dir: {tmp_path / 'out'}\n")
+    path = write_input(tmp_path / "in.json", [entry("only")])
+    result = BranchAlignmentOrchestrator(config_file).run(path)
+    assert result["overall_summary"]["total_successful"] == 1
+    assert (tmp_path / "out" / "alignment_results.json").exists()
+    as_mapping = BranchAlignmentOrchestrator({"orchestration": {"log_per_branch": False}}, reports_dir=tmp_path / "m")
+    assert as_mapping.run(path, repo.path)["overall_summary"]["total_successful"] == 1
+    assert not (tmp_path / "m" / "latest" / "logs").exists()
+
+
+def test_missing_repository_is_a_usage_problem(tmp_path: Path) -> None:
+    path = write_input(tmp_path / "in.json", [entry("a")])
+    with pytest.raises(UsageProblem, match="no repository"):
+        BranchAlignmentOrchestrator().run(path)
+    with pytest.raises(RepositoryError, match="not a git repository"):
+        BranchAlignmentOrchestrator().run(path, tmp_path)
+
+
+def test_custom_components_by_dotted_path(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("only", {"o.txt": "o\n"}, parent=repo.tip("main"))
+    config = settings(doc_generator="tests.git.test_orchestrator:DocsNowhere")
+    result = orchestrate(repo, tmp_path, ["only"], config)
+    assert result["orchestration_results"]["main"]["branches"][0]["changes_summary"] == "nowhere.md"
+
+
+class DocsNowhere:
+    def __init__(self, config: Settings) -> None:
+        self.config = config
+
+    def document(self, record: object) -> str:
+        return "nowhere.md"
+
+
+@pytest.mark.parametrize(
+    ("dotted", "problem"),
+    [
+        ("tests.git.no_such_module:X", "cannot load"),
+        ("tests.git.test_orchestrator:Nope", "cannot load"),
+        ("tests.git.test_orchestrator:Settings", "does not provide DocGenerator's method"),
+    ],
+)
+def test_bad_dotted_paths_are_config_errors(dotted: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        Components.from_settings(settings(doc_generator=dotted))
+
+
+def test_default_components_are_the_library_ones() -> None:
+    components = Components.from_settings(Settings())
+    assert isinstance(components.integration_utility, MergeOrRebaseIntegrator)
+    assert isinstance(components.error_detector, ChangeErrorDetector)
+    assert isinstance(components.doc_generator, MarkdownDocGenerator)
