@@ -10,13 +10,16 @@ it documents a failure, restores the branch if anything moved it, removes worktr
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar, cast
 
 from alignment.backup import Backup, create_backup, remove_backup
 from alignment.components import (
@@ -43,6 +46,23 @@ from alignment.workspace import Workspace
 
 log = logging.getLogger(__name__)
 COMMITS_LISTED = 50
+Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
+
+
+def _step(method: Step) -> Step:
+    """A pipeline step: refuses to run after a failed step, and records its own failure before re-raising."""
+
+    @functools.wraps(method)
+    def run_step(self: BranchAlignment) -> None:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            method(self)
+        except Exception as error:
+            self.fail(error)
+            raise
+
+    return cast(Step, run_step)
 
 
 class BranchAlignment:
@@ -73,6 +93,7 @@ class BranchAlignment:
 
     # -- steps --------------------------------------------------------------------------------------------
 
+    @_step
     def prepare(self) -> None:
         """Pin the target, read the branch, refuse what must not be touched, then create the backup."""
         with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
@@ -112,6 +133,7 @@ class BranchAlignment:
                     self.notes.append(self.backup.note)
                 log.info("backup '%s' at %s", self.backup.name, tip)
 
+    @_step
     def integrate(self) -> None:
         """Task 077: compute the commit the branch would move to; conflicts fail the branch."""
         context = self._context()
@@ -127,6 +149,7 @@ class BranchAlignment:
                 )
             log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
 
+    @_step
     def detect(self) -> None:
         """Task 076: findings on the integrated commit; an error the merge introduced fails the branch."""
         context, integration = self._context(), self._integration()
@@ -145,11 +168,13 @@ class BranchAlignment:
             if codes:
                 raise StepFailed(Status.FAILED_ERROR_DETECTION, codes, blocking_summary(self.findings))
 
+    @_step
     def document(self) -> None:
         """Task 078: write the change document of the alignment about to be applied."""
         with branch_scope(self.spec.name):
             self.document_path = self._write_document(Status.COMPLETED, None)
 
+    @_step
     def finalize(self) -> None:
         """Move the branch to the integrated commit: once, by compare-and-swap from the old tip."""
         context, integration = self._context(), self._integration()
@@ -157,6 +182,7 @@ class BranchAlignment:
         with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
             if new_tip is not None and new_tip != context.old_tip:
                 self._refuse_if_checked_out()
+                journal_move(self.runtime.plan, self.spec.name, context.old_tip, new_tip)
                 try:
                     self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
                 except RefUpdateRejected:
@@ -209,8 +235,8 @@ class BranchAlignment:
             self.detect()
             self.document()
             self.finalize()
-        except Exception as error:
-            self.fail(error)
+        except Exception:  # noqa: S110 - the step recorded it; finish() turns it into the result
+            pass
         finally:
             result = self.finish()
         return result
@@ -341,6 +367,33 @@ def _timeouts_as(status: Status) -> Iterator[None]:
         yield
     except GitTimeout as error:
         raise StepFailed(status, ["timeout"], f"git {error.args_[0]} timed out after {error.timeout:g} s") from None
+
+
+def _journal_path(plan: RunPlan, branch: str) -> Path:
+    return plan.scratch_dir / "moves" / f"{branch_file_stem(branch)}.json"
+
+
+def journal_move(plan: RunPlan, branch: str, old_tip: str, new_tip: str) -> None:
+    """Note a ref move about to happen, so that whoever finds the mover dead can undo it exactly."""
+    path = _journal_path(plan, branch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"branch": branch, "old_tip": old_tip, "new_tip": new_tip}), encoding="utf-8")
+
+
+def recover_interrupted(git: Git, plan: RunPlan, branch: str) -> str:
+    """Undo the move of a branch whose aligner died (a crashed worker): say what was found and done."""
+    path = _journal_path(plan, branch)
+    if not path.exists():
+        return f"'{branch}' was not moved"
+    move = json.loads(path.read_text(encoding="utf-8"))
+    now = git.resolve_branch(branch)
+    if now != move["new_tip"]:
+        return f"'{branch}' was not moved" if now == move["old_tip"] else f"'{branch}' is at {now}; left as it is"
+    try:
+        git.update_refs([RefUpdate(branch_ref(branch), move["old_tip"], move["new_tip"])])
+    except GitError as error:
+        return f"could not restore '{branch}' to {move['old_tip']}: {error}"
+    return f"restored '{branch}' to its old tip {move['old_tip']}"
 
 
 class Runtime:

@@ -111,9 +111,6 @@ class RunFolder:
     def audit_path(self) -> Path:
         return self.path / "audit.jsonl"
 
-    def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=False)
-
     def publish(self, results: Mapping[str, Any]) -> Path:
         """Write the results into the run folder, then point ``latest`` and the top-level copy at them."""
         text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"

@@ -153,7 +153,6 @@ def plan_run(
     finally:
         git.close()
     folder = RunFolder(Path(reports_dir or settings.reports_dir).resolve(), run_id)
-    folder.create()
     scratch = Path(tempfile.mkdtemp(prefix=f"alignment-{run_id}-"))
     log.info(
         "run %s: %d branches over %d targets in %s",

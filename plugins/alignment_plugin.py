@@ -1,0 +1,265 @@
+"""The pytest front end: ``pytest alignment/ -n 4 --input categorized_branches.json --repo PATH``.
+
+Each branch of the input is one test item of ``alignment/test_branches.py`` (id: the branch name; marks:
+``xdist_group(<target>)`` and ``target_<target>``). The ``branch_alignment`` fixture prepares the branch
+(checks, then the backup) and, in teardown, finishes it: documents a failure, restores anything moved,
+removes worktrees, and attaches the result as JSON text to the item's ``user_properties``, which is how it
+travels from an xdist worker to the controller. The test body runs the steps 077 -> 076 -> 078 -> move.
+
+Outcomes: passed = ``completed``; failed = ``failed_integration`` / ``failed_error_detection`` with the
+spec's ``error_message`` as the failure text; error = ``exception``. Without ``--input`` (or ``--demo``)
+this plugin does nothing, and ``pytest`` runs the project's own tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import alignment
+from alignment.components import Components
+from alignment.config import load_settings
+from alignment.demo import build_demo
+from alignment.errors import AlignmentError, StepFailed, UsageProblem
+from alignment.inputs import load_branches
+from alignment.logs import run_logging
+from alignment.model import BranchSpec, Status
+from alignment.pipeline import BranchAlignment, Runtime
+from alignment.session import RunPlan, plan_run
+from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
+
+PLAN_KEY = "alignment_plan"
+COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
+ALIGNMENT_DIR = COLLECTED_MODULE.parent
+
+
+class RunState:
+    """What one process (controller or worker) knows about the run."""
+
+    def __init__(self, plan: RunPlan, worker: str, demo_dir: Path | None = None) -> None:
+        self.plan = plan
+        self.worker = worker
+        self.demo_dir = demo_dir
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("alignment", "branch alignment: pytest alignment/ --input FILE --repo PATH")
+    options = (
+        ("--input", "alignment_input", "categorized_branches.json to align (the spec's input format)"),
+        ("--repo", "alignment_repo", "the git repository holding the branches (no default)"),
+        ("--config", "alignment_config", "YAML configuration with an 'orchestration:' block (default: none)"),
+        ("--reports-dir", "alignment_reports_dir", "where runs write their reports (default: reports)"),
+    )
+    for flag, ini, text in options:
+        group.addoption(flag, dest=ini, metavar="PATH", help=f"{text}; ini: {ini}")
+        parser.addini(ini, f"{text} (relative to the ini file)", default=None)
+    group.addoption(
+        "--demo",
+        action="store_true",
+        dest="alignment_demo",
+        help="align a generated demo repository with 20 branches over three targets",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): the target a branch is aligned with")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        if PLAN_KEY not in workerinput:
+            return
+        state = RunState(RunPlan.from_json(workerinput[PLAN_KEY]), workerinput["workerid"])
+    else:
+        controller_state = _controller_state(config)
+        if controller_state is None:
+            return
+        state = controller_state
+        config.pluginmanager.register(AlignmentController(config, state.plan, state.demo_dir), "alignment-controller")
+    config.stash[STATE] = state
+    for target in state.plan.branches.targets:
+        config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    config.option.json_report = True
+    if config.option.showcapture == "all":
+        config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
+    if config.option.json_report_file == ".report.json":
+        config.option.json_report_file = str(state.plan.folder.path / "pytest-report.json")
+
+
+def _controller_state(config: pytest.Config) -> RunState | None:
+    """Plan the run from the options, or None when no run was asked for. Bad options: ``UsageError``."""
+    demo = bool(config.getoption("alignment_demo"))
+    input_path = _path_option(config, "alignment_input")
+    if input_path is None and not demo:
+        if _names_the_collected_module(config):
+            raise pytest.UsageError("pytest alignment/ needs --input FILE and --repo PATH (or --demo)")
+        return None
+    if not config.pluginmanager.has_plugin("pytest_jsonreport"):
+        raise pytest.UsageError("an alignment run needs pytest-json-report: do not disable it with -p no:...")
+    try:
+        settings = load_settings(_path_option(config, "alignment_config"))
+        demo_dir = None
+        repo: Path | str | None
+        if demo:
+            demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
+            repo, input_path = build_demo(demo_dir)
+        else:
+            repo = _path_option(config, "alignment_repo") or settings.repo_path
+        if repo is None:
+            raise UsageProblem("--repo PATH is required: the repository whose branches to align")
+        assert input_path is not None
+        branches = load_branches(input_path)
+        Components.from_settings(settings)
+        reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
+        plan = plan_run(settings, branches, repo, reports_dir=config.invocation_params.dir / reports)
+    except UsageProblem as error:
+        raise pytest.UsageError(str(error)) from None
+    except AlignmentError as error:
+        raise pytest.UsageError(f"cannot prepare the run: {error}") from None
+    return RunState(plan, "main", demo_dir)
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file)."""
+    value = config.getoption(name)
+    if value:
+        return config.invocation_params.dir / str(value)
+    ini = config.getini(name)
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return base / str(ini)
+    return None
+
+
+def _names_the_collected_module(config: pytest.Config) -> bool:
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+        if path == ALIGNMENT_DIR or ALIGNMENT_DIR in path.parents:
+            return True
+    return False
+
+
+def target_marker(target: str) -> str:
+    """``target_main``, ``target_orchestration_tools``: usable with ``-m``."""
+    return "target_" + re.sub(r"\W", "_", target)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == COLLECTED_MODULE and STATE not in config.stash:
+        return True
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "branch_spec" not in metafunc.fixturenames or STATE not in metafunc.config.stash:
+        return
+    plan = metafunc.config.stash[STATE].plan
+    timeout = pytest.mark.timeout(plan.settings.branch_alignment_timeout_seconds, method="signal", func_only=True)
+    params = [
+        pytest.param(
+            spec,
+            id=spec.name,
+            marks=[pytest.mark.xdist_group(group.target), getattr(pytest.mark, target_marker(group.target)), timeout],
+        )
+        for group in plan.branches.groups
+        for spec in group.branches
+    ]
+    metafunc.parametrize("branch_spec", params)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    specs = {item.nodeid: _spec_of(item) for item in session.items}
+    write_node_map(state.plan, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
+
+
+def _spec_of(item: pytest.Item) -> BranchSpec | None:
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("branch_spec") if callspec is not None else None
+    return spec if isinstance(spec, BranchSpec) else None
+
+
+@pytest.fixture(scope="session")
+def alignment_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """This process's runtime: one git door and the three components, for the whole session."""
+    state = request.config.stash[STATE]
+    settings = state.plan.settings
+    logs_dir = state.plan.folder.logs_dir if settings.log_per_branch else None
+    with run_logging(settings.log_level, logs_dir), Runtime(state.plan, worker=state.worker) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def branch_alignment(
+    request: pytest.FixtureRequest, branch_spec: BranchSpec, alignment_runtime: Runtime
+) -> Iterator[BranchAlignment]:
+    """Prepare the branch (checks, backup) for the test's steps; in teardown, finish and record the result."""
+    plan = alignment_runtime.plan
+    if plan.stop_flag.exists():
+        pytest.skip(f"not started: {plan.stop_flag.read_text(encoding='utf-8')}")
+    steps = alignment_runtime.alignment(branch_spec)
+    try:
+        with contextlib.suppress(Exception):  # recorded by the step; the test's first step raises it
+            steps.prepare()
+        yield steps
+    finally:
+        result = steps.finish()
+        request.node.user_properties.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
+    outcome: Any = yield
+    report: pytest.TestReport = outcome.get_result()
+    if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
+        return
+    error = call.excinfo.value
+    if isinstance(error, StepFailed):
+        longrepr = call.excinfo.getrepr(style="value")
+        if longrepr.reprcrash is not None:
+            longrepr.reprcrash.message = error.message  # the summary line: the message, not the class path
+        report.longrepr = longrepr
+        report.alignment_status = error.status.value  # type: ignore[attr-defined]
+    elif isinstance(error, Exception):
+        report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    if report.when == "call" and report.failed and getattr(report, "alignment_status", None) == "exception":
+        return "error", "E", "ERROR"
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return None
+    plan = state.plan
+    lines = [
+        f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
+        f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
+    ]
+    if plan.snapshot.commit_graph_written:
+        lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
+    if state.demo_dir is not None:
+        lines.append(f"alignment demo: repository and input in {state.demo_dir}")
+    return lines
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.worker == "main" and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        del config.stash[STATE]

@@ -1,0 +1,273 @@
+"""The controller's side of a pytest run: dispatch, circuit breaker, audit trail, crash recovery, results.
+
+Registered only in the process that controls the run (the xdist controller, or the single process without
+``-n``). It alone writes shared files: the audit trail and the results. Results come from pytest-json-report's
+report (the per-branch result each worker attached as JSON text), plus, for a branch whose worker crashed,
+the ``exception`` result the controller made when it put that branch back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alignment.breaker import CircuitBreaker
+from alignment.git import Git
+from alignment.logs import AuditTrail
+from alignment.model import BranchResult, Status
+from alignment.pipeline import recover_interrupted
+from alignment.report import build_results
+from alignment.resources import MemoryGate
+from alignment.session import RunPlan
+from plugins.scheduler import TargetScheduling
+
+RESULT_PROPERTY = "alignment_result"
+
+
+def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
+    """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
+    directory = plan.scratch_dir / "nodes"
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{worker}.{secrets.token_hex(4)}"
+    temporary.write_text(json.dumps(branches), encoding="utf-8")
+    temporary.replace(directory / f"{worker}.json")
+
+
+class NodeMap:
+    """Test ids to branch names, read from what the collecting processes wrote."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self._branches: dict[str, str] = {}
+
+    def branch(self, nodeid: str) -> str | None:
+        if nodeid not in self._branches:
+            self._load()
+        return self._branches.get(nodeid)
+
+    @property
+    def selected(self) -> dict[str, str]:
+        self._load()
+        return dict(self._branches)
+
+    def _load(self) -> None:
+        for path in sorted((self.plan.scratch_dir / "nodes").glob("*.json")):
+            self._branches = json.loads(path.read_text(encoding="utf-8"))
+            return
+
+
+class AlignmentController:
+    """Hooks of the controlling process."""
+
+    def __init__(self, config: pytest.Config, plan: RunPlan, demo_dir: Path | None) -> None:
+        self.config = config
+        self.plan = plan
+        self.demo_dir = demo_dir
+        settings = plan.settings
+        self.breaker = CircuitBreaker.from_settings(settings)
+        self.audit = AuditTrail(plan.folder.audit_path if settings.audit_trail_enabled else None)
+        self.memory = MemoryGate(settings.max_memory_mb)
+        self.nodes = NodeMap(plan)
+        self.specs = {spec.name: spec for spec in plan.branches.branches}
+        self.failed: set[str] = set()
+        self.finished: set[str] = set()
+        self.crashes: dict[str, str] = {}
+        self.scheduler: TargetScheduling | None = None
+        self.session: pytest.Session | None = None
+        self.results: dict[str, Any] | None = None
+        self.results_path: Path | None = None
+
+    # -- xdist -----------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["alignment_plan"] = self.plan.to_json()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> TargetScheduling:
+        self.scheduler = TargetScheduling(config, self._target_of, self._limit_of, self.memory.allows_start, log)
+        return self.scheduler
+
+    def _target_of(self, nodeid: str) -> str:
+        branch = self.nodes.branch(nodeid)
+        return self.specs[branch].target if branch in self.specs else ""
+
+    def _limit_of(self, target: str) -> int:
+        return self.plan.settings.policy(target).max_workers
+
+    # -- the run ---------------------------------------------------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+        self.audit.record(
+            "run_start",
+            run_id=self.plan.run_id,
+            repository=str(self.plan.location.git_dir),
+            branches=len(self.plan.branches.branches),
+            targets=dict(self.plan.snapshot.target_commits),
+        )
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        when: str = report.when  # "???" for the item of a crashed worker
+        if report.failed:
+            self.failed.add(report.nodeid)
+        branch = self.nodes.branch(report.nodeid)
+        if branch is None:
+            return
+        if when == "setup" and not report.skipped:
+            self.audit.record("branch_start", branch=branch, target=self.specs[branch].target, test=report.nodeid)
+        if when == "???":
+            self.crashes[branch] = self._recover(branch, report)
+        if when not in ("teardown", "???"):
+            return
+        result = _result_of(report)
+        status = result["status"] if result else (Status.EXCEPTION.value if report.failed else None)
+        if status is None:
+            return  # skipped before it started: the breaker had tripped
+        self.finished.add(branch)
+        tips = {"old_tip": result.get("old_tip"), "new_tip": result.get("new_tip")} if result else {}
+        self.audit.record("branch_end", branch=branch, target=self.specs[branch].target, status=status, **tips)
+        if self.breaker.record(report.nodeid in self.failed or status != Status.COMPLETED.value):
+            self._trip()
+
+    def _recover(self, branch: str, report: pytest.TestReport) -> str:
+        """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
+        git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
+        try:
+            note = recover_interrupted(git, self.plan, branch)
+        finally:
+            git.close()
+        return f"{report.longreprtext.strip()}; {note}"
+
+    def _trip(self) -> None:
+        state = self.breaker.state()
+        reason = str(state.reason)
+        self.plan.stop_flag.write_text(reason, encoding="utf-8")
+        self.audit.record("circuit_breaker_tripped", reason=reason)
+        if self.session is not None:
+            self.session.shouldstop = reason
+        dsession = self.config.pluginmanager.getplugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+    # -- results ---------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        """Turn pytest-json-report's report into the spec's output and publish it."""
+        results = self.results_from(json_report.get("tests", []))
+        self.results = build_results(
+            self.plan.branches,
+            results,
+            run_id=self.plan.run_id,
+            started=self.plan.started,
+            finished=time.time(),
+            breaker=self.breaker.state(),
+            selected=set(self.nodes.selected.values()),
+        )
+        self.results_path = self.plan.folder.publish(self.results)
+        json_report["alignment_results"] = str(self.results_path)
+        self.audit.record(
+            "run_end", run_id=self.plan.run_id, results=str(self.results_path), **self.results["overall_summary"]
+        )
+
+    def results_from(self, tests: list[dict[str, Any]]) -> dict[str, BranchResult]:
+        results: dict[str, BranchResult] = {}
+        for test in tests:
+            branch = self.nodes.branch(test["nodeid"])
+            if branch is None:
+                continue
+            properties = {key: value for item in test.get("user_properties", []) for key, value in item.items()}
+            if RESULT_PROPERTY in properties:
+                results[branch] = BranchResult.from_dict(json.loads(properties[RESULT_PROPERTY]))
+            elif test["outcome"] in ("failed", "error"):
+                results[branch] = self._exception_result(branch, test)
+        return results
+
+    def _exception_result(self, branch: str, test: dict[str, Any]) -> BranchResult:
+        """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
+        message = self.crashes.get(branch) or _first_longrepr_line(test) or "the test failed before aligning"
+        now = time.time()
+        return BranchResult(
+            branch,
+            self.specs[branch].target,
+            Status.EXCEPTION,
+            0.0,
+            ("worker_crashed",) if branch in self.crashes else ("unexpected_error",),
+            message,
+            started_at=now,
+            finished_at=now,
+        )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Never-started branches go into ``--lf``'s list, so a rerun picks them up."""
+        lfplugin = self.config.pluginmanager.getplugin("lfplugin")
+        if lfplugin is None:
+            return
+        for nodeid, branch in self.nodes.selected.items():
+            if branch not in self.finished:
+                lfplugin.lastfailed[nodeid] = True
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.results is None:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.write_sep("=", "branch alignment")
+        write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
+        for target, group in self.results["orchestration_results"].items():
+            write(
+                f"{target[:27]:<28}{group['processed_branches']:>10}{group['successful']:>6}{group['failed']:>8}"
+                f"{len(group['not_run']):>9}"
+            )
+        summary = self.results["overall_summary"]
+        write(
+            f"{'total':<28}{summary['total_branches_processed']:>10}{summary['total_successful']:>6}"
+            f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
+        )
+        settings = self.plan.settings
+        if summary["circuit_breaker_triggered"]:
+            write(f"circuit breaker: OPEN - {summary['circuit_breaker_reason']}", red=True, bold=True)
+        elif settings.enable_circuit_breaker:
+            write(
+                f"circuit breaker: closed (trips at >= {settings.failure_threshold_count} failures and >= "
+                f"{settings.failure_threshold_percent:g}% failed)"
+            )
+        else:
+            write("circuit breaker: disabled")
+        write(f"run {self.plan.run_id}; results: {self.results_path}")
+        if self.demo_dir is not None:
+            write(f"demo repository and input: {self.demo_dir}")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        git = Git(self.plan.location)
+        try:
+            self.plan.discard_scratch()
+            git.run("worktree", "prune")
+        finally:
+            git.close()
+
+
+def _result_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    """The branch result a worker attached to the item's report, if any."""
+    for key, value in report.user_properties:
+        if key == RESULT_PROPERTY:
+            result: dict[str, Any] = json.loads(str(value))
+            return result
+    return None
+
+
+def _first_longrepr_line(test: dict[str, Any]) -> str | None:
+    for stage in ("setup", "call", "teardown", "???"):
+        text = (test.get(stage) or {}).get("longrepr")
+        if text:
+            return str(text).strip().splitlines()[-1][:300]
+    return None
