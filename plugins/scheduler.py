@@ -98,7 +98,6 @@ class TargetScheduling:
         """A worker went away; return the item it was running (if it crashed) and requeue its lookahead."""
         pending = self.node2pending.pop(node)
         running = self.running.pop(node, None)
-        self.node2collection.pop(node, None)
         crashed = None
         if running is not None and self.collection is not None:
             crashed = self.collection[running]

@@ -1,0 +1,356 @@
+"""The pytest front end, driven the way users drive it: real pytest sessions with and without ``-n``."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from alignment.demo import build_demo
+from alignment.model import parse_iso_utc
+from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.report import load_schema
+from tests.conftest import Repo, entry, write_input
+from tests.fakes import max_overlap
+
+PROJECT = Path(__file__).resolve().parents[2]
+ALIGNMENT_DIR = PROJECT / "alignment"
+pytestmark = pytest.mark.slow
+
+
+class Run:
+    """One inner pytest run and what it left behind."""
+
+    def __init__(self, result: pytest.RunResult, reports: Path) -> None:
+        self.result = result
+        self.reports = reports
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.result.outlines + self.result.errlines)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((self.reports / "alignment_results.json").read_text())
+        return loaded
+
+    def branches(self) -> dict[str, dict[str, Any]]:
+        return {b["branch_name"]: b for group in self.data["orchestration_results"].values() for b in group["branches"]}
+
+    def audit(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (self.reports / "latest" / "audit.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run ``pytest alignment/ ARGS`` in a subprocess (``-n`` in args) or in-process."""
+
+    def run_pytest(*args: str, reports: Path | None = None, subprocess: bool = False) -> Run:
+        reports = reports or tmp_path / "reports"
+        argv = [str(ALIGNMENT_DIR), "--reports-dir", str(reports), "-o", f"cache_dir={tmp_path / 'cache'}", *args]
+        if subprocess or "-n" in args:
+            result = pytester.runpytest_subprocess(*argv, timeout=300)
+        else:
+            result = pytester.runpytest_inprocess(*argv)
+        return Run(result, reports)
+
+    return run_pytest
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    repo, input_path = build_demo(tmp_path / "demo")
+    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    return repo, input_path, expected
+
+
+def config_file(tmp_path: Path, **orchestration: Any) -> Path:
+    path = tmp_path / "alignment.yaml"
+    path.write_text(json.dumps({"orchestration": orchestration}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_demo_run_with_and_without_xdist(
+    run: Any, demo: tuple[Path, Path, dict[str, str]], workers: str | None
+) -> None:
+    repo, input_path, expected = demo
+    extra = ("-n", workers) if workers else ()
+    done = run("--input", str(input_path), "--repo", str(repo), *extra)
+    done.result.assert_outcomes(passed=16, failed=4)
+    jsonschema.validate(done.data, load_schema())
+    assert {name: branch["status"] for name, branch in done.branches().items()} == expected
+    assert "branch alignment" in done.output
+    assert f"results: {done.reports / 'runs'}" in done.output
+    assert "alignment/test_branches.py::test_branch[feature/auth]" in done.output
+    assert "Merge conflict in src/auth.py (unresolvable)" in done.output
+    workers_seen = {branch["worker"] for branch in done.branches().values()}
+    assert workers_seen == ({"gw0", "gw1"} if workers else {"main"})
+    assert (done.reports / "latest" / "pytest-report.json").exists()
+
+
+def test_the_demo_flag_needs_nothing_else(run: Any) -> None:
+    done = run("--demo", "-q")
+    done.result.assert_outcomes(passed=16, failed=4)
+    assert "demo repository and input:" in done.output
+
+
+def test_pytest_and_the_orchestrator_give_the_same_output(run: Any, tmp_path: Path) -> None:
+    repo_a, input_a = build_demo(tmp_path / "a")
+    repo_b, _ = build_demo(tmp_path / "b")
+    by_class = BranchAlignmentOrchestrator(reports_dir=tmp_path / "orchestrator").run(input_a, repo_a)
+    by_pytest = run("--input", str(input_a), "--repo", str(repo_b), "-n", "2").data
+    assert normalized(by_pytest) == normalized(by_class)
+
+
+def normalized(data: dict[str, Any]) -> dict[str, Any]:
+    """The output without what differs between any two runs: times, ids, paths, workers, merge commit ids."""
+    varying = {
+        "integration_time_seconds",
+        "started_at",
+        "finished_at",
+        "worker",
+        "new_tip",
+        "changes_summary",
+        "document",
+    }
+    groups = {
+        target: {**group, "branches": [{k: v for k, v in b.items() if k not in varying} for b in group["branches"]]}
+        for target, group in data["orchestration_results"].items()
+    }
+    summary = {
+        k: v for k, v in data["overall_summary"].items() if k not in {"total_time_seconds", "execution_timestamp"}
+    }
+    return {"orchestration_results": groups, "overall_summary": summary}
+
+
+def test_selection_with_k_and_m(run: Any, demo: tuple[Path, Path, dict[str, str]]) -> None:
+    repo, input_path, _ = demo
+    only_login = run("--input", str(input_path), "--repo", str(repo), "-k", "login")
+    only_login.result.assert_outcomes(passed=1)
+    assert list(only_login.branches()) == ["feature/login"]
+    assert only_login.data["overall_summary"]["total_not_run"] == 0
+    scientific = run("--input", str(input_path), "--repo", str(repo), "-m", "target_scientific")
+    scientific.result.assert_outcomes(passed=5, failed=1)
+    assert list(scientific.data["orchestration_results"]) == ["scientific"]
+    tools = run(
+        "--input",
+        str(input_path),
+        "--repo",
+        str(repo),
+        "-m",
+        "target_orchestration_tools",
+        "--deselect",
+        "alignment/test_branches.py::test_branch[ops/docker]",
+    )
+    tools.result.assert_outcomes(passed=4)
+
+
+def test_junit_xml_for_ci_dashboards(run: Any, demo: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, input_path, _ = demo
+    junit = tmp_path / "junit.xml"
+    run("--input", str(input_path), "--repo", str(repo), f"--junitxml={junit}")
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("20", "4")
+
+
+def test_a_component_bug_is_an_error_not_a_failure(run: Any, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    old = repo.tip("feature")
+    config = config_file(tmp_path, error_detector="tests.plugin.components:ExplodingDetector")
+    input_path = write_input(tmp_path / "in.json", [entry("feature")])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config))
+    assert "1 error" in done.output
+    assert done.result.ret == pytest.ExitCode.TESTS_FAILED
+    branch = done.branches()["feature"]
+    assert (branch["status"], branch["error_message"]) == ("exception", "RuntimeError: the detector has a bug")
+    assert repo.tip("feature") == old
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda p: [], "pytest alignment/ needs --input FILE and --repo PATH (or --demo)"),
+        (lambda p: ["--input", str(p / "missing.json"), "--repo", str(p)], "missing.json: file not found"),
+        (
+            lambda p: ["--input", str(p / "bad.json"), "--repo", str(p / "repo")],
+            "bad.json: line 1, column 2: invalid JSON",
+        ),
+        (lambda p: ["--input", str(p / "in.json")], "--repo PATH is required"),
+        (lambda p: ["--input", str(p / "in.json"), "--repo", str(p)], "not a git repository"),
+        (
+            lambda p: ["--input", str(p / "in.json"), "--repo", str(p / "repo"), "--config", str(p / "typo.yaml")],
+            "typo.yaml: orchestration.max_workers: unknown key (did you mean max_workers_per_target?)",
+        ),
+    ],
+)
+def test_bad_options_are_one_clear_line_and_change_nothing(
+    run: Any, repo: Repo, tmp_path: Path, make_args: Any, message: str
+) -> None:
+    (tmp_path / "bad.json").write_text("{oops", encoding="utf-8")
+    (tmp_path / "typo.yaml").write_text("orchestration:\n  max_workers: 2\n", encoding="utf-8")
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    write_input(tmp_path / "in.json", [entry("feature")])
+    refs_before = repo.git("for-each-ref")
+    done = run(*make_args(tmp_path))
+    assert done.result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in done.result.errlines if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert message in errors[0]
+    assert repo.git("for-each-ref") == refs_before
+
+
+def test_without_input_the_branch_module_is_not_collected(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess(
+        str(PROJECT), "--ignore", str(PROJECT / "tests"), "--ignore", str(PROJECT / "bench"), "--co", "-q"
+    )
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_ini_twins_of_the_options(run: Any, demo: tuple[Path, Path, dict[str, str]]) -> None:
+    repo, input_path, _ = demo
+    done = run("-o", f"alignment_input={input_path}", "-o", f"alignment_repo={repo}", "-k", "metrics")
+    done.result.assert_outcomes(passed=1)
+
+
+def conflicting_repo(repo: Repo, clean: int, conflicting: int) -> list[str]:
+    """``clean`` branches that merge, then ``conflicting`` branches that conflict with main."""
+    base = repo.tip("main")
+    names = [
+        repo.commit(f"ok-{index}", {f"ok-{index}.txt": "x\n"}, parent=base) and f"ok-{index}" for index in range(clean)
+    ]
+    names += [
+        repo.commit(f"bad-{index}", {"app.py": f"mine {index}\n"}, parent=base) and f"bad-{index}"
+        for index in range(conflicting)
+    ]
+    repo.commit("main", {"app.py": "theirs\n"})
+    return names
+
+
+def test_breaker_trips_under_xdist_and_lf_reruns_failed_and_never_started(run: Any, repo: Repo, tmp_path: Path) -> None:
+    names = conflicting_repo(repo, clean=4, conflicting=10)
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    config = config_file(tmp_path, failure_threshold_count=3, failure_threshold_percent=40)
+    first = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "2")
+    assert first.result.ret == pytest.ExitCode.INTERRUPTED
+    assert "circuit breaker tripped" in first.output
+    summary = first.data["overall_summary"]
+    assert summary["circuit_breaker_triggered"] is True
+    assert summary["total_not_run"] > 0
+    not_run = set(first.data["orchestration_results"]["main"]["not_run"])
+    failed = {name for name, branch in first.branches().items() if branch["status"] != "completed"}
+    passed = set(first.branches()) - failed
+    assert passed == {"ok-0", "ok-1", "ok-2", "ok-3"}
+    events = [event["event"] for event in first.audit()]
+    assert "branch_start" not in events[events.index("circuit_breaker_tripped") :]
+    for name in not_run:
+        assert not repo.exists(f"backup-{name}-pre-align")
+
+    relaxed = config_file(tmp_path, enable_circuit_breaker=False)
+    second = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(relaxed), "-n", "2", "--lf")
+    assert set(second.branches()) == failed | not_run
+    second.result.assert_outcomes(failed=len(failed | not_run))
+
+
+def test_breaker_without_xdist_stops_before_the_next_branch(run: Any, repo: Repo, tmp_path: Path) -> None:
+    names = conflicting_repo(repo, clean=0, conflicting=6)
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    config = config_file(tmp_path, failure_threshold_count=2, failure_threshold_percent=50)
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config))
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    assert done.data["orchestration_results"]["main"]["not_run"] == ["bad-2", "bad-3", "bad-4", "bad-5"]
+
+
+def test_per_target_worker_limit_is_respected(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.branch("second", "main")
+    repo.commit("second", {"s.txt": "s\n"})
+    base = repo.tip("main")
+    entries = []
+    for index in range(6):
+        for target in ("main", "second"):
+            name = f"{target}-{index}"
+            repo.commit(name, {f"{name}.txt": "x\n"}, parent=base)
+            entries.append(entry(name, target))
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", entries)
+    config = config_file(
+        tmp_path,
+        max_workers_per_target=1,
+        targets={"second": {"max_workers": 2}},
+        integration_utility="tests.plugin.components:SlowIntegrator",
+    )
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.3")
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "3")
+    done.result.assert_outcomes(passed=12)
+    spans: dict[str, list[tuple[float, float]]] = {"main": [], "second": []}
+    for branch in done.branches().values():
+        span = (parse_iso_utc(branch["started_at"]), parse_iso_utc(branch["finished_at"]))
+        spans[branch["target_branch"]].append(span)
+    assert max_overlap(spans["main"]) == 1
+    assert max_overlap(spans["second"]) == 2
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_killed_worker_is_reported_and_its_branch_put_back(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    base = repo.tip("main")
+    names = [f"topic-{index}" for index in range(4)]
+    olds = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=base) for name in names}
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    monkeypatch.setenv("ALIGNMENT_TEST_KILL", f"topic-1:{moment}")
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.crash_plugin
+    done = run("--input", str(input_path), "--repo", str(repo.path), "-n", "2", "-p", "tests.plugin.crash_plugin")
+    victim = done.branches()["topic-1"]
+    assert (victim["status"], victim["errors_detected"]) == ("exception", ["worker_crashed"])
+    assert "crashed" in victim["error_message"]
+    expected_note = "restored 'topic-1' to its old tip" if moment == "after" else "'topic-1' was not moved"
+    assert expected_note in victim["error_message"]
+    assert repo.tip("topic-1") == olds["topic-1"]
+    assert repo.tip("backup-topic-1-pre-align") == olds["topic-1"]
+    for name in ("topic-0", "topic-2", "topic-3"):
+        assert done.branches()[name]["status"] == "completed"
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_a_timed_out_branch_is_rolled_back_and_reported(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = repo.tip("main")
+    slow = repo.commit("slow", {"s.txt": "s\n"}, parent=base)
+    repo.commit("quick", {"q.txt": "q\n"}, parent=base)
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(
+        tmp_path, branch_alignment_timeout_seconds=1, integration_utility="tests.plugin.components:SlowIntegrator"
+    )
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", "slow:5")
+    input_path = write_input(tmp_path / "in.json", [entry("slow"), entry("quick")])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), subprocess=True)
+    done.result.assert_outcomes(passed=1, failed=1)
+    result = done.branches()["slow"]
+    assert (result["status"], result["errors_detected"]) == ("failed_integration", ["timeout"])
+    assert repo.tip("slow") == slow
+    assert "Timeout" in done.output
+
+
+def test_an_earlier_runs_reports_are_kept(run: Any, demo: tuple[Path, Path, dict[str, str]]) -> None:
+    repo, input_path, _ = demo
+    first = run("--input", str(input_path), "--repo", str(repo), "-k", "login")
+    first_id = first.data["run_id"]
+    second = run("--input", str(input_path), "--repo", str(repo), "-k", "metrics")
+    assert second.data["run_id"] != first_id
+    kept = json.loads((first.reports / "runs" / first_id / "alignment_results.json").read_text())
+    assert next(iter(kept["orchestration_results"]["main"]["branches"][0].values())) == "feature/login"
+    assert (second.reports / "latest").resolve().name == second.data["run_id"]
+    assert os.path.exists(second.reports / "runs" / first_id / "pytest-report.json")

@@ -1,0 +1,159 @@
+"""TargetScheduling against simulated xdist workers that follow xdist 3.8's rule: an item starts only once
+its worker has received the next item or shutdown."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from plugins.scheduler import TargetScheduling
+
+
+class FakeNode:
+    """A worker: a queue of indices, the item it runs, and whether shutdown arrived."""
+
+    def __init__(self, name: str) -> None:
+        self.gateway = SimpleNamespace(id=name)
+        self.queue: list[int] = []
+        self.shutting_down = False
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        assert not self.shutting_down, "items sent after shutdown"
+        self.queue.extend(indices)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+    def running(self) -> int | None:
+        """xdist: the head runs once a successor or shutdown is there."""
+        if self.queue and (len(self.queue) >= 2 or self.shutting_down):
+            return self.queue[0]
+        return None
+
+
+class Cluster:
+    def __init__(self, ids: list[str], workers: int, limits: dict[str, int], memory_ok: bool = True) -> None:
+        config = SimpleNamespace(
+            getoption=lambda name: None,
+            getvalue=lambda name: None,
+            option=SimpleNamespace(numprocesses=workers, tx=[], dist="load"),
+        )
+        self.ids = ids
+        self.sched = TargetScheduling(
+            config,
+            lambda nodeid: nodeid.split("-")[0],
+            lambda t: limits.get(t, 99),
+            lambda running: memory_ok or running == 0,
+        )
+        self.nodes = [FakeNode(f"gw{index}") for index in range(workers)]
+        self.peak: dict[str, int] = {}
+        self.done: list[str] = []
+        for node in self.nodes:
+            self.sched.add_node(node)
+        for node in self.nodes:
+            self.sched.add_node_collection(node, ids)
+        self.sched.schedule()
+
+    def running(self) -> list[str]:
+        return [self.ids[index] for node in self.nodes if (index := node.running()) is not None]
+
+    def observe(self) -> None:
+        for target in {name.split("-")[0] for name in self.running()}:
+            count = sum(name.startswith(f"{target}-") for name in self.running())
+            self.peak[target] = max(self.peak.get(target, 0), count)
+
+    def finish_one(self) -> bool:
+        """Complete the item of the first worker that is running one."""
+        self.observe()
+        for node in self.nodes:
+            index = node.running()
+            if index is not None:
+                node.queue.pop(0)
+                self.done.append(self.ids[index])
+                self.sched.mark_test_complete(node, index)
+                return True
+        return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _parse_tx(monkeypatch_module: pytest.MonkeyPatch) -> None:
+    monkeypatch_module.setattr(
+        "plugins.scheduler.parse_tx_spec_config", lambda config: ["popen"] * config.option.numprocesses
+    )
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> pytest.MonkeyPatch:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def run_to_end(cluster: Cluster) -> None:
+    for _ in range(1000):
+        if not cluster.finish_one():
+            break
+    assert cluster.sched.tests_finished
+
+
+def test_every_item_runs_once_and_limits_hold() -> None:
+    ids = [f"main-{i}" for i in range(6)] + [f"sci-{i}" for i in range(5)] + [f"ops-{i}" for i in range(3)]
+    cluster = Cluster(ids, workers=4, limits={"main": 1, "sci": 2})
+    run_to_end(cluster)
+    assert sorted(cluster.done) == sorted(ids)
+    assert cluster.peak["main"] == 1
+    assert cluster.peak["sci"] <= 2
+    assert all(node.shutting_down for node in cluster.nodes)
+
+
+def test_a_single_target_with_limit_one_never_overlaps_and_still_finishes() -> None:
+    ids = [f"main-{i}" for i in range(5)]
+    cluster = Cluster(ids, workers=3, limits={"main": 1})
+    run_to_end(cluster)
+    assert cluster.done == ids
+    assert cluster.peak["main"] == 1
+
+
+def test_more_workers_than_items() -> None:
+    cluster = Cluster(["main-0"], workers=3, limits={})
+    run_to_end(cluster)
+    assert cluster.done == ["main-0"]
+
+
+def test_stop_sends_nothing_new() -> None:
+    ids = [f"main-{i}" for i in range(10)]
+    cluster = Cluster(ids, workers=2, limits={})
+    cluster.finish_one()
+    dropped = cluster.sched.stop()
+    queued = [cluster.ids[index] for node in cluster.nodes for index in node.queue]
+    assert set(dropped).isdisjoint(queued)
+    assert sorted(dropped + queued + cluster.done) == sorted(ids)
+    run_to_end(cluster)
+    assert all(node.shutting_down for node in cluster.nodes)
+
+
+def test_a_crashed_worker_is_replaced_and_the_run_still_ends() -> None:
+    ids = [f"main-{i}" for i in range(6)]
+    cluster = Cluster(ids, workers=2, limits={})
+    victim = cluster.nodes[0]
+    crashed_index = victim.running()
+    assert crashed_index is not None
+    assert cluster.sched.remove_node(victim) == ids[crashed_index]
+    cluster.nodes.remove(victim)
+    replacement = FakeNode("gw2")
+    cluster.nodes.append(replacement)
+    cluster.sched.add_node(replacement)
+    cluster.sched.add_node_collection(replacement, ids)
+    cluster.sched.schedule()
+    run_to_end(cluster)
+    assert sorted([*cluster.done, ids[crashed_index]]) == sorted(ids)
+    finished = cluster.nodes[0]
+    cluster.sched.remove_node(finished)
+    assert cluster.sched.tests_finished
+
+
+def test_memory_pressure_runs_one_at_a_time() -> None:
+    ids = [f"main-{i}" for i in range(4)]
+    cluster = Cluster(ids, workers=2, limits={}, memory_ok=False)
+    run_to_end(cluster)
+    assert cluster.peak["main"] == 1
