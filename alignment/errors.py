@@ -52,7 +52,9 @@ class GitError(AlignmentError):
         self.args_ = tuple(args)
         self.returncode = returncode
         self.stderr = stderr.strip()
-        detail = self.stderr.splitlines()[-1] if self.stderr else f"exit code {returncode}"
+        lines = self.stderr.splitlines()
+        reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        detail = (reasons or lines or [f"exit code {returncode}"])[-1]
         super().__init__(f"git {' '.join(self.args_[:2])} failed: {detail}")
 
 

@@ -92,7 +92,7 @@ class RepoLocation:
         try:
             repo = gitpython.Repo(candidate)
         except gitpython.InvalidGitRepositoryError:
-            raise RepositoryError(f"{candidate}: not a git repository") from None
+            raise RepositoryError(f"{candidate}: not a git repository (give its top-level directory)") from None
         except gitpython.NoSuchPathError:
             raise RepositoryError(f"{candidate}: no such directory") from None
         try:
@@ -102,8 +102,6 @@ class RepoLocation:
             main_bare = repo.config_reader().get_value("core", "bare", default=False) is True
         finally:
             repo.close()
-        if top is not None and candidate.resolve() not in (top, git_dir):
-            raise RepositoryError(f"{candidate}: inside the repository at {top}; pass its top level")
         main = None if main_bare else (top if git_dir == common_dir else common_dir.parent)
         return cls(git_dir, common_dir, main)
 
@@ -301,6 +299,15 @@ class Git:
         return dirs
 
     # -- objects --------------------------------------------------------------------------------------------
+
+    def identity_problem(self) -> str | None:
+        """Why git could not author a commit here (no user.name / user.email), or None."""
+        done = self.run("var", "GIT_COMMITTER_IDENT", ok=(0, 128))
+        if done.returncode == 0:
+            return None
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        fatal = [line for line in lines if line.startswith("fatal:")]
+        return (fatal or lines or ["git var GIT_COMMITTER_IDENT failed"])[-1]
 
     def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
         """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""

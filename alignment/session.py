@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.config import Settings, from_mapping
+from alignment.errors import RepositoryError
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.model import Action
@@ -149,6 +150,11 @@ def plan_run(
     run_id = new_run_id(started)
     git = Git(location, timeout=settings.branch_alignment_timeout_seconds)
     try:
+        identity = git.identity_problem()
+        if identity is not None:
+            raise RepositoryError(
+                f"{repo_path}: git cannot author merge commits here ({identity}); set user.name and user.email"
+            )
         snapshot = take_snapshot(git, branches, settings.write_commit_graph)
     finally:
         git.close()

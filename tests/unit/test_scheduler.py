@@ -157,3 +157,33 @@ def test_memory_pressure_runs_one_at_a_time() -> None:
     cluster = Cluster(ids, workers=2, limits={}, memory_ok=False)
     run_to_end(cluster)
     assert cluster.peak["main"] == 1
+
+
+def test_a_worker_that_collected_something_else_is_not_used() -> None:
+    ids = ["main-0", "main-1"]
+    cluster = Cluster(ids, workers=2, limits={})
+    stranger = FakeNode("gw9")
+    cluster.sched.add_node(stranger)
+    cluster.sched.add_node_collection(stranger, ["other-0"])
+    assert stranger not in cluster.sched.node2collection
+
+
+def test_different_collections_abort_scheduling(monkeypatch_module: pytest.MonkeyPatch) -> None:
+    config = SimpleNamespace(option=SimpleNamespace(numprocesses=2))
+    messages: list[str] = []
+    sched = TargetScheduling(config, lambda n: "main", lambda t: 1, lambda r: True, messages.append)
+    first, second = FakeNode("gw0"), FakeNode("gw1")
+    for node, ids in ((first, ["main-0"]), (second, ["main-1"])):
+        sched.add_node(node)
+        sched.add_node_collection(node, ids)
+    sched.schedule()
+    assert sched.collection is None
+    assert messages == ["**Different tests collected, aborting run**"]
+
+
+def test_an_item_marked_pending_again_runs_again() -> None:
+    cluster = Cluster(["main-0", "main-1"], workers=1, limits={})
+    run_to_end(cluster)
+    cluster.nodes[0].shutting_down = False
+    cluster.sched.mark_test_pending("main-0")
+    assert cluster.nodes[0].queue == [0]

@@ -1,0 +1,183 @@
+"""The git door: discovery, helper processes that die or stall, and odd answers from git."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alignment.config import Settings
+from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
+from alignment.git import Git, RefUpdate, RepoLocation, _Persistent, branch_ref
+from alignment.inputs import parse_branches
+from alignment.resources import MemoryGate, SlotLimiter, tree_rss_bytes
+from alignment.session import plan_run
+from tests.conftest import Repo, entry
+
+
+@pytest.fixture
+def git(repo: Repo) -> Iterator[Git]:
+    door = Git(RepoLocation.discover(repo.path), timeout=10)
+    yield door
+    door.close()
+
+
+def test_discovery_accepts_the_top_level_and_the_git_dir(repo: Repo) -> None:
+    top = RepoLocation.discover(repo.path)
+    assert RepoLocation.discover(repo.path / ".git") == top
+    assert top.main_work_tree == repo.path.resolve()
+    assert RepoLocation.from_dict(top.to_dict()) == top
+
+
+@pytest.mark.parametrize(("relative", "message"), [("missing", "no such directory"), ("sub", "not a git repository")])
+def test_discovery_refuses_what_is_not_a_repository_top(repo: Repo, relative: str, message: str) -> None:
+    (repo.path / "sub").mkdir()
+    with pytest.raises(RepositoryError, match=message):
+        RepoLocation.discover(repo.path / relative)
+
+
+def test_a_dead_helper_is_restarted_on_the_next_request(git: Git, repo: Repo) -> None:
+    assert git.resolve_branch("main") == repo.tip("main")
+    process = git._objects._process
+    assert process is not None
+    process.kill()
+    process.wait()
+    assert git.resolve_branch("main") == repo.tip("main")
+    assert git._objects._process is not process
+
+
+def test_a_helper_that_cannot_start_reports_gits_message(git: Git) -> None:
+    helper = _Persistent(git, ("cat-file", "--no-such-option"))
+    with pytest.raises(GitError, match="cat-file"):
+        helper.request(b"HEAD\n", lambda reader: reader.read_until(b"\n"))
+    helper.close()
+
+
+def test_a_stalled_helper_times_out_and_is_killed(repo: Repo) -> None:
+    slow = Git(RepoLocation.discover(repo.path), timeout=0.3)
+    helper = _Persistent(slow, ("cat-file", "--batch", "--buffer"))  # answers only when its buffer flushes
+    with pytest.raises(GitTimeout):
+        helper.request(b"HEAD\n", lambda reader: reader.read_until(b"\n"))
+    assert helper._process is None
+    slow.close()
+
+
+def test_no_git_on_path_is_a_clear_error(repo: Repo) -> None:
+    without_git = Git(RepoLocation.discover(repo.path), env={"PATH": "/nonexistent"})
+    with pytest.raises(RepositoryError, match="git is not installed"):
+        without_git.branch_tips()
+
+
+def test_objects_and_trees(git: Git, repo: Repo) -> None:
+    repo.commit("main", {"dir/file.txt": "x\n"})
+    assert git.blob_at("main", "dir") is None
+    assert git.blob_at("main", "dir/file.txt") is not None
+    assert git.read_object("0" * 40) is None
+    with pytest.raises(GitError, match="is not a blob"):
+        git.read_blob(repo.tip("main"))
+
+
+def test_commits_between_says_when_there_are_more(git: Git, repo: Repo) -> None:
+    base = repo.tip("main")
+    for index in range(3):
+        repo.commit("main", {"n.txt": f"{index}\n"}, f"commit {index}")
+    listed, more = git.commits_between(base, repo.tip("main"), 2)
+    assert [commit.subject for commit in listed] == ["commit 2", "commit 1"]
+    assert more
+
+
+def test_compare_and_swap_refuses_a_moved_ref(git: Git, repo: Repo) -> None:
+    with pytest.raises(RefUpdateRejected, match="expected"):
+        git.update_refs([RefUpdate(branch_ref("main"), repo.tip("main"), "1" * 40)])
+    with pytest.raises(RefUpdateRejected):
+        git.update_refs([RefUpdate(branch_ref("main"), repo.tip("main"), None)])
+
+
+def test_bisecting_a_branch_counts_as_busy(git: Git, repo: Repo) -> None:
+    (Path(repo.git("rev-parse", "--absolute-git-dir")) / "BISECT_START").write_text("topic\n")
+    assert ("topic", "bisecting") in {(checkout.branch, checkout.state) for checkout in git.checkouts()}
+
+
+def test_init_bare_reports_failure(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(GitError):
+        Git.init_bare(blocker / "repo.git")
+
+
+def test_slots_bound_concurrency_across_threads(tmp_path: Path) -> None:
+    limiter = SlotLimiter(tmp_path / "slots", 1)
+    order: list[str] = []
+    entered = threading.Event()
+
+    def hold() -> None:
+        with limiter.slot():
+            entered.set()
+            time.sleep(0.2)
+            order.append("first released")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait()
+    with limiter.slot():
+        order.append("second entered")
+    holder.join()
+    assert order == ["first released", "second entered"]
+
+
+def test_slots_bound_concurrency_across_processes(tmp_path: Path) -> None:
+    marker = tmp_path / "released"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from alignment.resources import SlotLimiter
+        with SlotLimiter(Path({str(tmp_path / "slots")!r}), 1).slot():
+            print("held", flush=True)
+            time.sleep(0.3)
+            Path({str(marker)!r}).write_text("done")
+    """)
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "held"
+        with SlotLimiter(tmp_path / "slots", 1).slot():
+            assert marker.exists()
+
+
+def test_memory_is_sampled_over_the_process_tree() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50_000_000); time.sleep(5)"])
+    try:
+        time.sleep(0.5)
+        with_child = tree_rss_bytes(os.getpid())
+        alone = tree_rss_bytes(child.pid)
+        assert with_child is not None
+        assert alone is not None
+        assert with_child > alone >= 50_000_000
+    finally:
+        child.kill()
+        child.wait()
+    assert tree_rss_bytes(2**22 + 12345) is None
+    gate = MemoryGate(1, interval=0)
+    assert gate.allows_start(0)
+    assert not gate.allows_start(1)
+    assert gate.peak_bytes > 0
+
+
+def test_a_repository_without_a_committer_identity_is_refused_up_front(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("EMAIL", "")
+    branches = parse_branches({"branches": [entry("x")]}, "t")
+    with pytest.raises(RepositoryError, match=r"set user\.name and user\.email"):
+        plan_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
+    repo.git("config", "user.name", "Someone")
+    repo.git("config", "user.email", "someone@example.com")
+    plan_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r").discard_scratch()
