@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from alignment.components import Components
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
+from alignment.report import RunFolder, load_schema
 from alignment.session import plan_run
 
 pytest_plugins = ["pytester"]
@@ -42,6 +44,19 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
         "GIT_COMMITTER_DATE": FIXED_DATE,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(autouse=True)
+def every_result_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a test publishes (orchestrator, in-process pytest run) is checked against the JSON Schema."""
+    publish = RunFolder.publish
+    schema = load_schema()
+
+    def checked(folder: RunFolder, results: Mapping[str, Any]) -> Path:
+        jsonschema.validate(results, schema)
+        return publish(folder, results)
+
+    monkeypatch.setattr(RunFolder, "publish", checked)
 
 
 class Repo:

@@ -37,6 +37,7 @@ class Run:
     @property
     def data(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads((self.reports / "alignment_results.json").read_text())
+        jsonschema.validate(loaded, load_schema())
         return loaded
 
     def branches(self) -> dict[str, dict[str, Any]]:
