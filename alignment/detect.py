@@ -11,6 +11,7 @@ warning with ``introduced: false``: the merge did not cause it, so it does not f
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ import yaml
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
+from alignment.git import Git
 from alignment.model import FileChange, Finding, Severity, Status
 from alignment.processes import ProcessTimeout, run_process
 
@@ -108,10 +110,25 @@ def check_file(path: str, content: bytes) -> list[Finding]:
 
 
 class ChangeErrorDetector:
-    """The default ``ErrorDetector``: file checks on every changed file, then the configured commands."""
+    """The default ``ErrorDetector``: file checks on every changed file, then the configured commands.
+
+    Findings depend only on a file's path and content, and the files a target brings in are the same blobs
+    for every branch of that target: they are checked once per process (``blob_findings``, an LRU cache).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._findings: functools._lru_cache_wrapper[tuple[Finding, ...]] = functools.lru_cache(maxsize=65536)(
+            self._check_blob
+        )
+
+    def blob_findings(self, git: Git, path: str, blob: str) -> tuple[Finding, ...]:
+        """The file checks of ``path`` with the content of ``blob``."""
+        return self._findings(git, path, blob)
+
+    @staticmethod
+    def _check_blob(git: Git, path: str, blob: str) -> tuple[Finding, ...]:
+        return tuple(check_file(path, git.read_blob(blob)))
 
     def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
         if integration.new_tip is None or integration.new_tip == context.old_tip:
@@ -125,7 +142,7 @@ class ChangeErrorDetector:
     def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:
         if change.new_blob is None:
             return []
-        findings = check_file(change.path, context.git.read_blob(change.new_blob))
+        findings = list(self.blob_findings(context.git, change.path, change.new_blob))
         if not any(finding.severity is Severity.ERROR for finding in findings):
             return findings
         before = self._codes_before(context, change)
@@ -137,7 +154,7 @@ class ChangeErrorDetector:
         codes: set[str] = set()
         for blob in blobs - {None}:
             assert blob is not None
-            codes.update(finding.code for finding in check_file(change.path, context.git.read_blob(blob)))
+            codes.update(finding.code for finding in self.blob_findings(context.git, change.path, blob))
         return codes
 
     def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:

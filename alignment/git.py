@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 import selectors
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -192,6 +193,10 @@ class Git:
         self.env = git_environment(env)
         self._base = ("git", *_SAFETY_OPTIONS, f"--git-dir={location.git_dir}")
         self._objects = _Persistent(self, ("cat-file", "--batch"))
+        self._refs = _Persistent(self, ("update-ref", "--stdin"))
+        self._commits = _Persistent(self, ("hash-object", "-w", "-t", "commit", "--stdin-paths"))
+        self._scratch: Path | None = None
+        self._identities: dict[str, str] = {}
         self._diffs = _Persistent(
             self,
             ("diff-tree", "--stdin", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64"),
@@ -224,8 +229,11 @@ class Git:
         return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
 
     def close(self) -> None:
-        self._objects.close()
-        self._diffs.close()
+        for helper in (self._objects, self._diffs, self._refs, self._commits):
+            helper.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     # -- refs -----------------------------------------------------------------------------------------------
 
@@ -259,14 +267,20 @@ class Git:
         return self.run("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
 
     def update_refs(self, updates: Sequence[RefUpdate]) -> None:
-        """Apply ``updates`` as one atomic transaction; ``RefUpdateRejected`` if any ref is not as expected."""
-        script = "".join(f"{update.command()}\n" for update in updates).encode()
+        """Apply ``updates`` as one atomic transaction; ``RefUpdateRejected`` if any ref is not as expected.
+
+        Sent to a long-lived ``update-ref --stdin`` (one transaction per call). git ends that process on a
+        rejected transaction; the next call starts a new one.
+        """
+        script = "start\n" + "".join(f"{update.command()}\n" for update in updates) + "prepare\ncommit\n"
         try:
-            self.run("update-ref", "--stdin", stdin=script)
+            answers = self._refs.request(script.encode(), lambda reader: [reader.read_until(b"\n") for _ in range(3)])
         except GitTimeout:
             raise
         except GitError as exc:
             raise RefUpdateRejected(exc.args_, exc.returncode, exc.stderr) from None
+        if answers != [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]:
+            raise RefUpdateRejected(("update-ref", "--stdin"), 1, b"".join(answers).decode("utf-8", "replace"))
 
     def checkouts(self) -> tuple[Checkout, ...]:
         """Branches that a worktree has checked out, or is rebasing or bisecting, with the worktree's path.
@@ -316,8 +330,35 @@ class Git:
         return _parse_merge_tree(done.stdout, conflicted=done.returncode == 1)
 
     def commit_tree(self, tree: str, parents: Sequence[str], message: str) -> str:
-        parent_args = [arg for parent in parents for arg in ("-p", parent)]
-        return self.run("commit-tree", tree, *parent_args, stdin=message.encode()).stdout.decode().strip()
+        """Write a commit object, as ``git commit-tree`` would, through a long-lived ``hash-object``.
+
+        Author and committer come from ``git var`` (config and ``GIT_*`` variables, read once); their time is
+        now unless ``GIT_AUTHOR_DATE`` / ``GIT_COMMITTER_DATE`` fix it. ``hash-object -t commit`` checks the
+        object's format before writing it.
+        """
+        lines = [
+            f"tree {tree}",
+            *(f"parent {parent}" for parent in parents),
+            f"author {self._identity('GIT_AUTHOR')}",
+            f"committer {self._identity('GIT_COMMITTER')}",
+        ]
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-"))
+        path = self._scratch / f"commit-{threading.get_ident()}"
+        path.write_text("\n".join(lines) + "\n\n" + message, encoding="utf-8")
+        return self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
+
+    def _identity(self, role: str) -> str:
+        """``Name <email> <time> <zone>`` for ``GIT_AUTHOR`` or ``GIT_COMMITTER``."""
+        if role not in self._identities:
+            self._identities[role] = self.run("var", f"{role}_IDENT").stdout.decode("utf-8").strip()
+        identity = self._identities[role]
+        if f"{role}_DATE" in self.env:
+            return identity
+        person = identity.rsplit(" ", 2)[0]
+        offset = time.localtime().tm_gmtoff // 60
+        zone = f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+        return f"{person} {int(time.time())} {zone}"
 
     def read_object(self, oid: str) -> tuple[str, bytes] | None:
         """The type and content of object ``oid``, or None when it does not exist."""

@@ -181,3 +181,27 @@ def test_a_repository_without_a_committer_identity_is_refused_up_front(
     repo.git("config", "user.name", "Someone")
     repo.git("config", "user.email", "someone@example.com")
     plan_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r").discard_scratch()
+
+
+def test_commits_are_written_exactly_as_git_commit_tree_writes_them(git: Git, repo: Repo) -> None:
+    tree = repo.git("rev-parse", "main^{tree}")
+    first = repo.tip("main")
+    second = repo.commit("other", {"o.txt": "o\n"}, parent=first)
+    message = "Merge branch 'x' into y\n\nAligned-By: test\n"
+    ours = git.commit_tree(tree, [first, second], message)
+    theirs = repo.git("commit-tree", tree, "-p", first, "-p", second, input=message)
+    assert ours == theirs
+
+
+def test_commit_time_is_now_unless_git_fixes_it(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    monkeypatch.delenv("GIT_AUTHOR_DATE")
+    door = Git(RepoLocation.discover(repo.path))
+    try:
+        before = int(time.time())
+        commit = door.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "now\n")
+    finally:
+        door.close()
+    stamp = int(repo.git("log", "-1", "--format=%ct", commit))
+    assert before <= stamp <= int(time.time())
+    assert repo.git("log", "-1", "--format=%an <%ae>", commit) == "Test Author <author@example.com>"
