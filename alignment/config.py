@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from alignment.errors import ConfigError, kind_of, shown
 from alignment.model import Strategy
 from alignment.names import invalid_branch_name
@@ -103,6 +101,8 @@ def load_settings(path: str | Path | None) -> Settings:
         raise ConfigError(source, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot read: {exc}") from None
+    import yaml  # noqa: PLC0415 - only a process that reads a config file pays for PyYAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -18,18 +18,11 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-import yaml
-
 from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
 from alignment.git import Git
 from alignment.model import FileChange, Finding, Severity, Status
 from alignment.processes import ProcessTimeout, run_process
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 MAX_CHECKED_BYTES = 8 * 1024 * 1024
 _BINARY_PROBE = 8000
@@ -64,6 +57,8 @@ def json_syntax(path: str, text: str) -> Iterable[Finding]:
 
 
 def yaml_syntax(path: str, text: str) -> Iterable[Finding]:
+    import yaml  # noqa: PLC0415 - parsers load on first use: most runs check no YAML or TOML file
+
     try:
         for _ in yaml.safe_load_all(text):
             pass
@@ -75,6 +70,11 @@ def yaml_syntax(path: str, text: str) -> Iterable[Finding]:
 
 
 def toml_syntax(path: str, text: str) -> Iterable[Finding]:
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib  # noqa: PLC0415
+
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

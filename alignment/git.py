@@ -55,6 +55,8 @@ _SAFETY_OPTIONS = (
     "-c",
     "commit.gpgSign=false",
 )
+# Long-lived helpers read many objects; git's delta base cache (96 MB by default) would grow in each of them.
+_HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _HEADS = "refs/heads/"
 
@@ -525,7 +527,7 @@ class _Persistent:
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
             self._git.calls += 1
             self._process = subprocess.Popen(
-                (*self._git._base, *self._args),
+                (*self._git._base, *_HELPER_OPTIONS, *self._args),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,

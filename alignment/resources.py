@@ -76,8 +76,12 @@ class SlotLimiter:
             delay = min(delay * 2, 0.01)
 
 
-def tree_rss_bytes(root_pid: int) -> int | None:
-    """Resident memory of ``root_pid`` and all its descendants, or None without a Linux ``/proc``."""
+def tree_pids(root_pid: int) -> list[int] | None:
+    """``root_pid`` and all its descendants, or None without a Linux ``/proc``.
+
+    A child that still runs its parent's program (between ``vfork`` and ``exec``) shares the parent's memory
+    and is left out, so that memory is not counted twice.
+    """
     proc = Path("/proc")
     if not (proc / str(root_pid)).exists():
         return None
@@ -91,13 +95,48 @@ def tree_rss_bytes(root_pid: int) -> int | None:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(parent, []).append(int(entry.name))
-    total, pending = 0, [root_pid]
+    found, pending = [], [root_pid]
     while pending:
         pid = pending.pop()
-        pending.extend(children.get(pid, ()))
+        found.append(pid)
+        command = _command_line(pid)
+        pending.extend(child for child in children.get(pid, ()) if _command_line(child) != command)
+    return found
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def tree_rss_bytes(root_pid: int) -> int | None:
+    """Summed resident memory of ``root_pid`` and its descendants (see ``tree_pids``)."""
+    pids = tree_pids(root_pid)
+    if pids is None:
+        return None
+    total = 0
+    for pid in pids:
         try:
-            total += int((proc / str(pid) / "statm").read_text().split()[1]) * _PAGE_SIZE
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
         except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def tree_pss_bytes(root_pid: int) -> int | None:
+    """Summed proportional memory (shared pages split between their users) of the same processes."""
+    pids = tree_pids(root_pid)
+    if pids is None:
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
             continue
     return total
 

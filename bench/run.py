@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignment.resources import tree_rss_bytes
+from alignment.resources import tree_pss_bytes, tree_rss_bytes
 from bench.generate import Scenario, generate
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -44,21 +44,23 @@ class Measurement:
     approach: str
     seconds: float
     peak_mb: float
+    peak_pss_mb: float
     verified: str
 
 
-def measure(argv: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
-    """Run ``argv``; its wall time, the peak RSS of its process tree in MB, and its output."""
+def measure(argv: list[str], cwd: Path | None = None) -> tuple[float, tuple[float, float], str]:
+    """Run ``argv``; its wall time, the peaks of its process tree's summed RSS and PSS in MB, its output."""
     with tempfile.TemporaryFile() as output:
         started = time.perf_counter()
         process = subprocess.Popen(argv, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
-        peak = 0
+        peak = peak_pss = 0
         sampler_done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, peak_pss
             while not sampler_done.is_set():
                 peak = max(peak, tree_rss_bytes(process.pid) or 0)
+                peak_pss = max(peak_pss, tree_pss_bytes(process.pid) or 0)
                 time.sleep(0.01)
 
         sampler = threading.Thread(target=sample)
@@ -68,7 +70,7 @@ def measure(argv: list[str], cwd: Path | None = None) -> tuple[float, float, str
         sampler_done.set()
         sampler.join()
         output.seek(0)
-        return seconds, peak / 1e6, output.read().decode("utf-8", "replace")
+        return seconds, (peak / 1e6, peak_pss / 1e6), output.read().decode("utf-8", "replace")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -160,7 +162,7 @@ def run_size(work: Path, label: str, scenario: Scenario, naive: bool) -> list[Me
         cwd=PROJECT,
     )
     measurements.append(
-        Measurement("(a) pytest -n 2", seconds, peak, verify_results(repo, reports, scenario, before, trees))
+        Measurement("(a) pytest -n 2", seconds, *peak, verify_results(repo, reports, scenario, before, trees))
     )
     repo = copy("orchestrator")
     reports = work / f"{label}-orchestrator-reports"
@@ -170,7 +172,7 @@ def run_size(work: Path, label: str, scenario: Scenario, naive: bool) -> list[Me
     )
     seconds, peak, _ = measure([sys.executable, "-c", code, str(scenario.input_path), str(repo), str(reports)])
     measurements.append(
-        Measurement("(b) orchestrator", seconds, peak, verify_results(repo, reports, scenario, before, trees))
+        Measurement("(b) orchestrator", seconds, *peak, verify_results(repo, reports, scenario, before, trees))
     )
     if naive:
         repo = copy("naive")
@@ -182,27 +184,27 @@ def run_size(work: Path, label: str, scenario: Scenario, naive: bool) -> list[Me
             f'git -C "{repo}" worktree remove --force "$wt"; done < "{names}"'
         )
         seconds, peak, _ = measure(["bash", "-c", script])
-        measurements.append(Measurement("(c) naive loop", seconds, peak, verify_merges(repo, before, trees, clean)))
+        measurements.append(Measurement("(c) naive loop", seconds, *peak, verify_merges(repo, before, trees, clean)))
     repo = copy("floor")
     names = work / f"{label}-names.txt"
     names.write_text("\n".join(branches) + "\n")
     seconds, peak, _ = measure(
         ["bash", "-c", f'xargs -P 2 -n 1 git -C "{repo}" merge-tree --write-tree main < "{names}" > /dev/null']
     )
-    measurements.append(Measurement("(d) merge-tree floor", seconds, peak, "ok"))
+    measurements.append(Measurement("(d) merge-tree floor", seconds, *peak, "ok"))
     return measurements
 
 
 def table(label: str, branches: int, measurements: list[Measurement]) -> str:
     floor = next(m.seconds for m in measurements if m.approach.startswith("(d)"))
     naive = next((m.seconds for m in measurements if m.approach.startswith("(c)")), None)
-    header = "| approach | wall s | x floor | naive / this | peak MB | verified |"
-    lines = [f"\n{label}: {branches} branches", header, "|---|---:|---:|---:|---:|---|"]
+    header = "| approach | wall s | x floor | naive / this | peak RSS MB | peak PSS MB | verified |"
+    lines = [f"\n{label}: {branches} branches", header, "|---|---:|---:|---:|---:|---:|---|"]
     for m in measurements:
         versus_naive = f"{naive / m.seconds:.1f}" if naive else "-"
         lines.append(
             f"| {m.approach} | {m.seconds:.2f} | {m.seconds / floor:.2f} | {versus_naive} | "
-            f"{m.peak_mb:.0f} | {m.verified} |"
+            f"{m.peak_mb:.0f} | {m.peak_pss_mb:.0f} | {m.verified} |"
         )
     return "\n".join(lines)
 

@@ -27,7 +27,6 @@ import pytest
 import alignment
 from alignment.components import Components
 from alignment.config import load_settings
-from alignment.demo import build_demo
 from alignment.errors import AlignmentError, StepFailed, UsageProblem
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
@@ -92,6 +91,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
+    if config.option.log_level is None and not config.getini("log_level"):
+        config.option.log_level = "WARNING"  # INFO goes to the branch log files, not into every test report
     if config.option.json_report_file == ".report.json":
         config.option.json_report_file = str(state.plan.folder.path / "pytest-report.json")
 
@@ -111,6 +112,8 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         demo_dir = None
         repo: Path | str | None
         if demo:
+            from alignment.demo import build_demo  # noqa: PLC0415 - only --demo needs it
+
             demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
             repo, input_path = build_demo(demo_dir)
         else:

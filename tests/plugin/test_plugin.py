@@ -93,6 +93,8 @@ def test_demo_run_with_and_without_xdist(
     workers_seen = {branch["worker"] for branch in done.branches().values()}
     assert workers_seen == ({"gw0", "gw1"} if workers else {"main"})
     assert (done.reports / "latest" / "pytest-report.json").exists()
+    log = (done.reports / "latest" / "logs" / "feature%2Fauth.log").read_text()
+    assert "INFO alignment.pipeline: aligning 'feature/auth'" in log
 
 
 def test_the_demo_flag_needs_nothing_else(run: Any) -> None:
