@@ -129,7 +129,26 @@ def from_mapping(data: object, source: str = "<config>") -> Settings:
     _reject_unknown(block, (*_FIELDS, "targets"), source, "orchestration.")
     values = {key: _FIELDS[key](block[key], source, f"orchestration.{key}") for key in block if key != "targets"}
     values["targets"] = _targets(block.get("targets"), source)
-    return Settings(**values)
+    settings = Settings(**values)
+    _require_backups_for_rebase(settings, source)
+    return settings
+
+
+def _require_backups_for_rebase(settings: Settings, source: str) -> None:
+    """A rebase rewrites the branch's commits: without a backup the old ones survive only in the reflog."""
+    if settings.enable_backup_branches:
+        return
+    for target, override in [("", None), *settings.targets.items()]:
+        strategy = override.integration_strategy if override else settings.integration_strategy
+        if strategy is Strategy.REBASE:
+            key = (
+                f"orchestration.targets.{target}.integration_strategy"
+                if target
+                else "orchestration.integration_strategy"
+            )
+            raise ConfigError(
+                source, key, "rebase needs enable_backup_branches: true (it rewrites the branch's commits)"
+            )
 
 
 Validator = Callable[[object, str, str], Any]

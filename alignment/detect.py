@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
-from alignment.git import Git
+from alignment.git import Git, without_repository_variables
 from alignment.model import FileChange, Finding, Severity, Status
 from alignment.processes import ProcessTimeout, run_process
 
@@ -140,7 +140,7 @@ class ChangeErrorDetector:
         return tuple(findings)
 
     def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:
-        if change.new_blob is None:
+        if change.new_blob is None or not change.is_regular_file:
             return []
         findings = list(self.blob_findings(context.git, change.path, change.new_blob))
         if not any(finding.severity is Severity.ERROR for finding in findings):
@@ -170,12 +170,20 @@ class ChangeErrorDetector:
 
     def _command_finding(self, context: BranchContext, command: Command, commit: str) -> Finding | None:
         """Run ``command`` in a worktree of ``commit``; a finding when it fails, None when it passes."""
-        limit = context.deadline.limit(self.settings.error_detection_timeout_seconds, Status.FAILED_ERROR_DETECTION)
-        worktree = context.workspace.checkout(commit, timeout=limit)
+        limit = self.settings.error_detection_timeout_seconds
+        worktree = context.workspace.checkout(
+            commit, timeout=context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
+        )
         label = " ".join(command)
         timeout = context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
         try:
-            done = run_process(command, cwd=worktree, timeout=timeout, memory_limit_mb=self.settings.max_memory_mb)
+            done = run_process(
+                command,
+                cwd=worktree,
+                timeout=timeout,
+                env=without_repository_variables(),
+                memory_limit_mb=self.settings.max_memory_mb,
+            )
         except ProcessTimeout:
             return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {timeout:g} s")
         except OSError as exc:

@@ -54,8 +54,8 @@ class GitError(AlignmentError):
         self.stderr = stderr.strip()
         lines = self.stderr.splitlines()
         reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
-        detail = (reasons or lines or [f"exit code {returncode}"])[-1]
-        super().__init__(f"git {' '.join(self.args_[:2])} failed: {detail}")
+        self.reason = (reasons or lines or [f"exit code {returncode}"])[-1]
+        super().__init__(f"git {' '.join(self.args_[:2])} failed: {self.reason}")
 
 
 class GitTimeout(GitError):

@@ -19,6 +19,7 @@ Design, measured on git 2.39:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import selectors
@@ -61,11 +62,15 @@ _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON
 _HEADS = "refs/heads/"
 
 
+def without_repository_variables(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) without variables that point git at a repository."""
+    source = base if base is not None else os.environ
+    return {key: value for key, value in source.items() if key not in _LOCATION_VARIABLES}
+
+
 def git_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of our git processes: no inherited repository location, no prompts, C locale."""
-    env = {key: value for key, value in (base if base is not None else os.environ).items()}
-    for name in _LOCATION_VARIABLES:
-        env.pop(name, None)
+    env = without_repository_variables(base)
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", "GIT_EDITOR": "true"})
     return env
 
@@ -143,6 +148,15 @@ class MergeTree:
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    """An object read from the repository."""
+
+    oid: str
+    kind: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class RefUpdate:
     """One compare-and-swap ref change. ``old=None``: the ref must not exist; ``new=None``: delete it."""
 
@@ -198,12 +212,12 @@ class Git:
         self._refs = _Persistent(self, ("update-ref", "--stdin"))
         self._commits = _Persistent(self, ("hash-object", "-w", "-t", "commit", "--stdin-paths"))
         self._scratch: Path | None = None
+        self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
         self._diffs = _Persistent(
             self,
             ("diff-tree", "--stdin", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64"),
         )
-        self.calls = 0
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -219,7 +233,6 @@ class Git:
         limit = timeout if timeout is not None else self.timeout
         argv = ("git", *_SAFETY_OPTIONS, *args) if cwd is not None else (*self._base, *args)
         with self.limiter.slot():
-            self.calls += 1
             try:
                 done = run_process(argv, cwd=cwd, stdin=stdin, timeout=limit, env=self.env)
             except ProcessTimeout:
@@ -250,8 +263,8 @@ class Git:
         Read through the long-lived ``cat-file`` process: fresh (loose and packed refs are re-read) and
         without a process start-up per branch. Valid branch names cannot spell git's revision syntax.
         """
-        found = self._objects.request(f"{branch_ref(name)}\n".encode(), _read_batch_header_and_skip)
-        return found[0] if found is not None and found[1] == "commit" else None
+        found = self._objects.request(f"{branch_ref(name)}\n".encode(), _read_batch_object)
+        return found.oid if found is not None and found.kind == "commit" else None
 
     def branches_containing(self, commit: str) -> frozenset[str]:
         """Branches that already contain ``commit`` (aligned with a target at ``commit``)."""
@@ -344,8 +357,9 @@ class Git:
             f"author {self._identity('GIT_AUTHOR')}",
             f"committer {self._identity('GIT_COMMITTER')}",
         ]
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-"))
+        with self._scratch_lock:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-"))
         path = self._scratch / f"commit-{threading.get_ident()}"
         path.write_text("\n".join(lines) + "\n\n" + message, encoding="utf-8")
         return self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
@@ -362,15 +376,15 @@ class Git:
         zone = f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
         return f"{person} {int(time.time())} {zone}"
 
-    def read_object(self, oid: str) -> tuple[str, bytes] | None:
-        """The type and content of object ``oid``, or None when it does not exist."""
+    def read_object(self, oid: str) -> StoredObject | None:
+        """Object ``oid`` (its id, type and content), or None when it does not exist."""
         return self._objects.request(f"{oid}\n".encode(), _read_batch_object)
 
     def read_blob(self, oid: str) -> bytes:
         found = self.read_object(oid)
-        if found is None or found[0] != "blob":
+        if found is None or found.kind != "blob":
             raise GitError(("cat-file", oid), 1, f"{oid} is not a blob")
-        return found[1]
+        return found.content
 
     def blob_at(self, commit: str, path: str) -> str | None:
         """The blob id of ``path`` in ``commit``, or None when the path is absent or not a file."""
@@ -420,8 +434,26 @@ class Git:
         self.run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
 
     def remove_worktree(self, path: Path) -> None:
-        self.run("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
-        self.run("worktree", "prune")
+        """Remove a worktree of ours; its files and administrative entry go even if git refuses."""
+        try:
+            self.run("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            self.forget_worktrees(lambda worktree: worktree == path.resolve())
+
+    def forget_worktrees(self, ours: Callable[[Path], bool]) -> list[Path]:
+        """Delete the administrative entries of worktrees ``ours`` accepts whose files are gone.
+
+        Unlike ``git worktree prune`` this never touches other worktrees (a user's worktree on an unmounted
+        disk stays registered), and it also removes entries git left locked by an interrupted ``add``.
+        """
+        forgotten = []
+        for admin, location in self._worktree_admin_dirs()[1:]:
+            worktree = Path(location).resolve()
+            if ours(worktree) and not worktree.exists():
+                shutil.rmtree(admin, ignore_errors=True)
+                forgotten.append(worktree)
+        return forgotten
 
     def has_commit_graph(self) -> bool:
         info = self.location.common_dir / "objects" / "info"
@@ -514,18 +546,17 @@ class _Persistent:
                 self._stop()
                 raise GitError(self._args, 128, message or "helper process ended unexpectedly") from None
             except BaseException:
-                self._stop()
+                self._stop(graceful=True)
                 raise
 
     def close(self) -> None:
         with self._lock:
-            self._stop()
+            self._stop(graceful=True)
 
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:
             self._stop()
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
-            self._git.calls += 1
             self._process = subprocess.Popen(
                 (*self._git._base, *_HELPER_OPTIONS, *self._args),
                 stdin=subprocess.PIPE,
@@ -542,8 +573,15 @@ class _Persistent:
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", "replace").strip()
 
-    def _stop(self) -> None:
+    def _stop(self, graceful: bool = False) -> None:
+        """End the helper. Gracefully: close its input and let git finish what it read (an ``update-ref``
+        commits or aborts its transaction and removes its lock files) before killing it."""
         if self._process is not None:
+            if graceful and self._process.poll() is None and self._process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._process.stdin.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=2)
             kill_group(self._process)
             self._process = None
         if self._stderr is not None:
@@ -552,20 +590,12 @@ class _Persistent:
         self._buffer.clear()
 
 
-def _read_batch_header_and_skip(reader: _Reader) -> tuple[str, str] | None:
+def _read_batch_object(reader: _Reader) -> StoredObject | None:
     header = reader.read_until(b"\n").decode("utf-8", "replace").split()
     if len(header) < 3 or header[-1] == "missing":
         return None
-    reader.read_exact(int(header[2]) + 1)
-    return header[0], header[1]
-
-
-def _read_batch_object(reader: _Reader) -> tuple[str, bytes] | None:
-    header = reader.read_until(b"\n").decode().split()
-    if len(header) < 3 or header[-1] == "missing":
-        return None
     content = reader.read_exact(int(header[2]) + 1)
-    return header[1], content[:-1]
+    return StoredObject(header[0], header[1], content[:-1])
 
 
 def _parse_merge_tree(out: bytes, *, conflicted: bool) -> MergeTree:
@@ -598,12 +628,12 @@ def _conflict_kinds(messages: bytes) -> dict[str, str]:
 def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
     """Parse ``diff-tree -z --raw --numstat`` output: raw records first, then numstat records."""
     fields = raw.split(b"\0")
-    raw_records: dict[str, tuple[str, str | None, str | None]] = {}
+    raw_records: dict[str, tuple[str, str | None, str | None, str]] = {}
     index = 0
     while index < len(fields) and fields[index].startswith(b":"):
-        _, _, old_blob, new_blob, status = fields[index][1:].decode().split(" ")
+        _, new_mode, old_blob, new_blob, status = fields[index][1:].decode().split(" ")
         path = fields[index + 1].decode("utf-8", "surrogateescape")
-        raw_records[path] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob))
+        raw_records[path] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob), new_mode)
         index += 2
     counts: dict[str, tuple[int | None, int | None]] = {}
     for record in fields[index:]:
@@ -611,8 +641,8 @@ def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
             added, deleted, name = record.split(b"\t", 2)
             counts[name.decode("utf-8", "surrogateescape")] = (_count(added), _count(deleted))
     return tuple(
-        FileChange(path, status, *counts.get(path, (None, None)), old, new)
-        for path, (status, old, new) in raw_records.items()
+        FileChange(path, status, *counts.get(path, (None, None)), old, new, new_mode)
+        for path, (status, old, new, new_mode) in raw_records.items()
     )
 
 

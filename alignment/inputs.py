@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alignment.errors import InputError, kind_of, shown
 from alignment.model import BranchSpec
@@ -45,12 +46,11 @@ class BranchInput:
     def targets(self) -> tuple[str, ...]:
         return tuple(group.target for group in self.groups)
 
-    def to_json(self) -> str:
-        return json.dumps({"source": self.source, "branches": [spec.to_dict() for spec in self.branches]})
+    def to_data(self) -> dict[str, Any]:
+        return {"source": self.source, "branches": [spec.to_dict() for spec in self.branches]}
 
     @classmethod
-    def from_json(cls, text: str) -> BranchInput:
-        data = json.loads(text)
+    def from_data(cls, data: Mapping[str, Any]) -> BranchInput:
         return parse_branches(data, data["source"])
 
 

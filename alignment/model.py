@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,7 +109,11 @@ class Finding:
 
 @dataclass(frozen=True)
 class FileChange:
-    """A file the alignment changes on the branch; counts are None for binary files."""
+    """A file the alignment changes on the branch; counts are None for binary files.
+
+    ``new_mode`` is git's file mode after the change: ``120000`` for a symbolic link, ``160000`` for a
+    submodule (whose "blob" is a commit of another repository).
+    """
 
     path: str
     status: str
@@ -118,6 +121,11 @@ class FileChange:
     deleted: int | None
     old_blob: str | None
     new_blob: str | None
+    new_mode: str = "100644"
+
+    @property
+    def is_regular_file(self) -> bool:
+        return self.new_mode in ("100644", "100755")
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,6 @@ class BranchResult:
     @property
     def succeeded(self) -> bool:
         return self.status is Status.COMPLETED
-
-    def with_changes(self, **changes: Any) -> BranchResult:
-        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Spec keys first (``error_message`` only on failure, ``changes_summary`` only on success)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import threading
@@ -34,9 +33,10 @@ from alignment.components import (
 )
 from alignment.config import Settings
 from alignment.detect import blocking_summary
-from alignment.errors import GitError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem
+from alignment.errors import GitTimeout, RefUpdateRejected, StepFailed, UsageProblem
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.inputs import BranchInput
+from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
 from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Finding, Status
 from alignment.names import branch_file_stem, invalid_branch_name
@@ -49,20 +49,29 @@ COMMITS_LISTED = 50
 Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
 
 
-def _step(method: Step) -> Step:
-    """A pipeline step: refuses to run after a failed step, and records its own failure before re-raising."""
+def _step(status: Status) -> Callable[[Step], Step]:
+    """A pipeline step whose failures (a git timeout among them) get ``status``.
 
-    @functools.wraps(method)
-    def run_step(self: BranchAlignment) -> None:
-        if self.failure is not None:
-            raise self.failure
-        try:
-            method(self)
-        except Exception as error:
-            self.fail(error)
-            raise
+    It refuses to run after a failed step, logs into the branch's log, and records its own failure before
+    re-raising it, so that ``finish`` knows what happened whoever called the step.
+    """
 
-    return cast(Step, run_step)
+    def decorate(method: Step) -> Step:
+        @functools.wraps(method)
+        def run_step(self: BranchAlignment) -> None:
+            if self.failure is not None:
+                raise self.failure
+            self.running_step = status
+            try:
+                with branch_scope(self.spec.name), _timeouts_as(status):
+                    method(self)
+            except Exception as error:
+                self.fail(error)
+                raise
+
+        return cast(Step, run_step)
+
+    return decorate
 
 
 class BranchAlignment:
@@ -81,7 +90,8 @@ class BranchAlignment:
         self.integration: Integration | None = None
         self.findings: tuple[Finding, ...] = ()
         self.document_path: str | None = None
-        self.moved_to: str | None = None
+        self.moving_to: str | None = None
+        self.running_step = Status.FAILED_INTEGRATION
         self.completed = False
         self.failure: StepFailed | None = None
         self.notes: list[str] = []
@@ -93,120 +103,117 @@ class BranchAlignment:
 
     # -- steps --------------------------------------------------------------------------------------------
 
-    @_step
+    @_step(Status.FAILED_INTEGRATION)
     def prepare(self) -> None:
         """Pin the target, read the branch, refuse what must not be touched, then create the backup."""
-        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
-            plan = self.runtime.plan
-            target_commit = plan.snapshot.target_commits.get(self.spec.target)
-            if target_commit is None:
-                raise StepFailed(
-                    Status.FAILED_INTEGRATION,
-                    ["target_not_found"],
-                    f"target branch '{self.spec.target}' does not exist",
-                )
-            tip = self.git.resolve_branch(self.spec.name)
-            if tip is None:
-                raise StepFailed(
-                    Status.FAILED_INTEGRATION, ["branch_not_found"], f"branch '{self.spec.name}' does not exist"
-                )
-            self._refuse_if_checked_out()
-            pinned = plan.snapshot.tips.get(self.spec.name) == tip
-            relation = plan.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
-            self.context = BranchContext(
-                git=self.git,
-                spec=self.spec,
-                old_tip=tip,
-                target_commit=target_commit,
-                relation=relation,
-                policy=self.settings.policy(self.spec.target),
-                settings=self.settings,
-                deadline=self.deadline,
-                workspace=self.workspace,
-                run_id=plan.run_id,
-                changes_dir=plan.folder.changes_dir,
+        plan = self.runtime.plan
+        target_commit = plan.snapshot.target_commits.get(self.spec.target)
+        if target_commit is None:
+            raise StepFailed(
+                Status.FAILED_INTEGRATION,
+                ["target_not_found"],
+                f"target branch '{self.spec.target}' does not exist",
             )
-            log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
-            if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches:
-                self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
-                if self.backup.note:
-                    self.notes.append(self.backup.note)
-                log.info("backup '%s' at %s", self.backup.name, tip)
+        tip = self.git.resolve_branch(self.spec.name)
+        if tip is None:
+            raise StepFailed(
+                Status.FAILED_INTEGRATION, ["branch_not_found"], f"branch '{self.spec.name}' does not exist"
+            )
+        self._refuse_if_checked_out()
+        pinned = plan.snapshot.tips.get(self.spec.name) == tip
+        relation = plan.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
+        self.context = BranchContext(
+            git=self.git,
+            spec=self.spec,
+            old_tip=tip,
+            target_commit=target_commit,
+            relation=relation,
+            policy=self.settings.policy(self.spec.target),
+            settings=self.settings,
+            deadline=self.deadline,
+            workspace=self.workspace,
+            run_id=plan.run_id,
+            changes_dir=plan.folder.changes_dir,
+        )
+        log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
+        if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches:
+            self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
+            if self.backup.note:
+                self.notes.append(self.backup.note)
+            log.info("backup '%s' at %s", self.backup.name, tip)
 
-    @_step
+    @_step(Status.FAILED_INTEGRATION)
     def integrate(self) -> None:
         """Task 077: compute the commit the branch would move to; conflicts fail the branch."""
-        context = self._context()
-        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
-            integration = self.runtime.components.integration_utility.integrate(context)
-            self.integration = integration
-            if integration.conflicts:
-                paths = ", ".join(conflict.path for conflict in integration.conflicts)
-                raise StepFailed(
-                    Status.FAILED_INTEGRATION,
-                    ["merge_conflict_unresolvable"],
-                    f"Merge conflict in {paths} (unresolvable)",
-                )
-            log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
+        integration = self.runtime.components.integration_utility.integrate(self._context())
+        self.integration = integration
+        if integration.conflicts:
+            paths = ", ".join(conflict.path for conflict in integration.conflicts)
+            raise StepFailed(
+                Status.FAILED_INTEGRATION, ["merge_conflict_unresolvable"], f"Merge conflict in {paths} (unresolvable)"
+            )
+        if integration.new_tip is None:
+            raise StepFailed(
+                Status.FAILED_INTEGRATION,
+                ["integration_failed"],
+                f"integration of '{self.spec.target}' into '{self.spec.name}' produced no commit",
+            )
+        log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
 
-    @_step
+    @_step(Status.FAILED_ERROR_DETECTION)
     def detect(self) -> None:
         """Task 076: findings on the integrated commit; an error the merge introduced fails the branch."""
-        context, integration = self._context(), self._integration()
-        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_ERROR_DETECTION):
-            self.findings = self.runtime.components.error_detector.detect(context, integration)
-            codes = list(dict.fromkeys(finding.code for finding in self.findings if finding.blocks))
-            for finding in self.findings:
-                log.info(
-                    "finding %s %s %s:%s %s",
-                    finding.severity.value,
-                    finding.code,
-                    finding.file,
-                    finding.line,
-                    finding.message,
-                )
-            if codes:
-                raise StepFailed(Status.FAILED_ERROR_DETECTION, codes, blocking_summary(self.findings))
+        self.findings = self.runtime.components.error_detector.detect(self._context(), self._integration())
+        for finding in self.findings:
+            log.info(
+                "finding %s %s %s:%s %s",
+                finding.severity.value,
+                finding.code,
+                finding.file,
+                finding.line,
+                finding.message,
+            )
+        codes = list(dict.fromkeys(finding.code for finding in self.findings if finding.blocks))
+        if codes:
+            raise StepFailed(Status.FAILED_ERROR_DETECTION, codes, blocking_summary(self.findings))
 
-    @_step
+    @_step(Status.FAILED_ERROR_DETECTION)
     def document(self) -> None:
         """Task 078: write the change document of the alignment about to be applied."""
-        with branch_scope(self.spec.name):
-            self.document_path = self._write_document(Status.COMPLETED, None)
+        self.document_path = self._write_document(Status.COMPLETED, None)
 
-    @_step
+    @_step(Status.FAILED_INTEGRATION)
     def finalize(self) -> None:
-        """Move the branch to the integrated commit: once, by compare-and-swap from the old tip."""
-        context, integration = self._context(), self._integration()
-        new_tip = integration.new_tip
-        with branch_scope(self.spec.name), _timeouts_as(Status.FAILED_INTEGRATION):
-            if new_tip is not None and new_tip != context.old_tip:
-                self._refuse_if_checked_out()
-                journal_move(self.runtime.plan, self.spec.name, context.old_tip, new_tip)
-                try:
-                    self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
-                except RefUpdateRejected:
-                    now = self.git.resolve_branch(self.spec.name)
-                    raise StepFailed(
-                        Status.FAILED_INTEGRATION,
-                        ["branch_moved"],
-                        f"'{self.spec.name}' moved during alignment (now at {now}, expected "
-                        f"{context.old_tip}); left as it is",
-                    ) from None
-                self.moved_to = new_tip
-                log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
-            self.completed = True
+        """Move the branch to the integrated commit: once, by compare-and-swap from the old tip.
+
+        The move is journaled, and marked as under way, before the compare-and-swap: if anything stops the
+        call after git committed it (a timeout signal, a crash), ``finish`` or the controller puts it back.
+        """
+        context = self._context()
+        new_tip = self._integration().new_tip
+        if new_tip is not None and new_tip != context.old_tip:
+            self._refuse_if_checked_out()
+            self.runtime.journal.record(Move(self.spec.name, context.old_tip, new_tip))
+            self.moving_to = new_tip
+            try:
+                self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
+            except RefUpdateRejected as rejected:
+                self.moving_to = None
+                raise self._rejection(rejected) from None
+            log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
+        self.completed = True
 
     # -- outcome ------------------------------------------------------------------------------------------
 
     def fail(self, error: BaseException) -> None:
         """Record why the steps stopped: a ``StepFailed`` result, or an unexpected error (``exception``)."""
-        if isinstance(error, StepFailed):
-            self.failure = error
-        else:
-            log.exception("unexpected error while aligning '%s'", self.spec.name, exc_info=error)
-            self.failure = StepFailed(Status.EXCEPTION, ["unexpected_error"], f"{type(error).__name__}: {error}")
         with branch_scope(self.spec.name):
+            if isinstance(error, StepFailed):
+                self.failure = error
+            else:
+                log.exception("unexpected error while aligning '%s'", self.spec.name, exc_info=error)
+                message = f"{type(error).__name__}: {error}"
+                self.failure = StepFailed(Status.EXCEPTION, ["unexpected_error"], message)
             log.info("'%s' failed: %s", self.spec.name, self.failure.message)
 
     def finish(self) -> BranchResult:
@@ -271,9 +278,8 @@ class BranchAlignment:
     def _interruption(self) -> StepFailed:
         """The failure of steps that stopped without a result: a timeout (pytest-timeout) or an interrupt."""
         if self.deadline.expired:
-            return StepFailed(
-                Status.FAILED_INTEGRATION, ["timeout"], f"branch alignment timed out after {self.deadline.seconds:g} s"
-            )
+            message = f"branch alignment timed out after {self.deadline.seconds:g} s"
+            return StepFailed(self.running_step, ["timeout"], message)
         return StepFailed(Status.EXCEPTION, ["interrupted"], "alignment was interrupted before it finished")
 
     def _record(self, status: Status, message: str | None) -> ChangeRecord:
@@ -311,22 +317,42 @@ class BranchAlignment:
             self.notes.append(f"no change document: {error}")
 
     def _restore(self) -> None:
-        """Put a branch this alignment moved back to its old tip (compare-and-swap), if it did move it."""
-        if self.moved_to is None or self.context is None:
+        """Put back a branch this alignment moved (or may have moved: the call was interrupted)."""
+        if self.moving_to is None or self.context is None:
             return
-        old_tip = self.context.old_tip
-        try:
-            self.git.update_refs([RefUpdate(branch_ref(self.spec.name), old_tip, self.moved_to)])
-        except GitError as error:
-            backup = f"; backup '{self.backup.name}' holds it" if self.backup else ""
-            self.notes.append(f"could not restore '{self.spec.name}' to {old_tip}: {error}{backup}")
-            return
-        self.notes.append(f"restored '{self.spec.name}' to its old tip {old_tip}")
-        self.moved_to = None
+        restoration = restore(self.git, Move(self.spec.name, self.context.old_tip, self.moving_to))
+        if restoration.outcome is not Outcome.NOT_MOVED:
+            backup = f"; backup '{self.backup.name}' holds the old tip" if self.backup else ""
+            failed = restoration.outcome is Outcome.FAILED
+            self.notes.append(restoration.message + (backup if failed else ""))
+        self.moving_to = None
 
     def _remove_backup(self) -> None:
-        if self.backup is not None and remove_backup(self.git, self.backup):
+        """auto_cleanup_backups: only a backup whose commits all stay reachable from the new tip."""
+        integration = self.integration
+        if self.backup is None or integration is None or integration.new_tip is None:
+            return
+        if not self.git.is_ancestor(self.backup.commit, integration.new_tip):
+            self.notes.append(f"backup '{self.backup.name}' kept: it holds commits the new tip does not contain")
+        elif remove_backup(self.git, self.backup):
             self.notes.append(f"backup '{self.backup.name}' removed (auto_cleanup_backups)")
+
+    def _rejection(self, rejected: RefUpdateRejected) -> StepFailed:
+        """Why a compare-and-swap was refused: someone moved the branch, or its ref is locked."""
+        old_tip = self._context().old_tip
+        now = self.git.resolve_branch(self.spec.name)
+        if now == old_tip:
+            reason = rejected.reason.removeprefix("fatal: ")
+            return StepFailed(
+                Status.FAILED_INTEGRATION,
+                ["ref_locked"],
+                f"'{self.spec.name}' could not be updated ({reason}); left as it is",
+            )
+        return StepFailed(
+            Status.FAILED_INTEGRATION,
+            ["branch_moved"],
+            f"'{self.spec.name}' moved during alignment (now at {now}, expected {old_tip}); left as it is",
+        )
 
     def _close_workspace(self) -> None:
         try:
@@ -369,33 +395,6 @@ def _timeouts_as(status: Status) -> Iterator[None]:
         raise StepFailed(status, ["timeout"], f"git {error.args_[0]} timed out after {error.timeout:g} s") from None
 
 
-def _journal_path(plan: RunPlan, branch: str) -> Path:
-    return plan.scratch_dir / "moves" / f"{branch_file_stem(branch)}.json"
-
-
-def journal_move(plan: RunPlan, branch: str, old_tip: str, new_tip: str) -> None:
-    """Note a ref move about to happen, so that whoever finds the mover dead can undo it exactly."""
-    path = _journal_path(plan, branch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"branch": branch, "old_tip": old_tip, "new_tip": new_tip}), encoding="utf-8")
-
-
-def recover_interrupted(git: Git, plan: RunPlan, branch: str) -> str:
-    """Undo the move of a branch whose aligner died (a crashed worker): say what was found and done."""
-    path = _journal_path(plan, branch)
-    if not path.exists():
-        return f"'{branch}' was not moved"
-    move = json.loads(path.read_text(encoding="utf-8"))
-    now = git.resolve_branch(branch)
-    if now != move["new_tip"]:
-        return f"'{branch}' was not moved" if now == move["old_tip"] else f"'{branch}' is at {now}; left as it is"
-    try:
-        git.update_refs([RefUpdate(branch_ref(branch), move["old_tip"], move["new_tip"])])
-    except GitError as error:
-        return f"could not restore '{branch}' to {move['old_tip']}: {error}"
-    return f"restored '{branch}' to its old tip {move['old_tip']}"
-
-
 class Runtime:
     """One process's means to align the branches of a plan: one git door and the three components."""
 
@@ -406,6 +405,7 @@ class Runtime:
         limiter = SlotLimiter(plan.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
         self.git = Git(plan.location, limiter=limiter, timeout=settings.integration_timeout_seconds)
         self.components = components or Components.from_settings(settings)
+        self.journal = MoveJournal(plan.folder.moves_dir)
 
     def alignment(self, spec: BranchSpec) -> BranchAlignment:
         """The steps of ``spec``'s alignment, not started yet."""

@@ -108,6 +108,10 @@ class RunFolder:
         return self.path / "logs"
 
     @property
+    def moves_dir(self) -> Path:
+        return self.path / "moves"
+
+    @property
     def audit_path(self) -> Path:
         return self.path / "audit.jsonl"
 

@@ -36,13 +36,16 @@ class Unlimited:
 
 
 class SlotLimiter:
-    """At most ``slots`` holders at once over all processes and threads that share ``directory``."""
+    """At most ``slots`` holders at once over all processes and threads that share ``directory``.
+
+    Each acquisition opens its own descriptor (flock locks belong to open file descriptions, so threads
+    exclude each other too) and closes it on release: no descriptor outlives its slot, whatever happens.
+    """
 
     def __init__(self, directory: Path, slots: int) -> None:
         self.directory = directory
         self.slots = slots
         directory.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
@@ -50,27 +53,24 @@ class SlotLimiter:
         try:
             yield
         finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-
-    def _descriptors(self) -> list[int]:
-        descriptors: list[int] | None = getattr(self._local, "descriptors", None)
-        if descriptors is None:
-            paths = (self.directory / f"git-slot-{index}" for index in range(self.slots))
-            descriptors = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for path in paths]
-            self._local.descriptors = descriptors
-        return descriptors
+            os.close(descriptor)  # closing releases the lock
 
     def _acquire(self) -> int:
-        descriptors = self._descriptors()
         start = threading.get_ident() % self.slots
         delay = 0.0005
         while True:
             for offset in range(self.slots):
-                descriptor = descriptors[(start + offset) % self.slots]
+                descriptor = os.open(
+                    self.directory / f"git-slot-{(start + offset) % self.slots}", os.O_RDWR | os.O_CREAT, 0o600
+                )
                 try:
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
+                    os.close(descriptor)
                     continue
+                except BaseException:
+                    os.close(descriptor)
+                    raise
                 return descriptor
             time.sleep(delay)
             delay = min(delay * 2, 0.01)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from alignment.errors import GitError
 from alignment.git import Git
 
 _counter = itertools.count()
@@ -36,9 +36,9 @@ class Workspace:
             return self._trees[commit]
         self._root.mkdir(parents=True, exist_ok=True)
         path = self._root / f"wt-{os.getpid()}-{next(_counter)}-{self._label}"
+        self._trees[commit] = path  # before the add: an interrupted add leaves an entry to clean up
         with self._exclusive():
             self._git.add_worktree(path, commit, timeout=timeout)
-        self._trees[commit] = path
         return path
 
     def moved(self, old_commit: str, new_commit: str) -> None:
@@ -46,14 +46,17 @@ class Workspace:
         self._trees[new_commit] = self._trees.pop(old_commit)
 
     def close(self) -> None:
-        """Remove every worktree of this branch; a failed ``git worktree remove`` still deletes the files."""
+        """Remove every worktree of this branch, each one even if removing another failed."""
         trees, self._trees = list(self._trees.values()), {}
+        failures = []
         with self._exclusive():
             for path in trees:
                 try:
                     self._git.remove_worktree(path)
-                finally:
-                    shutil.rmtree(path, ignore_errors=True)
+                except GitError as error:
+                    failures.append(f"{path}: {error}")
+        if failures:
+            raise GitError(("worktree", "remove"), 1, "; ".join(failures))
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -180,7 +180,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("branch_spec", params)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
+    """Write the node map before xdist's worker reports its collection: the scheduler reads it at once."""
     state = session.config.stash.get(STATE, None)
     if state is None:
         return

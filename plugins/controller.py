@@ -19,15 +19,16 @@ import pytest
 
 from alignment.breaker import CircuitBreaker
 from alignment.git import Git
+from alignment.journal import MoveJournal, restore
 from alignment.logs import AuditTrail
 from alignment.model import BranchResult, Status
-from alignment.pipeline import recover_interrupted
 from alignment.report import build_results
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
+RECOVERY_GRACE_SECONDS = 0.5
 
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
@@ -57,9 +58,10 @@ class NodeMap:
         return dict(self._branches)
 
     def _load(self) -> None:
-        for path in sorted((self.plan.scratch_dir / "nodes").glob("*.json")):
-            self._branches = json.loads(path.read_text(encoding="utf-8"))
-            return
+        """Every collecting process collects the same items: any one map will do."""
+        written = sorted((self.plan.scratch_dir / "nodes").glob("*.json"))
+        if written:
+            self._branches = json.loads(written[0].read_text(encoding="utf-8"))
 
 
 class AlignmentController:
@@ -91,8 +93,14 @@ class AlignmentController:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> TargetScheduling:
-        self.scheduler = TargetScheduling(config, self._target_of, self._limit_of, self.memory.allows_start, log)
+        self.scheduler = TargetScheduling(config, self._target_of, self._limit_of, self._may_start, log)
         return self.scheduler
+
+    def _may_start(self, running: int) -> bool:
+        """A new branch may start: the memory gate allows it, and with parallelization off, nothing runs."""
+        if not self.plan.settings.enable_parallelization and running > 0:
+            return False
+        return self.memory.allows_start(running)
 
     def _target_of(self, nodeid: str) -> str:
         branch = self.nodes.branch(nodeid)
@@ -127,7 +135,8 @@ class AlignmentController:
         if when not in ("teardown", "???"):
             return
         result = _result_of(report)
-        status = result["status"] if result else (Status.EXCEPTION.value if report.failed else None)
+        errored = report.failed or report.nodeid in self.failed
+        status = result["status"] if result else (Status.EXCEPTION.value if errored else None)
         if status is None:
             return  # skipped before it started: the breaker had tripped
         self.finished.add(branch)
@@ -138,12 +147,15 @@ class AlignmentController:
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
+        move = MoveJournal(self.plan.folder.moves_dir).get(branch)
+        if move is None:
+            return f"{report.longreprtext.strip()}; '{branch}' was not moved"
+        time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
         git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
         try:
-            note = recover_interrupted(git, self.plan, branch)
+            return f"{report.longreprtext.strip()}; {restore(git, move).message}"
         finally:
             git.close()
-        return f"{report.longreprtext.strip()}; {note}"
 
     def _trip(self) -> None:
         state = self.breaker.state()
@@ -248,10 +260,12 @@ class AlignmentController:
             write(f"demo repository and input: {self.demo_dir}")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it."""
+        scratch = self.plan.scratch_dir.resolve()
+        self.plan.discard_scratch()
         git = Git(self.plan.location)
         try:
-            self.plan.discard_scratch()
-            git.run("worktree", "prune")
+            git.forget_worktrees(lambda worktree: scratch in worktree.parents)
         finally:
             git.close()
 

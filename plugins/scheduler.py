@@ -121,15 +121,12 @@ class TargetScheduling:
 
     # -- the circuit breaker -------------------------------------------------------------------------------
 
-    def stop(self) -> list[str]:
-        """Start nothing more: drop what was never sent and shut every worker down. The dropped ids."""
+    def stop(self) -> None:
+        """Start nothing more: drop what was never sent and shut every worker down."""
         self.stopped = True
-        assert self.collection is not None
-        dropped = [self.collection[index] for index in self.pending]
         self.pending = []
         for node in self.nodes:
             node.shutdown()
-        return dropped
 
     # -- assignment ----------------------------------------------------------------------------------------
 

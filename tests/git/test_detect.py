@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from alignment.detect import check_file
+from alignment.git import Git, RepoLocation
 from alignment.model import Action, Severity, Status
+from alignment.workspace import Workspace
 from tests.conftest import Aligner, Repo, settings
 
 
@@ -196,3 +198,16 @@ def test_rebase_then_checks_reuse_the_same_worktree(repo: Repo, align: Aligner, 
     assert align("feature", config=config)["feature"].status is Status.COMPLETED
     assert len(set(log.read_text().split())) == 1
     assert os.path.basename(log.read_text().split()[0]).startswith("wt-")
+
+
+def test_worktrees_are_removed_even_when_git_add_was_interrupted(repo: Repo, tmp_path: Path) -> None:
+    git = Git(RepoLocation.discover(repo.path))
+    workspace = Workspace(git, tmp_path / "scratch", "x")
+    first = workspace.checkout(repo.tip("main"))
+    with pytest.raises(Exception, match="timed out"):
+        workspace.checkout(repo.commit("other", {"o.txt": "o\n"}), timeout=0.000001)
+    workspace.close()
+    git.close()
+    assert not first.exists()
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+    assert not list(Path(repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))

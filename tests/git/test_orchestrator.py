@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +397,17 @@ def test_default_components_are_the_library_ones() -> None:
     assert isinstance(components.integration_utility, MergeOrRebaseIntegrator)
     assert isinstance(components.error_detector, ChangeErrorDetector)
     assert isinstance(components.doc_generator, MarkdownDocGenerator)
+
+
+def test_many_targets_leak_no_file_descriptors(repo: Repo, tmp_path: Path) -> None:
+    entries = []
+    for index in range(25):
+        target = f"target-{index}"
+        repo.branch(target, "main")
+        repo.commit(f"topic-{index}", {f"t{index}.txt": "x\n"}, parent=repo.tip("main"))
+        entries.append(entry(f"topic-{index}", target))
+    path = write_input(tmp_path / "in.json", entries)
+    before = len(os.listdir("/proc/self/fd"))
+    result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, repo.path)
+    assert result["overall_summary"]["total_successful"] == 25
+    assert len(os.listdir("/proc/self/fd")) <= before + 2

@@ -10,6 +10,7 @@ from alignment.components import BranchContext, Components, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
+from alignment.git import Git, RefUpdate
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Status
@@ -329,3 +330,89 @@ def test_standalone_merge_needs_no_worktree(repo: Repo, align: Aligner) -> None:
     diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     align("f")
     assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_an_interrupt_inside_the_compare_and_swap_is_undone(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal arrives after git committed the move but before the call returned."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    update_refs = Git.update_refs
+
+    def commit_then_interrupt(self: Git, updates: list[RefUpdate]) -> None:
+        update_refs(self, updates)
+        if updates[0].ref == "refs/heads/f" and updates[0].old == old:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Git, "update_refs", commit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        align("f")
+    assert repo.tip("f") == old
+    assert repo.tip("backup-f-pre-align") == old
+
+
+def test_submodule_and_symlink_changes_are_not_read_as_files(repo: Repo, align: Aligner) -> None:
+    base = repo.tip("main")
+    old = repo.commit("f", {"a.txt": "a\n"}, parent=base)
+    index = repo.path.parent / ".special-index"
+    env = {"GIT_INDEX_FILE": str(index)}
+    repo.git("read-tree", "main", env=env)
+    link = repo.git("hash-object", "-w", "--stdin", input="target.py")
+    repo.git("update-index", "--add", "--cacheinfo", f"120000,{link},link.py", env=env)
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},vendor/lib", env=env)
+    tree = repo.git("write-tree", env=env)
+    index.unlink()
+    repo.git("update-ref", "refs/heads/main", repo.git("commit-tree", tree, "-p", base, input="special\n"))
+    result = align("f")["f"]
+    assert (result.status, result.findings) == (Status.COMPLETED, ())
+    assert repo.tip("f") != old
+
+
+class NoCommit(MergeOrRebaseIntegrator):
+    def integrate(self, context: BranchContext) -> Integration:
+        return Integration(Action.MERGE, None)
+
+
+def test_an_integration_without_a_commit_or_conflicts_is_a_failure(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    components = Components(NoCommit(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("f", components=components)["f"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("integration_failed",))
+    assert repo.tip("f") == old
+
+
+def test_a_locked_ref_is_reported_as_locked_not_moved(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "locked", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    lock = Path(repo.git("rev-parse", "--git-common-dir"))
+    lock = (repo.path / lock if not lock.is_absolute() else lock) / "refs" / "heads" / "locked.lock"
+
+    class LocksFirst(MergeOrRebaseIntegrator):
+        def integrate(self, context: BranchContext) -> Integration:
+            lock.write_text("")  # another git process holds the ref from now on
+            return super().integrate(context)
+
+    components = Components(LocksFirst(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("locked", components=components)["locked"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("ref_locked",))
+    assert "locked.lock" in str(result.message)
+    assert repo.tip("locked") == old
+    assert lock.exists()  # someone else's lock: not ours to remove
+
+
+def test_auto_cleanup_keeps_the_backup_of_a_rebased_branch(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    result = align("f", config=settings(integration_strategy="rebase", auto_cleanup_backups=True))["f"]
+    assert result.status is Status.COMPLETED
+    assert repo.tip("backup-f-pre-align") == old
+    assert any("holds commits the new tip does not contain" in note for note in result.notes)
+
+
+def test_check_commands_do_not_inherit_a_repository_location(
+    repo: Repo, align: Aligner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    seen = tmp_path / "env.txt"
+    check = ["python3", "-c", f"import os; open({str(seen)!r}, 'w').write(os.environ.get('GIT_DIR', 'unset'))"]
+    assert align("f", config=settings(check_commands=[check]))["f"].status is Status.COMPLETED
+    assert seen.read_text() == "unset"

@@ -357,3 +357,25 @@ def test_an_earlier_runs_reports_are_kept(run: Any, demo: tuple[Path, Path, dict
     assert next(iter(kept["orchestration_results"]["main"]["branches"][0].values())) == "feature/login"
     assert (second.reports / "latest").resolve().name == second.data["run_id"]
     assert os.path.exists(second.reports / "runs" / first_id / "pytest-report.json")
+
+
+def test_parallelization_off_means_one_branch_at_a_time_over_all_targets(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.branch("second", "main")
+    base = repo.tip("main")
+    entries = []
+    for index in range(3):
+        for target in ("main", "second"):
+            repo.commit(f"{target}-{index}", {f"{target}-{index}.txt": "x\n"}, parent=base)
+            entries.append(entry(f"{target}-{index}", target))
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", entries)
+    config = config_file(
+        tmp_path, enable_parallelization=False, integration_utility="tests.plugin.components:SlowIntegrator"
+    )
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.2")
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "2")
+    done.result.assert_outcomes(passed=6)
+    spans = [(parse_iso_utc(b["started_at"]), parse_iso_utc(b["finished_at"])) for b in done.branches().values()]
+    assert max_overlap(spans) == 1

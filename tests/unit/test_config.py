@@ -151,3 +151,15 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
 def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: file not found"):
         load_settings(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("orchestration", "key"),
+    [
+        ({"integration_strategy": "rebase"}, "orchestration.integration_strategy"),
+        ({"targets": {"sci": {"integration_strategy": "rebase"}}}, "orchestration.targets.sci.integration_strategy"),
+    ],
+)
+def test_rebase_without_backups_is_refused(orchestration: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=f"{key}: rebase needs enable_backup_branches"):
+        from_mapping({"orchestration": {"enable_backup_branches": False, **orchestration}})

@@ -1,0 +1,88 @@
+"""The move journal: every branch move of a run, written down before it is made, kept in the run folder.
+
+It outlives any process of the run. Whoever finds a mover dead (the controller, for a crashed worker), an
+interrupted step (``finish``), or wants a whole run undone (``alignment undo``) reads it and calls
+``restore``: a branch still at the journaled new tip goes back to the old tip by compare-and-swap; a
+branch at the old tip was never moved; a branch anywhere else moved again since and is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from alignment.errors import GitError
+from alignment.git import Git, RefUpdate, branch_ref
+from alignment.names import branch_file_stem
+
+
+@dataclass(frozen=True)
+class Move:
+    """A branch moved (or about to be moved) from ``old_tip`` to ``new_tip``."""
+
+    branch: str
+    old_tip: str
+    new_tip: str
+
+
+class Outcome(str, Enum):
+    RESTORED = "restored"
+    NOT_MOVED = "not_moved"
+    MOVED_SINCE = "moved_since"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Restoration:
+    move: Move
+    outcome: Outcome
+    message: str
+
+
+class MoveJournal:
+    """One JSON file per moved branch in ``directory`` (``<run>/moves/``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def record(self, move: Move) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f".{secrets.token_hex(4)}.tmp"
+        temporary.write_text(json.dumps(move.__dict__), encoding="utf-8")
+        os.replace(temporary, self._path(move.branch))
+
+    def get(self, branch: str) -> Move | None:
+        path = self._path(branch)
+        return _read(path) if path.exists() else None
+
+    def moves(self) -> list[Move]:
+        return [_read(path) for path in sorted(self.directory.glob("*.json"))] if self.directory.is_dir() else []
+
+    def _path(self, branch: str) -> Path:
+        return self.directory / f"{branch_file_stem(branch)}.json"
+
+
+def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
+    """Put ``move.branch`` back to its old tip if it is still where the move left it."""
+    now = git.resolve_branch(move.branch)
+    if now == move.old_tip:
+        return Restoration(move, Outcome.NOT_MOVED, f"'{move.branch}' is at its old tip {move.old_tip}")
+    if now != move.new_tip:
+        return Restoration(move, Outcome.MOVED_SINCE,
+                           f"'{move.branch}' moved again since (now at {now}); left as it is")  # fmt: skip
+    if dry_run:
+        return Restoration(move, Outcome.RESTORED, f"would restore '{move.branch}' to {move.old_tip}")
+    try:
+        git.update_refs([RefUpdate(branch_ref(move.branch), move.old_tip, move.new_tip)])
+    except GitError as error:
+        return Restoration(move, Outcome.FAILED, f"could not restore '{move.branch}' to {move.old_tip}: {error}")
+    return Restoration(move, Outcome.RESTORED, f"restored '{move.branch}' to its old tip {move.old_tip}")
+
+
+def _read(path: Path) -> Move:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Move(data["branch"], data["old_tip"], data["new_tip"])
