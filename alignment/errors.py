@@ -26,9 +26,9 @@ class InputError(UsageProblem):
     def __init__(self, path: object, where: str, problem: str) -> None:
         self.path = str(path)
         self.where = where
-        self.problem = problem
+        self.problem = one_line(problem)
         location = f"{self.path}: {where}: " if where else f"{self.path}: "
-        super().__init__(location + problem)
+        super().__init__(location + self.problem)
 
 
 class ConfigError(UsageProblem):
@@ -37,8 +37,8 @@ class ConfigError(UsageProblem):
     def __init__(self, path: object, key: str, problem: str) -> None:
         self.path = str(path)
         self.key = key
-        self.problem = problem
-        super().__init__(f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{self.path}: {key}: {self.problem}" if key else f"{self.path}: {self.problem}")
 
 
 class RepositoryError(UsageProblem):
@@ -81,6 +81,11 @@ class StepFailed(AlignmentError):
         self.codes = tuple(codes)
         self.message = message
         super().__init__(message)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of blanks folded: error messages here are one line."""
+    return " ".join(text.split())
 
 
 def kind_of(value: object) -> str:

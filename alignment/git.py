@@ -40,22 +40,18 @@ from alignment.resources import OpsLimiter, Unlimited
 
 T = TypeVar("T")
 
-_SAFETY_OPTIONS = (
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
+_SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",  # plumbing must not run the user's hooks (reference-transaction, post-checkout)
     "gc.auto=0",
-    "-c",
     "maintenance.auto=false",
-    "-c",
-    "rebase.updateRefs=false",
-    "-c",
+    "rebase.updateRefs=false",  # a rebase must not move other branches
     "rebase.autoStash=false",
-    "-c",
     "rebase.autoSquash=false",
-    "-c",
     "commit.gpgSign=false",
+    "rerere.enabled=false",  # no recorded resolutions applied, none written to the user's rr-cache
+    "core.fsmonitor=false",
 )
+_SAFETY_OPTIONS = tuple(option for setting in _SAFE_CONFIG for option in ("-c", setting))
 # Long-lived helpers read many objects; git's delta base cache (96 MB by default) would grow in each of them.
 _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
@@ -440,6 +436,10 @@ class Git:
         finally:
             shutil.rmtree(path, ignore_errors=True)
             self.forget_worktrees(lambda worktree: worktree == path.resolve())
+
+    def linked_worktrees(self) -> list[Path]:
+        """The paths of all linked worktrees (not the main one)."""
+        return [Path(location).resolve() for _, location in self._worktree_admin_dirs()[1:]]
 
     def forget_worktrees(self, ours: Callable[[Path], bool]) -> list[Path]:
         """Delete the administrative entries of worktrees ``ours`` accepts whose files are gone.

@@ -33,6 +33,7 @@ class Outcome(str, Enum):
     RESTORED = "restored"
     NOT_MOVED = "not_moved"
     MOVED_SINCE = "moved_since"
+    CHECKED_OUT = "checked_out"
     FAILED = "failed"
 
 
@@ -72,8 +73,9 @@ def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
     if now == move.old_tip:
         return Restoration(move, Outcome.NOT_MOVED, f"'{move.branch}' is at its old tip {move.old_tip}")
     if now != move.new_tip:
-        return Restoration(move, Outcome.MOVED_SINCE,
-                           f"'{move.branch}' moved again since (now at {now}); left as it is")  # fmt: skip
+        return Restoration(
+            move, Outcome.MOVED_SINCE, f"'{move.branch}' moved again since (now at {now}); left as it is"
+        )
     if dry_run:
         return Restoration(move, Outcome.RESTORED, f"would restore '{move.branch}' to {move.old_tip}")
     try:

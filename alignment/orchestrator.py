@@ -70,6 +70,8 @@ class BranchAlignmentOrchestrator:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")
         plan = plan_run(self.settings, branches, repo, reports_dir=self.reports_dir)
         self.last_plan = plan
+        for note in plan.housekeeping:
+            log.warning("%s", note)
         try:
             return _Run(plan, self.components, self.progress).execute()
         finally:

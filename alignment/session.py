@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignment import housekeeping
 from alignment.config import Settings, from_mapping
 from alignment.errors import RepositoryError
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.model import Action
-from alignment.report import RunFolder, new_run_id
+from alignment.report import RESULTS_FILE, RunFolder, new_run_id
+
+RUN_RECORD = "run.json"
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class RunPlan:
     snapshot: Snapshot
     folder: RunFolder
     scratch_dir: Path
+    housekeeping: tuple[str, ...] = ()
 
     @property
     def stop_flag(self) -> Path:
@@ -134,6 +138,8 @@ class RunPlan:
         )
 
     def discard_scratch(self) -> None:
+        """End of the run (owner only): release the scratch directory and delete it."""
+        housekeeping.release(self.scratch_dir)
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
 
@@ -146,10 +152,16 @@ def plan_run(
 ) -> RunPlan:
     """Discover the repository, snapshot it and create the run folder. Moves no ref."""
     location = RepoLocation.discover(repo_path)
+    if (location.common_dir / "shallow").exists():
+        raise RepositoryError(
+            f"{repo_path}: a shallow clone; merges need the whole history (run `git fetch --unshallow` first)"
+        )
     started = time.time()
     run_id = new_run_id(started)
+    folder = RunFolder(Path(reports_dir or settings.reports_dir).resolve(), run_id)
     git = Git(location, timeout=settings.branch_alignment_timeout_seconds)
     try:
+        notes = housekeeping.sweep(git) + unfinished_runs(folder.reports_dir)
         identity = git.identity_problem()
         if identity is not None:
             raise RepositoryError(
@@ -158,8 +170,17 @@ def plan_run(
         snapshot = take_snapshot(git, branches, settings.write_commit_graph)
     finally:
         git.close()
-    folder = RunFolder(Path(reports_dir or settings.reports_dir).resolve(), run_id)
-    scratch = Path(tempfile.mkdtemp(prefix=f"alignment-{run_id}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
+    housekeeping.hold(scratch)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    record = {
+        "run_id": run_id,
+        "repository": str(location.git_dir),
+        "started": started,
+        "input": branches.source,
+        "scratch_dir": str(scratch),
+    }
+    (folder.path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,
@@ -167,4 +188,22 @@ def plan_run(
         len(branches.targets),
         location.git_dir,
     )
-    return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch)
+    return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch, notes)
+
+
+def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
+    """Earlier runs that died before writing their results, and how many moves each journaled."""
+    notes = []
+    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
+        run_dir = record_path.parent
+        if (run_dir / RESULTS_FILE).exists():
+            continue
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if housekeeping.is_alive(Path(record["scratch_dir"])):
+            continue
+        moves = len(list((run_dir / "moves").glob("*.json")))
+        notes.append(
+            f"run {record['run_id']} did not finish; it moved {moves} branch(es) to checked merges "
+            f"(`alignment undo {record['run_id']}` puts them back)"
+        )
+    return tuple(notes)

@@ -255,6 +255,8 @@ class AlignmentController:
             )
         else:
             write("circuit breaker: disabled")
+        for note in self.plan.housekeeping:
+            write(f"note: {note}", yellow=True)
         write(f"run {self.plan.run_id}; results: {self.results_path}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")

@@ -6,9 +6,11 @@ touched by the setup either: tests can assert that a run leaves ``git status`` e
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from alignment.session import plan_run
 pytest_plugins = ["pytester"]
 
 FIXED_DATE = "1700000000 +0000"
+_indexes = itertools.count()
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +98,7 @@ class Repo:
     ) -> str:
         """Commit ``files`` (None deletes) on ``branch``, on top of ``parent`` (default: the branch tip)."""
         base = parent or (self.tip(branch) if self.exists(branch) else None)
-        index = self.path / ".." / f".index-{os.getpid()}"
+        index = self.path / ".." / f".index-{os.getpid()}-{threading.get_ident()}-{next(_indexes)}"
         env = {"GIT_INDEX_FILE": str(index.resolve())}
         try:
             if base:

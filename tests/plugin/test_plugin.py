@@ -292,7 +292,7 @@ def test_per_target_worker_limit_is_respected(
         targets={"second": {"max_workers": 2}},
         integration_utility="tests.plugin.components:SlowIntegrator",
     )
-    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.3")
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.8")  # long enough to overlap even if workers start late
     done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "3")
     done.result.assert_outcomes(passed=12)
     spans: dict[str, list[tuple[float, float]]] = {"main": [], "second": []}
@@ -335,9 +335,9 @@ def test_a_timed_out_branch_is_rolled_back_and_reported(
     repo.commit("quick", {"q.txt": "q\n"}, parent=base)
     repo.commit("main", {"m.txt": "m\n"})
     config = config_file(
-        tmp_path, branch_alignment_timeout_seconds=1, integration_utility="tests.plugin.components:SlowIntegrator"
+        tmp_path, branch_alignment_timeout_seconds=3, integration_utility="tests.plugin.components:SlowIntegrator"
     )
-    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", "slow:5")
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", "slow:8")
     input_path = write_input(tmp_path / "in.json", [entry("slow"), entry("quick")])
     done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), subprocess=True)
     done.result.assert_outcomes(passed=1, failed=1)

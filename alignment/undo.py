@@ -1,0 +1,64 @@
+"""Undo a run: put back every branch it moved, from the run's move journal, by compare-and-swap.
+
+The journal (``<reports>/runs/<run id>/moves/``) is written before each move, so undo works for a run that
+finished, failed, or died half-way. A branch that moved again since the run, or that is checked out in a
+worktree now, is refused and left alone; backups are never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignment.errors import UsageProblem
+from alignment.git import Git, RepoLocation
+from alignment.journal import Move, MoveJournal, Outcome, Restoration, restore
+from alignment.logs import AuditTrail
+from alignment.report import RunFolder
+from alignment.session import RUN_RECORD
+
+
+@dataclass(frozen=True)
+class UndoReport:
+    run_id: str
+    repository: str
+    dry_run: bool
+    restorations: tuple[Restoration, ...]
+
+    @property
+    def refused(self) -> tuple[Restoration, ...]:
+        return tuple(item for item in self.restorations if item.outcome not in (Outcome.RESTORED, Outcome.NOT_MOVED))
+
+
+def undo_run(
+    reports_dir: Path, run_id: str, *, repo_path: str | Path | None = None, dry_run: bool = False
+) -> UndoReport:
+    """Restore every branch run ``run_id`` moved (or say what would happen, with ``dry_run``)."""
+    folder = RunFolder(reports_dir, run_id)
+    record_path = folder.path / RUN_RECORD
+    if not record_path.exists():
+        raise UsageProblem(f"{folder.path}: no such run (no {RUN_RECORD}); runs are listed in {reports_dir / 'runs'}")
+    repository = str(repo_path) if repo_path is not None else json.loads(record_path.read_text())["repository"]
+    git = Git(RepoLocation.discover(repository))
+    try:
+        busy = {checkout.branch: checkout for checkout in git.checkouts()}
+        restorations = tuple(
+            _refused_checked_out(move, busy[move.branch].path)
+            if move.branch in busy
+            else restore(git, move, dry_run=dry_run)
+            for move in MoveJournal(folder.moves_dir).moves()
+        )
+    finally:
+        git.close()
+    report = UndoReport(run_id, repository, dry_run, restorations)
+    if not dry_run:
+        AuditTrail(folder.audit_path).record(
+            "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}
+        )
+    return report
+
+
+def _refused_checked_out(move: Move, worktree: str) -> Restoration:
+    message = f"'{move.branch}' is checked out in the worktree at {worktree}; not touched"
+    return Restoration(move, Outcome.CHECKED_OUT, message)

@@ -1,0 +1,311 @@
+"""Nothing lost under concurrency, odd names and odd repositories; what a dead run leaves is cleaned up;
+and any run can be undone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignment import housekeeping
+from alignment.cli import main as cli
+from alignment.components import BranchContext, Components, Integration
+from alignment.config import Settings
+from alignment.detect import ChangeErrorDetector
+from alignment.document import MarkdownDocGenerator
+from alignment.errors import RepositoryError, UsageProblem
+from alignment.git import Git, RepoLocation
+from alignment.inputs import parse_branches
+from alignment.integrate import MergeOrRebaseIntegrator
+from alignment.journal import Outcome
+from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.session import plan_run
+from alignment.undo import undo_run
+from tests.conftest import Repo, entry, settings, write_input
+
+CONFIG = Settings()
+
+
+def topics(repo: Repo, count: int, target: str = "main") -> dict[str, str]:
+    base = repo.tip(target)
+    olds = {f"topic-{i}": repo.commit(f"topic-{i}", {f"t{i}.txt": f"{i}\n"}, parent=base) for i in range(count)}
+    repo.commit(target, {f"{target}-new.txt": "n\n"})
+    return olds
+
+
+def orchestrate(
+    repo: Repo, tmp_path: Path, names: list[str], config: Settings | None = None, components: Components | None = None
+) -> dict[str, object]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    return BranchAlignmentOrchestrator(config, components=components, reports_dir=tmp_path / "reports").run(
+        path, repo.path
+    )
+
+
+# -- undo --------------------------------------------------------------------------------------------------
+
+
+def test_undo_puts_back_every_branch_a_run_moved(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    olds = topics(repo, 3)
+    run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
+    moved = {name: repo.tip(name) for name in olds}
+    assert all(moved[name] != olds[name] for name in olds)
+
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports"), "--dry-run"]) == 0
+    assert "would restore 'topic-0'" in capsys.readouterr().out
+    assert {name: repo.tip(name) for name in olds} == moved
+
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 0
+    out = capsys.readouterr().out
+    assert "restored 3, unchanged 0, refused 0 of 3 moved branches" in out
+    assert {name: repo.tip(name) for name in olds} == olds
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "restored 0, unchanged 3" in capsys.readouterr().out
+    audit = (tmp_path / "reports" / "runs" / run_id / "audit.jsonl").read_text().splitlines()
+    assert json.loads(audit[-1])["event"] == "undo"
+
+
+def test_undo_refuses_a_branch_moved_again_or_checked_out(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 3)
+    run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
+    again = repo.commit("topic-0", {"later.txt": "later\n"})
+    repo.git("worktree", "add", "-q", str(tmp_path / "wt"), "topic-1")
+    report = undo_run(tmp_path / "reports", run_id)
+    outcomes = {item.move.branch: item.outcome for item in report.restorations}
+    assert outcomes == {"topic-0": Outcome.MOVED_SINCE, "topic-1": Outcome.CHECKED_OUT, "topic-2": Outcome.RESTORED}
+    assert repo.tip("topic-0") == again
+    assert repo.tip("topic-2") == olds["topic-2"]
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 1
+
+
+def test_undo_of_an_unknown_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageProblem, match="no such run"):
+        undo_run(tmp_path, "20260101T000000Z-000000")
+    assert cli(["undo", "nope", "--reports-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    olds = topics(repo, 2)
+    run_id = orchestrate(repo, tmp_path, list(olds))["run_id"]
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert f"{run_id}  2 ok, 0 failed, 0 not run; 2 moved" in capsys.readouterr().out
+    (tmp_path / "reports" / "runs" / str(run_id) / "alignment_results.json").unlink()
+    as_module = subprocess.run(
+        [sys.executable, "-m", "alignment", "runs", "--reports-dir", str(tmp_path / "reports")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"{run_id}  did not finish; 2 moved" in as_module.stdout
+
+
+# -- what a dead run leaves behind ----------------------------------------------------------------------------
+
+
+def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_path: Path) -> None:
+    dead = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-dead"
+    alive = tmp_path / "tmp" / "alignment-20260101T000000Z-123456-live"
+    for scratch in (dead, alive):
+        (scratch / "worktrees").mkdir(parents=True)
+        (scratch / "alive").write_text("")
+        repo.git("worktree", "add", "-q", "--detach", str(scratch / "worktrees" / "wt-1"), "main")
+    housekeeping.hold(alive)
+    lock = repo.path / ".git" / "refs" / "heads" / "stuck.lock"
+    lock.write_text("")
+    try:
+        git = Git(RepoLocation.discover(repo.path))
+        notes = housekeeping.sweep(git, tmp_path / "tmp")
+        git.close()
+    finally:
+        housekeeping.release(alive)
+    assert any("removed worktree" in note and str(dead) in note for note in notes)
+    assert any("stuck.lock" in note for note in notes)
+    assert not dead.exists()
+    assert (alive / "worktrees" / "wt-1").exists()
+    listed = repo.git("worktree", "list")
+    assert str(dead) not in listed
+    assert str(alive) in listed
+    assert lock.exists()
+
+
+def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 2)
+    run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
+    (tmp_path / "reports" / "runs" / run_id / "alignment_results.json").unlink()  # as if the controller died
+    plan = plan_run(Settings(), parse_branches({"branches": []}, "t"), repo.path, reports_dir=tmp_path / "reports")
+    plan.discard_scratch()
+    assert any(f"run {run_id} did not finish; it moved 2 branch(es)" in note for note in plan.housekeeping)
+    assert undo_run(tmp_path / "reports", run_id).refused == ()
+    assert {name: repo.tip(name) for name in olds} == olds
+
+
+# -- concurrency ---------------------------------------------------------------------------------------------
+
+
+class MovesTheTarget(MergeOrRebaseIntegrator):
+    """Before the first branch integrates, someone pushes a new commit to the target."""
+
+    def __init__(self, repo: Repo) -> None:
+        super().__init__(CONFIG)
+        self.repo = repo
+        self.moved_to = ""
+
+    def integrate(self, context: BranchContext) -> Integration:
+        if not self.moved_to:
+            self.moved_to = self.repo.commit("main", {"pushed.txt": "mid-run\n"})
+        return super().integrate(context)
+
+
+def test_every_branch_of_a_target_uses_the_same_target_commit(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 4)
+    pinned = repo.tip("main")
+    mover = MovesTheTarget(repo)
+    components = Components(mover, ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = orchestrate(repo, tmp_path, list(olds), settings(max_workers_per_target=2), components)
+    branches = result["orchestration_results"]["main"]["branches"]  # type: ignore[index]
+    assert {branch["target_commit"] for branch in branches} == {pinned}
+    assert mover.moved_to != pinned
+    for name in olds:
+        assert repo.git("rev-parse", f"{name}^2") == pinned
+
+
+# -- names ----------------------------------------------------------------------------------------------------
+
+ODD_NAMES = ["ünïcode/分支", "a/b", "a-b", "a%2Fb", "x" * 200, "with@at", "dots.in.name", "x/HEAD", "UPPER/lower"]
+
+
+def test_odd_but_valid_names_each_get_their_own_result_and_files(repo: Repo, tmp_path: Path) -> None:
+    base = repo.tip("main")
+    olds = {name: repo.commit(name, {"f.txt": name + "\n"}, parent=base) for name in ODD_NAMES}
+    repo.commit("main", {"m.txt": "m\n"})
+    write_input(tmp_path / "in.json", [])
+    before = _files_outside(tmp_path, {"reports", "repo"})
+    result = orchestrate(repo, tmp_path, ODD_NAMES)
+    branches = {b["branch_name"]: b for b in result["orchestration_results"]["main"]["branches"]}  # type: ignore[index]
+    assert {name: branch["status"] for name, branch in branches.items()} == dict.fromkeys(ODD_NAMES, "completed")
+    documents = {Path(branch["changes_summary"]) for branch in branches.values()}
+    assert len(documents) == len(ODD_NAMES)
+    reports = (tmp_path / "reports").resolve()
+    assert all(reports in document.resolve().parents for document in documents)
+    assert _files_outside(tmp_path, {"reports", "repo"}) == before
+    for name in ODD_NAMES:
+        assert repo.git("rev-parse", f"refs/heads/{name}^1") == olds[name]
+
+
+def _files_outside(root: Path, skipped: set[str]) -> set[Path]:
+    return {path for path in root.rglob("*") if path.relative_to(root).parts[0] not in skipped}
+
+
+@pytest.mark.parametrize("name", ["-rf", "--help", "with space", "a..b", "x@{1}", "trailing/", "x.lock"])
+def test_names_git_refuses_are_input_errors_that_change_nothing(repo: Repo, tmp_path: Path, name: str) -> None:
+    refs = repo.git("for-each-ref")
+    path = write_input(tmp_path / "in.json", [entry("fine"), entry(name)])
+    with pytest.raises(UsageProblem) as raised:
+        BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)
+    assert "branches[1].branch_name" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert repo.git("for-each-ref") == refs
+
+
+# -- odd repositories -----------------------------------------------------------------------------------------
+
+
+def test_a_shallow_clone_is_refused(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("main", {"more.txt": "x\n"})
+    clone = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo.path}", str(clone)], check=True)
+    with pytest.raises(RepositoryError, match="shallow clone"):
+        plan_run(Settings(), parse_branches({"branches": []}, "t"), clone, reports_dir=tmp_path / "r")
+
+
+def test_a_merge_in_progress_in_the_users_worktree_is_left_as_it_is(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 2)
+    repo.commit("mine", {"app.py": "mine\n"}, parent=repo.tip("main"))
+    repo.commit("theirs", {"app.py": "theirs\n"}, parent=repo.tip("main"))
+    repo.git("checkout", "-q", "-f", "mine")
+    subprocess.run(["git", "-C", str(repo.path), "merge", "-q", "theirs"], capture_output=True, check=False)
+    status = repo.status()
+    assert (repo.path / ".git" / "MERGE_HEAD").exists()
+    result = orchestrate(repo, tmp_path, [*olds, "mine"])
+    statuses = {b["branch_name"]: b["status"] for b in result["orchestration_results"]["main"]["branches"]}  # type: ignore[index]
+    assert statuses == {"topic-0": "completed", "topic-1": "completed", "mine": "failed_integration"}
+    assert repo.status() == status
+    assert (repo.path / ".git" / "MERGE_HEAD").exists()
+
+
+def test_a_detached_head_is_fine(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 2)
+    repo.git("checkout", "-q", "--detach", "main")
+    result = orchestrate(repo, tmp_path, list(olds))
+    assert result["overall_summary"]["total_successful"] == 2  # type: ignore[index]
+
+
+def test_sha256_repositories(tmp_path: Path) -> None:
+    path = tmp_path / "sha256"
+    subprocess.run(["git", "init", "-q", "-b", "main", "--object-format=sha256", str(path)], check=True)
+    repo = Repo(path)
+    repo.commit("main", {"app.py": "A = 1\n"}, "initial")
+    olds = topics(repo, 2)
+    for config in (None, settings(integration_strategy="rebase")):
+        result = orchestrate(repo, tmp_path / ("rebase" if config else "merge"), list(olds), config)
+        branches = result["orchestration_results"]["main"]["branches"]  # type: ignore[index]
+        assert [branch["status"] for branch in branches] == ["completed", "completed"]
+        assert all(len(branch["new_tip"]) == 64 for branch in branches)
+
+
+def test_user_hooks_never_run_and_config_is_never_written(repo: Repo, tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    marker = tmp_path / "hook-ran"
+    for hook in (
+        "reference-transaction",
+        "post-checkout",
+        "pre-rebase",
+        "post-rewrite",
+        "pre-commit",
+        "commit-msg",
+        "post-commit",
+        "post-merge",
+        "pre-auto-gc",
+    ):
+        script = hooks / hook
+        script.write_text(f"#!/bin/sh\necho {hook} >> {marker}\n")
+        script.chmod(0o755)
+    olds = topics(repo, 2)
+    repo.git("config", "core.hooksPath", str(hooks))  # after the setup, which runs git itself
+    config_before = repo.git("config", "--list", "--local")
+    check = ["python3", "-c", "pass"]
+    orchestrate(repo, tmp_path / "merge", list(olds), settings(check_commands=[check]))
+    orchestrate(repo, tmp_path / "rebase", list(olds), settings(integration_strategy="rebase"))
+    assert not marker.exists(), marker.read_text()
+    assert repo.git("config", "--list", "--local") == config_before
+
+
+def test_rerere_is_never_used_even_when_the_repository_enables_it(repo: Repo, tmp_path: Path) -> None:
+    repo.git("config", "rerere.enabled", "true")
+    repo.commit("clash", {"app.py": "mine\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"app.py": "theirs\n"})
+    result = orchestrate(repo, tmp_path, ["clash"], settings(integration_strategy="rebase"))
+    assert result["overall_summary"]["total_failed"] == 1  # type: ignore[index]
+    assert not (repo.path / ".git" / "rr-cache").exists()
+
+
+def test_check_command_status_does_not_leave_worktrees(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 3)
+    orchestrate(repo, tmp_path, list(olds), settings(check_commands=[["false"]]))
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+    assert not list((repo.path / ".git").glob("worktrees/*"))
+
+
+def test_run_records_its_repository_for_undo(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 1)
+    run_id = orchestrate(repo, tmp_path, list(olds))["run_id"]
+    record = json.loads((tmp_path / "reports" / "runs" / str(run_id) / "run.json").read_text())
+    assert record["repository"] == str((repo.path / ".git").resolve())
