@@ -77,13 +77,13 @@ def _step(status: Status) -> Callable[[Step], Step]:
 class BranchAlignment:
     """The steps of one branch's alignment and the state they leave for ``finish``."""
 
-    def __init__(self, runtime: Runtime, spec: BranchSpec) -> None:
+    def __init__(self, runtime: Runtime, spec: BranchSpec, started_at: float | None = None) -> None:
         self.runtime = runtime
         self.spec = spec
         self.settings = runtime.plan.settings
         self.deadline = Deadline(self.settings.branch_alignment_timeout_seconds)
         self.workspace = Workspace(runtime.git, runtime.plan.scratch_dir, branch_file_stem(spec.name))
-        self.started_at = time.time()
+        self.started_at = started_at if started_at is not None else time.time()
         self._started = time.monotonic()
         self.context: BranchContext | None = None
         self.backup: Backup | None = None
@@ -407,9 +407,9 @@ class Runtime:
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
 
-    def alignment(self, spec: BranchSpec) -> BranchAlignment:
-        """The steps of ``spec``'s alignment, not started yet."""
-        return BranchAlignment(self, spec)
+    def alignment(self, spec: BranchSpec, started_at: float | None = None) -> BranchAlignment:
+        """The steps of ``spec``'s alignment, not started yet (``started_at``: when its run began)."""
+        return BranchAlignment(self, spec, started_at)
 
     def align(self, spec: BranchSpec) -> BranchResult:
         """Align ``spec`` from start to end; a failure is a result, never an exception."""

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,9 +213,10 @@ def branch_alignment(
 ) -> Iterator[BranchAlignment]:
     """Prepare the branch (checks, backup) for the test's steps; in teardown, finish and record the result."""
     plan = alignment_runtime.plan
+    started_at = time.time()  # before the check: a branch that passes it started before any trip was logged
     if plan.stop_flag.exists():
         pytest.skip(f"not started: {plan.stop_flag.read_text(encoding='utf-8')}")
-    steps = alignment_runtime.alignment(branch_spec)
+    steps = alignment_runtime.alignment(branch_spec, started_at)
     try:
         with contextlib.suppress(Exception):  # recorded by the step; the test's first step raises it
             steps.prepare()
