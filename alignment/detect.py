@@ -133,15 +133,21 @@ class ChangeErrorDetector:
     def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
         if integration.new_tip is None or integration.new_tip == context.old_tip:
             return ()
-        changes = context.changed_files(integration.new_tip)
-        findings = [finding for change in changes for finding in self._check_change(context, change)]
+        findings = []
+        for change in context.changed_files(integration.new_tip):
+            if (
+                change.new_blob is not None
+                and change.is_regular_file
+                and self.blob_findings(context.git, change.path, change.new_blob)
+            ):
+                findings.extend(self._check_change(context, change))
         for command in context.policy.check_commands:
             findings.extend(self._run_check(context, command, integration.new_tip))
         return tuple(findings)
 
     def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:
-        if change.new_blob is None or not change.is_regular_file:
-            return []
+        """The findings of a changed file with any, each marked as introduced by the merge or not."""
+        assert change.new_blob is not None
         findings = list(self.blob_findings(context.git, change.path, change.new_blob))
         if not any(finding.severity is Severity.ERROR for finding in findings):
             return findings

@@ -401,13 +401,39 @@ class Git:
         raw = self._diffs.request(payload, lambda reader: reader.read_until(sentinel + b"\n"))
         return _parse_diff(raw[: -len(sentinel) - 1])
 
+    def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
+        """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
+        out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", "--format=%H%x1f%P%x1f%an%x1f%s", tip,
+                       "--").stdout.decode("utf-8", "replace")  # fmt: skip
+        entries = []
+        for record in out.split("\0"):
+            if record:
+                oid, parents, author, subject = record.split("\x1f", 3)
+                entries.append((oid, tuple(parents.split()), author, subject))
+        return entries
+
+    def commit_parents(self, oid: str) -> tuple[str, ...]:
+        """The parents of commit ``oid``, read through the long-lived ``cat-file``."""
+        found = self.read_object(oid)
+        if found is None or found.kind != "commit":
+            raise GitError(("cat-file", oid), 1, f"{oid} is not a commit")
+        header = found.content.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        return tuple(line[len("parent ") :] for line in header.splitlines() if line.startswith("parent "))
+
     def commits_between(self, exclude: str, include: str, limit: int) -> tuple[tuple[CommitInfo, ...], bool]:
         """Up to ``limit`` commits reachable from ``include`` but not ``exclude``, newest first.
 
         The flag says whether more exist beyond the limit.
         """
         out = self.run(
-            "log", "-z", f"--max-count={limit + 1}", "--format=%H%x1f%an%x1f%s", include, f"^{exclude}", "--"
+            "log",
+            "-z",
+            "--topo-order",
+            f"--max-count={limit + 1}",
+            "--format=%H%x1f%an%x1f%s",
+            include,
+            f"^{exclude}",
+            "--",
         ).stdout.decode("utf-8", "replace")
         commits = [CommitInfo(*entry.split("\x1f", 2)) for entry in out.split("\0") if entry]
         return tuple(commits[:limit]), len(commits) > limit
@@ -627,19 +653,18 @@ def _conflict_kinds(messages: bytes) -> dict[str, str]:
 
 def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
     """Parse ``diff-tree -z --raw --numstat`` output: raw records first, then numstat records."""
-    fields = raw.split(b"\0")
+    fields = raw.decode("utf-8", "surrogateescape").split("\0")
     raw_records: dict[str, tuple[str, str | None, str | None, str]] = {}
     index = 0
-    while index < len(fields) and fields[index].startswith(b":"):
-        _, new_mode, old_blob, new_blob, status = fields[index][1:].decode().split(" ")
-        path = fields[index + 1].decode("utf-8", "surrogateescape")
-        raw_records[path] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob), new_mode)
+    while index < len(fields) and fields[index].startswith(":"):
+        _, new_mode, old_blob, new_blob, status = fields[index][1:].split(" ")
+        raw_records[fields[index + 1]] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob), new_mode)
         index += 2
     counts: dict[str, tuple[int | None, int | None]] = {}
     for record in fields[index:]:
         if record:
-            added, deleted, name = record.split(b"\t", 2)
-            counts[name.decode("utf-8", "surrogateescape")] = (_count(added), _count(deleted))
+            added, deleted, name = record.split("\t", 2)
+            counts[name] = (None if added == "-" else int(added), None if deleted == "-" else int(deleted))
     return tuple(
         FileChange(path, status, *counts.get(path, (None, None)), old, new, new_mode)
         for path, (status, old, new, new_mode) in raw_records.items()
@@ -648,7 +673,3 @@ def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
 
 def _unless_zero(oid: str) -> str | None:
     return None if not oid.strip("0") else oid
-
-
-def _count(value: bytes) -> int | None:
-    return None if value == b"-" else int(value)

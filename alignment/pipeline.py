@@ -35,6 +35,7 @@ from alignment.config import Settings
 from alignment.detect import blocking_summary
 from alignment.errors import GitTimeout, RefUpdateRejected, StepFailed, UsageProblem
 from alignment.git import Git, RefUpdate, branch_ref
+from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
@@ -46,6 +47,7 @@ from alignment.workspace import Workspace
 
 log = logging.getLogger(__name__)
 COMMITS_LISTED = 50
+HISTORY_WINDOW = 2000  # target commits read once per process to list what each merge brings in
 Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
 
 
@@ -289,7 +291,7 @@ class BranchAlignment:
         commits: tuple[CommitInfo, ...] = ()
         more = False
         if context.relation is not Action.UP_TO_DATE:
-            commits, more = self.git.commits_between(context.old_tip, context.target_commit, COMMITS_LISTED)
+            commits, more = self.runtime.commits_brought_in(context.old_tip, context.target_commit)
         return ChangeRecord(
             context=context,
             status=status,
@@ -406,6 +408,22 @@ class Runtime:
         self.git = Git(plan.location, limiter=limiter, timeout=settings.integration_timeout_seconds)
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
+        self._windows: dict[str, HistoryWindow] = {}
+        self._windows_lock = threading.Lock()
+
+    def commits_brought_in(self, old_tip: str, target_commit: str) -> tuple[tuple[CommitInfo, ...], bool]:
+        """The target commits a merge into ``old_tip`` brings in (the first ``COMMITS_LISTED``, and whether
+        there are more): from the target's history read once per process, or from git when that cannot tell."""
+        with self._windows_lock:
+            if target_commit not in self._windows:
+                self._windows[target_commit] = HistoryWindow.from_log(
+                    self.git.history_window(target_commit, HISTORY_WINDOW)
+                )
+            window = self._windows[target_commit]
+        commits = brought_in(window, self.git.commit_parents, old_tip)
+        if commits is None:
+            return self.git.commits_between(old_tip, target_commit, COMMITS_LISTED)
+        return tuple(commits[:COMMITS_LISTED]), len(commits) > COMMITS_LISTED
 
     def alignment(self, spec: BranchSpec, started_at: float | None = None) -> BranchAlignment:
         """The steps of ``spec``'s alignment, not started yet (``started_at``: when its run began)."""

@@ -1,15 +1,17 @@
 """An xdist scheduler that runs branches in parallel within each target, under each target's worker limit.
 
 What it relies on (pytest-xdist 3.8, ``xdist/remote.py``): a worker runs an item only once it has received
-the *next* item, or ``shutdown``; an item received as that lookahead is popped at once and will run on that
-worker. So "start item X on a worker" means "send the worker a successor (or shutdown) while X is its head".
+the *next* item, or ``shutdown``; an item it has received will run on that worker. So every item queued on
+a worker except the last one will run without asking the controller again; the last one waits.
 
-The scheduler therefore keeps each worker at most two items deep: a running head and one waiting
-lookahead. The lookahead is taken from the running item's target when possible: when the head finishes,
-that target has just freed a slot and the lookahead can start at once. An item starts only when its
-target is below its limit, the memory gate allows it and the circuit breaker is closed; after a trip no
-item starts and every worker is shut down (a lookahead already sent runs, sees the breaker flag and skips
-without touching its branch).
+The rule that keeps the limits exact: all items of a worker's queue that will run without asking (all but
+the last, or all after shutdown) share one target. Then a worker holds at most one slot of one target at any
+time, and queueing several same-target items behind the running one costs no extra slot while it spares
+the worker a round trip to the controller after every branch. The last item in a queue may be of another
+target: it starts only when the controller consents (its target below its limit, the memory gate open,
+the circuit breaker closed), by sending it a successor or shutdown. After a trip nothing more is sent and
+every worker is shut down; items already queued run, see the breaker's flag and skip without touching
+their branch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from xdist.report import report_collection_diff
 from xdist.workermanage import parse_tx_spec_config
 
 Node = Any  # xdist.workermanage.WorkerController
+
+
+QUEUE_AHEAD = 3  # same-target items queued behind a worker's running item
 
 
 class TargetScheduling:
@@ -43,7 +48,6 @@ class TargetScheduling:
         self.node2collection: dict[Node, list[str]] = {}
         self.node2pending: dict[Node, list[int]] = {}
         self.pending: list[int] = []
-        self.running: dict[Node, int] = {}
         self.stopped = False
 
     # -- the Scheduling protocol ---------------------------------------------------------------------------
@@ -58,12 +62,10 @@ class TargetScheduling:
 
     @property
     def tests_finished(self) -> bool:
-        """True once nothing waits to start: shutting the workers down then starts nothing new."""
+        """True once nothing waits for consent: shutting the workers down then starts nothing new."""
         if not self.collection_is_completed or self.pending:
             return False
-        return all(
-            not pending or (len(pending) == 1 and node in self.running) for node, pending in self.node2pending.items()
-        )
+        return all(not queue or node.shutting_down for node, queue in self.node2pending.items())
 
     @property
     def has_pending(self) -> bool:
@@ -82,8 +84,6 @@ class TargetScheduling:
 
     def mark_test_complete(self, node: Node, item_index: int, duration: float = 0) -> None:
         self.node2pending[node].remove(item_index)
-        if self.running.get(node) == item_index:
-            del self.running[node]
         self._assign()
 
     def mark_test_pending(self, item: str) -> None:
@@ -95,15 +95,13 @@ class TargetScheduling:
         raise NotImplementedError("this scheduler never steals items")
 
     def remove_node(self, node: Node) -> str | None:
-        """A worker went away; return the item it was running (if it crashed) and requeue its lookahead."""
-        pending = self.node2pending.pop(node)
-        running = self.running.pop(node, None)
+        """A worker went away: the item it was running (if it crashed); its unstarted items go back."""
+        queue = self.node2pending.pop(node)
         crashed = None
-        if running is not None and self.collection is not None:
-            crashed = self.collection[running]
-            pending.remove(running)
+        if queue and self._committed(node, queue) and self.collection is not None:
+            crashed = self.collection[queue.pop(0)]
         if not self.stopped:
-            self.pending[:0] = pending
+            self.pending[:0] = queue
         self._assign()
         return crashed
 
@@ -130,63 +128,81 @@ class TargetScheduling:
 
     # -- assignment ----------------------------------------------------------------------------------------
 
-    def _assign(self) -> None:
-        if self.collection is None or self.stopped:
-            return
-        for node, pending in self.node2pending.items():
-            if node.shutting_down or node in self.running:
-                continue
-            if pending:
-                self._start_waiting(node, pending[0])
-            else:
-                self._start_new(node)
+    def _committed(self, node: Node, queue: list[int]) -> list[int]:
+        """The items of ``queue`` that will run without asking: all but the last, or all after shutdown."""
+        return list(queue) if node.shutting_down else queue[:-1]
 
-    def _running_per_target(self) -> dict[str, int]:
+    def _slots_in_use(self) -> dict[str, int]:
+        """Per target, the workers whose running (or next, without asking) item is of that target."""
         counts: dict[str, int] = {}
-        for index in self.running.values():
-            target = self._target(index)
-            counts[target] = counts.get(target, 0) + 1
+        for node, queue in self.node2pending.items():
+            if self._committed(node, queue):
+                target = self._target(queue[0])
+                counts[target] = counts.get(target, 0) + 1
         return counts
 
     def _can_start(self, index: int) -> bool:
+        in_use = self._slots_in_use()
         target = self._target(index)
-        return self._running_per_target().get(target, 0) < self.limit_of(target) and self.may_start(len(self.running))
+        return in_use.get(target, 0) < self.limit_of(target) and self.may_start(sum(in_use.values()))
 
-    def _start_waiting(self, node: Node, head: int) -> None:
-        """The node's head was sent as a lookahead; start it by sending its own lookahead (or shutdown)."""
-        if not self._can_start(head):
+    def _assign(self) -> None:
+        if self.collection is None or self.stopped:
             return
-        self.running[node] = head
-        follower = self._take(self._target(head))
-        if follower is None:
-            node.shutdown()
-        else:
-            self.node2pending[node].append(follower)
-            node.send_runtest_some([follower])
+        for node, queue in self.node2pending.items():
+            if node.shutting_down:
+                continue
+            if len(queue) >= 2:
+                self._top_up(node, queue)
+            elif queue:
+                self._consent(node, queue[0])
+            else:
+                self._start_new(node)
+
+    def _top_up(self, node: Node, queue: list[int]) -> None:
+        """Queue more of the running target's items, if the waiting last item is of that target too."""
+        target = self._target(queue[0])
+        if self._target(queue[-1]) == target and len(queue) <= QUEUE_AHEAD:
+            self._send(node, self._take(target, QUEUE_AHEAD + 1 - len(queue)))
+
+    def _consent(self, node: Node, head: int) -> None:
+        """Start the node's single waiting item when its target has room."""
+        if self._can_start(head):
+            self._send_followers(node, self._target(head))
 
     def _start_new(self, node: Node) -> None:
-        """Give an idle node a startable item and its lookahead in one message."""
+        """Give an idle node a startable item, started at once."""
         head = next((index for index in self.pending if self._can_start(index)), None)
         if head is None:
             if not self.pending:
                 node.shutdown()
             return
         self.pending.remove(head)
-        follower = self._take(self._target(head))
-        self.running[node] = head
-        batch = [head] if follower is None else [head, follower]
-        self.node2pending[node].extend(batch)
-        node.send_runtest_some(batch)
-        if follower is None:
-            node.shutdown()
+        self._send(node, [head])
+        self._send_followers(node, self._target(head))
 
-    def _take(self, target: str) -> int | None:
-        """The next pending item, preferring ``target``'s: it can start as soon as this one finishes."""
-        if not self.pending:
-            return None
-        chosen = next((index for index in self.pending if self._target(index) == target), self.pending[0])
-        self.pending.remove(chosen)
-        return chosen
+    def _send_followers(self, node: Node, target: str) -> None:
+        """Start the node's last item: same-target followers, or one waiting item of another target, or
+        shutdown when nothing is left."""
+        followers = self._take(target, QUEUE_AHEAD) or self.pending[:1]
+        if not followers:
+            node.shutdown()
+            return
+        if self._target(followers[0]) != target:
+            self.pending.remove(followers[0])
+        self._send(node, followers)
+
+    def _take(self, target: str, count: int) -> list[int]:
+        """Up to ``count`` pending items of ``target``, removed from the pending list."""
+        taken = [index for index in self.pending if self._target(index) == target][:count]
+        for index in taken:
+            self.pending.remove(index)
+        return taken
+
+    def _send(self, node: Node, indices: list[int]) -> None:
+        if indices:
+            self.node2pending[node].extend(indices)
+            node.send_runtest_some(indices)
 
     def _target(self, index: int) -> str:
         assert self.collection is not None
