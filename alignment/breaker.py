@@ -8,6 +8,7 @@ roll back. One breaker serves the orchestrator's threads and the pytest controll
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from alignment.config import Settings
@@ -22,6 +23,7 @@ class BreakerState:
     finished: int
     failures: int
     reason: str | None
+    tripped_at: float | None = None
 
 
 class CircuitBreaker:
@@ -34,6 +36,7 @@ class CircuitBreaker:
         self._finished = 0
         self._failures = 0
         self._reason: str | None = None
+        self._tripped_at: float | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -59,9 +62,12 @@ class CircuitBreaker:
                     f"circuit breaker tripped: {self._failures} of {self._finished} finished branches failed "
                     f"({rate:.0f}% >= {self.threshold_percent:g}%, {self._failures} >= {self.threshold_count})"
                 )
+                self._tripped_at = time.time()
                 return True
             return False
 
     def state(self) -> BreakerState:
         with self._lock:
-            return BreakerState(self.enabled, self.tripped, self._finished, self._failures, self._reason)
+            return BreakerState(
+                self.enabled, self.tripped, self._finished, self._failures, self._reason, self._tripped_at
+            )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alignment.errors import AlignmentError
 from alignment.journal import Outcome
-from alignment.report import RESULTS_FILE
+from alignment.report import PLAN_FILE, RESULTS_FILE
 from alignment.session import RUN_RECORD
 from alignment.undo import undo_run
 
@@ -59,11 +59,14 @@ def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> in
 def _runs(reports_dir: Path) -> int:
     for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        results = record_path.parent / RESULTS_FILE
+        results, plan = record_path.parent / RESULTS_FILE, record_path.parent / PLAN_FILE
         if results.exists():
             summary = json.loads(results.read_text(encoding="utf-8"))["overall_summary"]
             ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
             state = f"{ok} ok, {failed} failed, {skipped} not run"
+        elif plan.exists():
+            summary = json.loads(plan.read_text(encoding="utf-8"))["overall_summary"]
+            state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
         moves = len(list((record_path.parent / "moves").glob("*.json")))

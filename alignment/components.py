@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from alignment.config import Settings, TargetPolicy
 from alignment.errors import ConfigError, StepFailed
 from alignment.git import Conflict, Git
-from alignment.model import Action, BranchSpec, CommitInfo, FileChange, Finding, Status
+from alignment.model import Action, BranchSpec, CommitInfo, Culprit, FileChange, Finding, Status
 
 if TYPE_CHECKING:
     from alignment.workspace import Workspace
@@ -64,6 +64,7 @@ class BranchContext:
     workspace: Workspace
     run_id: str
     changes_dir: Path
+    planning: bool = False  # a plan (``--plan``): predict the outcome; no worktree, no check commands
     _diffs: dict[str, tuple[FileChange, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def changed_files(self, new_tip: str) -> tuple[FileChange, ...]:
@@ -105,6 +106,7 @@ class ChangeRecord:
     conflicts: tuple[Conflict, ...]
     findings: tuple[Finding, ...]
     message: str | None
+    culprits: tuple[Culprit, ...] = ()
 
 
 @runtime_checkable

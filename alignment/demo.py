@@ -2,7 +2,8 @@
 
 The branches cover what a real run meets: clean merges, conflicts (content and add/add), a merge that
 breaks Python syntax although both sides compile, branches already up to date or only behind, and a target
-whose new commit brings a warning (trailing whitespace) into every merge. Each input entry carries an extra
+whose new commit brings a warning (trailing whitespace) into every merge, and two branches that each merge
+cleanly but conflict with each other (what a plan's conflict matrix shows). Each input entry carries an extra
 ``demo_expected`` field with the status the branch should get.
 
 ``History`` writes ``git fast-import`` streams with fixed dates; the benchmark's generator builds on it.
@@ -152,8 +153,18 @@ def _branches() -> list[DemoBranch]:
             ok,
             {"tools/deploy.sh": _lines("#!/bin/sh", "set -eu", "echo deploying")},
         ),
-        DemoBranch("ops/docker", "orchestration-tools", ok, {"tools/Dockerfile": _lines("FROM python:3.11")}),
-        DemoBranch("ops/monitoring", "orchestration-tools", ok, {"tools/monitor.toml": _lines("interval = 30")}),
+        DemoBranch(  # ops/docker and ops/monitoring each merge cleanly, but pin different versions: a plan's
+            "ops/docker",  # conflict matrix shows that they conflict with each other
+            "orchestration-tools",
+            ok,
+            {"tools/Dockerfile": _lines("FROM python:3.11"), "tools/versions.toml": _lines('python = "3.11"')},
+        ),
+        DemoBranch(
+            "ops/monitoring",
+            "orchestration-tools",
+            ok,
+            {"tools/monitor.toml": _lines("interval = 30"), "tools/versions.toml": _lines('python = "3.12"')},
+        ),
         DemoBranch("ops/aligned-already", "orchestration-tools", ok),
     ]
 

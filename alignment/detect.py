@@ -141,8 +141,12 @@ class ChangeErrorDetector:
                 and self.blob_findings(context.git, change.path, change.new_blob)
             ):
                 findings.extend(self._check_change(context, change))
-        for command in context.policy.check_commands:
-            findings.extend(self._run_check(context, command, integration.new_tip))
+        if context.planning and context.policy.check_commands:
+            message = "check commands were not run: a plan makes no worktree (the real run runs them)"
+            findings.append(Finding("check_commands_not_run", Severity.INFO, message))
+        else:
+            for command in context.policy.check_commands:
+                findings.extend(self._run_check(context, command, integration.new_tip))
         return tuple(findings)
 
     def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:

@@ -1,7 +1,8 @@
 """Task 078, documentation: one Markdown change document per branch.
 
 The document says what the alignment did or would have done: old and new tip, backup, the target commits
-brought in, the files changed with +/- counts, conflicts and findings. It lives at
+brought in, the files changed with +/- counts, conflicts with the target commits that caused them, and
+findings. A plan's document says what the run would do. It lives at
 ``<run>/changes/<target>/<branch>.md``, where each name goes through ``branch_file_stem`` so that ``a/b`` and
 ``a-b`` (or any odd name) get distinct, safe file names inside the run folder.
 """
@@ -42,10 +43,11 @@ class MarkdownDocGenerator:
 def render(record: ChangeRecord) -> str:
     """The change document of ``record`` as Markdown."""
     context = record.context
+    predicted = " — predicted by a plan; nothing was changed" if context.planning else ""
     lines = [
         f"# {_text(context.branch)} ← {_text(context.target)}",
         "",
-        f"**Status:** {record.status.value} ({record.action.value.replace('_', ' ')})",
+        f"**Status:** {record.status.value} ({record.action.value.replace('_', ' ')}){predicted}",
         "",
         "| | |",
         "|---|---|",
@@ -66,7 +68,7 @@ def render(record: ChangeRecord) -> str:
 
 def _commit_cell(record: ChangeRecord) -> str:
     if record.status is Status.COMPLETED and record.new_tip:
-        return f"`{record.new_tip}`"
+        return f"`{record.new_tip}`" + (" (predicted)" if record.context.planning else "")
     if record.new_tip:
         return f"`{record.new_tip}` (not applied: the branch stays at its old tip)"
     return "none (the branch stays at its old tip)"
@@ -102,6 +104,13 @@ def _conflicts_section(record: ChangeRecord) -> list[str]:
         return []
     lines = ["## Conflicts", ""]
     lines += [f"- `{_code(conflict.path)}` ({conflict.kind})" for conflict in record.conflicts]
+    if record.culprits:
+        lines += ["", f"## What caused them in {_text(record.context.target)}", ""]
+        lines += [
+            f"- `{_code(culprit.path)}`: `{culprit.commit.oid[:12]}` {_text(culprit.commit.subject)} — "
+            f"{_text(culprit.commit.author)}"
+            for culprit in record.culprits
+        ]
     return [*lines, ""]
 
 

@@ -438,6 +438,19 @@ class Git:
         commits = [CommitInfo(*entry.split("\x1f", 2)) for entry in out.split("\0") if entry]
         return tuple(commits[:limit]), len(commits) > limit
 
+    def first_parent_changes(self, exclude: str, include: str) -> tuple[tuple[CommitInfo, frozenset[str]], ...]:
+        """The commits on ``include``'s first-parent line that ``exclude`` lacks, oldest first, each with the
+        paths it changed against its first parent (renames as delete + add): what conflict bisection walks."""
+        out = self.run("log", "-z", "--first-parent", "--reverse", "--no-renames", "--name-only",
+                       "--format=%x1e%H%x1f%an%x1f%s", include, f"^{exclude}", "--").stdout  # fmt: skip
+        line = []
+        for record in out.decode("utf-8", "replace").split("\x1e"):
+            if record:
+                header, _, names = record.partition("\0")
+                paths = frozenset(name for name in names.lstrip("\n").split("\0") if name)
+                line.append((CommitInfo(*header.split("\x1f", 2)), paths))
+        return tuple(line)
+
     # -- worktrees and maintenance ---------------------------------------------------------------------------
 
     def rebase(self, worktree: Path, onto: str, timeout: float | None = None) -> tuple[str | None, tuple[str, ...]]:

@@ -138,6 +138,26 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class Culprit:
+    """The target commit that makes ``path`` conflict: merging its parent is clean there, merging it is not."""
+
+    path: str
+    commit: CommitInfo
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "commit": self.commit.oid,
+            "subject": self.commit.subject,
+            "author": self.commit.author,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> Culprit:
+        return cls(data["path"], CommitInfo(data["commit"], data["author"], data["subject"]))
+
+
+@dataclass(frozen=True)
 class BranchResult:
     """The outcome of one branch; ``to_dict`` gives the spec's per-branch dict plus documented extras."""
 
@@ -158,6 +178,8 @@ class BranchResult:
     started_at: float = 0.0
     finished_at: float = 0.0
     worker: str = ""
+    culprits: tuple[Culprit, ...] = ()
+    planned: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -189,8 +211,11 @@ class BranchResult:
                 "started_at": iso_utc(self.started_at),
                 "finished_at": iso_utc(self.finished_at),
                 "worker": self.worker,
+                "culprits": [culprit.to_dict() for culprit in self.culprits],
             }
         )
+        if self.planned:
+            data["planned"] = True
         return data
 
     @classmethod
@@ -215,6 +240,8 @@ class BranchResult:
             started_at=parse_iso_utc(data["started_at"]),
             finished_at=parse_iso_utc(data["finished_at"]),
             worker=data.get("worker", ""),
+            culprits=tuple(Culprit.from_dict(item) for item in data.get("culprits", ())),
+            planned=data.get("planned", False),
         )
 
 

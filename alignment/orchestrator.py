@@ -3,7 +3,8 @@
 Targets are processed one after another, the branches of a target in parallel on a thread pool bounded by
 the target's ``max_workers`` (1 when ``enable_parallelization`` is false). Threads fit because a branch's
 time is spent waiting for git processes. It is the same pipeline, circuit breaker and report builder as
-the pytest front end, so both give the same output for the same input, apart from times.
+the pytest front end, so both give the same output for the same input, apart from times. ``plan`` runs the
+same steps as a prediction: nothing moves, and the output adds the pairwise conflict matrix.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from alignment.breaker import CircuitBreaker
 from alignment.components import Components
 from alignment.config import Settings, from_mapping, load_settings
 from alignment.errors import UsageProblem
+from alignment.explain import conflict_matrices
 from alignment.inputs import BranchInput, TargetGroup, load_branches
 from alignment.logs import AuditTrail, run_logging
 from alignment.model import BranchResult, BranchSpec
@@ -62,13 +64,27 @@ class BranchAlignmentOrchestrator:
     def run(self, input_path: str | Path, repo_path: str | Path | None = None) -> dict[str, Any]:
         """Align the branches of ``input_path`` in ``repo_path`` (default: the config's ``repo_path``).
 
-        Writes ``<reports>/runs/<run id>/`` and ``<reports>/alignment_results.json``; returns the same dict.
+        Writes ``<reports>/runs/<run id>/`` and ``<reports>/alignment_results.json`` (and ``.html``); returns
+        the same dict.
         """
+        return self._execute(input_path, repo_path, planning=False)
+
+    def plan(self, input_path: str | Path, repo_path: str | Path | None = None) -> dict[str, Any]:
+        """Predict what ``run`` would do, without a backup, a worktree or a ref move (a dry run).
+
+        Same output format, with ``"planned": true``, ``status`` as predicted and, per target, the
+        ``conflict_matrix`` of branches that would conflict with each other once both land. The circuit
+        breaker never stops a plan, and check commands are not run (they need a worktree). Writes
+        ``<reports>/runs/<run id>/alignment_plan.json`` (and ``.html``) and a copy in ``<reports>``.
+        """
+        return self._execute(input_path, repo_path, planning=True)
+
+    def _execute(self, input_path: str | Path, repo_path: str | Path | None, *, planning: bool) -> dict[str, Any]:
         branches = load_branches(input_path)
         repo = repo_path if repo_path is not None else self.settings.repo_path
         if repo is None:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")
-        plan = plan_run(self.settings, branches, repo, reports_dir=self.reports_dir)
+        plan = plan_run(self.settings, branches, repo, reports_dir=self.reports_dir, planning=planning)
         self.last_plan = plan
         for note in plan.housekeeping:
             log.warning("%s", note)
@@ -86,7 +102,7 @@ class _Run:
         self.settings = plan.settings
         self.components = components
         self.progress = progress
-        self.breaker = CircuitBreaker.from_settings(self.settings)
+        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
         self.audit = AuditTrail(plan.folder.audit_path if self.settings.audit_trail_enabled else None)
         self.memory = MemoryGate(self.settings.max_memory_mb)
         self.results: dict[str, BranchResult] = {}
@@ -112,6 +128,7 @@ class _Run:
                 if self.breaker.tripped:
                     break
                 self._run_group(runtime, group)
+            matrices = conflict_matrices(runtime.git, self.branches, self.results) if plan.planning else None
         data = build_results(
             self.branches,
             self.results,
@@ -119,6 +136,7 @@ class _Run:
             started=plan.started,
             finished=time.time(),
             breaker=self.breaker.state(),
+            matrices=matrices,
         )
         path = plan.folder.publish(data)
         self.audit.record("run_end", run_id=plan.run_id, results=str(path), **data["overall_summary"])

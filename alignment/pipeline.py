@@ -5,6 +5,10 @@ Steps, in order: ``prepare`` (checks, then the backup before anything else), ``i
 compare-and-swap from the old tip, after integration and detection passed: a branch that fails anywhere is
 exactly where it was. ``finish`` always runs (the pytest fixture's teardown, or ``run``'s ``finally``):
 it documents a failure, restores the branch if anything moved it, removes worktrees and builds the result.
+
+A conflict is explained before the branch fails: the target commit behind each conflicted path is found by
+bisection (``explain.find_culprits``). In a plan (``RunPlan.planning``) the same steps predict the outcome:
+no backup, no worktree, and ``finalize`` moves nothing.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from alignment.components import (
 )
 from alignment.config import Settings
 from alignment.detect import blocking_summary
-from alignment.errors import GitTimeout, RefUpdateRejected, StepFailed, UsageProblem
+from alignment.errors import AlignmentError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem, one_line
+from alignment.explain import find_culprits
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
-from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Finding, Status
+from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Culprit, Finding, Status
 from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.resources import SlotLimiter
 from alignment.session import RunPlan, plan_run
@@ -91,6 +96,7 @@ class BranchAlignment:
         self.backup: Backup | None = None
         self.integration: Integration | None = None
         self.findings: tuple[Finding, ...] = ()
+        self.culprits: tuple[Culprit, ...] = ()
         self.document_path: str | None = None
         self.moving_to: str | None = None
         self.running_step = Status.FAILED_INTEGRATION
@@ -136,9 +142,10 @@ class BranchAlignment:
             workspace=self.workspace,
             run_id=plan.run_id,
             changes_dir=plan.folder.changes_dir,
+            planning=plan.planning,
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
-        if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches:
+        if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches and not plan.planning:
             self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
             if self.backup.note:
                 self.notes.append(self.backup.note)
@@ -150,6 +157,7 @@ class BranchAlignment:
         integration = self.runtime.components.integration_utility.integrate(self._context())
         self.integration = integration
         if integration.conflicts:
+            self._explain(integration)
             paths = ", ".join(conflict.path for conflict in integration.conflicts)
             raise StepFailed(
                 Status.FAILED_INTEGRATION, ["merge_conflict_unresolvable"], f"Merge conflict in {paths} (unresolvable)"
@@ -190,10 +198,11 @@ class BranchAlignment:
 
         The move is journaled, and marked as under way, before the compare-and-swap: if anything stops the
         call after git committed it (a timeout signal, a crash), ``finish`` or the controller puts it back.
+        A plan moves nothing: the integrated commit is the prediction.
         """
         context = self._context()
         new_tip = self._integration().new_tip
-        if new_tip is not None and new_tip != context.old_tip:
+        if new_tip is not None and new_tip != context.old_tip and not context.planning:
             self._refuse_if_checked_out()
             self.runtime.journal.record(Move(self.spec.name, context.old_tip, new_tip))
             self.moving_to = new_tip
@@ -262,6 +271,20 @@ class BranchAlignment:
             raise RuntimeError("integrate() must run first")
         return self.integration
 
+    def _explain(self, integration: Integration) -> None:
+        """Name the target commit behind each conflicted path; an explanation that fails is only a note."""
+        context = self._context()
+        paths = [conflict.path for conflict in integration.conflicts]
+        timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
+        try:
+            self.culprits, merges = find_culprits(
+                self.git, context.old_tip, context.target_commit, paths, timeout=timeout
+            )
+        except AlignmentError as error:
+            self.notes.append(f"conflict causes not found: {one_line(str(error))}")
+            return
+        log.info("conflict causes of '%s' found with %d in-memory merges", self.spec.name, merges)
+
     def _relation(self, tip: str, target_commit: str) -> Action:
         """Ancestry for a branch that moved since the snapshot (two git calls instead of none)."""
         if self.git.is_ancestor(target_commit, tip):
@@ -304,6 +327,7 @@ class BranchAlignment:
             conflicts=integration.conflicts if integration else (),
             findings=self.findings,
             message=message,
+            culprits=self.culprits,
         )
 
     def _write_document(self, status: Status, message: str | None) -> str:
@@ -385,6 +409,8 @@ class BranchAlignment:
             started_at=self.started_at,
             finished_at=time.time(),
             worker=self.runtime.worker or threading.current_thread().name,
+            culprits=self.culprits,
+            planned=self.runtime.plan.planning,
         )
 
 

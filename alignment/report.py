@@ -1,12 +1,14 @@
 """The report builder: per-branch results to the spec's output dict, and the run folders it is written to.
 
 ``build_results`` is the one place the spec's output is shaped; the orchestrator and the pytest plugin both
-call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, per group
-``not_run``, per branch the keys of ``BranchResult.to_dict``); ``schema/alignment_results.schema.json``
-describes all of them for Task 080.
+call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``, per
+group ``not_run`` and, in a plan, ``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
+``schema/alignment_results.schema.json`` describes all of them for Task 080.
 
 Runs never overwrite each other: each writes ``<reports>/runs/<run id>/``, then ``<reports>/latest`` is
-pointed at it and ``<reports>/alignment_results.json`` is replaced by a copy, both atomically.
+pointed at it and ``<reports>/alignment_results.json`` is replaced by a copy, both atomically. Each JSON file
+gets its HTML report beside it. A plan writes ``alignment_plan.json`` instead and leaves ``latest`` and
+``alignment_results.json`` alone: they describe the last real run.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from alignment.breaker import BreakerState
+from alignment.explain import ConflictMatrix
+from alignment.html_report import render_report
 from alignment.inputs import BranchInput
 from alignment.model import SCHEMA_VERSION, BranchResult, iso_utc
 
 RESULTS_FILE = "alignment_results.json"
+PLAN_FILE = "alignment_plan.json"
 SCHEMA_PATH = Path(__file__).with_name("schema") / "alignment_results.schema.json"
 
 
@@ -43,11 +48,13 @@ def build_results(
     finished: float,
     breaker: BreakerState,
     selected: Collection[str] | None = None,
+    matrices: Mapping[str, ConflictMatrix] | None = None,
 ) -> dict[str, Any]:
     """The spec's output for the branches of ``branches`` that were ``selected`` (default: all).
 
     Groups follow the targets' first appearance in the input, branches the input order. A selected branch
     without a result was never started (the circuit breaker stopped the run) and is listed in ``not_run``.
+    ``matrices`` (a plan's pairwise conflicts per target) makes the output a plan: ``"planned": true``.
     """
     chosen = set(selected) if selected is not None else None
     groups: dict[str, Any] = {}
@@ -65,11 +72,14 @@ def build_results(
             "branches": [result.to_dict() for result in done],
             "not_run": [spec.name for spec in specs if spec.name not in results],
         }
+        if matrices is not None and group.target in matrices:
+            groups[group.target]["conflict_matrix"] = matrices[group.target].to_dict()
     processed = sum(group["processed_branches"] for group in groups.values())
     successful = sum(group["successful"] for group in groups.values())
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
+        "planned": matrices is not None,
         "orchestration_results": groups,
         "overall_summary": {
             "total_branches_processed": processed,
@@ -79,6 +89,7 @@ def build_results(
             "total_time_seconds": round(finished - started, 3),
             "circuit_breaker_triggered": breaker.tripped,
             "circuit_breaker_reason": breaker.reason,
+            "circuit_breaker_tripped_at": iso_utc(breaker.tripped_at) if breaker.tripped_at else None,
             "execution_timestamp": iso_utc(started, "seconds"),
         },
     }
@@ -94,10 +105,6 @@ class RunFolder:
     @property
     def path(self) -> Path:
         return self.reports_dir / "runs" / self.run_id
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / RESULTS_FILE
 
     @property
     def changes_dir(self) -> Path:
@@ -116,15 +123,25 @@ class RunFolder:
         return self.path / "audit.jsonl"
 
     def publish(self, results: Mapping[str, Any]) -> Path:
-        """Write the results into the run folder, then point ``latest`` and the top-level copy at them."""
+        """Write the results and their HTML report into the run folder, then the top-level copies; a real
+        run also points ``latest`` at its folder. Returns the JSON file in the run folder."""
+        planned = bool(results.get("planned"))
+        name = PLAN_FILE if planned else RESULTS_FILE
         text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-        _write_atomically(self.results_path, text)
-        _write_atomically(self.reports_dir / RESULTS_FILE, text)
-        link = self.reports_dir / "latest"
-        temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
-        os.symlink(Path("runs") / self.run_id, temporary)
-        os.replace(temporary, link)
-        return self.results_path
+        for directory in (self.path, self.reports_dir):
+            _write_atomically(directory / name, text)
+            _write_atomically(directory / html_name(name), render_report(results, directory))
+        if not planned:
+            link = self.reports_dir / "latest"
+            temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
+            os.symlink(Path("runs") / self.run_id, temporary)
+            os.replace(temporary, link)
+        return self.path / name
+
+
+def html_name(json_name: str) -> str:
+    """The HTML report's file name beside a JSON file: ``alignment_results.html``."""
+    return json_name.removesuffix(".json") + ".html"
 
 
 def load_schema() -> dict[str, Any]:

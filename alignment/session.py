@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from alignment.errors import RepositoryError
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.model import Action
-from alignment.report import RESULTS_FILE, RunFolder, new_run_id
+from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
 
 RUN_RECORD = "run.json"
 
@@ -103,11 +103,17 @@ class RunPlan:
     folder: RunFolder
     scratch_dir: Path
     housekeeping: tuple[str, ...] = ()
+    planning: bool = False
 
     @property
     def stop_flag(self) -> Path:
         """Exists once the circuit breaker tripped: workers check it before starting a branch."""
         return self.scratch_dir / "breaker-tripped"
+
+    @property
+    def breaker_settings(self) -> Settings:
+        """The settings the circuit breaker follows: a plan never stops early, it predicts every branch."""
+        return replace(self.settings, enable_circuit_breaker=False) if self.planning else self.settings
 
     def to_json(self) -> str:
         return json.dumps(
@@ -120,6 +126,7 @@ class RunPlan:
                 "snapshot": self.snapshot.to_dict(),
                 "reports_dir": str(self.folder.reports_dir),
                 "scratch_dir": str(self.scratch_dir),
+                "planning": self.planning,
             }
         )
 
@@ -135,6 +142,7 @@ class RunPlan:
             snapshot=Snapshot.from_dict(data["snapshot"]),
             folder=RunFolder(Path(data["reports_dir"]), data["run_id"]),
             scratch_dir=Path(data["scratch_dir"]),
+            planning=data["planning"],
         )
 
     def discard_scratch(self) -> None:
@@ -149,8 +157,12 @@ def plan_run(
     repo_path: str | Path,
     *,
     reports_dir: str | Path | None = None,
+    planning: bool = False,
 ) -> RunPlan:
-    """Discover the repository, snapshot it and create the run folder. Moves no ref."""
+    """Discover the repository, snapshot it and create the run folder. Moves no ref.
+
+    ``planning``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
+    """
     location = RepoLocation.discover(repo_path)
     if (location.common_dir / "shallow").exists():
         raise RepositoryError(
@@ -179,6 +191,7 @@ def plan_run(
         "started": started,
         "input": branches.source,
         "scratch_dir": str(scratch),
+        "planning": planning,
     }
     (folder.path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info(
@@ -188,7 +201,7 @@ def plan_run(
         len(branches.targets),
         location.git_dir,
     )
-    return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch, notes)
+    return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, planning)
 
 
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
@@ -196,7 +209,7 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     notes = []
     for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
         run_dir = record_path.parent
-        if (run_dir / RESULTS_FILE).exists():
+        if (run_dir / RESULTS_FILE).exists() or (run_dir / PLAN_FILE).exists():
             continue
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if housekeeping.is_alive(Path(record["scratch_dir"])):

@@ -9,6 +9,10 @@ travels from an xdist worker to the controller. The test body runs the steps 077
 Outcomes: passed = ``completed``; failed = ``failed_integration`` / ``failed_error_detection`` with the
 spec's ``error_message`` as the failure text; error = ``exception``. Without ``--input`` (or ``--demo``)
 this plugin does nothing, and ``pytest`` runs the project's own tests.
+
+``--plan`` runs the same items as a prediction (no backup, no worktree, no ref moves): outcomes are what a
+real run would give, the plan goes to ``alignment_plan.json`` / ``.html``, and ``--lf``'s list is left as
+the last real run made it.
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, dest=ini, metavar="PATH", help=f"{text}; ini: {ini}")
         parser.addini(ini, f"{text} (relative to the ini file)", default=None)
     group.addoption(
+        "--plan",
+        action="store_true",
+        dest="alignment_plan_only",
+        help="predict every branch's outcome and the conflicts between branches; move nothing",
+    )
+    group.addoption(
         "--demo",
         action="store_true",
         dest="alignment_demo",
@@ -85,6 +95,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if controller_state is None:
             return
         state = controller_state
+        if state.plan.planning:
+            config.pluginmanager.set_blocked("lfplugin")  # a prediction must not change what --lf reruns
         config.pluginmanager.register(AlignmentController(config, state.plan, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
     for target in state.plan.branches.targets:
@@ -125,7 +137,13 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         branches = load_branches(input_path)
         Components.from_settings(settings)
         reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
-        plan = plan_run(settings, branches, repo, reports_dir=config.invocation_params.dir / reports)
+        plan = plan_run(
+            settings,
+            branches,
+            repo,
+            reports_dir=config.invocation_params.dir / reports,
+            planning=bool(config.getoption("alignment_plan_only")),
+        )
     except UsageProblem as error:
         raise pytest.UsageError(str(error)) from None
     except AlignmentError as error:

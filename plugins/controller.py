@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 
 from alignment.breaker import CircuitBreaker
+from alignment.explain import conflict_matrices
 from alignment.git import Git
+from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.logs import AuditTrail
 from alignment.model import BranchResult, Status
-from alignment.report import build_results
+from alignment.report import build_results, html_name
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
@@ -72,7 +74,7 @@ class AlignmentController:
         self.plan = plan
         self.demo_dir = demo_dir
         settings = plan.settings
-        self.breaker = CircuitBreaker.from_settings(settings)
+        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
         self.audit = AuditTrail(plan.folder.audit_path if settings.audit_trail_enabled else None)
         self.memory = MemoryGate(settings.max_memory_mb)
         self.nodes = NodeMap(plan)
@@ -176,6 +178,13 @@ class AlignmentController:
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
         """Turn pytest-json-report's report into the spec's output and publish it."""
         results = self.results_from(json_report.get("tests", []))
+        matrices = None
+        if self.plan.planning:
+            git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
+            try:
+                matrices = conflict_matrices(git, self.plan.branches, results)
+            finally:
+                git.close()
         self.results = build_results(
             self.plan.branches,
             results,
@@ -184,6 +193,7 @@ class AlignmentController:
             finished=time.time(),
             breaker=self.breaker.state(),
             selected=set(self.nodes.selected.values()),
+            matrices=matrices,
         )
         self.results_path = self.plan.folder.publish(self.results)
         json_report["alignment_results"] = str(self.results_path)
@@ -233,7 +243,8 @@ class AlignmentController:
         if self.results is None:
             return
         write = terminalreporter.write_line
-        terminalreporter.write_sep("=", "branch alignment")
+        terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
+        write(headline(self.results))
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
         for target, group in self.results["orchestration_results"].items():
             write(
@@ -246,7 +257,9 @@ class AlignmentController:
             f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
         )
         settings = self.plan.settings
-        if summary["circuit_breaker_triggered"]:
+        if self.plan.planning:
+            write("circuit breaker: not applied to a plan (it predicts every branch); nothing was moved")
+        elif summary["circuit_breaker_triggered"]:
             write(f"circuit breaker: OPEN - {summary['circuit_breaker_reason']}", red=True, bold=True)
         elif settings.enable_circuit_breaker:
             write(
@@ -257,7 +270,10 @@ class AlignmentController:
             write("circuit breaker: disabled")
         for note in self.plan.housekeeping:
             write(f"note: {note}", yellow=True)
-        write(f"run {self.plan.run_id}; results: {self.results_path}")
+        kind = "plan" if self.plan.planning else "results"
+        write(f"run {self.plan.run_id}; {kind}: {self.results_path}")
+        if self.results_path is not None:
+            write(f"report: {self.results_path.with_name(html_name(self.results_path.name))}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
 
@@ -287,3 +303,17 @@ def _first_longrepr_line(test: dict[str, Any]) -> str | None:
         if text:
             return str(text).strip().splitlines()[-1][:300]
     return None
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The report's headline numbers on one line: ``20 branches: 16 aligned, 4 failed (2 conflicts, ...)``."""
+    numbers = headline_numbers(results)
+    planned = bool(results.get("planned"))
+    line = (
+        f"{numbers['branches']} branches: {numbers['completed']} {'would align' if planned else 'aligned'}, "
+        f"{numbers['failed']} {'would fail' if planned else 'failed'}, {numbers['not_run']} not run; "
+        f"{numbers['conflicts']} conflicts, {numbers['explained']} with their cause named"
+    )
+    if planned:
+        line += f"; {numbers['pair_conflicts']} branch pairs conflict with each other"
+    return line

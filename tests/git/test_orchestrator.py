@@ -219,7 +219,8 @@ def test_output_schema_validation(tmp_path: Path) -> None:
     repo_path, input_path = build_demo(tmp_path / "demo")
     result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(input_path, repo_path)
     jsonschema.validate(result, load_schema())
-    assert set(result) == {"schema_version", "run_id", "orchestration_results", "overall_summary"}
+    assert set(result) == {"schema_version", "run_id", "planned", "orchestration_results", "overall_summary"}
+    assert result["planned"] is False
     assert set(result["overall_summary"]) >= SPEC_SUMMARY_KEYS
     assert result["overall_summary"]["execution_timestamp"].endswith("Z")
     for group in result["orchestration_results"].values():

@@ -384,3 +384,38 @@ def test_parallelization_off_means_one_branch_at_a_time_over_all_targets(
     done.result.assert_outcomes(passed=6)
     spans = [(parse_iso_utc(b["started_at"]), parse_iso_utc(b["finished_at"])) for b in done.branches().values()]
     assert max_overlap(spans) == 1
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_plan_flag_predicts_moves_nothing_and_leaves_lf_alone(
+    run: Any, demo: tuple[Path, Path, dict[str, str]], workers: str | None
+) -> None:
+    repo, input_path, expected = demo
+    extra = ("-n", workers) if workers else ()
+    first = run("--input", str(input_path), "--repo", str(repo), "-k", "feature/auth or feature/login", *extra)
+    first.result.assert_outcomes(passed=1, failed=1)
+    refs = Repo(repo).git("for-each-ref", "--format=%(refname) %(objectname)")
+
+    planned = run("--input", str(input_path), "--repo", str(repo), "--plan", *extra)
+
+    planned.result.assert_outcomes(passed=16, failed=4)
+    assert planned.result.ret == pytest.ExitCode.TESTS_FAILED
+    plan = json.loads((planned.reports / "alignment_plan.json").read_text())
+    jsonschema.validate(plan, load_schema())
+    assert plan["planned"] is True
+    statuses = {
+        b["branch_name"]: b["status"] for group in plan["orchestration_results"].values() for b in group["branches"]
+    }
+    assert statuses == expected
+    matrix = plan["orchestration_results"]["orchestration-tools"]["conflict_matrix"]
+    assert matrix["conflicts"] == [{"branches": ["ops/docker", "ops/monitoring"], "paths": ["tools/versions.toml"]}]
+    assert "branch alignment plan" in planned.output
+    assert (
+        "20 branches: 16 would align, 4 would fail, 0 not run; 3 conflicts, 3 with their cause named" in planned.output
+    )
+    assert "alignment_plan.html" in planned.output
+    assert Repo(repo).git("for-each-ref", "--format=%(refname) %(objectname)") == refs, "a plan moves nothing"
+
+    rerun = run("--input", str(input_path), "--repo", str(repo), "--lf", *extra)
+    rerun.result.assert_outcomes(failed=1)
+    assert list(rerun.branches()) == ["feature/auth"], "--lf reruns what the last real run left failed"

@@ -1,0 +1,262 @@
+"""Plan and explain: a plan predicts the run and moves nothing; culprits by bisection; the conflict matrix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from alignment.cli import main as cli
+from alignment.explain import conflict_matrix, find_culprits
+from alignment.git import Git, RepoLocation
+from alignment.model import BranchResult, Status
+from alignment.orchestrator import BranchAlignmentOrchestrator
+from bench.generate import generate
+from tests.conftest import Aligner, Repo, settings
+
+MakeInput = Callable[..., Path]
+
+
+def repository_state(repo: Repo) -> tuple[str, str]:
+    """Every ref with its commit, and the worktrees: what a plan must leave exactly as it was."""
+    return repo.git("for-each-ref", "--format=%(refname) %(objectname)"), repo.git("worktree", "list", "--porcelain")
+
+
+def statuses(result: dict[str, object]) -> dict[str, str]:
+    groups = result["orchestration_results"]
+    assert isinstance(groups, dict)
+    return {branch["branch_name"]: branch["status"] for group in groups.values() for branch in group["branches"]}
+
+
+def tree(git_dir: Path, commit: str) -> str:
+    git = Git(RepoLocation.discover(git_dir))
+    try:
+        return git.run("rev-parse", f"{commit}^{{tree}}").stdout.decode().strip()
+    finally:
+        git.close()
+
+
+# -- plan ----------------------------------------------------------------------------------------------------
+
+
+def test_plan_predicts_what_the_run_then_does_and_moves_nothing(tmp_path: Path) -> None:
+    scenario = generate(tmp_path / "generated", 40, files=200, depth=60, conflict_share=0.2, syntax_share=0.1)
+    repo = Repo(scenario.repo)
+    before = repository_state(repo)
+    orchestrator = BranchAlignmentOrchestrator({"orchestration": {"max_workers_per_target": 2}}, reports_dir=tmp_path)
+
+    plan = orchestrator.plan(scenario.input_path, scenario.repo)
+
+    assert repository_state(repo) == before, "a plan created or moved a ref, or left a worktree"
+    assert plan["planned"] is True
+    assert statuses(plan) == scenario.expected
+    assert (tmp_path / "alignment_plan.json").exists()
+    assert (tmp_path / "alignment_plan.html").exists()
+    assert not (tmp_path / "alignment_results.json").exists()
+    assert not (tmp_path / "latest").exists()
+
+    run = orchestrator.run(scenario.input_path, scenario.repo)
+
+    assert run["planned"] is False
+    assert statuses(run) == statuses(plan)
+    predicted = {b["branch_name"]: b for b in plan["orchestration_results"]["main"]["branches"]}
+    for branch in run["orchestration_results"]["main"]["branches"]:
+        guess = predicted[branch["branch_name"]]
+        assert guess["planned"] is True
+        assert "planned" not in branch
+        assert guess["backup_branch"] is None
+        assert guess["errors_detected"] == branch["errors_detected"]
+        if branch["new_tip"]:
+            assert tree(scenario.repo, guess["new_tip"]) == tree(scenario.repo, branch["new_tip"])
+            assert repo.tip(branch["branch_name"]) == branch["new_tip"]
+
+
+def test_plan_of_a_rebase_target_makes_no_worktree_and_skips_check_commands(
+    repo: Repo, tmp_path: Path, make_input: MakeInput
+) -> None:
+    base = repo.tip("main")
+    repo.commit("main", {"app.py": "def main():\n    return 2\n"})
+    repo.commit("topic", {"notes.txt": "mine\n"}, parent=base)
+    repo.commit("clash", {"app.py": "def main():\n    return 3\n"}, parent=base)
+    config = settings(integration_strategy="rebase", check_commands=[["false"]])
+    before = repository_state(repo)
+
+    plan = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports").plan(
+        make_input("topic", "clash"), repo.path
+    )
+
+    assert repository_state(repo) == before
+    assert statuses(plan) == {"topic": "completed", "clash": "failed_integration"}
+    topic = plan["orchestration_results"]["main"]["branches"][0]
+    assert [finding["code"] for finding in topic["findings"]] == ["check_commands_not_run"]
+    document = Path(topic["changes_summary"]).read_text(encoding="utf-8")
+    assert "predicted by a plan; nothing was changed" in document
+    assert "(predicted)" in document
+
+
+def test_plan_is_never_stopped_by_the_circuit_breaker(repo: Repo, tmp_path: Path, make_input: MakeInput) -> None:
+    base = repo.tip("main")
+    repo.commit("main", {"app.py": "def main():\n    return 2\n"})
+    names = [f"clash-{index}" for index in range(4)]
+    for index, name in enumerate(names):
+        repo.commit(name, {"app.py": f"def main():\n    return {10 + index}\n"}, parent=base)
+    config = settings(failure_threshold_count=1, failure_threshold_percent=1, max_workers_per_target=1)
+
+    plan = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports").plan(make_input(*names), repo.path)
+
+    assert statuses(plan) == dict.fromkeys(names, "failed_integration")
+    assert plan["overall_summary"]["circuit_breaker_triggered"] is False
+
+
+# -- culprits ------------------------------------------------------------------------------------------------
+
+
+CONFIG = [f"setting {number} = 0\n" for number in range(30)]
+
+
+def config_with(**lines: str) -> str:
+    """``config.txt`` with some of its 30 lines (``l5="..."``) replaced."""
+    changed = {int(key[1:]): f"{value}\n" for key, value in lines.items()}
+    return "".join(changed.get(number, line) for number, line in enumerate(CONFIG))
+
+
+@pytest.fixture
+def long_target(repo: Repo) -> tuple[str, list[str]]:
+    """``main`` gets 24 more commits after ``topic`` forked. Five change ``config.txt``, on lines far apart,
+    but only the 7th on the line ``topic`` changes; the 17th is the only one that changes ``app.py``. So
+    merging main into ``topic`` conflicts in both files, each because of one commit."""
+    base = repo.commit("main", {"config.txt": config_with()}, "add config")
+    edits = {3: {"l0": "first"}, 7: {"l15": "middle = 7"}, 11: {"l29": "last"}, 15: {"l5": "five"}, 19: {"l25": "x"}}
+    commits = []
+    lines: dict[str, str] = {}
+    for number in range(1, 25):
+        files = {f"docs/{number}.txt": f"page {number}\n"}
+        if number in edits:
+            lines.update(edits[number])
+            files["config.txt"] = config_with(**lines)
+        if number == 17:
+            files["app.py"] = "def main():\n    return 17\n"
+        commits.append(repo.commit("main", files, f"main step {number}"))
+    topic_files = {"config.txt": config_with(l15="middle = 0"), "app.py": "def main():\n    return 0\n"}
+    repo.commit("topic", topic_files, parent=base)
+    return base, commits
+
+
+def test_bisection_names_the_commit_behind_each_conflicted_path(repo: Repo, long_target: tuple[str, list[str]]) -> None:
+    _, commits = long_target
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        culprits, merges = find_culprits(git, repo.tip("topic"), repo.tip("main"), ["app.py", "config.txt"])
+    finally:
+        git.close()
+
+    assert [(culprit.path, culprit.commit.oid) for culprit in culprits] == [
+        ("app.py", commits[16]),
+        ("config.txt", commits[6]),
+    ]
+    assert culprits[0].commit.subject == "main step 17"
+    assert culprits[0].commit.author == "Test Author"
+    assert merges == 2, "app.py: one commit changed it (no merge); config.txt: five did (2 = log2 of 5, rounded)"
+
+
+def test_a_conflicting_branch_reports_its_culprits_in_the_result_and_the_document(
+    repo: Repo, align: Aligner, long_target: tuple[str, list[str]]
+) -> None:
+    _, commits = long_target
+
+    result = align("topic")["topic"]
+
+    assert result.status is Status.FAILED_INTEGRATION
+    assert result.message == "Merge conflict in app.py, config.txt (unresolvable)"
+    assert {culprit.path: culprit.commit.oid for culprit in result.culprits} == {
+        "app.py": commits[16],
+        "config.txt": commits[6],
+    }
+    assert result.to_dict()["culprits"][0] == {
+        "path": "app.py",
+        "commit": commits[16],
+        "subject": "main step 17",
+        "author": "Test Author",
+    }
+    assert BranchResult.from_dict(result.to_dict()).culprits == result.culprits
+    document = Path(str(result.document)).read_text(encoding="utf-8")
+    assert f"`{commits[16][:12]}` main step 17 — Test Author" in document
+
+
+def test_a_merge_on_the_target_line_is_named_for_what_it_merged(repo: Repo) -> None:
+    base = repo.tip("main")
+    side = repo.commit("side", {"app.py": "def main():\n    return 5\n"}, "side change", parent=base)
+    main_step = repo.commit("main", {"other.txt": "x\n"}, "unrelated step")
+    merge = repo.commit("main", {"app.py": "def main():\n    return 5\n"}, "Merge side", parents=(main_step, side))
+    repo.commit("topic", {"app.py": "def main():\n    return 0\n"}, parent=base)
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        culprits, _ = find_culprits(git, repo.tip("topic"), merge, ["app.py"])
+    finally:
+        git.close()
+    assert [culprit.commit.oid for culprit in culprits] == [merge]
+
+
+# -- conflict matrix ---------------------------------------------------------------------------------------
+
+
+def test_matrix_finds_branches_that_conflict_with_each_other(repo: Repo, tmp_path: Path, make_input: MakeInput) -> None:
+    base = repo.tip("main")
+    repo.commit("main", {"NEWS.txt": "news\n"})
+    repo.commit("left", {"app.py": "def main():\n    return 'left'\n"}, parent=base)
+    repo.commit("right", {"app.py": "def main():\n    return 'right'\n"}, parent=base)
+    repo.commit("same", {"app.py": "def main():\n    return 'left'\n", "same.txt": "x\n"}, parent=base)
+    repo.commit("apart", {"apart.txt": "alone\n"}, parent=base)
+    repo.branch("behind", base)
+
+    plan = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(
+        make_input("left", "right", "same", "apart", "behind"), repo.path
+    )
+
+    assert set(statuses(plan).values()) == {"completed"}
+    matrix = plan["orchestration_results"]["main"]["conflict_matrix"]
+    assert matrix == {
+        "branches": ["left", "right", "same", "apart"],
+        "pairs_checked": 3,  # left/right, left/same, right/same share app.py; apart shares nothing
+        "pairs_skipped": 0,
+        "conflicts": [
+            {"branches": ["left", "right"], "paths": ["app.py"]},
+            {"branches": ["right", "same"], "paths": ["app.py"]},
+        ],
+    }
+    published = json.loads((tmp_path / "reports" / "alignment_plan.json").read_text(encoding="utf-8"))
+    assert published == plan
+
+
+def test_matrix_stops_at_its_pair_limit(repo: Repo, tmp_path: Path) -> None:
+    base = repo.tip("main")
+    tips = {name: repo.commit(name, {"app.py": f"def main():\n    return '{name}'\n"}, parent=base) for name in "abc"}
+    results = [
+        BranchResult(name, "main", Status.COMPLETED, 0.0, target_commit=base, new_tip=tip) for name, tip in tips.items()
+    ]
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        matrix = conflict_matrix(git, results, pair_limit=2)
+    finally:
+        git.close()
+    assert (matrix.pairs_checked, matrix.pairs_skipped, len(matrix.conflicts)) == (2, 1, 2)
+
+
+def test_plans_are_listed_apart_from_runs_and_not_taken_for_dead_runs(
+    repo: Repo, tmp_path: Path, make_input: MakeInput, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.commit("topic", {"notes.txt": "mine\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"NEWS.txt": "news\n"})
+    input_path = make_input("topic")
+    orchestrator = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports")
+    plan_id = orchestrator.plan(input_path, repo.path)["run_id"]
+    run = orchestrator.run(input_path, repo.path)
+
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    listed = capsys.readouterr().out
+    assert f"{plan_id}  plan: 1 would align, 0 would fail; 0 moved" in listed
+    assert f"{run['run_id']}  1 ok, 0 failed, 0 not run; 1 moved" in listed
+    assert orchestrator.last_plan is not None
+    assert orchestrator.last_plan.housekeeping == ()

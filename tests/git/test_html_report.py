@@ -1,0 +1,148 @@
+"""The HTML report, rendered by a real headless Chromium: what a reader sees on the page.
+
+Chromium comes from the OS packages (``.ci/run`` installs it and sets ``ALIGNMENT_REQUIRE_BROWSER=1``, so
+CI cannot skip these tests). ``--dump-dom`` prints the page after its script ran; the checks read that DOM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from alignment.demo import build_demo
+from alignment.orchestrator import BranchAlignmentOrchestrator
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        if os.environ.get("ALIGNMENT_REQUIRE_BROWSER") == "1":
+            pytest.fail("ALIGNMENT_REQUIRE_BROWSER=1 but no chromium on PATH")
+        pytest.skip("no chromium on PATH (CI installs it: apt-get install chromium)")
+    return found
+
+
+class Page(HTMLParser):
+    """The DOM Chromium printed: elements with their attributes and text, in document order."""
+
+    def __init__(self, dom: str) -> None:
+        super().__init__()
+        self.elements: list[dict[str, Any]] = []
+        self._open: list[dict[str, Any]] = []
+        self.feed(dom)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = {"tag": tag, "attrs": dict(attrs), "text": ""}
+        self.elements.append(element)
+        if tag not in ("br", "meta", "line", "input"):
+            self._open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop()["tag"] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for element in self._open:
+            element["text"] += data
+
+    def all(self, tag: str, **attrs: str) -> list[dict[str, Any]]:
+        return [
+            element
+            for element in self.elements
+            if element["tag"] == tag and all(element["attrs"].get(key) == value for key, value in attrs.items())
+        ]
+
+    def text(self) -> str:
+        return " ".join(" ".join(element["text"].split()) for element in self.all("body"))
+
+
+def render(browser: str, page: Path, profile: Path) -> Page:
+    done = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return Page(done.stdout)
+
+
+@pytest.mark.slow
+def test_plan_page_shows_outcomes_causes_matrix_and_links(browser: str, tmp_path: Path) -> None:
+    repo, input_path = build_demo(tmp_path / "demo")
+    reports = tmp_path / "reports"
+    plan = BranchAlignmentOrchestrator(reports_dir=reports).plan(input_path, repo)
+    page_path = reports / "runs" / plan["run_id"] / "alignment_plan.html"
+
+    page = render(browser, page_path, tmp_path / "profile")
+
+    text = page.text()
+    assert "Branch alignment plan" in text
+    assert "20 branches" in text
+    assert "16 would align" in text
+    buttons = [element["text"] for element in page.all("button")]
+    assert buttons == [
+        "all (20)",
+        "completed (16)",
+        "failed integration (3)",
+        "failed error detection (1)",
+    ], "the filter bar is built by the page's script: it ran"
+    rows = {row["attrs"]["data-status"] for row in page.all("tr") if "data-status" in row["attrs"]}
+    assert rows == {"completed", "failed_integration", "failed_error_detection"}
+    badges = [element for element in page.all("span", **{"class": "status"})]
+    assert len(badges) == 20
+    assert {badge["attrs"]["style"] for badge in badges if badge["text"] == "failed integration"} == {
+        "background:#cf222e"
+    }
+    assert "src/pipeline.py:6 error python_syntax_error" in text
+    causes = page.all("table", id="causes")[0]["text"]
+    assert "feature/auth" in causes
+    assert "src/auth.py" in causes
+    assert "Add auth settings and a pipeline helper" in causes
+    assert "ops/docker & ops/monitoring: tools/versions.toml" in text
+    assert len(page.all("td", **{"class": "hit"})) == 2  # the pair, both ways in the grid
+    links = [unquote(link["attrs"]["href"]) for link in page.all("a")]
+    assert len(links) == 20
+    assert all((page_path.parent / link).is_file() for link in links)
+    assert len(page.all("rect", **{"class": "bar"})) == 20
+
+
+@pytest.mark.slow
+def test_run_page_shows_the_breaker_trip_on_the_timeline(browser: str, tmp_path: Path) -> None:
+    repo, input_path = build_demo(tmp_path / "demo")
+    config = {"orchestration": {"failure_threshold_count": 1, "failure_threshold_percent": 1}}
+    reports = tmp_path / "reports"
+    result = BranchAlignmentOrchestrator(config, reports_dir=reports).run(input_path, repo)
+    assert result["overall_summary"]["circuit_breaker_triggered"]
+
+    page = render(browser, reports / "alignment_results.html", tmp_path / "profile")
+
+    summary = result["overall_summary"]
+    started = summary["total_branches_processed"]
+    assert len(page.all("rect", **{"class": "bar"})) == started
+    assert len(page.all("line", **{"class": "breaker"})) == 1
+    assert "circuit breaker tripped" in page.text()
+    assert len(page.all("tr", **{"data-status": "not_run"})) == summary["total_not_run"] > 0
+    links = [unquote(link["attrs"]["href"]) for link in page.all("a")]
+    assert links
+    assert all((reports / link).is_file() for link in links), "the top-level copy links into the run folder"
