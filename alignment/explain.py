@@ -5,11 +5,12 @@ worktree is made and no ref moves.
 
 * ``find_culprits``: the target's first-parent commits since the branch forked are ``C1 .. Cn`` (``Cn`` is the
   pinned target). Merging the branch with ``Cn`` conflicts in path ``p``; only the commits among them that
-  changed ``p`` can change how ``p`` merges, so bisection over those finds the first ``Ck`` whose merge
-  conflicts in ``p``: at most log2 of their count merges, shared by all paths (none when one commit
-  changed ``p``). ``Ck`` is the commit that brought in the change ``p`` conflicts with (a merge commit on
-  the target's first-parent line stands for everything it merged). When no listed commit changed ``p`` (a
-  directory/file conflict, say), the bisection runs over all of ``C1 .. Cn``.
+  changed ``p`` can change how ``p`` merges (one path-limited ``git log`` lists them for all paths), so
+  bisection over those finds the first ``Ck`` whose merge conflicts in ``p``: at most log2 of their count
+  merges, shared by all paths (none when one commit changed ``p``). ``Ck`` is the commit that brought in
+  the change ``p`` conflicts with (a merge commit on the target's first-parent line stands for everything
+  it merged). When no commit changed ``p`` itself (a directory/file conflict reports ``p~<ours>``), the
+  bisection runs over all of ``C1 .. Cn``.
 * ``conflict_matrix``: two branches of one target that both merge cleanly may still conflict with each other
   once both have landed. Only pairs whose own changes (merge result against the target) touch a common path
   can conflict; those pairs are merged with each other in memory.
@@ -25,7 +26,7 @@ from typing import Any
 
 from alignment.git import Git
 from alignment.inputs import BranchInput
-from alignment.model import BranchResult, Culprit
+from alignment.model import BranchResult, CommitInfo, Culprit
 
 log = logging.getLogger(__name__)
 PAIR_LIMIT = 2000  # pairs merged per target at most: the matrix says when it stopped short
@@ -36,11 +37,11 @@ def find_culprits(
 ) -> tuple[tuple[Culprit, ...], int]:
     """The target commit behind each conflicted path of merging ``target_commit`` into ``tip``.
 
-    Returns the culprits (one per path, in ``paths`` order) and how many merges it took.
+    Returns the culprits (in ``paths`` order; none when the target's first-parent line brings nothing new)
+    and how many merges it took.
     """
-    line = git.first_parent_changes(tip, target_commit)
-    if not line or line[-1][0].oid != target_commit:
-        return (), 0
+    touching = git.first_parent_line(tip, target_commit, paths)
+    whole_line: list[CommitInfo] | None = None
     probes: dict[str, frozenset[str]] = {}
 
     def conflicts_at(commit: str) -> frozenset[str]:
@@ -51,7 +52,13 @@ def find_culprits(
 
     culprits = []
     for path in paths:
-        candidates = [commit for commit, changed in line if path in changed] or [commit for commit, _ in line]
+        candidates = [commit for commit, changed in touching if path in changed]
+        if not candidates:
+            if whole_line is None:
+                whole_line = [commit for commit, _ in git.first_parent_line(tip, target_commit)]
+            if not whole_line or whole_line[-1].oid != target_commit:
+                continue  # the target brings no commit of its own line: nothing to blame
+            candidates = whole_line
         # Invariant: merging the fork point (index -1) is clean in ``path``; merging the last candidate
         # conflicts there, as merging the target does, since no later commit changed the path.
         clean, conflicting = -1, len(candidates) - 1

@@ -438,17 +438,22 @@ class Git:
         commits = [CommitInfo(*entry.split("\x1f", 2)) for entry in out.split("\0") if entry]
         return tuple(commits[:limit]), len(commits) > limit
 
-    def first_parent_changes(self, exclude: str, include: str) -> tuple[tuple[CommitInfo, frozenset[str]], ...]:
-        """The commits on ``include``'s first-parent line that ``exclude`` lacks, oldest first, each with the
-        paths it changed against its first parent (renames as delete + add): what conflict bisection walks."""
-        out = self.run("log", "-z", "--first-parent", "--reverse", "--no-renames", "--name-only",
-                       "--format=%x1e%H%x1f%an%x1f%s", include, f"^{exclude}", "--").stdout  # fmt: skip
+    def first_parent_line(
+        self, exclude: str, include: str, paths: Sequence[str] = ()
+    ) -> tuple[tuple[CommitInfo, frozenset[str]], ...]:
+        """The commits on ``include``'s first-parent line that ``exclude`` lacks, oldest first: what conflict
+        bisection walks. With ``paths``, only the commits that changed one of them (against their first
+        parent), each with the ones it changed; git prunes by path, so this stays cheap on long histories."""
+        options = ("--no-renames", "--name-only") if paths else ()
+        pathspecs = [f":(literal){path}" for path in paths]
+        out = self.run("log", "-z", "--first-parent", "--reverse", *options, "--format=%x1e%H%x1f%an%x1f%s",
+                       include, f"^{exclude}", "--", *pathspecs).stdout  # fmt: skip
         line = []
         for record in out.decode("utf-8", "replace").split("\x1e"):
             if record:
                 header, _, names = record.partition("\0")
-                paths = frozenset(name for name in names.lstrip("\n").split("\0") if name)
-                line.append((CommitInfo(*header.split("\x1f", 2)), paths))
+                changed = frozenset(name for name in names.lstrip("\n").split("\0") if name)
+                line.append((CommitInfo(*header.split("\x1f", 2)), changed))
         return tuple(line)
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------

@@ -199,6 +199,24 @@ def test_a_merge_on_the_target_line_is_named_for_what_it_merged(repo: Repo) -> N
     assert [culprit.commit.oid for culprit in culprits] == [merge]
 
 
+def test_a_path_no_target_commit_changed_is_bisected_over_all_of_them(repo: Repo) -> None:
+    """A file/directory conflict is reported as ``docs~<ours>``, a path no commit changed."""
+    base = repo.tip("main")
+    repo.commit("topic", {"docs": "a file\n"}, parent=base)
+    directory = repo.commit("main", {"docs/index.md": "a directory\n"}, "docs become a directory")
+    repo.commit("main", {"NEWS.txt": "news\n"}, "unrelated")
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        conflicts = git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts
+        culprits, _ = find_culprits(git, repo.tip("topic"), repo.tip("main"), [c.path for c in conflicts])
+        nothing_new = find_culprits(git, repo.tip("main"), base, ["docs"])
+    finally:
+        git.close()
+    assert [culprit.commit.oid for culprit in culprits] == [directory] * len(conflicts)
+    assert conflicts
+    assert nothing_new == ((), 0), "the target brings nothing new: nothing to blame"
+
+
 # -- conflict matrix ---------------------------------------------------------------------------------------
 
 
