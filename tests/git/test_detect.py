@@ -187,7 +187,7 @@ def test_rebase_conflict_is_aborted_and_cleaned_up(repo: Repo, align: Aligner) -
     assert result.message == "Merge conflict in app.py (unresolvable)"
     assert repo.tip("feature") == old
     assert len(repo.git("worktree", "list").splitlines()) == 1
-    assert not list(Path(repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
+    assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
 
 
 def test_rebase_then_checks_reuse_the_same_worktree(repo: Repo, align: Aligner, tmp_path: Path) -> None:
@@ -210,4 +210,4 @@ def test_worktrees_are_removed_even_when_git_add_was_interrupted(repo: Repo, tmp
     git.close()
     assert not first.exists()
     assert len(repo.git("worktree", "list").splitlines()) == 1
-    assert not list(Path(repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
+    assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
