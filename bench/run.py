@@ -1,20 +1,53 @@
 """Benchmark: our pytest run and orchestrator against a naive loop and the ``merge-tree`` floor.
 
-    python bench/run.py                      # 50 / 200 / 1000 branches and the 30,000-file repository
-    python bench/run.py --sizes 50 --big 0   # a quick run
+Run it from the project root (``bench`` is not an installed package)::
 
-Each approach gets its own copy of the same generated repository (with a commit-graph, so every approach
-enjoys git's cache equally) and runs as a separate process tree:
+    python -m bench.run                                    # 50 / 200 / 1000 branches and the 30,000-file repository
+    python -m bench.run --sizes 50 --big 0 --repeat 1      # a quick run
+    python -m bench.run --sizes 50,200,1000 --pytest-workers 2,4 --output /tmp/bench_table.md
 
-  (a) pytest   ``pytest alignment/ -n 2 --input ... --repo ...``, pytest start-up included
+Cases: ``--sizes`` repositories of 2,000 files and 1,000 target commits, plus (unless ``--big 0``) one of
+30,000 files and 200 target commits with ``--big`` branches, all written by ``bench.generate`` with its fixed
+seed and dates, so the same arguments give the same repository (the table notes give ``main``'s commit).
+
+Approaches, each a separate process tree started from the project root:
+
+  (a) pytest   ``pytest alignment/ -n N --input ... --repo ...``, one row per N of ``--pytest-workers``,
+               pytest start-up included
   (b) orch.    ``BranchAlignmentOrchestrator`` with 2 threads per target, Python start-up included
   (c) naive    a shell loop: ``git worktree add`` the branch, ``git merge`` the target, remove the worktree
   (d) floor    ``git merge-tree --write-tree`` per branch, 2 at a time (``xargs -P 2``), nothing else
+  (e) plan     ``pytest alignment/ -n 2 --plan ...``: the same prediction without moving anything
 
-Wall time is measured around the process; peak memory is the largest sum of resident memory over the
-process and all its descendants (controller, workers, git children), sampled every 10 ms. Every run is
-verified: each branch's outcome is the one the generator intended, and each merge commit's tree is the
-tree ``git merge-tree`` gives for the same two commits. A run that fails verification is marked so.
+Every run, timed or sampled, gets its own fresh copy of the same unaligned repository (written with a
+commit-graph, so every approach enjoys git's cache equally); copying is not timed, and dirty pages are
+flushed (``sync``) before the clock starts. The reference merge trees are computed on a throwaway copy, so no
+approach finds the merge results already in the object store.
+
+Wall time: each approach except the naive loop runs ``--repeat`` times (default 3) with nothing sampling it,
+and the table gives the median (of the verified runs, should any fail). Rounds alternate between approaches
+(a, b, d, a, b, d, ...), so slow drift of the machine hits all of them alike.
+
+Memory: one more run per approach is sampled every 10 ms by a thread of this process; the table gives the
+peak of the summed RSS and the peak of the summed PSS over the process and all its descendants (controller,
+xdist workers, git children; see ``alignment.resources``). That run's wall time is not used.
+
+The naive loop is slow (minutes on the 30,000-file repository), so it runs once: that single run is both
+timed and sampled, every 100 ms instead of 10 ms. It runs one git process at a time, so the sampler thread
+has the second core to itself; the notes give the CPU share the sampler used.
+
+Verification, after every run: each branch's status is the one the generator intended, each moved branch is
+at a commit that contains the target and whose tree is the tree ``git merge-tree`` gives for the same two
+commits, and every other branch is unchanged. The naive loop has no statuses: every branch the generator
+expects to merge without conflict must be merged like that. The floor must have written every reference
+tree. The verified column counts the runs of the row; the first failure is quoted.
+
+Trust: the notes give a hash of the code under test at the start of every run (and warn if it changed during
+the benchmark), every timed run's wall time, and the CPU steal time (what the hypervisor gave to other VMs),
+naming rows where a timed run lost 5% or more of the machine that way.
+
+Output: a Markdown table with notes, on stdout and, with ``--output PATH``, in that file (rewritten after
+every case, so a long run leaves partial results). Progress goes to stderr.
 
 This file runs git itself for the competitors it measures; the library's own git calls stay in
 ``alignment/git.py``.
@@ -23,58 +56,120 @@ This file runs git itself for the competitors it measures; the library's own git
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment.resources import tree_pss_bytes, tree_rss_bytes
 from bench.generate import Scenario, generate
 
 PROJECT = Path(__file__).resolve().parents[1]
+SAMPLE_EVERY = 0.01
+NAIVE_SAMPLE_EVERY = 0.1
+FLOOR_PARALLEL = 2
+ORCHESTRATOR_THREADS = 2
+PLAN_WORKERS = 2
+STEAL_WARNING = 0.05  # a timed run that lost this share of the machine to other VMs is named in the notes
+
+
+# --- running and sampling one process tree ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Measurement:
-    approach: str
+class Peaks:
+    """What a sampler saw: peak summed RSS and PSS, and what the sampling itself cost."""
+
+    rss_mb: float
+    pss_mb: float
+    samples: int
+    sampler_cpu_seconds: float
+
+
+class Sampler:
+    """Samples the summed RSS and PSS of a process tree from a thread every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self._rss = self._pss = self._samples = 0
+        self._cpu = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> Peaks:
+        self._done.set()
+        self._thread.join()
+        return Peaks(self._rss / 1e6, self._pss / 1e6, self._samples, self._cpu)
+
+    def _sample(self) -> None:
+        started = time.thread_time()
+        while not self._done.is_set():
+            self._rss = max(self._rss, tree_rss_bytes(self.pid) or 0)
+            self._pss = max(self._pss, tree_pss_bytes(self.pid) or 0)
+            self._samples += 1
+            self._done.wait(self.interval)
+        self._cpu = time.thread_time() - started
+
+
+@dataclass(frozen=True)
+class Execution:
     seconds: float
-    peak_mb: float
-    peak_pss_mb: float
-    verified: str
+    returncode: int
+    output: str
+    peaks: Peaks | None
+    steal: float  # share of the machine's CPU time the hypervisor gave to others meanwhile
 
 
-def measure(argv: list[str], cwd: Path | None = None) -> tuple[float, tuple[float, float], str]:
-    """Run ``argv``; its wall time, the peaks of its process tree's summed RSS and PSS in MB, its output."""
+def steal_seconds() -> float:
+    """CPU time stolen by the hypervisor since boot, over all cores (0 without a Linux ``/proc/stat``)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def execute(argv: list[str], sample_every: float | None) -> Execution:
+    """Run ``argv`` in the project root; with ``sample_every``, sample its process tree's memory meanwhile.
+
+    Dirty pages are flushed first, so the run does not pay for writing back what came before it.
+    """
+    os.sync()
     with tempfile.TemporaryFile() as output:
+        stolen = steal_seconds()
         started = time.perf_counter()
-        process = subprocess.Popen(argv, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
-        peak = peak_pss = 0
-        sampler_done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak, peak_pss
-            while not sampler_done.is_set():
-                peak = max(peak, tree_rss_bytes(process.pid) or 0)
-                peak_pss = max(peak_pss, tree_pss_bytes(process.pid) or 0)
-                time.sleep(0.01)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        process.wait()
+        process = subprocess.Popen(argv, cwd=PROJECT, stdout=output, stderr=subprocess.STDOUT)
+        sampler = Sampler(process.pid, sample_every) if sample_every is not None else None
+        if sampler is not None:
+            sampler.start()
+        returncode = process.wait()
         seconds = time.perf_counter() - started
-        sampler_done.set()
-        sampler.join()
+        steal = (steal_seconds() - stolen) / (seconds * (os.cpu_count() or 1))
+        peaks = sampler.stop() if sampler is not None else None
         output.seek(0)
-        return seconds, (peak / 1e6, peak_pss / 1e6), output.read().decode("utf-8", "replace")
+        return Execution(seconds, returncode, output.read().decode("utf-8", "replace"), peaks, steal)
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+# --- git helpers and verification ------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def tips(repo: Path) -> dict[str, str]:
@@ -83,7 +178,10 @@ def tips(repo: Path) -> dict[str, str]:
 
 
 def floor_trees(repo: Path, branches: list[str]) -> dict[str, str | None]:
-    """What ``git merge-tree`` makes of each branch and main: the tree, or None on a conflict."""
+    """What ``git merge-tree`` makes of each branch and main: the tree, or None on a conflict.
+
+    ``merge-tree --write-tree`` writes its trees and blobs into ``repo``: give it a throwaway copy.
+    """
     trees: dict[str, str | None] = {}
     for branch in branches:
         done = subprocess.run(
@@ -96,13 +194,32 @@ def floor_trees(repo: Path, branches: list[str]) -> dict[str, str | None]:
     return trees
 
 
-def verify_merges(copy: Path, before: dict[str, str], trees: dict[str, str | None], moved: set[str]) -> str:
+@dataclass(frozen=True)
+class Reference:
+    """The unaligned repository's branch tips and, per branch, the tree a correct merge with main has."""
+
+    scenario: Scenario
+    before: dict[str, str]
+    trees: dict[str, str | None]
+
+    @property
+    def branches(self) -> list[str]:
+        return list(self.scenario.expected)
+
+    @property
+    def mergeable(self) -> set[str]:
+        return {name for name, status in self.scenario.expected.items() if status != "failed_integration"}
+
+
+def verify_merges(copy: Path, reference: Reference, moved: set[str]) -> str:
     """Every branch in ``moved`` is now at a commit whose tree is the floor's; every other is unchanged."""
     after = tips(copy)
-    target = before["main"]
-    for branch, tree in trees.items():
+    target = reference.before["main"]
+    if after["main"] != target:
+        return "FAILED: main moved"
+    for branch, tree in reference.trees.items():
         if branch not in moved:
-            if after[branch] != before[branch]:
+            if after[branch] != reference.before[branch]:
                 return f"FAILED: {branch} moved"
             continue
         if tree is None or git(copy, "rev-parse", f"{after[branch]}^{{tree}}") != tree:
@@ -113,117 +230,370 @@ def verify_merges(copy: Path, before: dict[str, str], trees: dict[str, str | Non
     return "ok"
 
 
-def verify_results(
-    copy: Path, reports: Path, scenario: Scenario, before: dict[str, str], trees: dict[str, str | None]
-) -> str:
-    results = json.loads((reports / "alignment_results.json").read_text())
+def verify_results(copy: Path, reports: Path, reference: Reference, planned: bool = False) -> str:
+    """The run's ``alignment_results.json`` has the intended statuses, and the branches moved accordingly;
+    a plan's ``alignment_plan.json`` has them too, and nothing moved."""
+    results_path = reports / ("alignment_plan.json" if planned else "alignment_results.json")
+    if not results_path.exists():
+        return f"FAILED: no {results_path.name}"
+    results = json.loads(results_path.read_text())
     statuses = {b["branch_name"]: b for g in results["orchestration_results"].values() for b in g["branches"]}
-    wrong = [name for name, expected in scenario.expected.items() if statuses[name]["status"] != expected]
+    missing = [name for name in reference.scenario.expected if name not in statuses]
+    if missing:
+        return f"FAILED: {len(missing)} branches missing, e.g. {missing[0]}"
+    expected = reference.scenario.expected
+    wrong = [name for name, status in expected.items() if statuses[name]["status"] != status]
     if wrong:
-        return f"FAILED: {len(wrong)} statuses, e.g. {wrong[0]}"
+        return f"FAILED: {len(wrong)} statuses, e.g. {wrong[0]} is {statuses[wrong[0]]['status']}"
     moved = {name for name, branch in statuses.items() if branch["new_tip"] not in (None, branch["old_tip"])}
-    return verify_merges(copy, before, trees, moved)
+    return verify_merges(copy, reference, set() if planned else moved)
 
 
-def run_size(work: Path, label: str, scenario: Scenario, naive: bool) -> list[Measurement]:
-    template = scenario.repo
-    git(template, "commit-graph", "write", "--reachable")
-    before = tips(template)
-    branches = list(scenario.expected)
-    trees = floor_trees(template, branches)
-    clean = {name for name, status in scenario.expected.items() if status != "failed_integration"}
+def verify_floor(copy: Path, reference: Reference) -> str:
+    """Every tree the reference merges produced now exists in the floor's copy."""
+    wanted = sorted({tree for tree in reference.trees.values() if tree is not None})
+    found = git(copy, "cat-file", "--batch-check=%(objectname) %(objecttype)", stdin="\n".join(wanted) + "\n")
+    missing = [line for line in found.splitlines() if not line.endswith(" tree")]
+    return f"FAILED: {len(missing)} merge trees not written" if missing else "ok"
 
-    def copy(name: str) -> Path:
-        target = work / f"{label}-{name}.git"
-        shutil.copytree(template, target, symlinks=True)
-        return target
 
-    measurements = []
-    repo = copy("pytest")
-    reports = work / f"{label}-pytest-reports"
-    seconds, peak, _ = measure(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(PROJECT / "alignment"),
-            "-n",
-            "2",
-            "-q",
-            "--input",
-            str(scenario.input_path),
-            "--repo",
-            str(repo),
-            "--reports-dir",
-            str(reports),
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=PROJECT,
-    )
-    measurements.append(
-        Measurement("(a) pytest -n 2", seconds, *peak, verify_results(repo, reports, scenario, before, trees))
-    )
-    repo = copy("orchestrator")
-    reports = work / f"{label}-orchestrator-reports"
-    code = (
-        "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
-        "O({'orchestration': {'max_workers_per_target': 2}}, reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
-    )
-    seconds, peak, _ = measure([sys.executable, "-c", code, str(scenario.input_path), str(repo), str(reports)])
-    measurements.append(
-        Measurement("(b) orchestrator", seconds, *peak, verify_results(repo, reports, scenario, before, trees))
-    )
-    if naive:
-        repo = copy("naive")
-        names = work / f"{label}-names.txt"
-        names.write_text("\n".join(branches) + "\n")
+# --- the approaches --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one run works: its repository copy, its reports directory, its scratch files."""
+
+    repo: Path
+    reports: Path
+    scratch: Path
+
+
+@dataclass(frozen=True)
+class Approach:
+    name: str
+    command: Callable[[Workspace], list[str]]
+    verify: Callable[[Workspace], str]
+    single_run: bool = False  # time once, and sample that same run (every NAIVE_SAMPLE_EVERY seconds)
+
+
+def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> list[Approach]:
+    scenario = reference.scenario
+
+    def pytest_command(workers: int, *extra: str) -> Callable[[Workspace], list[str]]:
+        def command(space: Workspace) -> list[str]:
+            return [
+                *(sys.executable, "-m", "pytest", str(PROJECT / "alignment"), "-n", str(workers), "-q"),
+                *("--input", str(scenario.input_path), "--repo", str(space.repo)),
+                *("--reports-dir", str(space.reports), "-p", "no:cacheprovider", *extra),
+            ]
+
+        return command
+
+    def orchestrator(space: Workspace) -> list[str]:
+        code = (
+            "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
+            f"O({{'orchestration': {{'max_workers_per_target': {ORCHESTRATOR_THREADS}}}}}, "
+            "reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
+        )
+        return [sys.executable, "-c", code, str(scenario.input_path), str(space.repo), str(space.reports)]
+
+    def names_file(space: Workspace) -> Path:
+        names = space.scratch / "names.txt"
+        names.write_text("\n".join(reference.branches) + "\n")
+        return names
+
+    def naive_loop(space: Workspace) -> list[str]:
+        worktree, repo, names = space.scratch / "wt", space.repo, names_file(space)
         script = (
-            f'wt={work}/{label}-naive-wt; while read -r b; do git -C "{repo}" worktree add -q "$wt" "$b" && '
-            f'{{ git -C "$wt" merge -q --no-edit main >/dev/null 2>&1 || git -C "$wt" merge --abort; }}; '
-            f'git -C "{repo}" worktree remove --force "$wt"; done < "{names}"'
+            f'while read -r b; do git -C "{repo}" worktree add -q "{worktree}" "$b" && '
+            f'{{ git -C "{worktree}" merge -q --no-edit main >/dev/null 2>&1 || git -C "{worktree}" merge --abort; }}; '
+            f'git -C "{repo}" worktree remove --force "{worktree}"; done < "{names}"'
         )
-        seconds, peak, _ = measure(["bash", "-c", script])
-        measurements.append(Measurement("(c) naive loop", seconds, *peak, verify_merges(repo, before, trees, clean)))
-    repo = copy("floor")
-    names = work / f"{label}-names.txt"
-    names.write_text("\n".join(branches) + "\n")
-    seconds, peak, _ = measure(
-        ["bash", "-c", f'xargs -P 2 -n 1 git -C "{repo}" merge-tree --write-tree main < "{names}" > /dev/null']
+        return ["bash", "-c", script]
+
+    def floor(space: Workspace) -> list[str]:
+        names = names_file(space)
+        xargs = f'xargs -P {FLOOR_PARALLEL} -n 1 git -C "{space.repo}" merge-tree --write-tree main'
+        return ["bash", "-c", f'{xargs} < "{names}" > /dev/null']
+
+    def results(space: Workspace) -> str:
+        return verify_results(space.repo, space.reports, reference)
+
+    found = [Approach(f"(a) pytest -n {n}", pytest_command(n), results) for n in pytest_workers]
+    found.append(Approach("(b) orchestrator", orchestrator, results))
+    if naive:
+        merged = reference.mergeable
+        found.append(Approach("(c) naive loop", naive_loop, lambda s: verify_merges(s.repo, reference, merged), True))
+    found.append(Approach("(d) merge-tree floor", floor, lambda s: verify_floor(s.repo, reference)))
+    plan = pytest_command(PLAN_WORKERS, "--plan")
+    found.append(
+        Approach(
+            f"(e) pytest -n {PLAN_WORKERS} --plan", plan, lambda s: verify_results(s.repo, s.reports, reference, True)
+        )
     )
-    measurements.append(Measurement("(d) merge-tree floor", seconds, *peak, "ok"))
-    return measurements
+    return found
 
 
-def table(label: str, branches: int, measurements: list[Measurement]) -> str:
-    floor = next(m.seconds for m in measurements if m.approach.startswith("(d)"))
-    naive = next((m.seconds for m in measurements if m.approach.startswith("(c)")), None)
-    header = "| approach | wall s | x floor | naive / this | peak RSS MB | peak PSS MB | verified |"
-    lines = [f"\n{label}: {branches} branches", header, "|---|---:|---:|---:|---:|---:|---|"]
-    for m in measurements:
-        versus_naive = f"{naive / m.seconds:.1f}" if naive else "-"
+# --- running a case --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    branches: int
+    files: int
+    depth: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.branches}b-{self.files}f"
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    verified: str
+    peaks: Peaks | None
+    code: str  # code_fingerprint() when the run started
+    steal: float  # as in Execution
+
+
+def code_fingerprint() -> str:
+    """A short hash of the code under test (``alignment/``, ``plugins/``, ``conftest.py``) as it is now."""
+    digest = hashlib.sha256()
+    files = [PROJECT / "conftest.py", *(PROJECT / "alignment").rglob("*"), *(PROJECT / "plugins").rglob("*")]
+    for path in sorted(files):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"{path.relative_to(PROJECT)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class Result:
+    case: Case
+    approach: str
+    timed: list[Run] = field(default_factory=list)
+    sampled: Run | None = None
+
+    @property
+    def median(self) -> float:
+        """The median of the verified timed runs (of all timed runs if none was verified)."""
+        verified = [run.seconds for run in self.timed if run.verified == "ok"]
+        return statistics.median(verified or [run.seconds for run in self.timed])
+
+    @property
+    def runs(self) -> list[Run]:
+        separate = self.sampled is not None and all(run is not self.sampled for run in self.timed)
+        extra = [self.sampled] if separate and self.sampled is not None else []
+        return [*self.timed, *extra]
+
+    @property
+    def verified(self) -> str:
+        runs = self.runs
+        failed = [run.verified for run in runs if run.verified != "ok"]
+        if not failed:
+            return f"ok ({len(runs)}/{len(runs)} runs)"
+        return f"{failed[0]} ({len(failed)}/{len(runs)} runs failed)"
+
+
+class CaseRunner:
+    """Runs the approaches of one case, each on fresh copies of the same template repository."""
+
+    def __init__(self, work: Path, case: Case, template: Path, keep: bool) -> None:
+        self.work = work
+        self.case = case
+        self.template = template
+        self.keep = keep
+        self.count = 0
+
+    def run(self, approach: Approach, sample_every: float | None, what: str) -> Run:
+        self.count += 1
+        base = self.work / f"{self.case.label}-run{self.count:02d}"
+        space = Workspace(base / "repo.git", base / "reports", base / "scratch")
+        shutil.copytree(self.template, space.repo, symlinks=True)
+        space.scratch.mkdir()
+        code = code_fingerprint()
+        execution = execute(approach.command(space), sample_every)
+        try:
+            verified = approach.verify(space)
+        except (OSError, KeyError, ValueError, subprocess.CalledProcessError) as error:
+            verified = f"FAILED: {type(error).__name__}: {error}"
+        if verified != "ok":
+            log = base.with_suffix(".log")
+            log.write_text(execution.output)
+            tail = "\n    ".join(execution.output.splitlines()[-10:])
+            progress(f"  {approach.name}: exit {execution.returncode}, {verified}; output in {log}:\n    {tail}")
+        if not self.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        peaks = execution.peaks
+        memory = f", peak RSS {peaks.rss_mb:.0f} MB, PSS {peaks.pss_mb:.0f} MB" if peaks is not None else ""
+        steal = f", {execution.steal:.0%} stolen" if execution.steal >= STEAL_WARNING else ""
+        progress(f"  [{self.case.label}] {approach.name} {what}: {execution.seconds:.2f} s{memory}{steal}, {verified}")
+        return Run(execution.seconds, verified, peaks, code, execution.steal)
+
+
+def run_case(work: Path, case: Case, pytest_workers: list[int], repeat: int, naive: bool, keep: bool) -> list[Result]:
+    scenario = generate(work / f"gen-{case.label}", case.branches, files=case.files, depth=case.depth)
+    git(scenario.repo, "commit-graph", "write", "--reachable")
+    scratch = work / f"{case.label}-reference.git"
+    shutil.copytree(scenario.repo, scratch, symlinks=True)
+    reference = Reference(scenario, tips(scenario.repo), floor_trees(scratch, list(scenario.expected)))
+    shutil.rmtree(scratch)
+    runner = CaseRunner(work, case, scenario.repo, keep)
+    chosen = approaches(reference, pytest_workers, naive)
+    results = {approach.name: Result(case, approach.name) for approach in chosen}
+    for round_number in range(1, repeat + 1):
+        for approach in chosen:
+            if approach.single_run and round_number > 1:
+                continue
+            interval = NAIVE_SAMPLE_EVERY if approach.single_run else None
+            timed = runner.run(approach, interval, "single run" if approach.single_run else f"timed {round_number}")
+            results[approach.name].timed.append(timed)
+            if approach.single_run:
+                results[approach.name].sampled = timed
+    for approach in chosen:
+        if not approach.single_run:
+            results[approach.name].sampled = runner.run(approach, SAMPLE_EVERY, "sampled")
+    return list(results.values())
+
+
+# --- the table -------------------------------------------------------------------------------------------
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+HEADER = (
+    f"| branches | files | approach | wall s (median) | {TIMES} floor | {TIMES} naive | peak RSS MB (sum) "
+    "| peak PSS MB (sum) | verified |\n|---:|---:|---|---:|---:|---:|---:|---:|---|"
+)
+
+
+def rows(results: list[Result]) -> list[str]:
+    lines = []
+    for result in results:
+        same_case = [r for r in results if r.case == result.case]
+        floor = next((r.median for r in same_case if r.approach.startswith("(d)")), None)
+        naive = next((r.median for r in same_case if r.approach.startswith("(c)")), None)
+        peaks = result.sampled.peaks if result.sampled is not None else None
+        versus_floor = f"{result.median / floor:.2f}" if floor else "-"
+        versus_naive = f"{result.median / naive:.3f}" if naive else "-"
+        rss = f"{peaks.rss_mb:.0f}" if peaks is not None else "-"
+        pss = f"{peaks.pss_mb:.0f}" if peaks is not None else "-"
         lines.append(
-            f"| {m.approach} | {m.seconds:.2f} | {m.seconds / floor:.2f} | {versus_naive} | "
-            f"{m.peak_mb:.0f} | {m.peak_pss_mb:.0f} | {m.verified} |"
+            f"| {result.case.branches} | {result.case.files:,} | {result.approach} | {result.median:.2f} | "
+            f"{versus_floor} | {versus_naive} | {rss} | {pss} | {result.verified} |"
         )
-    return "\n".join(lines)
+    return lines
+
+
+def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: dict[str, str]) -> list[str]:
+    commit = subprocess.run(
+        ["git", "-C", str(PROJECT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    git_version = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    lines = [
+        "",
+        f"- Wall s: median of {arguments.repeat} unsampled runs, each on a fresh copy of the unaligned repository "
+        "(copy not timed); the naive loop: one run, sampled every "
+        f"{NAIVE_SAMPLE_EVERY * 1000:.0f} ms.",
+        f"- {TIMES} floor, {TIMES} naive: this row's wall time divided by the floor's / the naive loop's "
+        "(below 1 is faster).",
+        f"- Peak RSS / PSS: largest sum over the process tree, from one extra run sampled every "
+        f"{SAMPLE_EVERY * 1000:.0f} ms (the naive loop: its single run). RSS counts shared pages once per process, "
+        "PSS splits them.",
+        "- Verified: runs of the row whose outcome was checked against the generator's intent and `git merge-tree`.",
+    ]
+    if any(r.case.branches > arguments.naive_up_to for r in results):
+        lines.append(f"- The naive loop was skipped above {arguments.naive_up_to} branches (`--naive-up-to`).")
+    for result in results:
+        sampled = result.sampled
+        if result.approach.startswith("(c)") and sampled is not None and sampled.peaks is not None:
+            share = sampled.peaks.sampler_cpu_seconds / sampled.seconds
+            lines.append(
+                f"- Naive loop, {result.case.label}: the sampler took {sampled.peaks.samples} samples "
+                f"and {share:.1%} of one core."
+            )
+    lines.append(
+        "- Repositories: `bench.generate` (seed 7, fixed dates), 2,000 files and 1,000 target commits, or "
+        "30,000 files and 200; main at "
+        + ", ".join(f"{label} `{tip[:12]}`" for label, tip in tips_of_main.items())
+        + "."
+    )
+    lines.append(
+        f"- Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {git_version}; project at `{commit}`."
+    )
+    versions = sorted({run.code for result in results for run in result.runs})
+    if len(versions) == 1:
+        lines.append(
+            f"- Code under test (`alignment/`, `plugins/`, `conftest.py`): sha256 `{versions[0]}` in every run."
+        )
+    else:
+        changed = [f"{r.case.label} {r.approach}" for r in results if len({run.code for run in r.runs}) > 1]
+        lines.append(
+            f"- WARNING: the code under test changed during the benchmark ({len(versions)} versions: "
+            f"{', '.join(versions)}); rows that ran more than one: {', '.join(changed) or 'none'}."
+        )
+    stolen = [
+        f"{r.case.label} {r.approach} ({max(run.steal for run in r.timed):.0%})"
+        for r in results
+        if max(run.steal for run in r.timed) >= STEAL_WARNING
+    ]
+    worst = max(run.steal for r in results for run in r.timed)
+    lines.append(
+        f"- CPU steal (time the hypervisor gave to other VMs) during timed runs: at most {worst:.1%}"
+        + (f"; {STEAL_WARNING:.0%} or more in: {', '.join(stolen)}." if stolen else ".")
+    )
+    lines.append("")
+    lines.append("Timed runs (s):")
+    lines.extend(
+        f"- {r.case.label} {r.approach}: " + ", ".join(f"{run.seconds:.2f}" for run in r.timed) for r in results
+    )
+    return lines
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def int_list(text: str) -> list[int]:
+    """``"50,200,1000"`` as ``[50, 200, 1000]``; ``""`` as ``[]``."""
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="branch alignment benchmark")
-    parser.add_argument("--sizes", type=int, nargs="*", default=[50, 200, 1000])
+    parser.add_argument("--sizes", type=int_list, default=[50, 200, 1000], help="branch counts, e.g. 50,200,1000")
     parser.add_argument("--big", type=int, default=50, help="branches in the 30,000-file repository (0: skip)")
+    parser.add_argument("--pytest-workers", type=int_list, default=[2], help="pytest -n values, e.g. 2,4")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per approach (median reported)")
     parser.add_argument("--naive-up-to", type=int, default=1000, help="skip the naive loop above this size")
-    parser.add_argument("--keep", type=Path, help="keep the generated repositories here")
+    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--keep", type=Path, help="keep the generated repositories and run copies here")
     arguments = parser.parse_args()
+    if arguments.repeat < 1:
+        parser.error("--repeat must be at least 1")
     work = arguments.keep or Path(tempfile.mkdtemp(prefix="alignment-bench-"))
-    cases = [(f"{size}", size, dict(files=2000, depth=1000)) for size in arguments.sizes]
+    cases = [Case(size, 2000, 1000) for size in arguments.sizes]
     if arguments.big:
-        cases.append(("30k-files", arguments.big, dict(files=30000, depth=200)))
+        cases.append(Case(arguments.big, 30000, 200))
+    started = time.perf_counter()
+    results: list[Result] = []
+    tips_of_main: dict[str, str] = {}
+    table = HEADER
     try:
-        for label, size, shape in cases:
-            scenario = generate(work / f"gen-{label}", size, **shape)  # type: ignore[arg-type]
-            print(table(label, size, run_size(work, label, scenario, size <= arguments.naive_up_to)), flush=True)
+        for case in cases:
+            progress(f"[{case.label}] generating and running")
+            naive = case.branches <= arguments.naive_up_to
+            found = run_case(work, case, arguments.pytest_workers, arguments.repeat, naive, arguments.keep is not None)
+            results.extend(found)
+            tips_of_main[case.label] = git(work / f"gen-{case.label}" / "repo.git", "rev-parse", "main")
+            table = "\n".join([HEADER, *rows(results), *notes(results, arguments, tips_of_main)])
+            if arguments.output:
+                arguments.output.write_text(table + "\n")
+        print(table)
+        progress(f"total {time.perf_counter() - started:.0f} s")
     finally:
         if arguments.keep is None:
             shutil.rmtree(work, ignore_errors=True)
