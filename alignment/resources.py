@@ -15,7 +15,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -113,32 +113,35 @@ def _command_line(pid: int) -> bytes:
 
 def tree_rss_bytes(root_pid: int) -> int | None:
     """Summed resident memory of ``root_pid`` and its descendants (see ``tree_pids``)."""
+    return _tree_sum(root_pid, _rss_bytes)
+
+
+def tree_pss_bytes(root_pid: int) -> int | None:
+    """Summed proportional memory (shared pages split between their users) of the same processes."""
+    return _tree_sum(root_pid, _pss_bytes)
+
+
+def _tree_sum(root_pid: int, measure: Callable[[int], int]) -> int | None:
+    """``measure`` summed over ``root_pid``'s tree; a process that ends meanwhile counts 0."""
     pids = tree_pids(root_pid)
     if pids is None:
         return None
     total = 0
     for pid in pids:
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
+            total += measure(pid)
         except (OSError, IndexError, ValueError):
             continue
     return total
 
 
-def tree_pss_bytes(root_pid: int) -> int | None:
-    """Summed proportional memory (shared pages split between their users) of the same processes."""
-    pids = tree_pids(root_pid)
-    if pids is None:
-        return None
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except (OSError, ValueError):
-            continue
-    return total
+def _rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
+
+
+def _pss_bytes(pid: int) -> int:
+    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    return sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
 
 
 class MemoryGate:
