@@ -69,7 +69,7 @@ def render_report(results: Mapping[str, Any], directory: Path) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        _headline(summary, groups, planned),
+        _headline(results, planned),
         '<div id="filters" aria-label="filter branches by status"></div>',
     ]
     for target, group in groups.items():
@@ -101,8 +101,9 @@ def headline_numbers(results: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def _headline(summary: Mapping[str, Any], groups: Mapping[str, Any], planned: bool) -> str:
-    numbers = headline_numbers({"overall_summary": summary, "orchestration_results": groups})
+def _headline(results: Mapping[str, Any], planned: bool) -> str:
+    numbers = headline_numbers(results)
+    summary = results["overall_summary"]
     verb = "would align" if planned else "aligned"
     items = [
         (numbers["branches"], "branches"),

@@ -306,7 +306,8 @@ def _first_longrepr_line(test: dict[str, Any]) -> str | None:
 
 
 def headline(results: dict[str, Any]) -> str:
-    """The report's headline numbers on one line: ``20 branches: 16 aligned, 4 failed (2 conflicts, ...)``."""
+    """The report's headline numbers on one line: ``20 branches: 16 aligned, 4 failed, 0 not run; 3 conflicts,
+    3 with their cause named`` (a plan adds the branch pairs that conflict with each other)."""
     numbers = headline_numbers(results)
     planned = bool(results.get("planned"))
     line = (
