@@ -65,13 +65,29 @@ class BranchContext:
     run_id: str
     changes_dir: Path
     planning: bool = False  # a plan (``--plan``): predict the outcome; no worktree, no check commands
-    _diffs: dict[str, tuple[FileChange, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _merged: dict[str, tuple[FileChange, ...]] = field(default_factory=dict, compare=False, repr=False)
 
-    def changed_files(self, new_tip: str) -> tuple[FileChange, ...]:
-        """Files that differ between the old tip and ``new_tip``, computed once per branch."""
-        if new_tip not in self._diffs:
-            self._diffs[new_tip] = self.git.changed_files(self.old_tip, new_tip) if new_tip != self.old_tip else ()
-        return self._diffs[new_tip]
+    def merged_files(self, new_tip: str) -> tuple[FileChange, ...]:
+        """Files whose content at ``new_tip`` neither the old tip nor the target had: what the integration
+        itself combined, with +/- counts against the old tip. Computed once per branch.
+
+        Every other file the alignment changes comes unchanged from the target. Finding these costs what the
+        branch's own changes cost, not what the target brings in: ``new_tip`` is diffed against the target
+        (a few files: the branch's work), and each of those is compared with the old tip's entry.
+        """
+        if new_tip not in self._merged:
+            self._merged[new_tip] = self._combined(new_tip) if new_tip != self.old_tip else ()
+        return self._merged[new_tip]
+
+    def _combined(self, new_tip: str) -> tuple[FileChange, ...]:
+        candidates = self.git.changed_files(self.target_commit, new_tip)
+        before = self.git.entries_at(self.old_tip, [change.path for change in candidates])
+        paths = [
+            change.path
+            for change in candidates
+            if before[change.path] != ((change.new_mode, change.new_blob) if change.new_blob else None)
+        ]
+        return self.git.changed_files(self.old_tip, new_tip, paths)
 
     @property
     def branch(self) -> str:
@@ -100,7 +116,7 @@ class ChangeRecord:
     action: Action
     new_tip: str | None
     backup_branch: str | None
-    changes: tuple[FileChange, ...]
+    merged_files: tuple[FileChange, ...]
     commits: tuple[CommitInfo, ...]
     more_commits: bool
     conflicts: tuple[Conflict, ...]

@@ -1,11 +1,13 @@
 """Task 076, error detection: what the integrated commit breaks, found before the branch moves.
 
-File checks read the changed files from git objects (no checkout): committed conflict markers, Python
-syntax, JSON / YAML / TOML that no longer parses, and trailing whitespace (a warning). Check commands from
-the configuration run in a worktree of the integrated commit under ``error_detection_timeout_seconds``.
+File checks read the files the merge combined from git objects (no checkout): committed conflict markers,
+Python syntax, JSON / YAML / TOML that no longer parses, and trailing whitespace (a warning). Check commands
+from the configuration run in a worktree of the integrated commit under ``error_detection_timeout_seconds``.
 
-A finding that was already there before the merge (on the branch tip or on the target) is reported as a
-warning with ``introduced: false``: the merge did not cause it, so it does not fail the branch.
+The files checked are the merge's own: those whose merged content neither the branch tip nor the target
+had (``BranchContext.merged_files``). Every other file is exactly as on one side, so whatever is wrong in
+it was wrong before the merge and is that side's problem, not the alignment's. A finding in a merged file
+that the same file had on either side already is reported as a warning with ``introduced: false``.
 """
 
 from __future__ import annotations
@@ -110,10 +112,10 @@ def check_file(path: str, content: bytes) -> list[Finding]:
 
 
 class ChangeErrorDetector:
-    """The default ``ErrorDetector``: file checks on every changed file, then the configured commands.
+    """The default ``ErrorDetector``: file checks on every file the merge combined, then the configured commands.
 
-    Findings depend only on a file's path and content, and the files a target brings in are the same blobs
-    for every branch of that target: they are checked once per process (``blob_findings``, an LRU cache).
+    Findings depend only on a file's path and content: each blob is checked once per process
+    (``blob_findings``, an LRU cache), whichever branches share it.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -134,7 +136,7 @@ class ChangeErrorDetector:
         if integration.new_tip is None or integration.new_tip == context.old_tip:
             return ()
         findings = []
-        for change in context.changed_files(integration.new_tip):
+        for change in context.merged_files(integration.new_tip):
             if (
                 change.new_blob is not None
                 and change.is_regular_file

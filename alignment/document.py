@@ -1,8 +1,9 @@
 """Task 078, documentation: one Markdown change document per branch.
 
 The document says what the alignment did or would have done: old and new tip, backup, the target commits
-brought in, the files changed with +/- counts, conflicts with the target commits that caused them, and
-findings. A plan's document says what the run would do. It lives at
+brought in, the files the merge combined (changed on both sides) with +/- counts and the command that lists
+every changed file, conflicts with the target commits that caused them, and findings. A plan's document
+says what the run would do. It lives at
 ``<run>/changes/<target>/<branch>.md``, where each name goes through ``branch_file_stem`` so that ``a/b`` and
 ``a-b`` (or any odd name) get distinct, safe file names inside the run folder.
 """
@@ -86,13 +87,26 @@ def _commits_section(record: ChangeRecord) -> list[str]:
 
 
 def _files_section(record: ChangeRecord) -> list[str]:
-    if not record.changes:
+    """The files the merge combined, in detail; the rest, which come unchanged from the target, by command."""
+    context = record.context
+    if not record.new_tip or record.new_tip == context.old_tip:
         return []
-    added = sum(change.added or 0 for change in record.changes)
-    deleted = sum(change.deleted or 0 for change in record.changes)
-    title = f"## Files changed ({len(record.changes)}, +{added} -{deleted})"
-    lines = [title, "", "| File | Change | + | - |", "|---|---|---:|---:|"]
-    for change in record.changes:
+    everything = f"`git diff --stat {context.old_tip} {record.new_tip}`"
+    if not record.merged_files:
+        text = f"None: every file the alignment changes comes unchanged from {_text(context.target)} ({everything})."
+        return ["## Files merged", "", text, ""]
+    added = sum(change.added or 0 for change in record.merged_files)
+    deleted = sum(change.deleted or 0 for change in record.merged_files)
+    lines = [
+        f"## Files merged ({len(record.merged_files)}, +{added} -{deleted})",
+        "",
+        f"Changed on both sides and combined by the alignment; +/- against the old tip. The other files come "
+        f"unchanged from {_text(context.target)} ({everything} lists every file).",
+        "",
+        "| File | Change | + | - |",
+        "|---|---|---:|---:|",
+    ]
+    for change in record.merged_files:
         plus = "binary" if change.added is None else str(change.added)
         minus = "" if change.deleted is None else str(change.deleted)
         lines.append(f"| `{_code(change.path)}` | {change.status} | {plus} | {minus} |")

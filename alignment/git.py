@@ -56,6 +56,10 @@ _SAFETY_OPTIONS = tuple(option for setting in _SAFE_CONFIG for option in ("-c", 
 _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _HEADS = "refs/heads/"
+_DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
+_TREE_MODE = "40000"
+_GITLINK_MODE = "160000"
+PATHSPEC_LIMIT = 1000  # paths passed as arguments at most; beyond, the whole diff is read and filtered
 
 
 def without_repository_variables(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -210,10 +214,7 @@ class Git:
         self._scratch: Path | None = None
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
-        self._diffs = _Persistent(
-            self,
-            ("diff-tree", "--stdin", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64"),
-        )
+        self._diffs = _Persistent(self, (*_DIFF_TREE, "--stdin"))
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -384,22 +385,54 @@ class Git:
 
     def blob_at(self, commit: str, path: str) -> str | None:
         """The blob id of ``path`` in ``commit``, or None when the path is absent or not a file."""
-        out = self.run("ls-tree", "-z", "--full-tree", commit, "--", path).stdout
-        for record in out.split(b"\0"):
-            if not record:
-                continue
-            meta, _, name = record.partition(b"\t")
-            _mode, kind, oid = meta.decode().split()
-            if kind == "blob" and name.decode("utf-8", "surrogateescape") == path:
-                return oid
-        return None
+        found = self.entries_at(commit, [path])[path]
+        return found[1] if found is not None and found[0] not in (_TREE_MODE, _GITLINK_MODE) else None
 
-    def changed_files(self, old: str, new: str) -> tuple[FileChange, ...]:
-        """Files that differ between commits ``old`` and ``new``, with line counts and blob ids."""
+    def entries_at(self, commit: str, paths: Iterable[str]) -> dict[str, tuple[str, str] | None]:
+        """``(mode, object id)`` of each of ``paths`` in ``commit``, None where there is no such entry.
+
+        Walks the commit's trees through the long-lived ``cat-file``: no process start-up, and each tree on
+        the way is read once per call.
+        """
+        commit_object = self.read_object(commit)
+        if commit_object is None or commit_object.kind != "commit":
+            raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
+        root = commit_object.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode()
+        listings: dict[str, dict[str, tuple[str, str]]] = {}
+
+        def listing(tree: str) -> dict[str, tuple[str, str]]:
+            if tree not in listings:
+                found = self.read_object(tree)
+                listings[tree] = _parse_tree(found.content, len(tree) // 2) if found is not None else {}
+            return listings[tree]
+
+        entries: dict[str, tuple[str, str] | None] = {}
+        for path in paths:
+            entry: tuple[str, str] | None = (_TREE_MODE, root)
+            for part in path.split("/"):
+                entry = listing(entry[1]).get(part) if entry is not None and entry[0] == _TREE_MODE else None
+            entries[path] = entry
+        return entries
+
+    def changed_files(self, old: str, new: str, paths: Sequence[str] | None = None) -> tuple[FileChange, ...]:
+        """Files that differ between commits ``old`` and ``new``, with line counts and blob ids.
+
+        The whole diff goes through the long-lived ``diff-tree``. With ``paths``, only those: a process of
+        its own, which computes line counts for just them (the whole diff filtered beyond ``PATHSPEC_LIMIT``).
+        """
+        if paths is not None and len(paths) <= PATHSPEC_LIMIT:
+            if not paths:
+                return ()
+            pathspecs = [_literal(path) for path in paths]
+            return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
         sentinel = f"alignment-end-{secrets.token_hex(8)}".encode()
         payload = f"{new} {old}\n".encode() + sentinel + b"\n"
         raw = self._diffs.request(payload, lambda reader: reader.read_until(sentinel + b"\n"))
-        return _parse_diff(raw[: -len(sentinel) - 1])
+        changes = _parse_diff(raw[: -len(sentinel) - 1])
+        if paths is None:
+            return changes
+        wanted = frozenset(paths)
+        return tuple(change for change in changes if change.path in wanted)
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
@@ -445,7 +478,7 @@ class Git:
         bisection walks. With ``paths``, only the commits that changed one of them (against their first
         parent), each with the ones it changed; git prunes by path, so this stays cheap on long histories."""
         options = ("--no-renames", "--name-only") if paths else ()
-        pathspecs = [f":(literal){path}" for path in paths]
+        pathspecs = [_literal(path) for path in paths]
         out = self.run("log", "-z", "--first-parent", "--reverse", *options, "--format=%x1e%H%x1f%an%x1f%s",
                        include, f"^{exclude}", "--", *pathspecs).stdout  # fmt: skip
         line = []
@@ -687,6 +720,24 @@ def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
         FileChange(path, status, *counts.get(path, (None, None)), old, new, new_mode)
         for path, (status, old, new, new_mode) in raw_records.items()
     )
+
+
+def _parse_tree(content: bytes, oid_size: int) -> dict[str, tuple[str, str]]:
+    """A tree object's entries: name -> ``(mode, object id)`` (the binary form: ``mode name\\0<raw id>``)."""
+    entries: dict[str, tuple[str, str]] = {}
+    start = 0
+    while start < len(content):
+        space = content.index(b" ", start)
+        nul = content.index(b"\0", space)
+        name = content[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries[name] = (content[start:space].decode(), content[nul + 1 : nul + 1 + oid_size].hex())
+        start = nul + 1 + oid_size
+    return entries
+
+
+def _literal(path: str) -> str:
+    """A pathspec that matches ``path`` only: no glob or magic in a file name is interpreted."""
+    return f":(literal){path}"
 
 
 def _unless_zero(oid: str) -> str | None:

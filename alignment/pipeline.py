@@ -321,7 +321,7 @@ class BranchAlignment:
             action=integration.action if integration else context.relation,
             new_tip=new_tip,
             backup_branch=self.backup.name if self.backup else None,
-            changes=context.changed_files(new_tip) if new_tip else (),
+            merged_files=context.merged_files(new_tip) if new_tip else (),
             commits=commits,
             more_commits=more,
             conflicts=integration.conflicts if integration else (),

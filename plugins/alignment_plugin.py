@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class RunState:
 
 
 STATE = pytest.StashKey[RunState]()
+STEP_FAILURE = pytest.StashKey[StepFailed]()  # the step failure behind a branch test's failure
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -244,6 +245,19 @@ def branch_alignment(
         request.node.user_properties.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """A step's ``StepFailed`` becomes pytest's failure without a traceback: the report says the spec's
+    ``error_message``, and pytest spends no time formatting a trace of the library for each failed branch."""
+    try:
+        return (yield)
+    except StepFailed as failure:
+        if STATE not in pyfuncitem.config.stash:
+            raise
+        pyfuncitem.stash[STEP_FAILURE] = failure
+    pytest.fail(pyfuncitem.stash[STEP_FAILURE].message, pytrace=False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
@@ -251,14 +265,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = outcome.get_result()
     if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
         return
-    error = call.excinfo.value
-    if isinstance(error, StepFailed):
-        longrepr = call.excinfo.getrepr(style="value")
+    failure = item.stash.get(STEP_FAILURE, None)
+    if failure is not None:
+        longrepr = call.excinfo.getrepr(style="value")  # one frame, not the whole trace
         if longrepr.reprcrash is not None:
-            longrepr.reprcrash.message = error.message  # the summary line: the message, not the class path
+            longrepr.reprcrash.message = failure.message  # the summary line: the message, not "Failed: ..."
         report.longrepr = longrepr
-        report.alignment_status = error.status.value  # type: ignore[attr-defined]
-    elif isinstance(error, Exception):
+        report.alignment_status = failure.status.value  # type: ignore[attr-defined]
+    elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
 
 

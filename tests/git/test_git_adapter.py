@@ -84,6 +84,44 @@ def test_objects_and_trees(git: Git, repo: Repo) -> None:
         git.read_blob(repo.tip("main"))
 
 
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_entries_are_found_by_walking_trees(tmp_path: Path, object_format: str) -> None:
+    path = tmp_path / object_format
+    subprocess.run(["git", "init", "-q", "-b", "main", f"--object-format={object_format}", str(path)], check=True)
+    repo = Repo(path)
+    repo.commit("main", {"dir/sub/file.txt": "x\n", "top.txt": "y\n", "é [*].txt": "z\n"})
+    door = Git(RepoLocation.discover(path), timeout=10)
+    try:
+        paths = ["dir/sub/file.txt", "dir/sub", "top.txt/below", "missing/file", "é [*].txt"]
+        entries = door.entries_at(repo.tip("main"), paths)
+        assert entries["dir/sub/file.txt"] == ("100644", repo.git("rev-parse", "main:dir/sub/file.txt"))
+        assert entries["dir/sub"] == ("40000", repo.git("rev-parse", "main:dir/sub"))
+        assert entries["é [*].txt"] == ("100644", repo.git("rev-parse", "main:é [*].txt"))
+        assert entries["top.txt/below"] is None
+        assert entries["missing/file"] is None
+        with pytest.raises(GitError, match="is not a commit"):
+            door.entries_at(repo.git("rev-parse", "main^{tree}"), ["top.txt"])
+    finally:
+        door.close()
+
+
+def test_changed_files_of_chosen_paths(git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = repo.tip("main")
+    repo.commit("main", {"a.txt": "1\n2\n", "[a].txt": "new\n", "b.txt": "b\n"})
+    new = repo.tip("main")
+    chosen = ["[a].txt", "a.txt", "absent.txt"]
+    limited = git.changed_files(old, new, chosen)
+    assert sorted((change.path, change.status, change.added) for change in limited) == [
+        ("[a].txt", "A", 1),
+        ("a.txt", "A", 2),
+    ]
+    assert git.changed_files(old, new, []) == ()
+    monkeypatch.setattr("alignment.git.PATHSPEC_LIMIT", 1)
+    assert sorted(git.changed_files(old, new, chosen), key=lambda change: change.path) == sorted(
+        limited, key=lambda change: change.path
+    )
+
+
 def test_commits_between_says_when_there_are_more(git: Git, repo: Repo) -> None:
     base = repo.tip("main")
     for index in range(3):
