@@ -555,20 +555,21 @@ class Git:
 
 
 class _Reader:
-    """Reads a process's stdout with a deadline, through our own buffer."""
+    """Reads a process's stdout with a deadline, through our own buffer and the helper's selector."""
 
-    def __init__(self, process: subprocess.Popen[bytes], buffer: bytearray, deadline: float) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], buffer: bytearray, selector: selectors.BaseSelector, deadline: float
+    ) -> None:
         assert process.stdout is not None
         self._fd = process.stdout.fileno()
         self._buffer = buffer
+        self._selector = selector
         self._deadline = deadline
 
     def _fill(self) -> None:
         remaining = self._deadline - time.monotonic()
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._fd, selectors.EVENT_READ)
-            if remaining <= 0 or not selector.select(remaining):
-                raise TimeoutError
+        if remaining <= 0 or not self._selector.select(remaining):
+            raise TimeoutError
         chunk = os.read(self._fd, 1 << 16)
         if not chunk:
             raise EOFError
@@ -603,6 +604,7 @@ class _Persistent:
         self._git = git
         self._args = args
         self._process: subprocess.Popen[bytes] | None = None
+        self._selector: selectors.BaseSelector | None = None  # waits for the process's stdout
         self._stderr: IO[bytes] | None = None
         self._buffer = bytearray()
         self._lock = threading.Lock()
@@ -611,10 +613,11 @@ class _Persistent:
         with self._lock, self._git.limiter.slot():
             process = self._ensure()
             assert process.stdin is not None
+            assert self._selector is not None
             try:
                 process.stdin.write(payload)
                 process.stdin.flush()
-                return parse(_Reader(process, self._buffer, time.monotonic() + self._git.timeout))
+                return parse(_Reader(process, self._buffer, self._selector, time.monotonic() + self._git.timeout))
             except TimeoutError:
                 self._stop()
                 raise GitTimeout(self._args, self._git.timeout) from None
@@ -642,6 +645,9 @@ class _Persistent:
                 env=self._git.env,
                 start_new_session=True,
             )
+            assert self._process.stdout is not None
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._process.stdout, selectors.EVENT_READ)
         return self._process
 
     def _error_output(self) -> str:
@@ -661,6 +667,9 @@ class _Persistent:
                     self._process.wait(timeout=2)
             kill_group(self._process)
             self._process = None
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -14,10 +14,11 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from alignment.model import iso_utc
 from alignment.names import branch_file_stem
@@ -37,23 +38,46 @@ def branch_scope(branch: str) -> Iterator[None]:
 
 
 class BranchLogFiles(logging.Handler):
-    """Writes each record logged inside ``branch_scope(name)`` to ``<logs_dir>/<name>.log``."""
+    """Writes each record logged inside ``branch_scope(name)`` to ``<logs_dir>/<name>.log``.
+
+    The files of the branches logged to last stay open (line-buffered: each record reaches the file at once,
+    so a killed worker loses nothing), so a record costs a write, not an open.
+    """
+
+    OPEN_FILES = 16
 
     def __init__(self, logs_dir: Path) -> None:
         super().__init__()
         self.logs_dir = logs_dir
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self._files: OrderedDict[str, TextIO] = OrderedDict()
 
     def emit(self, record: logging.LogRecord) -> None:
         branch = _current_branch.get()
         if branch is None:
             return
         try:
-            self.logs_dir.mkdir(parents=True, exist_ok=True)
-            with (self.logs_dir / f"{branch_file_stem(branch)}.log").open("a", encoding="utf-8") as handle:
-                handle.write(self.format(record) + "\n")
+            self._file(branch).write(self.format(record) + "\n")
         except Exception:  # a log file must never fail a branch
             self.handleError(record)
+
+    def _file(self, branch: str) -> TextIO:
+        if branch in self._files:
+            self._files.move_to_end(branch)
+            return self._files[branch]
+        if len(self._files) >= self.OPEN_FILES:
+            self._files.popitem(last=False)[1].close()
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        path = self.logs_dir / f"{branch_file_stem(branch)}.log"
+        handle = self._files[branch] = path.open("a", encoding="utf-8", buffering=1)
+        return handle
+
+    def close(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+        super().close()
 
 
 @contextlib.contextmanager

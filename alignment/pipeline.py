@@ -430,8 +430,8 @@ class Runtime:
         self.plan = plan
         self.worker = worker
         settings = plan.settings
-        limiter = SlotLimiter(plan.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
-        self.git = Git(plan.location, limiter=limiter, timeout=settings.integration_timeout_seconds)
+        self.limiter = SlotLimiter(plan.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
+        self.git = Git(plan.location, limiter=self.limiter, timeout=settings.integration_timeout_seconds)
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
         self._windows: dict[str, HistoryWindow] = {}
@@ -461,6 +461,7 @@ class Runtime:
 
     def close(self) -> None:
         self.git.close()
+        self.limiter.close()
 
     def __enter__(self) -> Runtime:
         return self

@@ -16,6 +16,7 @@ their branch.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +49,7 @@ class TargetScheduling:
         self.node2collection: dict[Node, list[str]] = {}
         self.node2pending: dict[Node, list[int]] = {}
         self.pending: list[int] = []
+        self.targets: list[str] = []  # the target of each collected item, by index
         self.stopped = False
 
     # -- the Scheduling protocol ---------------------------------------------------------------------------
@@ -114,6 +116,7 @@ class TargetScheduling:
                     self.log("**Different tests collected, aborting run**")
                 return
             self.collection = collections[0]
+            self.targets = [self.target_of(nodeid) for nodeid in self.collection]
             self.pending = list(range(len(self.collection)))
         self._assign()
 
@@ -194,7 +197,7 @@ class TargetScheduling:
 
     def _take(self, target: str, count: int) -> list[int]:
         """Up to ``count`` pending items of ``target``, removed from the pending list."""
-        taken = [index for index in self.pending if self._target(index) == target][:count]
+        taken = list(itertools.islice((index for index in self.pending if self.targets[index] == target), count))
         for index in taken:
             self.pending.remove(index)
         return taken
@@ -205,5 +208,4 @@ class TargetScheduling:
             node.send_runtest_some(indices)
 
     def _target(self, index: int) -> str:
-        assert self.collection is not None
-        return self.target_of(self.collection[index])
+        return self.targets[index]

@@ -170,6 +170,26 @@ def test_slots_bound_concurrency_across_threads(tmp_path: Path) -> None:
     assert order == ["first released", "second entered"]
 
 
+def test_slot_descriptors_are_reused_and_closed(tmp_path: Path) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    limiter = SlotLimiter(tmp_path / "slots", 2)
+
+    def use() -> None:
+        for _ in range(20):
+            with limiter.slot():
+                pass
+
+    workers = [threading.Thread(target=use) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    opened = set(os.listdir("/proc/self/fd")) - before
+    assert 1 <= len(opened) <= 3 * 2  # one per thread and slot it used, not one per acquisition
+    limiter.close()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
 def test_slots_bound_concurrency_across_processes(tmp_path: Path) -> None:
     marker = tmp_path / "released"
     script = textwrap.dedent(f"""
