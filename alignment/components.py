@@ -80,14 +80,10 @@ class BranchContext:
         return self._merged[new_tip]
 
     def _combined(self, new_tip: str) -> tuple[FileChange, ...]:
-        candidates = self.git.changed_files(self.target_commit, new_tip)
-        before = self.git.entries_at(self.old_tip, [change.path for change in candidates])
-        paths = [
-            change.path
-            for change in candidates
-            if before[change.path] != ((change.new_mode, change.new_blob) if change.new_blob else None)
-        ]
-        return self.git.changed_files(self.old_tip, new_tip, paths)
+        candidates = self.git.tree_changes(self.target_commit, new_tip)
+        before = self.git.entries_at(self.old_tip, candidates)
+        paths = [path for path, entry in candidates.items() if before[path] != entry]
+        return self.git.changed_files(self.old_tip, new_tip, sorted(paths))
 
     @property
     def branch(self) -> str:

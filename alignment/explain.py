@@ -112,7 +112,7 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
     tips: dict[str, str] = {}
     for result in results:
         if result.succeeded and result.new_tip and result.target_commit and result.new_tip != result.target_commit:
-            paths = frozenset(change.path for change in git.changed_files(result.target_commit, result.new_tip))
+            paths = frozenset(git.tree_changes(result.target_commit, result.new_tip))
             if paths:
                 own_paths[result.branch], tips[result.branch] = paths, result.new_tip
     overlapping = [(a, b) for a, b in itertools.combinations(own_paths, 2) if own_paths[a] & own_paths[b]]

@@ -4,8 +4,9 @@ Design, measured on git 2.39:
 
 * Merges happen in memory (``merge-tree --write-tree`` + ``commit-tree``); refs move by compare-and-swap
   transactions (``update-ref --stdin``). No checkout, no index, no HEAD: the user's worktree is never touched.
-* Reads that happen per branch go to long-lived processes (``cat-file --batch`` for objects,
-  ``diff-tree --stdin`` for file changes), so a branch costs few process start-ups.
+* Reads that happen per branch go to one long-lived ``cat-file --batch`` (objects, and trees walked in
+  Python for what changed), writes to a long-lived ``hash-object`` and ``update-ref --stdin``: per branch,
+  the only new process is ``merge-tree`` (and a ``diff-tree`` for line counts when the merge combined files).
 * Every call passes ``-c core.hooksPath=/dev/null`` (plumbing must not run the user's hooks, e.g.
   ``reference-transaction`` on update-ref, ``post-checkout`` on worktree add) and disables auto-gc.
 * Names from input files are passed as arguments after ``--end-of-options`` or as full ``refs/heads/`` names,
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import selectors
 import shutil
 import subprocess
@@ -214,7 +214,6 @@ class Git:
         self._scratch: Path | None = None
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
-        self._diffs = _Persistent(self, (*_DIFF_TREE, "--stdin"))
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -241,7 +240,7 @@ class Git:
         return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
 
     def close(self) -> None:
-        for helper in (self._objects, self._diffs, self._refs, self._commits):
+        for helper in (self._objects, self._refs, self._commits):
             helper.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
@@ -394,45 +393,55 @@ class Git:
         Walks the commit's trees through the long-lived ``cat-file``: no process start-up, and each tree on
         the way is read once per call.
         """
-        commit_object = self.read_object(commit)
-        if commit_object is None or commit_object.kind != "commit":
-            raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
-        root = commit_object.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode()
-        listings: dict[str, dict[str, tuple[str, str]]] = {}
-
-        def listing(tree: str) -> dict[str, tuple[str, str]]:
-            if tree not in listings:
-                found = self.read_object(tree)
-                listings[tree] = _parse_tree(found.content, len(tree) // 2) if found is not None else {}
-            return listings[tree]
-
+        trees = _TreeReader(self)
         entries: dict[str, tuple[str, str] | None] = {}
         for path in paths:
-            entry: tuple[str, str] | None = (_TREE_MODE, root)
+            entry: tuple[str, str] | None = (_TREE_MODE, trees.root(commit))
             for part in path.split("/"):
-                entry = listing(entry[1]).get(part) if entry is not None and entry[0] == _TREE_MODE else None
+                entry = trees.entries(entry[1]).get(part) if entry is not None and entry[0] == _TREE_MODE else None
             entries[path] = entry
         return entries
 
-    def changed_files(self, old: str, new: str, paths: Sequence[str] | None = None) -> tuple[FileChange, ...]:
-        """Files that differ between commits ``old`` and ``new``, with line counts and blob ids.
+    def tree_changes(self, old: str, new: str) -> dict[str, tuple[str, str] | None]:
+        """The files that differ between commits ``old`` and ``new``: path -> ``(mode, object id)`` in
+        ``new``, None where ``new`` lacks it. No line counts.
 
-        The whole diff goes through the long-lived ``diff-tree``. With ``paths``, only those: a process of
-        its own, which computes line counts for just them (the whole diff filtered beyond ``PATHSPEC_LIMIT``).
+        Read through the long-lived ``cat-file``, descending only into subtrees whose ids differ: the cost
+        follows what changed, not the size of the repository.
         """
-        if paths is not None and len(paths) <= PATHSPEC_LIMIT:
-            if not paths:
-                return ()
-            pathspecs = [_literal(path) for path in paths]
-            return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
-        sentinel = f"alignment-end-{secrets.token_hex(8)}".encode()
-        payload = f"{new} {old}\n".encode() + sentinel + b"\n"
-        raw = self._diffs.request(payload, lambda reader: reader.read_until(sentinel + b"\n"))
-        changes = _parse_diff(raw[: -len(sentinel) - 1])
-        if paths is None:
-            return changes
-        wanted = frozenset(paths)
-        return tuple(change for change in changes if change.path in wanted)
+        trees = _TreeReader(self)
+        changes: dict[str, tuple[str, str] | None] = {}
+        pending: list[tuple[str, str | None, str | None]] = [("", trees.root(old), trees.root(new))]
+        while pending:
+            prefix, old_tree, new_tree = pending.pop()
+            before = trees.entries(old_tree) if old_tree else {}
+            after = trees.entries(new_tree) if new_tree else {}
+            for name in before.keys() | after.keys():
+                was, now = before.get(name), after.get(name)
+                if was == now:
+                    continue
+                was_tree = was[1] if was is not None and was[0] == _TREE_MODE else None
+                now_tree = now[1] if now is not None and now[0] == _TREE_MODE else None
+                if was_tree or now_tree:
+                    pending.append((f"{prefix}{name}/", was_tree, now_tree))
+                if (was is not None and not was_tree) or (now is not None and not now_tree):
+                    changes[prefix + name] = None if now_tree else now
+        return changes
+
+    def changed_files(self, old: str, new: str, paths: Sequence[str]) -> tuple[FileChange, ...]:
+        """Those of ``paths`` that differ between commits ``old`` and ``new``, with line counts and blob ids.
+
+        One ``diff-tree`` limited to ``paths``, so line counts are computed for just them (beyond
+        ``PATHSPEC_LIMIT`` paths, the whole diff filtered).
+        """
+        if not paths:
+            return ()
+        if len(paths) > PATHSPEC_LIMIT:
+            wanted = frozenset(paths)
+            changes = _parse_diff(self.run(*_DIFF_TREE, old, new).stdout)
+            return tuple(change for change in changes if change.path in wanted)
+        pathspecs = [_literal(path) for path in paths]
+        return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
@@ -552,6 +561,28 @@ class Git:
     def fast_import(self, stream: bytes) -> None:
         """Feed a ``git fast-import`` stream (used to build demo and benchmark repositories)."""
         self.run("fast-import", "--quiet", "--force", stdin=stream, timeout=max(self.timeout, 600))
+
+
+class _TreeReader:
+    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once."""
+
+    def __init__(self, git: Git) -> None:
+        self._git = git
+        self._entries: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def root(self, commit: str) -> str:
+        """The id of ``commit``'s tree."""
+        found = self._git.read_object(commit)
+        if found is None or found.kind != "commit":
+            raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
+        return found.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode()
+
+    def entries(self, tree: str) -> dict[str, tuple[str, str]]:
+        """Name -> ``(mode, object id)`` of ``tree``'s entries."""
+        if tree not in self._entries:
+            found = self._git.read_object(tree)
+            self._entries[tree] = _parse_tree(found.content, len(tree) // 2) if found is not None else {}
+        return self._entries[tree]
 
 
 class _Reader:

@@ -105,6 +105,26 @@ def test_entries_are_found_by_walking_trees(tmp_path: Path, object_format: str) 
         door.close()
 
 
+def test_tree_changes_agree_with_diff_tree(git: Git, repo: Repo) -> None:
+    repo.commit("main", {"keep/a.txt": "a\n", "gone.txt": "g\n", "edit.txt": "1\n", "becomes_dir": "f\n",
+                         "becomes_file/x.txt": "x\n", "becomes_file/deep/y.txt": "y\n"})  # fmt: skip
+    old = repo.tip("main")
+    repo.commit("main", {"gone.txt": None, "edit.txt": "2\n", "becomes_dir": None, "becomes_dir/in.txt": "i\n",
+                         "becomes_file/x.txt": None, "becomes_file/deep/y.txt": None, "new/z.txt": "z\n"})  # fmt: skip
+    repo.commit("main", {"becomes_file": "now a file\n"})
+    new = repo.tip("main")
+    fields = repo.git("diff-tree", "-r", "-z", "--no-renames", "--abbrev=64", old, new).split("\0")
+    expected: dict[str, tuple[str, str] | None] = {}
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        _, mode, _, oid, _ = meta.lstrip(":").split(" ")
+        expected[path] = (mode, oid) if oid.strip("0") else None
+
+    assert git.tree_changes(old, new) == expected
+    assert set(expected) == {"gone.txt", "edit.txt", "becomes_dir", "becomes_dir/in.txt", "becomes_file",
+                             "becomes_file/x.txt", "becomes_file/deep/y.txt", "new/z.txt"}  # fmt: skip
+    assert git.tree_changes(new, new) == {}
+
+
 def test_changed_files_of_chosen_paths(git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     old = repo.tip("main")
     repo.commit("main", {"a.txt": "1\n2\n", "[a].txt": "new\n", "b.txt": "b\n"})
