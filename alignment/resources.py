@@ -91,8 +91,9 @@ class SlotLimiter:
 def tree_pids(root_pid: int) -> list[int] | None:
     """``root_pid`` and all its descendants, or None without a Linux ``/proc``.
 
-    A child that still runs its parent's program (between ``vfork`` and ``exec``) shares the parent's memory
-    and is left out, so that memory is not counted twice.
+    A child that still runs its parent's program (between ``fork`` and ``exec``) shares the parent's memory
+    and is left out, so that memory is not counted twice; so is one without a command line (a zombie, or a
+    child in the middle of ``exec``, which still shows its parent's pages).
     """
     proc = Path("/proc")
     if not (proc / str(root_pid)).exists():
@@ -112,7 +113,7 @@ def tree_pids(root_pid: int) -> list[int] | None:
         pid = pending.pop()
         found.append(pid)
         command = _command_line(pid)
-        pending.extend(child for child in children.get(pid, ()) if _command_line(child) != command)
+        pending.extend(child for child in children.get(pid, ()) if _command_line(child) not in (command, b""))
     return found
 
 

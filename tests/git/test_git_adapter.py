@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,7 @@ from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
 from alignment.git import Git, RefUpdate, RepoLocation, _Persistent, branch_ref
 from alignment.inputs import parse_branches
-from alignment.resources import MemoryGate, SlotLimiter, tree_pss_bytes, tree_rss_bytes
+from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_pss_bytes, tree_rss_bytes
 from alignment.session import plan_run
 from tests.conftest import Repo, entry
 
@@ -249,6 +250,29 @@ def test_memory_is_sampled_over_the_process_tree() -> None:
     assert gate.allows_start(0)
     assert not gate.allows_start(1)
     assert gate.peak_bytes > 0
+
+
+def test_children_that_hold_no_memory_of_their_own_are_left_out() -> None:
+    zombie = subprocess.Popen(["true"])
+    script = "import os, time; os.fork() or time.sleep(5); time.sleep(5)"
+    copy = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        while len(Path(f"/proc/{copy.pid}/task/{copy.pid}/children").read_text().split()) != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        found = tree_pids(os.getpid())
+        assert found is not None
+        assert zombie.pid not in found
+        assert copy.pid in found
+        assert tree_pids(copy.pid) == [copy.pid]  # its fork runs the same program: the parent's pages
+    finally:
+        os.killpg(copy.pid, signal.SIGKILL)
+        copy.wait()
+        zombie.wait()
 
 
 def test_a_repository_without_a_committer_identity_is_refused_up_front(

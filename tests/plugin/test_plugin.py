@@ -92,7 +92,9 @@ def test_demo_run_with_and_without_xdist(
     assert "Merge conflict in src/auth.py (unresolvable)" in done.output
     workers_seen = {branch["worker"] for branch in done.branches().values()}
     assert workers_seen == ({"gw0", "gw1"} if workers else {"main"})
-    assert (done.reports / "latest" / "pytest-report.json").exists()
+    pytest_report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
+    assert len(pytest_report["tests"]) == 20
+    assert not [test for test in pytest_report["tests"] if "keywords" in test or "log" in test["setup"]]
     log = (done.reports / "latest" / "logs" / "feature%2Fauth.log").read_text()
     assert "INFO alignment.pipeline: aligning 'feature/auth'" in log
 
