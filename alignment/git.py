@@ -301,6 +301,10 @@ class Git:
         """
         found = []
         for admin, path in self._worktree_admin_dirs():
+            try:
+                present = frozenset(os.listdir(admin))  # one call instead of failed opens of absent markers
+            except OSError:
+                continue
             head = _read_text(admin / "HEAD")
             if head.startswith(f"ref: {_HEADS}") and not (admin == self.location.common_dir and self.location.bare):
                 found.append(Checkout(path, head[len("ref: ") + len(_HEADS) :], "checked out"))
@@ -309,7 +313,7 @@ class Git:
                 ("rebase-apply/head-name", "rebasing"),
                 ("BISECT_START", "bisecting"),
             ):
-                name = _read_text(admin / marker)
+                name = _read_text(admin / marker) if marker.split("/")[0] in present else ""
                 if name:
                     found.append(Checkout(path, name.removeprefix(_HEADS), state))
         return tuple(found)

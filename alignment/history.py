@@ -38,12 +38,17 @@ class HistoryWindow:
 
 
 def brought_in(
-    window: HistoryWindow, parents_of: Callable[[str], tuple[str, ...]], old: str, budget: int = 500
+    window: HistoryWindow,
+    parents_of: Callable[[str], tuple[str, ...]],
+    old: str,
+    budget: int = 500,
+    limit: int | None = None,
 ) -> list[CommitInfo] | None:
     """Commits reachable from the window's tip but not from ``old``, newest first; None if undecidable.
 
     ``parents_of`` reads the parents of a commit outside the window (the branch's own commits); at most
-    ``budget`` of them are read before giving up.
+    ``budget`` of them are read before giving up. With ``limit``, the walk stops at the first ``limit``
+    of them: a commit's flags are final when the walk reaches it, so those are exact without the rest.
     """
     if not window.order:
         return None
@@ -61,6 +66,8 @@ def brought_in(
         mark = flags.get(commit, 0)
         if mark == _INTERESTING:
             result.append(window.info[commit])
+            if len(result) == limit:
+                return result
             pure -= 1
         if not mark:
             continue

@@ -446,7 +446,7 @@ class Runtime:
                     self.git.history_window(target_commit, HISTORY_WINDOW)
                 )
             window = self._windows[target_commit]
-        commits = brought_in(window, self.git.commit_parents, old_tip)
+        commits = brought_in(window, self.git.commit_parents, old_tip, limit=COMMITS_LISTED + 1)
         if commits is None:
             return self.git.commits_between(old_tip, target_commit, COMMITS_LISTED)
         return tuple(commits[:COMMITS_LISTED]), len(commits) > COMMITS_LISTED

@@ -61,6 +61,10 @@ def test_brought_in_equals_rev_list(tmp_path_factory: pytest.TempPathFactory, ca
         full = brought_in(HistoryWindow.from_log(git.history_window(tip, size)), git.commit_parents, old)
         assert full is not None  # every commit descends from the root, which a full window holds
         assert sorted(commit.oid for commit in full) == sorted(rev_list(directory, tip, old))
+        for limit in (1, 2):
+            first = brought_in(HistoryWindow.from_log(git.history_window(tip, size)), git.commit_parents, old,
+                               limit=limit)  # fmt: skip
+            assert first == full[:limit]
     finally:
         git.close()
 
