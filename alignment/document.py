@@ -10,12 +10,13 @@ says what the run would do. It lives at
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 from alignment.components import ChangeRecord
 from alignment.config import Settings
-from alignment.model import Status
+from alignment.model import CommitInfo, Status
 from alignment.names import branch_file_stem
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
@@ -75,12 +76,18 @@ def _commit_cell(record: ChangeRecord) -> str:
     return "none (the branch stays at its old tip)"
 
 
+@functools.lru_cache(maxsize=4096)
+def _commit_line(commit: CommitInfo) -> str:
+    """One commit's list item; cached, as the branches of a target list the same target commits."""
+    return f"- `{commit.oid[:12]}` {_text(commit.subject)} — {_text(commit.author)}"
+
+
 def _commits_section(record: ChangeRecord) -> list[str]:
     if not record.commits:
         return ["## Commits brought in", "", "None: the branch already contains the target.", ""]
     count = f"{len(record.commits)}{'+' if record.more_commits else ''}"
     lines = [f"## Commits brought in from {_text(record.context.target)} ({count})", ""]
-    lines += [f"- `{commit.oid[:12]}` {_text(commit.subject)} — {_text(commit.author)}" for commit in record.commits]
+    lines += [_commit_line(commit) for commit in record.commits]
     if record.more_commits:
         lines.append("- … and more (see `git log`)")
     return [*lines, ""]
