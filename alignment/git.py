@@ -202,7 +202,10 @@ class Git:
         limiter: OpsLimiter | None = None,
         timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
+        scratch_in: Path | None = None,
     ) -> None:
+        """``scratch_in``: where to keep the files commits are written from (a run's scratch directory, so
+        that they go with it even if this process is killed); the system's temporary directory by default."""
         self.location = location
         self.timeout = timeout
         self.limiter = limiter or Unlimited()
@@ -211,6 +214,7 @@ class Git:
         self._objects = _Persistent(self, ("cat-file", "--batch"))
         self._refs = _Persistent(self, ("update-ref", "--stdin"))
         self._commits = _Persistent(self, ("hash-object", "-w", "-t", "commit", "--stdin-paths"))
+        self._scratch_in = scratch_in
         self._scratch: Path | None = None
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
@@ -359,7 +363,7 @@ class Git:
         ]
         with self._scratch_lock:
             if self._scratch is None:
-                self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-"))
+                self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-", dir=self._scratch_in))
         path = self._scratch / f"commit-{threading.get_ident()}"
         path.write_text("\n".join(lines) + "\n\n" + message, encoding="utf-8")
         return self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()

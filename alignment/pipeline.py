@@ -431,7 +431,12 @@ class Runtime:
         self.worker = worker
         settings = plan.settings
         self.limiter = SlotLimiter(plan.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
-        self.git = Git(plan.location, limiter=self.limiter, timeout=settings.integration_timeout_seconds)
+        self.git = Git(
+            plan.location,
+            limiter=self.limiter,
+            timeout=settings.integration_timeout_seconds,
+            scratch_in=plan.scratch_dir,
+        )
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
         self._windows: dict[str, HistoryWindow] = {}

@@ -21,7 +21,11 @@ _counter = itertools.count()
 
 
 class Workspace:
-    """The worktrees of one branch's alignment, keyed by the commit checked out in each."""
+    """The worktrees of one branch's alignment, keyed by the commit checked out in each.
+
+    They live in the run's scratch directory, which the run's owner creates and deletes: a workspace never
+    recreates it, so nothing of a finished run reappears in the temporary directory.
+    """
 
     def __init__(self, git: Git, scratch_dir: Path, label: str) -> None:
         self._git = git
@@ -34,7 +38,7 @@ class Workspace:
         """A worktree with ``commit`` checked out (detached): reused if this branch already has one."""
         if commit in self._trees:
             return self._trees[commit]
-        self._root.mkdir(parents=True, exist_ok=True)
+        self._root.mkdir(exist_ok=True)  # inside the run's scratch directory, which must still exist
         path = self._root / f"wt-{os.getpid()}-{next(_counter)}-{self._label}"
         self._trees[commit] = path  # before the add: an interrupted add leaves an entry to clean up
         with self._exclusive():
@@ -48,6 +52,8 @@ class Workspace:
     def close(self) -> None:
         """Remove every worktree of this branch, each one even if removing another failed."""
         trees, self._trees = list(self._trees.values()), {}
+        if not trees:
+            return
         failures = []
         with self._exclusive():
             for path in trees:
@@ -60,7 +66,6 @@ class Workspace:
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock_path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

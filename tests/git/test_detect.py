@@ -202,6 +202,7 @@ def test_rebase_then_checks_reuse_the_same_worktree(repo: Repo, align: Aligner, 
 
 def test_worktrees_are_removed_even_when_git_add_was_interrupted(repo: Repo, tmp_path: Path) -> None:
     git = Git(RepoLocation.discover(repo.path))
+    (tmp_path / "scratch").mkdir()
     workspace = Workspace(git, tmp_path / "scratch", "x")
     first = workspace.checkout(repo.tip("main"))
     with pytest.raises(Exception, match="timed out"):

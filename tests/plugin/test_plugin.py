@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,16 @@ class Run:
 
 
 @pytest.fixture
-def run(pytester: pytest.Pytester, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run ``pytest alignment/ ARGS`` in a subprocess (``-n`` in args) or in-process."""
+def run(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run ``pytest alignment/ ARGS`` in a subprocess (``-n`` in args) or in-process.
+
+    Temporary files of the run (scratch directories, a demo repository, what a killed worker leaves) go
+    under ``tmp_path``, not the machine's temporary directory.
+    """
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
 
     def run_pytest(*args: str, reports: Path | None = None, subprocess: bool = False) -> Run:
         reports = reports or tmp_path / "reports"
@@ -332,6 +341,7 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     for name in ("topic-0", "topic-2", "topic-3"):
         assert done.branches()[name]["status"] == "completed"
     assert len(repo.git("worktree", "list").splitlines()) == 1
+    assert list((tmp_path / "tmp").glob("alignment-*")) == []  # the killed worker's files went with the run
 
 
 def test_a_timed_out_branch_is_rolled_back_and_reported(
