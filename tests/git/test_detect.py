@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from alignment.detect import check_file
+from alignment.errors import GitError
 from alignment.git import Git, RepoLocation
 from alignment.model import Action, Severity, Status
 from alignment.workspace import Workspace
@@ -212,3 +213,15 @@ def test_worktrees_are_removed_even_when_git_add_was_interrupted(repo: Repo, tmp
     assert not first.exists()
     assert len(repo.git("worktree", "list").splitlines()) == 1
     assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
+
+
+def test_a_worktree_removal_that_fails_is_reported_and_the_files_still_go(repo: Repo, tmp_path: Path) -> None:
+    git = Git(RepoLocation.discover(repo.path), timeout=0.000001)  # every call without its own timeout fails
+    (tmp_path / "scratch").mkdir()
+    workspace = Workspace(git, tmp_path / "scratch", "x")
+    tree = workspace.checkout(repo.tip("main"), timeout=30)
+    with pytest.raises(GitError, match="timed out"):
+        workspace.close()
+    git.close()
+    assert not tree.exists()
+    assert len(repo.git("worktree", "list").splitlines()) == 1
