@@ -1,9 +1,10 @@
 """The built-in demo: a throwaway repository with 20 branches over three targets, and its input file.
 
 The branches cover what a real run meets: clean merges, conflicts (content and add/add), a merge that
-breaks Python syntax although both sides compile, branches already up to date or only behind, and a target
-whose new commit brings a warning (trailing whitespace) into every merge, and two branches that each merge
-cleanly but conflict with each other (what a plan's conflict matrix shows). Each input entry carries an extra
+breaks Python syntax although both sides compile, branches already up to date or only behind, a file both a
+target and its branch edit whose merge carries the target's trailing whitespace (a warning, marked as
+already on the target), and two branches that each merge cleanly but conflict with each other (what a
+plan's conflict matrix shows). Each input entry carries an extra
 ``demo_expected`` field with the status the branch should get.
 
 ``History`` writes ``git fast-import`` streams with fixed dates; the benchmark's generator builds on it.
@@ -87,6 +88,7 @@ PIPELINE = _lines(
 PIPELINE_BRANCH = PIPELINE.replace("START = None", "START = [").replace("END = None", "]")
 PIPELINE_MAIN = PIPELINE.replace("'test',\n", "'test',\ndef helper():\n    return 0\n")
 PARAMS = _lines("learning_rate: 0.1", "epochs: 10", "batch_size: 32")
+NOTES = _lines("# Notes", "", "Nothing yet.")
 BASE_FILES = {
     "README.md": _lines("# Demo project", "", "Version 1.0 of the demo."),
     "src/app.py": APP,
@@ -96,6 +98,7 @@ BASE_FILES = {
     "science/params.yaml": PARAMS,
     "tools/deploy.sh": _lines("#!/bin/sh", "echo deploying"),
     "docs/guide.md": _lines("# Guide", "", "Run the app."),
+    "science/NOTES.md": NOTES,
 }
 
 
@@ -144,7 +147,15 @@ def _branches() -> list[DemoBranch]:
             "research/params-tuning", "scientific", conflict, {"science/params.yaml": PARAMS.replace("0.1", "0.05")}
         ),
         DemoBranch("research/dataset-v2", "scientific", ok, {"data/dataset.json": '{"rows": 100}\n'}),
-        DemoBranch("research/notebook", "scientific", ok, {"notebooks/README.md": _lines("Notebooks go here.")}),
+        DemoBranch(  # edits the notes the target appends a line with trailing whitespace to: the merged file
+            "research/notebook",  # gets a warning, marked as already on the target
+            "scientific",
+            ok,
+            {
+                "notebooks/README.md": _lines("Notebooks go here."),
+                "science/NOTES.md": NOTES.replace("# Notes", "# Lab notes"),
+            },
+        ),
         DemoBranch("research/plots", "scientific", ok, {"science/plots.py": _lines("def plot():", "    pass")}),
         DemoBranch("ops/ci-matrix", "orchestration-tools", ok, {"tools/ci.yaml": _lines("python: [3.10, 3.11]")}),
         DemoBranch(
@@ -177,7 +188,10 @@ def build_demo(directory: Path) -> tuple[Path, Path]:
     scientific = history.commit(
         "scientific",
         "Scientific: tune parameters",
-        {"science/params.yaml": PARAMS.replace("0.1", "0.2"), "science/NOTES.md": "Results are preliminary.  \n"},
+        {
+            "science/params.yaml": PARAMS.replace("0.1", "0.2"),
+            "science/NOTES.md": NOTES + "Results are preliminary.  \n",
+        },
         [root],
     )
     tools = history.commit("orchestration-tools", "Tools: add a Makefile", {"tools/Makefile": "all:\n\ttrue\n"}, [root])

@@ -155,8 +155,6 @@ class ChangeErrorDetector:
         """The findings of a changed file with any, each marked as introduced by the merge or not."""
         assert change.new_blob is not None
         findings = list(self.blob_findings(context.git, change.path, change.new_blob))
-        if not any(finding.severity is Severity.ERROR for finding in findings):
-            return findings
         before = self._codes_before(context, change)
         return [_predates(finding) if finding.code in before else finding for finding in findings]
 

@@ -99,6 +99,10 @@ def test_demo_run_with_and_without_xdist(
     assert f"results: {done.reports / 'runs'}" in done.output
     assert "alignment/test_branches.py::test_branch[feature/auth]" in done.output
     assert "Merge conflict in src/auth.py (unresolvable)" in done.output
+    notebook = done.branches()["research/notebook"]["findings"]
+    assert [(finding["code"], finding["severity"], finding["introduced"]) for finding in notebook] == [
+        ("trailing_whitespace", "warning", False)  # the target's line, carried into a file the merge combined
+    ]
     workers_seen = {branch["worker"] for branch in done.branches().values()}
     assert workers_seen == ({"gw0", "gw1"} if workers else {"main"})
     pytest_report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
