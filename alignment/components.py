@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from alignment.config import Settings, TargetPolicy
-from alignment.errors import ConfigError, StepFailed
+from alignment.errors import ConfigError, GitError, StepFailed
 from alignment.git import Conflict, Git
 from alignment.model import Action, BranchSpec, CommitInfo, Culprit, FileChange, Finding, Status
 
@@ -82,8 +82,12 @@ class BranchContext:
     def _combined(self, new_tip: str) -> tuple[FileChange, ...]:
         candidates = self.git.tree_changes(self.target_commit, new_tip)
         before = self.git.entries_at(self.old_tip, candidates)
-        paths = [path for path, entry in candidates.items() if before[path] != entry]
-        return self.git.changed_files(self.old_tip, new_tip, sorted(paths))
+        paths = sorted(path for path, entry in candidates.items() if before[path] != entry)
+        merged = self.git.changed_files(self.old_tip, new_tip, paths)
+        if len(merged) != len(paths):  # each of them differs from the old tip: git must list every one
+            missing = sorted(set(paths) - {change.path for change in merged})
+            raise GitError(("diff-tree", self.old_tip, new_tip), 1, f"git did not list changed files {missing[:5]}")
+        return merged
 
     @property
     def branch(self) -> str:

@@ -24,6 +24,7 @@ import contextlib
 import os
 import selectors
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -55,11 +56,12 @@ _SAFETY_OPTIONS = tuple(option for setting in _SAFE_CONFIG for option in ("-c", 
 # Long-lived helpers read many objects; git's delta base cache (96 MB by default) would grow in each of them.
 _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
+_PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
-PATHSPEC_LIMIT = 1000  # paths passed as arguments at most; beyond, the whole diff is read and filtered
+PATHSPEC_BYTES = 64 * 1024  # paths passed as arguments at most; beyond, the whole diff is read and filtered
 
 
 def without_repository_variables(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -69,8 +71,9 @@ def without_repository_variables(base: Mapping[str, str] | None = None) -> dict[
 
 
 def git_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of our git processes: no inherited repository location, no prompts, C locale."""
-    env = without_repository_variables(base)
+    """The environment of our git processes: no inherited repository location or pathspec mode (our
+    ``:(literal)`` pathspecs must mean what they say), no prompts, C locale."""
+    env = {key: value for key, value in without_repository_variables(base).items() if key not in _PATHSPEC_MODES}
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", "GIT_EDITOR": "true"})
     return env
 
@@ -402,9 +405,10 @@ class Git:
         the way is read once per call.
         """
         trees = _TreeReader(self)
+        root = (_TREE_MODE, trees.root(commit))
         entries: dict[str, tuple[str, str] | None] = {}
         for path in paths:
-            entry: tuple[str, str] | None = (_TREE_MODE, trees.root(commit))
+            entry: tuple[str, str] | None = root
             for part in path.split("/"):
                 entry = trees.entries(entry[1]).get(part) if entry is not None and entry[0] == _TREE_MODE else None
             entries[path] = entry
@@ -440,11 +444,11 @@ class Git:
         """Those of ``paths`` that differ between commits ``old`` and ``new``, with line counts and blob ids.
 
         One ``diff-tree`` limited to ``paths``, so line counts are computed for just them (beyond
-        ``PATHSPEC_LIMIT`` paths, the whole diff filtered).
+        ``PATHSPEC_BYTES`` of paths, the whole diff filtered).
         """
         if not paths:
             return ()
-        if len(paths) > PATHSPEC_LIMIT:
+        if sum(len(path) for path in paths) > PATHSPEC_BYTES:
             wanted = frozenset(paths)
             changes = _parse_diff(self.run(*_DIFF_TREE, old, new).stdout)
             return tuple(change for change in changes if change.path in wanted)
@@ -589,7 +593,9 @@ class _TreeReader:
         """Name -> ``(mode, object id)`` of ``tree``'s entries."""
         if tree not in self._entries:
             found = self._git.read_object(tree)
-            self._entries[tree] = _parse_tree(found.content, len(tree) // 2) if found is not None else {}
+            if found is None or found.kind != "tree":
+                raise GitError(("cat-file", tree), 1, f"{tree} is not a tree")
+            self._entries[tree] = _parse_tree(found.content, len(tree) // 2)
         return self._entries[tree]
 
 
@@ -633,7 +639,7 @@ class _Reader:
 
 
 class _Persistent:
-    """A long-lived git process spoken to line by line (``cat-file --batch``, ``diff-tree --stdin``).
+    """A long-lived git process spoken to line by line (``cat-file --batch``, ``update-ref --stdin``).
 
     Started on first use. Any failure inside a request (timeout, interrupt, the process dying) kills it, so
     the next request starts a fresh one instead of reading a half-finished answer.
@@ -778,9 +784,19 @@ def _parse_tree(content: bytes, oid_size: int) -> dict[str, tuple[str, str]]:
         space = content.index(b" ", start)
         nul = content.index(b"\0", space)
         name = content[space + 1 : nul].decode("utf-8", "surrogateescape")
-        entries[name] = (content[start:space].decode(), content[nul + 1 : nul + 1 + oid_size].hex())
+        entries[name] = (_canonical_mode(content[start:space]), content[nul + 1 : nul + 1 + oid_size].hex())
         start = nul + 1 + oid_size
     return entries
+
+
+def _canonical_mode(raw: bytes) -> str:
+    """A tree entry's mode as git reports it (``diff-tree``, ``ls-tree``): old trees may hold ``040000`` or
+    ``100664``, which git reads as ``40000`` and ``100644``."""
+    mode = int(raw, 8)
+    kind = stat.S_IFMT(mode)
+    if kind == stat.S_IFREG:
+        return "100755" if mode & 0o100 else "100644"
+    return {stat.S_IFDIR: _TREE_MODE, stat.S_IFLNK: "120000"}.get(kind, _GITLINK_MODE)
 
 
 def _literal(path: str) -> str:

@@ -465,8 +465,10 @@ class Runtime:
         return self.alignment(spec).run()
 
     def close(self) -> None:
-        self.git.close()
-        self.limiter.close()
+        try:
+            self.git.close()
+        finally:
+            self.limiter.close()
 
     def __enter__(self) -> Runtime:
         return self

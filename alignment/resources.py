@@ -47,23 +47,27 @@ class SlotLimiter:
         self.directory = directory
         self.slots = slots
         directory.mkdir(parents=True, exist_ok=True)
-        self._opened: dict[tuple[int, int], int] = {}  # (thread, slot) -> descriptor
+        self._opened: dict[tuple[int, int, int], int] = {}  # (thread, nesting depth, slot) -> descriptor
         self._lock = threading.Lock()
+        self._depth = threading.local()  # slots this thread holds: a nested slot needs descriptors of its own
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        descriptor = self._acquire()
+        depth = self._depth.__dict__.setdefault("held", 0)
+        descriptor = self._acquire(depth)
+        self._depth.held = depth + 1
         try:
             yield
         finally:
+            self._depth.held = depth
             fcntl.flock(descriptor, fcntl.LOCK_UN)
 
-    def _acquire(self) -> int:
+    def _acquire(self, depth: int) -> int:
         start = threading.get_ident() % self.slots
         delay = 0.0005
         while True:
             for offset in range(self.slots):
-                descriptor = self._descriptor((start + offset) % self.slots)
+                descriptor = self._descriptor(depth, (start + offset) % self.slots)
                 try:
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -78,9 +82,9 @@ class SlotLimiter:
                 os.close(descriptor)
             self._opened.clear()
 
-    def _descriptor(self, slot: int) -> int:
-        """This thread's descriptor of slot file ``slot``, opened on first use."""
-        key = (threading.get_ident(), slot)
+    def _descriptor(self, depth: int, slot: int) -> int:
+        """This thread's descriptor of slot file ``slot`` at nesting ``depth``, opened on first use."""
+        key = (threading.get_ident(), depth, slot)
         with self._lock:
             if key not in self._opened:
                 path = self.directory / f"git-slot-{slot}"

@@ -271,6 +271,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
+        del item.stash[STEP_FAILURE]  # an item that runs again starts without it
         longrepr = call.excinfo.getrepr(style="value")  # one frame, not the whole trace
         if longrepr.reprcrash is not None:
             longrepr.reprcrash.message = failure.message  # the summary line: the message, not "Failed: ..."

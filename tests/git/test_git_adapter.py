@@ -16,7 +16,7 @@ import pytest
 
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
-from alignment.git import Git, RefUpdate, RepoLocation, _Persistent, branch_ref
+from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
 from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_pss_bytes, tree_rss_bytes
 from alignment.session import plan_run
@@ -137,7 +137,7 @@ def test_changed_files_of_chosen_paths(git: Git, repo: Repo, monkeypatch: pytest
         ("a.txt", "A", 2),
     ]
     assert git.changed_files(old, new, []) == ()
-    monkeypatch.setattr("alignment.git.PATHSPEC_LIMIT", 1)
+    monkeypatch.setattr("alignment.git.PATHSPEC_BYTES", 1)
     assert sorted(git.changed_files(old, new, chosen), key=lambda change: change.path) == sorted(
         limited, key=lambda change: change.path
     )
@@ -209,6 +209,36 @@ def test_slot_descriptors_are_reused_and_closed(tmp_path: Path) -> None:
     assert 1 <= len(opened) <= 3 * 2  # one per thread and slot it used, not one per acquisition
     limiter.close()
     assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
+def test_a_nested_slot_takes_a_slot_of_its_own(tmp_path: Path) -> None:
+    limiter, other = SlotLimiter(tmp_path / "slots", 2), SlotLimiter(tmp_path / "slots", 2)
+    taken: list[str] = []
+
+    def take_both() -> None:
+        with other.slot():
+            taken.append("one")
+            with other.slot():
+                taken.append("two")
+
+    with limiter.slot():
+        with limiter.slot():
+            pass
+        taker = threading.Thread(target=take_both)
+        taker.start()
+        taker.join(0.3)
+        assert taken == ["one"]  # the inner release left the outer slot held: one slot is free, not two
+    taker.join()
+    assert taken == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [(b"40000", "40000"), (b"040000", "40000"), (b"100644", "100644"), (b"100664", "100644"),
+     (b"100775", "100755"), (b"120000", "120000"), (b"160000", "160000")],
+)  # fmt: skip
+def test_tree_modes_read_as_git_reports_them(raw: bytes, mode: str) -> None:
+    assert _canonical_mode(raw) == mode
 
 
 def test_slots_bound_concurrency_across_processes(tmp_path: Path) -> None:

@@ -115,7 +115,12 @@ def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> No
     assert "(modify/delete)" in Path(str(result.document)).read_text()
 
 
-def test_merge_that_breaks_python_fails_error_detection(repo: Repo, align: Aligner) -> None:
+@pytest.mark.parametrize("pathspec_mode", [None, "GIT_LITERAL_PATHSPECS", "GIT_ICASE_PATHSPECS"])
+def test_merge_that_breaks_python_fails_error_detection(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch, pathspec_mode: str | None
+) -> None:
+    if pathspec_mode:  # the user's pathspec mode must not change which files the merge combined
+        monkeypatch.setenv(pathspec_mode, "1")
     base_text = "START = None\n'a',\n'b',\n'c',\n'd',\n'e',\nEND = None\n"
     repo.commit("main", {"steps.py": base_text})
     old = diverge(
@@ -143,6 +148,18 @@ def test_merge_that_duplicates_a_toml_key_fails_error_detection(repo: Repo, alig
     diverge(repo, "toml", {"conf.toml": "x = 1\n" + base_text}, {"conf.toml": base_text + "x = 2\n"})
     result = align("toml")["toml"]
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("toml_parse_error",))
+
+
+def test_git_not_listing_a_combined_file_fails_the_branch_instead_of_skipping_it(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit("main", {"both.txt": "a\nb\nc\nd\ne\n"})
+    old = diverge(repo, "feature", {"both.txt": "A\nb\nc\nd\ne\n"}, {"both.txt": "a\nb\nc\nd\nE\n"})
+    monkeypatch.setattr(Git, "changed_files", lambda self, old, new, paths: ())
+    result = align("feature")["feature"]
+    assert result.status is Status.EXCEPTION
+    assert "git did not list changed files ['both.txt']" in str(result.message)
+    assert repo.tip("feature") == old
 
 
 def test_breakage_the_target_brings_unchanged_is_not_the_branchs(repo: Repo, align: Aligner) -> None:
