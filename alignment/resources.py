@@ -53,7 +53,7 @@ class SlotLimiter:
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        depth = self._depth.__dict__.setdefault("held", 0)
+        depth: int = getattr(self._depth, "held", 0)
         descriptor = self._acquire(depth)
         self._depth.held = depth + 1
         try:

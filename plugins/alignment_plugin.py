@@ -255,11 +255,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     ``error_message``, and pytest spends no time formatting a trace of the library for each failed branch."""
     try:
         return (yield)
-    except StepFailed as failure:
+    except StepFailed as error:
         if STATE not in pyfuncitem.config.stash:
             raise
-        pyfuncitem.stash[STEP_FAILURE] = failure
-    pytest.fail(pyfuncitem.stash[STEP_FAILURE].message, pytrace=False)
+        failure = error
+    pyfuncitem.stash[STEP_FAILURE] = failure
+    pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -197,7 +197,7 @@ class TargetScheduling:
 
     def _take(self, target: str, count: int) -> list[int]:
         """Up to ``count`` pending items of ``target``, removed from the pending list."""
-        taken = list(itertools.islice((index for index in self.pending if self.targets[index] == target), count))
+        taken = list(itertools.islice((index for index in self.pending if self._target(index) == target), count))
         for index in taken:
             self.pending.remove(index)
         return taken
