@@ -7,6 +7,8 @@ is read from the repository here, so bad input never changes anything.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from alignment.model import BranchSpec
 from alignment.names import invalid_branch_name
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
+MAX_NESTING = 64  # lists and objects inside each other; an entry needs 3
 _REQUIRED_FIELDS = ("branch_name", "assigned_target", "confidence", "tags", "cluster_id")
 
 
@@ -58,14 +61,9 @@ def load_branches(path: str | Path) -> BranchInput:
     """Read ``path`` and validate it against the spec's input format."""
     source = Path(path)
     try:
-        size = source.stat().st_size
-        if size > MAX_INPUT_BYTES:
-            raise InputError(source, "", f"file is {size} bytes; expected at most {MAX_INPUT_BYTES}")
-        text = source.read_bytes().decode("utf-8")
+        text = _read_regular_file(source).decode("utf-8")
     except FileNotFoundError:
         raise InputError(source, "", "file not found") from None
-    except IsADirectoryError:
-        raise InputError(source, "", "is a directory; expected a JSON file") from None
     except UnicodeDecodeError as exc:
         raise InputError(source, "", f"not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
@@ -76,7 +74,58 @@ def load_branches(path: str | Path) -> BranchInput:
         raise InputError(source, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise InputError(source, "", "invalid JSON: nested too deeply") from None
+    too_deep = _nested_beyond(data, MAX_NESTING)
+    if too_deep is not None:
+        raise InputError(source, too_deep, f"nested more than {MAX_NESTING} levels deep") from None
     return parse_branches(data, str(source))
+
+
+def _read_regular_file(source: Path) -> bytes:
+    """The bytes of ``source``, a regular file of at most ``MAX_INPUT_BYTES``.
+
+    Anything else is refused before a byte is read: a device (``/dev/zero`` never ends), a FIFO (its reader
+    waits for a writer forever; the open itself does not block, thanks to ``O_NONBLOCK``), a directory.
+    The size is checked on what is read too: a file may grow after ``fstat``.
+    """
+    descriptor = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(source, "", "is a directory; expected a JSON file")
+        if not stat.S_ISREG(mode):
+            raise InputError(source, "", f"is {_file_kind(mode)}; expected a regular JSON file")
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
+            data = stream.read(MAX_INPUT_BYTES + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(source, "", f"file is over {MAX_INPUT_BYTES} bytes; expected at most {MAX_INPUT_BYTES}")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    return "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device or other special file"
+
+
+def _nested_beyond(data: object, limit: int) -> str | None:
+    """Where ``data`` nests deeper than ``limit`` lists and objects (the entry, e.g. ``branches[3]``), or None.
+
+    Deep nesting that ``json`` still loads fails later, when the run saves its input: refused here instead.
+    Iterative, so it cannot itself run out of stack.
+    """
+    stack: list[tuple[object, int, str]] = [(data, 0, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > limit:
+            return where or "top level"
+        children: list[tuple[str, object]] = []
+        if isinstance(value, Mapping):
+            children = [(f"{where}.{key}" if where else str(key), item) for key, item in value.items()]
+        elif isinstance(value, list):
+            children = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+        for path, item in children:
+            stack.append((item, depth + 1, path if depth < 2 else where))
+    return None
 
 
 def parse_branches(data: object, source: str) -> BranchInput:

@@ -226,6 +226,36 @@ def test_bad_options_are_one_clear_line_and_change_nothing(
     assert repo.git("for-each-ref") == refs_before
 
 
+def _nested_entry(path: Path) -> None:
+    text = json.dumps({"branches": [entry("feature", notes="DEEP")]})
+    # json loads 100 levels; near 975 it still did, and saving the run's copy of the input overflowed the stack
+    path.write_text(text.replace('"DEEP"', "[" * 100 + "]" * 100), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("make_input_file", "message"),
+    [
+        (lambda path: path.symlink_to("/dev/zero"), "is a device or other special file; expected a regular JSON file"),
+        (os.mkfifo, "is a named pipe (FIFO); expected a regular JSON file"),
+        (_nested_entry, "branches[0]: nested more than 64 levels deep"),
+    ],
+    ids=["dev-zero", "fifo", "nested"],
+)
+def test_input_files_that_would_crash_or_hang_are_one_error_and_leave_no_run(
+    run: Any, repo: Repo, tmp_path: Path, make_input_file: Any, message: str
+) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    input_path = tmp_path / "in.json"
+    make_input_file(input_path)
+    refs_before = repo.git("for-each-ref")
+    done = run("--input", str(input_path), "--repo", str(repo.path))
+    assert done.result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in done.result.errlines if line.startswith("ERROR")]
+    assert errors == [f"ERROR: {input_path}: {message}"]
+    assert repo.git("for-each-ref") == refs_before
+    assert not (done.reports / "runs").exists()
+
+
 def test_without_input_the_branch_module_is_not_collected(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess(
         str(PROJECT), "--ignore", str(PROJECT / "tests"), "--ignore", str(PROJECT / "bench"), "--co", "-q"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -117,4 +119,32 @@ def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
     with pytest.raises(InputError, match="invalid JSON: nested too deeply"):
+        load_branches(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda path: path.symlink_to("/dev/zero"), "a device or other special file"),
+        (os.mkfifo, "a named pipe (FIFO)"),
+    ],
+    ids=["device", "fifo"],
+)
+def test_only_regular_files_are_read(tmp_path: Path, make: object, kind: str) -> None:
+    path = tmp_path / "in.json"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(InputError, match=re.escape(f"is {kind}; expected a regular JSON file")):
+        load_branches(path)
+
+
+def test_nesting_is_bounded_and_the_error_names_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    nested: object = "x"
+    for _ in range(63):
+        nested = {"k": nested}
+    path.write_text(json.dumps({"branches": [entry("a", ok=nested), entry("b", deep=[nested])]}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.json: branches\[1\]: nested more than 64 levels deep"):
+        load_branches(path)
+    path.write_text(json.dumps({"branches": [entry("a", ok=nested)], "other": [[[[nested]]]]}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.json: other\[0\]: nested"):
         load_branches(path)
