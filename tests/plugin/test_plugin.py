@@ -432,6 +432,20 @@ def test_parallelization_off_means_one_branch_at_a_time_over_all_targets(
     assert max_overlap(spans) == 1
 
 
+def test_a_small_run_uses_every_worker(run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = repo.tip("main")
+    for index in range(4):
+        repo.commit(f"topic-{index}", {f"t{index}.txt": "t\n"}, parent=base)
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry(f"topic-{index}") for index in range(4)])
+    config = config_file(tmp_path, integration_utility="tests.plugin.components:SlowIntegrator")
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.3")
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "2")
+    done.result.assert_outcomes(passed=4)
+    workers = [branch["worker"] for branch in done.branches().values()]
+    assert sorted(workers) == ["gw0", "gw0", "gw1", "gw1"]
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_plan_flag_predicts_moves_nothing_and_leaves_lf_alone(
     run: Any, demo: tuple[Path, Path, dict[str, str]], workers: str | None
