@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import tempfile
 import time
 from collections.abc import Generator, Iterator
@@ -251,16 +252,38 @@ def branch_alignment(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """A step's ``StepFailed`` becomes pytest's failure without a traceback: the report says the spec's
-    ``error_message``, and pytest spends no time formatting a trace of the library for each failed branch."""
-    try:
+    """A step's ``StepFailed``, or the branch's timeout, becomes pytest's failure without a traceback: the
+    report says the spec's ``error_message``, and pytest spends no time formatting a trace of the library
+    for each failed branch.
+
+    The timeout (pytest-timeout's signal) raises at whatever instruction runs when it comes, which can be
+    one without a line number (cleanup code of ``with`` and ``try``): pytest cannot format such a trace and
+    stops the whole run with an internal error. Its trace is never formatted: the branch's ``timeout``
+    result is the report. The alarm is cancelled as soon as the steps return, so it cannot land after them.
+    """
+    steps = pyfuncitem.funcargs.get("branch_alignment")
+    if STATE not in pyfuncitem.config.stash or not isinstance(steps, BranchAlignment):
         return (yield)
+    try:
+        try:
+            return (yield)
+        finally:
+            _cancel_alarm()
     except StepFailed as error:
-        if STATE not in pyfuncitem.config.stash:
-            raise
         failure = error
+    except pytest.fail.Exception:  # pytest-timeout's: the branch ran out of time
+        stopped = steps.interrupted()
+        if stopped is None:
+            return None  # the alarm came after the steps had completed
+        failure = stopped
     pyfuncitem.stash[STEP_FAILURE] = failure
-    pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
+    pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained exception to format
+
+
+def _cancel_alarm() -> None:
+    """Stop pytest-timeout's pending alarm (signal method) before it can interrupt anything after the steps."""
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -395,7 +395,32 @@ def test_a_timed_out_branch_is_rolled_back_and_reported(
     result = done.branches()["slow"]
     assert (result["status"], result["errors_detected"]) == ("failed_integration", ["timeout"])
     assert repo.tip("slow") == slow
-    assert "Timeout" in done.output
+    assert "branch alignment timed out after 3 s" in done.output
+
+
+def test_a_timeout_where_no_line_number_is_known_is_the_branchs_result_and_the_run_goes_on(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest could not format the timeout's traceback and stopped the run with an INTERNALERROR."""
+    base = repo.tip("main")
+    olds = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=base) for name in ("quick-1", "slow", "quick-2")}
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(
+        tmp_path,
+        branch_alignment_timeout_seconds=1,
+        integration_utility="tests.plugin.components:NoLineNumberIntegrator",
+    )
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", "slow:30")
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), subprocess=True)
+    assert "INTERNALERROR" not in done.output
+    done.result.assert_outcomes(passed=2, failed=1)
+    results = done.branches()
+    assert (results["slow"]["status"], results["slow"]["errors_detected"]) == ("failed_integration", ["timeout"])
+    assert [results[name]["status"] for name in ("quick-1", "quick-2")] == ["completed", "completed"]
+    assert done.data["overall_summary"]["total_not_run"] == 0
+    assert repo.tip("slow") == olds["slow"]
+    assert "branch alignment timed out after 1 s" in done.output
 
 
 def test_an_earlier_runs_reports_are_kept(run: Any, demo: tuple[Path, Path, dict[str, str]]) -> None:
