@@ -189,3 +189,12 @@ def align(repo: Repo, tmp_path: Path) -> Aligner:
             plan.discard_scratch()
 
     return run
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

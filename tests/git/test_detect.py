@@ -14,7 +14,7 @@ from alignment.errors import GitError
 from alignment.git import Git, RepoLocation
 from alignment.model import Action, Severity, Status
 from alignment.workspace import Workspace
-from tests.conftest import Aligner, Repo, settings
+from tests.conftest import Aligner, Repo, alive, settings
 
 
 @pytest.mark.parametrize(
@@ -150,16 +150,8 @@ time.sleep(600)
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))
     assert repo.tip("feature") == old
     for pid in map(int, pids.read_text().split()):
-        assert not _alive(pid), f"process {pid} survived"
+        assert not alive(pid), f"process {pid} survived"
     assert len(repo.git("worktree", "list").splitlines()) == 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_rebase_strategy_replays_the_branch_on_the_target(repo: Repo, align: Aligner) -> None:

@@ -16,6 +16,7 @@ from types import FrameType
 import pytest
 
 from alignment.processes import Completed, ProcessTimeout, run_check
+from tests.conftest import alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the supervisor is Linux only")
 
@@ -40,20 +41,12 @@ if sys.argv[2] == "wait":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _gone(pids: list[int], within: float = 10.0) -> bool:
     """Every pid ended (a killed process may take a moment to be reaped by whoever inherited it)."""
     ends = time.monotonic() + within
-    while any(_alive(pid) for pid in pids) and time.monotonic() < ends:
+    while any(alive(pid) for pid in pids) and time.monotonic() < ends:
         time.sleep(0.05)
-    return not any(_alive(pid) for pid in pids)
+    return not any(alive(pid) for pid in pids)
 
 
 @pytest.fixture
@@ -65,7 +58,7 @@ def family(tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
     yield [sys.executable, str(script), str(pids)], pids
     if pids.exists():
         for pid in map(int, pids.read_text().split()):
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
