@@ -151,13 +151,19 @@ def _read_tails(process: subprocess.Popen[bytes], timeout: float, limit: int) ->
 
 
 def _stop_supervised(process: subprocess.Popen[bytes]) -> None:
-    """Ask the supervisor to kill the command's whole tree (SIGTERM), then kill the group in any case."""
+    """Ask the supervisor to kill the command's whole tree (SIGTERM); kill the group if it does not end.
+
+    A supervisor that has ended killed every descendant before it did: its process group is not signalled
+    then, as its id may already belong to another process."""
     if SUPERVISED and process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=STOP_GRACE_SECONDS)
-    kill_group(process)
+    if SUPERVISED and process.returncode is not None:
+        _close_pipes(process)
+    else:
+        kill_group(process)
 
 
 def _require_program(program: str, cwd: str | Path | None, env: Mapping[str, str] | None) -> None:
@@ -177,8 +183,12 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    _close_pipes(process)
+    process.wait()
+
+
+def _close_pipes(process: subprocess.Popen[bytes]) -> None:
     for stream in (process.stdin, process.stdout, process.stderr):
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
-    process.wait()
