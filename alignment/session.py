@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -182,8 +181,7 @@ def plan_run(
         snapshot = take_snapshot(git, branches, settings.write_commit_graph)
     finally:
         git.close()
-    scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
-    housekeeping.hold(scratch)
+    scratch = housekeeping.create_scratch(run_id)
     folder.path.mkdir(parents=True, exist_ok=True)
     record = {
         "run_id": run_id,

@@ -110,13 +110,13 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_path: Path) -> None:
-    dead = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-dead"
-    alive = tmp_path / "tmp" / "alignment-20260101T000000Z-123456-live"
+    (tmp_path / "tmp").mkdir()
+    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
+    alive = housekeeping.create_scratch("20260101T000000Z-123456", tmp_path / "tmp")
+    housekeeping.release(dead)  # its owner is gone
     for scratch in (dead, alive):
-        (scratch / "worktrees").mkdir(parents=True)
-        (scratch / "alive").write_text("")
+        (scratch / "worktrees").mkdir()
         repo.git("worktree", "add", "-q", "--detach", str(scratch / "worktrees" / "wt-1"), "main")
-    housekeeping.hold(alive)
     lock = repo.path / ".git" / "refs" / "heads" / "stuck.lock"
     lock.write_text("")
     try:
@@ -133,6 +133,26 @@ def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_pa
     assert str(dead) not in listed
     assert str(alive) in listed
     assert lock.exists()
+
+
+def test_a_users_worktree_named_like_a_scratch_directory_is_never_touched(repo: Repo, tmp_path: Path) -> None:
+    """Only a worktree inside a scratch directory this tool marked is ever removed, never one on its name."""
+    folder = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-mywork"
+    nested = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-x" / "worktrees" / "wt-1"
+    (folder.parent).mkdir(parents=True)
+    for worktree in (folder, nested):
+        repo.git("worktree", "add", "-q", "--detach", str(worktree), "main")
+        (worktree / "unsaved.txt").write_text("uncommitted work\n")
+    (nested.parent.parent / "alive").write_text("")  # no lock held: a name and an unlocked file prove nothing
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        notes = housekeeping.sweep(git, tmp_path / "tmp")
+    finally:
+        git.close()
+    assert notes == ()
+    for worktree in (folder, nested):
+        assert (worktree / "unsaved.txt").read_text() == "uncommitted work\n"
+        assert str(worktree) in repo.git("worktree", "list")
 
 
 def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_path: Path) -> None:
