@@ -58,6 +58,8 @@ _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
+# Where git's name guessing looks for ``refs/heads/<name>`` when that ref is absent (git's ref_rev_parse_rules).
+_GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
@@ -221,6 +223,7 @@ class Git:
         self._scratch: Path | None = None
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
+        self._shadowed: frozenset[str] | None = None
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -263,11 +266,38 @@ class Git:
     def resolve_branch(self, name: str) -> str | None:
         """The commit ``refs/heads/<name>`` points at now, or None when there is no such branch.
 
-        Read through the long-lived ``cat-file`` process: fresh (loose and packed refs are re-read) and
-        without a process start-up per branch. Valid branch names cannot spell git's revision syntax.
+        Exactly that ref: git's name guessing would read ``refs/heads/refs/heads/<name>`` (or a tag, or a
+        remote-tracking ref so named) for an absent ``refs/heads/<name>``. Names no such ref shadows are
+        read through the long-lived ``cat-file`` process: fresh (loose and packed refs are re-read), without
+        a process start-up per branch, and exact, since git tries the full name first. Shadowed names are
+        read with ``for-each-ref``, which matches full names only. Valid branch names cannot spell git's
+        revision syntax.
         """
+        if name in self._shadowed_branches():
+            out = self.run("for-each-ref", "--format=%(objecttype) %(objectname) %(refname)", branch_ref(name))
+            for line in out.stdout.decode("utf-8", "surrogateescape").splitlines():
+                kind, oid, ref = line.split(" ", 2)
+                if ref == branch_ref(name):
+                    return oid if kind == "commit" else None
+            return None
         found = self._objects.request(f"{branch_ref(name)}\n".encode(), _read_batch_object)
         return found.oid if found is not None and found.kind == "commit" else None
+
+    def _shadowed_branches(self) -> frozenset[str]:
+        """Branch names whose ``refs/heads/<name>``, when absent, git's guessing would read as another ref.
+
+        Such refs (``refs/heads/refs/heads/x``, ``refs/tags/refs/heads/x``, ...) are rare: one
+        ``for-each-ref`` per process lists them, normally finding none.
+        """
+        if self._shadowed is None:
+            prefixes = [f"{prefix}{_HEADS}" for prefix in _GUESSED_PREFIXES]
+            out = self.run("for-each-ref", "--format=%(refname)", *prefixes).stdout.decode("utf-8", "surrogateescape")
+            shadowed: set[str] = set()
+            for ref in out.splitlines():
+                name = next(ref[len(prefix) :] for prefix in prefixes if ref.startswith(prefix))
+                shadowed.update((name, name.removesuffix("/HEAD")))
+            self._shadowed = frozenset(shadowed)
+        return self._shadowed
 
     def branches_containing(self, commit: str) -> frozenset[str]:
         """Branches that already contain ``commit`` (aligned with a target at ``commit``)."""

@@ -232,6 +232,26 @@ def test_missing_branch_or_target(
     assert not repo.exists(f"backup-{branch}-pre-align")
 
 
+def test_names_are_looked_up_as_exact_refs_never_by_gits_name_guessing(repo: Repo, align: Aligner) -> None:
+    """``ghost`` is not ``refs/heads/refs/heads/ghost`` (which git's guessing would pick for
+    ``refs/heads/ghost``), for a branch, a target and a backup alike."""
+    elsewhere = diverge(repo, "refs/heads/ghost", {"g.txt": "g\n"}, {"m.txt": "m\n"})
+    repo.branch("refs/heads/refs/heads/other", "main")
+    old = repo.commit("real", {"r.txt": "r\n"}, parent=elsewhere)
+    repo.branch("refs/heads/backup-real-pre-align", old)  # shadows the backup name at the very commit
+    refs = repo.git("for-each-ref")
+    results = align("ghost", ("real", "other"))
+    assert results["ghost"].codes == ("branch_not_found",)
+    assert results["ghost"].backup_branch is None
+    assert results["real"].codes == ("target_not_found",)
+    assert repo.git("for-each-ref") == refs  # no backup was made for either
+    results = align("real")
+    assert results["real"].status is Status.COMPLETED
+    assert results["real"].backup_branch == "backup-real-pre-align"
+    assert results["real"].notes == ()  # made, not "reused"
+    assert repo.git("for-each-ref", "--format=%(objectname)", "refs/heads/backup-real-pre-align") == old
+
+
 def test_branch_checked_out_in_another_worktree_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path) -> None:
     old = diverge(repo, "busy", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     worktree = tmp_path / "elsewhere"
