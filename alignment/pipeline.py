@@ -204,12 +204,14 @@ class BranchAlignment:
         new_tip = self._integration().new_tip
         if new_tip is not None and new_tip != context.old_tip and not context.planning:
             self._refuse_if_checked_out()
-            self.runtime.journal.record(Move(self.spec.name, context.old_tip, new_tip))
+            move = Move(self.spec.name, context.old_tip, new_tip)
+            self.runtime.journal.record(move)
             self.moving_to = new_tip
             try:
                 self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
             except RefUpdateRejected as rejected:
                 self.moving_to = None
+                self.runtime.journal.reject(move)
                 raise self._rejection(rejected) from None
             log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
         self.completed = True

@@ -17,7 +17,7 @@ from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
 from alignment.errors import RepositoryError, UsageProblem
-from alignment.git import Git, RepoLocation
+from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Outcome
@@ -82,6 +82,36 @@ def test_undo_refuses_a_branch_moved_again_or_checked_out(repo: Repo, tmp_path: 
     assert repo.tip("topic-0") == again
     assert repo.tip("topic-2") == olds["topic-2"]
     assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 1
+
+
+class AnotherRunMovesItFirst(MergeOrRebaseIntegrator):
+    """A concurrent run wins the race: it moves the branch to the very merge this run computes (fixed dates
+    make the two commits identical), before this run's compare-and-swap."""
+
+    def integrate(self, context: BranchContext) -> Integration:
+        integration = super().integrate(context)
+        other = Git(context.git.location)
+        try:
+            other.update_refs([RefUpdate(f"refs/heads/{context.branch}", integration.new_tip, context.old_tip)])
+        finally:
+            other.close()
+        return integration
+
+
+def test_a_rejected_move_is_journaled_as_such_and_never_undone(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    olds = topics(repo, 1)
+    components = Components(AnotherRunMovesItFirst(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = orchestrate(repo, tmp_path, list(olds), components=components)
+    branch = result["orchestration_results"]["main"]["branches"][0]  # type: ignore[index]
+    assert branch["errors_detected"] == ["branch_moved"]
+    theirs = repo.tip("topic-0")
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "0 ok, 1 failed, 0 not run; 0 moved" in capsys.readouterr().out
+    assert cli(["undo", str(result["run_id"]), "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "restored 0, unchanged 0, refused 0 of 0 moved branches" in capsys.readouterr().out
+    assert repo.tip("topic-0") == theirs  # the winner's move stays
 
 
 def test_undo_of_an_unknown_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
