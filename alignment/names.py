@@ -13,6 +13,7 @@ from collections.abc import Callable
 _FORBIDDEN_CHARACTERS = frozenset(" ~^:?*[\\")
 _SAFE_FILE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_FILE_STEM = 120
+REF_COMPONENT_BYTES = 250  # a loose ref is a file locked as ``<name>.lock``: 255 bytes with that suffix
 
 
 def _has_control_character(name: str) -> bool:
@@ -60,3 +61,21 @@ def branch_file_stem(name: str) -> str:
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
         stem = f"{stem[: _MAX_FILE_STEM - 17]}~{digest}"
     return stem
+
+
+def fit_ref_name(stem: str, tail: str = "") -> str:
+    """``stem + tail`` as a ref name each of whose ``/``-separated components fits in ``REF_COMPONENT_BYTES``.
+
+    An over-long component of ``stem`` keeps its start and ends in a hash of the whole name: different
+    names stay different, and one name is always shortened the same way. ``tail`` (no ``/``) is kept whole.
+    """
+    parts = stem.split("/")
+    room = [REF_COMPONENT_BYTES] * (len(parts) - 1) + [REF_COMPONENT_BYTES - len(tail.encode("utf-8"))]
+    digest = hashlib.sha256((stem + tail).encode("utf-8")).hexdigest()[:16]
+    fitted = [
+        part
+        if len(part.encode("utf-8")) <= limit
+        else part.encode("utf-8")[: limit - len(digest) - 1].decode("utf-8", "ignore") + "-" + digest
+        for part, limit in zip(parts, room, strict=True)
+    ]
+    return "/".join(fitted) + tail

@@ -146,7 +146,8 @@ class BranchAlignment:
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
         if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches and not plan.planning:
-            self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
+            prefix = self.settings.backup_branch_prefix
+            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
             if self.backup.note:
                 self.notes.append(self.backup.note)
             log.info("backup '%s' at %s", self.backup.name, tip)
@@ -441,6 +442,7 @@ class Runtime:
         )
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
+        self.listed = frozenset(spec.name for spec in plan.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
 

@@ -343,6 +343,40 @@ def test_existing_backup_elsewhere_is_kept_and_a_suffixed_one_made(repo: Repo, a
     assert repo.tip("f") != old
 
 
+def test_a_branch_listed_for_alignment_is_never_taken_as_a_backup(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "a", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("backup-a-pre-align", old)
+    results = align("a", "backup-a-pre-align")
+    assert [result.status for result in results.values()] == [Status.COMPLETED, Status.COMPLETED]
+    assert results["a"].backup_branch == "backup-a-pre-align-2"
+    assert results["a"].notes == (
+        "'backup-a-pre-align' is itself listed for alignment and was not used; backup is 'backup-a-pre-align-2'",
+    )
+    assert repo.tip("backup-a-pre-align-2") == old
+    assert repo.tip("backup-a-pre-align") == results["backup-a-pre-align"].new_tip != old
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 240, "x" * 250, "ü" * 125, "deep/" + "y" * 250], ids=["240", "250", "utf8", "deep"]
+)
+def test_long_valid_names_get_a_backup_whose_name_fits(repo: Repo, align: Aligner, name: str) -> None:
+    """git's loose refs are files: each component of a ref name, plus ``.lock``, must fit in 255 bytes."""
+    old = diverge(repo, name, {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    result = align(name)[name]
+    assert result.status is Status.COMPLETED, result.message
+    backup = str(result.backup_branch)
+    assert max(len(part.encode()) for part in backup.split("/")) <= 250
+    assert backup.startswith("backup-")
+    assert backup.endswith("-pre-align")
+    assert repo.tip(backup) == old
+    repo.git("update-ref", f"refs/heads/{name}", old)  # again from the same tip: the same backup is reused
+    again = align(name)[name]
+    assert (again.backup_branch, again.notes) == (
+        backup,
+        (f"reused existing backup '{backup}' (already at the old tip)",),
+    )
+
+
 def test_no_backup_when_disabled_and_custom_prefix(repo: Repo, align: Aligner) -> None:
     diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     diverge(repo, "g", {"a.txt": "a\n"}, {"c.txt": "c\n"})
