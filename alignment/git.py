@@ -61,6 +61,7 @@ _HEADS = "refs/heads/"
 # Where git's name guessing looks for ``refs/heads/<name>`` when that ref is absent (git's ref_rev_parse_rules).
 _GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
+_COMMIT_FORMAT = "%H%n%an%n%s"  # read by _commit_info
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
 PATHSPEC_BYTES = 64 * 1024  # paths passed as arguments at most; beyond, the whole diff is read and filtered
@@ -487,13 +488,14 @@ class Git:
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
-        out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", "--format=%H%x1f%P%x1f%an%x1f%s", tip,
-                       "--").stdout.decode("utf-8", "replace")  # fmt: skip
+        out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", f"--format=%P%n{_COMMIT_FORMAT}", tip,
+                       "--").stdout  # fmt: skip
         entries = []
-        for record in out.split("\0"):
+        for record in out.split(b"\0"):
             if record:
-                oid, parents, author, subject = record.split("\x1f", 3)
-                entries.append((oid, tuple(parents.split()), author, subject))
+                parents, _, fields = record.partition(b"\n")
+                commit = _commit_info(fields)
+                entries.append((commit.oid, tuple(parents.decode().split()), commit.author, commit.subject))
         return entries
 
     def commit_parents(self, oid: str) -> tuple[str, ...]:
@@ -514,12 +516,12 @@ class Git:
             "-z",
             "--topo-order",
             f"--max-count={limit + 1}",
-            "--format=%H%x1f%an%x1f%s",
+            f"--format={_COMMIT_FORMAT}",
             include,
             f"^{exclude}",
             "--",
-        ).stdout.decode("utf-8", "replace")
-        commits = [CommitInfo(*entry.split("\x1f", 2)) for entry in out.split("\0") if entry]
+        ).stdout
+        commits = [_commit_info(entry) for entry in out.split(b"\0") if entry]
         return tuple(commits[:limit]), len(commits) > limit
 
     def first_parent_line(
@@ -530,14 +532,18 @@ class Git:
         parent), each with the ones it changed; git prunes by path, so this stays cheap on long histories."""
         options = ("--no-renames", "--name-only") if paths else ()
         pathspecs = [_literal(path) for path in paths]
-        out = self.run("log", "-z", "--first-parent", "--reverse", *options, "--format=%x1e%H%x1f%an%x1f%s",
+        out = self.run("log", "-z", "--first-parent", "--reverse", *options, f"--format=%x00{_COMMIT_FORMAT}",
                        include, f"^{exclude}", "--", *pathspecs).stdout  # fmt: skip
+        # Each commit is NUL, then its fields, then NUL and "\n" before its NUL-terminated paths. A path is
+        # never empty, so two NULs in a row always start a commit.
         line = []
-        for record in out.decode("utf-8", "replace").split("\x1e"):
-            if record:
-                header, _, names = record.partition("\0")
-                changed = frozenset(name for name in names.lstrip("\n").split("\0") if name)
-                line.append((CommitInfo(*header.split("\x1f", 2)), changed))
+        for record in out.removeprefix(b"\0").split(b"\0\0"):
+            header, *names = record.split(b"\0")
+            if header:
+                changed = frozenset(
+                    name.removeprefix(b"\n").decode("utf-8", "surrogateescape") for name in names if name
+                )
+                line.append((_commit_info(header), changed))
         return tuple(line)
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------
@@ -827,6 +833,13 @@ def _canonical_mode(raw: bytes) -> str:
     if kind == stat.S_IFREG:
         return "100755" if mode & 0o100 else "100644"
     return {stat.S_IFDIR: _TREE_MODE, stat.S_IFLNK: "120000"}.get(kind, _GITLINK_MODE)
+
+
+def _commit_info(fields: bytes) -> CommitInfo:
+    """A commit from ``_COMMIT_FORMAT``'s output: lines, since neither an author name nor a subject (its first
+    paragraph, joined into one line) can hold a newline, nor a NUL; any other byte, ``\\x1e`` included, is data."""
+    oid, author, subject = fields.decode("utf-8", "replace").split("\n", 2)
+    return CommitInfo(oid, author, subject)
 
 
 def _literal(path: str) -> str:
