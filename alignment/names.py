@@ -1,4 +1,5 @@
-"""Branch names: git's validity rules, and a safe, collision-free file name for each branch.
+"""Branch names: git's validity rules, a safe, collision-free file name for each branch, and a printable form
+of any name, path or message.
 
 ``invalid_branch_name`` is ``git check-ref-format --branch`` in pure Python (one git process per branch would
 cost seconds on 1000 branches); a property test compares the two on random names. Shorthands that
@@ -79,3 +80,35 @@ def fit_ref_name(stem: str, tail: str = "") -> str:
         for part, limit in zip(parts, room, strict=True)
     ]
     return "/".join(fitted) + tail
+
+
+_SPECIAL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNPRINTABLE = (
+    *range(0x20),  # C0
+    *range(0x7F, 0xA0),  # DEL and C1 (0x9B is a terminal's CSI)
+    0x061C,  # the bidirectional marks and overrides: text that displays in another order than it reads
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    0x2028,  # line and paragraph separators
+    0x2029,
+)
+_PRINTABLE: dict[int, str] = {
+    **{
+        code: _SPECIAL_ESCAPES.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        for code in _UNPRINTABLE
+    },
+    **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},  # a byte that was not UTF-8
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\r``, ``\\x1b``, ``\\u202e``).
+
+    File paths, commit subjects and messages are data: shown raw, a ``\\r`` or ``\\n`` would break a
+    Markdown table row and inject markup, and an escape sequence would drive the terminal (set its title,
+    move its cursor). Bytes that were not UTF-8 (decoded with ``surrogateescape``) show as ``\\xNN``.
+    The change documents and the pytest front end both print data through this.
+    """
+    return text.translate(_PRINTABLE)

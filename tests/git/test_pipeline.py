@@ -108,6 +108,30 @@ def test_conflict_fails_integration_and_leaves_the_branch(repo: Repo, align: Ali
     assert "Why it stopped" in text
 
 
+def test_control_characters_in_paths_and_subjects_are_escaped_in_the_document(repo: Repo, align: Aligner) -> None:
+    """A ``\\r`` would end the table row and let the rest render as raw HTML; ``\\x1b`` drives terminals."""
+    lines = "".join(f"line {number}\n" for number in range(10))
+    sneaky, title = "m\r<img src=x onerror=alert(1)>.txt", "t\x1b]0;pwned\x07\u202e.txt"
+    repo.commit("main", {sneaky: lines, title: lines})
+    diverge(
+        repo,
+        "f",
+        {sneaky: lines.replace("line 1\n", "one\n"), title: lines.replace("line 1\n", "one\n")},
+        {sneaky: lines.replace("line 8\n", "eight\n"), title: "theirs\n"},
+    )
+    repo.commit("main", {"x.txt": "x\n"}, "subject \x1b[2J\x9b\x7f")
+    result = align("f")["f"]
+    assert result.codes == ("merge_conflict_unresolvable",)
+    text = Path(str(result.document)).read_text(encoding="utf-8")
+    assert not [char for char in text if char != "\n" and (ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0)]
+    assert "\u202e" not in text
+    assert "- `t\\x1b]0;pwned\\x07\\u202e.txt` (contents)" in text
+    assert "subject \\\\x1b\\[2J\\\\x9b\\\\x7f" in text  # shown as typed: the backslash is Markdown-escaped
+    repo.commit("f", {title: "theirs\n"})
+    text = Path(str(align("f")["f"].document)).read_text(encoding="utf-8")
+    assert "| `m\\r<img src=x onerror=alert(1)>.txt` | M | 1 | 1 |" in text
+
+
 def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> None:
     diverge(repo, "b", {"app.py": None}, {"app.py": "def main():\n    return 5\n"})
     result = align("b")["b"]
