@@ -13,7 +13,7 @@ from alignment.document import MarkdownDocGenerator
 from alignment.git import Git, RefUpdate
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
-from alignment.model import Action, Status
+from alignment.model import Action, Finding, Status
 from alignment.pipeline import Runtime
 from alignment.session import plan_run
 from tests.conftest import Aligner, Repo, entry, settings
@@ -303,6 +303,34 @@ def test_branch_being_rebased_elsewhere_is_not_touched(repo: Repo, align: Aligne
     result = align("rebasing")["rebasing"]
     assert result.codes == ("branch_checked_out",)
     assert "is rebasing in the worktree" in str(result.message)
+
+
+class ChecksItOutMeanwhile(ChangeErrorDetector):
+    """While the merge is being checked (after prepare's check), someone checks the branch out."""
+
+    def __init__(self, repo: Repo, worktree: Path) -> None:
+        super().__init__(CONFIG)
+        self.repo = repo
+        self.worktree = worktree
+
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        self.repo.git("worktree", "add", "-q", str(self.worktree), context.branch)
+        return super().detect(context, integration)
+
+
+def test_a_branch_checked_out_after_the_first_check_is_refused_just_before_the_move(
+    repo: Repo, align: Aligner, tmp_path: Path
+) -> None:
+    old = diverge(repo, "late", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    worktree = tmp_path / "checked-out-meanwhile"
+    detector = ChecksItOutMeanwhile(repo, worktree)
+    components = Components(MergeOrRebaseIntegrator(CONFIG), detector, MarkdownDocGenerator(CONFIG))
+    result = align("late", components=components)["late"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("branch_checked_out",))
+    assert str(worktree) in str(result.message)
+    assert repo.tip("late") == old
+    assert Repo(worktree).git("rev-parse", "HEAD") == old
+    assert Repo(worktree).status() == ""
 
 
 class MovesTheBranch(MergeOrRebaseIntegrator):
