@@ -71,6 +71,22 @@ def test_undo_puts_back_every_branch_a_run_moved(
     assert json.loads(audit[-1])["event"] == "undo"
 
 
+def test_undo_puts_back_the_run_it_names_not_another(repo: Repo, tmp_path: Path) -> None:
+    """Two runs, each moving its own branch: `alignment undo X` puts back X's move only, whichever run is
+    the newer one (undoing both, in turn, catches a pick of the newest run under any order of run ids)."""
+    olds = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("one", "two")}
+    repo.commit("main", {"m.txt": "m\n"})
+    runs = {name: str(orchestrate(repo, tmp_path, [name])["run_id"]) for name in olds}
+    moved = {name: repo.tip(name) for name in olds}
+    assert moved["one"] != olds["one"]
+    assert moved["two"] != olds["two"]
+    reports = str(tmp_path / "reports")
+    assert cli(["undo", runs["one"], "--reports-dir", reports]) == 0
+    assert (repo.tip("one"), repo.tip("two")) == (olds["one"], moved["two"])
+    assert cli(["undo", runs["two"], "--reports-dir", reports]) == 0
+    assert (repo.tip("one"), repo.tip("two")) == (olds["one"], olds["two"])
+
+
 def test_undo_refuses_a_branch_moved_again_or_checked_out(repo: Repo, tmp_path: Path) -> None:
     olds = topics(repo, 3)
     run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
