@@ -9,7 +9,6 @@ the ``exception`` result the controller made when it put that branch back.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from alignment.ledger import Published, RunLedger
 from alignment.model import BranchResult, Status
 from alignment.report import html_name
 from alignment.resources import MemoryGate
+from alignment.runs import write_atomically
 from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
 
@@ -33,11 +33,7 @@ RECOVERY_GRACE_SECONDS = 0.5
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
     """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
-    directory = plan.scratch_dir / "nodes"
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{worker}.{secrets.token_hex(4)}"
-    temporary.write_text(json.dumps(branches), encoding="utf-8")
-    temporary.replace(directory / f"{worker}.json")
+    write_atomically(plan.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
 
 
 class NodeMap:

@@ -23,7 +23,8 @@ from alignment.components import Components
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
-from alignment.report import RunFolder, load_schema
+from alignment.report import load_schema
+from alignment.runs import RunFolder
 from alignment.session import plan_run
 
 pytest_plugins = ["pytester"]
