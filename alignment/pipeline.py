@@ -28,7 +28,6 @@ from alignment.backup import Backup, create_backup, remove_backup
 from alignment.components import (
     BranchContext,
     ChangeRecord,
-    Components,
     Deadline,
     DocGenerator,
     ErrorDetector,
@@ -46,6 +45,7 @@ from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
 from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Culprit, Finding, Status
 from alignment.names import branch_file_stem, invalid_branch_name
+from alignment.registry import Components
 from alignment.resources import SlotLimiter
 from alignment.session import RunPlan, plan_run
 from alignment.workspace import Workspace

@@ -30,13 +30,13 @@ from typing import Any
 import pytest
 
 import alignment
-from alignment.components import Components
 from alignment.config import load_settings
 from alignment.errors import AlignmentError, StepFailed, UsageProblem
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
 from alignment.pipeline import BranchAlignment, Runtime
+from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 

@@ -19,10 +19,10 @@ import jsonschema
 import pytest
 
 from alignment import ledger
-from alignment.components import Components
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
+from alignment.registry import Components
 from alignment.report import load_schema
 from alignment.runs import RunFolder
 from alignment.session import plan_run
