@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -263,13 +262,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
     if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
-        return
+        return report
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
@@ -280,6 +280,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.alignment_status = failure.status.value  # type: ignore[attr-defined]
     elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+    return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

@@ -22,9 +22,8 @@ from alignment.model import Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
-from alignment.report import load_schema
 from alignment.session import plan_run
-from tests.conftest import Repo, entry, settings, write_input
+from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.fakes import (
     OLD_WARNING,
     SYNTAX,
