@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from alignment.config import Settings, TargetPolicy
 from alignment.errors import StepFailed
 from alignment.git import Conflict, Git
-from alignment.model import Action, BranchSpec, CommitInfo, Culprit, FileChange, Finding, Status
+from alignment.model import Action, BranchSpec, CommitInfo, Culprit, ErrorCode, FileChange, Finding, Status
 
 if TYPE_CHECKING:
     from alignment.workspace import Workspace
@@ -38,7 +38,7 @@ class Deadline:
         """A step's timeout: its own limit cut to what is left; ``StepFailed(timeout)`` when nothing is."""
         remaining = self.remaining()
         if remaining <= 0:
-            raise StepFailed(status, ["timeout"], f"branch alignment timed out after {self.seconds:g} s")
+            raise StepFailed(status, [ErrorCode.TIMEOUT], f"branch alignment timed out after {self.seconds:g} s")
         return min(step_seconds, remaining)
 
 

@@ -20,7 +20,7 @@ from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
-from alignment.model import BranchResult, Status
+from alignment.model import BranchResult, ErrorCode, Status
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.runs import write_atomically
@@ -150,7 +150,7 @@ class AlignmentController:
             self.specs[branch].target,
             Status.EXCEPTION,
             0.0,
-            ("worker_crashed",) if branch in self.crashes else ("unexpected_error",),
+            (ErrorCode.WORKER_CRASHED,) if branch in self.crashes else (ErrorCode.UNEXPECTED_ERROR,),
             message,
             started_at=now,
             finished_at=now,
