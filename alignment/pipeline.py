@@ -247,14 +247,18 @@ class BranchAlignment:
         self._result = self._build_result()
         return self._result
 
+    def run_steps(self) -> None:
+        """The steps after ``prepare``, in their one order: integrate, detect, document, move the branch."""
+        self.integrate()
+        self.detect()
+        self.document()
+        self.finalize()
+
     def run(self) -> BranchResult:
         """Every step, then ``finish``; a branch's failure is a result, never an exception."""
         try:
             self.prepare()
-            self.integrate()
-            self.detect()
-            self.document()
-            self.finalize()
+            self.run_steps()
         except Exception:  # noqa: S110 - the step recorded it; finish() turns it into the result
             pass
         finally:
