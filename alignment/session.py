@@ -24,9 +24,7 @@ from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.journal import MoveJournal
 from alignment.model import Action
-from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
-
-RUN_RECORD = "run.json"
+from alignment.runs import RunFolder, RunState, list_runs, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +181,16 @@ def plan_run(
     finally:
         git.close()
     scratch = housekeeping.create_scratch(run_id)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    record = {
-        "run_id": run_id,
-        "repository": str(location.git_dir),
-        "started": started,
-        "input": branches.source,
-        "scratch_dir": str(scratch),
-        "planning": planning,
-    }
-    (folder.path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    folder.write_record(
+        {
+            "run_id": run_id,
+            "repository": str(location.git_dir),
+            "started": started,
+            "input": branches.source,
+            "scratch_dir": str(scratch),
+            "planning": planning,
+        }
+    )
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,
@@ -206,21 +204,16 @@ def plan_run(
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     """Earlier runs that died before writing their results, and how many moves each journaled."""
     notes = []
-    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
-        run_dir = record_path.parent
-        if (run_dir / RESULTS_FILE).exists() or (run_dir / PLAN_FILE).exists():
-            continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if housekeeping.is_alive(Path(record["scratch_dir"])):
+    for run in list_runs(reports_dir):
+        if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
             continue
         notes.append(
-            f"run {record['run_id']} did not finish; it moved {moves_made(reports_dir, record['run_id'])} "
-            "branch(es) to checked merges "
-            f"(`alignment undo {record['run_id']}` puts them back)"
+            f"run {run.run_id} did not finish; it moved {moves_made(run.folder)} branch(es) to checked merges "
+            f"(`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)
 
 
-def moves_made(reports_dir: Path, run_id: str) -> int:
-    """How many branches run ``run_id`` moved, or may have moved (its journal less the rejected moves)."""
-    return len(MoveJournal(RunFolder(reports_dir, run_id).moves_dir).moves())
+def moves_made(folder: RunFolder) -> int:
+    """How many branches the run of ``folder`` moved, or may have moved (its journal less the rejected moves)."""
+    return len(MoveJournal(folder.moves_dir).moves())

@@ -18,14 +18,24 @@ from typing import Any
 import jsonschema
 import pytest
 
-from alignment.components import Components
+from alignment import ledger
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
-from alignment.report import RunFolder, load_schema
+from alignment.registry import Components
+from alignment.runs import RunFolder
 from alignment.session import plan_run
 
+PROJECT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
+SCHEMA_PATH = PROJECT / "alignment" / "schema" / "alignment_results.schema.json"
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``alignment_results.json`` that the package ships for its callers."""
+    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return loaded
+
 
 FIXED_DATE = "1700000000 +0000"
 _indexes = itertools.count()
@@ -52,14 +62,14 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 @pytest.fixture(autouse=True)
 def every_result_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a test publishes (orchestrator, in-process pytest run) is checked against the JSON Schema."""
-    publish = RunFolder.publish
+    publish = ledger.publish
     schema = load_schema()
 
     def checked(folder: RunFolder, results: Mapping[str, Any]) -> Path:
         jsonschema.validate(results, schema)
         return publish(folder, results)
 
-    monkeypatch.setattr(RunFolder, "publish", checked)
+    monkeypatch.setattr(ledger, "publish", checked)
 
 
 class Repo:
