@@ -297,6 +297,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
         f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
     ]
+    lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
     if plan.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:
