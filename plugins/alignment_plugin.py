@@ -157,14 +157,17 @@ def _controller_state(config: pytest.Config) -> RunState | None:
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
-    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file)."""
+    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file).
+
+    Normalised (``/proj/../bad/x.json`` is ``/bad/x.json``), so messages show the file the user means.
+    """
     value = config.getoption(name)
     if value:
-        return config.invocation_params.dir / str(value)
+        return Path(os.path.normpath(config.invocation_params.dir / str(value)))
     ini = config.getini(name)
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(ini)
+        return Path(os.path.normpath(base / str(ini)))
     return None
 
 

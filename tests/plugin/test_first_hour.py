@@ -1,0 +1,85 @@
+"""What a new user meets in the first hour: bad input refused in one line, warnings, and honest counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo, entry, write_input
+
+PROJECT = Path(__file__).resolve().parents[2]
+ALIGNMENT_DIR = PROJECT / "alignment"
+pytestmark = pytest.mark.slow
+
+
+def align(pytester: pytest.Pytester, tmp_path: Path, *args: str) -> pytest.RunResult:
+    """``pytest alignment/ ARGS`` in-process, with the reports and the cache under ``tmp_path``."""
+    reports = str(tmp_path / "reports")
+    return pytester.runpytest_inprocess(
+        str(ALIGNMENT_DIR), "--reports-dir", reports, "-o", f"cache_dir={tmp_path / 'cache'}", *args
+    )
+
+
+def the_error(result: pytest.RunResult) -> str:
+    """The one ``ERROR:`` line of a refused run (and no traceback)."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR")]
+    assert len(errors) == 1, result.errlines
+    assert "Traceback" not in "\n".join(result.outlines + result.errlines)
+    return errors[0]
+
+
+def test_a_missing_target_is_one_error_line_before_anything_runs(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.branch("next-gen", "main")
+    repo.git("update-ref", "refs/remotes/origin/next", repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature", "mian"), entry("other", "next")])
+    refs = repo.git("for-each-ref")
+    error = the_error(align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)))
+    assert "branches[0].assigned_target: target 'mian' is not a branch of" in error
+    assert "(closest existing branch: 'main')" in error
+    assert "'origin/next' exists: pass --remote origin" in error
+    assert repo.git("for-each-ref") == refs
+    assert not (tmp_path / "reports").exists()
+
+
+def test_an_empty_input_changes_nothing(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    first = align(
+        pytester,
+        tmp_path,
+        "--input",
+        str(write_input(tmp_path / "in.json", [entry("feature")])),
+        "--repo",
+        str(repo.path),
+    )
+    first.assert_outcomes(passed=1)
+    latest = (tmp_path / "reports" / "latest").resolve()
+    results = (tmp_path / "reports" / "alignment_results.json").read_text()
+    empty = write_input(tmp_path / "empty.json", [])
+    error = the_error(align(pytester, tmp_path, "--input", str(empty), "--repo", str(repo.path)))
+    assert f"{empty}: branches: the list is empty" in error
+    assert (tmp_path / "reports" / "latest").resolve() == latest
+    assert (tmp_path / "reports" / "alignment_results.json").read_text() == results
+    assert len(list((tmp_path / "reports" / "runs").iterdir())) == 1
+
+
+def test_unknown_input_keys_are_warned_in_the_header(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": [{"branch_name": "feature", "assigned_target": "main", "tag": ["x"]}]}))
+    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [f"alignment: warning: {path}: branches[0].tag: unknown key, kept but not used (did you mean tags?)"]
+    )
+
+
+def test_paths_in_errors_are_normalised(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    roundabout = tmp_path / "sub" / ".." / "bad" / "x.json"
+    error = the_error(align(pytester, tmp_path, "--input", str(roundabout), "--repo", str(repo.path)))
+    assert f"{tmp_path / 'bad' / 'x.json'}: file not found" in error
