@@ -15,8 +15,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
+
+try:
+    import hypothesis  # noqa: F401 - the fuzz tests need it
+    import jsonschema
+except ModuleNotFoundError as missing:  # `pip install -e .` without the dev extras: say so in pytest_configure
+    MISSING_DEV_EXTRA: str | None = missing.name
+else:
+    MISSING_DEV_EXTRA = None
 
 from alignment.components import Components
 from alignment.config import Settings, from_mapping
@@ -28,6 +35,17 @@ from alignment.session import plan_run
 pytest_plugins = ["pytester"]
 
 FIXED_DATE = "1700000000 +0000"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The project's own tests need the dev extras: without them, one line saying so (``--help`` still works)."""
+    if MISSING_DEV_EXTRA is not None and not config.option.help:
+        raise pytest.UsageError(
+            f"the project's own tests need the dev extras ({MISSING_DEV_EXTRA} is not installed): "
+            "pip install -e '.[dev]', or run tox"
+        )
+
+
 _indexes = itertools.count()
 
 

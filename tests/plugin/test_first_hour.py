@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,24 @@ def test_paths_in_errors_are_normalised(pytester: pytest.Pytester, repo: Repo, t
     roundabout = tmp_path / "sub" / ".." / "bad" / "x.json"
     error = the_error(align(pytester, tmp_path, "--input", str(roundabout), "--repo", str(repo.path)))
     assert f"{tmp_path / 'bad' / 'x.json'}: file not found" in error
+
+
+WITHOUT_DEV_EXTRAS = "import sys; sys.modules['jsonschema'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+
+
+def test_the_checkout_without_the_dev_extras_helps_and_says_what_to_install() -> None:
+    """After ``pip install -e .`` alone: ``pytest --help`` works, ``pytest`` says which install it needs."""
+
+    def pytest_here(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", WITHOUT_DEV_EXTRAS, "-p", "no:cacheprovider", *args]
+        return subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=120, check=False)
+
+    shown = pytest_here("--help")
+    assert (shown.returncode, shown.stderr) == (0, "")
+    assert "--input=PATH" in shown.stdout
+    tests = pytest_here("-q")
+    assert tests.returncode == pytest.ExitCode.USAGE_ERROR
+    assert tests.stderr.strip() == (
+        "ERROR: the project's own tests need the dev extras (jsonschema is not installed): "
+        "pip install -e '.[dev]', or run tox"
+    )
