@@ -38,7 +38,10 @@ def undo_run(
     folder = RunFolder(reports_dir, run_id)
     record_path = folder.path / RUN_RECORD
     if not record_path.exists():
-        raise UsageProblem(f"{folder.path}: no such run (no {RUN_RECORD}); runs are listed in {reports_dir / 'runs'}")
+        raise UsageProblem(
+            f"{folder.path.resolve()}: no such run (no {RUN_RECORD}); `alignment runs --reports-dir DIR` lists the "
+            "runs of a reports directory: pass the --reports-dir your pytest run wrote to"
+        )
     repository = str(repo_path) if repo_path is not None else json.loads(record_path.read_text())["repository"]
     git = Git(RepoLocation.discover(repository))
     try:

@@ -95,7 +95,7 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
     olds = topics(repo, 2)
     run_id = orchestrate(repo, tmp_path, list(olds))["run_id"]
     assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
-    assert f"{run_id}  2 ok, 0 failed, 0 not run; 2 moved" in capsys.readouterr().out
+    assert f"{run_id}  2 ok, 0 failed, 0 not run; 2 branches moved" in capsys.readouterr().out
     (tmp_path / "reports" / "runs" / str(run_id) / "alignment_results.json").unlink()
     as_module = subprocess.run(
         [sys.executable, "-m", "alignment", "runs", "--reports-dir", str(tmp_path / "reports")],
@@ -103,7 +103,7 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
         text=True,
         check=True,
     )
-    assert f"{run_id}  did not finish; 2 moved" in as_module.stdout
+    assert f"{run_id}  did not finish; 2 branches moved" in as_module.stdout
 
 
 # -- what a dead run leaves behind ----------------------------------------------------------------------------
