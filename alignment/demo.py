@@ -13,13 +13,32 @@ plan's conflict matrix shows). Each input entry carries an extra
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignment import housekeeping
 from alignment.git import Git
 
 _IDENT = b"Demo Author <demo@example.com>"
+DEMO_PREFIX = "alignment-demo-"
+
+
+def new_demo_dir(temporary_dir: Path | None = None) -> Path:
+    """A directory for this demo run, held (like a run's scratch) until ``housekeeping.release``.
+
+    The directories of earlier demos whose run has ended are removed first: demos do not pile up in the
+    temporary directory, and the latest demo's repository stays there to look at until the next demo.
+    """
+    base = temporary_dir or Path(tempfile.gettempdir())
+    for old in base.glob(f"{DEMO_PREFIX}*"):
+        if (old / "alive").exists() and not housekeeping.is_alive(old):
+            shutil.rmtree(old, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX, dir=base))
+    housekeeping.hold(directory)
+    return directory
 
 
 @dataclass

@@ -101,9 +101,14 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def noun(count: int, singular: str, plural: str | None = None) -> str:
+    """The noun for ``count`` things: ``branch`` for one, ``branches`` for others (default plural: + ``s``)."""
+    return singular if count == 1 else plural or singular + "s"
+
+
 def counted(count: int, singular: str, plural: str | None = None) -> str:
-    """``1 branch``, ``2 branches``: a count with its noun in the right number (default plural: + ``s``)."""
-    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+    """``1 branch``, ``2 branches``: a count with its noun in the right number."""
+    return f"{count} {noun(count, singular, plural)}"
 
 
 def kind_of(value: object) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from alignment.errors import counted, noun
+
 STATUS_COLOURS = {
     "completed": "#1a7f37",
     "failed_integration": "#cf222e",
@@ -106,17 +108,24 @@ def _headline(results: Mapping[str, Any], planned: bool) -> str:
     summary = results["overall_summary"]
     verb = "would align" if planned else "aligned"
     items = [
-        (numbers["branches"], "branches"),
+        (numbers["branches"], noun(numbers["branches"], "branch", "branches")),
         (numbers["completed"], verb),
         (numbers["failed"], "would fail" if planned else "failed"),
         (numbers["not_run"], "not run"),
-        (numbers["conflicts"], f"conflicts ({numbers['explained']} with their cause)"),
+        (numbers["conflicts"], f"{noun(numbers['conflicts'], 'conflict')} ({numbers['explained']} with their cause)"),
     ]
     if planned:
-        items.append((numbers["pair_conflicts"], "branch pairs that conflict with each other"))
+        pairs = numbers["pair_conflicts"]
+        items.append(
+            (pairs, f"{noun(pairs, 'branch pair that conflicts', 'branch pairs that conflict')} with each other")
+        )
     spans = "".join(f"<span><b>{value}</b> {escape(label)}</span>" for value, label in items)
-    tripped = summary["circuit_breaker_triggered"]
-    breaker = f"open: {summary.get('circuit_breaker_reason')}" if tripped else "closed"
+    if planned:
+        breaker = "not applied to a plan (it predicts every branch)"
+    elif summary["circuit_breaker_triggered"]:
+        breaker = f"open: {summary.get('circuit_breaker_reason')}"
+    else:
+        breaker = "closed"
     meta = (
         f"{escape(str(summary['execution_timestamp']))} · {summary['total_time_seconds']} s · "
         f"circuit breaker {escape(breaker)}"
@@ -238,7 +247,7 @@ def _matrices(groups: Mapping[str, Any]) -> str:
         if matrix is None:
             continue
         conflicts = matrix["conflicts"]
-        checked = f"{matrix['pairs_checked']} pairs with common paths merged"
+        checked = f"{counted(matrix['pairs_checked'], 'pair')} with common paths merged"
         if matrix["pairs_skipped"]:
             checked += f", {matrix['pairs_skipped']} not (limit)"
         parts.append(f'<h3>{escape(target)} <span class="muted">({checked})</span></h3>')

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ import pytest
 import alignment
 from alignment.components import Components
 from alignment.config import load_settings
-from alignment.errors import AlignmentError, StepFailed, UsageProblem
+from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
@@ -130,9 +129,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         demo_dir = None
         repo: Path | str | None
         if demo:
-            from alignment.demo import build_demo  # noqa: PLC0415 - only --demo needs it
+            from alignment.demo import build_demo, new_demo_dir  # noqa: PLC0415 - only --demo needs it
 
-            demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
+            demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
             repo = _path_option(config, "alignment_repo") or settings.repo_path
@@ -297,8 +296,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     plan = state.plan
     lines = [
-        f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
-        f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
+        f"alignment run {plan.run_id}: {counted(len(plan.branches.branches), 'branch', 'branches')}, "
+        f"{counted(len(plan.branches.targets), 'target')}, repository {plan.location.git_dir}"
     ]
     lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
     if plan.snapshot.commit_graph_written:

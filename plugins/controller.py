@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from alignment import housekeeping
 from alignment.breaker import CircuitBreaker
+from alignment.errors import counted
 from alignment.explain import conflict_matrices
 from alignment.git import Git
 from alignment.html_report import headline_numbers
@@ -31,6 +33,7 @@ from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
 RECOVERY_GRACE_SECONDS = 0.5
+MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
 
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
@@ -268,19 +271,26 @@ class AlignmentController:
             )
         else:
             write("circuit breaker: disabled")
+        for line in failure_lines(self.results):
+            write(line, red=True)
         for note in self.plan.housekeeping:
             write(f"note: {note}", yellow=True)
         kind = "plan" if self.plan.planning else "results"
         write(f"run {self.plan.run_id}; {kind}: {self.results_path}")
-        if self.results_path is not None:
-            write(f"report: {self.results_path.with_name(html_name(self.results_path.name))}")
+        report = None if self.results_path is None else self.results_path.with_name(html_name(self.results_path.name))
+        if report is not None:
+            write(f"report: {report}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
+            for line in _after_the_demo(self.demo_dir, report, self.plan.planning):
+                write(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it."""
         scratch = self.plan.scratch_dir.resolve()
         self.plan.discard_scratch()
+        if self.demo_dir is not None:
+            housekeeping.release(self.demo_dir)  # the next demo may remove it
         git = Git(self.plan.location)
         try:
             git.forget_worktrees(lambda worktree: scratch in worktree.parents)
@@ -305,16 +315,53 @@ def _first_longrepr_line(test: dict[str, Any]) -> str | None:
     return None
 
 
+def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> list[str]:
+    """One short line per branch that failed (or would): its name, the reason, and the conflict's cause.
+
+    The reason is never cut, whatever the name's length (pytest's FAILED line drops it for long test ids).
+    """
+    lines = []
+    for group in results["orchestration_results"].values():
+        for branch in group["branches"]:
+            if branch["status"] == Status.COMPLETED.value:
+                continue
+            line = f"{branch['branch_name']}: {branch.get('error_message') or branch['status']}"
+            culprits = branch.get("culprits") or ()
+            if culprits:
+                cause = culprits[0]
+                line += f' - caused by {cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})'
+            lines.append(line)
+    if len(lines) > limit:
+        lines[limit:] = [f"... and {len(lines) - limit} more: see the report"]
+    return lines
+
+
+def _after_the_demo(demo_dir: Path, report: Path | None, planned: bool) -> list[str]:
+    """What to try next after ``--demo``: a plan, your own branches, the HTML report."""
+    lines = ["next:"]
+    if not planned:
+        lines.append("  pytest alignment/ --demo --plan      predict the same outcomes; nothing is changed")
+    lines.append(
+        "  pytest alignment/ -n 4 --input categorized_branches.json --repo PATH    your own branches (README: "
+        f"'The input file'; the demo's is {demo_dir / 'categorized_branches.json'})"
+    )
+    if report is not None:
+        lines.append(f"  open {report}    the report: tables per target, timeline, conflict causes")
+    return lines
+
+
 def headline(results: dict[str, Any]) -> str:
     """The report's headline numbers on one line: ``20 branches: 16 aligned, 4 failed, 0 not run; 3 conflicts,
     3 with their cause named`` (a plan adds the branch pairs that conflict with each other)."""
     numbers = headline_numbers(results)
     planned = bool(results.get("planned"))
     line = (
-        f"{numbers['branches']} branches: {numbers['completed']} {'would align' if planned else 'aligned'}, "
-        f"{numbers['failed']} {'would fail' if planned else 'failed'}, {numbers['not_run']} not run; "
-        f"{numbers['conflicts']} conflicts, {numbers['explained']} with their cause named"
+        f"{counted(numbers['branches'], 'branch', 'branches')}: {numbers['completed']} "
+        f"{'would align' if planned else 'aligned'}, {numbers['failed']} {'would fail' if planned else 'failed'}, "
+        f"{numbers['not_run']} not run; {counted(numbers['conflicts'], 'conflict')}, {numbers['explained']} with "
+        "their cause named"
     )
     if planned:
-        line += f"; {numbers['pair_conflicts']} branch pairs conflict with each other"
+        pairs = counted(numbers["pair_conflicts"], "branch pair conflicts", "branch pairs conflict")
+        line += f"; {pairs} with each other"
     return line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,48 @@ def test_the_checkout_without_the_dev_extras_helps_and_says_what_to_install() ->
         "ERROR: the project's own tests need the dev extras (jsonschema is not installed): "
         "pip install -e '.[dev]', or run tox"
     )
+
+
+def test_a_plan_of_one_long_named_branch_speaks_in_the_singular_and_keeps_the_reason(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    name = "feature/" + "a-very-long-branch-name-" * 4 + "end"
+    repo.commit(name, {"app.py": "mine\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"app.py": "theirs\n"})
+    path = write_input(tmp_path / "in.json", [entry(name)])
+    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--plan")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert ": 1 branch, 1 target, repository " in output
+    assert "1 branch: 0 would align, 1 would fail, 0 not run; 1 conflict, 1 with their cause named; " in output
+    assert "0 branch pairs conflict with each other" in output
+    reason = f"{name}: Merge conflict in app.py (unresolvable) - caused by "
+    assert any(line.startswith(reason) and line.endswith('"change" (Test Author)') for line in result.outlines)
+    page = (tmp_path / "reports" / "alignment_plan.html").read_text()
+    assert "<b>1</b> branch</span>" in page
+    assert "<b>1</b> conflict (1 with their cause)</span>" in page
+    assert "circuit breaker not applied to a plan" in page
+    assert "circuit breaker closed" not in page
+
+
+def test_after_the_demo_what_next_and_one_demo_directory(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    first = align(pytester, tmp_path, "--demo")
+    first.assert_outcomes(passed=16, failed=4)
+    first.stdout.fnmatch_lines(
+        [
+            "feature/auth: Merge conflict in src/auth.py (unresolvable) - caused by * (Demo Author)",
+            "next:",
+            "  pytest alignment/ --demo --plan      predict the same outcomes; nothing is changed",
+            "  pytest alignment/ -n 4 --input categorized_branches.json --repo PATH    your own branches *",
+            f"  open {tmp_path / 'reports' / 'runs'}/*/alignment_results.html    the report: *",
+        ]
+    )
+    assert len(list(temporary.glob("alignment-demo-*"))) == 1
+    align(pytester, tmp_path, "--demo", "--plan").assert_outcomes(passed=16, failed=4)
+    assert len(list(temporary.glob("alignment-demo-*"))) == 1
