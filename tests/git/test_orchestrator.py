@@ -13,7 +13,7 @@ import pytest
 
 from alignment.components import Components
 from alignment.config import Settings
-from alignment.demo import build_demo
+from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
 from alignment.errors import ConfigError, InputError, RepositoryError, UsageProblem
@@ -238,7 +238,7 @@ def test_output_schema_validation(tmp_path: Path) -> None:
 def test_full_orchestration_mixed_targets(tmp_path: Path) -> None:
     """Full workflow with branches for all three targets"""
     repo_path, input_path = build_demo(tmp_path / "demo")
-    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    expected = json.loads(input_path.with_name(EXPECTED_FILE).read_text())
     reports = tmp_path / "reports"
     result = BranchAlignmentOrchestrator(reports_dir=reports).run(input_path, repo_path)
     groups = result["orchestration_results"]

@@ -140,6 +140,7 @@ def test_after_the_demo_what_next_and_one_demo_directory(
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     first = align(pytester, tmp_path, "--demo")
     first.assert_outcomes(passed=16, failed=4)
+    assert "warning" not in first.stdout.str()
     first.stdout.fnmatch_lines(
         [
             "feature/auth: Merge conflict in src/auth.py (unresolvable) - caused by * (Demo Author)",
