@@ -123,21 +123,22 @@ class RunFolder:
     def audit_path(self) -> Path:
         return self.path / "audit.jsonl"
 
-    def publish(self, results: Mapping[str, Any]) -> Path:
-        """Write the results and their HTML report into the run folder, then the top-level copies; a real
-        run also points ``latest`` at its folder. Returns the JSON file in the run folder."""
-        planned = bool(results.get("planned"))
-        name = PLAN_FILE if planned else RESULTS_FILE
-        text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-        for directory in (self.path, self.reports_dir):
-            _write_atomically(directory / name, text)
-            _write_atomically(directory / html_name(name), render_report(results, directory))
-        if not planned:
-            link = self.reports_dir / "latest"
-            temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
-            os.symlink(Path("runs") / self.run_id, temporary)
-            os.replace(temporary, link)
-        return self.path / name
+
+def publish(folder: RunFolder, results: Mapping[str, Any]) -> Path:
+    """Write the results and their HTML report into the run folder, then the top-level copies; a real run
+    also points ``latest`` at its folder. Returns the JSON file in the run folder."""
+    planned = bool(results.get("planned"))
+    name = PLAN_FILE if planned else RESULTS_FILE
+    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    for directory in (folder.path, folder.reports_dir):
+        _write_atomically(directory / name, text)
+        _write_atomically(directory / html_name(name), render_report(results, directory))
+    if not planned:
+        link = folder.reports_dir / "latest"
+        temporary = folder.reports_dir / f".latest-{secrets.token_hex(4)}"
+        os.symlink(Path("runs") / folder.run_id, temporary)
+        os.replace(temporary, link)
+    return folder.path / name
 
 
 def html_name(json_name: str) -> str:

@@ -18,15 +18,13 @@ from typing import Any
 import pytest
 
 from alignment import housekeeping
-from alignment.breaker import CircuitBreaker
 from alignment.errors import counted
-from alignment.explain import conflict_matrices
 from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
-from alignment.logs import AuditTrail
+from alignment.ledger import Published, RunLedger
 from alignment.model import BranchResult, Status
-from alignment.report import build_results, html_name
+from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
@@ -76,19 +74,15 @@ class AlignmentController:
         self.config = config
         self.plan = plan
         self.demo_dir = demo_dir
-        settings = plan.settings
-        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
-        self.audit = AuditTrail(plan.folder.audit_path if settings.audit_trail_enabled else None)
-        self.memory = MemoryGate(settings.max_memory_mb)
+        self.ledger = RunLedger(plan, on_trip=self._stop)
+        self.memory = MemoryGate(plan.settings.max_memory_mb)
         self.nodes = NodeMap(plan)
         self.specs = {spec.name: spec for spec in plan.branches.branches}
-        self.failed: set[str] = set()
-        self.finished: set[str] = set()
+        self.failures: dict[str, str] = {}  # test id -> the last line of its first failure
         self.crashes: dict[str, str] = {}
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
-        self.results: dict[str, Any] | None = None
-        self.results_path: Path | None = None
+        self.published: Published | None = None
 
     # -- xdist -----------------------------------------------------------------------------------------------
 
@@ -118,37 +112,29 @@ class AlignmentController:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        self.audit.record(
-            "run_start",
-            run_id=self.plan.run_id,
-            repository=str(self.plan.location.git_dir),
-            branches=len(self.plan.branches.branches),
-            targets=dict(self.plan.snapshot.target_commits),
-        )
+        self.ledger.start()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Each phase's report, read once: the branch's start, its failure text, and at its end its result."""
         when: str = report.when  # "???" for the item of a crashed worker
         if report.failed:
-            self.failed.add(report.nodeid)
+            self.failures.setdefault(report.nodeid, _last_line(report.longreprtext))
         branch = self.nodes.branch(report.nodeid)
         if branch is None:
             return
         if when == "setup" and not report.skipped:
-            self.audit.record("branch_start", branch=branch, target=self.specs[branch].target, test=report.nodeid)
+            self.ledger.branch_started(self.specs[branch])
         if when == "???":
             self.crashes[branch] = self._recover(branch, report)
         if when not in ("teardown", "???"):
             return
+        failed = report.nodeid in self.failures
         result = _result_of(report)
-        errored = report.failed or report.nodeid in self.failed
-        status = result["status"] if result else (Status.EXCEPTION.value if errored else None)
-        if status is None:
-            return  # skipped before it started: the breaker had tripped
-        self.finished.add(branch)
-        tips = {"old_tip": result.get("old_tip"), "new_tip": result.get("new_tip")} if result else {}
-        self.audit.record("branch_end", branch=branch, target=self.specs[branch].target, status=status, **tips)
-        if self.breaker.record(report.nodeid in self.failed or status != Status.COMPLETED.value):
-            self._trip()
+        if result is None:
+            if not failed:
+                return  # skipped before it started: the breaker had tripped
+            result = self._exception_result(branch, report.nodeid)
+        self.ledger.branch_finished(result, failed=failed or not result.succeeded)
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
@@ -162,64 +148,9 @@ class AlignmentController:
         finally:
             git.close()
 
-    def _trip(self) -> None:
-        state = self.breaker.state()
-        reason = str(state.reason)
-        self.plan.stop_flag.write_text(reason, encoding="utf-8")
-        self.audit.record("circuit_breaker_tripped", reason=reason)
-        if self.session is not None:
-            self.session.shouldstop = reason
-        dsession = self.config.pluginmanager.getplugin("dsession")
-        if dsession is not None:
-            dsession.shouldstop = reason
-        if self.scheduler is not None:
-            self.scheduler.stop()
-
-    # -- results ---------------------------------------------------------------------------------------------
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
-        """Turn pytest-json-report's report into the spec's output and publish it."""
-        results = self.results_from(json_report.get("tests", []))
-        matrices = None
-        if self.plan.planning:
-            git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
-            try:
-                matrices = conflict_matrices(git, self.plan.branches, results)
-            finally:
-                git.close()
-        self.results = build_results(
-            self.plan.branches,
-            results,
-            run_id=self.plan.run_id,
-            started=self.plan.started,
-            finished=time.time(),
-            breaker=self.breaker.state(),
-            selected=set(self.nodes.selected.values()),
-            matrices=matrices,
-        )
-        self.results_path = self.plan.folder.publish(self.results)
-        json_report["alignment_results"] = str(self.results_path)
-        self.audit.record(
-            "run_end", run_id=self.plan.run_id, results=str(self.results_path), **self.results["overall_summary"]
-        )
-
-    def results_from(self, tests: list[dict[str, Any]]) -> dict[str, BranchResult]:
-        results: dict[str, BranchResult] = {}
-        for test in tests:
-            branch = self.nodes.branch(test["nodeid"])
-            if branch is None:
-                continue
-            properties = {key: value for item in test.get("user_properties", []) for key, value in item.items()}
-            if RESULT_PROPERTY in properties:
-                results[branch] = BranchResult.from_dict(json.loads(properties[RESULT_PROPERTY]))
-            elif test["outcome"] in ("failed", "error"):
-                results[branch] = self._exception_result(branch, test)
-        return results
-
-    def _exception_result(self, branch: str, test: dict[str, Any]) -> BranchResult:
+    def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
         """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
-        message = self.crashes.get(branch) or _first_longrepr_line(test) or "the test failed before aligning"
+        message = self.crashes.get(branch) or self.failures.get(nodeid) or "the test failed before aligning"
         now = time.time()
         return BranchResult(
             branch,
@@ -232,29 +163,51 @@ class AlignmentController:
             finished_at=now,
         )
 
+    def _stop(self, reason: str) -> None:
+        """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
+        self.plan.stop_flag.write_text(reason, encoding="utf-8")
+        if self.session is not None:
+            self.session.shouldstop = reason
+        dsession = self.config.pluginmanager.getplugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+    # -- results ---------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        """pytest-json-report's report is complete: publish the spec's output from the results read from it
+        as each test reported, and point the JSON report at it."""
+        self.published = self.ledger.finish(selected=set(self.nodes.selected.values()))
+        json_report["alignment_results"] = str(self.published.path)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Never-started branches go into ``--lf``'s list, so a rerun picks them up."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         if lfplugin is None:
             return
+        finished = self.ledger.results
         for nodeid, branch in self.nodes.selected.items():
-            if branch not in self.finished:
+            if branch not in finished:
                 lfplugin.lastfailed[nodeid] = True
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.results is None:
+        if self.published is None:
             return
+        results, results_path = self.published.results, self.published.path
         write = terminalreporter.write_line
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
-        write(headline(self.results))
+        write(headline(results))
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
-        for target, group in self.results["orchestration_results"].items():
+        for target, group in results["orchestration_results"].items():
             write(
                 f"{target[:27]:<28}{group['processed_branches']:>10}{group['successful']:>6}{group['failed']:>8}"
                 f"{len(group['not_run']):>9}"
             )
-        summary = self.results["overall_summary"]
+        summary = results["overall_summary"]
         write(
             f"{'total':<28}{summary['total_branches_processed']:>10}{summary['total_successful']:>6}"
             f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
@@ -271,15 +224,14 @@ class AlignmentController:
             )
         else:
             write("circuit breaker: disabled")
-        for line in failure_lines(self.results):
+        for line in failure_lines(results):
             write(line, red=True)
         for note in self.plan.housekeeping:
             write(f"note: {note}", yellow=True)
         kind = "plan" if self.plan.planning else "results"
-        write(f"run {self.plan.run_id}; {kind}: {self.results_path}")
-        report = None if self.results_path is None else self.results_path.with_name(html_name(self.results_path.name))
-        if report is not None:
-            write(f"report: {report}")
+        write(f"run {self.plan.run_id}; {kind}: {results_path}")
+        report = results_path.with_name(html_name(results_path.name))
+        write(f"report: {report}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
             for line in _after_the_demo(self.demo_dir, report, self.plan.planning):
@@ -298,21 +250,18 @@ class AlignmentController:
             git.close()
 
 
-def _result_of(report: pytest.TestReport) -> dict[str, Any] | None:
+def _result_of(report: pytest.TestReport) -> BranchResult | None:
     """The branch result a worker attached to the item's report, if any."""
     for key, value in report.user_properties:
         if key == RESULT_PROPERTY:
-            result: dict[str, Any] = json.loads(str(value))
-            return result
+            return BranchResult.from_dict(json.loads(str(value)))
     return None
 
 
-def _first_longrepr_line(test: dict[str, Any]) -> str | None:
-    for stage in ("setup", "call", "teardown", "???"):
-        text = (test.get(stage) or {}).get("longrepr")
-        if text:
-            return str(text).strip().splitlines()[-1][:300]
-    return None
+def _last_line(text: str) -> str:
+    """A failure's summary: the last line of its text."""
+    lines = text.strip().splitlines()
+    return lines[-1][:300] if lines else ""
 
 
 def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> list[str]:
@@ -336,7 +285,7 @@ def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> li
     return lines
 
 
-def _after_the_demo(demo_dir: Path, report: Path | None, planned: bool) -> list[str]:
+def _after_the_demo(demo_dir: Path, report: Path, planned: bool) -> list[str]:
     """What to try next after ``--demo``: a plan, your own branches, the HTML report."""
     lines = ["next:"]
     if not planned:
@@ -345,8 +294,7 @@ def _after_the_demo(demo_dir: Path, report: Path | None, planned: bool) -> list[
         "  pytest alignment/ -n 4 --input categorized_branches.json --repo PATH    your own branches (README: "
         f"'The input file'; the demo's is {demo_dir / 'categorized_branches.json'})"
     )
-    if report is not None:
-        lines.append(f"  open {report}    the report: tables per target, timeline, conflict causes")
+    lines.append(f"  open {report}    the report: tables per target, timeline, conflict causes")
     return lines
 
 

@@ -25,6 +25,7 @@ except ModuleNotFoundError as missing:  # `pip install -e .` without the dev ext
 else:
     MISSING_DEV_EXTRA = None
 
+from alignment import ledger
 from alignment.components import Components
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
@@ -70,14 +71,14 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 @pytest.fixture(autouse=True)
 def every_result_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a test publishes (orchestrator, in-process pytest run) is checked against the JSON Schema."""
-    publish = RunFolder.publish
+    publish = ledger.publish
     schema = load_schema()
 
     def checked(folder: RunFolder, results: Mapping[str, Any]) -> Path:
         jsonschema.validate(results, schema)
         return publish(folder, results)
 
-    monkeypatch.setattr(RunFolder, "publish", checked)
+    monkeypatch.setattr(ledger, "publish", checked)
 
 
 class Repo:
