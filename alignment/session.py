@@ -189,12 +189,14 @@ def plan_run(
     reports_dir: str | Path | None = None,
     planning: bool = False,
     require_targets: bool = True,
+    record: bool = True,
 ) -> RunPlan:
     """Discover the repository, snapshot it and create the run folder. Moves no ref.
 
     ``planning``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
     ``require_targets``: refuse the run when a target does not exist (the single-branch entry point instead
     reports ``target_not_found`` in the branch's result, as the spec's error codes say).
+    ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
     """
     location = RepoLocation.discover(repo_path)
     if (location.common_dir / "shallow").exists():
@@ -217,16 +219,17 @@ def plan_run(
         git.close()
     scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
     housekeeping.hold(scratch)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    record = {
-        "run_id": run_id,
-        "repository": str(location.git_dir),
-        "started": started,
-        "input": branches.source,
-        "scratch_dir": str(scratch),
-        "planning": planning,
-    }
-    (folder.path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if record:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        written = {
+            "run_id": run_id,
+            "repository": str(location.git_dir),
+            "started": started,
+            "input": branches.source,
+            "scratch_dir": str(scratch),
+            "planning": planning,
+        }
+        (folder.path / RUN_RECORD).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,

@@ -101,6 +101,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     for target in state.plan.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    if config.option.collectonly:
+        return  # collecting moves nothing and writes no run: no report either
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
@@ -147,6 +149,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             repo,
             reports_dir=config.invocation_params.dir / reports,
             planning=bool(config.getoption("alignment_plan_only")),
+            record=not config.option.collectonly,
         )
     except UsageProblem as error:
         raise pytest.UsageError(str(error)) from None
@@ -296,8 +299,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     plan = state.plan
     lines = [
-        f"alignment run {plan.run_id}: {counted(len(plan.branches.branches), 'branch', 'branches')}, "
-        f"{counted(len(plan.branches.targets), 'target')}, repository {plan.location.git_dir}"
+        f"alignment run {plan.run_id}: the input lists {counted(len(plan.branches.branches), 'branch', 'branches')} "
+        f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
     ]
     lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
     if plan.snapshot.commit_graph_written:

@@ -119,7 +119,7 @@ def test_a_plan_of_one_long_named_branch_speaks_in_the_singular_and_keeps_the_re
     result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--plan")
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
-    assert ": 1 branch, 1 target, repository " in output
+    assert ": the input lists 1 branch for 1 target; repository " in output
     assert "1 branch: 0 would align, 1 would fail, 0 not run; 1 conflict, 1 with their cause named; " in output
     assert "0 branch pairs conflict with each other" in output
     reason = f"{name}: Merge conflict in app.py (unresolvable) - caused by "
@@ -153,3 +153,60 @@ def test_after_the_demo_what_next_and_one_demo_directory(
     assert len(list(temporary.glob("alignment-demo-*"))) == 1
     align(pytester, tmp_path, "--demo", "--plan").assert_outcomes(passed=16, failed=4)
     assert len(list(temporary.glob("alignment-demo-*"))) == 1
+
+
+def test_collect_only_writes_no_run(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature"), entry("other")])
+    align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)).assert_outcomes(passed=1, failed=1)
+    reports = tmp_path / "reports"
+    before = {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()}
+    latest = (reports / "latest").resolve()
+    collected = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--collect-only", "--lf")
+    assert collected.ret == pytest.ExitCode.OK
+    collected.stdout.fnmatch_lines(["*rerun previous 1 failure*", "*test_branch?other?*", "*no run was made*"])
+    assert {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()} == before
+    assert (reports / "latest").resolve() == latest
+    rerun = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--lf")
+    rerun.assert_outcomes(failed=1)  # only the branch that failed: collecting forgot nothing and added nothing
+
+
+def test_lf_memory_is_per_input_and_repository(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    base = repo.tip("main")
+    repo.commit("other", {"app.py": "other\n"}, parent=base)
+    repo.commit("x", {"app.py": "mine\n"}, parent=base)  # merges into main, conflicts with other
+    repo.commit("y", {"m.txt": "y\n"}, parent=base)
+    repo.commit("main", {"m.txt": "main\n"})  # y conflicts with main
+    both = write_input(tmp_path / "both.json", [entry("x"), entry("y")])
+    onto_other = write_input(tmp_path / "other.json", [entry("x", "other")])
+    align(pytester, tmp_path, "--input", str(both), "--repo", str(repo.path)).assert_outcomes(passed=1, failed=1)
+    align(pytester, tmp_path, "--input", str(onto_other), "--repo", str(repo.path)).assert_outcomes(failed=1)
+    rerun = align(pytester, tmp_path, "--input", str(both), "--repo", str(repo.path), "--lf")
+    rerun.assert_outcomes(failed=1)  # y only: x failed for the other input, not for this one
+    assert "selected: 1 of the input's 2 branches" in rerun.stdout.str()
+    project_memory = tmp_path / "cache" / "v" / "cache" / "lastfailed"
+    assert "test_branch" not in (project_memory.read_text() if project_memory.exists() else "")
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")])
+def test_pytest_counts_agree_with_the_run_after_a_breaker_trip(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, workers: tuple[str, ...]
+) -> None:
+    base = repo.tip("main")
+    names = [f"bad-{index}" for index in range(20)]
+    for name in names:
+        repo.commit(name, {"app.py": f"{name}\n"}, parent=base)
+    repo.commit("main", {"app.py": "theirs\n"})
+    path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    config = tmp_path / "alignment.yaml"
+    config.write_text("orchestration:\n  failure_threshold_count: 2\n  failure_threshold_percent: 50\n")
+    argv = [str(ALIGNMENT_DIR), "--reports-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider"]
+    argv += ["--input", str(path), "--repo", str(repo.path), "--config", str(config), *workers]
+    result = pytester.runpytest_subprocess(*argv, timeout=300) if workers else pytester.runpytest_inprocess(*argv)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    summary = json.loads((tmp_path / "reports" / "alignment_results.json").read_text())["overall_summary"]
+    assert summary["total_not_run"] > 0
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) == summary["total_not_run"]
+    assert outcomes.get("failed", 0) == summary["total_failed"]
+    assert outcomes.get("passed", 0) == summary["total_successful"]
