@@ -149,7 +149,9 @@ def normalized(data: dict[str, Any]) -> dict[str, Any]:
         for target, group in data["orchestration_results"].items()
     }
     summary = {
-        k: v for k, v in data["overall_summary"].items() if k not in {"total_time_seconds", "execution_timestamp"}
+        k: v
+        for k, v in data["overall_summary"].items()
+        if k not in {"total_time_seconds", "execution_timestamp", "started_at"}
     }
     return {"orchestration_results": groups, "overall_summary": summary}
 
