@@ -21,7 +21,7 @@ from typing import Any
 
 from alignment import housekeeping
 from alignment.config import Settings, from_mapping
-from alignment.errors import InputError, RepositoryError
+from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.model import Action
@@ -252,7 +252,7 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
             continue
         moves = len(list((run_dir / "moves").glob("*.json")))
         notes.append(
-            f"run {record['run_id']} did not finish; it moved {moves} branch(es) to checked merges "
+            f"run {record['run_id']} did not finish; it moved {counted(moves, 'branch', 'branches')} to checked merges "
             f"(`alignment undo {record['run_id']}` puts them back)"
         )
     return tuple(notes)

@@ -141,7 +141,7 @@ def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_
     (tmp_path / "reports" / "runs" / run_id / "alignment_results.json").unlink()  # as if the controller died
     plan = plan_run(Settings(), BranchInput("t", ()), repo.path, reports_dir=tmp_path / "reports")
     plan.discard_scratch()
-    assert any(f"run {run_id} did not finish; it moved 2 branch(es)" in note for note in plan.housekeeping)
+    assert any(f"run {run_id} did not finish; it moved 2 branches" in note for note in plan.housekeeping)
     assert undo_run(tmp_path / "reports", run_id).refused == ()
     assert {name: repo.tip(name) for name in olds} == olds
 
