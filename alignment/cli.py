@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from alignment.errors import AlignmentError, UsageProblem, counted
 from alignment.journal import Outcome
-from alignment.report import PLAN_FILE, RESULTS_FILE
-from alignment.session import RUN_RECORD
+from alignment.runs import RunState, list_runs
+from alignment.session import moves_made
 from alignment.undo import undo_run
 
 _DRY_RUN_MARKS = {Outcome.RESTORED: "ready"}  # the message says "would restore"; the mark says it can
@@ -61,26 +60,23 @@ def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> in
 
 
 def _runs(reports_dir: Path) -> int:
-    records = sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}"))
-    if not records:
+    runs = list_runs(reports_dir)
+    if not runs:
         raise UsageProblem(
             f"no runs in {reports_dir.resolve()}: pass --reports-dir DIR, the directory your pytest runs wrote to "
             "(their --reports-dir, default reports/ where pytest was started)"
         )
-    for record_path in records:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        results, plan = record_path.parent / RESULTS_FILE, record_path.parent / PLAN_FILE
-        if results.exists():
-            summary = json.loads(results.read_text(encoding="utf-8"))["overall_summary"]
+    for run in runs:
+        summary = run.summary()
+        if run.state is RunState.FINISHED:
             ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
             state = f"{ok} ok, {failed} failed, {skipped} not run"
-        elif plan.exists():
-            summary = json.loads(plan.read_text(encoding="utf-8"))["overall_summary"]
+        elif run.state is RunState.PLANNED:
             state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
-        moves = len(list((record_path.parent / "moves").glob("*.json")))
-        print(f"{record['run_id']}  {state}; {counted(moves, 'branch', 'branches')} moved  {record['repository']}")
+        moved = counted(moves_made(run.folder), "branch", "branches")
+        print(f"{run.run_id}  {state}; {moved} moved  {run.record()['repository']}")
     return 0
 
 

@@ -12,7 +12,6 @@ import difflib
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -24,10 +23,9 @@ from alignment.config import Settings, from_mapping
 from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
+from alignment.journal import MoveJournal
 from alignment.model import Action
-from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
-
-RUN_RECORD = "run.json"
+from alignment.runs import RunFolder, RunState, list_runs, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -217,19 +215,18 @@ def plan_run(
         snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets)
     finally:
         git.close()
-    scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
-    housekeeping.hold(scratch)
+    scratch = housekeeping.create_scratch(run_id)
     if record:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        written = {
-            "run_id": run_id,
-            "repository": str(location.git_dir),
-            "started": started,
-            "input": branches.source,
-            "scratch_dir": str(scratch),
-            "planning": planning,
-        }
-        (folder.path / RUN_RECORD).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
+        folder.write_record(
+            {
+                "run_id": run_id,
+                "repository": str(location.git_dir),
+                "started": started,
+                "input": branches.source,
+                "scratch_dir": str(scratch),
+                "planning": planning,
+            }
+        )
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,
@@ -243,16 +240,16 @@ def plan_run(
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     """Earlier runs that died before writing their results, and how many moves each journaled."""
     notes = []
-    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
-        run_dir = record_path.parent
-        if (run_dir / RESULTS_FILE).exists() or (run_dir / PLAN_FILE).exists():
+    for run in list_runs(reports_dir):
+        if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
             continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if housekeeping.is_alive(Path(record["scratch_dir"])):
-            continue
-        moves = len(list((run_dir / "moves").glob("*.json")))
         notes.append(
-            f"run {record['run_id']} did not finish; it moved {counted(moves, 'branch', 'branches')} to checked merges "
-            f"(`alignment undo {record['run_id']}` puts them back)"
+            f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "
+            f"checked merges (`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)
+
+
+def moves_made(folder: RunFolder) -> int:
+    """How many branches the run of ``folder`` moved, or may have moved (its journal less the rejected moves)."""
+    return len(MoveJournal(folder.moves_dir).moves())

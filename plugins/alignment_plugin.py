@@ -24,18 +24,18 @@ import re
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import alignment
-from alignment.components import Components
 from alignment.config import load_settings
 from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
+from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
+from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 
@@ -109,7 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.log_level is None and not config.getini("log_level"):
         config.option.log_level = "WARNING"  # INFO goes to the branch log files, not into every test report
     if config.option.json_report_file == ".report.json":
-        config.option.json_report_file = str(state.plan.folder.path / "pytest-report.json")
+        config.option.json_report_file = str(state.plan.folder.pytest_report_path)
     if not config.option.json_report_omit:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
@@ -152,9 +152,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             record=not config.option.collectonly,
         )
     except UsageProblem as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
-        raise pytest.UsageError(f"cannot prepare the run: {error}") from None
+        raise pytest.UsageError(printable(f"cannot prepare the run: {error}")) from None
     return RunState(plan, "main", demo_dir)
 
 
@@ -265,26 +265,28 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
             raise
         failure = error
     pyfuncitem.stash[STEP_FAILURE] = failure
-    pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
+    pytest.fail(printable(failure.message), pytrace=False)  # outside the except block: no chained StepFailed
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
     if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
-        return
+        return report
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
         longrepr = call.excinfo.getrepr(style="value")  # one frame, not the whole trace
         if longrepr.reprcrash is not None:
-            longrepr.reprcrash.message = failure.message  # the summary line: the message, not "Failed: ..."
+            longrepr.reprcrash.message = printable(failure.message)  # the summary line, not "Failed: ..."
         report.longrepr = longrepr
         report.alignment_status = failure.status.value  # type: ignore[attr-defined]
     elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+    return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

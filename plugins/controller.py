@@ -1,16 +1,17 @@
-"""The controller's side of a pytest run: dispatch, circuit breaker, audit trail, crash recovery, results.
+"""The controller's side of a pytest run: dispatch, crash recovery, and the run's ledger fed from reports.
 
 Registered only in the process that controls the run (the xdist controller, or the single process without
-``-n``). It alone writes shared files: the audit trail and the results. Results come from pytest-json-report's
-report (the per-branch result each worker attached as JSON text), plus, for a branch whose worker crashed,
-the ``exception`` result the controller made when it put that branch back.
+``-n``). It alone writes shared files, through ``RunLedger``: the audit trail and the results. Each branch's
+result is read once, from the teardown report its worker attached it to as JSON text; a branch whose worker
+crashed, or whose test failed before the pipeline ran, gets an ``exception`` result made here. When
+pytest-json-report's report is complete, the ledger publishes the spec's output and the JSON report points
+at it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -24,9 +25,11 @@ from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
-from alignment.model import BranchResult, Status
+from alignment.model import BranchResult, ErrorCode, Status
+from alignment.names import printable
 from alignment.report import html_name
 from alignment.resources import MemoryGate
+from alignment.runs import write_atomically
 from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
 
@@ -38,11 +41,7 @@ MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; th
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
     """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
-    directory = plan.scratch_dir / "nodes"
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{worker}.{secrets.token_hex(4)}"
-    temporary.write_text(json.dumps(branches), encoding="utf-8")
-    temporary.replace(directory / f"{worker}.json")
+    write_atomically(plan.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
 
 
 class NodeMap:
@@ -187,7 +186,7 @@ class AlignmentController:
             self.specs[branch].target,
             Status.EXCEPTION,
             0.0,
-            ("worker_crashed",) if branch in self.crashes else ("unexpected_error",),
+            (ErrorCode.WORKER_CRASHED,) if branch in self.crashes else (ErrorCode.UNEXPECTED_ERROR,),
             message,
             started_at=now,
             finished_at=now,
@@ -257,7 +256,11 @@ class AlignmentController:
         if self.published is None:
             return
         results, results_path = self.published.results, self.published.path
-        write = terminalreporter.write_line
+
+        def write(line: str, **markup: bool) -> None:
+            """Names, paths and notes are data: printed with their control characters escaped."""
+            terminalreporter.write_line(printable(line), **markup)
+
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
         write(headline(results))
         listed, selected = len(self.plan.branches.branches), len(self.nodes.selected)
