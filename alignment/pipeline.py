@@ -527,6 +527,7 @@ def run_alignment_for_branch(
             BranchInput("run_alignment_for_branch", (spec,)),
             repo_path,
             reports_dir=Path(os.getcwd()) / "reports",
+            require_targets=False,
         )
     except UsageProblem:
         raise

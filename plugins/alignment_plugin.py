@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ import pytest
 
 import alignment
 from alignment.config import load_settings
-from alignment.errors import AlignmentError, StepFailed, UsageProblem
+from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
@@ -103,6 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     for target in state.plan.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    if config.option.collectonly:
+        return  # collecting moves nothing and writes no run: no report either
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
@@ -131,9 +132,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         demo_dir = None
         repo: Path | str | None
         if demo:
-            from alignment.demo import build_demo  # noqa: PLC0415 - only --demo needs it
+            from alignment.demo import build_demo, new_demo_dir  # noqa: PLC0415 - only --demo needs it
 
-            demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
+            demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
             repo = _path_option(config, "alignment_repo") or settings.repo_path
@@ -149,6 +150,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             repo,
             reports_dir=config.invocation_params.dir / reports,
             planning=bool(config.getoption("alignment_plan_only")),
+            record=not config.option.collectonly,
         )
     except UsageProblem as error:
         raise pytest.UsageError(printable(str(error))) from None
@@ -158,14 +160,17 @@ def _controller_state(config: pytest.Config) -> RunState | None:
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
-    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file)."""
+    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file).
+
+    Normalised (``/proj/../bad/x.json`` is ``/bad/x.json``), so messages show the file the user means.
+    """
     value = config.getoption(name)
     if value:
-        return config.invocation_params.dir / str(value)
+        return Path(os.path.normpath(config.invocation_params.dir / str(value)))
     ini = config.getini(name)
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(ini)
+        return Path(os.path.normpath(base / str(ini)))
     return None
 
 
@@ -319,9 +324,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     plan = state.plan
     lines = [
-        f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
-        f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
+        f"alignment run {plan.run_id}: the input lists {counted(len(plan.branches.branches), 'branch', 'branches')} "
+        f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
     ]
+    lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
     if plan.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:

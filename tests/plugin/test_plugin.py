@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from alignment.demo import build_demo
+from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from tests.conftest import Repo, entry, load_schema, write_input
@@ -74,7 +74,7 @@ def run(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def demo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     repo, input_path = build_demo(tmp_path / "demo")
-    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    expected = json.loads(input_path.with_name(EXPECTED_FILE).read_text())
     return repo, input_path, expected
 
 
@@ -148,7 +148,9 @@ def normalized(data: dict[str, Any]) -> dict[str, Any]:
         for target, group in data["orchestration_results"].items()
     }
     summary = {
-        k: v for k, v in data["overall_summary"].items() if k not in {"total_time_seconds", "execution_timestamp"}
+        k: v
+        for k, v in data["overall_summary"].items()
+        if k not in {"total_time_seconds", "execution_timestamp", "started_at"}
     }
     return {"orchestration_results": groups, "overall_summary": summary}
 
