@@ -1,4 +1,5 @@
-"""The ``alignment`` command: undo a run, list runs. (Aligning itself is ``pytest alignment/ ...``.)"""
+"""The ``alignment`` command: undo a run, list runs, merge the results of shards. (Aligning itself is
+``pytest alignment/ ...``.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alignment.errors import AlignmentError
+from alignment.errors import AlignmentError, UsageProblem
 from alignment.journal import Outcome
-from alignment.report import PLAN_FILE, RESULTS_FILE
+from alignment.merge import merge_results
+from alignment.report import PLAN_FILE, RESULTS_FILE, html_name, write_results
 from alignment.session import RUN_RECORD
 from alignment.undo import undo_run
 
+EXIT_USAGE = 4
 _MARKS = {
     Outcome.RESTORED: "restored",
     Outcome.NOT_MOVED: "unchanged",
@@ -33,8 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     undo.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
     runs = commands.add_parser("runs", help="list runs, newest last")
     runs.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    merge = commands.add_parser("merge-results", help="combine the results of --shard K/N runs into one")
+    merge.add_argument("results", nargs="+", type=Path, help="each shard's alignment_results.json")
+    merge.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where to write them")
     arguments = parser.parse_args(argv)
     try:
+        if arguments.command == "merge-results":
+            return _merge(arguments.results, arguments.output)
         if arguments.command == "undo":
             return _undo(arguments.reports_dir, arguments.run_id, arguments.repo, arguments.dry_run)
         return _runs(arguments.reports_dir)
@@ -54,6 +62,31 @@ def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> in
         f"refused {len(report.refused)} of {len(report.restorations)} moved branches in {report.repository}"
     )
     return 1 if report.refused else 0
+
+
+def _merge(paths: Sequence[Path], output: Path) -> int:
+    """Merge; a refusal is one line and exit code 4, pytest's code for a usage error."""
+    try:
+        merged = merge_results(paths)
+    except UsageProblem as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    target = output / RESULTS_FILE
+    write_results(target, merged)
+    shards, summary = merged["shards"], merged["overall_summary"]
+    for index in shards["missing"]:
+        print(f"warning: no results of shard {index}/{shards['count']}: its branches are not in the merged results")
+    breaker = "tripped in " + ", ".join(
+        f"{run['index']}/{shards['count']}" for run in shards["runs"] if run["circuit_breaker_triggered"]
+    )
+    print(
+        f"merged {len(shards['runs'])} of {shards['count']} shards: {summary['total_successful']} aligned, "
+        f"{summary['total_failed']} failed, {summary['total_not_run']} not run; circuit breaker "
+        f"{breaker if summary['circuit_breaker_triggered'] else 'closed'}"
+    )
+    print(f"results: {target}")
+    print(f"report: {target.with_name(html_name(target.name))}")
+    return 0
 
 
 def _runs(reports_dir: Path) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from alignment.errors import InputError, kind_of, shown
 from alignment.model import BranchSpec
 from alignment.names import invalid_branch_name
+from alignment.shard import Shard, ShardSpec, fingerprint, partition
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 _REQUIRED_FIELDS = ("branch_name", "assigned_target", "confidence", "tags", "cluster_id")
@@ -30,10 +31,14 @@ class TargetGroup:
 
 @dataclass(frozen=True)
 class BranchInput:
-    """A validated input file: branches in input order, groups ordered by the target's first appearance."""
+    """A validated input file: branches in input order, groups ordered by the target's first appearance.
+
+    ``shard`` is set when this is one shard's part of the file (``--shard K/N``).
+    """
 
     source: str
     branches: tuple[BranchSpec, ...]
+    shard: Shard | None = None
 
     @property
     def groups(self) -> tuple[TargetGroup, ...]:
@@ -47,15 +52,33 @@ class BranchInput:
         return tuple(group.target for group in self.groups)
 
     def to_data(self) -> dict[str, Any]:
-        return {"source": self.source, "branches": [spec.to_dict() for spec in self.branches]}
+        data = {"source": self.source, "branches": [spec.to_dict() for spec in self.branches]}
+        return data if self.shard is None else {**data, "shard": self.shard.to_dict()}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> BranchInput:
-        return parse_branches(data, data["source"])
+        shard = Shard.from_dict(data["shard"]) if "shard" in data else None
+        return replace(parse_branches(data, data["source"]), shard=shard)
+
+    def select_shard(self, spec: ShardSpec) -> BranchInput:
+        """Shard ``spec`` of these branches (``alignment.shard`` has the rule), still in input order."""
+        groups = self.groups
+        pieces = partition([(group.target, len(group.branches)) for group in groups], spec.count)[spec.index - 1]
+        chosen = {
+            branch.name for piece in pieces for branch in groups[piece.target_index].branches[piece.start : piece.stop]
+        }
+        kept = tuple(branch for branch in self.branches if branch.name in chosen)
+        return BranchInput(self.source, kept, Shard(spec, fingerprint(self.branches), len(self.branches), pieces))
 
 
-def load_branches(path: str | Path) -> BranchInput:
-    """Read ``path`` and validate it against the spec's input format."""
+def load_branches(path: str | Path, shard: ShardSpec | None = None) -> BranchInput:
+    """Read ``path`` and validate it against the spec's input format; only ``shard``'s part of it if given."""
+    branches = parse_branches(read_json(path), str(Path(path)))
+    return branches if shard is None else branches.select_shard(shard)
+
+
+def read_json(path: str | Path) -> object:
+    """The decoded JSON of the file at ``path``; an ``InputError`` naming the file when it cannot be had."""
     source = Path(path)
     try:
         size = source.stat().st_size
@@ -71,12 +94,11 @@ def load_branches(path: str | Path) -> BranchInput:
     except OSError as exc:
         raise InputError(source, "", f"cannot read: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise InputError(source, "", "invalid JSON: nested too deeply") from None
-    return parse_branches(data, str(source))
 
 
 def parse_branches(data: object, source: str) -> BranchInput:

@@ -29,6 +29,7 @@ from alignment.pipeline import Runtime
 from alignment.report import build_results
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan, plan_run
+from alignment.shard import ShardSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,11 @@ class BranchAlignmentOrchestrator:
         components: Components | None = None,
         reports_dir: str | Path | None = None,
         progress: Progress | None = None,
+        shard: ShardSpec | str | None = None,
     ) -> None:
+        """``shard`` (``ShardSpec(2, 4)`` or ``"2/4"``, as ``--shard``): align only that part of the input."""
         self.settings = resolve_settings(config)
+        self.shard = ShardSpec.parse(shard, "shard") if isinstance(shard, str) else shard
         self.components = components
         self.reports_dir = reports_dir
         self.progress = progress
@@ -80,7 +84,7 @@ class BranchAlignmentOrchestrator:
         return self._execute(input_path, repo_path, planning=True)
 
     def _execute(self, input_path: str | Path, repo_path: str | Path | None, *, planning: bool) -> dict[str, Any]:
-        branches = load_branches(input_path)
+        branches = load_branches(input_path, self.shard)
         repo = repo_path if repo_path is not None else self.settings.repo_path
         if repo is None:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")

@@ -1,8 +1,9 @@
 """The report builder: per-branch results to the spec's output dict, and the run folders it is written to.
 
 ``build_results`` is the one place the spec's output is shaped; the orchestrator and the pytest plugin both
-call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``, per
-group ``not_run`` and, in a plan, ``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
+call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``,
+``shard`` in one shard's results of a ``--shard K/N`` run, per group ``not_run`` and, in a plan,
+``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
 ``schema/alignment_results.schema.json`` describes all of them for Task 080.
 
 Runs never overwrite each other: each writes ``<reports>/runs/<run id>/``, then ``<reports>/latest`` is
@@ -76,10 +77,12 @@ def build_results(
             groups[group.target]["conflict_matrix"] = matrices[group.target].to_dict()
     processed = sum(group["processed_branches"] for group in groups.values())
     successful = sum(group["successful"] for group in groups.values())
+    shard = {"shard": branches.shard.to_dict()} if branches.shard is not None else {}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "planned": matrices is not None,
+        **shard,
         "orchestration_results": groups,
         "overall_summary": {
             "total_branches_processed": processed,
@@ -127,16 +130,20 @@ class RunFolder:
         run also points ``latest`` at its folder. Returns the JSON file in the run folder."""
         planned = bool(results.get("planned"))
         name = PLAN_FILE if planned else RESULTS_FILE
-        text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
         for directory in (self.path, self.reports_dir):
-            _write_atomically(directory / name, text)
-            _write_atomically(directory / html_name(name), render_report(results, directory))
+            write_results(directory / name, results)
         if not planned:
             link = self.reports_dir / "latest"
             temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
             os.symlink(Path("runs") / self.run_id, temporary)
             os.replace(temporary, link)
         return self.path / name
+
+
+def write_results(path: Path, results: Mapping[str, Any]) -> None:
+    """Write ``results`` to ``path`` and its HTML report beside it, each atomically."""
+    _write_atomically(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    _write_atomically(path.with_name(html_name(path.name)), render_report(results, path.parent))
 
 
 def html_name(json_name: str) -> str:
