@@ -130,8 +130,10 @@ class RunFolder:
         run also points ``latest`` at its folder. Returns the JSON file in the run folder."""
         planned = bool(results.get("planned"))
         name = PLAN_FILE if planned else RESULTS_FILE
+        text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
         for directory in (self.path, self.reports_dir):
-            write_results(directory / name, results)
+            _write_atomically(directory / name, text)
+            _write_atomically(directory / html_name(name), render_report(results, directory))
         if not planned:
             link = self.reports_dir / "latest"
             temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"

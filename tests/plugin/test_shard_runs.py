@@ -86,3 +86,16 @@ def test_bad_shard_values_are_one_error_line(
     assert len(errors) == 1
     assert message in errors[0]
     assert not reports.exists()
+
+
+def test_a_shard_without_branches_passes(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """More shards than branches: the last shard has nothing to do, and its CI job must not fail for it."""
+    repo, input_path = build_demo(tmp_path / "demo")
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess(
+        str(ALIGNMENT_DIR), "--input", str(input_path), "--repo", str(repo), "--reports-dir", str(reports),
+        "-p", "no:cacheprovider", "--shard", "21/21",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK
+    data = json.loads((reports / "alignment_results.json").read_text(encoding="utf-8"))
+    assert (data["orchestration_results"], data["shard"]["pieces"]) == ({}, [])
