@@ -21,7 +21,8 @@ from typing import Any
 
 from alignment.errors import InputError, UsageProblem, kind_of
 from alignment.inputs import read_json
-from alignment.model import SCHEMA_VERSION, iso_utc, parse_iso_utc
+from alignment.model import SCHEMA_VERSION, parse_iso_utc
+from alignment.report import overall_summary
 from alignment.shard import Piece, Shard
 
 _SUMMED = ("processed_branches", "successful", "failed")
@@ -124,8 +125,7 @@ def merge_results(paths: Sequence[str | Path]) -> dict[str, Any]:
     tripped = [part for part in parts if part.summary["circuit_breaker_triggered"]]
     trip_times = [parse_iso_utc(part.summary["circuit_breaker_tripped_at"]) for part in tripped]
     given = {part.shard.spec.index for part in parts}
-    processed = sum(group["processed_branches"] for group in groups.values())
-    successful = sum(group["successful"] for group in groups.values())
+    reasons = [f"shard {part.shard.spec}: {part.summary.get('circuit_breaker_reason')}" for part in tripped]
     return {
         "schema_version": SCHEMA_VERSION,
         "planned": False,
@@ -137,20 +137,14 @@ def merge_results(paths: Sequence[str | Path]) -> dict[str, Any]:
             "runs": [part.to_run() for part in parts],
         },
         "orchestration_results": groups,
-        "overall_summary": {
-            "total_branches_processed": processed,
-            "total_successful": successful,
-            "total_failed": processed - successful,
-            "total_not_run": sum(len(group["not_run"]) for group in groups.values()),
-            "total_time_seconds": round(max(ends) - min(starts), 3),
-            "circuit_breaker_triggered": bool(tripped),
-            "circuit_breaker_reason": "; ".join(
-                f"shard {part.shard.spec}: {part.summary.get('circuit_breaker_reason')}" for part in tripped
-            )
-            or None,
-            "circuit_breaker_tripped_at": iso_utc(min(trip_times)) if trip_times else None,
-            "execution_timestamp": iso_utc(min(starts), "seconds"),
-        },
+        "overall_summary": overall_summary(
+            groups,
+            started=min(starts),
+            finished=max(ends),
+            tripped=bool(tripped),
+            reason="; ".join(reasons) or None,
+            tripped_at=min(trip_times, default=None),
+        ),
     }
 
 

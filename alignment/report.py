@@ -75,8 +75,6 @@ def build_results(
         }
         if matrices is not None and group.target in matrices:
             groups[group.target]["conflict_matrix"] = matrices[group.target].to_dict()
-    processed = sum(group["processed_branches"] for group in groups.values())
-    successful = sum(group["successful"] for group in groups.values())
     shard = {"shard": branches.shard.to_dict()} if branches.shard is not None else {}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -84,17 +82,39 @@ def build_results(
         "planned": matrices is not None,
         **shard,
         "orchestration_results": groups,
-        "overall_summary": {
-            "total_branches_processed": processed,
-            "total_successful": successful,
-            "total_failed": processed - successful,
-            "total_not_run": sum(len(group["not_run"]) for group in groups.values()),
-            "total_time_seconds": round(finished - started, 3),
-            "circuit_breaker_triggered": breaker.tripped,
-            "circuit_breaker_reason": breaker.reason,
-            "circuit_breaker_tripped_at": iso_utc(breaker.tripped_at) if breaker.tripped_at else None,
-            "execution_timestamp": iso_utc(started, "seconds"),
-        },
+        "overall_summary": overall_summary(
+            groups,
+            started=started,
+            finished=finished,
+            tripped=breaker.tripped,
+            reason=breaker.reason,
+            tripped_at=breaker.tripped_at,
+        ),
+    }
+
+
+def overall_summary(
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    started: float,
+    finished: float,
+    tripped: bool,
+    reason: str | None,
+    tripped_at: float | None,
+) -> dict[str, Any]:
+    """The spec's ``overall_summary``: the groups' counts summed, the run's time span and breaker state."""
+    processed = sum(group["processed_branches"] for group in groups.values())
+    successful = sum(group["successful"] for group in groups.values())
+    return {
+        "total_branches_processed": processed,
+        "total_successful": successful,
+        "total_failed": processed - successful,
+        "total_not_run": sum(len(group["not_run"]) for group in groups.values()),
+        "total_time_seconds": round(finished - started, 3),
+        "circuit_breaker_triggered": tripped,
+        "circuit_breaker_reason": reason,
+        "circuit_breaker_tripped_at": iso_utc(tripped_at) if tripped_at else None,
+        "execution_timestamp": iso_utc(started, "seconds"),
     }
 
 
