@@ -149,6 +149,7 @@ def test_refusals_are_one_line_exit_4_and_write_nothing(tmp_path: Path, capsys: 
     unsharded = edited("unsharded.json", lambda data: data.pop("shard"))
     planned = edited("plan.json", lambda data: data.update(planned=True))
     broken = edited("broken.json", lambda data: data["overall_summary"].pop("total_failed"))
+    no_summary = edited("summary.json", lambda data: data.update(overall_summary=[]))
     bad_shard = edited("bad-shard.json", lambda data: data["shard"].update(index=3))
     foreign_target = edited("target.json", lambda data: data["shard"].update(pieces=[]))
     (tmp_path / "list.json").write_text("[]", encoding="utf-8")
@@ -161,6 +162,7 @@ def test_refusals_are_one_line_exit_4_and_write_nothing(tmp_path: Path, capsys: 
         ([unsharded], f"{unsharded}: shard: missing: not the results of a --shard K/N run"),
         ([planned], f"{planned}: planned: a plan; merge-results combines the results of runs"),
         ([broken], f"{broken}: not the results of an alignment run (missing field 'total_failed')"),
+        ([no_summary], f"{no_summary}: overall_summary: expected an object, got a list"),
         ([bad_shard], f"{bad_shard}: shard: shard '3/2': expected K/N"),
         ([foreign_target], f"{foreign_target}: orchestration_results.main: a target its shard.pieces does not list"),
         (
