@@ -10,6 +10,9 @@ Outcomes: passed = ``completed``; failed = ``failed_integration`` / ``failed_err
 spec's ``error_message`` as the failure text; error = ``exception``. Without ``--input`` (or ``--demo``)
 this plugin does nothing, and ``pytest`` runs the project's own tests.
 
+``--shard K/N`` collects only part K of N of the input (``alignment.shard``), for a CI matrix whose results
+``alignment merge-results`` combines.
+
 ``--plan`` runs the same items as a prediction (no backup, no worktree, no ref moves): outcomes are what a
 real run would give, the plan goes to ``alignment_plan.json`` / ``.html``, and ``--lf``'s list is left as
 the last real run made it.
