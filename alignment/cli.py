@@ -13,7 +13,7 @@ from alignment.errors import AlignmentError, UsageProblem
 from alignment.journal import Outcome
 from alignment.merge import merge_results
 from alignment.report import PLAN_FILE, RESULTS_FILE, html_name, write_results
-from alignment.session import RUN_RECORD
+from alignment.session import RUN_RECORD, moves_made
 from alignment.undo import undo_run
 
 EXIT_USAGE = 4
@@ -102,8 +102,7 @@ def _runs(reports_dir: Path) -> int:
             state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
-        moves = len(list((record_path.parent / "moves").glob("*.json")))
-        print(f"{record['run_id']}  {state}; {moves} moved  {record['repository']}")
+        print(f"{record['run_id']}  {state}; {moves_made(reports_dir, record['run_id'])} moved  {record['repository']}")
     return 0
 
 
