@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from alignment.checks import NAMED_CODES
+from alignment.checks.interface import ModuleIndex, removed_names
 from alignment.checks.python import python_findings
 from alignment.checks.syntax import GRAMMARS, syntax_findings
 from alignment.components import BranchContext, Integration
@@ -128,6 +129,7 @@ class ChangeErrorDetector:
         self._findings: functools._lru_cache_wrapper[tuple[Finding, ...]] = functools.lru_cache(maxsize=65536)(
             self._check_blob
         )
+        self._modules = ModuleIndex()
 
     def blob_findings(self, git: Git, path: str, blob: str) -> tuple[Finding, ...]:
         """The file checks of ``path`` with the content of ``blob``."""
@@ -147,6 +149,9 @@ class ChangeErrorDetector:
                 and self.blob_findings(context.git, change.path, change.new_blob)
             ):
                 findings.extend(self._check_change(context, change))
+        if self.settings.detect_removed_names:
+            git, tip = context.git, integration.new_tip
+            findings.extend(removed_names(git, context.old_tip, context.target_commit, tip, self._modules))
         if context.planning and context.policy.check_commands:
             message = "check commands were not run: a plan makes no worktree (the real run runs them)"
             findings.append(Finding("check_commands_not_run", Severity.INFO, message))
