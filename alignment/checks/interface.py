@@ -58,8 +58,9 @@ class Reference:
     attribute: bool  # ``module.name`` in code, not an import statement
 
     @property
-    def key(self) -> tuple[tuple[str, ...], str, bool]:
-        return self.bases, self.name, self.attribute
+    def key(self) -> tuple[tuple[str, ...], str]:
+        """The same name from the same module: an import and a use of it are one reference (the import's)."""
+        return self.bases, self.name
 
     def candidates(self) -> Iterable[str]:
         """Every path the reference's resolution looks at."""
@@ -139,7 +140,7 @@ class _Scan:
 
     def __init__(self, path: str, tree: ast.Module) -> None:
         self.path = path
-        self.found: dict[tuple[tuple[str, ...], str, bool], Reference] = {}
+        self.found: dict[tuple[tuple[str, ...], str], Reference] = {}
         self.imports: list[ast.Import | ast.ImportFrom] = []
         self.uses: list[ast.Attribute] = []
         self.stored: set[tuple[str | None, str]] = set()  # ``m.name = ...``: the file defines it itself
@@ -412,13 +413,11 @@ def _culprit(
     git: Git, reference: Reference, remover: Snapshot, kept: Snapshot, index: ModuleIndex
 ) -> CommitInfo | None:
     """The first commit on the remover's first-parent line (since the sides forked) after which the reference
-    no longer resolves: bisection over the commits that changed the module's file, as conflict causes are
-    found (``explain.find_culprits``), here by reading the module at each probe instead of merging."""
-    module = kept.module_path(reference)
-    if module is None:
-        return None
-    line = [commit for commit, changed in git.first_parent_line(kept.commit, remover.commit, [module])
-            if module in changed]  # fmt: skip
+    no longer resolves: bisection over the commits that changed the module's file (or the submodule's), as
+    conflict causes are found (``explain.find_culprits``), here by reading the module at each probe."""
+    files = [path for path in reference.candidates() if kept.blob(path)]  # the module, or the submodule
+    line = [commit for commit, changed in git.first_parent_line(kept.commit, remover.commit, files)
+            if changed & set(files)]  # fmt: skip
     broken = bisect.bisect_left(
         line, True, key=lambda commit: Snapshot(git, commit.oid, index).outcome(reference) is not Outcome.FOUND
     )

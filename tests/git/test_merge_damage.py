@@ -13,7 +13,9 @@ from tests.conftest import Aligner, Repo, settings
 BASE = "def main():\n    return 1\n"
 
 
-def diverge(repo: Repo, base: Mapping[str, str], branch: Mapping[str, str | None], target: Mapping[str, str | None]) -> None:
+def diverge(
+    repo: Repo, base: Mapping[str, str], branch: Mapping[str, str | None], target: Mapping[str, str | None]
+) -> None:
     """``base`` on main, then ``branch`` on feature and ``target`` on main, each from that base."""
     fork = repo.commit("main", dict(base), "base")
     repo.commit("feature", dict(branch), "branch work", parent=fork)
@@ -29,7 +31,12 @@ MODULE = "def first():\n    return 1\n\n\n\n\ndef last():\n    return 2\n"
     ("base", "ours", "theirs", "code"),
     [
         (CALL, CALL.replace("b=2,", "b=2,\n    x=4,"), CALL.replace("c=3,", "c=3,\n    x=5,"), "python_compile_error"),
-        (SIGNATURE, SIGNATURE.replace("b,", "b,\n    x,"), SIGNATURE.replace("c,", "c,\n    x=0,"), "python_compile_error"),
+        (
+            SIGNATURE,
+            SIGNATURE.replace("b,", "b,\n    x,"),
+            SIGNATURE.replace("c,", "c,\n    x=0,"),
+            "python_compile_error",
+        ),
         (
             MODULE,
             MODULE.replace("def first", "def extra():\n    return 3\n\n\ndef first"),
@@ -79,10 +86,10 @@ def test_damage_a_side_had_already_is_a_warning_and_a_new_name_is_still_caught(r
             {"two.py": with_os.replace("h():\n    return 1", "h():\n    return os.sep")})  # fmt: skip
     result = align("feature")["feature"]
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("undefined_name",))
-    assert [(f.message, f.introduced) for f in result.findings] == [
+    assert {(f.message, f.introduced) for f in result.findings} == {
         ("undefined name `os`", True),
         ("undefined name `missing_one` (before the merge too)", False),
-    ]
+    }
 
 
 @pytest.mark.parametrize(
@@ -120,7 +127,9 @@ def test_a_syntax_error_the_merge_makes_in_rust_is_caught_and_one_a_side_had_is_
     assert (finding.code, finding.introduced) == ("syntax_error", False)
     listing = "const START: u8 = 0;\n// a\n// b\n// c\n// d\n// e\nconst END: u8 = 0;\n"
     as_list = listing.replace("const START: u8 = 0;", "const L: [u8; 0] = [").replace("const END: u8 = 0;", "];")
-    diverge(repo, {"list.rs": listing}, {"list.rs": as_list}, {"list.rs": listing.replace("// c\n", "// c\nfn f() {}\n")})
+    diverge(
+        repo, {"list.rs": listing}, {"list.rs": as_list}, {"list.rs": listing.replace("// c\n", "// c\nfn f() {}\n")}
+    )
     (finding,) = align("feature")["feature"].findings
     assert (finding.code, finding.file, finding.line, finding.introduced) == ("syntax_error", "list.rs", 5, True)
     assert finding.message.startswith("invalid Rust: ")
@@ -159,3 +168,86 @@ def test_file_level_switches() -> None:
 )  # fmt: skip
 def test_legal_repetitions_are_not_findings(path: str, source: str) -> None:
     assert check_file(path, source.encode()) == []
+
+
+UTIL = "def helper():\n    return 1\n\n\ndef other():\n    return 2\n"
+RENAMED = UTIL.replace("def helper", "def assist")
+
+
+def test_an_import_of_a_name_the_target_renamed_fails_with_the_commit_that_did_it(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL}, "base")
+    repo.commit("feature", {"app.py": "import json\n\nfrom pkg.util import helper\n\nprint(helper())\n"}, parent=fork)
+    repo.commit("main", {"notes.txt": "x\n"}, "unrelated")
+    renaming = repo.commit("main", {"pkg/util.py": RENAMED}, "Rename helper to assist")
+    repo.commit("main", {"more.txt": "y\n"}, "later")
+    result = align("feature")["feature"]
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("name_removed_by_other_side",))
+    (finding,) = result.findings
+    assert (finding.file, finding.line) == ("app.py", 3)
+    assert finding.message == (
+        f"imports `helper` from `pkg.util`, which the target removed in {renaming[:12]} "
+        "('Rename helper to assist', Test Author)"
+    )
+
+
+def test_a_target_file_using_a_name_the_branch_removed_is_caught(repo: Repo, align: Aligner) -> None:
+    user = "from . import util\n\n\ndef run():\n    return util.helper()\n"
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL}, "base")
+    removing = repo.commit("feature", {"pkg/util.py": RENAMED}, "Rename helper", parent=fork)
+    repo.commit("main", {"pkg/run.py": user}, "target uses helper")
+    (finding,) = align("feature")["feature"].findings
+    assert (finding.code, finding.file, finding.line) == ("name_removed_by_other_side", "pkg/run.py", 5)
+    assert finding.message.startswith(f"uses `.util.helper`, which this branch removed in {removing[:12]}")
+
+
+def test_a_module_the_target_moved_away_is_caught(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"src/pkg/__init__.py": "", "src/pkg/util.py": UTIL}, "base")
+    repo.commit("feature", {"src/pkg/app.py": "import pkg.util\n\nVALUE = pkg.util.other()\n"}, parent=fork)
+    moving = repo.commit("main", {"src/pkg/util.py": None, "src/pkg/tools.py": UTIL}, "Move util to tools")
+    (finding,) = align("feature")["feature"].findings
+    assert (finding.code, finding.file, finding.line) == ("name_removed_by_other_side", "src/pkg/app.py", 1)
+    assert f"imports `util` from `pkg`, which the target removed in {moving[:12]}" in finding.message
+
+
+def test_a_module_gone_from_under_a_from_import_is_caught(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/util.py": UTIL}, "base")
+    repo.commit("feature", {"app.py": "from pkg.util import helper\n"}, parent=fork)
+    repo.commit("main", {"pkg/util.py": None, "pkg/tools.py": UTIL}, "Move util to tools")
+    (finding,) = align("feature")["feature"].findings
+    assert finding.message.startswith("imports `helper` from `pkg.util`, a module the target removed or renamed in ")
+
+
+@pytest.mark.parametrize(
+    ("module", "user"),
+    [
+        (UTIL, "from pkg.util import helper\n"),  # the name is still there
+        (RENAMED, "from pkg.util import assist\n"),  # the branch follows the rename
+        (RENAMED + "\n\ndef __getattr__(name):\n    return name\n", "from pkg.util import helper\n"),
+        (RENAMED + "\nfrom pkg.extra import *\n", "from pkg.util import helper\n"),
+        (RENAMED + "\nglobals()['helper'] = assist\n", "from pkg.util import helper\n"),
+        (RENAMED, "try:\n    from pkg.util import helper\nexcept ImportError:\n    helper = None\n"),
+        (RENAMED, "from pkg import util\n\nutil.helper = lambda: 0\nutil.helper()\n"),
+        (RENAMED, "from pkg import util\n\n\ndef f(util):\n    return util.helper()\n"),
+        (RENAMED, "import requests\nfrom requests.util import helper\nimport os.path\nos.path.nothing\n"),
+    ],
+    ids=["kept", "followed", "module-getattr", "star-import", "dynamic", "try", "assigned", "shadowed", "external"],
+)
+def test_references_that_resolve_or_cannot_be_judged_pass(repo: Repo, align: Aligner, module: str, user: str) -> None:
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL, "pkg/extra.py": ""}, "base")
+    repo.commit("feature", {"app.py": user}, parent=fork)
+    repo.commit("main", {"pkg/util.py": module})
+    assert align("feature")["feature"].status is Status.COMPLETED
+
+
+def test_a_reference_broken_on_its_own_side_already_is_not_the_merge_s(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL}, "base")
+    repo.commit("feature", {"app.py": "from pkg.util import missing\n"}, parent=fork)
+    repo.commit("main", {"pkg/util.py": RENAMED})
+    assert align("feature")["feature"].status is Status.COMPLETED
+
+
+def test_the_name_check_can_be_switched_off(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL}, "base")
+    repo.commit("feature", {"app.py": "from pkg.util import helper\n"}, parent=fork)
+    repo.commit("main", {"pkg/util.py": RENAMED})
+    assert align("feature", config=settings(detect_removed_names=False))["feature"].status is Status.COMPLETED
