@@ -36,6 +36,12 @@ from alignment.model import CommitInfo, Finding, Severity
 _DYNAMIC = frozenset({"globals", "vars", "exec", "eval", "setattr", "__import__"})
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+Entry = tuple[str, str]  # (mode, object id) of a tree entry
+
+
+def _blob_of(entry: Entry | None) -> str | None:
+    """The blob id of a regular file's entry; None for anything else (absent, link, submodule, folder)."""
+    return entry[1] if entry is not None and entry[0] in ("100644", "100755") else None
 
 
 class Outcome(enum.Enum):
@@ -261,7 +267,7 @@ class Snapshot:
         self.commit = commit
         self._git = git
         self._index = index
-        self._entries: dict[str, tuple[str, str] | None] = {}
+        self._entries: dict[str, Entry | None] = {}
 
     def load(self, wanted: Iterable[Reference]) -> None:
         """Read the entries of every candidate path of ``wanted`` at once."""
@@ -276,8 +282,7 @@ class Snapshot:
 
     def blob(self, path: str) -> str | None:
         """The blob id of a regular file at ``path`` (loaded before), None otherwise."""
-        entry = self._entries.get(path)
-        return entry[1] if entry is not None and entry[0] in ("100644", "100755") else None
+        return _blob_of(self._entries.get(path))
 
     def module_path(self, reference: Reference) -> str | None:
         """The one file the reference's module is in this tree; None when none or several are."""
@@ -338,41 +343,41 @@ def removed_names(git: Git, old_tip: str, target: str, merged: str, index: Modul
     if not own:
         return []
     sides = _Sides(Snapshot(git, old_tip, index), Snapshot(git, target, index), Snapshot(git, merged, index))
-    files = {path: entry[1] for path, entry in own.items() if entry is not None and entry[0] in ("100644", "100755")}
-    wanted = {path: index.references(git, path, blob) for path, blob in files.items()}
+    files = {path: _blob_of(entry) for path, entry in own.items()}
+    wanted = {path: index.references(git, path, blob) for path, blob in files.items() if blob is not None}
     words = _removed_by_branch(git, sides, own, index)
     if words:
         for path, entry in git.tree_changes(old_tip, merged).items():
-            if path in own or not path.endswith(".py") or entry is None or entry[0] not in ("100644", "100755"):
+            blob = _blob_of(entry)
+            if path in own or not path.endswith(".py") or blob is None:
                 continue
-            content = git.read_blob(entry[1])
+            content = git.read_blob(blob)
             if any(word.encode() in content for word in words):
-                wanted[path] = tuple(ref for ref in index.references(git, path, entry[1]) if ref.name in words)
+                wanted[path] = tuple(ref for ref in index.references(git, path, blob) if ref.name in words)
     sides.merged.load(ref for refs in wanted.values() for ref in refs)
-    findings = []
-    for path, refs in wanted.items():
-        for reference in refs:
-            outcome = sides.merged.outcome(reference)
-            if outcome is Outcome.MISSING or (outcome is Outcome.GONE and not reference.attribute):
-                finding = _introduced(git, sides, path, reference, index)
-                if finding is not None:
-                    findings.append(finding)
-    return findings
+    broken = [(path, ref) for path, refs in wanted.items() for ref in refs if _broken(sides.merged.outcome(ref), ref)]
+    for side in (sides.branch, sides.target):  # read what the checks of both sides need at once
+        side.load(ref for _, ref in broken)
+    found = (_introduced(git, sides, path, reference, index) for path, reference in broken)
+    return [finding for finding in found if finding is not None]
 
 
-def _removed_by_branch(
-    git: Git, sides: _Sides, own: Mapping[str, tuple[str, str] | None], index: ModuleIndex
-) -> set[str]:
+def _broken(outcome: Outcome, reference: Reference) -> bool:
+    """A name the module lacks, or an imported module that is not there (an attribute's alias may not be one)."""
+    return outcome is Outcome.MISSING or (outcome is Outcome.GONE and not reference.attribute)
+
+
+def _removed_by_branch(git: Git, sides: _Sides, own: Mapping[str, Entry | None], index: ModuleIndex) -> set[str]:
     """Names the target's version of a module defines that the merged one lacks, for the modules the branch
     changed (with the module's own name when the branch removed the file)."""
     before = git.entries_at(sides.target.commit, own)
     words: set[str] = set()
     for path, entry in own.items():
-        was = before[path]
-        if was is None or was[0] not in ("100644", "100755"):
+        was, now = _blob_of(before[path]), _blob_of(entry)
+        if was is None:
             continue
-        old = index.names(git, path, was[1])
-        new = frozenset() if entry is None else index.names(git, path, entry[1])
+        old = index.names(git, path, was)
+        new = frozenset() if now is None else index.names(git, path, now)
         if old is not None and new is not None:
             words.update(old - new)
         if entry is None:

@@ -70,20 +70,32 @@ def test_python_damage_of_a_clean_merge_fails_detection(
 
 
 def test_the_same_change_on_one_side_alone_is_not_reported(repo: Repo, align: Aligner) -> None:
-    diverge(repo, {"mod.py": MODULE}, {"mod.py": MODULE.replace("def first", "def extra():\n    return 3\n\n\ndef first")},
-            {"other.py": "x = 1\n"})  # fmt: skip
+    diverge(
+        repo,
+        {"mod.py": MODULE},
+        {"mod.py": MODULE.replace("def first", "def extra():\n    return 3\n\n\ndef first")},
+        {"other.py": "x = 1\n"},
+    )
     assert align("feature")["feature"].status is Status.COMPLETED
 
 
 def test_damage_a_side_had_already_is_a_warning_and_a_new_name_is_still_caught(repo: Repo, align: Aligner) -> None:
     base = "def f():\n    return missing_one\n\n\n\ndef g():\n    return 1\n\n\n\ndef h():\n    return 1\n"
-    diverge(repo, {"mod.py": base}, {"mod.py": base.replace("return 1\n\n", "return 2\n\n")},
-            {"mod.py": base.replace("h():\n    return 1", "h():\n    return 3")})  # fmt: skip
+    diverge(
+        repo,
+        {"mod.py": base},
+        {"mod.py": base.replace("return 1\n\n", "return 2\n\n")},
+        {"mod.py": base.replace("h():\n    return 1", "h():\n    return 3")},
+    )
     (finding,) = align("feature")["feature"].findings
     assert (finding.code, finding.severity, finding.introduced) == ("undefined_name", Severity.WARNING, False)
     with_os = "import os\n\n\n\n" + base
-    diverge(repo, {"two.py": with_os}, {"two.py": base},
-            {"two.py": with_os.replace("h():\n    return 1", "h():\n    return os.sep")})  # fmt: skip
+    diverge(
+        repo,
+        {"two.py": with_os},
+        {"two.py": base},
+        {"two.py": with_os.replace("h():\n    return 1", "h():\n    return os.sep")},
+    )
     result = align("feature")["feature"]
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("undefined_name",))
     assert {(f.message, f.introduced) for f in result.findings} == {
@@ -95,18 +107,33 @@ def test_damage_a_side_had_already_is_a_warning_and_a_new_name_is_still_caught(r
 @pytest.mark.parametrize(
     ("path", "base", "ours", "theirs"),
     [
-        ("a.go", "package a\n\nfunc A() {}\n\n\n\nfunc B() {}\n", "package a\n\nfunc A() {}\n\nfunc x() {}\n\n\n\nfunc B() {}\n",
-         "package a\n\nfunc A() {}\n\n\n\nfunc B() {}\n\nfunc x() {}\n"),
-        ("a.c", "int a(void) { return 1; }\n\n\n\nint b(void) { return 2; }\n",
-         "int a(void) { return 1; }\nint x(void) { return 3; }\n\n\n\nint b(void) { return 2; }\n",
-         "int a(void) { return 1; }\n\n\n\nint b(void) { return 2; }\nint x(void) { return 4; }\n"),
-        ("a.ts", "function a() {}\n\n\n\nfunction b() {}\n", "function a() {}\nfunction x() {}\n\n\n\nfunction b() {}\n",
-         "function a() {}\n\n\n\nfunction b() {}\nexport function x() {}\n"),
-        ("a.sh", "a() { :; }\n\n\n\nb() { :; }\n", "a() { :; }\nx() { :; }\n\n\n\nb() { :; }\n",
-         "a() { :; }\n\n\n\nb() { :; }\nx() { echo; }\n"),
+        (
+            "a.go",
+            "package a\n\nfunc A() {}\n\n\n\nfunc B() {}\n",
+            "package a\n\nfunc A() {}\n\nfunc x() {}\n\n\n\nfunc B() {}\n",
+            "package a\n\nfunc A() {}\n\n\n\nfunc B() {}\n\nfunc x() {}\n",
+        ),
+        (
+            "a.c",
+            "int a(void) { return 1; }\n\n\n\nint b(void) { return 2; }\n",
+            "int a(void) { return 1; }\nint x(void) { return 3; }\n\n\n\nint b(void) { return 2; }\n",
+            "int a(void) { return 1; }\n\n\n\nint b(void) { return 2; }\nint x(void) { return 4; }\n",
+        ),
+        (
+            "a.ts",
+            "function a() {}\n\n\n\nfunction b() {}\n",
+            "function a() {}\nfunction x() {}\n\n\n\nfunction b() {}\n",
+            "function a() {}\n\n\n\nfunction b() {}\nexport function x() {}\n",
+        ),
+        (
+            "a.sh",
+            "a() { :; }\n\n\n\nb() { :; }\n",
+            "a() { :; }\nx() { :; }\n\n\n\nb() { :; }\n",
+            "a() { :; }\n\n\n\nb() { :; }\nx() { echo; }\n",
+        ),
     ],
     ids=["go", "c", "typescript", "shell"],
-)  # fmt: skip
+)
 def test_a_definition_both_sides_add_is_caught_in_other_languages(
     repo: Repo, align: Aligner, path: str, base: str, ours: str, theirs: str
 ) -> None:
@@ -137,9 +164,15 @@ def test_a_syntax_error_the_merge_makes_in_rust_is_caught_and_one_a_side_had_is_
 
 def test_switches_turn_each_check_off(repo: Repo, align: Aligner) -> None:
     go = "package a\n\nfunc A() {}\n\n\n\nfunc B() {}\n"
-    diverge(repo, {"mod.py": CALL, "a.go": go},
-            {"mod.py": CALL.replace("b=2,", "b=2,\n    x=4,"), "a.go": go.replace("func A() {}", "func A() {}\nfunc X() {}")},
-            {"mod.py": CALL.replace("c=3,", "c=3,\n    x=5,"), "a.go": go + "func X() {}\n"})  # fmt: skip
+    diverge(
+        repo,
+        {"mod.py": CALL, "a.go": go},
+        {
+            "mod.py": CALL.replace("b=2,", "b=2,\n    x=4,"),
+            "a.go": go.replace("func A() {}", "func A() {}\nfunc X() {}"),
+        },
+        {"mod.py": CALL.replace("c=3,", "c=3,\n    x=5,"), "a.go": go + "func X() {}\n"},
+    )
     assert align("feature")["feature"].codes == ("duplicate_definition", "python_compile_error")
     quiet = settings(detect_python_compile=False, detect_other_languages=False)
     assert align("feature", config=quiet)["feature"].status is Status.COMPLETED
@@ -157,15 +190,18 @@ def test_file_level_switches() -> None:
 @pytest.mark.parametrize(
     ("path", "source"),
     [
-        ("a.py", "import os\n\n@property\ndef f(): pass\n\nif os.sep:\n    def g(): pass\nelse:\n    def g(): pass\n"
-                 "x = {'a': 1, 'a': 1}\nimport os\nprint(os, __file__)\nx = 'a' is 1\n"),
+        (
+            "a.py",
+            "import os\n\n@property\ndef f(): pass\n\nif os.sep:\n    def g(): pass\nelse:\n    def g(): pass\n"
+            "x = {'a': 1, 'a': 1}\nimport os\nprint(os, __file__)\nx = 'a' is 1\n",
+        ),
         ("a.c", "#ifdef A\nint f(void) { return 1; }\n#else\nint f(void) { return 2; }\n#endif\n"),
         ("a.rs", "#[cfg(unix)]\nfn f() {}\n#[cfg(windows)]\nfn f() {}\nstruct S;\nfn s() {}\n"),
         ("a.go", "package a\nfunc init() {}\nfunc init() {}\nfunc (a A) M() {}\nfunc (b B) M() {}\n"),
         ("a.ts", "function f(a: string): void;\nfunction f(a: any) {}\ninterface I {}\ninterface I {}\n"),
         ("a.cpp", "int f(int a) { return a; }\nint f(double a) { return 0; }\n"),
     ],
-)  # fmt: skip
+)
 def test_legal_repetitions_are_not_findings(path: str, source: str) -> None:
     assert check_file(path, source.encode()) == []
 
