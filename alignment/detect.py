@@ -1,8 +1,11 @@
 """Task 076, error detection: what the integrated commit breaks, found before the branch moves.
 
 File checks read the files the merge combined from git objects (no checkout): committed conflict markers,
-Python syntax, JSON / YAML / TOML that no longer parses, and trailing whitespace (a warning). Check commands
-from the configuration run in a worktree of the integrated commit under ``error_detection_timeout_seconds``.
+Python that no longer parses or compiles and pyflakes' signs of collided edits (``checks.python``), syntax
+and twice-defined names in other languages (``checks.syntax``), JSON / YAML / TOML that no longer parses,
+and trailing whitespace (a warning). Across files, imports and module attributes that one side uses and the
+other removed (``checks.interface``). Check commands from the configuration run in a worktree of the
+integrated commit under ``error_detection_timeout_seconds``.
 
 The files checked are the merge's own: those whose merged content neither the branch tip nor the target
 had (``BranchContext.merged_files``). Every other file is exactly as on one side, so whatever is wrong in
