@@ -153,8 +153,9 @@ class ChangeErrorDetector:
             ):
                 findings.extend(self._check_change(context, change))
         if self.settings.detect_removed_names:
-            git, tip = context.git, integration.new_tip
-            findings.extend(removed_names(git, context.old_tip, context.target_commit, tip, self._modules))
+            git, tip, target = context.git, integration.new_tip, context.target_commit
+            own = context.own_changes(tip)
+            findings.extend(removed_names(git, context.old_tip, target, tip, own, self._modules))
         if context.planning and context.policy.check_commands:
             message = "check commands were not run: a plan makes no worktree (the real run runs them)"
             findings.append(Finding("check_commands_not_run", Severity.INFO, message))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
@@ -40,25 +41,32 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def parse_quietly(text: str, path: str) -> ast.Module | None:
-    """The module's syntax tree, None when it does not parse."""
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str, path: str) -> ast.Module | Finding:
+    """The syntax tree, or the ``python_syntax_error``; kept for the few other checks of the same content
+    (the names check reads the files the merge combined again)."""
     with _quiet():
         try:
             return ast.parse(text, filename=path)
-        except (SyntaxError, ValueError):
-            return None
+        except SyntaxError as exc:
+            return Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc.msg}", path, exc.lineno)
+        except ValueError as exc:  # null bytes
+            return Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc}", path, None)
+
+
+def parse_quietly(text: str, path: str) -> ast.Module | None:
+    """The module's syntax tree, None when it does not parse."""
+    tree = _parsed(text, path)
+    return tree if isinstance(tree, ast.Module) else None
 
 
 def python_findings(path: str, text: str, *, compile_check: bool = True, flakes: bool = True) -> list[Finding]:
     """``python_syntax_error``, else ``python_compile_error`` (with ``compile_check``), else pyflakes' findings."""
-    with _quiet():
-        try:
-            tree = ast.parse(text, filename=path)
-        except SyntaxError as exc:
-            return [Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc.msg}", path, exc.lineno)]
-        except ValueError as exc:  # null bytes
-            return [Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc}", path, None)]
-        if compile_check:
+    tree = _parsed(text, path)
+    if isinstance(tree, Finding):
+        return [tree]
+    if compile_check:
+        with _quiet():
             try:
                 compile(tree, path, "exec", dont_inherit=True)
             except SyntaxError as exc:
@@ -72,9 +80,12 @@ def _flake_findings(path: str, tree: ast.Module) -> Iterable[Finding]:
     one finding per name (at its first line)."""
     from pyflakes import checker  # noqa: PLC0415 - loaded only when a merge combined a Python file
 
-    definitions = {(node.lineno, node.name) for node in ast.walk(tree) if isinstance(node, _DEFINITIONS)}
+    messages = sorted(checker.Checker(tree, filename=path).messages, key=lambda m: (m.lineno, m.col))
+    definitions = set()
+    if any(type(message).__name__ == "RedefinedWhileUnused" for message in messages):
+        definitions = {(node.lineno, node.name) for node in ast.walk(tree) if isinstance(node, _DEFINITIONS)}
     seen: set[tuple[str, str]] = set()
-    for message in sorted(checker.Checker(tree, filename=path).messages, key=lambda m: (m.lineno, m.col)):
+    for message in messages:
         found = _finding(path, message, definitions)
         if found is not None and (found.code, found.message) not in seen:
             seen.add((found.code, found.message))
