@@ -431,20 +431,21 @@ def _removed_by_branch(git: Git, sides: _Sides, own: Mapping[str, Entry | None],
 
 def _introduced(git: Git, sides: _Sides, path: str, reference: Reference, index: ModuleIndex) -> Finding | None:
     """The finding for a reference the merged tree does not resolve, when every side that has it resolved it."""
+    resolved = {side for side in (sides.branch, sides.target) if side.outcome(reference) is Outcome.FOUND}
+    if not resolved:  # resolved nowhere (another project's module, say): whatever happened was not the merge
+        return None
     had = False
     for side in (sides.branch, sides.target):
         blob = side.file(path)
         if blob is not None and reference.key in {ref.key for ref in index.references(git, path, blob)}:
-            if side.outcome(reference) is not Outcome.FOUND:
+            if side not in resolved:
                 return None
             had = True
     if not had:
         return None
     what = (f"uses `{reference.module}.{reference.name}`" if reference.attribute
             else f"imports `{reference.name}` from `{reference.module}`")  # fmt: skip
-    remover = next(
-        (side for side in (sides.target, sides.branch) if side.outcome(reference) is not Outcome.FOUND), None
-    )
+    remover = next((side for side in (sides.target, sides.branch) if side not in resolved), None)
     if remover is None:  # each side has it: their changes to the module together lost it
         message = f"{what}, which the merged `{reference.module}` no longer has"
     else:

@@ -287,3 +287,24 @@ def test_the_name_check_can_be_switched_off(repo: Repo, align: Aligner) -> None:
     repo.commit("feature", {"app.py": "from pkg.util import helper\n"}, parent=fork)
     repo.commit("main", {"pkg/util.py": RENAMED})
     assert align("feature", config=settings(detect_removed_names=False))["feature"].status is Status.COMPLETED
+
+
+def test_a_name_both_sides_kept_but_the_merge_lost_is_caught_without_a_culprit(repo: Repo, align: Aligner) -> None:
+    module = "helper = 1\n\n\n\n\ndef helper():\n    return 2\n"
+    fork = repo.commit("main", {"m.py": module}, "base")
+    repo.commit(
+        "feature", {"m.py": module.replace("helper = 1\n", ""), "use.py": "from m import helper\n"}, parent=fork
+    )
+    repo.commit("main", {"m.py": module.replace("def helper():\n    return 2\n", "")})
+    (finding,) = align("feature")["feature"].findings
+    assert (finding.file, finding.message) == (
+        "use.py",
+        "imports `helper` from `m`, which the merged `m` no longer has",
+    )
+
+
+def test_a_module_two_source_roots_define_is_not_judged(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"app/util.py": UTIL, "src/app/util.py": UTIL}, "base")
+    repo.commit("feature", {"src/run.py": "from app.util import helper\n"}, parent=fork)
+    repo.commit("main", {"app/util.py": RENAMED, "src/app/util.py": RENAMED})
+    assert align("feature")["feature"].status is Status.COMPLETED
