@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from alignment.detect import check_file
+from alignment.errors import ConfigError
 from alignment.model import Severity, Status
 from tests.conftest import Aligner, Repo, settings
 
@@ -308,3 +309,11 @@ def test_a_module_two_source_roots_define_is_not_judged(repo: Repo, align: Align
     repo.commit("feature", {"src/run.py": "from app.util import helper\n"}, parent=fork)
     repo.commit("main", {"app/util.py": RENAMED, "src/app/util.py": RENAMED})
     assert align("feature")["feature"].status is Status.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "key", ["detect_python_compile", "detect_python_flakes", "detect_removed_names", "detect_other_languages"]
+)
+def test_a_switch_that_is_not_a_boolean_is_refused_naming_it(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"orchestration.{key}.*expected true or false, got a string"):
+        settings(**{key: "yes"})
