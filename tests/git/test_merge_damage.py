@@ -317,3 +317,13 @@ def test_a_module_two_source_roots_define_is_not_judged(repo: Repo, align: Align
 def test_a_switch_that_is_not_a_boolean_is_refused_naming_it(key: str) -> None:
     with pytest.raises(ConfigError, match=f"orchestration.{key}.*expected true or false, got a string"):
         settings(**{key: "yes"})
+
+
+def test_a_name_the_branch_removed_while_still_using_it_is_the_branch_s_own_breakage(
+    repo: Repo, align: Aligner
+) -> None:
+    app = "from pkg.util import helper\n\n\n\n\ndef run():\n    return helper()\n"
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL, "app.py": app}, "base")
+    repo.commit("feature", {"pkg/util.py": RENAMED}, parent=fork)
+    repo.commit("main", {"app.py": app.replace("return helper()", "return helper() + 1")})
+    assert align("feature")["feature"].status is Status.COMPLETED

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
 
@@ -104,3 +106,20 @@ def test_other_languages_report_the_first_error_they_mark() -> None:
     assert check_file("a.rb", b"def f\n  1\nend\n") == []
     assert check_file("a.cs", b"class K { void F() { } }\n") == []
     assert check_file("a.tsx", b"export const A = () => <div>{1}</div>;\n") == []
+
+
+def test_parsers_load_only_for_the_files_that_need_them() -> None:
+    code = (
+        "import sys\n"
+        "from alignment.detect import check_file\n"
+        "def loaded():\n"
+        "    return sorted(m for m in sys.modules if m.startswith(('tree_sitter', 'pyflakes')))\n"
+        "check_file('a.txt', b'x\\n'); check_file('a.json', b'{}'); print(loaded())\n"
+        "check_file('a.go', b'package a\\n'); print(loaded())\n"
+        "check_file('a.py', b'x = 1\\n'); print(loaded())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    nothing, go, python = (ast.literal_eval(line) for line in done.stdout.splitlines())
+    assert nothing == []
+    assert go == ["tree_sitter", "tree_sitter._binding", "tree_sitter_go", "tree_sitter_go._binding"]
+    assert {"pyflakes", "pyflakes.checker"} <= set(python) - set(go)
