@@ -135,9 +135,7 @@ def _language(module: str, function: str) -> Language:
 
 def syntax_findings(path: str, text: str) -> list[Finding]:
     """``syntax_error`` at the first error tree-sitter marks, else ``duplicate_definition`` per name defined twice."""
-    grammar = GRAMMARS.get(os.path.splitext(path)[1].lower())
-    if grammar is None:
-        return []
+    grammar = GRAMMARS[os.path.splitext(path)[1].lower()]
     from tree_sitter import Parser  # noqa: PLC0415
 
     root = Parser(_language(grammar.module, grammar.function)).parse(text.encode("utf-8", "replace")).root_node

@@ -327,3 +327,12 @@ def test_a_name_the_branch_removed_while_still_using_it_is_the_branch_s_own_brea
     repo.commit("feature", {"pkg/util.py": RENAMED}, parent=fork)
     repo.commit("main", {"app.py": app.replace("return helper()", "return helper() + 1")})
     assert align("feature")["feature"].status is Status.COMPLETED
+
+
+def test_a_target_file_importing_from_a_module_the_branch_deleted_is_caught(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL}, "base")
+    deleting = repo.commit("feature", {"pkg/util.py": None, "pkg/tools.py": UTIL}, "Move util", parent=fork)
+    repo.commit("main", {"pkg/run.py": "from pkg import util\n"})
+    (finding,) = align("feature")["feature"].findings
+    assert (finding.file, finding.line) == ("pkg/run.py", 1)
+    assert finding.message.startswith(f"imports `util` from `pkg`, which this branch removed in {deleting[:12]}")

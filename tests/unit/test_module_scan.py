@@ -45,7 +45,7 @@ def test_module_attributes_follow_import_chains_and_aliases() -> None:
     "source",
     [
         "import os.path\nfrom collections import abc\nos.path.join\n",  # the standard library
-        "from ... import x\n",  # above the repository's top
+        "from .... import x\n",  # above the repository's top
         "from app import *\n",  # a star import is not followed
         "try:\n    from app.util import helper\nexcept ImportError:\n    pass\n",  # optional imports
         "import app as a\nimport other as a\na.x\n",  # one alias, two modules
@@ -103,6 +103,8 @@ def test_other_languages_report_the_first_error_they_mark() -> None:
     assert (missing.code, missing.message) == ("syntax_error", "invalid C++: missing `;`")
     (unexpected,) = check_file("Main.java", b"class Main {\n  void f() { int x = ; }\n}\n")
     assert (unexpected.line, unexpected.message) == (2, "invalid Java: unexpected `=`")
+    (twice,) = check_file("a.go", b"package a\ntype (\n\tA int\n\tB int\n)\ntype A string\n")
+    assert (twice.code, twice.line) == ("duplicate_definition", 6)
     assert check_file("a.rb", b"def f\n  1\nend\n") == []
     assert check_file("a.cs", b"class K { void F() { } }\n") == []
     assert check_file("a.tsx", b"export const A = () => <div>{1}</div>;\n") == []
