@@ -11,7 +11,7 @@ from pathlib import Path
 from alignment.errors import AlignmentError
 from alignment.journal import Outcome
 from alignment.report import PLAN_FILE, RESULTS_FILE
-from alignment.session import RUN_RECORD
+from alignment.session import RUN_RECORD, moves_made
 from alignment.undo import undo_run
 
 _MARKS = {
@@ -69,8 +69,7 @@ def _runs(reports_dir: Path) -> int:
             state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
-        moves = len(list((record_path.parent / "moves").glob("*.json")))
-        print(f"{record['run_id']}  {state}; {moves} moved  {record['repository']}")
+        print(f"{record['run_id']}  {state}; {moves_made(reports_dir, record['run_id'])} moved  {record['repository']}")
     return 0
 
 

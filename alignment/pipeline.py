@@ -146,7 +146,8 @@ class BranchAlignment:
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
         if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches and not plan.planning:
-            self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
+            prefix = self.settings.backup_branch_prefix
+            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
             if self.backup.note:
                 self.notes.append(self.backup.note)
             log.info("backup '%s' at %s", self.backup.name, tip)
@@ -204,12 +205,14 @@ class BranchAlignment:
         new_tip = self._integration().new_tip
         if new_tip is not None and new_tip != context.old_tip and not context.planning:
             self._refuse_if_checked_out()
-            self.runtime.journal.record(Move(self.spec.name, context.old_tip, new_tip))
+            move = Move(self.spec.name, context.old_tip, new_tip)
+            self.runtime.journal.record(move)
             self.moving_to = new_tip
             try:
                 self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
             except RefUpdateRejected as rejected:
                 self.moving_to = None
+                self.runtime.journal.reject(move)
                 raise self._rejection(rejected) from None
             log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
         self.completed = True
@@ -439,6 +442,7 @@ class Runtime:
         )
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
+        self.listed = frozenset(spec.name for spec in plan.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
 

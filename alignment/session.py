@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from alignment.config import Settings, from_mapping
 from alignment.errors import RepositoryError
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
+from alignment.journal import MoveJournal
 from alignment.model import Action
 from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
 
@@ -182,8 +182,7 @@ def plan_run(
         snapshot = take_snapshot(git, branches, settings.write_commit_graph)
     finally:
         git.close()
-    scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
-    housekeeping.hold(scratch)
+    scratch = housekeeping.create_scratch(run_id)
     folder.path.mkdir(parents=True, exist_ok=True)
     record = {
         "run_id": run_id,
@@ -214,9 +213,14 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if housekeeping.is_alive(Path(record["scratch_dir"])):
             continue
-        moves = len(list((run_dir / "moves").glob("*.json")))
         notes.append(
-            f"run {record['run_id']} did not finish; it moved {moves} branch(es) to checked merges "
+            f"run {record['run_id']} did not finish; it moved {moves_made(reports_dir, record['run_id'])} "
+            "branch(es) to checked merges "
             f"(`alignment undo {record['run_id']}` puts them back)"
         )
     return tuple(notes)
+
+
+def moves_made(reports_dir: Path, run_id: str) -> int:
+    """How many branches run ``run_id`` moved, or may have moved (its journal less the rejected moves)."""
+    return len(MoveJournal(RunFolder(reports_dir, run_id).moves_dir).moves())

@@ -24,6 +24,7 @@ from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.logs import AuditTrail
 from alignment.model import BranchResult, Status
+from alignment.names import printable
 from alignment.report import build_results, html_name
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan
@@ -242,7 +243,11 @@ class AlignmentController:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.results is None:
             return
-        write = terminalreporter.write_line
+
+        def write(line: str, **markup: bool) -> None:
+            """Names, paths and notes are data: printed with their control characters escaped."""
+            terminalreporter.write_line(printable(line), **markup)
+
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
         write(headline(self.results))
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
