@@ -57,7 +57,7 @@ def create_backup(git: Git, prefix: str, branch: str, commit: str, listed: Colle
         try:
             git.update_refs([RefUpdate(branch_ref(name), commit, None)])
         except GitError as exc:
-            last_error = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
+            last_error = exc.reason
             continue
         return Backup(name, commit, True, _note(passed_over, f"backup is '{name}'") if passed_over else None)
     raise StepFailed(

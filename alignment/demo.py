@@ -242,8 +242,7 @@ def build_demo(directory: Path) -> tuple[Path, Path]:
     repo = directory / "demo-repo.git"
     git = Git.init_bare(repo)
     try:
-        git.run("config", "user.name", "Alignment Demo")
-        git.run("config", "user.email", "demo@example.com")
+        git.set_identity("Alignment Demo", "demo@example.com")
         git.fast_import(history.stream())
     finally:
         git.close()

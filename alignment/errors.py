@@ -70,6 +70,11 @@ class GitError(AlignmentError):
         self.reason = (reasons or lines or [f"exit code {returncode}"])[-1]
         super().__init__(f"git {' '.join(self.args_[:2])} failed: {self.reason}")
 
+    @property
+    def detail(self) -> str:
+        """``reason`` without git's ``fatal:`` prefix, to quote inside our own messages."""
+        return self.reason.removeprefix("fatal: ")
+
 
 class GitTimeout(GitError):
     """A git command ran past its time limit; its whole process group was killed."""
@@ -81,6 +86,10 @@ class GitTimeout(GitError):
 
 class RefUpdateRejected(GitError):
     """A compare-and-swap ref update found the ref somewhere other than expected (or locked)."""
+
+
+class UnrelatedHistories(GitError):
+    """A merge was asked of two commits with no common ancestor: git refuses it, our steps report it."""
 
 
 class StepFailed(AlignmentError):

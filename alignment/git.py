@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
-from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
+from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.model import CommitInfo, FileChange
 from alignment.processes import ProcessTimeout, kill_group, run_process
 from alignment.resources import OpsLimiter, Unlimited
@@ -385,7 +385,15 @@ class Git:
 
     def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
         """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""
-        done = self.run("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, ok=(0, 1), timeout=timeout)
+        args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
+        try:
+            done = self.run(*args, ok=(0, 1), timeout=timeout)
+        except GitTimeout:
+            raise
+        except GitError as exc:
+            if "unrelated histories" in exc.stderr:
+                raise UnrelatedHistories(exc.args_, exc.returncode, exc.stderr) from None
+            raise
         return _parse_merge_tree(done.stdout, conflicted=done.returncode == 1)
 
     def commit_tree(self, tree: str, parents: Sequence[str], message: str) -> str:
@@ -613,6 +621,19 @@ class Git:
                 forgotten.append(worktree)
         return forgotten
 
+    def is_shallow(self) -> bool:
+        """Whether the repository is a shallow clone (its history cut off: merges would be wrong)."""
+        return (self.location.common_dir / "shallow").exists()
+
+    def stale_ref_locks(self) -> list[Path]:
+        """Lock files of branch refs and of ``packed-refs``: left by a git process that died, or held by a
+        live one; either way, the branch cannot move while the file exists."""
+        common = self.location.common_dir
+        heads = common / "refs" / "heads"
+        locks = sorted(heads.rglob("*.lock")) if heads.is_dir() else []
+        packed = common / "packed-refs.lock"
+        return locks + ([packed] if packed.exists() else [])
+
     def has_commit_graph(self) -> bool:
         info = self.location.common_dir / "objects" / "info"
         return (info / "commit-graph").exists() or (info / "commit-graphs" / "commit-graph-chain").exists()
@@ -629,6 +650,12 @@ class Git:
         if done.returncode != 0:
             raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))
         return cls(RepoLocation(path.resolve(), path.resolve(), None))
+
+    def set_identity(self, name: str, email: str) -> None:
+        """Write ``user.name`` and ``user.email`` into the repository's config (demo and benchmark
+        repositories, so that runs on them can commit anywhere)."""
+        self.run("config", "user.name", name)
+        self.run("config", "user.email", email)
 
     def fast_import(self, stream: bytes) -> None:
         """Feed a ``git fast-import`` stream (used to build demo and benchmark repositories)."""

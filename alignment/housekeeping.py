@@ -93,17 +93,10 @@ def sweep(git: Git, temporary_dir: Path | None = None) -> tuple[str, ...]:
     for scratch in sorted((temporary_dir or Path(tempfile.gettempdir())).glob(f"{SCRATCH_PREFIX}*")):
         if is_scratch(scratch) and not is_alive(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
-    for lock in stale_ref_locks(git):
+    for lock in git.stale_ref_locks():
         minutes = (time.time() - lock.stat().st_mtime) / 60
         notes.append(
             f"ref lock file {lock} exists (for {minutes:.0f} min); that branch cannot move until it "
             "is gone: remove it if no git process is running"
         )
     return tuple(notes)
-
-
-def stale_ref_locks(git: Git) -> list[Path]:
-    common = git.location.common_dir
-    locks = sorted((common / "refs" / "heads").rglob("*.lock")) if (common / "refs" / "heads").is_dir() else []
-    packed = common / "packed-refs.lock"
-    return locks + ([packed] if packed.exists() else [])

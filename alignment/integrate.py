@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
-from alignment.errors import GitError, StepFailed
+from alignment.errors import StepFailed, UnrelatedHistories
 from alignment.git import Conflict
 from alignment.model import Action, ErrorCode, Status, Strategy
 
@@ -34,14 +34,12 @@ class MergeOrRebaseIntegrator:
     def _merge(self, context: BranchContext, timeout: float) -> Integration:
         try:
             merged = context.git.merge_tree(context.old_tip, context.target_commit, timeout=timeout)
-        except GitError as exc:
-            if "unrelated histories" in exc.stderr:
-                raise StepFailed(
-                    Status.FAILED_INTEGRATION,
-                    [ErrorCode.UNRELATED_HISTORIES],
-                    f"'{context.branch}' and '{context.target}' have no common history; not merged",
-                ) from None
-            raise
+        except UnrelatedHistories:
+            raise StepFailed(
+                Status.FAILED_INTEGRATION,
+                [ErrorCode.UNRELATED_HISTORIES],
+                f"'{context.branch}' and '{context.target}' have no common history; not merged",
+            ) from None
         if not merged.clean:
             return Integration(Action.MERGE, None, merged.conflicts)
         message = (

@@ -385,11 +385,10 @@ class BranchAlignment:
         old_tip = self._context().old_tip
         now = self.git.resolve_branch(self.spec.name)
         if now == old_tip:
-            reason = rejected.reason.removeprefix("fatal: ")
             return StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.REF_LOCKED],
-                f"'{self.spec.name}' could not be updated ({reason}); left as it is",
+                f"'{self.spec.name}' could not be updated ({rejected.detail}); left as it is",
             )
         return StepFailed(
             Status.FAILED_INTEGRATION,

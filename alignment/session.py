@@ -197,15 +197,15 @@ def plan_run(
     ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
     """
     location = RepoLocation.discover(repo_path)
-    if (location.common_dir / "shallow").exists():
-        raise RepositoryError(
-            f"{repo_path}: a shallow clone; merges need the whole history (run `git fetch --unshallow` first)"
-        )
     started = time.time()
     run_id = new_run_id(started)
     folder = RunFolder(Path(reports_dir or settings.reports_dir).resolve(), run_id)
     git = Git(location, timeout=settings.branch_alignment_timeout_seconds)
     try:
+        if git.is_shallow():
+            raise RepositoryError(
+                f"{repo_path}: a shallow clone; merges need the whole history (run `git fetch --unshallow` first)"
+            )
         notes = housekeeping.sweep(git) + unfinished_runs(folder.reports_dir)
         identity = git.identity_problem()
         if identity is not None:

@@ -85,8 +85,7 @@ def generate(
     repo = directory / "repo.git"
     git = Git.init_bare(repo)
     try:
-        git.run("config", "user.name", "Benchmark")
-        git.run("config", "user.email", "bench@example.com")
+        git.set_identity("Benchmark", "bench@example.com")
         git.fast_import(history.stream())
     finally:
         git.close()

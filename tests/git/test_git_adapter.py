@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alignment.config import Settings
-from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
+from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
 from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_rss_bytes
@@ -157,6 +157,55 @@ def test_compare_and_swap_refuses_a_moved_ref(git: Git, repo: Repo) -> None:
         git.update_refs([RefUpdate(branch_ref("main"), repo.tip("main"), "1" * 40)])
     with pytest.raises(RefUpdateRejected):
         git.update_refs([RefUpdate(branch_ref("main"), repo.tip("main"), None)])
+
+
+def test_a_merge_of_unrelated_histories_raises_its_own_error(git: Git, repo: Repo) -> None:
+    orphan = repo.commit("orphan", {"other.txt": "x\n"}, "unrelated root", parents=())
+    with pytest.raises(UnrelatedHistories, match="unrelated histories"):
+        git.merge_tree(repo.tip("main"), orphan)
+
+
+def test_a_git_reason_is_quoted_without_its_fatal_prefix() -> None:
+    error = GitError(("update-ref", "--stdin"), 128, "hint: x\nfatal: cannot lock ref 'refs/heads/a'\n")
+    assert (error.reason, error.detail) == ("fatal: cannot lock ref 'refs/heads/a'", "cannot lock ref 'refs/heads/a'")
+
+
+def test_a_shallow_clone_is_known_by_its_marker(git: Git, repo: Repo, tmp_path: Path) -> None:
+    assert not git.is_shallow()
+    repo.commit("main", {"app.py": "two\n"}, "second")
+    clone = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "--quiet", "--depth=1", f"file://{repo.path}", str(clone)], check=True)
+    shallow = Git(RepoLocation.discover(clone))
+    try:
+        assert shallow.is_shallow()
+    finally:
+        shallow.close()
+
+
+def test_ref_lock_files_are_listed_nested_and_packed(git: Git, repo: Repo) -> None:
+    assert git.stale_ref_locks() == []
+    common = git.location.common_dir
+    (common / "refs" / "heads" / "team").mkdir()
+    for lock in ("refs/heads/team/x.lock", "refs/heads/a.lock", "packed-refs.lock", "refs/tags/v1.lock"):
+        (common / lock).write_text("")
+    assert git.stale_ref_locks() == [
+        common / "refs/heads/a.lock",
+        common / "refs/heads/team/x.lock",
+        common / "packed-refs.lock",
+    ]
+
+
+def test_an_identity_is_written_into_a_new_repository(tmp_path: Path) -> None:
+    git = Git.init_bare(tmp_path / "new.git")
+    try:
+        git.set_identity("Someone", "someone@example.com")
+        read = ["git", f"--git-dir={tmp_path / 'new.git'}", "config", "--local", "--get-regexp", "^user\\."]
+        assert subprocess.run(read, capture_output=True, text=True, check=True).stdout.splitlines() == [
+            "user.name Someone",
+            "user.email someone@example.com",
+        ]
+    finally:
+        git.close()
 
 
 def test_bisecting_a_branch_counts_as_busy(git: Git, repo: Repo) -> None:
