@@ -237,7 +237,8 @@ class Git:
         ok: Iterable[int] = (0,),
         cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run one git command; raise ``GitError`` unless its exit code is in ``ok``."""
+        """Run one git command; raise ``GitError`` unless its exit code is in ``ok``. For the adapter only:
+        elsewhere, ask for (or add) a method here that names what it wants of git."""
         limit = timeout if timeout is not None else self.timeout
         argv = ("git", *_SAFETY_OPTIONS, *args) if cwd is not None else (*self._base, *args)
         with self.limiter.slot():

@@ -31,11 +31,7 @@ def statuses(result: dict[str, object]) -> dict[str, str]:
 
 
 def tree(git_dir: Path, commit: str) -> str:
-    git = Git(RepoLocation.discover(git_dir))
-    try:
-        return git.run("rev-parse", f"{commit}^{{tree}}").stdout.decode().strip()
-    finally:
-        git.close()
+    return Repo(git_dir).git("rev-parse", f"{commit}^{{tree}}")
 
 
 # -- plan ----------------------------------------------------------------------------------------------------
