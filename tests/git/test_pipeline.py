@@ -451,6 +451,8 @@ def test_backup_that_cannot_be_created_fails_the_branch(repo: Repo, align: Align
         repo.branch(f"backup-f-pre-align-{suffix}/x", "main")
     result = align("f")["f"]
     assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("backup_failed",))
+    reason = "fatal: prepare: cannot lock ref 'refs/heads/backup-f-pre-align-20'"  # git's reason, quoted whole
+    assert str(result.message).startswith(f"could not create a backup of 'f' at {old[:12]}: {reason}: ")
     assert repo.tip("f") == old
 
 
