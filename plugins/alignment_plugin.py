@@ -10,6 +10,9 @@ Outcomes: passed = ``completed``; failed = ``failed_integration`` / ``failed_err
 spec's ``error_message`` as the failure text; error = ``exception``. Without ``--input`` (or ``--demo``)
 this plugin does nothing, and ``pytest`` runs the project's own tests.
 
+``--shard K/N`` collects only part K of N of the input (``alignment.shard``), for a CI matrix whose results
+``alignment merge-results`` combines.
+
 ``--plan`` runs the same items as a prediction (no backup, no worktree, no ref moves): outcomes are what a
 real run would give, the plan goes to ``alignment_plan.json`` / ``.html``, and ``--lf``'s list is left as
 the last real run made it.
@@ -22,24 +25,23 @@ import json
 import os
 import re
 import signal
-import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import alignment
-from alignment.components import Components
 from alignment.config import load_settings
-from alignment.errors import AlignmentError, StepFailed, UsageProblem
+from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
 from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
+from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
+from alignment.shard import ShardSpec
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 
 PLAN_KEY = "alignment_plan"
@@ -71,6 +73,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for flag, ini, text in options:
         group.addoption(flag, dest=ini, metavar="PATH", help=f"{text}; ini: {ini}")
         parser.addini(ini, f"{text} (relative to the ini file)", default=None)
+    group.addoption(
+        "--shard",
+        dest="alignment_shard",
+        metavar="K/N",
+        help="align only part K of N of the input (a CI matrix; see the README); ini: alignment_shard",
+    )
+    parser.addini("alignment_shard", "align only part K of N of the input, e.g. 2/4", default=None)
     group.addoption(
         "--plan",
         action="store_true",
@@ -104,13 +113,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     for target in state.plan.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    if config.option.collectonly:
+        return  # collecting moves nothing and writes no run: no report either
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
     if config.option.log_level is None and not config.getini("log_level"):
         config.option.log_level = "WARNING"  # INFO goes to the branch log files, not into every test report
     if config.option.json_report_file == ".report.json":
-        config.option.json_report_file = str(state.plan.folder.path / "pytest-report.json")
+        config.option.json_report_file = str(state.plan.folder.pytest_report_path)
     if not config.option.json_report_omit:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
@@ -128,20 +139,21 @@ def _controller_state(config: pytest.Config) -> RunState | None:
     if not config.pluginmanager.has_plugin("pytest_jsonreport"):
         raise pytest.UsageError("an alignment run needs pytest-json-report: do not disable it with -p no:...")
     try:
+        shard = _shard_option(config)
         settings = load_settings(_path_option(config, "alignment_config"))
         demo_dir = None
         repo: Path | str | None
         if demo:
-            from alignment.demo import build_demo  # noqa: PLC0415 - only --demo needs it
+            from alignment.demo import build_demo, new_demo_dir  # noqa: PLC0415 - only --demo needs it
 
-            demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
+            demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
             repo = _path_option(config, "alignment_repo") or settings.repo_path
         if repo is None:
             raise UsageProblem("--repo PATH is required: the repository whose branches to align")
         assert input_path is not None
-        branches = load_branches(input_path)
+        branches = load_branches(input_path, shard)
         Components.from_settings(settings)
         reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
         plan = plan_run(
@@ -150,6 +162,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             repo,
             reports_dir=config.invocation_params.dir / reports,
             planning=bool(config.getoption("alignment_plan_only")),
+            record=not config.option.collectonly,
         )
     except UsageProblem as error:
         raise pytest.UsageError(printable(str(error))) from None
@@ -159,15 +172,26 @@ def _controller_state(config: pytest.Config) -> RunState | None:
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
-    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file)."""
+    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file).
+
+    Normalised (``/proj/../bad/x.json`` is ``/bad/x.json``), so messages show the file the user means.
+    """
     value = config.getoption(name)
     if value:
-        return config.invocation_params.dir / str(value)
+        return Path(os.path.normpath(config.invocation_params.dir / str(value)))
     ini = config.getini(name)
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(ini)
+        return Path(os.path.normpath(base / str(ini)))
     return None
+
+
+def _shard_option(config: pytest.Config) -> ShardSpec | None:
+    """``--shard K/N``, else its ini twin; a bad value is a ``UsageProblem`` naming the one given."""
+    if config.getoption("alignment_shard"):
+        return ShardSpec.parse(config.getoption("alignment_shard"), "--shard")
+    ini = config.getini("alignment_shard")
+    return ShardSpec.parse(str(ini), "alignment_shard") if ini else None
 
 
 def _names_the_collected_module(config: pytest.Config) -> bool:
@@ -287,13 +311,14 @@ def _cancel_alarm() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
     if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
-        return
+        return report
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
@@ -304,6 +329,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.alignment_status = failure.status.value  # type: ignore[attr-defined]
     elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+    return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
@@ -318,9 +344,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     plan = state.plan
     lines = [
-        f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
-        f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
+        f"alignment run {plan.run_id}: the input lists {counted(len(plan.branches.branches), 'branch', 'branches')} "
+        f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
     ]
+    lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
+    shard = plan.branches.shard
+    if shard is not None:
+        lines.append(f"alignment shard {shard.spec}: {len(plan.branches.branches)} of {shard.input_branches} branches")
     if plan.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:

@@ -12,11 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from alignment.demo import build_demo
+from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from alignment.report import load_schema
-from tests.conftest import Repo, entry, write_input
+from tests.conftest import Repo, entry, load_schema, write_input
 from tests.fakes import max_overlap
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -75,7 +74,7 @@ def run(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def demo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     repo, input_path = build_demo(tmp_path / "demo")
-    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    expected = json.loads(input_path.with_name(EXPECTED_FILE).read_text())
     return repo, input_path, expected
 
 
@@ -122,8 +121,15 @@ def test_pytest_and_the_orchestrator_give_the_same_output(run: Any, tmp_path: Pa
     repo_a, input_a = build_demo(tmp_path / "a")
     repo_b, _ = build_demo(tmp_path / "b")
     by_class = BranchAlignmentOrchestrator(reports_dir=tmp_path / "orchestrator").run(input_a, repo_a)
-    by_pytest = run("--input", str(input_a), "--repo", str(repo_b), "-n", "2").data
-    assert normalized(by_pytest) == normalized(by_class)
+    done = run("--input", str(input_a), "--repo", str(repo_b), "-n", "2")
+    assert normalized(done.data) == normalized(by_class)
+    orchestrator_audit = (tmp_path / "orchestrator" / "latest" / "audit.jsonl").read_text().splitlines()
+    assert audit_shape(done.audit()) == audit_shape([json.loads(line) for line in orchestrator_audit])
+
+
+def audit_shape(events: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each audit record's event, branch and keys, in a stable order (branches finish in any order)."""
+    return sorted((event["event"], event.get("branch", ""), tuple(sorted(event))) for event in events)
 
 
 def normalized(data: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +148,9 @@ def normalized(data: dict[str, Any]) -> dict[str, Any]:
         for target, group in data["orchestration_results"].items()
     }
     summary = {
-        k: v for k, v in data["overall_summary"].items() if k not in {"total_time_seconds", "execution_timestamp"}
+        k: v
+        for k, v in data["overall_summary"].items()
+        if k not in {"total_time_seconds", "execution_timestamp", "started_at"}
     }
     return {"orchestration_results": groups, "overall_summary": summary}
 
