@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from alignment.errors import GitError, StepFailed
 from alignment.git import Git, RefUpdate, branch_ref
-from alignment.model import Status
+from alignment.model import ErrorCode, Status
 from alignment.names import fit_ref_name
 
 MAX_SUFFIX = 20
@@ -62,7 +62,7 @@ def create_backup(git: Git, prefix: str, branch: str, commit: str, listed: Colle
         return Backup(name, commit, True, _note(passed_over, f"backup is '{name}'") if passed_over else None)
     raise StepFailed(
         Status.FAILED_INTEGRATION,
-        ["backup_failed"],
+        [ErrorCode.BACKUP_FAILED],
         f"could not create a backup of '{branch}' at {commit[:12]}: {last_error or 'every backup name is taken'}",
     )
 

@@ -58,6 +58,7 @@ _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
+_REMOTES = "refs/remotes/"
 # Where git's name guessing looks for ``refs/heads/<name>`` when that ref is absent (git's ref_rev_parse_rules).
 _GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
@@ -263,6 +264,11 @@ class Git:
         """Every local branch and its commit."""
         out = self.run("for-each-ref", "--format=%(objectname) %(refname)", _HEADS).stdout.decode()
         return {line[line.index(" ") + 1 + len(_HEADS) :]: line[: line.index(" ")] for line in out.splitlines()}
+
+    def remote_branches(self) -> frozenset[str]:
+        """Remote-tracking branches as ``<remote>/<branch>`` (``origin/next``), without ``<remote>/HEAD``."""
+        out = self.run("for-each-ref", "--format=%(refname)", _REMOTES).stdout.decode()
+        return frozenset(line[len(_REMOTES) :] for line in out.splitlines() if not line.endswith("/HEAD"))
 
     def resolve_branch(self, name: str) -> str | None:
         """The commit ``refs/heads/<name>`` points at now, or None when there is no such branch.
@@ -485,6 +491,23 @@ class Git:
             return tuple(change for change in changes if change.path in wanted)
         pathspecs = [_literal(path) for path in paths]
         return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
+
+    def combined_files(self, old_tip: str, target: str, new_tip: str) -> tuple[FileChange, ...]:
+        """Files whose content at ``new_tip`` (a merge of ``target`` into ``old_tip``) neither ``old_tip`` nor
+        ``target`` had: what the merge itself combined, with +/- counts against ``old_tip``.
+
+        Every other file the merge changes comes unchanged from the target. Finding these costs what the
+        branch's own changes cost, not what the target brings in: ``new_tip`` is diffed against the target
+        (a few files: the branch's work), and each of those is compared with the old tip's entry.
+        """
+        candidates = self.tree_changes(target, new_tip)
+        before = self.entries_at(old_tip, candidates)
+        paths = sorted(path for path, entry in candidates.items() if before[path] != entry)
+        merged = self.changed_files(old_tip, new_tip, paths)
+        if len(merged) != len(paths):  # each of them differs from the old tip: git must list every one
+            missing = sorted(set(paths) - {change.path for change in merged})
+            raise GitError(("diff-tree", old_tip, new_tip), 1, f"git did not list changed files {missing[:5]}")
+        return merged
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""

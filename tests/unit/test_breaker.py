@@ -37,7 +37,7 @@ def test_the_reason_states_both_numbers_and_later_results_do_not_trip_again() ->
     assert trips_at(breaker, ".F.F") == 4
     assert breaker.state().reason == ("circuit breaker tripped: 2 of 4 finished branches failed (50% >= 50%, 2 >= 2)")
     assert trips_at(breaker, "FF") is None
-    assert (breaker.state().finished, breaker.state().failures) == (6, 4)
+    assert "2 of 4 finished" in str(breaker.state().reason)  # the reason stays the trip's own
 
 
 def test_a_disabled_breaker_never_trips() -> None:
