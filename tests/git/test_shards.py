@@ -16,8 +16,7 @@ from alignment.cli import main as cli
 from alignment.errors import UsageProblem
 from alignment.merge import merge_results
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from alignment.report import load_schema
-from tests.conftest import Repo, entry, settings, write_input
+from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.plugin.test_plugin import normalized
 
 # main: five clean branches and two that conflict; dev: three clean branches; listed interleaved.

@@ -81,7 +81,7 @@ def test_the_readme_examples(count: int, expected: list[list[tuple[str, int, int
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.integers(0, 7), max_size=150), st.integers(1, 24))
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=150), st.integers(1, 24))
 def test_partition_properties(assignment: list[int], count: int) -> None:
     """Deterministic, disjoint, covering, in input order, whole targets where possible, balanced."""
     targets = [f"t{number}" for number in assignment]
