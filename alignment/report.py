@@ -111,10 +111,8 @@ def publish(folder: RunFolder, results: Mapping[str, Any]) -> Path:
     also points ``latest`` at its folder. Returns the JSON file in the run folder."""
     planned = bool(results.get("planned"))
     name = PLAN_FILE if planned else RESULTS_FILE
-    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     for directory in (folder.path, folder.reports_dir):
-        write_atomically(directory / name, text)
-        write_atomically(directory / html_name(name), render_report(results, directory))
+        write_results(directory / name, results)
     if not planned:
         folder.point_latest()
     return folder.path / name
