@@ -91,6 +91,7 @@ def test_shards_merged_equal_the_unsharded_run(tmp_path: Path, capsys: pytest.Ca
     runs = merged["shards"]["runs"]
     assert [run["run_id"] for run in runs] == [read(path)["run_id"] for path in paths]
     assert merged["shards"]["missing"] == []
+    assert merged["overall_summary"]["started_at"] == min(read(path)["overall_summary"]["started_at"] for path in paths)
     assert "run_id" not in merged
     workers = {branch["worker"] for group in merged["orchestration_results"].values() for branch in group["branches"]}
     assert {worker.split(":")[0] for worker in workers} == {"1/3", "2/3", "3/3"}  # each shard's threads are its own
