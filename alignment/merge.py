@@ -120,7 +120,7 @@ def merge_results(paths: Sequence[str | Path]) -> dict[str, Any]:
     first = parts[0].shard
     targets = sorted({(part.piece(target).target_index, target) for part in parts for target in part.groups})
     groups = {target: _merged_group(target, parts) for _, target in targets}
-    starts = [parse_iso_utc(part.summary["execution_timestamp"]) for part in parts]
+    starts = [parse_iso_utc(part.summary.get("started_at", part.summary["execution_timestamp"])) for part in parts]
     ends = [start + part.summary["total_time_seconds"] for start, part in zip(starts, parts, strict=True)]
     tripped = [part for part in parts if part.summary["circuit_breaker_triggered"]]
     trip_times = [parse_iso_utc(part.summary["circuit_breaker_tripped_at"]) for part in tripped]

@@ -16,8 +16,7 @@ from alignment.cli import main as cli
 from alignment.errors import UsageProblem
 from alignment.merge import merge_results
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from alignment.report import load_schema
-from tests.conftest import Repo, entry, settings, write_input
+from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.plugin.test_plugin import normalized
 
 # main: five clean branches and two that conflict; dev: three clean branches; listed interleaved.
@@ -92,6 +91,7 @@ def test_shards_merged_equal_the_unsharded_run(tmp_path: Path, capsys: pytest.Ca
     runs = merged["shards"]["runs"]
     assert [run["run_id"] for run in runs] == [read(path)["run_id"] for path in paths]
     assert merged["shards"]["missing"] == []
+    assert merged["overall_summary"]["started_at"] == min(read(path)["overall_summary"]["started_at"] for path in paths)
     assert "run_id" not in merged
     workers = {branch["worker"] for group in merged["orchestration_results"].values() for branch in group["branches"]}
     assert {worker.split(":")[0] for worker in workers} == {"1/3", "2/3", "3/3"}  # each shard's threads are its own
