@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from alignment.config import Settings, TargetPolicy
 from alignment.errors import ConfigError, GitError, StepFailed
 from alignment.git import Conflict, Git
-from alignment.model import Action, BranchSpec, CommitInfo, Culprit, FileChange, Finding, Status
+from alignment.model import Action, BranchSpec, CommitInfo, Culprit, FileChange, Finding, Status, Unexplained
 
 if TYPE_CHECKING:
     from alignment.workspace import Workspace
@@ -123,6 +123,7 @@ class ChangeRecord:
     findings: tuple[Finding, ...]
     message: str | None
     culprits: tuple[Culprit, ...] = ()
+    unexplained: tuple[Unexplained, ...] = ()
 
 
 @runtime_checkable

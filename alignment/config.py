@@ -66,6 +66,8 @@ class Settings:
     check_commands: tuple[Command, ...] = ()
     reports_dir: str = "reports"
     write_commit_graph: bool = True
+    explain_budget_merges: int = 64
+    explain_budget_seconds: float = 5
     integration_utility: str | None = None
     error_detector: str | None = None
     doc_generator: str | None = None
@@ -257,6 +259,8 @@ _FIELDS: dict[str, Validator] = {
     "check_commands": _commands,
     "reports_dir": _text,
     "write_commit_graph": _boolean,
+    "explain_budget_merges": _integer(0),
+    "explain_budget_seconds": _number(0, above=True),
     "integration_utility": _optional_text,
     "error_detector": _optional_text,
     "doc_generator": _optional_text,
