@@ -66,8 +66,8 @@ class Settings:
     check_commands: tuple[Command, ...] = ()
     reports_dir: str = "reports"
     write_commit_graph: bool = True
-    explain_budget_merges: int = 64
-    explain_budget_seconds: float = 5
+    explain_budget_merges: int = 24
+    explain_budget_seconds: float = 3
     integration_utility: str | None = None
     error_detector: str | None = None
     doc_generator: str | None = None

@@ -34,6 +34,7 @@ class Scenario:
     expected: dict[str, str]
     targets: dict[str, str] = field(default_factory=dict)  # branch -> its target, where not ``main``
     write_commit_graph: bool = True  # the benchmark writes one into the template (False: each run pays it)
+    orchestration: dict[str, object] = field(default_factory=dict)  # configuration the runs need
 
     def target(self, branch: str) -> str:
         return self.targets.get(branch, "main")

@@ -331,19 +331,21 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> 
 
     def pytest_command(workers: int, *extra: str) -> Callable[[Workspace], list[str]]:
         def command(space: Workspace) -> list[str]:
+            config = space.scratch / "alignment.yaml"  # JSON is YAML
+            config.write_text(json.dumps({"orchestration": scenario.orchestration}))
             return [
                 *(sys.executable, "-m", "pytest", str(PROJECT / "alignment"), "-n", str(workers), "-q"),
-                *("--input", str(scenario.input_path), "--repo", str(space.repo)),
+                *("--input", str(scenario.input_path), "--repo", str(space.repo), "--config", str(config)),
                 *("--reports-dir", str(space.reports), "-p", "no:cacheprovider", *extra),
             ]
 
         return command
 
     def orchestrator(space: Workspace) -> list[str]:
+        settings = {**scenario.orchestration, "max_workers_per_target": ORCHESTRATOR_THREADS}
         code = (
             "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
-            f"O({{'orchestration': {{'max_workers_per_target': {ORCHESTRATOR_THREADS}}}}}, "
-            "reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
+            f"O({{'orchestration': {settings!r}}}, reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
         )
         return [sys.executable, "-c", code, str(scenario.input_path), str(space.repo), str(space.reports)]
 
