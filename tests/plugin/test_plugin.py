@@ -97,7 +97,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
-    who = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+    workerinput = getattr(session.config, "workerinput", None)  # not the environment: this test may run in one
+    who = workerinput["workerid"] if workerinput else "controller"
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     kept = {category: len(reports) for category, reports in terminal.stats.items() if category != "warnings"}
     holding = [item.nodeid for item in session.items if item.user_properties]
