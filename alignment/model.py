@@ -20,6 +20,28 @@ class Status(str, Enum):
     EXCEPTION = "exception"
 
 
+class ErrorCode(str, Enum):
+    """The codes the library reports in ``errors_detected`` for a failure of its own; error detection adds
+    its findings' codes (``Finding.code``) beside them."""
+
+    TARGET_NOT_FOUND = "target_not_found"
+    BRANCH_NOT_FOUND = "branch_not_found"
+    BRANCH_CHECKED_OUT = "branch_checked_out"
+    BACKUP_FAILED = "backup_failed"
+    UNRELATED_HISTORIES = "unrelated_histories"
+    MERGE_CONFLICT_UNRESOLVABLE = "merge_conflict_unresolvable"
+    INTEGRATION_FAILED = "integration_failed"
+    TIMEOUT = "timeout"
+    BRANCH_MOVED = "branch_moved"
+    REF_LOCKED = "ref_locked"
+    INTERRUPTED = "interrupted"
+    UNEXPECTED_ERROR = "unexpected_error"
+    WORKER_CRASHED = "worker_crashed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Severity(str, Enum):
     """How much a finding matters: only an ``error`` the merge introduced fails a branch."""
 
@@ -47,25 +69,32 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """One entry of ``categorized_branches.json``; ``index`` is its position in the file."""
+    """One entry of ``categorized_branches.json``; ``index`` is its position in the file.
+
+    Only the name and the target are required: ``confidence``, ``tags`` and ``cluster_id`` (Task 007's
+    classification) are None when the entry leaves them out.
+    """
 
     name: str
     target: str
-    confidence: float
-    tags: tuple[str, ...]
-    cluster_id: int
+    confidence: float | None
+    tags: tuple[str, ...] | None
+    cluster_id: int | None
     index: int
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as it appeared in the input, extra fields included."""
+        """The entry as it appeared in the input, extra fields included, left-out optional fields left out."""
+        optional = {
+            "confidence": self.confidence,
+            "tags": None if self.tags is None else list(self.tags),
+            "cluster_id": self.cluster_id,
+        }
         return {
             **self.extra,
             "branch_name": self.name,
             "assigned_target": self.target,
-            "confidence": self.confidence,
-            "tags": list(self.tags),
-            "cluster_id": self.cluster_id,
+            **{key: value for key, value in optional.items() if value is not None},
         }
 
 
@@ -211,7 +240,7 @@ class BranchResult:
             "branch_name": self.branch,
             "status": self.status.value,
             "integration_time_seconds": round(self.seconds, 3),
-            "errors_detected": list(self.codes),
+            "errors_detected": [str(code) for code in self.codes],  # an ErrorCode as its plain value
         }
         if self.succeeded:
             data["changes_summary"] = self.document or ""

@@ -29,7 +29,6 @@ from alignment.backup import Backup, create_backup, remove_backup
 from alignment.components import (
     BranchContext,
     ChangeRecord,
-    Components,
     Deadline,
     DocGenerator,
     ErrorDetector,
@@ -45,8 +44,19 @@ from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
-from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Culprit, Finding, Status, Unexplained
+from alignment.model import (
+    Action,
+    BranchResult,
+    BranchSpec,
+    CommitInfo,
+    Culprit,
+    ErrorCode,
+    Finding,
+    Status,
+    Unexplained,
+)
 from alignment.names import branch_file_stem, invalid_branch_name
+from alignment.registry import Components
 from alignment.resources import SlotLimiter
 from alignment.session import RunPlan, plan_run
 from alignment.workspace import Workspace
@@ -121,13 +131,13 @@ class BranchAlignment:
         if target_commit is None:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
-                ["target_not_found"],
+                [ErrorCode.TARGET_NOT_FOUND],
                 f"target branch '{self.spec.target}' does not exist",
             )
         tip = self.git.resolve_branch(self.spec.name)
         if tip is None:
             raise StepFailed(
-                Status.FAILED_INTEGRATION, ["branch_not_found"], f"branch '{self.spec.name}' does not exist"
+                Status.FAILED_INTEGRATION, [ErrorCode.BRANCH_NOT_FOUND], f"branch '{self.spec.name}' does not exist"
             )
         self._refuse_if_checked_out()
         pinned = plan.snapshot.tips.get(self.spec.name) == tip
@@ -148,7 +158,8 @@ class BranchAlignment:
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
         if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches and not plan.planning:
-            self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
+            prefix = self.settings.backup_branch_prefix
+            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
             if self.backup.note:
                 self.notes.append(self.backup.note)
             log.info("backup '%s' at %s", self.backup.name, tip)
@@ -162,12 +173,14 @@ class BranchAlignment:
             self._explain(integration)
             paths = ", ".join(conflict.path for conflict in integration.conflicts)
             raise StepFailed(
-                Status.FAILED_INTEGRATION, ["merge_conflict_unresolvable"], f"Merge conflict in {paths} (unresolvable)"
+                Status.FAILED_INTEGRATION,
+                [ErrorCode.MERGE_CONFLICT_UNRESOLVABLE],
+                f"Merge conflict in {paths} (unresolvable)",
             )
         if integration.new_tip is None:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
-                ["integration_failed"],
+                [ErrorCode.INTEGRATION_FAILED],
                 f"integration of '{self.spec.target}' into '{self.spec.name}' produced no commit",
             )
         log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
@@ -206,12 +219,14 @@ class BranchAlignment:
         new_tip = self._integration().new_tip
         if new_tip is not None and new_tip != context.old_tip and not context.planning:
             self._refuse_if_checked_out()
-            self.runtime.journal.record(Move(self.spec.name, context.old_tip, new_tip))
+            move = Move(self.spec.name, context.old_tip, new_tip)
+            self.runtime.journal.record(move)
             self.moving_to = new_tip
             try:
                 self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
             except RefUpdateRejected as rejected:
                 self.moving_to = None
+                self.runtime.journal.reject(move)
                 raise self._rejection(rejected) from None
             log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
         self.completed = True
@@ -226,16 +241,24 @@ class BranchAlignment:
             else:
                 log.exception("unexpected error while aligning '%s'", self.spec.name, exc_info=error)
                 message = f"{type(error).__name__}: {error}"
-                self.failure = StepFailed(Status.EXCEPTION, ["unexpected_error"], message)
+                self.failure = StepFailed(Status.EXCEPTION, [ErrorCode.UNEXPECTED_ERROR], message)
             log.info("'%s' failed: %s", self.spec.name, self.failure.message)
+
+    def interrupted(self) -> StepFailed | None:
+        """Why the steps stopped without a result of their own (the branch's timeout signal, Ctrl-C), as the
+        result will say; None when they had completed (a signal that came after the move changes nothing)."""
+        if self.completed:
+            return None
+        if self.failure is None:
+            self.failure = self._interruption()
+        return self.failure
 
     def finish(self) -> BranchResult:
         """Always runs last: document a failure, restore the branch if needed, clean up; the result."""
         if self._result is not None:
             return self._result
         with branch_scope(self.spec.name):
-            if not self.completed and self.failure is None:
-                self.failure = self._interruption()
+            self.interrupted()
             try:
                 if self.failure is not None:
                     self._document_failure(self.failure)
@@ -247,14 +270,18 @@ class BranchAlignment:
         self._result = self._build_result()
         return self._result
 
+    def run_steps(self) -> None:
+        """The steps after ``prepare``, in their one order: integrate, detect, document, move the branch."""
+        self.integrate()
+        self.detect()
+        self.document()
+        self.finalize()
+
     def run(self) -> BranchResult:
         """Every step, then ``finish``; a branch's failure is a result, never an exception."""
         try:
             self.prepare()
-            self.integrate()
-            self.detect()
-            self.document()
-            self.finalize()
+            self.run_steps()
         except Exception:  # noqa: S110 - the step recorded it; finish() turns it into the result
             pass
         finally:
@@ -307,7 +334,7 @@ class BranchAlignment:
             if checkout.branch == self.spec.name:
                 raise StepFailed(
                     Status.FAILED_INTEGRATION,
-                    ["branch_checked_out"],
+                    [ErrorCode.BRANCH_CHECKED_OUT],
                     f"'{self.spec.name}' is {checkout.state} in the worktree at {checkout.path}; it was not touched",
                 )
 
@@ -315,8 +342,8 @@ class BranchAlignment:
         """The failure of steps that stopped without a result: a timeout (pytest-timeout) or an interrupt."""
         if self.deadline.expired:
             message = f"branch alignment timed out after {self.deadline.seconds:g} s"
-            return StepFailed(self.running_step, ["timeout"], message)
-        return StepFailed(Status.EXCEPTION, ["interrupted"], "alignment was interrupted before it finished")
+            return StepFailed(self.running_step, [ErrorCode.TIMEOUT], message)
+        return StepFailed(Status.EXCEPTION, [ErrorCode.INTERRUPTED], "alignment was interrupted before it finished")
 
     def _record(self, status: Status, message: str | None) -> ChangeRecord:
         context = self._context()
@@ -383,12 +410,12 @@ class BranchAlignment:
             reason = rejected.reason.removeprefix("fatal: ")
             return StepFailed(
                 Status.FAILED_INTEGRATION,
-                ["ref_locked"],
+                [ErrorCode.REF_LOCKED],
                 f"'{self.spec.name}' could not be updated ({reason}); left as it is",
             )
         return StepFailed(
             Status.FAILED_INTEGRATION,
-            ["branch_moved"],
+            [ErrorCode.BRANCH_MOVED],
             f"'{self.spec.name}' moved during alignment (now at {now}, expected {old_tip}); left as it is",
         )
 
@@ -433,7 +460,9 @@ def _timeouts_as(status: Status) -> Iterator[None]:
     try:
         yield
     except GitTimeout as error:
-        raise StepFailed(status, ["timeout"], f"git {error.args_[0]} timed out after {error.timeout:g} s") from None
+        raise StepFailed(
+            status, [ErrorCode.TIMEOUT], f"git {error.args_[0]} timed out after {error.timeout:g} s"
+        ) from None
 
 
 class Runtime:
@@ -452,6 +481,7 @@ class Runtime:
         )
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
+        self.listed = frozenset(spec.name for spec in plan.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
 
@@ -520,6 +550,7 @@ def run_alignment_for_branch(
             BranchInput("run_alignment_for_branch", (spec,)),
             repo_path,
             reports_dir=Path(os.getcwd()) / "reports",
+            require_targets=False,
         )
     except UsageProblem:
         raise
@@ -530,7 +561,7 @@ def run_alignment_for_branch(
             target_branch,
             Status.EXCEPTION,
             time.monotonic() - started,
-            ("unexpected_error",),
+            (ErrorCode.UNEXPECTED_ERROR,),
             message,
             started_at=started_at,
             finished_at=time.time(),

@@ -8,10 +8,10 @@ hands it to xdist workers unchanged; ``pipeline.Runtime`` is what each process b
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -20,13 +20,12 @@ from typing import Any
 
 from alignment import housekeeping
 from alignment.config import Settings, from_mapping
-from alignment.errors import RepositoryError
+from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation
 from alignment.inputs import BranchInput
+from alignment.journal import MoveJournal
 from alignment.model import Action
-from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
-
-RUN_RECORD = "run.json"
+from alignment.runs import RunFolder, RunState, list_runs, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +66,18 @@ class Snapshot:
         )
 
 
-def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool) -> Snapshot:
-    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count."""
+def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool, require_targets: bool = True) -> Snapshot:
+    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
+
+    ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
+    """
+    all_tips = git.branch_tips()
+    if require_targets:
+        _require_targets(git, branches, all_tips)
     graph_written = False
     if write_commit_graph and not git.has_commit_graph():
         git.write_commit_graph()
         graph_written = True
-    all_tips = git.branch_tips()
     listed = {spec.name for spec in branches.branches}
     targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
     up_to_date: set[str] = set()
@@ -88,6 +92,30 @@ def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool) -> 
         behind |= (git.branches_merged_into(commit) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written)
+
+
+def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str]) -> None:
+    """A target that is not a local branch is a problem of the input: refuse the run before anything runs.
+
+    The message names the target, the closest existing branch, and ``<remote>/<target>`` when that exists.
+    """
+    missing = [target for target in branches.targets if target not in tips]
+    if not missing:
+        return
+    remote = git.remote_branches()
+    problems = []
+    for target in missing:
+        first = next(spec.index for spec in branches.branches if spec.target == target)
+        problem = f"branches[{first}].assigned_target: target {target!r} is not a branch of {git.location.git_dir}"
+        close = difflib.get_close_matches(target, list(tips), n=1)
+        if close:
+            problem += f" (closest existing branch: {close[0]!r})"
+        tracking = sorted(name for name in remote if name.split("/", 1)[1:] == [target])
+        if tracking:
+            remote_name = tracking[0].split("/", 1)[0]
+            problem += f"; {tracking[0]!r} exists: pass --remote {remote_name} to align onto the remote's branches"
+        problems.append(problem)
+    raise InputError.of_all(branches.source, problems)
 
 
 @dataclass(frozen=True)
@@ -158,10 +186,15 @@ def plan_run(
     *,
     reports_dir: str | Path | None = None,
     planning: bool = False,
+    require_targets: bool = True,
+    record: bool = True,
 ) -> RunPlan:
     """Discover the repository, snapshot it and create the run folder. Moves no ref.
 
     ``planning``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
+    ``require_targets``: refuse the run when a target does not exist (the single-branch entry point instead
+    reports ``target_not_found`` in the branch's result, as the spec's error codes say).
+    ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
     """
     location = RepoLocation.discover(repo_path)
     if (location.common_dir / "shallow").exists():
@@ -179,21 +212,21 @@ def plan_run(
             raise RepositoryError(
                 f"{repo_path}: git cannot author merge commits here ({identity}); set user.name and user.email"
             )
-        snapshot = take_snapshot(git, branches, settings.write_commit_graph)
+        snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets)
     finally:
         git.close()
-    scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
-    housekeeping.hold(scratch)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    record = {
-        "run_id": run_id,
-        "repository": str(location.git_dir),
-        "started": started,
-        "input": branches.source,
-        "scratch_dir": str(scratch),
-        "planning": planning,
-    }
-    (folder.path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    scratch = housekeeping.create_scratch(run_id)
+    if record:
+        folder.write_record(
+            {
+                "run_id": run_id,
+                "repository": str(location.git_dir),
+                "started": started,
+                "input": branches.source,
+                "scratch_dir": str(scratch),
+                "planning": planning,
+            }
+        )
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,
@@ -207,16 +240,16 @@ def plan_run(
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     """Earlier runs that died before writing their results, and how many moves each journaled."""
     notes = []
-    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
-        run_dir = record_path.parent
-        if (run_dir / RESULTS_FILE).exists() or (run_dir / PLAN_FILE).exists():
+    for run in list_runs(reports_dir):
+        if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
             continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if housekeeping.is_alive(Path(record["scratch_dir"])):
-            continue
-        moves = len(list((run_dir / "moves").glob("*.json")))
         notes.append(
-            f"run {record['run_id']} did not finish; it moved {moves} branch(es) to checked merges "
-            f"(`alignment undo {record['run_id']}` puts them back)"
+            f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "
+            f"checked merges (`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)
+
+
+def moves_made(folder: RunFolder) -> int:
+    """How many branches the run of ``folder`` moved, or may have moved (its journal less the rejected moves)."""
+    return len(MoveJournal(folder.moves_dir).moves())

@@ -21,22 +21,22 @@ import contextlib
 import json
 import os
 import re
-import tempfile
+import signal
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import alignment
-from alignment.components import Components
 from alignment.config import load_settings
-from alignment.errors import AlignmentError, StepFailed, UsageProblem
+from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
+from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
+from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 
@@ -103,13 +103,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
     for target in state.plan.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    if config.option.collectonly:
+        return  # collecting moves nothing and writes no run: no report either
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
     if config.option.log_level is None and not config.getini("log_level"):
         config.option.log_level = "WARNING"  # INFO goes to the branch log files, not into every test report
     if config.option.json_report_file == ".report.json":
-        config.option.json_report_file = str(state.plan.folder.path / "pytest-report.json")
+        config.option.json_report_file = str(state.plan.folder.pytest_report_path)
     if not config.option.json_report_omit:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
@@ -131,9 +133,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         demo_dir = None
         repo: Path | str | None
         if demo:
-            from alignment.demo import build_demo  # noqa: PLC0415 - only --demo needs it
+            from alignment.demo import build_demo, new_demo_dir  # noqa: PLC0415 - only --demo needs it
 
-            demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
+            demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
             repo = _path_option(config, "alignment_repo") or settings.repo_path
@@ -149,23 +151,27 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             repo,
             reports_dir=config.invocation_params.dir / reports,
             planning=bool(config.getoption("alignment_plan_only")),
+            record=not config.option.collectonly,
         )
     except UsageProblem as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
-        raise pytest.UsageError(f"cannot prepare the run: {error}") from None
+        raise pytest.UsageError(printable(f"cannot prepare the run: {error}")) from None
     return RunState(plan, "main", demo_dir)
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
-    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file)."""
+    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file).
+
+    Normalised (``/proj/../bad/x.json`` is ``/bad/x.json``), so messages show the file the user means.
+    """
     value = config.getoption(name)
     if value:
-        return config.invocation_params.dir / str(value)
+        return Path(os.path.normpath(config.invocation_params.dir / str(value)))
     ini = config.getini(name)
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(ini)
+        return Path(os.path.normpath(base / str(ini)))
     return None
 
 
@@ -252,46 +258,70 @@ def branch_alignment(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """A step's ``StepFailed`` becomes pytest's failure without a traceback: the report says the spec's
-    ``error_message``, and pytest spends no time formatting a trace of the library for each failed branch."""
-    try:
+    """A step's ``StepFailed``, or the branch's timeout, becomes pytest's failure without a traceback: the
+    report says the spec's ``error_message``, and pytest spends no time formatting a trace of the library
+    for each failed branch.
+
+    The timeout (pytest-timeout's signal) raises at whatever instruction runs when it comes, which can be
+    one without a line number (cleanup code of ``with`` and ``try``): pytest cannot format such a trace and
+    stops the whole run with an internal error. Its trace is never formatted: the branch's ``timeout``
+    result is the report. The alarm is cancelled as soon as the steps return, so it cannot land after them.
+    """
+    steps = pyfuncitem.funcargs.get("branch_alignment")
+    if STATE not in pyfuncitem.config.stash or not isinstance(steps, BranchAlignment):
         return (yield)
+    try:
+        try:
+            return (yield)
+        finally:
+            _cancel_alarm()
     except StepFailed as error:
-        if STATE not in pyfuncitem.config.stash:
-            raise
         failure = error
+    except pytest.fail.Exception:  # pytest-timeout's: the branch ran out of time
+        stopped = steps.interrupted()
+        if stopped is None:
+            return None  # the alarm came after the steps had completed
+        failure = stopped
     pyfuncitem.stash[STEP_FAILURE] = failure
-    pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
+    pytest.fail(printable(failure.message), pytrace=False)  # outside the except block: nothing chained to format
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def _cancel_alarm() -> None:
+    """Stop pytest-timeout's pending alarm (signal method) before it can interrupt anything after the steps."""
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace.
 
     Nothing per branch outlives its reports unless a report needs it: the item drops the result it attached
     once the teardown report carries it, and reports carry no keywords when the JSON report omits them
     (nothing else of an alignment run reads them; each is a dict per report, kept until the end).
     """
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
     if STATE not in item.config.stash:
-        return
+        return report
     if "keywords" in item.config.option.json_report_omit:
         report.keywords = {}
     if call.when == "teardown":
         item.user_properties.clear()
     if call.when != "call" or call.excinfo is None:
-        return
+        return report
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
         longrepr = call.excinfo.getrepr(style="value")  # one frame, not the whole trace
         if longrepr.reprcrash is not None:
-            longrepr.reprcrash.message = failure.message  # the summary line: the message, not "Failed: ..."
+            longrepr.reprcrash.message = printable(failure.message)  # the summary line, not "Failed: ..."
         report.longrepr = longrepr
         report.alignment_status = failure.status.value  # type: ignore[attr-defined]
     elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+    return report
 
 
 class LeanTerminalStats:
@@ -329,9 +359,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     plan = state.plan
     lines = [
-        f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
-        f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
+        f"alignment run {plan.run_id}: the input lists {counted(len(plan.branches.branches), 'branch', 'branches')} "
+        f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
     ]
+    lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
     if plan.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:

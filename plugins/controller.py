@@ -1,45 +1,47 @@
-"""The controller's side of a pytest run: dispatch, circuit breaker, audit trail, crash recovery, results.
+"""The controller's side of a pytest run: dispatch, crash recovery, and the run's ledger fed from reports.
 
 Registered only in the process that controls the run (the xdist controller, or the single process without
-``-n``). It alone writes shared files: the audit trail and the results. Results come from pytest-json-report's
-report (the per-branch result each worker attached as JSON text), plus, for a branch whose worker crashed,
-the ``exception`` result the controller made when it put that branch back.
+``-n``). It alone writes shared files, through ``RunLedger``: the audit trail and the results. Each branch's
+result is read once, from the teardown report its worker attached it to as JSON text; a branch whose worker
+crashed, or whose test failed before the pipeline ran, gets an ``exception`` result made here. When
+pytest-json-report's report is complete, the ledger publishes the spec's output and the JSON report points
+at it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alignment.breaker import CircuitBreaker
-from alignment.explain import conflict_matrices
+from alignment import housekeeping
+from alignment.errors import counted
 from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
-from alignment.logs import AuditTrail
-from alignment.model import BranchResult, Status
-from alignment.report import build_results, html_name
+from alignment.ledger import Published, RunLedger
+from alignment.model import BranchResult, ErrorCode, Status
+from alignment.names import printable
+from alignment.report import html_name
 from alignment.resources import MemoryGate
+from alignment.runs import write_atomically
 from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
+LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
+MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
 
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
     """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
-    directory = plan.scratch_dir / "nodes"
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{worker}.{secrets.token_hex(4)}"
-    temporary.write_text(json.dumps(branches), encoding="utf-8")
-    temporary.replace(directory / f"{worker}.json")
+    write_atomically(plan.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
 
 
 class NodeMap:
@@ -73,19 +75,18 @@ class AlignmentController:
         self.config = config
         self.plan = plan
         self.demo_dir = demo_dir
-        settings = plan.settings
-        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
-        self.audit = AuditTrail(plan.folder.audit_path if settings.audit_trail_enabled else None)
-        self.memory = MemoryGate(settings.max_memory_mb)
+        self.collecting_only = bool(config.option.collectonly)
+        self.reported: set[str] = set()  # test ids pytest has a report for
+        self.outer_lastfailed: dict[str, bool] | None = None  # pytest's --lf memory outside this run
+        self.ledger = RunLedger(plan, on_trip=self._stop)
+        self.memory = MemoryGate(plan.settings.max_memory_mb)
         self.nodes = NodeMap(plan)
         self.specs = {spec.name: spec for spec in plan.branches.branches}
-        self.failed: set[str] = set()
-        self.finished: set[str] = set()
+        self.failures: dict[str, str] = {}  # test id -> the last line of its first failure
         self.crashes: dict[str, str] = {}
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
-        self.results: dict[str, Any] | None = None
-        self.results_path: Path | None = None
+        self.published: Published | None = None
 
     # -- xdist -----------------------------------------------------------------------------------------------
 
@@ -113,39 +114,56 @@ class AlignmentController:
 
     # -- the run ---------------------------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        self.audit.record(
-            "run_start",
-            run_id=self.plan.run_id,
-            repository=str(self.plan.location.git_dir),
-            branches=len(self.plan.branches.branches),
-            targets=dict(self.plan.snapshot.target_commits),
-        )
+        self._use_lastfailed_of_this_run()
+        if not self.collecting_only:
+            self.ledger.start()
+
+    @property
+    def lastfailed_key(self) -> str:
+        """Where ``--lf``'s memory of this input and repository is kept: a branch that failed for one input or
+        repository is not rerun for another."""
+        source = Path(self.plan.branches.source).resolve()
+        digest = hashlib.sha256(f"{source}\0{self.plan.location.git_dir}".encode()).hexdigest()[:16]
+        return f"alignment/lastfailed/{digest}"
+
+    def _use_lastfailed_of_this_run(self) -> None:
+        """pytest's ``--lf`` reads ``cache/lastfailed`` (here, and in xdist workers, which start after this):
+        put this input and repository's memory there for the session, and a fresh ``--lf`` plugin on it."""
+        lfplugin, cache = self.config.pluginmanager.getplugin("lfplugin"), getattr(self.config, "cache", None)
+        if lfplugin is None or cache is None:
+            return  # a plan (it leaves --lf alone) or -p no:cacheprovider
+        self.outer_lastfailed = cache.get(LASTFAILED, {})
+        cache.set(LASTFAILED, cache.get(self.lastfailed_key, {}))
+        for name in ("lfplugin-collwrapper", "lfplugin"):
+            if self.config.pluginmanager.has_plugin(name):
+                self.config.pluginmanager.unregister(name=name)
+        self.config.pluginmanager.register(type(lfplugin)(self.config), "lfplugin")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Each phase's report, read once: the branch's start, its failure text, and at its end its result."""
         when: str = report.when  # "???" for the item of a crashed worker
+        self.reported.add(report.nodeid)
         if report.failed:
-            self.failed.add(report.nodeid)
+            self.failures.setdefault(report.nodeid, _last_line(report.longreprtext))
         branch = self.nodes.branch(report.nodeid)
         if branch is None:
             return
         if when == "setup" and not report.skipped:
-            self.audit.record("branch_start", branch=branch, target=self.specs[branch].target, test=report.nodeid)
+            self.ledger.branch_started(self.specs[branch])
         if when == "???":
             self.crashes[branch] = self._recover(branch, report)
         if when not in ("teardown", "???"):
             return
+        failed = report.nodeid in self.failures
         result = _result_of(report)
-        errored = report.failed or report.nodeid in self.failed
-        status = result["status"] if result else (Status.EXCEPTION.value if errored else None)
-        if status is None:
-            return  # skipped before it started: the breaker had tripped
-        self.finished.add(branch)
-        tips = {"old_tip": result.get("old_tip"), "new_tip": result.get("new_tip")} if result else {}
-        self.audit.record("branch_end", branch=branch, target=self.specs[branch].target, status=status, **tips)
-        if self.breaker.record(report.nodeid in self.failed or status != Status.COMPLETED.value):
-            self._trip()
+        if result is None:
+            if not failed:
+                return  # skipped before it started: the breaker had tripped
+            result = self._exception_result(branch, report.nodeid)
+        self.ledger.branch_finished(result, failed=failed or not result.succeeded)
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
@@ -159,11 +177,24 @@ class AlignmentController:
         finally:
             git.close()
 
-    def _trip(self) -> None:
-        state = self.breaker.state()
-        reason = str(state.reason)
+    def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
+        """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
+        message = self.crashes.get(branch) or self.failures.get(nodeid) or "the test failed before aligning"
+        now = time.time()
+        return BranchResult(
+            branch,
+            self.specs[branch].target,
+            Status.EXCEPTION,
+            0.0,
+            (ErrorCode.WORKER_CRASHED,) if branch in self.crashes else (ErrorCode.UNEXPECTED_ERROR,),
+            message,
+            started_at=now,
+            finished_at=now,
+        )
+
+    def _stop(self, reason: str) -> None:
+        """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
         self.plan.stop_flag.write_text(reason, encoding="utf-8")
-        self.audit.record("circuit_breaker_tripped", reason=reason)
         if self.session is not None:
             self.session.shouldstop = reason
         dsession = self.config.pluginmanager.getplugin("dsession")
@@ -176,82 +207,72 @@ class AlignmentController:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
-        """Turn pytest-json-report's report into the spec's output and publish it."""
-        results = self.results_from(json_report.get("tests", []))
-        matrices = None
-        if self.plan.planning:
-            git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
-            try:
-                matrices = conflict_matrices(git, self.plan.branches, results)
-            finally:
-                git.close()
-        self.results = build_results(
-            self.plan.branches,
-            results,
-            run_id=self.plan.run_id,
-            started=self.plan.started,
-            finished=time.time(),
-            breaker=self.breaker.state(),
-            selected=set(self.nodes.selected.values()),
-            matrices=matrices,
-        )
-        self.results_path = self.plan.folder.publish(self.results)
-        json_report["alignment_results"] = str(self.results_path)
-        self.audit.record(
-            "run_end", run_id=self.plan.run_id, results=str(self.results_path), **self.results["overall_summary"]
-        )
-
-    def results_from(self, tests: list[dict[str, Any]]) -> dict[str, BranchResult]:
-        results: dict[str, BranchResult] = {}
-        for test in tests:
-            branch = self.nodes.branch(test["nodeid"])
-            if branch is None:
-                continue
-            properties = {key: value for item in test.get("user_properties", []) for key, value in item.items()}
-            if RESULT_PROPERTY in properties:
-                results[branch] = BranchResult.from_dict(json.loads(properties[RESULT_PROPERTY]))
-            elif test["outcome"] in ("failed", "error"):
-                results[branch] = self._exception_result(branch, test)
-        return results
-
-    def _exception_result(self, branch: str, test: dict[str, Any]) -> BranchResult:
-        """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
-        message = self.crashes.get(branch) or _first_longrepr_line(test) or "the test failed before aligning"
-        now = time.time()
-        return BranchResult(
-            branch,
-            self.specs[branch].target,
-            Status.EXCEPTION,
-            0.0,
-            ("worker_crashed",) if branch in self.crashes else ("unexpected_error",),
-            message,
-            started_at=now,
-            finished_at=now,
-        )
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Never-started branches go into ``--lf``'s list, so a rerun picks them up."""
-        lfplugin = self.config.pluginmanager.getplugin("lfplugin")
-        if lfplugin is None:
+        """pytest-json-report's report is complete: publish the spec's output from the results read from it
+        as each test reported, and point the JSON report at it."""
+        if self.collecting_only:
             return
-        for nodeid, branch in self.nodes.selected.items():
-            if branch not in self.finished:
-                lfplugin.lastfailed[nodeid] = True
+        self.published = self.ledger.finish(selected=set(self.nodes.selected.values()))
+        json_report["alignment_results"] = str(self.published.path)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        """Before pytest's own summary: each never-started branch is reported as skipped, so pytest's counts
+        are the run's (skipped = not run), and goes into ``--lf``'s list. After: ``--lf``'s memory is kept
+        under this input and repository, and pytest's own (the project's tests) is left as it was."""
+        lfplugin = self.config.pluginmanager.getplugin("lfplugin")
+        if not self.collecting_only:
+            self._report_never_started(session)
+            finished = self.ledger.results
+            for nodeid, branch in self.nodes.selected.items():
+                if branch not in finished and lfplugin is not None:
+                    lfplugin.lastfailed[nodeid] = True
+        try:
+            return (yield)
+        finally:
+            cache = getattr(self.config, "cache", None)
+            if self.outer_lastfailed is not None and cache is not None:
+                cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
+                cache.set(LASTFAILED, self.outer_lastfailed)
+
+    def _report_never_started(self, session: pytest.Session) -> None:
+        """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""
+        reason = str(session.shouldstop or session.shouldfail or "the run stopped first")
+        for nodeid in self.nodes.selected:
+            if nodeid not in self.reported:
+                path, _, name = nodeid.partition("::")
+                report = pytest.TestReport(
+                    nodeid,
+                    (path, None, name),
+                    {},
+                    "skipped",
+                    (path, 0, f"Skipped: not started: {reason}"),
+                    "setup",
+                )
+                self.config.hook.pytest_runtest_logreport(report=report)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.results is None:
+        if self.collecting_only:
+            terminalreporter.write_line("branch alignment: collected only; no run was made and nothing moved")
+        if self.published is None:
             return
-        write = terminalreporter.write_line
+        results, results_path = self.published.results, self.published.path
+
+        def write(line: str, **markup: bool) -> None:
+            """Names, paths and notes are data: printed with their control characters escaped."""
+            terminalreporter.write_line(printable(line), **markup)
+
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
-        write(headline(self.results))
+        write(headline(results))
+        listed, selected = len(self.plan.branches.branches), len(self.nodes.selected)
+        if selected < listed:
+            write(f"selected: {selected} of the input's {counted(listed, 'branch', 'branches')}")
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
-        for target, group in self.results["orchestration_results"].items():
+        for target, group in results["orchestration_results"].items():
             write(
                 f"{target[:27]:<28}{group['processed_branches']:>10}{group['successful']:>6}{group['failed']:>8}"
                 f"{len(group['not_run']):>9}"
             )
-        summary = self.results["overall_summary"]
+        summary = results["overall_summary"]
         write(
             f"{'total':<28}{summary['total_branches_processed']:>10}{summary['total_successful']:>6}"
             f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
@@ -268,19 +289,25 @@ class AlignmentController:
             )
         else:
             write("circuit breaker: disabled")
+        for line in failure_lines(results):
+            write(line, red=True)
         for note in self.plan.housekeeping:
             write(f"note: {note}", yellow=True)
         kind = "plan" if self.plan.planning else "results"
-        write(f"run {self.plan.run_id}; {kind}: {self.results_path}")
-        if self.results_path is not None:
-            write(f"report: {self.results_path.with_name(html_name(self.results_path.name))}")
+        write(f"run {self.plan.run_id}; {kind}: {results_path}")
+        report = results_path.with_name(html_name(results_path.name))
+        write(f"report: {report}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
+            for line in _after_the_demo(self.demo_dir, report, self.plan.planning):
+                write(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it."""
         scratch = self.plan.scratch_dir.resolve()
         self.plan.discard_scratch()
+        if self.demo_dir is not None:
+            housekeeping.release(self.demo_dir)  # the next demo may remove it
         git = Git(self.plan.location)
         try:
             git.forget_worktrees(lambda worktree: scratch in worktree.parents)
@@ -288,21 +315,52 @@ class AlignmentController:
             git.close()
 
 
-def _result_of(report: pytest.TestReport) -> dict[str, Any] | None:
+def _result_of(report: pytest.TestReport) -> BranchResult | None:
     """The branch result a worker attached to the item's report, if any."""
     for key, value in report.user_properties:
         if key == RESULT_PROPERTY:
-            result: dict[str, Any] = json.loads(str(value))
-            return result
+            return BranchResult.from_dict(json.loads(str(value)))
     return None
 
 
-def _first_longrepr_line(test: dict[str, Any]) -> str | None:
-    for stage in ("setup", "call", "teardown", "???"):
-        text = (test.get(stage) or {}).get("longrepr")
-        if text:
-            return str(text).strip().splitlines()[-1][:300]
-    return None
+def _last_line(text: str) -> str:
+    """A failure's summary: the last line of its text."""
+    lines = text.strip().splitlines()
+    return lines[-1][:300] if lines else ""
+
+
+def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> list[str]:
+    """One short line per branch that failed (or would): its name, the reason, and the conflict's cause.
+
+    The reason is never cut, whatever the name's length (pytest's FAILED line drops it for long test ids).
+    """
+    lines = []
+    for group in results["orchestration_results"].values():
+        for branch in group["branches"]:
+            if branch["status"] == Status.COMPLETED.value:
+                continue
+            line = f"{branch['branch_name']}: {branch.get('error_message') or branch['status']}"
+            culprits = branch.get("culprits") or ()
+            if culprits:
+                cause = culprits[0]
+                line += f' - caused by {cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})'
+            lines.append(line)
+    if len(lines) > limit:
+        lines[limit:] = [f"... and {len(lines) - limit} more: see the report"]
+    return lines
+
+
+def _after_the_demo(demo_dir: Path, report: Path, planned: bool) -> list[str]:
+    """What to try next after ``--demo``: a plan, your own branches, the HTML report."""
+    lines = ["next:"]
+    if not planned:
+        lines.append("  pytest alignment/ --demo --plan      predict the same outcomes; nothing is changed")
+    lines.append(
+        "  pytest alignment/ -n 4 --input categorized_branches.json --repo PATH    your own branches (README: "
+        f"'The input file'; the demo's is {demo_dir / 'categorized_branches.json'})"
+    )
+    lines.append(f"  open {report}    the report: tables per target, timeline, conflict causes")
+    return lines
 
 
 def headline(results: dict[str, Any]) -> str:
@@ -311,10 +369,12 @@ def headline(results: dict[str, Any]) -> str:
     numbers = headline_numbers(results)
     planned = bool(results.get("planned"))
     line = (
-        f"{numbers['branches']} branches: {numbers['completed']} {'would align' if planned else 'aligned'}, "
-        f"{numbers['failed']} {'would fail' if planned else 'failed'}, {numbers['not_run']} not run; "
-        f"{numbers['conflicts']} conflicts, {numbers['explained']} with their cause named"
+        f"{counted(numbers['branches'], 'branch', 'branches')}: {numbers['completed']} "
+        f"{'would align' if planned else 'aligned'}, {numbers['failed']} {'would fail' if planned else 'failed'}, "
+        f"{numbers['not_run']} not run; {counted(numbers['conflicts'], 'conflict')}, {numbers['explained']} with "
+        "their cause named"
     )
     if planned:
-        line += f"; {numbers['pair_conflicts']} branch pairs conflict with each other"
+        pairs = counted(numbers["pair_conflicts"], "branch pair conflicts", "branch pairs conflict")
+        line += f"; {pairs} with each other"
     return line

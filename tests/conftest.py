@@ -15,19 +15,47 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
-from alignment.components import Components
+try:
+    import hypothesis  # noqa: F401 - the fuzz tests need it
+    import jsonschema
+except ModuleNotFoundError as missing:  # `pip install -e .` without the dev extras: say so in pytest_configure
+    MISSING_DEV_EXTRA: str | None = missing.name
+else:
+    MISSING_DEV_EXTRA = None
+
+from alignment import ledger
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
-from alignment.report import RunFolder, load_schema
+from alignment.registry import Components
+from alignment.runs import RunFolder
 from alignment.session import plan_run
 
+PROJECT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
+SCHEMA_PATH = PROJECT / "alignment" / "schema" / "alignment_results.schema.json"
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``alignment_results.json`` that the package ships for its callers."""
+    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return loaded
+
 
 FIXED_DATE = "1700000000 +0000"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The project's own tests need the dev extras: without them, one line saying so (``--help`` still works)."""
+    if MISSING_DEV_EXTRA is not None and not config.option.help:
+        raise pytest.UsageError(
+            f"the project's own tests need the dev extras ({MISSING_DEV_EXTRA} is not installed): "
+            "pip install -e '.[dev]', or run tox"
+        )
+
+
 _indexes = itertools.count()
 
 
@@ -52,14 +80,14 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 @pytest.fixture(autouse=True)
 def every_result_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a test publishes (orchestrator, in-process pytest run) is checked against the JSON Schema."""
-    publish = RunFolder.publish
+    publish = ledger.publish
     schema = load_schema()
 
     def checked(folder: RunFolder, results: Mapping[str, Any]) -> Path:
         jsonschema.validate(results, schema)
         return publish(folder, results)
 
-    monkeypatch.setattr(RunFolder, "publish", checked)
+    monkeypatch.setattr(ledger, "publish", checked)
 
 
 class Repo:
@@ -181,6 +209,7 @@ def align(repo: Repo, tmp_path: Path) -> Aligner:
             parse_branches({"branches": entries}, "test"),
             repo.path,
             reports_dir=tmp_path / "reports",
+            require_targets=False,  # the pipeline's own target_not_found, as run_alignment_for_branch reports it
         )
         try:
             with Runtime(plan, components) as runtime:
@@ -189,3 +218,12 @@ def align(repo: Repo, tmp_path: Path) -> Aligner:
             plan.discard_scratch()
 
     return run
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
