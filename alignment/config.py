@@ -68,6 +68,10 @@ class Settings:
     write_commit_graph: bool = True
     explain_budget_merges: int = 24
     explain_budget_seconds: float = 3
+    detect_python_compile: bool = True
+    detect_python_flakes: bool = True
+    detect_removed_names: bool = True
+    detect_other_languages: bool = True
     integration_utility: str | None = None
     error_detector: str | None = None
     doc_generator: str | None = None
@@ -261,6 +265,10 @@ _FIELDS: dict[str, Validator] = {
     "write_commit_graph": _boolean,
     "explain_budget_merges": _integer(0),
     "explain_budget_seconds": _number(0, above=True),
+    "detect_python_compile": _boolean,
+    "detect_python_flakes": _boolean,
+    "detect_removed_names": _boolean,
+    "detect_other_languages": _boolean,
     "integration_utility": _optional_text,
     "error_detector": _optional_text,
     "doc_generator": _optional_text,
