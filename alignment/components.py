@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from alignment.config import Settings, TargetPolicy
 from alignment.errors import StepFailed
 from alignment.git import Conflict, Git
-from alignment.model import Action, BranchSpec, CommitInfo, Culprit, ErrorCode, FileChange, Finding, Status
+from alignment.model import (
+    Action,
+    BranchSpec,
+    CommitInfo,
+    Culprit,
+    ErrorCode,
+    FileChange,
+    Finding,
+    Status,
+    Unexplained,
+)
 
 if TYPE_CHECKING:
     from alignment.workspace import Workspace
@@ -113,6 +123,7 @@ class ChangeRecord:
     findings: tuple[Finding, ...]
     message: str | None
     culprits: tuple[Culprit, ...] = ()
+    unexplained: tuple[Unexplained, ...] = ()
 
 
 @runtime_checkable

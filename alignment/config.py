@@ -66,6 +66,8 @@ class Settings:
     check_commands: tuple[Command, ...] = ()
     reports_dir: str = "reports"
     write_commit_graph: bool = True
+    explain_budget_merges: int = 24
+    explain_budget_seconds: float = 3
     detect_python_compile: bool = True
     detect_python_flakes: bool = True
     detect_removed_names: bool = True
@@ -261,6 +263,8 @@ _FIELDS: dict[str, Validator] = {
     "check_commands": _commands,
     "reports_dir": _text,
     "write_commit_graph": _boolean,
+    "explain_budget_merges": _integer(0),
+    "explain_budget_seconds": _number(0, above=True),
     "detect_python_compile": _boolean,
     "detect_python_flakes": _boolean,
     "detect_removed_names": _boolean,

@@ -130,6 +130,14 @@ def _conflicts_section(record: ChangeRecord) -> list[str]:
             f"{_text(culprit.commit.author)}"
             for culprit in record.culprits
         ]
+    if record.unexplained:
+        lines += ["", "## Not explained within the budget", ""]
+        lines += [
+            f"- {', '.join(f'`{_code(path)}`' for path in group.paths)}: caused by one of {group.candidates} "
+            f"commits from `{group.first[:12]}` to `{group.last[:12]}` on {_text(record.context.target)}'s "
+            f"first-parent line (`git log --first-parent {group.first[:12]}^..{group.last[:12]} -- PATH`)"
+            for group in record.unexplained
+        ]
     return [*lines, ""]
 
 

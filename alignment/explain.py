@@ -3,14 +3,19 @@
 Both answers come from the same in-memory ``git merge-tree --write-tree`` the alignment itself uses, so no
 worktree is made and no ref moves.
 
-* ``find_culprits``: the target's first-parent commits since the branch forked are ``C1 .. Cn`` (``Cn`` is the
-  pinned target). Merging the branch with ``Cn`` conflicts in path ``p``; only the commits among them that
-  changed ``p`` can change how ``p`` merges (one path-limited ``git log`` lists them for all paths), so
-  bisection over those finds the first ``Ck`` whose merge conflicts in ``p``: at most log2 of their count
-  merges, shared by all paths (none when one commit changed ``p``). ``Ck`` is the commit that brought in
-  the change ``p`` conflicts with (a merge commit on the target's first-parent line stands for everything
-  it merged). When no commit changed ``p`` itself (a directory/file conflict reports ``p~<ours>``), the
-  bisection runs over all of ``C1 .. Cn``.
+* ``explain_conflicts``: the target's first-parent commits since the branch forked are ``C1 .. Cn`` (``Cn`` is
+  the pinned target). Merging the branch with ``Cn`` conflicts in paths ``P``; only the commits that changed
+  one of them can change how they merge (one path-limited ``git log`` lists those for all paths). One search
+  serves all paths: each probe merges the branch with one commit and answers every path of its group at
+  once, so the group splits by outcome (paths that conflict there: the cause is at or before it; the others:
+  after it) and each part is searched further. A path is explained when a single commit that changed it is
+  left between its last clean probe and its first conflicting one (none is needed when one commit changed
+  it); that commit brought in the change the path conflicts with (a merge commit on the target's
+  first-parent line stands for everything it merged). The cost follows the number of distinct causes times
+  log2 of the commits, not the number of paths; the probes of one round (one per group) run in one
+  ``merge-tree --stdin`` process. When no commit changed a path itself (a directory/file conflict reports
+  ``p~<ours>``), its search runs over all of ``C1 .. Cn``. A budget of merges and seconds bounds the search:
+  the paths left are listed as unexplained with the commits they lie among.
 * ``conflict_matrix``: two branches of one target that both merge cleanly may still conflict with each other
   once both have landed. Only pairs whose own changes (merge result against the target) touch a common path
   can conflict; those pairs are merged with each other in memory.
@@ -18,58 +23,157 @@ worktree is made and no ref moves.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alignment.errors import GitTimeout
 from alignment.git import Git
 from alignment.inputs import BranchInput
-from alignment.model import BranchResult, CommitInfo, Culprit
+from alignment.model import BranchResult, CommitInfo, Culprit, Unexplained
 
 log = logging.getLogger(__name__)
 PAIR_LIMIT = 2000  # pairs merged per target at most: the matrix says when it stopped short
 
 
-def find_culprits(
-    git: Git, tip: str, target_commit: str, paths: Sequence[str], *, timeout: float | None = None
-) -> tuple[tuple[Culprit, ...], int]:
+@dataclass(frozen=True)
+class Budget:
+    """What explaining one branch may cost: probe merges and seconds."""
+
+    merges: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The causes found (in the order of the paths asked about), the paths left unexplained, the merges run."""
+
+    culprits: tuple[Culprit, ...]
+    unexplained: tuple[Unexplained, ...]
+    merges: int
+
+
+@dataclass(frozen=True)
+class _Line:
+    """The commits a search walks, oldest first, and per path the positions of those that may cause it."""
+
+    commits: Sequence[CommitInfo]
+    candidates: Mapping[str, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Paths that share what is known: merging ``commits[clean]`` is clean there (-1: the fork point),
+    merging ``commits[conflicting]`` conflicts there."""
+
+    line: _Line
+    paths: tuple[str, ...]
+    clean: int
+    conflicting: int
+
+    def between(self, path: str) -> Sequence[int]:
+        """The positions of ``path``'s candidates after ``clean``, up to and including ``conflicting``."""
+        positions = self.line.candidates[path]
+        low = bisect.bisect_right(positions, self.clean)
+        return positions[low : bisect.bisect_right(positions, self.conflicting, low)]
+
+    def settle(self) -> tuple[list[Culprit], _Group | None]:
+        """The paths with one candidate left are explained; the group of the others, if any."""
+        found, open_paths = [], []
+        for path in self.paths:
+            left = self.between(path)
+            if len(left) > 1:
+                open_paths.append(path)
+            else:  # none left: nothing that changed the path lies between, the first conflicting merge is it
+                found.append(Culprit(path, self.line.commits[left[0] if left else self.conflicting]))
+        rest = _Group(self.line, tuple(open_paths), self.clean, self.conflicting) if open_paths else None
+        return found, rest
+
+    def positions(self) -> list[int]:
+        """Every candidate position of the group's paths in its range, in order."""
+        return sorted({position for path in self.paths for position in self.between(path)})
+
+    def probe(self) -> int:
+        """The position that halves the group's candidates (never ``conflicting``: that one is known)."""
+        positions = self.positions()
+        return positions[len(positions) // 2 - 1]
+
+    def split(self, probe: int, conflicted: frozenset[str]) -> list[_Group]:
+        """The parts after merging ``commits[probe]``: paths that conflict there, and the others."""
+        early = tuple(path for path in self.paths if path in conflicted)
+        late = tuple(path for path in self.paths if path not in conflicted)
+        parts = [_Group(self.line, early, self.clean, probe), _Group(self.line, late, probe, self.conflicting)]
+        return [part for part in parts if part.paths]
+
+    def unexplained(self) -> Unexplained:
+        positions = self.positions()
+        commits = self.line.commits
+        return Unexplained(self.paths, commits[positions[0]].oid, commits[positions[-1]].oid, len(positions))
+
+
+def explain_conflicts(
+    git: Git, tip: str, target_commit: str, paths: Sequence[str], budget: Budget, *, timeout: float | None = None
+) -> Explanation:
     """The target commit behind each conflicted path of merging ``target_commit`` into ``tip``.
 
-    Returns the culprits (in ``paths`` order; none when the target's first-parent line brings nothing new)
-    and how many merges it took.
+    Culprits come in ``paths`` order; none for paths when the target's first-parent line brings nothing new.
+    Paths the budget did not reach are listed as unexplained.
     """
+    started = time.monotonic()
     touching = git.first_parent_line(tip, target_commit, paths)
-    whole_line: list[CommitInfo] | None = None
-    probes: dict[str, frozenset[str]] = {}
-
-    def conflicts_at(commit: str) -> frozenset[str]:
-        if commit not in probes:
-            merged = git.merge_tree(tip, commit, timeout=timeout)
-            probes[commit] = frozenset(conflict.path for conflict in merged.conflicts)
-        return probes[commit]
-
-    culprits = []
-    for path in paths:
-        candidates = [commit for commit, changed in touching if path in changed]
-        if not candidates:
-            if whole_line is None:
-                whole_line = [commit for commit, _ in git.first_parent_line(tip, target_commit)]
-            if not whole_line or whole_line[-1].oid != target_commit:
-                continue  # the target brings no commit of its own line: nothing to blame
-            candidates = whole_line
-        # Invariant: merging the fork point (index -1) is clean in ``path``; merging the last candidate
-        # conflicts there, as merging the target does, since no later commit changed the path.
-        clean, conflicting = -1, len(candidates) - 1
-        while conflicting - clean > 1:
-            middle = (clean + conflicting) // 2
-            if path in conflicts_at(candidates[middle].oid):
-                conflicting = middle
-            else:
-                clean = middle
-        culprits.append(Culprit(path, candidates[conflicting]))
-    return tuple(culprits), len(probes)
+    changed = {path for _, names in touching for path in names}
+    groups = []
+    touched = tuple(path for path in paths if path in changed)
+    if touched:
+        positions: dict[str, list[int]] = {path: [] for path in touched}
+        for position, (_, names) in enumerate(touching):
+            for path in names:
+                positions[path].append(position)
+        line = _Line(tuple(commit for commit, _ in touching), positions)
+        groups.append(_Group(line, touched, -1, len(touching) - 1))
+    untouched = tuple(path for path in paths if path not in changed)
+    if untouched:
+        whole = tuple(commit for commit, _ in git.first_parent_line(tip, target_commit))
+        if whole and whole[-1].oid == target_commit:  # else the target brings no commit of its own line
+            everywhere = range(len(whole))
+            groups.append(_Group(_Line(whole, dict.fromkeys(untouched, everywhere)), untouched, -1, len(whole) - 1))
+    found: dict[str, Culprit] = {}
+    merges = 0
+    while groups:
+        open_groups = []
+        for group in groups:
+            culprits, rest = group.settle()
+            found.update((culprit.path, culprit) for culprit in culprits)
+            if rest is not None:
+                open_groups.append(rest)
+        groups = open_groups
+        remaining = budget.seconds - (time.monotonic() - started)
+        room = budget.merges - merges
+        if not groups or room <= 0 or remaining <= 0:
+            break
+        groups.sort(key=lambda group: -len(group.paths))  # when the budget runs short, the most paths first
+        probing, waiting = groups[:room], groups[room:]
+        probes = [(group, group.probe()) for group in probing]
+        commits = list(dict.fromkeys(group.line.commits[probe].oid for group, probe in probes))
+        limit = remaining if timeout is None else min(timeout, remaining)
+        try:
+            merged = git.merge_trees([(tip, commit) for commit in commits], timeout=limit)
+        except GitTimeout:
+            break  # out of seconds: what is still open is unexplained
+        merges += len(commits)
+        conflicts = {
+            commit: frozenset(conflict.path for conflict in merge.conflicts)
+            for commit, merge in zip(commits, merged, strict=True)
+        }
+        groups = waiting + [
+            part for group, probe in probes for part in group.split(probe, conflicts[group.line.commits[probe].oid])
+        ]
+    ordered = tuple(found[path] for path in paths if path in found)
+    return Explanation(ordered, tuple(group.unexplained() for group in groups), merges)
 
 
 @dataclass(frozen=True)

@@ -395,7 +395,28 @@ class Git:
             if "unrelated histories" in exc.stderr:
                 raise UnrelatedHistories(exc.args_, exc.returncode, exc.stderr) from None
             raise
-        return _parse_merge_tree(done.stdout, conflicted=done.returncode == 1)
+        return _merge_at(done.stdout.split(b"\0"), 0, conflicted=done.returncode == 1)[0]
+
+    def merge_trees(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> tuple[MergeTree, ...]:
+        """``merge_tree`` of each ``(ours, theirs)`` pair, all in one ``merge-tree --stdin`` process.
+
+        git 2.39 answers only once its input ends, so this serves a batch known up front (one round of a
+        conflict search), not a long-lived helper. A process start-up per batch instead of one per merge.
+        """
+        if not pairs:
+            return ()
+        payload = "".join(f"{ours} {theirs}\n" for ours, theirs in pairs).encode()
+        done = self.run("merge-tree", "--stdin", "-z", "--name-only", stdin=payload, ok=(0, 1), timeout=timeout)
+        fields = done.stdout.split(b"\0")
+        merges, index = [], 0
+        for _ in pairs:
+            status = fields[index] if index < len(fields) else b"missing"
+            if status not in (b"0", b"1"):
+                raise GitError(("merge-tree", "--stdin"), done.returncode, done.stderr.decode("utf-8", "replace"))
+            merge, index = _merge_at(fields, index + 1, conflicted=status == b"0")
+            merges.append(merge)
+            index += 1  # the empty field that ends each merge
+        return tuple(merges)
 
     def commit_tree(self, tree: str, parents: Sequence[str], message: str) -> str:
         """Write a commit object, as ``git commit-tree`` would, through a long-lived ``hash-object``.
@@ -817,22 +838,25 @@ def _read_batch_object(reader: _Reader) -> StoredObject | None:
     return StoredObject(header[0], header[1], content[:-1])
 
 
-def _parse_merge_tree(out: bytes, *, conflicted: bool) -> MergeTree:
-    """Parse ``merge-tree --write-tree -z --name-only``: tree, conflicted paths, then typed messages."""
-    tree, _, rest = out.partition(b"\0")
+def _merge_at(fields: Sequence[bytes], index: int, *, conflicted: bool) -> tuple[MergeTree, int]:
+    """One merge of ``merge-tree --write-tree -z --name-only`` output split at NULs, from ``fields[index]``:
+    the tree, then (conflicted) the paths, an empty field and the typed messages. Also the index after it."""
+    tree = fields[index].decode()
+    index += 1
     if not conflicted:
-        return MergeTree(tree.decode(), ())
-    paths_part, _, messages = rest.partition(b"\0\0")
-    paths = [path.decode("utf-8", "surrogateescape") for path in paths_part.split(b"\0") if path]
-    kinds = _conflict_kinds(messages)
-    return MergeTree(tree.decode(), tuple(Conflict(path, kinds.get(path, "contents")) for path in paths))
+        return MergeTree(tree, ()), index
+    paths = []
+    while index < len(fields) and fields[index]:
+        paths.append(fields[index].decode("utf-8", "surrogateescape"))
+        index += 1
+    kinds, index = _conflict_kinds(fields, index + 1)
+    return MergeTree(tree, tuple(Conflict(path, kinds.get(path, "contents")) for path in paths)), index
 
 
-def _conflict_kinds(messages: bytes) -> dict[str, str]:
-    """Map each path to git's conflict type from the ``-z`` informational messages section."""
-    fields = messages.split(b"\0")
+def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str], int]:
+    """Map each path to git's conflict type from the ``-z`` informational messages starting at
+    ``fields[index]``; also the index of the first field after them."""
     kinds: dict[str, str] = {}
-    index = 0
     while index < len(fields) and fields[index].isdigit():
         count = int(fields[index])
         paths = [field.decode("utf-8", "surrogateescape") for field in fields[index + 1 : index + 1 + count]]
@@ -841,7 +865,7 @@ def _conflict_kinds(messages: bytes) -> dict[str, str]:
         if kind.startswith("CONFLICT (") and kind.endswith(")"):
             for path in paths:
                 kinds.setdefault(path, kind[len("CONFLICT (") : -1])
-    return kinds
+    return kinds, index
 
 
 def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:

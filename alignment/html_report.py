@@ -313,13 +313,22 @@ def _seconds(stamp: str) -> float:
 
 
 def _causes(groups: Mapping[str, Any]) -> str:
+    branches = [(target, branch) for target, group in groups.items() for branch in group["branches"]]
     rows = [
         f"<tr><td>{escape(branch['branch_name'])}</td><td>{escape(target)}</td><td><code>{escape(culprit['path'])}"
         f"</code></td><td><code>{escape(culprit['commit'][:12])}</code> {escape(culprit['subject'])}</td>"
         f"<td>{escape(culprit['author'])}</td></tr>"
-        for target, group in groups.items()
-        for branch in group["branches"]
+        for target, branch in branches
         for culprit in branch.get("culprits", ())
+    ]
+    rows += [
+        f'<tr class="unexplained"><td>{escape(branch["branch_name"])}</td><td>{escape(target)}</td><td>'
+        + "<br>".join(f"<code>{escape(path)}</code>" for path in group["paths"])
+        + f"</td><td>not explained within the budget: one of {group['candidates']} commits from "
+        f"<code>{escape(group['first_commit'][:12])}</code> to <code>{escape(group['last_commit'][:12])}</code>"
+        "</td><td></td></tr>"
+        for target, branch in branches
+        for group in branch.get("unexplained", ())
     ]
     if not rows:
         return ""

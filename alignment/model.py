@@ -187,6 +187,25 @@ class Culprit:
 
 
 @dataclass(frozen=True)
+class Unexplained:
+    """Conflicted paths whose cause the search's budget did not reach: it is one of ``candidates`` commits
+    of the target's first-parent line, from ``first`` to ``last`` (both included)."""
+
+    paths: tuple[str, ...]
+    first: str
+    last: str
+    candidates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"paths": list(self.paths), "first_commit": self.first, "last_commit": self.last,
+                "candidates": self.candidates}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Unexplained:
+        return cls(tuple(data["paths"]), data["first_commit"], data["last_commit"], data["candidates"])
+
+
+@dataclass(frozen=True)
 class BranchResult:
     """The outcome of one branch; ``to_dict`` gives the spec's per-branch dict plus documented extras."""
 
@@ -208,6 +227,7 @@ class BranchResult:
     finished_at: float = 0.0
     worker: str = ""
     culprits: tuple[Culprit, ...] = ()
+    unexplained: tuple[Unexplained, ...] = ()
     planned: bool = False
 
     @property
@@ -241,6 +261,7 @@ class BranchResult:
                 "finished_at": iso_utc(self.finished_at),
                 "worker": self.worker,
                 "culprits": [culprit.to_dict() for culprit in self.culprits],
+                "unexplained": [group.to_dict() for group in self.unexplained],
             }
         )
         if self.planned:
@@ -270,6 +291,7 @@ class BranchResult:
             finished_at=parse_iso_utc(data["finished_at"]),
             worker=data.get("worker", ""),
             culprits=tuple(Culprit.from_dict(item) for item in data.get("culprits", ())),
+            unexplained=tuple(Unexplained.from_dict(item) for item in data.get("unexplained", ())),
             planned=data.get("planned", False),
         )
 

@@ -7,8 +7,9 @@ exactly where it was. ``finish`` always runs (the pytest fixture's teardown, or 
 it documents a failure, restores the branch if anything moved it, removes worktrees and builds the result.
 
 A conflict is explained before the branch fails: the target commit behind each conflicted path is found by
-bisection (``explain.find_culprits``). In a plan (``RunPlan.planning``) the same steps predict the outcome:
-no backup, no worktree, and ``finalize`` moves nothing.
+one search shared by all its paths (``explain.explain_conflicts``), within a budget of merges and seconds.
+In a plan (``RunPlan.planning``) the same steps predict the outcome: no backup, no worktree, and
+``finalize`` moves nothing.
 """
 
 from __future__ import annotations
@@ -37,13 +38,23 @@ from alignment.components import (
 from alignment.config import Settings
 from alignment.detect import blocking_summary
 from alignment.errors import AlignmentError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem, one_line
-from alignment.explain import find_culprits
+from alignment.explain import Budget, explain_conflicts
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
-from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Culprit, ErrorCode, Finding, Status
+from alignment.model import (
+    Action,
+    BranchResult,
+    BranchSpec,
+    CommitInfo,
+    Culprit,
+    ErrorCode,
+    Finding,
+    Status,
+    Unexplained,
+)
 from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.registry import Components
 from alignment.resources import SlotLimiter
@@ -97,6 +108,7 @@ class BranchAlignment:
         self.integration: Integration | None = None
         self.findings: tuple[Finding, ...] = ()
         self.culprits: tuple[Culprit, ...] = ()
+        self.unexplained: tuple[Unexplained, ...] = ()
         self.document_path: str | None = None
         self.moving_to: str | None = None
         self.running_step = Status.FAILED_INTEGRATION
@@ -289,18 +301,27 @@ class BranchAlignment:
         return self.integration
 
     def _explain(self, integration: Integration) -> None:
-        """Name the target commit behind each conflicted path; an explanation that fails is only a note."""
+        """Name the target commit behind each conflicted path, within the explanation budget (what it does
+        not reach is listed as unexplained); an explanation that fails is only a note."""
         context = self._context()
         paths = [conflict.path for conflict in integration.conflicts]
         timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
+        budget = Budget(self.settings.explain_budget_merges, self.settings.explain_budget_seconds)
         try:
-            self.culprits, merges = find_culprits(
-                self.git, context.old_tip, context.target_commit, paths, timeout=timeout
+            explanation = explain_conflicts(
+                self.git, context.old_tip, context.target_commit, paths, budget, timeout=timeout
             )
         except AlignmentError as error:
             self.notes.append(f"conflict causes not found: {one_line(str(error))}")
             return
-        log.info("conflict causes of '%s' found with %d in-memory merges", self.spec.name, merges)
+        self.culprits, self.unexplained = explanation.culprits, explanation.unexplained
+        log.info(
+            "conflict causes of '%s': %d paths explained, %d left unexplained, with %d in-memory merges",
+            self.spec.name,
+            len(explanation.culprits),
+            sum(len(group.paths) for group in explanation.unexplained),
+            explanation.merges,
+        )
 
     def _relation(self, tip: str, target_commit: str) -> Action:
         """Ancestry for a branch that moved since the snapshot (two git calls instead of none)."""
@@ -345,6 +366,7 @@ class BranchAlignment:
             findings=self.findings,
             message=message,
             culprits=self.culprits,
+            unexplained=self.unexplained,
         )
 
     def _write_document(self, status: Status, message: str | None) -> str:
@@ -426,6 +448,7 @@ class BranchAlignment:
             finished_at=time.time(),
             worker=self.runtime.worker or threading.current_thread().name,
             culprits=self.culprits,
+            unexplained=self.unexplained,
             planned=self.runtime.plan.planning,
         )
 

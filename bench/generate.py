@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment.demo import History
@@ -32,6 +32,12 @@ class Scenario:
     repo: Path
     input_path: Path
     expected: dict[str, str]
+    targets: dict[str, str] = field(default_factory=dict)  # branch -> its target, where not ``main``
+    write_commit_graph: bool = True  # the benchmark writes one into the template (False: each run pays it)
+    orchestration: dict[str, object] = field(default_factory=dict)  # configuration the runs need
+
+    def target(self, branch: str) -> str:
+        return self.targets.get(branch, "main")
 
 
 def _file_name(index: int) -> str:

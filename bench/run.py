@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignment.resources import tree_rss_bytes, tree_sum
+from bench import realhistory
 from bench.generate import Scenario, generate
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -187,21 +188,35 @@ def tips(repo: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-def floor_trees(repo: Path, branches: list[str]) -> dict[str, str | None]:
-    """What ``git merge-tree`` makes of each branch and main: the tree, or None on a conflict.
+def floor_trees(repo: Path, scenario: Scenario) -> tuple[dict[str, str | None], dict[str, frozenset[str]]]:
+    """What ``git merge-tree`` makes of each branch and its target: the tree (None on a conflict), and the
+    conflicted paths of each conflicting branch.
 
     ``merge-tree --write-tree`` writes its trees and blobs into ``repo``: give it a throwaway copy.
     """
     trees: dict[str, str | None] = {}
-    for branch in branches:
+    conflicts: dict[str, frozenset[str]] = {}
+    for branch in scenario.expected:
         done = subprocess.run(
-            ["git", "-C", str(repo), "merge-tree", "--write-tree", branch, "main"],
+            [
+                "git",
+                "-C",
+                str(repo),
+                "merge-tree",
+                "--write-tree",
+                "-z",
+                "--name-only",
+                branch,
+                scenario.target(branch),
+            ],
             capture_output=True,
-            text=True,
             check=False,
         )
-        trees[branch] = done.stdout.split()[0] if done.returncode == 0 else None
-    return trees
+        fields = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+        trees[branch] = fields[0] if done.returncode == 0 else None
+        if done.returncode == 1:
+            conflicts[branch] = frozenset(fields[1 : fields.index("", 1)])
+    return trees, conflicts
 
 
 @dataclass(frozen=True)
@@ -211,6 +226,7 @@ class Reference:
     scenario: Scenario
     before: dict[str, str]
     trees: dict[str, str | None]
+    conflicts: dict[str, frozenset[str]]
 
     @property
     def branches(self) -> list[str]:
@@ -224,10 +240,12 @@ class Reference:
 def verify_merges(copy: Path, reference: Reference, moved: set[str]) -> str:
     """Every branch in ``moved`` is now at a commit whose tree is the floor's; every other is unchanged."""
     after = tips(copy)
-    target = reference.before["main"]
-    if after["main"] != target:
-        return "FAILED: main moved"
+    targets = set(reference.scenario.targets.values()) | {"main"}
+    moved_targets = [target for target in targets if after.get(target) != reference.before.get(target)]
+    if moved_targets:
+        return f"FAILED: {moved_targets[0]} moved"
     for branch, tree in reference.trees.items():
+        target = reference.before[reference.scenario.target(branch)]
         if branch not in moved:
             if after[branch] != reference.before[branch]:
                 return f"FAILED: {branch} moved"
@@ -236,7 +254,7 @@ def verify_merges(copy: Path, reference: Reference, moved: set[str]) -> str:
             return f"FAILED: {branch} has the wrong tree"
         contains = ["git", "-C", str(copy), "merge-base", "--is-ancestor", target, after[branch]]
         if subprocess.run(contains, check=False).returncode != 0:
-            return f"FAILED: {branch} does not contain main"
+            return f"FAILED: {branch} does not contain its target"
     return "ok"
 
 
@@ -255,8 +273,38 @@ def verify_results(copy: Path, reports: Path, reference: Reference, planned: boo
     wrong = [name for name, status in expected.items() if statuses[name]["status"] != status]
     if wrong:
         return f"FAILED: {len(wrong)} statuses, e.g. {wrong[0]} is {statuses[wrong[0]]['status']}"
+    unexplained = [
+        name
+        for name, paths in reference.conflicts.items()
+        if {c["path"] for c in statuses[name]["culprits"]}
+        | {p for g in statuses[name]["unexplained"] for p in g["paths"]}
+        != paths
+    ]
+    if unexplained:
+        return (
+            f"FAILED: {len(unexplained)} conflicts neither explained nor listed as unexplained, e.g. {unexplained[0]}"
+        )
     moved = {name for name, branch in statuses.items() if branch["new_tip"] not in (None, branch["old_tip"])}
     return verify_merges(copy, reference, set() if planned else moved)
+
+
+def explain_cost(reports: Path) -> str:
+    """Mean seconds of a conflicting branch (its explanation included) against a clean merge, from a run's
+    results: the issue's "explaining a conflicting branch costs at most 5x aligning a clean one"."""
+    results = json.loads((reports / "alignment_results.json").read_text())
+    branches = [b for g in results["orchestration_results"].values() for b in g["branches"]]
+    conflicting = [
+        b["integration_time_seconds"] for b in branches if "merge_conflict_unresolvable" in b["errors_detected"]
+    ]
+    clean = [b["integration_time_seconds"] for b in branches if b["status"] == "completed" and b["action"] == "merge"]
+    if not conflicting or not clean:
+        return ""
+    conflict_mean, clean_mean = statistics.mean(conflicting), statistics.mean(clean)
+    unexplained = sum(bool(b["unexplained"]) for b in branches)
+    return (
+        f"{len(conflicting)} conflicting branches {conflict_mean * 1000:.0f} ms each on average, {len(clean)} clean "
+        f"merges {clean_mean * 1000:.0f} ms: {conflict_mean / clean_mean:.1f}x; {unexplained} with unexplained paths"
+    )
 
 
 def verify_floor(copy: Path, reference: Reference) -> str:
@@ -284,6 +332,7 @@ class Approach:
     name: str
     command: Callable[[Workspace], list[str]]
     verify: Callable[[Workspace], str]
+    describe: Callable[[Workspace], str] | None = None  # a figure of the run worth a note (explanation cost)
     single_run: bool = False  # time once, and sample that same run (every NAIVE_SAMPLE_EVERY seconds)
 
 
@@ -292,19 +341,21 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> 
 
     def pytest_command(workers: int, *extra: str) -> Callable[[Workspace], list[str]]:
         def command(space: Workspace) -> list[str]:
+            config = space.scratch / "alignment.yaml"  # JSON is YAML
+            config.write_text(json.dumps({"orchestration": scenario.orchestration}))
             return [
                 *(sys.executable, "-m", "pytest", str(PROJECT / "alignment"), "-n", str(workers), "-q"),
-                *("--input", str(scenario.input_path), "--repo", str(space.repo)),
+                *("--input", str(scenario.input_path), "--repo", str(space.repo), "--config", str(config)),
                 *("--reports-dir", str(space.reports), "-p", "no:cacheprovider", *extra),
             ]
 
         return command
 
     def orchestrator(space: Workspace) -> list[str]:
+        settings = {**scenario.orchestration, "max_workers_per_target": ORCHESTRATOR_THREADS}
         code = (
             "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
-            f"O({{'orchestration': {{'max_workers_per_target': {ORCHESTRATOR_THREADS}}}}}, "
-            "reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
+            f"O({{'orchestration': {settings!r}}}, reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
         )
         return [sys.executable, "-c", code, str(scenario.input_path), str(space.repo), str(space.reports)]
 
@@ -322,20 +373,38 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> 
         )
         return ["bash", "-c", script]
 
+    def pairs_file(space: Workspace) -> Path:
+        pairs = space.scratch / "pairs.txt"
+        pairs.write_text("".join(f"{branch} {scenario.target(branch)}\n" for branch in reference.branches))
+        return pairs
+
+    graph = "" if scenario.write_commit_graph else 'git -C "{repo}" commit-graph write --reachable && '
+
     def floor(space: Workspace) -> list[str]:
-        names = names_file(space)
-        xargs = f'xargs -P {FLOOR_PARALLEL} -n 1 git -C "{space.repo}" merge-tree --write-tree main'
-        return ["bash", "-c", f'{xargs} < "{names}" > /dev/null']
+        pairs = pairs_file(space)
+        xargs = f'xargs -P {FLOOR_PARALLEL} -n 2 git -C "{space.repo}" merge-tree --write-tree'
+        return ["bash", "-c", f'{graph.format(repo=space.repo)}{xargs} < "{pairs}" > /dev/null']
+
+    def batch_floor(space: Workspace) -> list[str]:
+        pairs = pairs_file(space)
+        batch = f'git -C "{space.repo}" merge-tree --stdin'
+        return ["bash", "-c", f'{graph.format(repo=space.repo)}{batch} < "{pairs}" > /dev/null']
 
     def results(space: Workspace) -> str:
         return verify_results(space.repo, space.reports, reference)
 
-    found = [Approach(f"(a) pytest -n {n}", pytest_command(n), results) for n in pytest_workers]
+    def cost(space: Workspace) -> str:
+        return explain_cost(space.reports)
+
+    found = [Approach(f"(a) pytest -n {n}", pytest_command(n), results, cost) for n in pytest_workers]
     found.append(Approach("(b) orchestrator", orchestrator, results))
     if naive:
         merged = reference.mergeable
-        found.append(Approach("(c) naive loop", naive_loop, lambda s: verify_merges(s.repo, reference, merged), True))
+        found.append(
+            Approach("(c) naive loop", naive_loop, lambda s: verify_merges(s.repo, reference, merged), single_run=True)
+        )
     found.append(Approach("(d) merge-tree floor", floor, lambda s: verify_floor(s.repo, reference)))
+    found.append(Approach("(f) merge-tree --stdin floor", batch_floor, lambda s: verify_floor(s.repo, reference)))
     plan = pytest_command(PLAN_WORKERS, "--plan")
     found.append(
         Approach(
@@ -353,10 +422,19 @@ class Case:
     branches: int
     files: int
     depth: int
+    real_source: Path | None = None  # a real-history case: the source repository of bench.realhistory
 
     @property
     def label(self) -> str:
-        return f"{self.branches}b-{self.files}f"
+        return f"real-{self.branches}b" if self.real_source else f"{self.branches}b-{self.files}f"
+
+    def scenario(self, work: Path) -> Scenario:
+        """The case's repository: generated into ``work``, or the real-history workload (built once, cached)."""
+        if self.real_source is not None:
+            return realhistory.build(self.real_source, self.branches)
+        scenario = generate(work / f"gen-{self.label}", self.branches, files=self.files, depth=self.depth)
+        git(scenario.repo, "commit-graph", "write", "--reachable")
+        return scenario
 
 
 @dataclass(frozen=True)
@@ -366,6 +444,7 @@ class Run:
     peaks: Peaks | None
     code: str  # code_fingerprint() when the run started
     steal: float  # as in Execution
+    detail: str = ""  # the approach's own figure (Approach.describe)
 
 
 def code_fingerprint() -> str:
@@ -425,8 +504,10 @@ class CaseRunner:
         space.scratch.mkdir()
         code = code_fingerprint()
         execution = execute(approach.command(space), sample_every)
+        detail = ""
         try:
             verified = approach.verify(space)
+            detail = approach.describe(space) if approach.describe is not None else ""
         except (OSError, KeyError, ValueError, subprocess.CalledProcessError) as error:
             verified = f"FAILED: {type(error).__name__}: {error}"
         if verified != "ok":
@@ -440,15 +521,19 @@ class CaseRunner:
         memory = f", peak RSS {peaks.rss_mb:.0f} MB, PSS {peaks.pss_mb:.0f} MB" if peaks is not None else ""
         steal = f", {execution.steal:.0%} stolen" if execution.steal >= STEAL_WARNING else ""
         progress(f"  [{self.case.label}] {approach.name} {what}: {execution.seconds:.2f} s{memory}{steal}, {verified}")
-        return Run(execution.seconds, verified, peaks, code, execution.steal)
+        if detail:
+            progress(f"    {detail}")
+        return Run(execution.seconds, verified, peaks, code, execution.steal, detail)
 
 
-def run_case(work: Path, case: Case, pytest_workers: list[int], repeat: int, naive: bool, keep: bool) -> list[Result]:
-    scenario = generate(work / f"gen-{case.label}", case.branches, files=case.files, depth=case.depth)
-    git(scenario.repo, "commit-graph", "write", "--reachable")
+def run_case(
+    work: Path, case: Case, pytest_workers: list[int], repeat: int, naive: bool, keep: bool
+) -> tuple[list[Result], str]:
+    """The results of every approach on ``case``, and the commit its ``main`` is at."""
+    scenario = case.scenario(work)
     scratch = work / f"{case.label}-reference.git"
     shutil.copytree(scenario.repo, scratch, symlinks=True)
-    reference = Reference(scenario, tips(scenario.repo), floor_trees(scratch, list(scenario.expected)))
+    reference = Reference(scenario, tips(scenario.repo), *floor_trees(scratch, scenario))
     shutil.rmtree(scratch)
     runner = CaseRunner(work, case, scenario.repo, keep)
     chosen = approaches(reference, pytest_workers, naive)
@@ -465,7 +550,7 @@ def run_case(work: Path, case: Case, pytest_workers: list[int], repeat: int, nai
     for approach in chosen:
         if not approach.single_run:
             results[approach.name].sampled = runner.run(approach, SAMPLE_EVERY, "sampled")
-    return list(results.values())
+    return list(results.values()), reference.before["main"]
 
 
 # --- the table -------------------------------------------------------------------------------------------
@@ -576,6 +661,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="branch alignment benchmark")
     parser.add_argument("--sizes", type=int_list, default=[50, 200, 1000], help="branch counts, e.g. 50,200,1000")
     parser.add_argument("--big", type=int, default=50, help="branches in the 30,000-file repository (0: skip)")
+    parser.add_argument("--real", type=int, default=400, help="branches of the real-history case (0: skip)")
+    parser.add_argument(
+        "--real-source", type=Path, help="a clone of pytest-dev/pytest for the real-history case (bench.realhistory)"
+    )
     parser.add_argument("--pytest-workers", type=int_list, default=[2], help="pytest -n values, e.g. 2,4")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per approach (median reported)")
     parser.add_argument("--naive-up-to", type=int, default=1000, help="skip the naive loop above this size")
@@ -588,6 +677,8 @@ def main() -> None:
     cases = [Case(size, 2000, 1000) for size in arguments.sizes]
     if arguments.big:
         cases.append(Case(arguments.big, 30000, 200))
+    if arguments.real and arguments.real_source:
+        cases.append(Case(arguments.real, 0, 0, arguments.real_source))
     started = time.perf_counter()
     results: list[Result] = []
     tips_of_main: dict[str, str] = {}
@@ -596,9 +687,10 @@ def main() -> None:
         for case in cases:
             progress(f"[{case.label}] generating and running")
             naive = case.branches <= arguments.naive_up_to
-            found = run_case(work, case, arguments.pytest_workers, arguments.repeat, naive, arguments.keep is not None)
+            found, tips_of_main[case.label] = run_case(
+                work, case, arguments.pytest_workers, arguments.repeat, naive, arguments.keep is not None
+            )
             results.extend(found)
-            tips_of_main[case.label] = git(work / f"gen-{case.label}" / "repo.git", "rev-parse", "main")
             table = "\n".join([HEADER, *rows(results), *notes(results, arguments, tips_of_main)])
             if arguments.output:
                 arguments.output.write_text(table + "\n")

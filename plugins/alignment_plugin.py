@@ -28,6 +28,7 @@ import signal
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.set_blocked("lfplugin")  # a prediction must not change what --lf reruns
         config.pluginmanager.register(AlignmentController(config, state.plan, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
+    config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
     for target in state.plan.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
     if config.option.collectonly:
@@ -315,9 +317,20 @@ def _cancel_alarm() -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
+    """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace.
+
+    Nothing per branch outlives its reports unless a report needs it: the item drops the result it attached
+    once the teardown report carries it, and reports carry no keywords when the JSON report omits them
+    (nothing else of an alignment run reads them; each is a dict per report, kept until the end).
+    """
     report = yield
-    if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
+    if STATE not in item.config.stash:
+        return report
+    if "keywords" in item.config.option.json_report_omit:
+        report.keywords = {}
+    if call.when == "teardown":
+        item.user_properties.clear()
+    if call.when != "call" or call.excinfo is None:
         return report
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
@@ -330,6 +343,29 @@ def pytest_runtest_makereport(
     elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
     return report
+
+
+class LeanTerminalStats:
+    """Per-branch reports the terminal reporter would keep to the end, and nobody reads, are let go.
+
+    pytest's terminal reporter keeps every report of the session for its summary. Of an alignment run's three
+    reports per branch, it reads the failures and the call reports; the passed setup and teardown reports
+    (category ``""``) only serve ``-rP``'s captured output, which an alignment run does not show (each
+    branch's log is in its own file). An xdist worker prints no summary at all: it keeps none.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.categories = None if hasattr(config, "workerinput") else ("",)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        stats: dict[str, list[Any]] = getattr(terminal, "stats", {})
+        for category, reports in stats.items():
+            if reports and reports[-1] is report and (self.categories is None or category in self.categories):
+                reports.pop()
+                return
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

@@ -1,20 +1,25 @@
-"""Plan and explain: a plan predicts the run and moves nothing; culprits by bisection; the conflict matrix."""
+"""Plan and explain: a plan predicts the run and moves nothing; culprits by one search per branch, within its
+budget; the conflict matrix."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from alignment.cli import main as cli
-from alignment.explain import conflict_matrix, find_culprits
+from alignment.demo import History
+from alignment.explain import Budget, Explanation, conflict_matrix, explain_conflicts
 from alignment.git import Git, RepoLocation
-from alignment.model import BranchResult, Status
+from alignment.model import BranchResult, Status, Unexplained
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from bench.generate import generate
-from tests.conftest import Aligner, Repo, settings
+from tests.conftest import Aligner, Repo, entry, settings, write_input
+
+UNLIMITED = Budget(merges=10_000, seconds=600)
 
 MakeInput = Callable[..., Path]
 
@@ -140,21 +145,24 @@ def long_target(repo: Repo) -> tuple[str, list[str]]:
     return base, commits
 
 
-def test_bisection_names_the_commit_behind_each_conflicted_path(repo: Repo, long_target: tuple[str, list[str]]) -> None:
+def test_the_search_names_the_commit_behind_each_conflicted_path(
+    repo: Repo, long_target: tuple[str, list[str]]
+) -> None:
     _, commits = long_target
     git = Git(RepoLocation.discover(repo.path))
     try:
-        culprits, merges = find_culprits(git, repo.tip("topic"), repo.tip("main"), ["app.py", "config.txt"])
+        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), ["app.py", "config.txt"], UNLIMITED)
     finally:
         git.close()
 
-    assert [(culprit.path, culprit.commit.oid) for culprit in culprits] == [
+    assert [(culprit.path, culprit.commit.oid) for culprit in found.culprits] == [
         ("app.py", commits[16]),
         ("config.txt", commits[6]),
     ]
-    assert culprits[0].commit.subject == "main step 17"
-    assert culprits[0].commit.author == "Test Author"
-    assert merges == 2, "app.py: one commit changed it (no merge); config.txt: five did (2 = log2 of 5, rounded)"
+    assert found.culprits[0].commit.subject == "main step 17"
+    assert found.culprits[0].commit.author == "Test Author"
+    assert found.unexplained == ()
+    assert found.merges == 2, "app.py: one commit changed it (no merge); config.txt: five did (2 = log2 of 5, rounded)"
 
 
 def test_a_conflicting_branch_reports_its_culprits_in_the_result_and_the_document(
@@ -222,13 +230,13 @@ def test_a_merge_on_the_target_line_is_named_for_what_it_merged(repo: Repo) -> N
     repo.commit("topic", {"app.py": "def main():\n    return 0\n"}, parent=base)
     git = Git(RepoLocation.discover(repo.path))
     try:
-        culprits, _ = find_culprits(git, repo.tip("topic"), merge, ["app.py"])
+        found = explain_conflicts(git, repo.tip("topic"), merge, ["app.py"], UNLIMITED)
     finally:
         git.close()
-    assert [culprit.commit.oid for culprit in culprits] == [merge]
+    assert [culprit.commit.oid for culprit in found.culprits] == [merge]
 
 
-def test_a_path_no_target_commit_changed_is_bisected_over_all_of_them(repo: Repo) -> None:
+def test_a_path_no_target_commit_changed_is_searched_over_all_of_them(repo: Repo) -> None:
     """A file/directory conflict is reported as ``docs~<ours>``, a path no commit changed."""
     base = repo.tip("main")
     repo.commit("topic", {"docs": "a file\n"}, parent=base)
@@ -237,13 +245,130 @@ def test_a_path_no_target_commit_changed_is_bisected_over_all_of_them(repo: Repo
     git = Git(RepoLocation.discover(repo.path))
     try:
         conflicts = git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts
-        culprits, _ = find_culprits(git, repo.tip("topic"), repo.tip("main"), [c.path for c in conflicts])
-        nothing_new = find_culprits(git, repo.tip("main"), base, ["docs"])
+        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), [c.path for c in conflicts], UNLIMITED)
+        nothing_new = explain_conflicts(git, repo.tip("main"), base, ["docs"], UNLIMITED)
     finally:
         git.close()
-    assert [culprit.commit.oid for culprit in culprits] == [directory] * len(conflicts)
+    assert [culprit.commit.oid for culprit in found.culprits] == [directory] * len(conflicts)
     assert conflicts
-    assert nothing_new == ((), 0), "the target brings nothing new: nothing to blame"
+    assert nothing_new == Explanation((), (), 0), "the target brings nothing new: nothing to blame"
+
+
+LINES = 40
+SHARED_LINE = 30  # what topic changes; each cause changes it too, every other main commit changes lines 0-14
+
+
+def lines_with(changes: dict[int, str]) -> str:
+    return "".join(f"{changes.get(number, f'line {number}')}\n" for number in range(LINES))
+
+
+@dataclass(frozen=True)
+class TwoCauses:
+    repo: Repo
+    a_files: list[str]
+    b_files: list[str]
+    a_cause: str
+    b_cause: str
+    line: list[str]  # main's commits since topic forked, oldest first
+
+
+@pytest.fixture
+def two_causes(tmp_path: Path) -> TwoCauses:
+    """``main`` gets 32 commits after ``topic`` forked; each changes two thirds of the 16 files ``a0..a7``,
+    ``b0..b7`` (a different two thirds each time) on lines away from line 30. Commit 6 also changes line 30 of
+    the ``a`` files, commit 25 of the ``b`` files, and ``topic`` changes line 30 of all 16: 16 conflicted
+    paths, each with about 21 candidate commits of its own, and two causes.
+    Written with ``git fast-import``: a commit per file change through plumbing would take seconds."""
+    a_files, b_files = [f"a{index}.txt" for index in range(8)], [f"b{index}.txt" for index in range(8)]
+    history = History()
+    marks = [history.commit("main", "sixteen files", dict.fromkeys(a_files + b_files, lines_with({})))]
+    state: dict[str, dict[int, str]] = {name: {} for name in a_files + b_files}
+    causes = {6: a_files, 25: b_files}
+    for number in range(1, 33):
+        for index, changes in enumerate(state.values()):
+            if (number + index) % 3:  # each file changed by its own two thirds of the commits
+                changes[number % 15] = f"main {number}"
+        for name in causes.get(number, ()):
+            state[name][SHARED_LINE] = f"main cause {number}"
+        changed: dict[str, str | bytes | None] = {name: lines_with(changes) for name, changes in state.items()}
+        marks.append(history.commit("main", f"step {number}", changed, [marks[-1]]))
+    topic: dict[str, str | bytes | None] = {name: lines_with({SHARED_LINE: "topic"}) for name in state}
+    history.commit("topic", "topic changes line 30", topic, [marks[0]])
+    git = Git.init_bare(tmp_path / "causes.git")
+    try:
+        git.fast_import(history.stream())
+    finally:
+        git.close()
+    repo = Repo(tmp_path / "causes.git")
+    line = repo.git("rev-list", "--first-parent", "--reverse", "topic~1..main").split()
+    return TwoCauses(repo, a_files, b_files, line[5], line[24], line)
+
+
+def test_one_search_explains_many_paths_with_two_causes_in_few_merges(two_causes: TwoCauses) -> None:
+    repo = two_causes.repo
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
+        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, UNLIMITED)
+    finally:
+        git.close()
+
+    assert sorted(paths) == sorted(two_causes.a_files + two_causes.b_files)
+    assert {culprit.path: culprit.commit.oid for culprit in found.culprits} == {
+        **dict.fromkeys(two_causes.a_files, two_causes.a_cause),
+        **dict.fromkeys(two_causes.b_files, two_causes.b_cause),
+    }
+    assert found.unexplained == ()
+    assert found.merges <= 2 * 5, f"two causes take about 2 x log2(32) merges, not {found.merges}"
+    assert found.merges < len(paths) * 5, "fewer than a search per path (log2(32) merges each)"
+
+
+def test_the_budget_cut_lists_the_paths_left_with_the_commits_they_lie_among(two_causes: TwoCauses) -> None:
+    repo, line = two_causes.repo, two_causes.line
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
+        cut = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, Budget(merges=2, seconds=600))
+        no_time = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, Budget(merges=99, seconds=1e-9))
+    finally:
+        git.close()
+
+    assert cut.merges == 2
+    assert cut.culprits == ()
+    assert sorted(path for group in cut.unexplained for path in group.paths) == sorted(paths)
+    for group in cut.unexplained:
+        in_a = group.paths[0] in two_causes.a_files
+        cause = two_causes.a_cause if in_a else two_causes.b_cause
+        assert set(group.paths) <= set(two_causes.a_files if in_a else two_causes.b_files), "one cause per group"
+        first, last = line.index(group.first), line.index(group.last)
+        assert first <= line.index(cause) <= last, "the cause lies in the range given"
+        assert group.candidates == last - first + 1, "every commit in between changed these paths"
+        assert group.candidates < len(line), "the two merges narrowed the range"
+    assert no_time.merges == 0
+    assert no_time.unexplained == (Unexplained(tuple(paths), line[0], line[-1], len(line)),)
+
+
+def test_a_branch_over_its_budget_lists_unexplained_paths_in_result_document_and_report(
+    tmp_path: Path, two_causes: TwoCauses
+) -> None:
+    repo, line = two_causes.repo, two_causes.line
+    input_path = write_input(tmp_path / "input.json", [entry("topic")])
+    config = settings(explain_budget_merges=0)
+
+    result = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports").run(input_path, repo.path)
+
+    branch = result["orchestration_results"]["main"]["branches"][0]
+    assert branch["status"] == "failed_integration"
+    assert branch["culprits"] == []
+    [group] = branch["unexplained"]
+    assert sorted(group["paths"]) == sorted(two_causes.a_files + two_causes.b_files)
+    assert (group["first_commit"], group["last_commit"], group["candidates"]) == (line[0], line[-1], 32)
+    assert BranchResult.from_dict(branch).to_dict()["unexplained"] == branch["unexplained"]
+    document = Path(branch["document"]).read_text(encoding="utf-8")
+    assert "## Not explained within the budget" in document
+    assert f"caused by one of 32 commits from `{line[0][:12]}` to `{line[-1][:12]}`" in document
+    page = (tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8")
+    assert f"one of 32 commits from <code>{line[0][:12]}</code>" in page
 
 
 # -- conflict matrix ---------------------------------------------------------------------------------------

@@ -84,14 +84,55 @@ def config_file(tmp_path: Path, **orchestration: Any) -> Path:
     return path
 
 
+MEMORY_PROBE = """
+import json, os
+
+REPORTS_WITH_KEYWORDS = []
+
+
+def pytest_runtest_logreport(report):
+    if report.keywords:
+        REPORTS_WITH_KEYWORDS.append(report.nodeid)
+
+
+def pytest_sessionfinish(session):
+    workerinput = getattr(session.config, "workerinput", None)  # not the environment: this test may run in one
+    who = workerinput["workerid"] if workerinput else "controller"
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    kept = {category: len(reports) for category, reports in terminal.stats.items() if category != "warnings"}
+    holding = [item.nodeid for item in session.items if item.user_properties]
+    with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
+        json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS}, out)
+"""
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_demo_run_with_and_without_xdist(
-    run: Any, demo: tuple[Path, Path, dict[str, str]], workers: str | None
+    run: Any,
+    demo: tuple[Path, Path, dict[str, str]],
+    workers: str | None,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo, input_path, expected = demo
+    pytester.makepyfile(memory_probe=MEMORY_PROBE)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv("PROBE_DIR", str(pytester.path))
+    monkeypatch.syspath_prepend(pytester.path)
     extra = ("-n", workers) if workers else ()
-    done = run("--input", str(input_path), "--repo", str(repo), *extra)
+    done = run("--input", str(input_path), "--repo", str(repo), "-p", "memory_probe", *extra)
     done.result.assert_outcomes(passed=16, failed=4)
+    # Nothing per branch is kept to the end that no report reads: workers keep no reports, items drop the
+    # result once their teardown report carries it, reports carry no keywords (the JSON report omits them),
+    # and the controller keeps only what its summary reads (passed setup/teardown reports are let go).
+    probes = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("*.json")}
+    assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
+    assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
+    for probe in probes.values():
+        assert probe["items_holding_results"] == []
+        assert probe["reports_with_keywords"] == []
+        if probe is not probes["controller"]:
+            assert set(probe["kept"].values()) == {0}, "a worker prints no summary: it keeps no report"
     jsonschema.validate(done.data, load_schema())
     assert {name: branch["status"] for name, branch in done.branches().items()} == expected
     assert "branch alignment" in done.output
