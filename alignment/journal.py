@@ -22,11 +22,13 @@ from alignment.names import branch_file_stem
 
 @dataclass(frozen=True)
 class Move:
-    """A branch moved (or about to be moved) from ``old_tip`` to ``new_tip``."""
+    """A branch moved (or about to be moved) from ``old_tip`` to ``new_tip``: a local branch, or with
+    ``remote``, the branch of that name on the remote (pushed with a lease on ``old_tip``)."""
 
     branch: str
     old_tip: str
     new_tip: str
+    remote: str | None = None
 
 
 class Outcome(str, Enum):
@@ -87,4 +89,4 @@ def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
 
 def _read(path: Path) -> Move:
     data = json.loads(path.read_text(encoding="utf-8"))
-    return Move(data["branch"], data["old_tip"], data["new_tip"])
+    return Move(data["branch"], data["old_tip"], data["new_tip"], data.get("remote"))

@@ -28,7 +28,7 @@ from alignment.model import BranchResult, BranchSpec
 from alignment.pipeline import Runtime
 from alignment.report import build_results
 from alignment.resources import MemoryGate
-from alignment.session import RunPlan, plan_run
+from alignment.session import RunPlan, plan_run, publish_results
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class _Run:
                     break
                 self._run_group(runtime, group)
             matrices = conflict_matrices(runtime.git, self.branches, self.results) if plan.planning else None
+        self.results = publish_results(plan, self.results, self.audit)
         data = build_results(
             self.branches,
             self.results,

@@ -21,9 +21,12 @@ from typing import Any
 from alignment import housekeeping
 from alignment.config import Settings, from_mapping
 from alignment.errors import RepositoryError
-from alignment.git import Git, RepoLocation
+from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
-from alignment.model import Action
+from alignment.journal import MoveJournal
+from alignment.logs import AuditTrail
+from alignment.model import Action, BranchResult
+from alignment.remote import check_remote, fetch_listed, publish, tracking_root
 from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
 
 RUN_RECORD = "run.json"
@@ -67,13 +70,15 @@ class Snapshot:
         )
 
 
-def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool) -> Snapshot:
-    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count."""
+def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool, root: str = "refs/heads/") -> Snapshot:
+    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
+
+    ``root``: where the branches are read (local branches, or those fetched from a remote)."""
     graph_written = False
     if write_commit_graph and not git.has_commit_graph():
         git.write_commit_graph()
         graph_written = True
-    all_tips = git.branch_tips()
+    all_tips = git.branch_tips(root)
     listed = {spec.name for spec in branches.branches}
     targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
     up_to_date: set[str] = set()
@@ -83,9 +88,9 @@ def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool) -> 
         if commit is None:
             continue
         names = {spec.name for spec in group.branches}
-        containing = git.branches_containing(commit) & names
+        containing = git.branches_containing(commit, root) & names
         up_to_date |= containing
-        behind |= (git.branches_merged_into(commit) & names) - containing
+        behind |= (git.branches_merged_into(commit, root) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written)
 
@@ -109,6 +114,15 @@ class RunPlan:
     def stop_flag(self) -> Path:
         """Exists once the circuit breaker tripped: workers check it before starting a branch."""
         return self.scratch_dir / "breaker-tripped"
+
+    @property
+    def remote(self) -> str | None:
+        """The remote the branches live on (``--remote``), or None for local branches."""
+        return self.settings.remote
+
+    def tip_ref(self, branch: str) -> str:
+        """The ref the run reads ``branch`` from: the local branch, or its copy fetched from the remote."""
+        return branch_ref(branch) if self.remote is None else tracking_root(self.remote) + branch
 
     @property
     def breaker_settings(self) -> Settings:
@@ -162,6 +176,8 @@ def plan_run(
     """Discover the repository, snapshot it and create the run folder. Moves no ref.
 
     ``planning``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
+    With ``settings.remote``, the listed branches and targets are fetched first (``remote.fetch_listed``)
+    and the run reads those copies; a plan fetches too, but never pushes.
     """
     location = RepoLocation.discover(repo_path)
     if (location.common_dir / "shallow").exists():
@@ -179,7 +195,14 @@ def plan_run(
             raise RepositoryError(
                 f"{repo_path}: git cannot author merge commits here ({identity}); set user.name and user.email"
             )
-        snapshot = take_snapshot(git, branches, settings.write_commit_graph)
+        root = "refs/heads/"
+        if settings.remote is not None:
+            check_remote(git, settings.remote)
+            names = [spec.name for spec in branches.branches] + list(branches.targets)
+            missing = fetch_listed(git, settings.remote, names, timeout=settings.integration_timeout_seconds)
+            root = tracking_root(settings.remote)
+            log.info("fetched %d refs from '%s'; missing there: %s", len(names), settings.remote, sorted(missing))
+        snapshot = take_snapshot(git, branches, settings.write_commit_graph, root)
     finally:
         git.close()
     scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
@@ -202,6 +225,26 @@ def plan_run(
         location.git_dir,
     )
     return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, planning)
+
+
+def publish_results(plan: RunPlan, results: Mapping[str, BranchResult], audit: AuditTrail) -> dict[str, BranchResult]:
+    """A ``--remote`` run's last step, by the process that holds the aligned commits: push them
+    (``remote.publish``) and return the results with their push outcomes. Other runs: unchanged."""
+    if plan.remote is None or plan.planning:
+        return dict(results)
+    git = Git(plan.location, timeout=plan.settings.integration_timeout_seconds)
+    try:
+        published = publish(git, plan.settings, MoveJournal(plan.folder.moves_dir), results)
+    finally:
+        git.close()
+    pushes = {name: result for name, result in published.items() if result.push and result.push.aligned_ref}
+    audit.record(
+        "push",
+        remote=plan.remote,
+        pushed=sorted(name for name, result in pushes.items() if result.succeeded),
+        failed={name: result.message for name, result in pushes.items() if not result.succeeded},
+    )
+    return published
 
 
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:

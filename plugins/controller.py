@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from alignment.logs import AuditTrail
 from alignment.model import BranchResult, Status
 from alignment.report import build_results, html_name
 from alignment.resources import MemoryGate
-from alignment.session import RunPlan
+from alignment.session import RunPlan, publish_results
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
@@ -82,6 +82,8 @@ class AlignmentController:
         self.failed: set[str] = set()
         self.finished: set[str] = set()
         self.crashes: dict[str, str] = {}
+        self.reported: dict[str, BranchResult] = {}  # each finished branch's result, as its worker sent it
+        self.published: dict[str, BranchResult] = {}  # the same after publishing (``--remote``)
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
         self.results: dict[str, Any] | None = None
@@ -142,6 +144,8 @@ class AlignmentController:
         if status is None:
             return  # skipped before it started: the breaker had tripped
         self.finished.add(branch)
+        if result:
+            self.reported[branch] = BranchResult.from_dict(result)
         tips = {"old_tip": result.get("old_tip"), "new_tip": result.get("new_tip")} if result else {}
         self.audit.record("branch_end", branch=branch, target=self.specs[branch].target, status=status, **tips)
         if self.breaker.record(report.nodeid in self.failed or status != Status.COMPLETED.value):
@@ -208,7 +212,9 @@ class AlignmentController:
             if branch is None:
                 continue
             properties = {key: value for item in test.get("user_properties", []) for key, value in item.items()}
-            if RESULT_PROPERTY in properties:
+            if branch in self.published:
+                results[branch] = self.published[branch]
+            elif RESULT_PROPERTY in properties:
                 results[branch] = BranchResult.from_dict(json.loads(properties[RESULT_PROPERTY]))
             elif test["outcome"] in ("failed", "error"):
                 results[branch] = self._exception_result(branch, test)
@@ -229,15 +235,20 @@ class AlignmentController:
             finished_at=now,
         )
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Never-started branches go into ``--lf``'s list, so a rerun picks them up."""
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        """Before the cache and the JSON report are written: publish a ``--remote`` run's branches, then put
+        never-started branches and those whose push failed into ``--lf``'s list, so a rerun picks them up."""
+        self.published = publish_results(self.plan, self.reported, self.audit)
+        push_failed = {name for name, result in self.published.items() if result.push and not result.succeeded}
+        if push_failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
-        if lfplugin is None:
-            return
-        for nodeid, branch in self.nodes.selected.items():
-            if branch not in self.finished:
-                lfplugin.lastfailed[nodeid] = True
+        if lfplugin is not None:
+            for nodeid, branch in self.nodes.selected.items():
+                if branch not in self.finished or branch in push_failed:
+                    lfplugin.lastfailed[nodeid] = True
+        return (yield)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.results is None:
