@@ -29,7 +29,7 @@ from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
 from alignment.errors import GitError, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, branch_ref
-from alignment.journal import Move, MoveJournal
+from alignment.journal import Move, MoveJournal, Outcome, Restoration
 from alignment.model import BranchResult, PushRecord, Status
 
 NAMESPACE = "refs/alignment/"
@@ -227,6 +227,55 @@ def _old(result: BranchResult) -> str:
 def _new(result: BranchResult) -> str:
     assert result.new_tip is not None
     return result.new_tip
+
+
+def restore_pushed(git: Git, remote: str, moves: Sequence[Move], *, dry_run: bool = False) -> list[Restoration]:
+    """Undo pushes to ``remote``: a branch still at the commit we pushed goes back to its old tip, pushed with
+    a lease on that commit (one ``ls-remote`` and one push for all); one at its old tip was never pushed;
+    one anywhere else moved again since and is left alone."""
+    refs = [branch_ref(move.branch) for move in moves]
+    try:
+        now = git.remote_refs(remote, refs)
+    except GitError as error:
+        return [Restoration(move, Outcome.FAILED, f"could not reach '{remote}': {error.reason}") for move in moves]
+    done: dict[str, Restoration] = {}
+    back = []
+    for move in moves:
+        tip = now.get(branch_ref(move.branch))
+        where = f"'{move.branch}' on '{remote}'"
+        if tip == move.old_tip:
+            done[move.branch] = Restoration(move, Outcome.NOT_MOVED, f"{where} is at its old tip {move.old_tip}")
+        elif tip != move.new_tip:
+            message = f"{where} moved again since (now at {tip}); left as it is"
+            done[move.branch] = Restoration(move, Outcome.MOVED_SINCE, message)
+        elif dry_run:
+            done[move.branch] = Restoration(move, Outcome.RESTORED, f"would restore {where} to {move.old_tip}")
+        else:
+            back.append(move)
+    if back:
+        done.update(_push_back(git, remote, back))
+    return [done[move.branch] for move in moves]
+
+
+def _push_back(git: Git, remote: str, moves: Sequence[Move]) -> dict[str, Restoration]:
+    updates = [PushUpdate(branch_ref(move.branch), move.old_tip, move.new_tip) for move in moves]
+    try:
+        answers = git.push(remote, updates)
+    except GitError as error:
+        message = f"could not push to '{remote}': {error.reason}"
+        return {move.branch: Restoration(move, Outcome.FAILED, message) for move in moves}
+    done = {}
+    for move in moves:
+        answer = answers.get(branch_ref(move.branch))
+        where = f"'{move.branch}' on '{remote}'"
+        if answer is not None and answer.landed:
+            done[move.branch] = Restoration(move, Outcome.RESTORED, f"restored {where} to its old tip {move.old_tip}")
+        elif answer is not None and "stale info" in answer.summary:
+            done[move.branch] = Restoration(move, Outcome.MOVED_SINCE, f"{where} moved again since; left as it is")
+        else:
+            refused = answer.summary if answer else "no answer"
+            done[move.branch] = Restoration(move, Outcome.FAILED, f"could not restore {where}: {refused}")
+    return done
 
 
 def push_record(remote: str, branch: str, moved: bool) -> PushRecord:
