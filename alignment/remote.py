@@ -70,7 +70,7 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
         return frozenset()
     except GitError as error:
         if not _MISSING.search(error.stderr):
-            raise RepositoryError(f"--remote {remote}: fetch failed: {error.reason}") from None
+            raise RepositoryError(f"--remote {remote}: fetch failed: {error.cause}") from None
     present = git.remote_refs(remote, wanted, timeout=timeout)
     missing = {ref: local for ref, local in wanted.items() if ref not in present}
     stale = [local for local in missing.values() if git.resolve_ref(local) is not None]
@@ -138,7 +138,7 @@ def _push_backups(
         try:
             answers = git.push(remote, updates)
         except GitError as error:
-            failure = _Failure("push_failed", f"could not reach '{remote}' to push the backup: {error.reason}")
+            failure = _Failure("push_failed", f"could not reach '{remote}' to push the backup: {error.cause}")
             return backups, {**failures, **{result.branch: failure for result in pending}}
         taken = []
         for result in pending:
@@ -173,7 +173,7 @@ def _push_branches(
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
     except GitError as error:
         failure = _Failure(
-            "push_failed", f"could not push to '{remote}': {error.reason}; the remote branch is unchanged"
+            "push_failed", f"could not push to '{remote}': {error.cause}; the remote branch is unchanged"
         )
         return {result.branch: failure for result in ready}
     failures = {}
@@ -237,7 +237,7 @@ def restore_pushed(git: Git, remote: str, moves: Sequence[Move], *, dry_run: boo
     try:
         now = git.remote_refs(remote, refs)
     except GitError as error:
-        return [Restoration(move, Outcome.FAILED, f"could not reach '{remote}': {error.reason}") for move in moves]
+        return [Restoration(move, Outcome.FAILED, f"could not reach '{remote}': {error.cause}") for move in moves]
     done: dict[str, Restoration] = {}
     back = []
     for move in moves:
@@ -262,7 +262,7 @@ def _push_back(git: Git, remote: str, moves: Sequence[Move]) -> dict[str, Restor
     try:
         answers = git.push(remote, updates)
     except GitError as error:
-        message = f"could not push to '{remote}': {error.reason}"
+        message = f"could not push to '{remote}': {error.cause}"
         return {move.branch: Restoration(move, Outcome.FAILED, message) for move in moves}
     done = {}
     for move in moves:
