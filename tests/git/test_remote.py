@@ -145,7 +145,8 @@ def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin
     assert lost["errors_detected"] == ["push_rejected"]
     assert "lease was lost" in lost["error_message"]
     assert "refs/alignment/aligned/origin/feature-b" in lost["error_message"]
-    assert lost["push"]["pushed"] is False and lost["new_tip"] is None
+    assert lost["push"]["pushed"] is False
+    assert lost["new_tip"] is None
     assert origin.remote_tip("feature-b") == theirs["feature-b"]  # their commit stays
     ours = origin.clone.git("rev-parse", "refs/alignment/aligned/origin/feature-b")
     assert origin.clone.git("rev-parse", f"{ours}^1") == origin.olds["feature-b"]  # ours is kept locally
@@ -155,7 +156,8 @@ def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin
         origin.assert_aligned(name)
 
     rerun = origin.run()
-    assert rerun["feature-b"]["status"] == "completed" and rerun["feature-b"]["push"]["pushed"]
+    assert rerun["feature-b"]["status"] == "completed"
+    assert rerun["feature-b"]["push"]["pushed"]
     origin.bare.git("merge-base", "--is-ancestor", theirs["feature-b"], "feature-b")
     assert rerun["feature-b"]["backup_branch"] == "backup-feature-b-pre-align-2"  # the first one is kept
     assert origin.remote_tip("backup-feature-b-pre-align-2") == theirs["feature-b"]
