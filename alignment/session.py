@@ -232,6 +232,7 @@ def publish_results(plan: RunPlan, results: Mapping[str, BranchResult], audit: A
     (``remote.publish``) and return the results with their push outcomes. Other runs: unchanged."""
     if plan.remote is None or plan.planning:
         return dict(results)
+    started = time.monotonic()
     git = Git(plan.location, timeout=plan.settings.integration_timeout_seconds)
     try:
         published = publish(git, plan.settings, MoveJournal(plan.folder.moves_dir), results)
@@ -243,6 +244,7 @@ def publish_results(plan: RunPlan, results: Mapping[str, BranchResult], audit: A
         remote=plan.remote,
         pushed=sorted(name for name, result in pushes.items() if result.succeeded),
         failed={name: result.message for name, result in pushes.items() if not result.succeeded},
+        seconds=round(time.monotonic() - started, 3),
     )
     return published
 
