@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from alignment.errors import AlignmentError
 from alignment.journal import Outcome
-from alignment.report import PLAN_FILE, RESULTS_FILE
-from alignment.session import RUN_RECORD
+from alignment.runs import RunState, list_runs
 from alignment.undo import undo_run
 
 _MARKS = {
@@ -57,20 +55,16 @@ def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> in
 
 
 def _runs(reports_dir: Path) -> int:
-    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        results, plan = record_path.parent / RESULTS_FILE, record_path.parent / PLAN_FILE
-        if results.exists():
-            summary = json.loads(results.read_text(encoding="utf-8"))["overall_summary"]
+    for run in list_runs(reports_dir):
+        summary = run.summary()
+        if run.state is RunState.FINISHED:
             ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
             state = f"{ok} ok, {failed} failed, {skipped} not run"
-        elif plan.exists():
-            summary = json.loads(plan.read_text(encoding="utf-8"))["overall_summary"]
+        elif run.state is RunState.PLANNED:
             state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
-        moves = len(list((record_path.parent / "moves").glob("*.json")))
-        print(f"{record['run_id']}  {state}; {moves} moved  {record['repository']}")
+        print(f"{run.run_id}  {state}; {run.moves()} moved  {run.record()['repository']}")
     return 0
 
 

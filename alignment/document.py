@@ -18,6 +18,7 @@ from alignment.components import ChangeRecord
 from alignment.config import Settings
 from alignment.model import CommitInfo, Status
 from alignment.names import branch_file_stem
+from alignment.runs import write_atomically
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
@@ -35,10 +36,7 @@ class MarkdownDocGenerator:
     def document(self, record: ChangeRecord) -> str:
         context = record.context
         path = document_path(context.changes_dir, context.target, context.branch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".md.tmp")
-        temporary.write_text(render(record), encoding="utf-8")
-        temporary.replace(path)
+        write_atomically(path, render(record))
         return str(path)
 
 

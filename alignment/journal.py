@@ -9,8 +9,6 @@ branch at the old tip was never moved; a branch anywhere else moved again since 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 from alignment.errors import GitError
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.names import branch_file_stem
+from alignment.runs import write_atomically
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,7 @@ class MoveJournal:
         self.directory = directory
 
     def record(self, move: Move) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{secrets.token_hex(4)}.tmp"
-        temporary.write_text(json.dumps(move.__dict__), encoding="utf-8")
-        os.replace(temporary, self._path(move.branch))
+        write_atomically(self._path(move.branch), json.dumps(move.__dict__))
 
     def get(self, branch: str) -> Move | None:
         path = self._path(branch)

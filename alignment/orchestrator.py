@@ -17,18 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from alignment.breaker import CircuitBreaker
 from alignment.components import Components
 from alignment.config import Settings, from_mapping, load_settings
 from alignment.errors import UsageProblem
-from alignment.explain import conflict_matrices
 from alignment.inputs import BranchInput, TargetGroup, load_branches
-from alignment.logs import AuditTrail, run_logging
+from alignment.ledger import RunLedger
+from alignment.logs import run_logging
 from alignment.model import BranchResult, BranchSpec
 from alignment.pipeline import Runtime
-from alignment.report import build_results
 from alignment.resources import MemoryGate
-from alignment.session import RunPlan, plan_run, publish_results
+from alignment.session import RunPlan, plan_run
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +93,15 @@ class BranchAlignmentOrchestrator:
 
 
 class _Run:
-    """One orchestrated run: its breaker, audit trail, memory gate and collected results."""
+    """One orchestrated run: its ledger, its memory gate, and the admission of branches."""
 
     def __init__(self, plan: RunPlan, components: Components | None, progress: Progress | None) -> None:
         self.plan = plan
         self.settings = plan.settings
         self.components = components
         self.progress = progress
-        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
-        self.audit = AuditTrail(plan.folder.audit_path if self.settings.audit_trail_enabled else None)
+        self.ledger = RunLedger(plan)  # a trip needs no action: ``_admit`` asks the ledger before each start
         self.memory = MemoryGate(self.settings.max_memory_mb)
-        self.results: dict[str, BranchResult] = {}
         self._running = 0
         self._lock = threading.Lock()
 
@@ -114,34 +110,15 @@ class _Run:
         return self.plan.branches
 
     def execute(self) -> dict[str, Any]:
-        plan = self.plan
-        self.audit.record(
-            "run_start",
-            run_id=plan.run_id,
-            repository=str(plan.location.git_dir),
-            branches=len(self.branches.branches),
-            targets=dict(plan.snapshot.target_commits),
-        )
-        logs_dir = plan.folder.logs_dir if self.settings.log_per_branch else None
-        with run_logging(self.settings.log_level, logs_dir), Runtime(plan, self.components) as runtime:
+        self.ledger.start()
+        logs_dir = self.plan.folder.logs_dir if self.settings.log_per_branch else None
+        with run_logging(self.settings.log_level, logs_dir), Runtime(self.plan, self.components) as runtime:
             for group in self.branches.groups:
-                if self.breaker.tripped:
+                if self.ledger.tripped:
                     break
                 self._run_group(runtime, group)
-            matrices = conflict_matrices(runtime.git, self.branches, self.results) if plan.planning else None
-        self.results = publish_results(plan, self.results, self.audit)
-        data = build_results(
-            self.branches,
-            self.results,
-            run_id=plan.run_id,
-            started=plan.started,
-            finished=time.time(),
-            breaker=self.breaker.state(),
-            matrices=matrices,
-        )
-        path = plan.folder.publish(data)
-        self.audit.record("run_end", run_id=plan.run_id, results=str(path), **data["overall_summary"])
-        return data
+        self.ledger.push()
+        return self.ledger.finish().results
 
     def _run_group(self, runtime: Runtime, group: TargetGroup) -> None:
         workers = self.settings.policy(group.target).max_workers
@@ -153,28 +130,13 @@ class _Run:
         if not self._admit():
             return
         try:
-            self.audit.record("branch_start", branch=spec.name, target=spec.target)
+            self.ledger.branch_started(spec)
             result = runtime.align(spec)
         finally:
             with self._lock:
                 self._running -= 1
-        with self._lock:
-            self.results[spec.name] = result
-            done = len(self.results)
-        self.audit.record(
-            "branch_end",
-            branch=spec.name,
-            target=spec.target,
-            status=result.status.value,
-            old_tip=result.old_tip,
-            new_tip=result.new_tip,
-            seconds=round(result.seconds, 3),
-        )
+        done = self.ledger.branch_finished(result)
         log.info("%d/%d %s: %s", done, len(self.branches.branches), spec.name, result.status.value)
-        if self.breaker.record(not result.succeeded):
-            state = self.breaker.state()
-            log.warning("%s", state.reason)
-            self.audit.record("circuit_breaker_tripped", reason=state.reason)
         if self.progress is not None:
             self.progress(done, len(self.branches.branches), result)
 
@@ -182,7 +144,7 @@ class _Run:
         """Wait for memory headroom; False once the breaker has tripped (the branch is not started)."""
         while True:
             with self._lock:
-                if self.breaker.tripped:
+                if self.ledger.tripped:
                     return False
                 if self.memory.allows_start(self._running):
                     self._running += 1

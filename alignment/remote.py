@@ -5,16 +5,16 @@
   branches, HEAD, index and worktree are not touched. The run reads (and pins targets at) these refs.
 * **Align**: in memory as for local branches; the aligned commit is kept at
   ``refs/alignment/aligned/<remote>/<branch>`` (local refs/heads never move), which the result names.
-* **Publish** (``publish``), once per target at the end of the run, by the process that holds the commits
-  (the pytest controller or the orchestrator): first one push of every backup, create-only
-  (``--force-with-lease=<backup>:``, so an existing backup is never overwritten: one at the same commit is
-  reused, one elsewhere gets the next free ``-2``, ``-3`` name), then one push of every branch whose backup
-  is on the remote, each with ``--force-with-lease=refs/heads/B:<fetched tip>``. Each branch's move is
-  journaled before that push (``alignment undo`` reads it). The outcome of every ref comes from
-  ``git push --porcelain``: a result says "pushed" only for a ref git reported as landed.
+* **Publish** (``push_branches``, called by the run's ledger): at the end of the run, by the process that
+  holds the commits (the pytest controller or the orchestrator), per target: first one push of every
+  backup, create-only (``--force-with-lease=<backup>:``, so an existing backup is never overwritten: one at
+  the same commit is reused, one elsewhere gets the next free ``-2``, ``-3`` name), then one push of every
+  branch whose backup is on the remote, each with ``--force-with-lease=refs/heads/B:<fetched tip>``. Each
+  branch's move is journaled before that push (``alignment undo`` reads it). The outcome of every ref comes
+  from ``git push --porcelain``: a result says "pushed" only for a ref git reported as landed.
 
 Why at the end and per target, not per branch: one connection per target instead of one per branch
-(the push costs ~1 ms a branch in one process), ``--atomic`` per target when ``push_atomic_per_target`` asks
+(a batch costs about a millisecond per branch, DESIGN.md), ``--atomic`` per target when ``push_atomic_per_target`` asks
 for all-or-nothing, and a branch's result is final only once its push is known: ``push_rejected`` or
 ``push_failed`` turn it into a failure that ``--lf`` retries.
 """
@@ -97,13 +97,13 @@ class _Failure:
     message: str
 
 
-def publish(
+def push_branches(
     git: Git, settings: Settings, journal: MoveJournal, results: Mapping[str, BranchResult]
 ) -> dict[str, BranchResult]:
-    """Push every aligned branch of ``results`` to ``settings.remote``; the results with their push outcomes.
+    """Push every aligned branch of ``results`` to ``settings.remote``; their results, with what the push did.
 
     Per target: one push of the backups, then one push of the branches whose backup is there. Results
-    that need no push (failed, up to date, a plan) come back unchanged.
+    that need no push (failed, up to date, a plan) are not in the answer.
     """
     remote = settings.remote
     assert remote is not None
@@ -111,7 +111,7 @@ def publish(
     for result in results.values():
         if result.push is not None and result.push.aligned_ref is not None and result.succeeded:
             waiting.setdefault(result.target, []).append(result)
-    published = dict(results)
+    published = {}
     for target, batch in waiting.items():
         backups, failures = _push_backups(git, settings, remote, batch)
         ready = [result for result in batch if result.branch not in failures]

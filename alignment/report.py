@@ -1,24 +1,20 @@
-"""The report builder: per-branch results to the spec's output dict, and the run folders it is written to.
+"""The report builder: per-branch results to the spec's output dict, published into the run's folder.
 
 ``build_results`` is the one place the spec's output is shaped; the orchestrator and the pytest plugin both
 call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``, per
 group ``not_run`` and, in a plan, ``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
 ``schema/alignment_results.schema.json`` describes all of them for Task 080.
 
-Runs never overwrite each other: each writes ``<reports>/runs/<run id>/``, then ``<reports>/latest`` is
-pointed at it and ``<reports>/alignment_results.json`` is replaced by a copy, both atomically. Each JSON file
-gets its HTML report beside it. A plan writes ``alignment_plan.json`` instead and leaves ``latest`` and
+``publish`` writes into the run's own folder (``runs.RunFolder``), then ``<reports>/latest`` is pointed at
+it and ``<reports>/alignment_results.json`` is replaced by a copy, both atomically. Each JSON file gets its
+HTML report beside it. A plan writes ``alignment_plan.json`` instead and leaves ``latest`` and
 ``alignment_results.json`` alone: they describe the last real run.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import secrets
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +23,9 @@ from alignment.explain import ConflictMatrix
 from alignment.html_report import render_report
 from alignment.inputs import BranchInput
 from alignment.model import SCHEMA_VERSION, BranchResult, iso_utc
+from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, write_atomically
 
-RESULTS_FILE = "alignment_results.json"
-PLAN_FILE = "alignment_plan.json"
 SCHEMA_PATH = Path(__file__).with_name("schema") / "alignment_results.schema.json"
-
-
-def new_run_id(now: float) -> str:
-    """Sortable and unique: UTC time plus random hex, e.g. ``20261125T101500Z-3fa9c1``."""
-    stamp = datetime.datetime.fromtimestamp(now, tz=datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 def build_results(
@@ -95,48 +84,18 @@ def build_results(
     }
 
 
-@dataclass(frozen=True)
-class RunFolder:
-    """Where one run writes: ``<reports>/runs/<run id>/`` and the shared pointers above it."""
-
-    reports_dir: Path
-    run_id: str
-
-    @property
-    def path(self) -> Path:
-        return self.reports_dir / "runs" / self.run_id
-
-    @property
-    def changes_dir(self) -> Path:
-        return self.path / "changes"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / "logs"
-
-    @property
-    def moves_dir(self) -> Path:
-        return self.path / "moves"
-
-    @property
-    def audit_path(self) -> Path:
-        return self.path / "audit.jsonl"
-
-    def publish(self, results: Mapping[str, Any]) -> Path:
-        """Write the results and their HTML report into the run folder, then the top-level copies; a real
-        run also points ``latest`` at its folder. Returns the JSON file in the run folder."""
-        planned = bool(results.get("planned"))
-        name = PLAN_FILE if planned else RESULTS_FILE
-        text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-        for directory in (self.path, self.reports_dir):
-            _write_atomically(directory / name, text)
-            _write_atomically(directory / html_name(name), render_report(results, directory))
-        if not planned:
-            link = self.reports_dir / "latest"
-            temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
-            os.symlink(Path("runs") / self.run_id, temporary)
-            os.replace(temporary, link)
-        return self.path / name
+def publish(folder: RunFolder, results: Mapping[str, Any]) -> Path:
+    """Write the results and their HTML report into the run folder, then the top-level copies; a real run
+    also points ``latest`` at its folder. Returns the JSON file in the run folder."""
+    planned = bool(results.get("planned"))
+    name = PLAN_FILE if planned else RESULTS_FILE
+    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    for directory in (folder.path, folder.reports_dir):
+        write_atomically(directory / name, text)
+        write_atomically(directory / html_name(name), render_report(results, directory))
+    if not planned:
+        folder.point_latest()
+    return folder.path / name
 
 
 def html_name(json_name: str) -> str:
@@ -147,10 +106,3 @@ def html_name(json_name: str) -> str:
 def load_schema() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     return loaded
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

@@ -23,13 +23,9 @@ from alignment.config import Settings, from_mapping
 from alignment.errors import RepositoryError
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
-from alignment.journal import MoveJournal
-from alignment.logs import AuditTrail
-from alignment.model import Action, BranchResult
-from alignment.remote import check_remote, fetch_listed, publish, tracking_root
-from alignment.report import PLAN_FILE, RESULTS_FILE, RunFolder, new_run_id
-
-RUN_RECORD = "run.json"
+from alignment.model import Action
+from alignment.remote import check_remote, fetch_listed, tracking_root
+from alignment.runs import RunFolder, RunState, list_runs, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +203,16 @@ def plan_run(
         git.close()
     scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
     housekeeping.hold(scratch)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    record = {
-        "run_id": run_id,
-        "repository": str(location.git_dir),
-        "started": started,
-        "input": branches.source,
-        "scratch_dir": str(scratch),
-        "planning": planning,
-    }
-    (folder.path / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    folder.write_record(
+        {
+            "run_id": run_id,
+            "repository": str(location.git_dir),
+            "started": started,
+            "input": branches.source,
+            "scratch_dir": str(scratch),
+            "planning": planning,
+        }
+    )
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,
@@ -227,41 +223,14 @@ def plan_run(
     return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, planning)
 
 
-def publish_results(plan: RunPlan, results: Mapping[str, BranchResult], audit: AuditTrail) -> dict[str, BranchResult]:
-    """A ``--remote`` run's last step, by the process that holds the aligned commits: push them
-    (``remote.publish``) and return the results with their push outcomes. Other runs: unchanged."""
-    if plan.remote is None or plan.planning:
-        return dict(results)
-    started = time.monotonic()
-    git = Git(plan.location, timeout=plan.settings.integration_timeout_seconds)
-    try:
-        published = publish(git, plan.settings, MoveJournal(plan.folder.moves_dir), results)
-    finally:
-        git.close()
-    pushes = {name: result for name, result in published.items() if result.push and result.push.aligned_ref}
-    audit.record(
-        "push",
-        remote=plan.remote,
-        pushed=sorted(name for name, result in pushes.items() if result.succeeded),
-        failed={name: result.message for name, result in pushes.items() if not result.succeeded},
-        seconds=round(time.monotonic() - started, 3),
-    )
-    return published
-
-
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     """Earlier runs that died before writing their results, and how many moves each journaled."""
     notes = []
-    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
-        run_dir = record_path.parent
-        if (run_dir / RESULTS_FILE).exists() or (run_dir / PLAN_FILE).exists():
+    for run in list_runs(reports_dir):
+        if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
             continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if housekeeping.is_alive(Path(record["scratch_dir"])):
-            continue
-        moves = len(list((run_dir / "moves").glob("*.json")))
         notes.append(
-            f"run {record['run_id']} did not finish; it moved {moves} branch(es) to checked merges "
-            f"(`alignment undo {record['run_id']}` puts them back)"
+            f"run {run.run_id} did not finish; it moved {run.moves()} branch(es) to checked merges "
+            f"(`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)

@@ -17,8 +17,7 @@ from alignment.git import Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, Restoration, restore
 from alignment.logs import AuditTrail
 from alignment.remote import restore_pushed
-from alignment.report import RunFolder
-from alignment.session import RUN_RECORD
+from alignment.runs import RunFolder
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,11 @@ def undo_run(
 ) -> UndoReport:
     """Restore every branch run ``run_id`` moved (or say what would happen, with ``dry_run``)."""
     folder = RunFolder(reports_dir, run_id)
-    record_path = folder.path / RUN_RECORD
+    record_path = folder.record_path
     if not record_path.exists():
-        raise UsageProblem(f"{folder.path}: no such run (no {RUN_RECORD}); runs are listed in {reports_dir / 'runs'}")
+        raise UsageProblem(
+            f"{folder.path}: no such run (no {record_path.name}); runs are listed in {reports_dir / 'runs'}"
+        )
     repository = str(repo_path) if repo_path is not None else json.loads(record_path.read_text())["repository"]
     git = Git(RepoLocation.discover(repository))
     moves = MoveJournal(folder.moves_dir).moves()

@@ -116,7 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.log_level is None and not config.getini("log_level"):
         config.option.log_level = "WARNING"  # INFO goes to the branch log files, not into every test report
     if config.option.json_report_file == ".report.json":
-        config.option.json_report_file = str(state.plan.folder.path / "pytest-report.json")
+        config.option.json_report_file = str(state.plan.folder.pytest_report_path)
     if not config.option.json_report_omit:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.

@@ -9,7 +9,6 @@ the ``exception`` result the controller made when it put that branch back.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -17,16 +16,15 @@ from typing import Any
 
 import pytest
 
-from alignment.breaker import CircuitBreaker
-from alignment.explain import conflict_matrices
 from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
-from alignment.logs import AuditTrail
+from alignment.ledger import Published, RunLedger
 from alignment.model import BranchResult, Status
-from alignment.report import build_results, html_name
+from alignment.report import html_name
 from alignment.resources import MemoryGate
-from alignment.session import RunPlan, publish_results
+from alignment.runs import write_atomically
+from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
@@ -35,11 +33,7 @@ RECOVERY_GRACE_SECONDS = 0.5
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
     """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
-    directory = plan.scratch_dir / "nodes"
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{worker}.{secrets.token_hex(4)}"
-    temporary.write_text(json.dumps(branches), encoding="utf-8")
-    temporary.replace(directory / f"{worker}.json")
+    write_atomically(plan.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
 
 
 class NodeMap:
@@ -73,21 +67,15 @@ class AlignmentController:
         self.config = config
         self.plan = plan
         self.demo_dir = demo_dir
-        settings = plan.settings
-        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
-        self.audit = AuditTrail(plan.folder.audit_path if settings.audit_trail_enabled else None)
-        self.memory = MemoryGate(settings.max_memory_mb)
+        self.ledger = RunLedger(plan, on_trip=self._stop)
+        self.memory = MemoryGate(plan.settings.max_memory_mb)
         self.nodes = NodeMap(plan)
         self.specs = {spec.name: spec for spec in plan.branches.branches}
-        self.failed: set[str] = set()
-        self.finished: set[str] = set()
+        self.failures: dict[str, str] = {}  # test id -> the last line of its first failure
         self.crashes: dict[str, str] = {}
-        self.reported: dict[str, BranchResult] = {}  # each finished branch's result, as its worker sent it
-        self.published: dict[str, BranchResult] = {}  # the same after publishing (``--remote``)
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
-        self.results: dict[str, Any] | None = None
-        self.results_path: Path | None = None
+        self.published: Published | None = None
 
     # -- xdist -----------------------------------------------------------------------------------------------
 
@@ -117,39 +105,29 @@ class AlignmentController:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        self.audit.record(
-            "run_start",
-            run_id=self.plan.run_id,
-            repository=str(self.plan.location.git_dir),
-            branches=len(self.plan.branches.branches),
-            targets=dict(self.plan.snapshot.target_commits),
-        )
+        self.ledger.start()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Each phase's report, read once: the branch's start, its failure text, and at its end its result."""
         when: str = report.when  # "???" for the item of a crashed worker
         if report.failed:
-            self.failed.add(report.nodeid)
+            self.failures.setdefault(report.nodeid, _last_line(report.longreprtext))
         branch = self.nodes.branch(report.nodeid)
         if branch is None:
             return
         if when == "setup" and not report.skipped:
-            self.audit.record("branch_start", branch=branch, target=self.specs[branch].target, test=report.nodeid)
+            self.ledger.branch_started(self.specs[branch])
         if when == "???":
             self.crashes[branch] = self._recover(branch, report)
         if when not in ("teardown", "???"):
             return
+        failed = report.nodeid in self.failures
         result = _result_of(report)
-        errored = report.failed or report.nodeid in self.failed
-        status = result["status"] if result else (Status.EXCEPTION.value if errored else None)
-        if status is None:
-            return  # skipped before it started: the breaker had tripped
-        self.finished.add(branch)
-        if result:
-            self.reported[branch] = BranchResult.from_dict(result)
-        tips = {"old_tip": result.get("old_tip"), "new_tip": result.get("new_tip")} if result else {}
-        self.audit.record("branch_end", branch=branch, target=self.specs[branch].target, status=status, **tips)
-        if self.breaker.record(report.nodeid in self.failed or status != Status.COMPLETED.value):
-            self._trip()
+        if result is None:
+            if not failed:
+                return  # skipped before it started: the breaker had tripped
+            result = self._exception_result(branch, report.nodeid)
+        self.ledger.branch_finished(result, failed=failed or not result.succeeded)
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
@@ -163,66 +141,9 @@ class AlignmentController:
         finally:
             git.close()
 
-    def _trip(self) -> None:
-        state = self.breaker.state()
-        reason = str(state.reason)
-        self.plan.stop_flag.write_text(reason, encoding="utf-8")
-        self.audit.record("circuit_breaker_tripped", reason=reason)
-        if self.session is not None:
-            self.session.shouldstop = reason
-        dsession = self.config.pluginmanager.getplugin("dsession")
-        if dsession is not None:
-            dsession.shouldstop = reason
-        if self.scheduler is not None:
-            self.scheduler.stop()
-
-    # -- results ---------------------------------------------------------------------------------------------
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
-        """Turn pytest-json-report's report into the spec's output and publish it."""
-        results = self.results_from(json_report.get("tests", []))
-        matrices = None
-        if self.plan.planning:
-            git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
-            try:
-                matrices = conflict_matrices(git, self.plan.branches, results)
-            finally:
-                git.close()
-        self.results = build_results(
-            self.plan.branches,
-            results,
-            run_id=self.plan.run_id,
-            started=self.plan.started,
-            finished=time.time(),
-            breaker=self.breaker.state(),
-            selected=set(self.nodes.selected.values()),
-            matrices=matrices,
-        )
-        self.results_path = self.plan.folder.publish(self.results)
-        json_report["alignment_results"] = str(self.results_path)
-        self.audit.record(
-            "run_end", run_id=self.plan.run_id, results=str(self.results_path), **self.results["overall_summary"]
-        )
-
-    def results_from(self, tests: list[dict[str, Any]]) -> dict[str, BranchResult]:
-        results: dict[str, BranchResult] = {}
-        for test in tests:
-            branch = self.nodes.branch(test["nodeid"])
-            if branch is None:
-                continue
-            properties = {key: value for item in test.get("user_properties", []) for key, value in item.items()}
-            if branch in self.published:
-                results[branch] = self.published[branch]
-            elif RESULT_PROPERTY in properties:
-                results[branch] = BranchResult.from_dict(json.loads(properties[RESULT_PROPERTY]))
-            elif test["outcome"] in ("failed", "error"):
-                results[branch] = self._exception_result(branch, test)
-        return results
-
-    def _exception_result(self, branch: str, test: dict[str, Any]) -> BranchResult:
+    def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
         """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
-        message = self.crashes.get(branch) or _first_longrepr_line(test) or "the test failed before aligning"
+        message = self.crashes.get(branch) or self.failures.get(nodeid) or "the test failed before aligning"
         now = time.time()
         return BranchResult(
             branch,
@@ -235,34 +156,56 @@ class AlignmentController:
             finished_at=now,
         )
 
+    def _stop(self, reason: str) -> None:
+        """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
+        self.plan.stop_flag.write_text(reason, encoding="utf-8")
+        if self.session is not None:
+            self.session.shouldstop = reason
+        dsession = self.config.pluginmanager.getplugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+    # -- results ---------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        """pytest-json-report's report is complete: publish the spec's output from the results read from it
+        as each test reported, and point the JSON report at it."""
+        self.published = self.ledger.finish(selected=set(self.nodes.selected.values()))
+        json_report["alignment_results"] = str(self.published.path)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
-        """Before the cache and the JSON report are written: publish a ``--remote`` run's branches, then put
-        never-started branches and those whose push failed into ``--lf``'s list, so a rerun picks them up."""
-        self.published = publish_results(self.plan, self.reported, self.audit)
-        push_failed = {name for name, result in self.published.items() if result.push and not result.succeeded}
+        """Before the cache and the JSON report are written: push a ``--remote`` run's branches, then put
+        never-started branches and those whose push failed into ``--lf``'s list, so a rerun picks them up.
+        A failed push fails the session (exit code 1) although the branch's test item passed."""
+        push_failed = self.ledger.push()
         if push_failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         if lfplugin is not None:
+            finished = self.ledger.results
             for nodeid, branch in self.nodes.selected.items():
-                if branch not in self.finished or branch in push_failed:
+                if branch not in finished or branch in push_failed:
                     lfplugin.lastfailed[nodeid] = True
         return (yield)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.results is None:
+        if self.published is None:
             return
+        results, results_path = self.published.results, self.published.path
         write = terminalreporter.write_line
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
-        write(headline(self.results))
+        write(headline(results))
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
-        for target, group in self.results["orchestration_results"].items():
+        for target, group in results["orchestration_results"].items():
             write(
                 f"{target[:27]:<28}{group['processed_branches']:>10}{group['successful']:>6}{group['failed']:>8}"
                 f"{len(group['not_run']):>9}"
             )
-        summary = self.results["overall_summary"]
+        summary = results["overall_summary"]
         write(
             f"{'total':<28}{summary['total_branches_processed']:>10}{summary['total_successful']:>6}"
             f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
@@ -282,9 +225,8 @@ class AlignmentController:
         for note in self.plan.housekeeping:
             write(f"note: {note}", yellow=True)
         kind = "plan" if self.plan.planning else "results"
-        write(f"run {self.plan.run_id}; {kind}: {self.results_path}")
-        if self.results_path is not None:
-            write(f"report: {self.results_path.with_name(html_name(self.results_path.name))}")
+        write(f"run {self.plan.run_id}; {kind}: {results_path}")
+        write(f"report: {results_path.with_name(html_name(results_path.name))}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
 
@@ -299,21 +241,18 @@ class AlignmentController:
             git.close()
 
 
-def _result_of(report: pytest.TestReport) -> dict[str, Any] | None:
+def _result_of(report: pytest.TestReport) -> BranchResult | None:
     """The branch result a worker attached to the item's report, if any."""
     for key, value in report.user_properties:
         if key == RESULT_PROPERTY:
-            result: dict[str, Any] = json.loads(str(value))
-            return result
+            return BranchResult.from_dict(json.loads(str(value)))
     return None
 
 
-def _first_longrepr_line(test: dict[str, Any]) -> str | None:
-    for stage in ("setup", "call", "teardown", "???"):
-        text = (test.get(stage) or {}).get("longrepr")
-        if text:
-            return str(text).strip().splitlines()[-1][:300]
-    return None
+def _last_line(text: str) -> str:
+    """A failure's summary: the last line of its text."""
+    lines = text.strip().splitlines()
+    return lines[-1][:300] if lines else ""
 
 
 def headline(results: dict[str, Any]) -> str:

@@ -18,11 +18,13 @@ from typing import Any
 import jsonschema
 import pytest
 
+from alignment import ledger
 from alignment.components import Components
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
-from alignment.report import RunFolder, load_schema
+from alignment.report import load_schema
+from alignment.runs import RunFolder
 from alignment.session import plan_run
 
 pytest_plugins = ["pytester"]
@@ -52,14 +54,14 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 @pytest.fixture(autouse=True)
 def every_result_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a test publishes (orchestrator, in-process pytest run) is checked against the JSON Schema."""
-    publish = RunFolder.publish
+    publish = ledger.publish
     schema = load_schema()
 
     def checked(folder: RunFolder, results: Mapping[str, Any]) -> Path:
         jsonschema.validate(results, schema)
         return publish(folder, results)
 
-    monkeypatch.setattr(RunFolder, "publish", checked)
+    monkeypatch.setattr(ledger, "publish", checked)
 
 
 class Repo:

@@ -122,8 +122,15 @@ def test_pytest_and_the_orchestrator_give_the_same_output(run: Any, tmp_path: Pa
     repo_a, input_a = build_demo(tmp_path / "a")
     repo_b, _ = build_demo(tmp_path / "b")
     by_class = BranchAlignmentOrchestrator(reports_dir=tmp_path / "orchestrator").run(input_a, repo_a)
-    by_pytest = run("--input", str(input_a), "--repo", str(repo_b), "-n", "2").data
-    assert normalized(by_pytest) == normalized(by_class)
+    done = run("--input", str(input_a), "--repo", str(repo_b), "-n", "2")
+    assert normalized(done.data) == normalized(by_class)
+    orchestrator_audit = (tmp_path / "orchestrator" / "latest" / "audit.jsonl").read_text().splitlines()
+    assert audit_shape(done.audit()) == audit_shape([json.loads(line) for line in orchestrator_audit])
+
+
+def audit_shape(events: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each audit record's event, branch and keys, in a stable order (branches finish in any order)."""
+    return sorted((event["event"], event.get("branch", ""), tuple(sorted(event))) for event in events)
 
 
 def normalized(data: dict[str, Any]) -> dict[str, Any]:

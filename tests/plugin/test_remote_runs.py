@@ -3,6 +3,7 @@ after a refused push; the pushing process killed between the backups' push and t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,10 +77,11 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
         command(origin), cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        wait_until(lambda: reached.exists() or controller.poll() is not None)
+        wait_until(lambda: reached.exists() or controller.poll() is not None, seconds=180)
     finally:  # the controller, its workers and its git processes (each in a process group of its own)
-        for group in {os.getpgid(pid) for pid in descendants(controller.pid)} - {os.getpgid(0)}:
-            os.killpg(group, signal.SIGKILL)
+        for group in process_groups(descendants(controller.pid)) - {os.getpgid(0)}:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         controller.wait()
     assert reached.exists()
     block.unlink()
@@ -98,6 +100,14 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
         assert done[name]["backup_branch"] == f"backup-{name}-pre-align"  # reused: the same commit
         origin.assert_aligned(name)
     origin.assert_safe()
+
+
+def process_groups(pids: list[int]) -> set[int]:
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # a short-lived git process may be gone already
+            groups.add(os.getpgid(pid))
+    return groups
 
 
 def descendants(pid: int) -> list[int]:

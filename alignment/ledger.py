@@ -1,0 +1,159 @@
+"""The run's ledger: the bookkeeping both front ends share, so that they give the same output by construction.
+
+The pytest controller and ``BranchAlignmentOrchestrator`` only say what happened (the run started, a branch
+started, a branch finished with this result, the run ended); the ledger writes the audit trail, feeds the
+circuit breaker, keeps the results and builds and publishes the spec's output. What a trip of the breaker
+does to the run is the front end's: it passes ``on_trip`` (the controller stops xdist, the orchestrator
+stops admitting branches). Between the last branch and ``finish`` a branch's result may be amended (a later
+step, such as pushing it, changed its outcome). Thread-safe: the orchestrator's threads share one ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignment.breaker import CircuitBreaker
+from alignment.explain import ConflictMatrix, conflict_matrices
+from alignment.git import Git
+from alignment.journal import MoveJournal
+from alignment.logs import AuditTrail
+from alignment.model import BranchResult, BranchSpec
+from alignment.remote import push_branches
+from alignment.report import build_results, publish
+from alignment.session import RunPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The spec's output of a finished run and the JSON file it was written to (in the run folder)."""
+
+    results: dict[str, Any]
+    path: Path
+
+
+class RunLedger:
+    """Audit trail, circuit breaker and results of one run; ``finish`` publishes them."""
+
+    def __init__(self, plan: RunPlan, on_trip: Callable[[str], None] | None = None) -> None:
+        self.plan = plan
+        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
+        self.audit = AuditTrail(plan.folder.audit_path if plan.settings.audit_trail_enabled else None)
+        self._on_trip = on_trip
+        self._results: dict[str, BranchResult] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def tripped(self) -> bool:
+        return self.breaker.tripped
+
+    @property
+    def results(self) -> Mapping[str, BranchResult]:
+        """The results recorded so far, by branch name (a copy)."""
+        with self._lock:
+            return dict(self._results)
+
+    def start(self) -> None:
+        plan = self.plan
+        self.audit.record(
+            "run_start",
+            run_id=plan.run_id,
+            repository=str(plan.location.git_dir),
+            branches=len(plan.branches.branches),
+            targets=dict(plan.snapshot.target_commits),
+        )
+
+    def branch_started(self, spec: BranchSpec) -> None:
+        self.audit.record("branch_start", branch=spec.name, target=spec.target)
+
+    def branch_finished(self, result: BranchResult, *, failed: bool | None = None) -> int:
+        """Record ``result`` and count it for the breaker as a failure when ``failed`` (default: it did not
+        succeed); returns how many branches have finished. A trip is recorded, then handed to ``on_trip``."""
+        with self._lock:
+            self._results[result.branch] = result
+            done = len(self._results)
+        self.audit.record(
+            "branch_end",
+            branch=result.branch,
+            target=result.target,
+            status=result.status.value,
+            old_tip=result.old_tip,
+            new_tip=result.new_tip,
+            seconds=round(result.seconds, 3),
+        )
+        if self.breaker.record(not result.succeeded if failed is None else failed):
+            reason = str(self.breaker.state().reason)
+            log.warning("%s", reason)
+            self.audit.record("circuit_breaker_tripped", reason=reason)
+            if self._on_trip is not None:
+                self._on_trip(reason)
+        return done
+
+    def amend(self, result: BranchResult) -> None:
+        """Replace the recorded result of ``result.branch`` before the results are built; the breaker keeps
+        the count it made of the first result."""
+        with self._lock:
+            if result.branch not in self._results:
+                raise KeyError(f"no result recorded for '{result.branch}' to amend")
+            self._results[result.branch] = result
+        self.audit.record("branch_amended", branch=result.branch, target=result.target, status=result.status.value)
+
+    def push(self) -> frozenset[str]:
+        """A ``--remote`` run's last step before ``finish``, by the process that holds the aligned commits:
+        push them (``remote.push_branches``), amend each pushed branch's result with what the push did, and record
+        the push; the branches whose push failed. Other runs and plans: nothing happens."""
+        plan = self.plan
+        if plan.remote is None or plan.planning:
+            return frozenset()
+        started = time.monotonic()
+        git = Git(plan.location, timeout=plan.settings.integration_timeout_seconds)
+        try:
+            pushed = push_branches(git, plan.settings, MoveJournal(plan.folder.moves_dir), self.results)
+        finally:
+            git.close()
+        for result in pushed.values():
+            self.amend(result)
+        failed = frozenset(name for name, result in pushed.items() if not result.succeeded)
+        self.audit.record(
+            "push",
+            remote=plan.remote,
+            pushed=sorted(set(pushed) - failed),
+            failed={name: pushed[name].message for name in sorted(failed)},
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return failed
+
+    def finish(self, selected: Collection[str] | None = None) -> Published:
+        """Build the spec's output for the ``selected`` branches (default: all), publish it, close the trail.
+
+        A plan adds each target's conflict matrix, from the predicted results."""
+        plan = self.plan
+        results = self.results
+        matrices = self._matrices(results) if plan.planning else None
+        data = build_results(
+            plan.branches,
+            results,
+            run_id=plan.run_id,
+            started=plan.started,
+            finished=time.time(),
+            breaker=self.breaker.state(),
+            selected=selected,
+            matrices=matrices,
+        )
+        path = publish(plan.folder, data)
+        self.audit.record("run_end", run_id=plan.run_id, results=str(path), **data["overall_summary"])
+        return Published(data, path)
+
+    def _matrices(self, results: Mapping[str, BranchResult]) -> dict[str, ConflictMatrix]:
+        git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
+        try:
+            return conflict_matrices(git, self.plan.branches, results)
+        finally:
+            git.close()

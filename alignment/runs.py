@@ -1,0 +1,132 @@
+"""The reports folder: where each run writes, which runs it holds and how far each got, and the atomic write.
+
+Runs never overwrite each other: each writes ``<reports>/runs/<run id>/``; a finished real run then points
+``<reports>/latest`` at its folder. Every file a reader may open while it is being written (results, the move
+journal, change documents) is written whole or not at all by ``write_atomically``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "alignment_results.json"
+PLAN_FILE = "alignment_plan.json"
+RUN_RECORD = "run.json"
+
+
+def new_run_id(now: float) -> str:
+    """Sortable and unique: UTC time plus random hex, e.g. ``20261125T101500Z-3fa9c1``."""
+    stamp = datetime.datetime.fromtimestamp(now, tz=datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where one run writes: ``<reports>/runs/<run id>/`` and the shared pointers above it."""
+
+    reports_dir: Path
+    run_id: str
+
+    @property
+    def path(self) -> Path:
+        return self.reports_dir / "runs" / self.run_id
+
+    @property
+    def record_path(self) -> Path:
+        """``run.json``: written when the run starts; the repository, the input and the scratch directory."""
+        return self.path / RUN_RECORD
+
+    @property
+    def changes_dir(self) -> Path:
+        return self.path / "changes"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def moves_dir(self) -> Path:
+        return self.path / "moves"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.path / "audit.jsonl"
+
+    @property
+    def pytest_report_path(self) -> Path:
+        return self.path / "pytest-report.json"
+
+    def write_record(self, record: Mapping[str, Any]) -> None:
+        write_atomically(self.record_path, json.dumps(record, indent=2) + "\n")
+
+    def point_latest(self) -> None:
+        """Point ``<reports>/latest`` at this run's folder, in one rename."""
+        temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
+        os.symlink(Path("runs") / self.run_id, temporary)
+        os.replace(temporary, self.reports_dir / "latest")
+
+
+class RunState(str, Enum):
+    """How far a run got: its results written, its plan written, or neither (running, or it died)."""
+
+    FINISHED = "finished"
+    PLANNED = "planned"
+    UNFINISHED = "unfinished"
+
+
+_OUTPUT = {RunState.FINISHED: RESULTS_FILE, RunState.PLANNED: PLAN_FILE}  # the file each state has written
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run found in a reports folder; its files are read only when asked for."""
+
+    folder: RunFolder
+    state: RunState
+
+    @property
+    def run_id(self) -> str:
+        return self.folder.run_id
+
+    def record(self) -> Mapping[str, Any]:
+        record: Mapping[str, Any] = json.loads(self.folder.record_path.read_text(encoding="utf-8"))
+        return record
+
+    def summary(self) -> Mapping[str, Any]:
+        """The ``overall_summary`` of its results or plan (empty while unfinished)."""
+        name = _OUTPUT.get(self.state)
+        if name is None:
+            return {}
+        output = json.loads((self.folder.path / name).read_text(encoding="utf-8"))
+        summary: Mapping[str, Any] = output["overall_summary"]
+        return summary
+
+    def moves(self) -> int:
+        """How many branch moves its journal holds."""
+        return len(list(self.folder.moves_dir.glob("*.json")))
+
+
+def list_runs(reports_dir: Path) -> list[RunEntry]:
+    """Every run of ``reports_dir`` that wrote its record, oldest first (run ids sort by time)."""
+    entries = []
+    for record_path in sorted(reports_dir.glob(f"runs/*/{RUN_RECORD}")):
+        folder = RunFolder(reports_dir, record_path.parent.name)
+        written = (state for state, name in _OUTPUT.items() if (folder.path / name).exists())
+        entries.append(RunEntry(folder, next(written, RunState.UNFINISHED)))
+    return entries

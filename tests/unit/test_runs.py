@@ -1,0 +1,51 @@
+"""The reports folder's layout: listing runs by how far they got, and the one atomic write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, RunState, list_runs, write_atomically
+
+
+def made_run(reports: Path, run_id: str, output: str | None, moves: int = 0) -> RunFolder:
+    folder = RunFolder(reports, run_id)
+    folder.write_record({"run_id": run_id, "repository": "/r", "scratch_dir": "/s"})
+    for index in range(moves):
+        write_atomically(folder.moves_dir / f"b{index}.json", "{}")
+    if output is not None:
+        write_atomically(folder.path / output, json.dumps({"overall_summary": {"total_successful": 1}}))
+    return folder
+
+
+def test_runs_are_listed_oldest_first_with_how_far_each_got(tmp_path: Path) -> None:
+    made_run(tmp_path, "20260102T000000Z-bbbbbb", PLAN_FILE)
+    made_run(tmp_path, "20260101T000000Z-aaaaaa", RESULTS_FILE, moves=2)
+    made_run(tmp_path, "20260103T000000Z-cccccc", None, moves=1)
+    (tmp_path / "runs" / "not-a-run").mkdir()  # no record: not listed
+    runs = list_runs(tmp_path)
+    assert [(run.run_id, run.state, run.moves()) for run in runs] == [
+        ("20260101T000000Z-aaaaaa", RunState.FINISHED, 2),
+        ("20260102T000000Z-bbbbbb", RunState.PLANNED, 0),
+        ("20260103T000000Z-cccccc", RunState.UNFINISHED, 1),
+    ]
+    assert [dict(run.summary()) for run in runs] == [{"total_successful": 1}, {"total_successful": 1}, {}]
+    assert runs[0].record()["repository"] == "/r"
+    assert list_runs(tmp_path / "nowhere") == []
+
+
+def test_an_atomic_write_leaves_only_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "file.json"
+    write_atomically(path, "old")
+    write_atomically(path, "new")
+    assert path.read_text() == "new"
+    assert [item.name for item in path.parent.iterdir()] == ["file.json"]
+
+
+def test_latest_points_at_the_run_folder(tmp_path: Path) -> None:
+    first, second = RunFolder(tmp_path, "one"), RunFolder(tmp_path, "two")
+    for folder in (first, second):
+        folder.path.mkdir(parents=True)
+        folder.point_latest()
+    assert (tmp_path / "latest").resolve() == second.path.resolve()
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["latest", "runs"]
