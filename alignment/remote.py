@@ -88,7 +88,8 @@ def remote_backup_ref(settings: Settings, branch: str, attempt: int = 1) -> str:
 
 
 def backups_on_remote(settings: Settings) -> bool:
-    return settings.enable_backup_branches and settings.remote_backups != LOCAL_BACKUPS
+    """Backups are pushed to the remote (a ``--remote`` run whose ``remote_backups`` is not ``local``)."""
+    return settings.remote is not None and settings.enable_backup_branches and settings.remote_backups != LOCAL_BACKUPS
 
 
 @dataclass(frozen=True)
