@@ -124,3 +124,21 @@ def descendants(pid: int) -> list[int]:
         frontier = [child for child, parent in parents.items() if parent in frontier]
         found.extend(frontier)
     return found
+
+
+@pytest.mark.parametrize(
+    ("remote", "message"),
+    [
+        ("upstream", "ERROR: --remote upstream: no such remote in "),
+        ("a..b", 'ERROR: --remote: expected the name of a git remote, got "a..b"'),
+    ],
+)
+def test_a_bad_remote_is_one_error_line_and_nothing_is_fetched(
+    origin: Origin, pytester: pytest.Pytester, remote: str, message: str
+) -> None:
+    write_input(origin.tmp / "in.json", [entry(name) for name in NAMES])
+    args = ["--input", str(origin.tmp / "in.json"), "--repo", str(origin.clone.path), f"--remote={remote}"]
+    result = pytester.runpytest_inprocess(str(PROJECT / "alignment"), "-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any(line.startswith(message) for line in result.errlines), result.errlines
+    assert not origin.clone.git("for-each-ref", "refs/alignment/")
