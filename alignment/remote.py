@@ -21,21 +21,20 @@ for all-or-nothing, and a branch's result is final only once its push is known: 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
 from alignment.errors import GitError, RepositoryError, one_line
-from alignment.git import Git, PushedRef, PushUpdate, branch_ref
+from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
 from alignment.model import BranchResult, PushRecord, Status
 
 NAMESPACE = "refs/alignment/"
 LOCAL_BACKUPS = "local"
 REMOTE_BACKUPS = "remote"
-_MISSING = re.compile(r"couldn't find remote ref (\S+)")
+_MISSING = "couldn't find remote ref"  # git fetch names the first listed ref the remote lacks
 
 
 def tracking_root(remote: str) -> str:
@@ -69,13 +68,13 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
         git.fetch(remote, wanted, timeout=timeout)
         return frozenset()
     except GitError as error:
-        if not _MISSING.search(error.stderr):
+        if _MISSING not in error.stderr:
             raise RepositoryError(f"--remote {remote}: fetch failed: {error.cause}") from None
     present = git.remote_refs(remote, wanted, timeout=timeout)
     missing = {ref: local for ref, local in wanted.items() if ref not in present}
-    stale = [local for local in missing.values() if git.resolve_ref(local) is not None]
+    stale = [RefUpdate(local, None, tip) for local in missing.values() if (tip := git.resolve_ref(local)) is not None]
     if stale:
-        git.run("update-ref", "--stdin", stdin="".join(f"delete {ref}\n" for ref in stale).encode())
+        git.update_refs(stale)
     if present:
         git.fetch(remote, {ref: wanted[ref] for ref in present}, timeout=timeout)
     return frozenset(ref.removeprefix("refs/heads/") for ref in missing)

@@ -63,10 +63,15 @@ def test_a_refused_push_fails_the_run_and_lf_retries_exactly_that_branch(origin:
         origin.assert_aligned(name)
 
 
-def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finishes(origin: Origin) -> None:
+def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finishes(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The process that publishes (the controller; here without -n, also the one that aligns) dies while the
     remote receives the branches' push: the backups are on the remote, no branch moved, and a plain rerun
     reuses the backups and pushes."""
+    # Scratch directories of their own: another test's run probing this run's lock would look like its owner.
+    (origin.tmp / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(origin.tmp / "tmp"))
     block, reached = origin.tmp / "block", origin.tmp / "reached"
     block.touch()
     hook(
