@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from alignment.errors import GitError, StepFailed
 from alignment.git import Git, RefUpdate, branch_ref
-from alignment.model import Status
+from alignment.model import ErrorCode, Status
 
 MAX_SUFFIX = 20
 
@@ -57,7 +57,7 @@ def create_backup(git: Git, prefix: str, branch: str, commit: str) -> Backup:
         return Backup(name, commit, created=True)
     raise StepFailed(
         Status.FAILED_INTEGRATION,
-        ["backup_failed"],
+        [ErrorCode.BACKUP_FAILED],
         f"could not create a backup of '{branch}' at {commit[:12]}: {last_error or 'every backup name is taken'}",
     )
 

@@ -18,10 +18,7 @@ from alignment.config import Settings
 class BreakerState:
     """A snapshot of the breaker for reports."""
 
-    enabled: bool
     tripped: bool
-    finished: int
-    failures: int
     reason: str | None
     tripped_at: float | None = None
 
@@ -68,6 +65,4 @@ class CircuitBreaker:
 
     def state(self) -> BreakerState:
         with self._lock:
-            return BreakerState(
-                self.enabled, self.tripped, self._finished, self._failures, self._reason, self._tripped_at
-            )
+            return BreakerState(self.tripped, self._reason, self._tripped_at)

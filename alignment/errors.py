@@ -74,12 +74,13 @@ class RefUpdateRejected(GitError):
 class StepFailed(AlignmentError):
     """A pipeline step ended the branch's alignment with a failure status (not a bug: a result).
 
-    ``codes`` are the stable error codes reported in ``errors_detected``.
+    ``codes`` are the stable error codes reported in ``errors_detected``: ``ErrorCode`` members, or the codes
+    of the findings that failed error detection.
     """
 
     def __init__(self, status: Status, codes: Sequence[str], message: str) -> None:
         self.status = status
-        self.codes = tuple(codes)
+        self.codes = tuple(str(code) for code in codes)
         self.message = message
         super().__init__(message)
 

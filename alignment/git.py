@@ -535,6 +535,23 @@ class Git:
         pathspecs = [_literal(path) for path in paths]
         return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
 
+    def combined_files(self, old_tip: str, target: str, new_tip: str) -> tuple[FileChange, ...]:
+        """Files whose content at ``new_tip`` (a merge of ``target`` into ``old_tip``) neither ``old_tip`` nor
+        ``target`` had: what the merge itself combined, with +/- counts against ``old_tip``.
+
+        Every other file the merge changes comes unchanged from the target. Finding these costs what the
+        branch's own changes cost, not what the target brings in: ``new_tip`` is diffed against the target
+        (a few files: the branch's work), and each of those is compared with the old tip's entry.
+        """
+        candidates = self.tree_changes(target, new_tip)
+        before = self.entries_at(old_tip, candidates)
+        paths = sorted(path for path, entry in candidates.items() if before[path] != entry)
+        merged = self.changed_files(old_tip, new_tip, paths)
+        if len(merged) != len(paths):  # each of them differs from the old tip: git must list every one
+            missing = sorted(set(paths) - {change.path for change in merged})
+            raise GitError(("diff-tree", old_tip, new_tip), 1, f"git did not list changed files {missing[:5]}")
+        return merged
+
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
         out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", "--format=%H%x1f%P%x1f%an%x1f%s", tip,

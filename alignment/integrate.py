@@ -13,7 +13,7 @@ from alignment.components import BranchContext, Integration
 from alignment.config import Settings
 from alignment.errors import GitError, StepFailed
 from alignment.git import Conflict
-from alignment.model import Action, Status, Strategy
+from alignment.model import Action, ErrorCode, Status, Strategy
 
 
 class MergeOrRebaseIntegrator:
@@ -38,7 +38,7 @@ class MergeOrRebaseIntegrator:
             if "unrelated histories" in exc.stderr:
                 raise StepFailed(
                     Status.FAILED_INTEGRATION,
-                    ["unrelated_histories"],
+                    [ErrorCode.UNRELATED_HISTORIES],
                     f"'{context.branch}' and '{context.target}' have no common history; not merged",
                 ) from None
             raise

@@ -20,6 +20,30 @@ class Status(str, Enum):
     EXCEPTION = "exception"
 
 
+class ErrorCode(str, Enum):
+    """The codes the library reports in ``errors_detected`` for a failure of its own; error detection adds
+    its findings' codes (``Finding.code``) beside them."""
+
+    TARGET_NOT_FOUND = "target_not_found"
+    BRANCH_NOT_FOUND = "branch_not_found"
+    BRANCH_CHECKED_OUT = "branch_checked_out"
+    BACKUP_FAILED = "backup_failed"
+    UNRELATED_HISTORIES = "unrelated_histories"
+    MERGE_CONFLICT_UNRESOLVABLE = "merge_conflict_unresolvable"
+    INTEGRATION_FAILED = "integration_failed"
+    TIMEOUT = "timeout"
+    BRANCH_MOVED = "branch_moved"
+    REF_LOCKED = "ref_locked"
+    INTERRUPTED = "interrupted"
+    UNEXPECTED_ERROR = "unexpected_error"
+    WORKER_CRASHED = "worker_crashed"
+    PUSH_REJECTED = "push_rejected"
+    PUSH_FAILED = "push_failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Severity(str, Enum):
     """How much a finding matters: only an ``error`` the merge introduced fails a branch."""
 
@@ -222,7 +246,7 @@ class BranchResult:
             "branch_name": self.branch,
             "status": self.status.value,
             "integration_time_seconds": round(self.seconds, 3),
-            "errors_detected": list(self.codes),
+            "errors_detected": [str(code) for code in self.codes],  # an ErrorCode as its plain value
         }
         if self.succeeded:
             data["changes_summary"] = self.document or ""

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from alignment.components import Components
 from alignment.config import Settings, from_mapping, load_settings
 from alignment.errors import UsageProblem
 from alignment.inputs import BranchInput, TargetGroup, load_branches
@@ -25,6 +24,7 @@ from alignment.ledger import RunLedger
 from alignment.logs import run_logging
 from alignment.model import BranchResult, BranchSpec
 from alignment.pipeline import Runtime
+from alignment.registry import Components
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan, plan_run
 

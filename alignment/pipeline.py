@@ -28,7 +28,6 @@ from alignment.backup import Backup, create_backup, remove_backup
 from alignment.components import (
     BranchContext,
     ChangeRecord,
-    Components,
     Deadline,
     DocGenerator,
     ErrorDetector,
@@ -44,8 +43,19 @@ from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
-from alignment.model import Action, BranchResult, BranchSpec, CommitInfo, Culprit, Finding, PushRecord, Status
+from alignment.model import (
+    Action,
+    BranchResult,
+    BranchSpec,
+    CommitInfo,
+    Culprit,
+    ErrorCode,
+    Finding,
+    PushRecord,
+    Status,
+)
 from alignment.names import branch_file_stem, invalid_branch_name
+from alignment.registry import Components
 from alignment.remote import aligned_ref, backups_on_remote, push_record
 from alignment.resources import SlotLimiter
 from alignment.session import RunPlan, plan_run
@@ -120,14 +130,16 @@ class BranchAlignment:
         if target_commit is None:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
-                ["target_not_found"],
+                [ErrorCode.TARGET_NOT_FOUND],
                 f"target branch '{self.spec.target}' does not exist",
             )
         tip = self.git.resolve_ref(plan.tip_ref(self.spec.name))
         if tip is None:
             where = f" on '{plan.remote}'" if plan.remote else ""
             raise StepFailed(
-                Status.FAILED_INTEGRATION, ["branch_not_found"], f"branch '{self.spec.name}' does not exist{where}"
+                Status.FAILED_INTEGRATION,
+                [ErrorCode.BRANCH_NOT_FOUND],
+                f"branch '{self.spec.name}' does not exist{where}",
             )
         if plan.remote is None:
             self._refuse_if_checked_out()
@@ -164,12 +176,14 @@ class BranchAlignment:
             self._explain(integration)
             paths = ", ".join(conflict.path for conflict in integration.conflicts)
             raise StepFailed(
-                Status.FAILED_INTEGRATION, ["merge_conflict_unresolvable"], f"Merge conflict in {paths} (unresolvable)"
+                Status.FAILED_INTEGRATION,
+                [ErrorCode.MERGE_CONFLICT_UNRESOLVABLE],
+                f"Merge conflict in {paths} (unresolvable)",
             )
         if integration.new_tip is None:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
-                ["integration_failed"],
+                [ErrorCode.INTEGRATION_FAILED],
                 f"integration of '{self.spec.target}' into '{self.spec.name}' produced no commit",
             )
         log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
@@ -234,7 +248,7 @@ class BranchAlignment:
             else:
                 log.exception("unexpected error while aligning '%s'", self.spec.name, exc_info=error)
                 message = f"{type(error).__name__}: {error}"
-                self.failure = StepFailed(Status.EXCEPTION, ["unexpected_error"], message)
+                self.failure = StepFailed(Status.EXCEPTION, [ErrorCode.UNEXPECTED_ERROR], message)
             log.info("'%s' failed: %s", self.spec.name, self.failure.message)
 
     def finish(self) -> BranchResult:
@@ -255,14 +269,18 @@ class BranchAlignment:
         self._result = self._build_result()
         return self._result
 
+    def run_steps(self) -> None:
+        """The steps after ``prepare``, in their one order: integrate, detect, document, move the branch."""
+        self.integrate()
+        self.detect()
+        self.document()
+        self.finalize()
+
     def run(self) -> BranchResult:
         """Every step, then ``finish``; a branch's failure is a result, never an exception."""
         try:
             self.prepare()
-            self.integrate()
-            self.detect()
-            self.document()
-            self.finalize()
+            self.run_steps()
         except Exception:  # noqa: S110 - the step recorded it; finish() turns it into the result
             pass
         finally:
@@ -306,7 +324,7 @@ class BranchAlignment:
             if checkout.branch == self.spec.name:
                 raise StepFailed(
                     Status.FAILED_INTEGRATION,
-                    ["branch_checked_out"],
+                    [ErrorCode.BRANCH_CHECKED_OUT],
                     f"'{self.spec.name}' is {checkout.state} in the worktree at {checkout.path}; it was not touched",
                 )
 
@@ -314,8 +332,8 @@ class BranchAlignment:
         """The failure of steps that stopped without a result: a timeout (pytest-timeout) or an interrupt."""
         if self.deadline.expired:
             message = f"branch alignment timed out after {self.deadline.seconds:g} s"
-            return StepFailed(self.running_step, ["timeout"], message)
-        return StepFailed(Status.EXCEPTION, ["interrupted"], "alignment was interrupted before it finished")
+            return StepFailed(self.running_step, [ErrorCode.TIMEOUT], message)
+        return StepFailed(Status.EXCEPTION, [ErrorCode.INTERRUPTED], "alignment was interrupted before it finished")
 
     def _record(self, status: Status, message: str | None) -> ChangeRecord:
         context = self._context()
@@ -381,12 +399,12 @@ class BranchAlignment:
             reason = rejected.reason.removeprefix("fatal: ")
             return StepFailed(
                 Status.FAILED_INTEGRATION,
-                ["ref_locked"],
+                [ErrorCode.REF_LOCKED],
                 f"'{self.spec.name}' could not be updated ({reason}); left as it is",
             )
         return StepFailed(
             Status.FAILED_INTEGRATION,
-            ["branch_moved"],
+            [ErrorCode.BRANCH_MOVED],
             f"'{self.spec.name}' moved during alignment (now at {now}, expected {old_tip}); left as it is",
         )
 
@@ -440,7 +458,9 @@ def _timeouts_as(status: Status) -> Iterator[None]:
     try:
         yield
     except GitTimeout as error:
-        raise StepFailed(status, ["timeout"], f"git {error.args_[0]} timed out after {error.timeout:g} s") from None
+        raise StepFailed(
+            status, [ErrorCode.TIMEOUT], f"git {error.args_[0]} timed out after {error.timeout:g} s"
+        ) from None
 
 
 class Runtime:
@@ -537,7 +557,7 @@ def run_alignment_for_branch(
             target_branch,
             Status.EXCEPTION,
             time.monotonic() - started,
-            ("unexpected_error",),
+            (ErrorCode.UNEXPECTED_ERROR,),
             message,
             started_at=started_at,
             finished_at=time.time(),

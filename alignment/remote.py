@@ -29,7 +29,7 @@ from alignment.config import Settings
 from alignment.errors import GitError, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
-from alignment.model import BranchResult, PushRecord, Status
+from alignment.model import BranchResult, ErrorCode, PushRecord, Status
 
 NAMESPACE = "refs/alignment/"
 LOCAL_BACKUPS = "local"
@@ -93,7 +93,7 @@ def backups_on_remote(settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class _Failure:
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -138,7 +138,7 @@ def _push_backups(
         try:
             answers = git.push(remote, updates)
         except GitError as error:
-            failure = _Failure("push_failed", f"could not reach '{remote}' to push the backup: {error.cause}")
+            failure = _Failure(ErrorCode.PUSH_FAILED, f"could not reach '{remote}' to push the backup: {error.cause}")
             return backups, {**failures, **{result.branch: failure for result in pending}}
         taken = []
         for result in pending:
@@ -150,12 +150,13 @@ def _push_backups(
             else:
                 refused = answer.summary if answer else "no answer"
                 failures[result.branch] = _Failure(
-                    "push_rejected", f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed"
+                    ErrorCode.PUSH_REJECTED,
+                    f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed",
                 )
         pending = taken
     for result in pending:
         failures[result.branch] = _Failure(
-            "push_rejected", f"every backup name of '{result.branch}' is taken on '{remote}'; not pushed"
+            ErrorCode.PUSH_REJECTED, f"every backup name of '{result.branch}' is taken on '{remote}'; not pushed"
         )
     return backups, failures
 
@@ -173,7 +174,7 @@ def _push_branches(
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
     except GitError as error:
         failure = _Failure(
-            "push_failed", f"could not push to '{remote}': {error.cause}; the remote branch is unchanged"
+            ErrorCode.PUSH_FAILED, f"could not push to '{remote}': {error.cause}; the remote branch is unchanged"
         )
         return {result.branch: failure for result in ready}
     failures = {}
@@ -187,14 +188,14 @@ def _push_branches(
 def _rejection(remote: str, target: str, result: BranchResult, answer: PushedRef | None) -> _Failure:
     kept = f"ours is kept at {aligned_ref(remote, result.branch)}"
     if answer is None:
-        return _Failure("push_failed", f"'{remote}' gave no answer for '{result.branch}'; {kept}")
+        return _Failure(ErrorCode.PUSH_FAILED, f"'{remote}' gave no answer for '{result.branch}'; {kept}")
     if "stale info" in answer.summary:
         reason = f"the lease was lost: '{result.branch}' moved on '{remote}' since it was fetched at {_old(result)}"
     elif "atomic" in answer.summary:
         reason = f"the atomic push of target '{target}' failed on another branch"
     else:
         reason = f"'{remote}' refused it: {one_line(answer.summary)}"
-    return _Failure("push_rejected", f"not pushed, {reason}; their commit stays, {kept}")
+    return _Failure(ErrorCode.PUSH_REJECTED, f"not pushed, {reason}; their commit stays, {kept}")
 
 
 def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None) -> BranchResult:

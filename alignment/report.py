@@ -25,8 +25,6 @@ from alignment.inputs import BranchInput
 from alignment.model import SCHEMA_VERSION, BranchResult, iso_utc
 from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, write_atomically
 
-SCHEMA_PATH = Path(__file__).with_name("schema") / "alignment_results.schema.json"
-
 
 def build_results(
     branches: BranchInput,
@@ -101,8 +99,3 @@ def publish(folder: RunFolder, results: Mapping[str, Any]) -> Path:
 def html_name(json_name: str) -> str:
     """The HTML report's file name beside a JSON file: ``alignment_results.html``."""
     return json_name.removesuffix(".json") + ".html"
-
-
-def load_schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return loaded

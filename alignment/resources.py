@@ -130,15 +130,10 @@ def _command_line(pid: int) -> bytes:
 
 def tree_rss_bytes(root_pid: int) -> int | None:
     """Summed resident memory of ``root_pid`` and its descendants (see ``tree_pids``)."""
-    return _tree_sum(root_pid, _rss_bytes)
+    return tree_sum(root_pid, _rss_bytes)
 
 
-def tree_pss_bytes(root_pid: int) -> int | None:
-    """Summed proportional memory (shared pages split between their users) of the same processes."""
-    return _tree_sum(root_pid, _pss_bytes)
-
-
-def _tree_sum(root_pid: int, measure: Callable[[int], int]) -> int | None:
+def tree_sum(root_pid: int, measure: Callable[[int], int]) -> int | None:
     """``measure`` summed over ``root_pid``'s tree; a process that ends meanwhile counts 0."""
     pids = tree_pids(root_pid)
     if pids is None:
@@ -156,11 +151,6 @@ def _rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
 
 
-def _pss_bytes(pid: int) -> int:
-    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-    return sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
-
-
 class MemoryGate:
     """Says whether a new branch may start under ``limit_mb`` of summed resident memory.
 
@@ -174,15 +164,12 @@ class MemoryGate:
         self.interval = interval
         self._sampled_at = float("-inf")
         self._last: int | None = None
-        self.peak_bytes = 0
 
     def sample(self) -> int | None:
         now = time.monotonic()
         if now - self._sampled_at >= self.interval:
             self._sampled_at = now
             self._last = tree_rss_bytes(self.root_pid)
-            if self._last is not None:
-                self.peak_bytes = max(self.peak_bytes, self._last)
         return self._last
 
     def allows_start(self, running: int) -> bool:

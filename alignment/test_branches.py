@@ -8,8 +8,5 @@ from alignment.pipeline import BranchAlignment
 
 
 def test_branch(branch_alignment: BranchAlignment) -> None:
-    """Integrate the target (077), detect errors (076), document (078), then move the branch."""
-    branch_alignment.integrate()
-    branch_alignment.detect()
-    branch_alignment.document()
-    branch_alignment.finalize()
+    """The steps of ``BranchAlignment.run_steps``: integrate the target, detect errors, document, move."""
+    branch_alignment.run_steps()

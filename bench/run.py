@@ -81,7 +81,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment.resources import tree_pss_bytes, tree_rss_bytes
+from alignment.resources import tree_rss_bytes, tree_sum
 from bench.generate import Scenario, generate
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -94,6 +94,16 @@ STEAL_WARNING = 0.05  # a timed run that lost this share of the machine to other
 
 
 # --- running and sampling one process tree ---------------------------------------------------------------
+
+
+def tree_pss_bytes(root_pid: int) -> int | None:
+    """Summed proportional memory (shared pages split between their users) of ``root_pid``'s tree."""
+    return tree_sum(root_pid, _pss_bytes)
+
+
+def _pss_bytes(pid: int) -> int:
+    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    return sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
 
 
 @dataclass(frozen=True)

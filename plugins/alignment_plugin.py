@@ -26,18 +26,17 @@ import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import alignment
-from alignment.components import Components
 from alignment.config import check_remote_name, load_settings
 from alignment.errors import AlignmentError, StepFailed, UsageProblem
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
 from alignment.pipeline import BranchAlignment, Runtime
+from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 
@@ -274,13 +273,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace."""
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
     if call.when != "call" or call.excinfo is None or STATE not in item.config.stash:
-        return
+        return report
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
@@ -291,6 +291,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.alignment_status = failure.status.value  # type: ignore[attr-defined]
     elif isinstance(call.excinfo.value, Exception):
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+    return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

@@ -1,9 +1,11 @@
-"""The controller's side of a pytest run: dispatch, circuit breaker, audit trail, crash recovery, results.
+"""The controller's side of a pytest run: dispatch, crash recovery, and the run's ledger fed from reports.
 
 Registered only in the process that controls the run (the xdist controller, or the single process without
-``-n``). It alone writes shared files: the audit trail and the results. Results come from pytest-json-report's
-report (the per-branch result each worker attached as JSON text), plus, for a branch whose worker crashed,
-the ``exception`` result the controller made when it put that branch back.
+``-n``). It alone writes shared files, through ``RunLedger``: the audit trail and the results. Each branch's
+result is read once, from the teardown report its worker attached it to as JSON text; a branch whose worker
+crashed, or whose test failed before the pipeline ran, gets an ``exception`` result made here. When
+pytest-json-report's report is complete, the ledger publishes the spec's output and the JSON report points
+at it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
-from alignment.model import BranchResult, Status
+from alignment.model import BranchResult, ErrorCode, Status
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.runs import write_atomically
@@ -150,7 +152,7 @@ class AlignmentController:
             self.specs[branch].target,
             Status.EXCEPTION,
             0.0,
-            ("worker_crashed",) if branch in self.crashes else ("unexpected_error",),
+            (ErrorCode.WORKER_CRASHED,) if branch in self.crashes else (ErrorCode.UNEXPECTED_ERROR,),
             message,
             started_at=now,
             finished_at=now,

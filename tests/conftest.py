@@ -19,15 +19,23 @@ import jsonschema
 import pytest
 
 from alignment import ledger
-from alignment.components import Components
 from alignment.config import Settings, from_mapping
 from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
-from alignment.report import load_schema
+from alignment.registry import Components
 from alignment.runs import RunFolder
 from alignment.session import plan_run
 
+PROJECT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
+SCHEMA_PATH = PROJECT / "alignment" / "schema" / "alignment_results.schema.json"
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``alignment_results.json`` that the package ships for its callers."""
+    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return loaded
+
 
 FIXED_DATE = "1700000000 +0000"
 _indexes = itertools.count()

@@ -7,9 +7,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from alignment.components import BranchContext, ChangeRecord, Components, Integration
+from alignment.components import BranchContext, ChangeRecord, Integration
 from alignment.git import Conflict
 from alignment.model import Action, Finding, Severity
+from alignment.registry import Components
 
 
 @dataclass

@@ -18,7 +18,7 @@ from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
-from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_pss_bytes, tree_rss_bytes
+from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_rss_bytes
 from alignment.session import plan_run
 from tests.conftest import Repo, entry
 
@@ -271,15 +271,10 @@ def test_memory_is_sampled_over_the_process_tree() -> None:
     finally:
         child.kill()
         child.wait()
-    pss = tree_pss_bytes(os.getpid())
-    assert pss is not None
-    assert pss > 0
     assert tree_rss_bytes(2**22 + 12345) is None
-    assert tree_pss_bytes(2**22 + 12345) is None
     gate = MemoryGate(1, interval=0)
     assert gate.allows_start(0)
     assert not gate.allows_start(1)
-    assert gate.peak_bytes > 0
 
 
 def test_children_that_hold_no_memory_of_their_own_are_left_out() -> None:

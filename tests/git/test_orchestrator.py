@@ -11,7 +11,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from alignment.components import Components
 from alignment.config import Settings
 from alignment.demo import build_demo
 from alignment.detect import ChangeErrorDetector
@@ -22,9 +21,9 @@ from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
-from alignment.report import load_schema
+from alignment.registry import Components
 from alignment.session import plan_run
-from tests.conftest import Repo, entry, settings, write_input
+from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.fakes import (
     OLD_WARNING,
     SYNTAX,

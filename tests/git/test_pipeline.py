@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alignment.components import BranchContext, Components, Integration
+from alignment.components import BranchContext, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
@@ -15,6 +15,7 @@ from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Status
 from alignment.pipeline import Runtime
+from alignment.registry import Components
 from alignment.session import plan_run
 from tests.conftest import Aligner, Repo, entry, settings
 

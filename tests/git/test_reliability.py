@@ -12,7 +12,7 @@ import pytest
 
 from alignment import housekeeping
 from alignment.cli import main as cli
-from alignment.components import BranchContext, Components, Integration
+from alignment.components import BranchContext, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
@@ -22,6 +22,7 @@ from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Outcome
 from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.registry import Components
 from alignment.session import plan_run
 from alignment.undo import undo_run
 from tests.conftest import Repo, entry, settings, write_input

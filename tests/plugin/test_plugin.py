@@ -15,8 +15,7 @@ import pytest
 from alignment.demo import build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from alignment.report import load_schema
-from tests.conftest import Repo, entry, write_input
+from tests.conftest import Repo, entry, load_schema, write_input
 from tests.fakes import max_overlap
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,23 @@
+"""The library's own error codes: one enum, documented in the README, reported as plain strings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alignment.errors import StepFailed
+from alignment.model import BranchResult, ErrorCode, Status
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_error_code_is_in_the_readmes_table() -> None:
+    table = README.read_text(encoding="utf-8").split("Error codes in `errors_detected`:", 1)[1].split("\n\n", 2)[1]
+    assert [code.value for code in ErrorCode if f"`{code.value}`" not in table] == []
+
+
+def test_codes_leave_the_library_as_plain_strings() -> None:
+    failure = StepFailed(Status.FAILED_INTEGRATION, [ErrorCode.BRANCH_MOVED, "python_syntax_error"], "moved")
+    assert [type(code) for code in failure.codes] == [str, str]
+    result = BranchResult("b", "main", Status.EXCEPTION, 0.0, (ErrorCode.WORKER_CRASHED,))
+    assert [type(code) for code in result.to_dict()["errors_detected"]] == [str]
+    assert result.to_dict()["errors_detected"] == ["worker_crashed"]
