@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from alignment.housekeeping import is_alive
 from tests.conftest import Repo, entry, write_input
 from tests.plugin.test_faults import wait_until
 from tests.remotes import NAMES, Origin, hook, make_origin
@@ -95,6 +96,8 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
         assert origin.remote_tip(name) == old
         assert origin.remote_tip(f"backup-{name}-pre-align") == old
     (first_run,) = [path.name for path in (origin.tmp / "reports" / "runs").iterdir()]
+    record = json.loads((origin.tmp / "reports" / "runs" / first_run / "run.json").read_text())
+    wait_until(lambda: not is_alive(Path(record["scratch_dir"])), seconds=60)  # SIGKILL takes effect asynchronously
 
     rerun = subprocess.run(command(origin), cwd=PROJECT, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
