@@ -2,64 +2,77 @@
 
 A backup is created only where none exists (a create-only ref update, so two runs cannot both create it).
 An existing backup at the same commit is reused; one at another commit is never overwritten: the next
-free suffixed name (``-2``, ``-3``, ...) is used instead and the result says so. Cleanup deletes a backup
-only if this run created it and it still points where it was made (compare-and-swap delete).
+free suffixed name (``-2``, ``-3``, ...) is used instead and the result says so. A name that is itself
+listed for alignment is never a backup (the run may move that branch): it is passed over the same way.
+A name too long for a ref file is shortened (``names.fit_ref_name``), the same way every time, so a
+later run finds it. Cleanup deletes a backup only if this run created it and it still points where it
+was made (compare-and-swap delete).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from alignment.errors import GitError, StepFailed
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.model import ErrorCode, Status
+from alignment.names import fit_ref_name
 
 MAX_SUFFIX = 20
 
 
 @dataclass(frozen=True)
 class Backup:
-    """A backup branch, the commit it holds, and whether this run created it."""
+    """A backup branch, the commit it holds, whether this run created it, and what the result should say."""
 
     name: str
     commit: str
     created: bool
-
-    @property
-    def note(self) -> str | None:
-        if not self.created:
-            return f"reused existing backup '{self.name}' (already at the old tip)"
-        if not self.name.endswith("-pre-align"):
-            return f"'{self.name.rsplit('-', 1)[0]}' exists at another commit and was kept; backup is '{self.name}'"
-        return None
+    note: str | None = None
 
 
 def backup_name(prefix: str, branch: str, attempt: int = 1) -> str:
-    base = f"{prefix}-{branch}-pre-align"
-    return base if attempt == 1 else f"{base}-{attempt}"
+    return fit_ref_name(f"{prefix}-{branch}", "-pre-align" if attempt == 1 else f"-pre-align-{attempt}")
 
 
-def create_backup(git: Git, prefix: str, branch: str, commit: str) -> Backup:
-    """Make (or reuse) the backup of ``branch`` at ``commit``; never overwrite an existing backup."""
+def create_backup(git: Git, prefix: str, branch: str, commit: str, listed: Collection[str] = ()) -> Backup:
+    """Make (or reuse) the backup of ``branch`` at ``commit``; never overwrite an existing backup, never use
+    a name in ``listed`` (the branches of the run)."""
     last_error = ""
+    passed_over: list[str] = []
     for attempt in range(1, MAX_SUFFIX + 1):
         name = backup_name(prefix, branch, attempt)
+        if name in listed:
+            passed_over.append(f"'{name}' is itself listed for alignment and was not used")
+            continue
         existing = git.resolve_branch(name)
         if existing == commit:
-            return Backup(name, commit, created=False)
+            return Backup(
+                name, commit, False, _note(passed_over, f"reused existing backup '{name}' (already at the old tip)")
+            )
         if existing is not None:
+            passed_over.append(f"'{name}' exists at another commit and was kept")
             continue
         try:
             git.update_refs([RefUpdate(branch_ref(name), commit, None)])
         except GitError as exc:
             last_error = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
             continue
-        return Backup(name, commit, created=True)
+        return Backup(name, commit, True, _note(passed_over, f"backup is '{name}'") if passed_over else None)
     raise StepFailed(
         Status.FAILED_INTEGRATION,
         [ErrorCode.BACKUP_FAILED],
         f"could not create a backup of '{branch}' at {commit[:12]}: {last_error or 'every backup name is taken'}",
     )
+
+
+def _note(passed_over: list[str], outcome: str) -> str:
+    """What the result says: the first name passed over and why (and how many more), then the outcome."""
+    if not passed_over:
+        return outcome
+    more = f" (and {len(passed_over) - 1} more)" if len(passed_over) > 1 else ""
+    return f"{passed_over[0]}{more}; {outcome}"
 
 
 def remove_backup(git: Git, backup: Backup) -> bool:

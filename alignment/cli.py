@@ -10,6 +10,7 @@ from pathlib import Path
 from alignment.errors import AlignmentError
 from alignment.journal import Outcome
 from alignment.runs import RunState, list_runs
+from alignment.session import moves_made
 from alignment.undo import undo_run
 
 _MARKS = {
@@ -64,7 +65,7 @@ def _runs(reports_dir: Path) -> int:
             state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
-        print(f"{run.run_id}  {state}; {run.moves()} moved  {run.record()['repository']}")
+        print(f"{run.run_id}  {state}; {moves_made(run.folder)} moved  {run.record()['repository']}")
     return 0
 
 

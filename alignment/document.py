@@ -17,7 +17,7 @@ from pathlib import Path
 from alignment.components import ChangeRecord
 from alignment.config import Settings
 from alignment.model import CommitInfo, Status
-from alignment.names import branch_file_stem
+from alignment.names import branch_file_stem, printable
 from alignment.runs import write_atomically
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
@@ -145,10 +145,10 @@ def _findings_section(record: ChangeRecord) -> list[str]:
 
 
 def _text(value: str) -> str:
-    """Markdown-escaped text: a branch name or subject cannot inject markup."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", value.replace("\n", " "))
+    """Markdown-escaped text: a branch name, path or subject cannot inject markup or end a table row."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", printable(value))
 
 
 def _code(value: str) -> str:
-    """Content for a code span: backticks and pipes cannot close it or break a table."""
-    return value.replace("`", "'").replace("|", "\\|").replace("\n", " ")
+    """Content for a code span: backticks, pipes and line breaks cannot close it or break a table."""
+    return printable(value).replace("`", "'").replace("|", "\\|")

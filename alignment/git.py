@@ -58,7 +58,10 @@ _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
+# Where git's name guessing looks for ``refs/heads/<name>`` when that ref is absent (git's ref_rev_parse_rules).
+_GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
+_COMMIT_FORMAT = "%H%n%an%n%s"  # read by _commit_info
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
 PATHSPEC_BYTES = 64 * 1024  # paths passed as arguments at most; beyond, the whole diff is read and filtered
@@ -259,6 +262,7 @@ class Git:
         self._scratch: Path | None = None
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
+        self._shadowed: frozenset[str] | None = None
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -299,15 +303,43 @@ class Git:
         return {line[line.index(" ") + 1 + len(root) :]: line[: line.index(" ")] for line in out.splitlines()}
 
     def resolve_branch(self, name: str) -> str | None:
-        """The commit ``refs/heads/<name>`` points at now, or None when there is no such branch."""
+        """The commit ``refs/heads/<name>`` points at now, or None when there is no such branch.
+
+        Exactly that ref: git's name guessing would read ``refs/heads/refs/heads/<name>`` (or a tag, or a
+        remote-tracking ref so named) for an absent ``refs/heads/<name>``. Names no such ref shadows are
+        read through the long-lived ``cat-file`` process: fresh (loose and packed refs are re-read), without
+        a process start-up per branch, and exact, since git tries the full name first. Shadowed names are
+        read with ``for-each-ref``, which matches full names only. Valid branch names cannot spell git's
+        revision syntax.
+        """
+        if name in self._shadowed_branches():
+            out = self.run("for-each-ref", "--format=%(objecttype) %(objectname) %(refname)", branch_ref(name))
+            for line in out.stdout.decode("utf-8", "surrogateescape").splitlines():
+                kind, oid, ref = line.split(" ", 2)
+                if ref == branch_ref(name):
+                    return oid if kind == "commit" else None
+            return None
         return self.resolve_ref(branch_ref(name))
 
-    def resolve_ref(self, ref: str) -> str | None:
-        """The commit the full ref ``ref`` points at now, or None when there is no such ref.
+    def _shadowed_branches(self) -> frozenset[str]:
+        """Branch names whose ``refs/heads/<name>``, when absent, git's guessing would read as another ref.
 
-        Read through the long-lived ``cat-file`` process: fresh (loose and packed refs are re-read) and
-        without a process start-up per branch. Valid branch names cannot spell git's revision syntax.
+        Such refs (``refs/heads/refs/heads/x``, ``refs/tags/refs/heads/x``, ...) are rare: one
+        ``for-each-ref`` per process lists them, normally finding none.
         """
+        if self._shadowed is None:
+            prefixes = [f"{prefix}{_HEADS}" for prefix in _GUESSED_PREFIXES]
+            out = self.run("for-each-ref", "--format=%(refname)", *prefixes).stdout.decode("utf-8", "surrogateescape")
+            shadowed: set[str] = set()
+            for ref in out.splitlines():
+                name = next(ref[len(prefix) :] for prefix in prefixes if ref.startswith(prefix))
+                shadowed.update((name, name.removesuffix("/HEAD")))
+            self._shadowed = frozenset(shadowed)
+        return self._shadowed
+
+    def resolve_ref(self, ref: str) -> str | None:
+        """The commit the full ref ``ref`` points at now, or None: read through the long-lived ``cat-file``.
+        For a local branch, ``resolve_branch`` also guards against names git's guessing would shadow."""
         found = self._objects.request(f"{ref}\n".encode(), _read_batch_object)
         return found.oid if found is not None and found.kind == "commit" else None
 
@@ -554,13 +586,14 @@ class Git:
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
-        out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", "--format=%H%x1f%P%x1f%an%x1f%s", tip,
-                       "--").stdout.decode("utf-8", "replace")  # fmt: skip
+        out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", f"--format=%P%n{_COMMIT_FORMAT}", tip,
+                       "--").stdout  # fmt: skip
         entries = []
-        for record in out.split("\0"):
+        for record in out.split(b"\0"):
             if record:
-                oid, parents, author, subject = record.split("\x1f", 3)
-                entries.append((oid, tuple(parents.split()), author, subject))
+                parents, _, fields = record.partition(b"\n")
+                commit = _commit_info(fields)
+                entries.append((commit.oid, tuple(parents.decode().split()), commit.author, commit.subject))
         return entries
 
     def commit_parents(self, oid: str) -> tuple[str, ...]:
@@ -581,12 +614,12 @@ class Git:
             "-z",
             "--topo-order",
             f"--max-count={limit + 1}",
-            "--format=%H%x1f%an%x1f%s",
+            f"--format={_COMMIT_FORMAT}",
             include,
             f"^{exclude}",
             "--",
-        ).stdout.decode("utf-8", "replace")
-        commits = [CommitInfo(*entry.split("\x1f", 2)) for entry in out.split("\0") if entry]
+        ).stdout
+        commits = [_commit_info(entry) for entry in out.split(b"\0") if entry]
         return tuple(commits[:limit]), len(commits) > limit
 
     def first_parent_line(
@@ -597,14 +630,18 @@ class Git:
         parent), each with the ones it changed; git prunes by path, so this stays cheap on long histories."""
         options = ("--no-renames", "--name-only") if paths else ()
         pathspecs = [_literal(path) for path in paths]
-        out = self.run("log", "-z", "--first-parent", "--reverse", *options, "--format=%x1e%H%x1f%an%x1f%s",
+        out = self.run("log", "-z", "--first-parent", "--reverse", *options, f"--format=%x00{_COMMIT_FORMAT}",
                        include, f"^{exclude}", "--", *pathspecs).stdout  # fmt: skip
+        # Each commit is NUL, then its fields, then NUL and "\n" before its NUL-terminated paths. A path is
+        # never empty, so two NULs in a row always start a commit.
         line = []
-        for record in out.decode("utf-8", "replace").split("\x1e"):
-            if record:
-                header, _, names = record.partition("\0")
-                changed = frozenset(name for name in names.lstrip("\n").split("\0") if name)
-                line.append((CommitInfo(*header.split("\x1f", 2)), changed))
+        for record in out.removeprefix(b"\0").split(b"\0\0"):
+            header, *names = record.split(b"\0")
+            if header:
+                changed = frozenset(
+                    name.removeprefix(b"\n").decode("utf-8", "surrogateescape") for name in names if name
+                )
+                line.append((_commit_info(header), changed))
         return tuple(line)
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------
@@ -905,6 +942,13 @@ def _canonical_mode(raw: bytes) -> str:
     if kind == stat.S_IFREG:
         return "100755" if mode & 0o100 else "100644"
     return {stat.S_IFDIR: _TREE_MODE, stat.S_IFLNK: "120000"}.get(kind, _GITLINK_MODE)
+
+
+def _commit_info(fields: bytes) -> CommitInfo:
+    """A commit from ``_COMMIT_FORMAT``'s output: lines, since neither an author name nor a subject (its first
+    paragraph, joined into one line) can hold a newline, nor a NUL; any other byte, ``\\x1e`` included, is data."""
+    oid, author, subject = fields.decode("utf-8", "replace").split("\n", 2)
+    return CommitInfo(oid, author, subject)
 
 
 def _literal(path: str) -> str:

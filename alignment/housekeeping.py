@@ -1,9 +1,11 @@
 """What an earlier run left behind when it died, found and cleaned up by the next one.
 
-A run's owner (the pytest controller or the orchestrator) holds an exclusive ``flock`` on ``alive`` in its
-scratch directory for as long as it runs. A scratch directory whose ``alive`` can be locked belongs to a
-dead run: its worktrees are removed (files and git's entry) and the directory deleted. Nothing of a live
-run, and nothing that is not ours, is ever touched. Stale ref lock files (``refs/heads/**.lock``) are
+A run's owner (the pytest controller or the orchestrator) creates its scratch directory with
+``create_scratch``, which writes a marker file naming that very directory, and holds an exclusive ``flock``
+on ``alive`` in it for as long as it runs. Only a marked scratch directory whose ``alive`` can be locked
+belongs to a dead run: the worktrees in its ``worktrees/`` folder are removed (files and git's entry) and
+the directory deleted. A name proves nothing (a user may call a worktree anything): nothing without our
+marker, and nothing of a live run, is ever touched. Stale ref lock files (``refs/heads/**.lock``) are
 reported, not deleted: a lock may belong to a git process that is still working.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -21,8 +22,26 @@ from alignment.errors import GitError
 from alignment.git import Git
 
 SCRATCH_PREFIX = "alignment-"
-_SCRATCH_NAME = re.compile(r"^alignment-\d{8}T\d{6}Z-[0-9a-f]{6}-")
+MARKER = ".alignment-scratch"
+WORKTREES = "worktrees"
+_MARKER_HEADER = "scratch directory of a branch alignment run, removed by a later run once this run is gone:\n"
 _held: dict[Path, int] = {}
+
+
+def create_scratch(run_id: str, parent: Path | None = None) -> Path:
+    """A new scratch directory for run ``run_id``, marked as this tool's and held until ``release``."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-", dir=parent)).resolve()
+    (scratch / MARKER).write_text(f"{_MARKER_HEADER}{scratch}\n", encoding="utf-8")
+    hold(scratch)
+    return scratch
+
+
+def is_scratch(path: Path) -> bool:
+    """Whether ``path`` is a scratch directory this tool created: its marker names the directory itself."""
+    try:
+        return (path / MARKER).read_text(encoding="utf-8") == f"{_MARKER_HEADER}{path.resolve()}\n"
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def hold(scratch_dir: Path) -> None:
@@ -53,20 +72,18 @@ def is_alive(scratch_dir: Path) -> bool:
     return False
 
 
-def _scratch_of(path: Path) -> Path | None:
-    """The run scratch directory ``path`` lies in, if it is one of ours."""
-    for parent in (path, *path.parents):
-        if _SCRATCH_NAME.match(parent.name):
-            return parent
-    return None
+def _left_by_dead_run(worktree: Path) -> bool:
+    """Whether ``worktree`` is one a run made in its scratch directory (``<scratch>/worktrees/<name>``) and
+    that run is gone."""
+    scratch = worktree.parent.parent
+    return worktree.parent.name == WORKTREES and is_scratch(scratch) and not is_alive(scratch)
 
 
 def sweep(git: Git, temporary_dir: Path | None = None) -> tuple[str, ...]:
     """Clean up after dead runs and report stale ref locks; one line per thing found."""
     notes = []
     for worktree in git.linked_worktrees():
-        scratch = _scratch_of(worktree)
-        if scratch is None or is_alive(scratch):
+        if not _left_by_dead_run(worktree):
             continue
         try:
             git.remove_worktree(worktree)
@@ -74,7 +91,7 @@ def sweep(git: Git, temporary_dir: Path | None = None) -> tuple[str, ...]:
         except GitError as error:
             notes.append(f"could not remove worktree {worktree} left by an earlier run: {error}")
     for scratch in sorted((temporary_dir or Path(tempfile.gettempdir())).glob(f"{SCRATCH_PREFIX}*")):
-        if _SCRATCH_NAME.match(scratch.name) and (scratch / "alive").exists() and not is_alive(scratch):
+        if is_scratch(scratch) and not is_alive(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
     for lock in stale_ref_locks(git):
         minutes = (time.time() - lock.stat().st_mtime) / 60

@@ -4,12 +4,15 @@ It outlives any process of the run. Whoever finds a mover dead (the controller, 
 interrupted step (``finish``), or wants a whole run undone (``alignment undo``) reads it and calls
 ``restore``: a branch still at the journaled new tip goes back to the old tip by compare-and-swap; a
 branch at the old tip was never moved; a branch anywhere else moved again since and is left alone.
+A move git refused (the compare-and-swap lost: someone else moved the branch first) is marked rejected:
+it was certainly not made, so it is neither counted as a move nor ever undone, even when the winner
+happened to move the branch to the very same commit.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -27,6 +30,7 @@ class Move:
     branch: str
     old_tip: str
     new_tip: str
+    rejected: bool = False  # git refused the compare-and-swap: this run did not move the branch
     remote: str | None = None
 
 
@@ -54,12 +58,20 @@ class MoveJournal:
     def record(self, move: Move) -> None:
         write_atomically(self._path(move.branch), json.dumps(move.__dict__))
 
+    def reject(self, move: Move) -> None:
+        """Record that git refused ``move``: it was never made."""
+        self.record(replace(move, rejected=True))
+
     def get(self, branch: str) -> Move | None:
+        """The move of ``branch`` that may have been made, or None (none journaled, or rejected)."""
         path = self._path(branch)
-        return _read(path) if path.exists() else None
+        move = _read(path) if path.exists() else None
+        return None if move is None or move.rejected else move
 
     def moves(self) -> list[Move]:
-        return [_read(path) for path in sorted(self.directory.glob("*.json"))] if self.directory.is_dir() else []
+        """The moves that may have been made (rejected ones left out)."""
+        paths = sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []
+        return [move for move in map(_read, paths) if not move.rejected]
 
     def _path(self, branch: str) -> Path:
         return self.directory / f"{branch_file_stem(branch)}.json"
@@ -85,4 +97,4 @@ def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
 
 def _read(path: Path) -> Move:
     data = json.loads(path.read_text(encoding="utf-8"))
-    return Move(data["branch"], data["old_tip"], data["new_tip"], data.get("remote"))
+    return Move(data["branch"], data["old_tip"], data["new_tip"], data.get("rejected", False), data.get("remote"))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from alignment.model import iso_utc
-from alignment.names import branch_file_stem
+from alignment.names import branch_file_stem, printable
 
 LIBRARY_LOGGER = "alignment"
 _current_branch: ContextVar[str | None] = ContextVar("alignment_branch", default=None)
@@ -37,6 +37,13 @@ def branch_scope(branch: str) -> Iterator[None]:
         _current_branch.reset(token)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped: a log file is read in a terminal, and paths are data."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))
+
+
 class BranchLogFiles(logging.Handler):
     """Writes each record logged inside ``branch_scope(name)`` to ``<logs_dir>/<name>.log``.
 
@@ -49,7 +56,7 @@ class BranchLogFiles(logging.Handler):
     def __init__(self, logs_dir: Path) -> None:
         super().__init__()
         self.logs_dir = logs_dir
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self._files: OrderedDict[str, TextIO] = OrderedDict()
 
     def emit(self, record: logging.LogRecord) -> None:

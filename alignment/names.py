@@ -1,4 +1,5 @@
-"""Branch names: git's validity rules, and a safe, collision-free file name for each branch.
+"""Branch names: git's validity rules, a safe, collision-free file name for each branch, and a printable form
+of any name, path or message.
 
 ``invalid_branch_name`` is ``git check-ref-format --branch`` in pure Python (one git process per branch would
 cost seconds on 1000 branches); a property test compares the two on random names. Shorthands that
@@ -13,6 +14,7 @@ from collections.abc import Callable
 _FORBIDDEN_CHARACTERS = frozenset(" ~^:?*[\\")
 _SAFE_FILE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_FILE_STEM = 120
+REF_COMPONENT_BYTES = 250  # a loose ref is a file locked as ``<name>.lock``: 255 bytes with that suffix
 
 
 def _has_control_character(name: str) -> bool:
@@ -60,3 +62,53 @@ def branch_file_stem(name: str) -> str:
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
         stem = f"{stem[: _MAX_FILE_STEM - 17]}~{digest}"
     return stem
+
+
+def fit_ref_name(stem: str, tail: str = "") -> str:
+    """``stem + tail`` as a ref name each of whose ``/``-separated components fits in ``REF_COMPONENT_BYTES``.
+
+    An over-long component of ``stem`` keeps its start and ends in a hash of the whole name: different
+    names stay different, and one name is always shortened the same way. ``tail`` (no ``/``) is kept whole.
+    """
+    parts = stem.split("/")
+    room = [REF_COMPONENT_BYTES] * (len(parts) - 1) + [REF_COMPONENT_BYTES - len(tail.encode("utf-8"))]
+    digest = hashlib.sha256((stem + tail).encode("utf-8")).hexdigest()[:16]
+    fitted = [
+        part
+        if len(part.encode("utf-8")) <= limit
+        else part.encode("utf-8")[: limit - len(digest) - 1].decode("utf-8", "ignore") + "-" + digest
+        for part, limit in zip(parts, room, strict=True)
+    ]
+    return "/".join(fitted) + tail
+
+
+_SPECIAL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNPRINTABLE = (
+    *range(0x20),  # C0
+    *range(0x7F, 0xA0),  # DEL and C1 (0x9B is a terminal's CSI)
+    0x061C,  # the bidirectional marks and overrides: text that displays in another order than it reads
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    0x2028,  # line and paragraph separators
+    0x2029,
+)
+_PRINTABLE: dict[int, str] = {
+    **{
+        code: _SPECIAL_ESCAPES.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        for code in _UNPRINTABLE
+    },
+    **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},  # a byte that was not UTF-8
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\r``, ``\\x1b``, ``\\u202e``).
+
+    File paths, commit subjects and messages are data: shown raw, a ``\\r`` or ``\\n`` would break a
+    Markdown table row and inject markup, and an escape sequence would drive the terminal (set its title,
+    move its cursor). Bytes that were not UTF-8 (decoded with ``surrogateescape``) show as ``\\xNN``.
+    The change documents and the pytest front end both print data through this.
+    """
+    return text.translate(_PRINTABLE)

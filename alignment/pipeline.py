@@ -133,7 +133,10 @@ class BranchAlignment:
                 [ErrorCode.TARGET_NOT_FOUND],
                 f"target branch '{self.spec.target}' does not exist",
             )
-        tip = self.git.resolve_ref(plan.tip_ref(self.spec.name))
+        if plan.remote is None:
+            tip = self.git.resolve_branch(self.spec.name)
+        else:
+            tip = self.git.resolve_ref(plan.tip_ref(self.spec.name))
         if tip is None:
             where = f" on '{plan.remote}'" if plan.remote else ""
             raise StepFailed(
@@ -162,7 +165,8 @@ class BranchAlignment:
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
         local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
         if relation is not Action.UP_TO_DATE and local_backup and not plan.planning:
-            self.backup = create_backup(self.git, self.settings.backup_branch_prefix, self.spec.name, tip)
+            prefix = self.settings.backup_branch_prefix
+            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
             if self.backup.note:
                 self.notes.append(self.backup.note)
             log.info("backup '%s' at %s", self.backup.name, tip)
@@ -228,12 +232,14 @@ class BranchAlignment:
                      aligned_ref(remote, self.spec.name))  # fmt: skip
         elif new_tip is not None and new_tip != context.old_tip and not context.planning:
             self._refuse_if_checked_out()
-            self.runtime.journal.record(Move(self.spec.name, context.old_tip, new_tip))
+            move = Move(self.spec.name, context.old_tip, new_tip)
+            self.runtime.journal.record(move)
             self.moving_to = new_tip
             try:
                 self.git.update_refs([RefUpdate(branch_ref(self.spec.name), new_tip, context.old_tip)])
             except RefUpdateRejected as rejected:
                 self.moving_to = None
+                self.runtime.journal.reject(move)
                 raise self._rejection(rejected) from None
             log.info("moved '%s' %s -> %s", self.spec.name, context.old_tip, new_tip)
         self.completed = True
@@ -479,6 +485,7 @@ class Runtime:
         )
         self.components = components or Components.from_settings(settings)
         self.journal = MoveJournal(plan.folder.moves_dir)
+        self.listed = frozenset(spec.name for spec in plan.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
 

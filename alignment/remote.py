@@ -167,8 +167,9 @@ def _push_branches(
     """Push ``ready`` with a lease on each fetched tip, journaled first; the branches that did not land."""
     if not ready:
         return {}
-    for result in ready:
-        journal.record(Move(result.branch, _old(result), _new(result), remote))
+    moves = {result.branch: Move(result.branch, _old(result), _new(result), remote=remote) for result in ready}
+    for move in moves.values():
+        journal.record(move)
     updates = [PushUpdate(branch_ref(result.branch), _new(result), _old(result)) for result in ready]
     try:
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
@@ -182,6 +183,8 @@ def _push_branches(
         answer = answers.get(branch_ref(result.branch))
         if answer is None or not answer.landed:
             failures[result.branch] = _rejection(remote, target, result, answer)
+        if answer is not None and not answer.landed:
+            journal.reject(moves[result.branch])  # the remote refused it: never made (``runs``, ``undo`` skip it)
     return failures
 
 

@@ -117,10 +117,6 @@ class RunEntry:
         summary: Mapping[str, Any] = output["overall_summary"]
         return summary
 
-    def moves(self) -> int:
-        """How many branch moves its journal holds."""
-        return len(list(self.folder.moves_dir.glob("*.json")))
-
 
 def list_runs(reports_dir: Path) -> list[RunEntry]:
     """Every run of ``reports_dir`` that wrote its record, oldest first (run ids sort by time)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from alignment.config import Settings, from_mapping
 from alignment.errors import RepositoryError
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
+from alignment.journal import MoveJournal
 from alignment.model import Action
 from alignment.remote import check_remote, fetch_listed, tracking_root
 from alignment.runs import RunFolder, RunState, list_runs, new_run_id
@@ -201,8 +201,7 @@ def plan_run(
         snapshot = take_snapshot(git, branches, settings.write_commit_graph, root)
     finally:
         git.close()
-    scratch = Path(tempfile.mkdtemp(prefix=f"{housekeeping.SCRATCH_PREFIX}{run_id}-"))
-    housekeeping.hold(scratch)
+    scratch = housekeeping.create_scratch(run_id)
     folder.write_record(
         {
             "run_id": run_id,
@@ -230,7 +229,12 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
         if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
             continue
         notes.append(
-            f"run {run.run_id} did not finish; it moved {run.moves()} branch(es) to checked merges "
+            f"run {run.run_id} did not finish; it moved {moves_made(run.folder)} branch(es) to checked merges "
             f"(`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)
+
+
+def moves_made(folder: RunFolder) -> int:
+    """How many branches the run of ``folder`` moved, or may have moved (its journal less the rejected moves)."""
+    return len(MoveJournal(folder.moves_dir).moves())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from alignment.errors import GitError
 from alignment.git import Git
+from alignment.housekeeping import WORKTREES
 
 _counter = itertools.count()
 
@@ -29,7 +30,7 @@ class Workspace:
 
     def __init__(self, git: Git, scratch_dir: Path, label: str) -> None:
         self._git = git
-        self._root = scratch_dir / "worktrees"
+        self._root = scratch_dir / WORKTREES
         self._lock_path = scratch_dir / "worktree.lock"
         self._label = label
         self._trees: dict[str, Path] = {}

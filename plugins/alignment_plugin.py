@@ -35,6 +35,7 @@ from alignment.errors import AlignmentError, StepFailed, UsageProblem
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
+from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
 from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
@@ -160,9 +161,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             planning=bool(config.getoption("alignment_plan_only")),
         )
     except UsageProblem as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
-        raise pytest.UsageError(f"cannot prepare the run: {error}") from None
+        raise pytest.UsageError(printable(f"cannot prepare the run: {error}")) from None
     return RunState(plan, "main", demo_dir)
 
 
@@ -270,7 +271,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
             raise
         failure = error
     pyfuncitem.stash[STEP_FAILURE] = failure
-    pytest.fail(failure.message, pytrace=False)  # outside the except block: no chained StepFailed to format
+    pytest.fail(printable(failure.message), pytrace=False)  # outside the except block: no chained StepFailed
 
 
 @pytest.hookimpl(wrapper=True)
@@ -286,7 +287,7 @@ def pytest_runtest_makereport(
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
         longrepr = call.excinfo.getrepr(style="value")  # one frame, not the whole trace
         if longrepr.reprcrash is not None:
-            longrepr.reprcrash.message = failure.message  # the summary line: the message, not "Failed: ..."
+            longrepr.reprcrash.message = printable(failure.message)  # the summary line, not "Failed: ..."
         report.longrepr = longrepr
         report.alignment_status = failure.status.value  # type: ignore[attr-defined]
     elif isinstance(call.excinfo.value, Exception):

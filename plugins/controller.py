@@ -23,6 +23,7 @@ from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import BranchResult, ErrorCode, Status
+from alignment.names import printable
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.runs import write_atomically
@@ -198,7 +199,11 @@ class AlignmentController:
         if self.published is None:
             return
         results, results_path = self.published.results, self.published.path
-        write = terminalreporter.write_line
+
+        def write(line: str, **markup: bool) -> None:
+            """Names, paths and notes are data: printed with their control characters escaped."""
+            terminalreporter.write_line(printable(line), **markup)
+
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
         write(headline(results))
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")

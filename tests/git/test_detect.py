@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from alignment.detect import check_file
 from alignment.errors import GitError
 from alignment.git import Git, RepoLocation
 from alignment.model import Action, Severity, Status
+from alignment.processes import run_process
 from alignment.workspace import Workspace
 from tests.conftest import Aligner, Repo, settings
 
@@ -152,6 +154,45 @@ time.sleep(600)
     for pid in map(int, pids.read_text().split()):
         assert not _alive(pid), f"process {pid} survived"
     assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, pytest.fail.Exception], ids=["ctrl-c", "branch-timeout"])
+def test_an_interrupted_check_is_killed_with_its_whole_process_group(
+    tmp_path: Path, interruption: type[BaseException]
+) -> None:
+    """Ctrl-C, or the branch's timeout (pytest-timeout's signal raises ``Failed``, a ``BaseException``),
+    arriving while a check command runs: the command and its child are gone when the exception leaves."""
+    pids = tmp_path / "pids.txt"
+    body = f"""
+child = os.fork()
+if child == 0:
+    time.sleep(600)
+    os._exit(0)
+open({str(pids) + ".tmp"!r}, 'w').write(f"{{os.getpid()}} {{child}}")
+os.replace({str(pids) + ".tmp"!r}, {str(pids)!r})
+time.sleep(600)
+"""
+    hang = script(tmp_path, "hang.py", body)
+
+    def interrupt(signum: int, frame: object) -> None:
+        if pids.exists():  # both processes started: interrupt now, else look again shortly
+            raise interruption("interrupted")
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        with pytest.raises(interruption):
+            run_process([sys.executable, hang], timeout=120)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    for pid in map(int, pids.read_text().split()):
+        for _ in range(100):  # SIGKILL was sent; give the kernel a moment to finish the process
+            if not _alive(pid):
+                break
+            time.sleep(0.05)
+        assert not _alive(pid), f"process {pid} survived"
 
 
 def _alive(pid: int) -> bool:

@@ -185,6 +185,39 @@ def test_a_conflicting_branch_reports_its_culprits_in_the_result_and_the_documen
     assert f"`{commits[16][:12]}` main step 17 — Test Author" in document
 
 
+def test_separator_bytes_in_subjects_authors_and_paths_are_read_as_data(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commit subjects and authors may hold any byte but NUL and newline, paths any byte but NUL."""
+    base = repo.tip("main")
+    weird_path = "\nstarts with a newline\x1e.txt"
+    repo.commit("topic", {"app.py": "def main():\n    return 0\n", weird_path: "ours\n"}, parent=base)
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Ann\x1e\x1fO")
+    culprit = repo.commit(
+        "main", {"app.py": "def main():\n    return 2\n", weird_path: "theirs\n"}, "fix\x1e\x1fit\x1e"
+    )
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
+    repo.commit("main", {"other.txt": "x\n"}, "later\x1e")
+
+    result = align("topic")["topic"]
+
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("merge_conflict_unresolvable",))
+    assert {c.path: (c.commit.oid, c.commit.author, c.commit.subject) for c in result.culprits} == {
+        path: (culprit, "Ann\x1e\x1fO", "fix\x1e\x1fit\x1e") for path in ("app.py", weird_path)
+    }
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        listed = git.commits_between(base, repo.tip("main"), 5)[0]
+        window = git.history_window(repo.tip("main"), 5)
+    finally:
+        git.close()
+    assert [(c.author, c.subject) for c in listed] == [
+        ("Test Author", "later\x1e"),
+        ("Ann\x1e\x1fO", "fix\x1e\x1fit\x1e"),
+    ]
+    assert [(author, subject) for _, _, author, subject in window[:2]] == [(c.author, c.subject) for c in listed]
+
+
 def test_a_merge_on_the_target_line_is_named_for_what_it_merged(repo: Repo) -> None:
     base = repo.tip("main")
     side = repo.commit("side", {"app.py": "def main():\n    return 5\n"}, "side change", parent=base)

@@ -18,6 +18,7 @@ import pytest
 
 from alignment.demo import build_demo
 from alignment.orchestrator import BranchAlignmentOrchestrator
+from tests.conftest import Repo, entry, write_input
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -146,3 +147,31 @@ def test_run_page_shows_the_breaker_trip_on_the_timeline(browser: str, tmp_path:
     links = [unquote(link["attrs"]["href"]) for link in page.all("a")]
     assert links
     assert all((reports / link).is_file() for link in links), "the top-level copy links into the run folder"
+
+
+def test_names_paths_messages_and_subjects_are_escaped_in_the_page(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Markup in a branch name, a conflicted path (so the error message), a commit subject or an author is
+    shown as text: the page keeps its own single script and gains no element."""
+    branch, path = "x/<script>alert(1)</script>", "<img src=x onerror=alert(2)>.txt"
+    base = repo.tip("main")
+    repo.commit(branch, {path: "ours\n"}, parent=base)
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Eve & Co")  # git drops < and > from names
+    repo.commit("main", {path: "theirs\n"}, "<script>alert(3)</script>")
+    input_path = write_input(tmp_path / "in.json", [entry(branch)])
+    result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(input_path, repo.path)
+    assert result["orchestration_results"]["main"]["branches"][0]["errors_detected"] == ["merge_conflict_unresolvable"]
+
+    html = (tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8")
+
+    for payload in (branch, path, "<script>alert(3)</script>", "Eve & Co"):
+        assert payload not in html
+    page = Page(html)
+    assert len(page.all("script")) == 1
+    assert page.all("img") == []
+    text = page.text()
+    for shown in (branch, f"Merge conflict in {path} (unresolvable)", "<script>alert(3)</script>", "Eve & Co"):
+        assert shown in text
+    bars = page.all("rect", **{"class": "bar"})
+    assert [bar["attrs"]["data-branch"] for bar in bars] == [branch]

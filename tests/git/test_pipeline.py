@@ -13,7 +13,7 @@ from alignment.document import MarkdownDocGenerator
 from alignment.git import Git, RefUpdate
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
-from alignment.model import Action, Status
+from alignment.model import Action, Finding, Status
 from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.session import plan_run
@@ -107,6 +107,30 @@ def test_conflict_fails_integration_and_leaves_the_branch(repo: Repo, align: Ali
     assert "## Conflicts" in text
     assert "`app.py` (contents)" in text
     assert "Why it stopped" in text
+
+
+def test_control_characters_in_paths_and_subjects_are_escaped_in_the_document(repo: Repo, align: Aligner) -> None:
+    """A ``\\r`` would end the table row and let the rest render as raw HTML; ``\\x1b`` drives terminals."""
+    lines = "".join(f"line {number}\n" for number in range(10))
+    sneaky, title = "m\r<img src=x onerror=alert(1)>.txt", "t\x1b]0;pwned\x07\u202e.txt"
+    repo.commit("main", {sneaky: lines, title: lines})
+    diverge(
+        repo,
+        "f",
+        {sneaky: lines.replace("line 1\n", "one\n"), title: lines.replace("line 1\n", "one\n")},
+        {sneaky: lines.replace("line 8\n", "eight\n"), title: "theirs\n"},
+    )
+    repo.commit("main", {"x.txt": "x\n"}, "subject \x1b[2J\x9b\x7f")
+    result = align("f")["f"]
+    assert result.codes == ("merge_conflict_unresolvable",)
+    text = Path(str(result.document)).read_text(encoding="utf-8")
+    assert not [char for char in text if char != "\n" and (ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0)]
+    assert "\u202e" not in text
+    assert "- `t\\x1b]0;pwned\\x07\\u202e.txt` (contents)" in text
+    assert "subject \\\\x1b\\[2J\\\\x9b\\\\x7f" in text  # shown as typed: the backslash is Markdown-escaped
+    repo.commit("f", {title: "theirs\n"})
+    text = Path(str(align("f")["f"].document)).read_text(encoding="utf-8")
+    assert "| `m\\r<img src=x onerror=alert(1)>.txt` | M | 1 | 1 |" in text
 
 
 def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> None:
@@ -233,6 +257,26 @@ def test_missing_branch_or_target(
     assert not repo.exists(f"backup-{branch}-pre-align")
 
 
+def test_names_are_looked_up_as_exact_refs_never_by_gits_name_guessing(repo: Repo, align: Aligner) -> None:
+    """``ghost`` is not ``refs/heads/refs/heads/ghost`` (which git's guessing would pick for
+    ``refs/heads/ghost``), for a branch, a target and a backup alike."""
+    elsewhere = diverge(repo, "refs/heads/ghost", {"g.txt": "g\n"}, {"m.txt": "m\n"})
+    repo.branch("refs/heads/refs/heads/other", "main")
+    old = repo.commit("real", {"r.txt": "r\n"}, parent=elsewhere)
+    repo.branch("refs/heads/backup-real-pre-align", old)  # shadows the backup name at the very commit
+    refs = repo.git("for-each-ref")
+    results = align("ghost", ("real", "other"))
+    assert results["ghost"].codes == ("branch_not_found",)
+    assert results["ghost"].backup_branch is None
+    assert results["real"].codes == ("target_not_found",)
+    assert repo.git("for-each-ref") == refs  # no backup was made for either
+    results = align("real")
+    assert results["real"].status is Status.COMPLETED
+    assert results["real"].backup_branch == "backup-real-pre-align"
+    assert results["real"].notes == ()  # made, not "reused"
+    assert repo.git("for-each-ref", "--format=%(objectname)", "refs/heads/backup-real-pre-align") == old
+
+
 def test_branch_checked_out_in_another_worktree_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path) -> None:
     old = diverge(repo, "busy", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     worktree = tmp_path / "elsewhere"
@@ -260,6 +304,34 @@ def test_branch_being_rebased_elsewhere_is_not_touched(repo: Repo, align: Aligne
     result = align("rebasing")["rebasing"]
     assert result.codes == ("branch_checked_out",)
     assert "is rebasing in the worktree" in str(result.message)
+
+
+class ChecksItOutMeanwhile(ChangeErrorDetector):
+    """While the merge is being checked (after prepare's check), someone checks the branch out."""
+
+    def __init__(self, repo: Repo, worktree: Path) -> None:
+        super().__init__(CONFIG)
+        self.repo = repo
+        self.worktree = worktree
+
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        self.repo.git("worktree", "add", "-q", str(self.worktree), context.branch)
+        return super().detect(context, integration)
+
+
+def test_a_branch_checked_out_after_the_first_check_is_refused_just_before_the_move(
+    repo: Repo, align: Aligner, tmp_path: Path
+) -> None:
+    old = diverge(repo, "late", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    worktree = tmp_path / "checked-out-meanwhile"
+    detector = ChecksItOutMeanwhile(repo, worktree)
+    components = Components(MergeOrRebaseIntegrator(CONFIG), detector, MarkdownDocGenerator(CONFIG))
+    result = align("late", components=components)["late"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("branch_checked_out",))
+    assert str(worktree) in str(result.message)
+    assert repo.tip("late") == old
+    assert Repo(worktree).git("rev-parse", "HEAD") == old
+    assert Repo(worktree).status() == ""
 
 
 class MovesTheBranch(MergeOrRebaseIntegrator):
@@ -322,6 +394,40 @@ def test_existing_backup_elsewhere_is_kept_and_a_suffixed_one_made(repo: Repo, a
     assert repo.exists("backup-f-pre-align")
     assert repo.exists("backup-f-pre-align-2")
     assert repo.tip("f") != old
+
+
+def test_a_branch_listed_for_alignment_is_never_taken_as_a_backup(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "a", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("backup-a-pre-align", old)
+    results = align("a", "backup-a-pre-align")
+    assert [result.status for result in results.values()] == [Status.COMPLETED, Status.COMPLETED]
+    assert results["a"].backup_branch == "backup-a-pre-align-2"
+    assert results["a"].notes == (
+        "'backup-a-pre-align' is itself listed for alignment and was not used; backup is 'backup-a-pre-align-2'",
+    )
+    assert repo.tip("backup-a-pre-align-2") == old
+    assert repo.tip("backup-a-pre-align") == results["backup-a-pre-align"].new_tip != old
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 240, "x" * 250, "ü" * 125, "deep/" + "y" * 250], ids=["240", "250", "utf8", "deep"]
+)
+def test_long_valid_names_get_a_backup_whose_name_fits(repo: Repo, align: Aligner, name: str) -> None:
+    """git's loose refs are files: each component of a ref name, plus ``.lock``, must fit in 255 bytes."""
+    old = diverge(repo, name, {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    result = align(name)[name]
+    assert result.status is Status.COMPLETED, result.message
+    backup = str(result.backup_branch)
+    assert max(len(part.encode()) for part in backup.split("/")) <= 250
+    assert backup.startswith("backup-")
+    assert backup.endswith("-pre-align")
+    assert repo.tip(backup) == old
+    repo.git("update-ref", f"refs/heads/{name}", old)  # again from the same tip: the same backup is reused
+    again = align(name)[name]
+    assert (again.backup_branch, again.notes) == (
+        backup,
+        (f"reused existing backup '{backup}' (already at the old tip)",),
+    )
 
 
 def test_no_backup_when_disabled_and_custom_prefix(repo: Repo, align: Aligner) -> None:

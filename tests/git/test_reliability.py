@@ -17,7 +17,7 @@ from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
 from alignment.errors import RepositoryError, UsageProblem
-from alignment.git import Git, RepoLocation
+from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Outcome
@@ -72,6 +72,22 @@ def test_undo_puts_back_every_branch_a_run_moved(
     assert json.loads(audit[-1])["event"] == "undo"
 
 
+def test_undo_puts_back_the_run_it_names_not_another(repo: Repo, tmp_path: Path) -> None:
+    """Two runs, each moving its own branch: `alignment undo X` puts back X's move only, whichever run is
+    the newer one (undoing both, in turn, catches a pick of the newest run under any order of run ids)."""
+    olds = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("one", "two")}
+    repo.commit("main", {"m.txt": "m\n"})
+    runs = {name: str(orchestrate(repo, tmp_path, [name])["run_id"]) for name in olds}
+    moved = {name: repo.tip(name) for name in olds}
+    assert moved["one"] != olds["one"]
+    assert moved["two"] != olds["two"]
+    reports = str(tmp_path / "reports")
+    assert cli(["undo", runs["one"], "--reports-dir", reports]) == 0
+    assert (repo.tip("one"), repo.tip("two")) == (olds["one"], moved["two"])
+    assert cli(["undo", runs["two"], "--reports-dir", reports]) == 0
+    assert (repo.tip("one"), repo.tip("two")) == (olds["one"], olds["two"])
+
+
 def test_undo_refuses_a_branch_moved_again_or_checked_out(repo: Repo, tmp_path: Path) -> None:
     olds = topics(repo, 3)
     run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
@@ -83,6 +99,36 @@ def test_undo_refuses_a_branch_moved_again_or_checked_out(repo: Repo, tmp_path: 
     assert repo.tip("topic-0") == again
     assert repo.tip("topic-2") == olds["topic-2"]
     assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 1
+
+
+class AnotherRunMovesItFirst(MergeOrRebaseIntegrator):
+    """A concurrent run wins the race: it moves the branch to the very merge this run computes (fixed dates
+    make the two commits identical), before this run's compare-and-swap."""
+
+    def integrate(self, context: BranchContext) -> Integration:
+        integration = super().integrate(context)
+        other = Git(context.git.location)
+        try:
+            other.update_refs([RefUpdate(f"refs/heads/{context.branch}", integration.new_tip, context.old_tip)])
+        finally:
+            other.close()
+        return integration
+
+
+def test_a_rejected_move_is_journaled_as_such_and_never_undone(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    olds = topics(repo, 1)
+    components = Components(AnotherRunMovesItFirst(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = orchestrate(repo, tmp_path, list(olds), components=components)
+    branch = result["orchestration_results"]["main"]["branches"][0]  # type: ignore[index]
+    assert branch["errors_detected"] == ["branch_moved"]
+    theirs = repo.tip("topic-0")
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "0 ok, 1 failed, 0 not run; 0 moved" in capsys.readouterr().out
+    assert cli(["undo", str(result["run_id"]), "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "restored 0, unchanged 0, refused 0 of 0 moved branches" in capsys.readouterr().out
+    assert repo.tip("topic-0") == theirs  # the winner's move stays
 
 
 def test_undo_of_an_unknown_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,13 +157,13 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_path: Path) -> None:
-    dead = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-dead"
-    alive = tmp_path / "tmp" / "alignment-20260101T000000Z-123456-live"
+    (tmp_path / "tmp").mkdir()
+    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
+    alive = housekeeping.create_scratch("20260101T000000Z-123456", tmp_path / "tmp")
+    housekeeping.release(dead)  # its owner is gone
     for scratch in (dead, alive):
-        (scratch / "worktrees").mkdir(parents=True)
-        (scratch / "alive").write_text("")
+        (scratch / "worktrees").mkdir()
         repo.git("worktree", "add", "-q", "--detach", str(scratch / "worktrees" / "wt-1"), "main")
-    housekeeping.hold(alive)
     lock = repo.path / ".git" / "refs" / "heads" / "stuck.lock"
     lock.write_text("")
     try:
@@ -134,6 +180,26 @@ def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_pa
     assert str(dead) not in listed
     assert str(alive) in listed
     assert lock.exists()
+
+
+def test_a_users_worktree_named_like_a_scratch_directory_is_never_touched(repo: Repo, tmp_path: Path) -> None:
+    """Only a worktree inside a scratch directory this tool marked is ever removed, never one on its name."""
+    folder = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-mywork"
+    nested = tmp_path / "tmp" / "alignment-20260101T000000Z-abcdef-x" / "worktrees" / "wt-1"
+    (folder.parent).mkdir(parents=True)
+    for worktree in (folder, nested):
+        repo.git("worktree", "add", "-q", "--detach", str(worktree), "main")
+        (worktree / "unsaved.txt").write_text("uncommitted work\n")
+    (nested.parent.parent / "alive").write_text("")  # no lock held: a name and an unlocked file prove nothing
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        notes = housekeeping.sweep(git, tmp_path / "tmp")
+    finally:
+        git.close()
+    assert notes == ()
+    for worktree in (folder, nested):
+        assert (worktree / "unsaved.txt").read_text() == "uncommitted work\n"
+        assert str(worktree) in repo.git("worktree", "list")
 
 
 def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_path: Path) -> None:

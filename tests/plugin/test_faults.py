@@ -95,12 +95,15 @@ def test_killing_the_controller_loses_nothing_and_the_next_run_cleans_up(
 
     moved = 0
     for name, old in olds.items():
-        tip = repo.tip(name)
-        assert repo.tip(f"backup-{name}-pre-align") == old if repo.exists(f"backup-{name}-pre-align") else True
+        tip, backup = repo.tip(name), f"backup-{name}-pre-align"
         if tip != old:
             moved += 1
+            assert repo.exists(backup), f"'{name}' moved without a backup"
+            assert repo.tip(backup) == old
             assert repo.git("rev-parse", f"{tip}^1", f"{tip}^2").split() == [old, target]
             assert repo.git("rev-parse", f"{tip}^{{tree}}") == repo.git("merge-tree", "--write-tree", old, target)
+        elif repo.exists(backup):  # started, not moved yet when the controller died
+            assert repo.tip(backup) == old
     assert moved >= 3
     assert not list((repo.path / ".git" / "refs").rglob("*.lock"))
 

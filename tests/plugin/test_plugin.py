@@ -198,6 +198,26 @@ def test_a_component_bug_is_an_error_not_a_failure(run: Any, repo: Repo, tmp_pat
     assert repo.tip("feature") == old
 
 
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_control_characters_in_paths_are_printed_escaped(
+    run: Any, repo: Repo, tmp_path: Path, workers: str | None
+) -> None:
+    """A path or note holding a terminal escape sequence (set the title, clear the screen) is shown, not run."""
+    title = "t\x1b]0;pwned\x07.txt"
+    repo.commit("feature", {title: "ours\n"}, parent=repo.tip("main"))
+    repo.commit("main", {title: "theirs\n"})
+    (repo.path / ".git" / "refs" / "heads" / "stuck\x1b[2J.lock").write_text("")
+    input_path = write_input(tmp_path / "in.json", [entry("feature")])
+    done = run("--input", str(input_path), "--repo", str(repo.path), *(("-n", workers) if workers else ()))
+    assert done.branches()["feature"]["error_message"] == f"Merge conflict in {title} (unresolvable)"
+    assert "\x1b" not in done.output
+    assert "\x07" not in done.output
+    assert "\nMerge conflict in t\\x1b]0;pwned\\x07.txt (unresolvable)\n" in done.output
+    assert "stuck\\x1b[2J.lock exists" in done.output
+    log = (done.reports / "latest" / "logs" / "feature.log").read_text(encoding="utf-8")
+    assert "failed: Merge conflict in t\\x1b]0;pwned\\x07.txt (unresolvable)\n" in log
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from alignment.names import branch_file_stem, invalid_branch_name
+from alignment.names import REF_COMPONENT_BYTES, branch_file_stem, fit_ref_name, invalid_branch_name
 
 TRICKY = "ab/.-_@{}~^:?*[\\ \t\x7fé中"
 
@@ -77,3 +77,21 @@ def test_long_names_are_cut_but_stay_unique() -> None:
     assert len(branch_file_stem(first)) <= 120
     assert branch_file_stem(first) != branch_file_stem(second)
     assert "/" not in branch_file_stem("a/" * 100)
+
+
+_LONG_VALID_NAMES = st.lists(st.text(alphabet="xé中-", max_size=120), min_size=1, max_size=3).map(
+    lambda parts: "/".join("x" + part for part in parts)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_LONG_VALID_NAMES, min_size=2, max_size=2, unique=True))
+def test_fitted_ref_names_fit_stay_valid_and_distinct(names: list[str]) -> None:
+    fitted = [fit_ref_name(f"backup-{name}", "-pre-align-20") for name in names]
+    for name in fitted:
+        assert max(len(part.encode()) for part in name.split("/")) <= REF_COMPONENT_BYTES
+        assert invalid_branch_name(name) is None
+        assert name.endswith("-pre-align-20")
+    assert fitted[0] != fitted[1]
+    assert fit_ref_name(f"backup-{names[0]}", "-pre-align-20") == fitted[0]
+    assert fit_ref_name("backup-short/name", "-pre-align") == "backup-short/name-pre-align"

@@ -8,11 +8,9 @@ from pathlib import Path
 from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, RunState, list_runs, write_atomically
 
 
-def made_run(reports: Path, run_id: str, output: str | None, moves: int = 0) -> RunFolder:
+def made_run(reports: Path, run_id: str, output: str | None) -> RunFolder:
     folder = RunFolder(reports, run_id)
     folder.write_record({"run_id": run_id, "repository": "/r", "scratch_dir": "/s"})
-    for index in range(moves):
-        write_atomically(folder.moves_dir / f"b{index}.json", "{}")
     if output is not None:
         write_atomically(folder.path / output, json.dumps({"overall_summary": {"total_successful": 1}}))
     return folder
@@ -20,14 +18,14 @@ def made_run(reports: Path, run_id: str, output: str | None, moves: int = 0) -> 
 
 def test_runs_are_listed_oldest_first_with_how_far_each_got(tmp_path: Path) -> None:
     made_run(tmp_path, "20260102T000000Z-bbbbbb", PLAN_FILE)
-    made_run(tmp_path, "20260101T000000Z-aaaaaa", RESULTS_FILE, moves=2)
-    made_run(tmp_path, "20260103T000000Z-cccccc", None, moves=1)
+    made_run(tmp_path, "20260101T000000Z-aaaaaa", RESULTS_FILE)
+    made_run(tmp_path, "20260103T000000Z-cccccc", None)
     (tmp_path / "runs" / "not-a-run").mkdir()  # no record: not listed
     runs = list_runs(tmp_path)
-    assert [(run.run_id, run.state, run.moves()) for run in runs] == [
-        ("20260101T000000Z-aaaaaa", RunState.FINISHED, 2),
-        ("20260102T000000Z-bbbbbb", RunState.PLANNED, 0),
-        ("20260103T000000Z-cccccc", RunState.UNFINISHED, 1),
+    assert [(run.run_id, run.state) for run in runs] == [
+        ("20260101T000000Z-aaaaaa", RunState.FINISHED),
+        ("20260102T000000Z-bbbbbb", RunState.PLANNED),
+        ("20260103T000000Z-cccccc", RunState.UNFINISHED),
     ]
     assert [dict(run.summary()) for run in runs] == [{"total_successful": 1}, {"total_successful": 1}, {}]
     assert runs[0].record()["repository"] == "/r"
