@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alignment.errors import AlignmentError
+from alignment.errors import AlignmentError, UsageProblem, counted
 from alignment.journal import Outcome
 from alignment.runs import RunState, list_runs
 from alignment.session import moves_made
 from alignment.undo import undo_run
 
+_DRY_RUN_MARKS = {Outcome.RESTORED: "ready"}  # the message says "would restore"; the mark says it can
 _MARKS = {
     Outcome.RESTORED: "restored",
     Outcome.NOT_MOVED: "unchanged",
@@ -25,13 +26,14 @@ _MARKS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alignment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    reports_help = "the reports directory the runs wrote to, pytest's --reports-dir (default: reports)"
     undo = commands.add_parser("undo", help="put back every branch a run moved")
-    undo.add_argument("run_id")
-    undo.add_argument("--reports-dir", type=Path, default=Path("reports"))
-    undo.add_argument("--repo", help="the repository (default: the one the run aligned)")
+    undo.add_argument("run_id", help="the run's id, as `alignment runs` lists it (e.g. 20261125T101500Z-3fa9c1)")
+    undo.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help=reports_help)
+    undo.add_argument("--repo", metavar="PATH", help="the repository (default: the one the run aligned)")
     undo.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
     runs = commands.add_parser("runs", help="list runs, newest last")
-    runs.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    runs.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help=reports_help)
     arguments = parser.parse_args(argv)
     try:
         if arguments.command == "undo":
@@ -44,19 +46,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> int:
     report = undo_run(reports_dir, run_id, repo_path=repo, dry_run=dry_run)
+    marks = {**_MARKS, **_DRY_RUN_MARKS} if dry_run else _MARKS
     for item in report.restorations:
-        print(f"{_MARKS[item.outcome]:>9}  {item.message}")
+        print(f"{marks[item.outcome]:>9}  {item.message}")
     counts = {outcome: sum(item.outcome is outcome for item in report.restorations) for outcome in Outcome}
     verb = "would restore" if dry_run else "restored"
     print(
         f"run {run_id}: {verb} {counts[Outcome.RESTORED]}, unchanged {counts[Outcome.NOT_MOVED]}, "
-        f"refused {len(report.refused)} of {len(report.restorations)} moved branches in {report.repository}"
+        f"refused {len(report.refused)} of {counted(len(report.restorations), 'moved branch', 'moved branches')} "
+        f"in {report.repository}"
     )
     return 1 if report.refused else 0
 
 
 def _runs(reports_dir: Path) -> int:
-    for run in list_runs(reports_dir):
+    runs = list_runs(reports_dir)
+    if not runs:
+        raise UsageProblem(
+            f"no runs in {reports_dir.resolve()}: pass --reports-dir DIR, the directory your pytest runs wrote to "
+            "(their --reports-dir, default reports/ where pytest was started)"
+        )
+    for run in runs:
         summary = run.summary()
         if run.state is RunState.FINISHED:
             ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
@@ -65,7 +75,8 @@ def _runs(reports_dir: Path) -> int:
             state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
         else:
             state = "did not finish"
-        print(f"{run.run_id}  {state}; {moves_made(run.folder)} moved  {run.record()['repository']}")
+        moved = counted(moves_made(run.folder), "branch", "branches")
+        print(f"{run.run_id}  {state}; {moved} moved  {run.record()['repository']}")
     return 0
 
 

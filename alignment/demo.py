@@ -4,8 +4,8 @@ The branches cover what a real run meets: clean merges, conflicts (content and a
 breaks Python syntax although both sides compile, branches already up to date or only behind, a file both a
 target and its branch edit whose merge carries the target's trailing whitespace (a warning, marked as
 already on the target), and two branches that each merge cleanly but conflict with each other (what a
-plan's conflict matrix shows). Each input entry carries an extra
-``demo_expected`` field with the status the branch should get.
+plan's conflict matrix shows). ``expected_statuses.json`` beside the input says the status each branch
+should get (the input itself has only the input format's keys, so the demo shows no warning).
 
 ``History`` writes ``git fast-import`` streams with fixed dates; the benchmark's generator builds on it.
 """
@@ -13,13 +13,33 @@ plan's conflict matrix shows). Each input entry carries an extra
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignment import housekeeping
 from alignment.git import Git
 
 _IDENT = b"Demo Author <demo@example.com>"
+DEMO_PREFIX = "alignment-demo-"
+EXPECTED_FILE = "expected_statuses.json"
+
+
+def new_demo_dir(temporary_dir: Path | None = None) -> Path:
+    """A directory for this demo run, held (like a run's scratch) until ``housekeeping.release``.
+
+    The directories of earlier demos whose run has ended are removed first: demos do not pile up in the
+    temporary directory, and the latest demo's repository stays there to look at until the next demo.
+    """
+    base = temporary_dir or Path(tempfile.gettempdir())
+    for old in base.glob(f"{DEMO_PREFIX}*"):
+        if (old / "alive").exists() and not housekeeping.is_alive(old):
+            shutil.rmtree(old, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX, dir=base))
+    housekeeping.hold(directory)
+    return directory
 
 
 @dataclass
@@ -234,10 +254,11 @@ def build_demo(directory: Path) -> tuple[Path, Path]:
             "confidence": 0.9,
             "tags": [],
             "cluster_id": index % 3,
-            "demo_expected": branch.expected,
         }
         for index, branch in enumerate(_branches())
     ]
     input_path = directory / "categorized_branches.json"
     input_path.write_text(json.dumps({"branches": entries}, indent=2) + "\n", encoding="utf-8")
+    expected = {branch.name: branch.expected for branch in _branches()}
+    (directory / EXPECTED_FILE).write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
     return repo, input_path

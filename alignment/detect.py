@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -24,9 +25,11 @@ from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
 from alignment.git import Git, without_repository_variables
 from alignment.model import FileChange, Finding, Severity, Status
-from alignment.processes import ProcessTimeout, run_process
+from alignment.processes import ProcessTimeout, run_check
 
+log = logging.getLogger(__name__)
 MAX_CHECKED_BYTES = 8 * 1024 * 1024
+CHECK_OUTPUT_BYTES = 64 * 1024  # of each stream of a check command, the last ones: for the report and the log
 _BINARY_PROBE = 8000
 
 FileCheck = Callable[[str, str], Iterable[Finding]]
@@ -187,12 +190,13 @@ class ChangeErrorDetector:
         label = " ".join(command)
         timeout = context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
         try:
-            done = run_process(
+            done = run_check(
                 command,
                 cwd=worktree,
                 timeout=timeout,
                 env=without_repository_variables(),
                 memory_limit_mb=self.settings.max_memory_mb,
+                output_limit=CHECK_OUTPUT_BYTES,
             )
         except ProcessTimeout:
             return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {timeout:g} s")
@@ -201,6 +205,8 @@ class ChangeErrorDetector:
         if done.returncode == 0:
             return None
         output = (done.stdout + done.stderr).decode("utf-8", "replace")
+        dropped = f" (the first {done.dropped} bytes not kept)" if done.dropped else ""
+        log.info("`%s` exited %d at %s; its output%s:\n%s", label, done.returncode, commit, dropped, output)
         return Finding("check_command_failed", Severity.ERROR, f"`{label}` exited {done.returncode}{_tail(output)}")
 
 

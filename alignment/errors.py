@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from alignment.model import Status
 
+MAX_LISTED_PROBLEMS = 20  # a file with thousands of bad entries still gives a line one can read
+
 
 class AlignmentError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -29,6 +31,17 @@ class InputError(UsageProblem):
         self.problem = one_line(problem)
         location = f"{self.path}: {where}: " if where else f"{self.path}: "
         super().__init__(location + self.problem)
+
+    @classmethod
+    def of_all(cls, path: object, problems: Sequence[str]) -> InputError:
+        """One error for every problem (``where: what``) of a file: the problem itself when alone, else a count
+        and the list (the first ``MAX_LISTED_PROBLEMS``), so a hand-written file is fixed in one pass."""
+        if len(problems) == 1:
+            where, _, problem = problems[0].partition(": ")
+            return cls(path, where, problem)
+        listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+        more = len(problems) - MAX_LISTED_PROBLEMS
+        return cls(path, "", f"{len(problems)} problems: {listed}" + (f"; and {more} more" if more > 0 else ""))
 
 
 class ConfigError(UsageProblem):
@@ -88,6 +101,16 @@ class StepFailed(AlignmentError):
 def one_line(text: str) -> str:
     """``text`` with its line breaks and runs of blanks folded: error messages here are one line."""
     return " ".join(text.split())
+
+
+def noun(count: int, singular: str, plural: str | None = None) -> str:
+    """The noun for ``count`` things: ``branch`` for one, ``branches`` for others (default plural: + ``s``)."""
+    return singular if count == 1 else plural or singular + "s"
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 branch``, ``2 branches``: a count with its noun in the right number."""
+    return f"{count} {noun(count, singular, plural)}"
 
 
 def kind_of(value: object) -> str:

@@ -58,6 +58,7 @@ _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
+_REMOTES = "refs/remotes/"
 # Where git's name guessing looks for ``refs/heads/<name>`` when that ref is absent (git's ref_rev_parse_rules).
 _GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
@@ -301,6 +302,11 @@ class Git:
         """Every branch under ``root`` (local branches by default; or fetched ones) and its commit."""
         out = self.run("for-each-ref", "--format=%(objectname) %(refname)", root).stdout.decode()
         return {line[line.index(" ") + 1 + len(root) :]: line[: line.index(" ")] for line in out.splitlines()}
+
+    def remote_branches(self) -> frozenset[str]:
+        """Remote-tracking branches as ``<remote>/<branch>`` (``origin/next``), without ``<remote>/HEAD``."""
+        out = self.run("for-each-ref", "--format=%(refname)", _REMOTES).stdout.decode()
+        return frozenset(line[len(_REMOTES) :] for line in out.splitlines() if not line.endswith("/HEAD"))
 
     def resolve_branch(self, name: str) -> str | None:
         """The commit ``refs/heads/<name>`` points at now, or None when there is no such branch.

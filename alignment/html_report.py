@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from alignment.errors import counted, noun
+
 STATUS_COLOURS = {
     "completed": "#1a7f37",
     "failed_integration": "#cf222e",
@@ -27,32 +29,59 @@ STATUS_COLOURS = {
 MATRIX_LIMIT = 40  # branches per target shown as a grid; more are listed as pairs only
 TIMELINE_WIDTH, ROW_HEIGHT, LABEL_WIDTH = 900, 22, 150
 
+COLLAPSE_PASSING_AT = 100  # branches in a run from which completed rows start collapsed
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1f2328}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px}table{border-collapse:collapse;margin:8px 0}
-th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
-.status{color:#fff;border-radius:4px;padding:0 6px;white-space:nowrap}.num{text-align:right}
-.headline span{display:inline-block;margin-right:18px}.headline b{font-size:20px}
-code{font-size:12px}#filters button{margin-right:6px}.matrix td{text-align:center;min-width:18px}
+h1{font-size:22px;overflow-wrap:anywhere}h2{font-size:18px;margin-top:28px}table{border-collapse:collapse;margin:8px 0}
+th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa;white-space:nowrap}
+.status{color:#fff;border-radius:4px;padding:0 6px;white-space:nowrap}.num{text-align:right}.nowrap{white-space:nowrap}
+.branch{overflow-wrap:anywhere;min-width:10em}.wide{overflow-x:auto}
+.headline span{display:inline-block;margin-right:18px}
+.headline b{font-size:20px}code{font-size:12px}.matrix td{text-align:center;min-width:18px}
 .hit{background:#ffebe9;color:#cf222e}.muted{color:#6e7781}
+#controls{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #d0d7de;z-index:1}
+#controls button{margin:0 6px 4px 0}#controls button[aria-pressed=true]{font-weight:bold}
+#controls input[type=search]{width:16em;margin-right:12px}#shown{margin-left:12px}
+#timeline{max-width:100%;height:auto}
 """
 _SCRIPT = """
 (function () {
   var rows = Array.prototype.slice.call(document.querySelectorAll("tr[data-status]"));
+  var controls = document.getElementById("controls");
   var bar = document.getElementById("filters");
+  var search = document.getElementById("search");
+  var passing = document.getElementById("passing");
+  var shown = document.getElementById("shown");
+  var state = {status: "all"};
   var counts = {all: rows.length};
   rows.forEach(function (row) { counts[row.dataset.status] = (counts[row.dataset.status] || 0) + 1; });
+  function apply() {
+    var query = search.value.trim().toLowerCase(), visible = 0;
+    rows.forEach(function (row) {
+      var status = row.dataset.status;
+      row.hidden = !((state.status === "all" || status === state.status) &&
+        (!query || row.dataset.branch.toLowerCase().indexOf(query) >= 0) &&
+        (passing.checked || status !== "completed" || state.status === "completed" || query));
+      visible += row.hidden ? 0 : 1;
+    });
+    shown.textContent = "showing " + visible + " of " + rows.length + " branches";
+    Array.prototype.forEach.call(bar.children, function (button) {
+      button.setAttribute("aria-pressed", String(button.dataset.filter === state.status));
+    });
+  }
   Object.keys(counts).forEach(function (status) {
     var button = document.createElement("button");
     button.textContent = status.replace(/_/g, " ") + " (" + counts[status] + ")";
     button.dataset.filter = status;
-    button.onclick = function () {
-      rows.forEach(function (row) {
-        row.hidden = status !== "all" && row.dataset.status !== status;
-      });
-    };
+    button.onclick = function () { state.status = status; apply(); };
     bar.appendChild(button);
   });
+  passing.checked = rows.length < Number(controls.dataset.collapseAt);
+  search.oninput = apply;
+  passing.onchange = apply;
+  controls.hidden = false;
+  apply();
 })();
 """
 
@@ -70,7 +99,7 @@ def render_report(results: Mapping[str, Any], directory: Path) -> str:
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         _headline(results, planned),
-        '<div id="filters" aria-label="filter branches by status"></div>',
+        _controls(),
     ]
     for target, group in groups.items():
         parts.append(_group_section(target, group, directory, planned))
@@ -80,6 +109,17 @@ def render_report(results: Mapping[str, Any], directory: Path) -> str:
         parts.append(_matrices(groups))
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     return "\n".join(part for part in parts if part) + "\n"
+
+
+def _controls() -> str:
+    """Status filter, search box and the completed rows' toggle (shown once the script runs)."""
+    return (
+        f'<div id="controls" data-collapse-at="{COLLAPSE_PASSING_AT}" hidden>'
+        '<div id="filters" aria-label="filter branches by status"></div>'
+        '<input id="search" type="search" placeholder="search branches" aria-label="search branches by name">'
+        '<label><input id="passing" type="checkbox"> show completed rows</label><span id="shown" class="muted">'
+        "</span></div>"
+    )
 
 
 def headline_numbers(results: Mapping[str, Any]) -> dict[str, int]:
@@ -106,17 +146,24 @@ def _headline(results: Mapping[str, Any], planned: bool) -> str:
     summary = results["overall_summary"]
     verb = "would align" if planned else "aligned"
     items = [
-        (numbers["branches"], "branches"),
+        (numbers["branches"], noun(numbers["branches"], "branch", "branches")),
         (numbers["completed"], verb),
         (numbers["failed"], "would fail" if planned else "failed"),
         (numbers["not_run"], "not run"),
-        (numbers["conflicts"], f"conflicts ({numbers['explained']} with their cause)"),
+        (numbers["conflicts"], f"{noun(numbers['conflicts'], 'conflict')} ({numbers['explained']} with their cause)"),
     ]
     if planned:
-        items.append((numbers["pair_conflicts"], "branch pairs that conflict with each other"))
+        pairs = numbers["pair_conflicts"]
+        items.append(
+            (pairs, f"{noun(pairs, 'branch pair that conflicts', 'branch pairs that conflict')} with each other")
+        )
     spans = "".join(f"<span><b>{value}</b> {escape(label)}</span>" for value, label in items)
-    tripped = summary["circuit_breaker_triggered"]
-    breaker = f"open: {summary.get('circuit_breaker_reason')}" if tripped else "closed"
+    if planned:
+        breaker = "not applied to a plan (it predicts every branch)"
+    elif summary["circuit_breaker_triggered"]:
+        breaker = f"open: {summary.get('circuit_breaker_reason')}"
+    else:
+        breaker = "closed"
     meta = (
         f"{escape(str(summary['execution_timestamp']))} · {summary['total_time_seconds']} s · "
         f"circuit breaker {escape(breaker)}"
@@ -128,16 +175,17 @@ def _headline(results: Mapping[str, Any], planned: bool) -> str:
 def _group_section(target: str, group: Mapping[str, Any], directory: Path, planned: bool) -> str:
     rows = [_branch_row(branch, directory) for branch in group["branches"]]
     rows += [
-        f'<tr data-status="not_run"><td>{escape(name)}</td><td>{_badge("not_run")}</td>'
+        f'<tr data-status="not_run" data-branch="{escape(name, quote=True)}"><td class="branch">{escape(name)}</td>'
+        f"<td>{_badge('not_run')}</td>"
         '<td colspan="6" class="muted">not started: the circuit breaker had tripped</td></tr>'
         for name in group.get("not_run", ())
     ]
     counts = f"{group['successful']} ok, {group['failed']} {'would fail' if planned else 'failed'}"
-    header = "<tr><th>Branch</th><th>Status</th><th>Action</th><th>Time s</th><th>Worker</th>"
+    header = "<tr><th>Branch</th><th>Status</th><th>Action</th><th>Time (s)</th><th>Worker</th>"
     header += "<th>Message</th><th>Findings</th><th>Document</th></tr>"
     return (
         f'<h2 id="target-{escape(quote(target), quote=True)}">{escape(target)} <span class="muted">({counts})</span>'
-        f'</h2><table class="branches">{header}{"".join(rows)}</table>'
+        f'</h2><div class="wide"><table class="branches">{header}{"".join(rows)}</table></div>'
     )
 
 
@@ -146,11 +194,15 @@ def _branch_row(branch: Mapping[str, Any], directory: Path) -> str:
     message = branch.get("error_message", "")
     findings = "<br>".join(_finding(finding) for finding in branch.get("findings", ()))
     document = branch.get("document")
-    link = f'<a href="{escape(_relative(document, directory), quote=True)}">change document</a>' if document else ""
+    link = f'<a href="{escape(_relative(document, directory), quote=True)}">document</a>' if document else ""
+    name = branch["branch_name"]
+    action = str(branch.get("action", "")).replace("_", " ")
     return (
-        f'<tr data-status="{escape(status, quote=True)}"><td>{escape(branch["branch_name"])}</td>'
-        f"<td>{_badge(status)}</td><td>{escape(str(branch.get('action', '')).replace('_', ' '))}</td>"
-        f'<td class="num">{branch["integration_time_seconds"]}</td><td>{escape(branch.get("worker", ""))}</td>'
+        f'<tr data-status="{escape(status, quote=True)}" data-branch="{escape(name, quote=True)}">'
+        f'<td class="branch">{escape(name)}</td>'
+        f'<td>{_badge(status)}</td><td class="nowrap">{escape(action)}</td>'
+        f'<td class="num">{branch["integration_time_seconds"]}</td>'
+        f'<td class="nowrap">{escape(branch.get("worker", ""))}</td>'
         f"<td>{escape(message)}</td><td>{findings}</td><td>{link}</td></tr>"
     )
 
@@ -173,7 +225,8 @@ def _relative(path: str, directory: Path) -> str:
 
 
 def _timeline(groups: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
-    """Branch start to end per worker, as SVG bars; the breaker's trip as a vertical line."""
+    """Branch start to end per worker, as SVG bars, on an axis from the run's start to its end (the headline's
+    total); the breaker's trip as a vertical line, labelled above the rows so it never covers the axis."""
     branches = [branch for group in groups.values() for branch in group["branches"] if branch.get("started_at")]
     if not branches:
         return ""
@@ -181,34 +234,46 @@ def _timeline(groups: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     tripped = summary.get("circuit_breaker_tripped_at")
     moments = [moment for _, start, end in spans for moment in (start, end)]
     moments += [_seconds(tripped)] if tripped else []
-    begin, span = min(moments), max(max(moments) - min(moments), 1e-3)
+    begin = min([_seconds(summary["started_at"])] if summary.get("started_at") else moments)
+    total = max(float(summary["total_time_seconds"]), max(moments) - begin, 1e-3)
     workers = sorted({branch.get("worker") or "?" for branch, _, _ in spans})
-    height = ROW_HEIGHT * len(workers) + 24
+    top = ROW_HEIGHT  # the trip's label
+    height = top + ROW_HEIGHT * len(workers) + 24
+    axis = top + ROW_HEIGHT * len(workers) + 16
 
     def x(moment: float) -> float:
-        return LABEL_WIDTH + (moment - begin) / span * TIMELINE_WIDTH
+        return LABEL_WIDTH + (moment - begin) / total * TIMELINE_WIDTH
 
-    shapes = [f'<text x="4" y="{ROW_HEIGHT * row + 15}">{escape(worker)}</text>' for row, worker in enumerate(workers)]
+    shapes = [
+        f'<text x="4" y="{top + ROW_HEIGHT * row + 15}">{escape(worker)}</text>' for row, worker in enumerate(workers)
+    ]
     for branch, start, end in spans:
         row = workers.index(branch.get("worker") or "?")
         tooltip = f"{branch['branch_name']} ({branch['target_branch']}): {branch['status']}, {end - start:.2f} s"
         shapes.append(
             f'<rect class="bar" data-branch="{escape(branch["branch_name"], quote=True)}" x="{x(start):.1f}" '
-            f'y="{ROW_HEIGHT * row + 3}" width="{max(x(end) - x(start), 1.5):.1f}" height="{ROW_HEIGHT - 6}" '
+            f'y="{top + ROW_HEIGHT * row + 3}" width="{max(x(end) - x(start), 1.5):.1f}" height="{ROW_HEIGHT - 6}" '
             f'fill="{STATUS_COLOURS.get(branch["status"], "#6e7781")}"><title>{escape(tooltip)}</title></rect>'
         )
     if tripped:
         line = x(_seconds(tripped))
+        anchor = "end" if line > LABEL_WIDTH + TIMELINE_WIDTH / 2 else "start"
+        label_x = line - 4 if anchor == "end" else line + 4
         shapes.append(
-            f'<line class="breaker" x1="{line:.1f}" x2="{line:.1f}" y1="0" y2="{height - 20}" stroke="#cf222e" '
-            f'stroke-width="2"/><text x="{line + 4:.1f}" y="{height - 6}" fill="#cf222e">circuit breaker tripped</text>'
+            f'<line class="breaker" x1="{line:.1f}" x2="{line:.1f}" y1="4" y2="{axis - 12}" stroke="#cf222e" '
+            f'stroke-width="2"/><text x="{label_x:.1f}" y="14" fill="#cf222e" text-anchor="{anchor}">'
+            f"circuit breaker tripped at {_seconds(tripped) - begin:.2f} s</text>"
         )
-    shapes.append(f'<text x="{LABEL_WIDTH}" y="{height - 6}" class="muted">0 s</text>')
-    shapes.append(f'<text x="{LABEL_WIDTH + TIMELINE_WIDTH - 50}" y="{height - 6}">{span:.2f} s</text>')
+    end_x = LABEL_WIDTH + TIMELINE_WIDTH
+    shapes.append(
+        f'<line x1="{LABEL_WIDTH}" x2="{end_x}" y1="{axis - 12}" y2="{axis - 12}" stroke="#d0d7de"/>'
+        f'<text x="{LABEL_WIDTH}" y="{axis}" class="muted">0 s (run start)</text>'
+        f'<text x="{end_x}" y="{axis}" text-anchor="end">{total:.2f} s (run end)</text>'
+    )
     width = LABEL_WIDTH + TIMELINE_WIDTH + 10
     return (
         f'<h2>Timeline</h2><svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{height}" font-size="12">{"".join(shapes)}</svg>'
+        f'height="{height}" viewBox="0 0 {width} {height}" font-size="12">{"".join(shapes)}</svg>'
     )
 
 
@@ -238,7 +303,7 @@ def _matrices(groups: Mapping[str, Any]) -> str:
         if matrix is None:
             continue
         conflicts = matrix["conflicts"]
-        checked = f"{matrix['pairs_checked']} pairs with common paths merged"
+        checked = f"{counted(matrix['pairs_checked'], 'pair')} with common paths merged"
         if matrix["pairs_skipped"]:
             checked += f", {matrix['pairs_skipped']} not (limit)"
         parts.append(f'<h3>{escape(target)} <span class="muted">({checked})</span></h3>')

@@ -71,25 +71,32 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """One entry of ``categorized_branches.json``; ``index`` is its position in the file."""
+    """One entry of ``categorized_branches.json``; ``index`` is its position in the file.
+
+    Only the name and the target are required: ``confidence``, ``tags`` and ``cluster_id`` (Task 007's
+    classification) are None when the entry leaves them out.
+    """
 
     name: str
     target: str
-    confidence: float
-    tags: tuple[str, ...]
-    cluster_id: int
+    confidence: float | None
+    tags: tuple[str, ...] | None
+    cluster_id: int | None
     index: int
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as it appeared in the input, extra fields included."""
+        """The entry as it appeared in the input, extra fields included, left-out optional fields left out."""
+        optional = {
+            "confidence": self.confidence,
+            "tags": None if self.tags is None else list(self.tags),
+            "cluster_id": self.cluster_id,
+        }
         return {
             **self.extra,
             "branch_name": self.name,
             "assigned_target": self.target,
-            "confidence": self.confidence,
-            "tags": list(self.tags),
-            "cluster_id": self.cluster_id,
+            **{key: value for key, value in optional.items() if value is not None},
         }
 
 

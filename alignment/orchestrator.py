@@ -79,6 +79,8 @@ class BranchAlignmentOrchestrator:
 
     def _execute(self, input_path: str | Path, repo_path: str | Path | None, *, planning: bool) -> dict[str, Any]:
         branches = load_branches(input_path)
+        for warning in branches.warnings:
+            log.warning("%s: %s", branches.source, warning)
         repo = repo_path if repo_path is not None else self.settings.repo_path
         if repo is None:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")

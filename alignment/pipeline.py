@@ -257,13 +257,21 @@ class BranchAlignment:
                 self.failure = StepFailed(Status.EXCEPTION, [ErrorCode.UNEXPECTED_ERROR], message)
             log.info("'%s' failed: %s", self.spec.name, self.failure.message)
 
+    def interrupted(self) -> StepFailed | None:
+        """Why the steps stopped without a result of their own (the branch's timeout signal, Ctrl-C), as the
+        result will say; None when they had completed (a signal that came after the move changes nothing)."""
+        if self.completed:
+            return None
+        if self.failure is None:
+            self.failure = self._interruption()
+        return self.failure
+
     def finish(self) -> BranchResult:
         """Always runs last: document a failure, restore the branch if needed, clean up; the result."""
         if self._result is not None:
             return self._result
         with branch_scope(self.spec.name):
-            if not self.completed and self.failure is None:
-                self.failure = self._interruption()
+            self.interrupted()
             try:
                 if self.failure is not None:
                     self._document_failure(self.failure)
@@ -554,6 +562,7 @@ def run_alignment_for_branch(
             BranchInput("run_alignment_for_branch", (spec,)),
             repo_path,
             reports_dir=Path(os.getcwd()) / "reports",
+            require_targets=False,
         )
     except UsageProblem:
         raise

@@ -78,6 +78,7 @@ def build_results(
             "circuit_breaker_reason": breaker.reason,
             "circuit_breaker_tripped_at": iso_utc(breaker.tripped_at) if breaker.tripped_at else None,
             "execution_timestamp": iso_utc(started, "seconds"),
+            "started_at": iso_utc(started),
         },
     }
 

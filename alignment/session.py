@@ -8,6 +8,7 @@ hands it to xdist workers unchanged; ``pipeline.Runtime`` is what each process b
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import shutil
@@ -19,7 +20,7 @@ from typing import Any
 
 from alignment import housekeeping
 from alignment.config import Settings, from_mapping
-from alignment.errors import RepositoryError
+from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
 from alignment.journal import MoveJournal
@@ -66,15 +67,21 @@ class Snapshot:
         )
 
 
-def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool, root: str = "refs/heads/") -> Snapshot:
+def take_snapshot(
+    git: Git, branches: BranchInput, write_commit_graph: bool, require_targets: bool = True, root: str = "refs/heads/"
+) -> Snapshot:
     """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
 
-    ``root``: where the branches are read (local branches, or those fetched from a remote)."""
+    ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
+    ``root``: where the branches are read (local branches, or those fetched from a remote).
+    """
+    all_tips = git.branch_tips(root)
+    if require_targets:
+        _require_targets(git, branches, all_tips)
     graph_written = False
     if write_commit_graph and not git.has_commit_graph():
         git.write_commit_graph()
         graph_written = True
-    all_tips = git.branch_tips(root)
     listed = {spec.name for spec in branches.branches}
     targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
     up_to_date: set[str] = set()
@@ -89,6 +96,30 @@ def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool, roo
         behind |= (git.branches_merged_into(commit, root) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written)
+
+
+def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str]) -> None:
+    """A target that is not a local branch is a problem of the input: refuse the run before anything runs.
+
+    The message names the target, the closest existing branch, and ``<remote>/<target>`` when that exists.
+    """
+    missing = [target for target in branches.targets if target not in tips]
+    if not missing:
+        return
+    remote = git.remote_branches()
+    problems = []
+    for target in missing:
+        first = next(spec.index for spec in branches.branches if spec.target == target)
+        problem = f"branches[{first}].assigned_target: target {target!r} is not a branch of {git.location.git_dir}"
+        close = difflib.get_close_matches(target, list(tips), n=1)
+        if close:
+            problem += f" (closest existing branch: {close[0]!r})"
+        tracking = sorted(name for name in remote if name.split("/", 1)[1:] == [target])
+        if tracking:
+            remote_name = tracking[0].split("/", 1)[0]
+            problem += f"; {tracking[0]!r} exists: pass --remote {remote_name} to align onto the remote's branches"
+        problems.append(problem)
+    raise InputError.of_all(branches.source, problems)
 
 
 @dataclass(frozen=True)
@@ -168,10 +199,15 @@ def plan_run(
     *,
     reports_dir: str | Path | None = None,
     planning: bool = False,
+    require_targets: bool = True,
+    record: bool = True,
 ) -> RunPlan:
     """Discover the repository, snapshot it and create the run folder. Moves no ref.
 
     ``planning``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
+    ``require_targets``: refuse the run when a target does not exist (the single-branch entry point instead
+    reports ``target_not_found`` in the branch's result, as the spec's error codes say).
+    ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
     With ``settings.remote``, the listed branches and targets are fetched first (``remote.fetch_listed``)
     and the run reads those copies; a plan fetches too, but never pushes.
     """
@@ -198,20 +234,21 @@ def plan_run(
             missing = fetch_listed(git, settings.remote, names, timeout=settings.integration_timeout_seconds)
             root = tracking_root(settings.remote)
             log.info("fetched %d refs from '%s'; missing there: %s", len(names), settings.remote, sorted(missing))
-        snapshot = take_snapshot(git, branches, settings.write_commit_graph, root)
+        snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets, root)
     finally:
         git.close()
     scratch = housekeeping.create_scratch(run_id)
-    folder.write_record(
-        {
-            "run_id": run_id,
-            "repository": str(location.git_dir),
-            "started": started,
-            "input": branches.source,
-            "scratch_dir": str(scratch),
-            "planning": planning,
-        }
-    )
+    if record:
+        folder.write_record(
+            {
+                "run_id": run_id,
+                "repository": str(location.git_dir),
+                "started": started,
+                "input": branches.source,
+                "scratch_dir": str(scratch),
+                "planning": planning,
+            }
+        )
     log.info(
         "run %s: %d branches over %d targets in %s",
         run_id,
@@ -229,8 +266,8 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
         if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
             continue
         notes.append(
-            f"run {run.run_id} did not finish; it moved {moves_made(run.folder)} branch(es) to checked merges "
-            f"(`alignment undo {run.run_id}` puts them back)"
+            f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "
+            f"checked merges (`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)
 

@@ -40,7 +40,8 @@ def undo_run(
     record_path = folder.record_path
     if not record_path.exists():
         raise UsageProblem(
-            f"{folder.path}: no such run (no {record_path.name}); runs are listed in {reports_dir / 'runs'}"
+            f"{folder.path.resolve()}: no such run (no {record_path.name}); `alignment runs --reports-dir DIR` lists "
+            "the runs of a reports directory: pass the --reports-dir your pytest run wrote to"
         )
     repository = str(repo_path) if repo_path is not None else json.loads(record_path.read_text())["repository"]
     git = Git(RepoLocation.discover(repository))

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
+import signal
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -31,7 +31,7 @@ import pytest
 
 import alignment
 from alignment.config import check_remote_name, load_settings
-from alignment.errors import AlignmentError, StepFailed, UsageProblem
+from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
 from alignment.model import BranchSpec, Status
@@ -110,6 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     for target in state.plan.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    if config.option.collectonly:
+        return  # collecting moves nothing and writes no run: no report either
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
@@ -141,9 +143,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         demo_dir = None
         repo: Path | str | None
         if demo:
-            from alignment.demo import build_demo  # noqa: PLC0415 - only --demo needs it
+            from alignment.demo import build_demo, new_demo_dir  # noqa: PLC0415 - only --demo needs it
 
-            demo_dir = Path(tempfile.mkdtemp(prefix="alignment-demo-"))
+            demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
             repo = _path_option(config, "alignment_repo") or settings.repo_path
@@ -159,6 +161,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             repo,
             reports_dir=config.invocation_params.dir / reports,
             planning=bool(config.getoption("alignment_plan_only")),
+            record=not config.option.collectonly,
         )
     except UsageProblem as error:
         raise pytest.UsageError(printable(str(error))) from None
@@ -168,14 +171,17 @@ def _controller_state(config: pytest.Config) -> RunState | None:
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
-    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file)."""
+    """An option's path (relative to where pytest was started), else its ini twin (relative to the ini file).
+
+    Normalised (``/proj/../bad/x.json`` is ``/bad/x.json``), so messages show the file the user means.
+    """
     value = config.getoption(name)
     if value:
-        return config.invocation_params.dir / str(value)
+        return Path(os.path.normpath(config.invocation_params.dir / str(value)))
     ini = config.getini(name)
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return base / str(ini)
+        return Path(os.path.normpath(base / str(ini)))
     return None
 
 
@@ -262,16 +268,38 @@ def branch_alignment(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
-    """A step's ``StepFailed`` becomes pytest's failure without a traceback: the report says the spec's
-    ``error_message``, and pytest spends no time formatting a trace of the library for each failed branch."""
-    try:
+    """A step's ``StepFailed``, or the branch's timeout, becomes pytest's failure without a traceback: the
+    report says the spec's ``error_message``, and pytest spends no time formatting a trace of the library
+    for each failed branch.
+
+    The timeout (pytest-timeout's signal) raises at whatever instruction runs when it comes, which can be
+    one without a line number (cleanup code of ``with`` and ``try``): pytest cannot format such a trace and
+    stops the whole run with an internal error. Its trace is never formatted: the branch's ``timeout``
+    result is the report. The alarm is cancelled as soon as the steps return, so it cannot land after them.
+    """
+    steps = pyfuncitem.funcargs.get("branch_alignment")
+    if STATE not in pyfuncitem.config.stash or not isinstance(steps, BranchAlignment):
         return (yield)
+    try:
+        try:
+            return (yield)
+        finally:
+            _cancel_alarm()
     except StepFailed as error:
-        if STATE not in pyfuncitem.config.stash:
-            raise
         failure = error
+    except pytest.fail.Exception:  # pytest-timeout's: the branch ran out of time
+        stopped = steps.interrupted()
+        if stopped is None:
+            return None  # the alarm came after the steps had completed
+        failure = stopped
     pyfuncitem.stash[STEP_FAILURE] = failure
-    pytest.fail(printable(failure.message), pytrace=False)  # outside the except block: no chained StepFailed
+    pytest.fail(printable(failure.message), pytrace=False)  # outside the except block: nothing chained to format
+
+
+def _cancel_alarm() -> None:
+    """Stop pytest-timeout's pending alarm (signal method) before it can interrupt anything after the steps."""
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -307,9 +335,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     plan = state.plan
     lines = [
-        f"alignment run {plan.run_id}: {len(plan.branches.branches)} branches, "
-        f"{len(plan.branches.targets)} targets, repository {plan.location.git_dir}"
+        f"alignment run {plan.run_id}: the input lists {counted(len(plan.branches.branches), 'branch', 'branches')} "
+        f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
     ]
+    lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
     if plan.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:

@@ -10,6 +10,7 @@ at it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Generator, Mapping
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from alignment import housekeeping
+from alignment.errors import counted
 from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
@@ -31,7 +34,9 @@ from alignment.session import RunPlan
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
+LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
+MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
 
 
 def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
@@ -70,6 +75,9 @@ class AlignmentController:
         self.config = config
         self.plan = plan
         self.demo_dir = demo_dir
+        self.collecting_only = bool(config.option.collectonly)
+        self.reported: set[str] = set()  # test ids pytest has a report for
+        self.outer_lastfailed: dict[str, bool] | None = None  # pytest's --lf memory outside this run
         self.ledger = RunLedger(plan, on_trip=self._stop)
         self.memory = MemoryGate(plan.settings.max_memory_mb)
         self.nodes = NodeMap(plan)
@@ -106,13 +114,38 @@ class AlignmentController:
 
     # -- the run ---------------------------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        self.ledger.start()
+        self._use_lastfailed_of_this_run()
+        if not self.collecting_only:
+            self.ledger.start()
+
+    @property
+    def lastfailed_key(self) -> str:
+        """Where ``--lf``'s memory of this input and repository is kept: a branch that failed for one input or
+        repository is not rerun for another."""
+        source = Path(self.plan.branches.source).resolve()
+        digest = hashlib.sha256(f"{source}\0{self.plan.location.git_dir}".encode()).hexdigest()[:16]
+        return f"alignment/lastfailed/{digest}"
+
+    def _use_lastfailed_of_this_run(self) -> None:
+        """pytest's ``--lf`` reads ``cache/lastfailed`` (here, and in xdist workers, which start after this):
+        put this input and repository's memory there for the session, and a fresh ``--lf`` plugin on it."""
+        lfplugin, cache = self.config.pluginmanager.getplugin("lfplugin"), getattr(self.config, "cache", None)
+        if lfplugin is None or cache is None:
+            return  # a plan (it leaves --lf alone) or -p no:cacheprovider
+        self.outer_lastfailed = cache.get(LASTFAILED, {})
+        cache.set(LASTFAILED, cache.get(self.lastfailed_key, {}))
+        for name in ("lfplugin-collwrapper", "lfplugin"):
+            if self.config.pluginmanager.has_plugin(name):
+                self.config.pluginmanager.unregister(name=name)
+        self.config.pluginmanager.register(type(lfplugin)(self.config), "lfplugin")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Each phase's report, read once: the branch's start, its failure text, and at its end its result."""
         when: str = report.when  # "???" for the item of a crashed worker
+        self.reported.add(report.nodeid)
         if report.failed:
             self.failures.setdefault(report.nodeid, _last_line(report.longreprtext))
         branch = self.nodes.branch(report.nodeid)
@@ -176,26 +209,55 @@ class AlignmentController:
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
         """pytest-json-report's report is complete: publish the spec's output from the results read from it
         as each test reported, and point the JSON report at it."""
+        if self.collecting_only:
+            return
         self.published = self.ledger.finish(selected=set(self.nodes.selected.values()))
         json_report["alignment_results"] = str(self.published.path)
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
-        """Before the cache and the JSON report are written: push a ``--remote`` run's branches, then put
-        never-started branches and those whose push failed into ``--lf``'s list, so a rerun picks them up.
-        A failed push fails the session (exit code 1) although the branch's test item passed."""
-        push_failed = self.ledger.push()
-        if push_failed and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        """Before pytest's own summary: a ``--remote`` run's branches are pushed (a failed push fails the
+        session, exit code 1, although the branch's item passed); each never-started branch is reported as
+        skipped, so pytest's counts are the run's (skipped = not run); both go into ``--lf``'s list. After:
+        ``--lf``'s memory is kept under this input and repository, and pytest's own (the project's tests) is
+        left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
-        if lfplugin is not None:
+        if not self.collecting_only:
+            push_failed = self.ledger.push()
+            if push_failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self._report_never_started(session)
             finished = self.ledger.results
             for nodeid, branch in self.nodes.selected.items():
-                if branch not in finished or branch in push_failed:
+                if (branch not in finished or branch in push_failed) and lfplugin is not None:
                     lfplugin.lastfailed[nodeid] = True
-        return (yield)
+        try:
+            return (yield)
+        finally:
+            cache = getattr(self.config, "cache", None)
+            if self.outer_lastfailed is not None and cache is not None:
+                cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
+                cache.set(LASTFAILED, self.outer_lastfailed)
+
+    def _report_never_started(self, session: pytest.Session) -> None:
+        """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""
+        reason = str(session.shouldstop or session.shouldfail or "the run stopped first")
+        for nodeid in self.nodes.selected:
+            if nodeid not in self.reported:
+                path, _, name = nodeid.partition("::")
+                report = pytest.TestReport(
+                    nodeid,
+                    (path, None, name),
+                    {},
+                    "skipped",
+                    (path, 0, f"Skipped: not started: {reason}"),
+                    "setup",
+                )
+                self.config.hook.pytest_runtest_logreport(report=report)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.collecting_only:
+            terminalreporter.write_line("branch alignment: collected only; no run was made and nothing moved")
         if self.published is None:
             return
         results, results_path = self.published.results, self.published.path
@@ -206,6 +268,9 @@ class AlignmentController:
 
         terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
         write(headline(results))
+        listed, selected = len(self.plan.branches.branches), len(self.nodes.selected)
+        if selected < listed:
+            write(f"selected: {selected} of the input's {counted(listed, 'branch', 'branches')}")
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
         for target, group in results["orchestration_results"].items():
             write(
@@ -229,18 +294,25 @@ class AlignmentController:
             )
         else:
             write("circuit breaker: disabled")
+        for line in failure_lines(results):
+            write(line, red=True)
         for note in self.plan.housekeeping:
             write(f"note: {note}", yellow=True)
         kind = "plan" if self.plan.planning else "results"
         write(f"run {self.plan.run_id}; {kind}: {results_path}")
-        write(f"report: {results_path.with_name(html_name(results_path.name))}")
+        report = results_path.with_name(html_name(results_path.name))
+        write(f"report: {report}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
+            for line in _after_the_demo(self.demo_dir, report, self.plan.planning):
+                write(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it."""
         scratch = self.plan.scratch_dir.resolve()
         self.plan.discard_scratch()
+        if self.demo_dir is not None:
+            housekeeping.release(self.demo_dir)  # the next demo may remove it
         git = Git(self.plan.location)
         try:
             git.forget_worktrees(lambda worktree: scratch in worktree.parents)
@@ -262,16 +334,52 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> list[str]:
+    """One short line per branch that failed (or would): its name, the reason, and the conflict's cause.
+
+    The reason is never cut, whatever the name's length (pytest's FAILED line drops it for long test ids).
+    """
+    lines = []
+    for group in results["orchestration_results"].values():
+        for branch in group["branches"]:
+            if branch["status"] == Status.COMPLETED.value:
+                continue
+            line = f"{branch['branch_name']}: {branch.get('error_message') or branch['status']}"
+            culprits = branch.get("culprits") or ()
+            if culprits:
+                cause = culprits[0]
+                line += f' - caused by {cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})'
+            lines.append(line)
+    if len(lines) > limit:
+        lines[limit:] = [f"... and {len(lines) - limit} more: see the report"]
+    return lines
+
+
+def _after_the_demo(demo_dir: Path, report: Path, planned: bool) -> list[str]:
+    """What to try next after ``--demo``: a plan, your own branches, the HTML report."""
+    lines = ["next:"]
+    if not planned:
+        lines.append("  pytest alignment/ --demo --plan      predict the same outcomes; nothing is changed")
+    lines.append(
+        "  pytest alignment/ -n 4 --input categorized_branches.json --repo PATH    your own branches (README: "
+        f"'The input file'; the demo's is {demo_dir / 'categorized_branches.json'})"
+    )
+    lines.append(f"  open {report}    the report: tables per target, timeline, conflict causes")
+    return lines
+
+
 def headline(results: dict[str, Any]) -> str:
     """The report's headline numbers on one line: ``20 branches: 16 aligned, 4 failed, 0 not run; 3 conflicts,
     3 with their cause named`` (a plan adds the branch pairs that conflict with each other)."""
     numbers = headline_numbers(results)
     planned = bool(results.get("planned"))
     line = (
-        f"{numbers['branches']} branches: {numbers['completed']} {'would align' if planned else 'aligned'}, "
-        f"{numbers['failed']} {'would fail' if planned else 'failed'}, {numbers['not_run']} not run; "
-        f"{numbers['conflicts']} conflicts, {numbers['explained']} with their cause named"
+        f"{counted(numbers['branches'], 'branch', 'branches')}: {numbers['completed']} "
+        f"{'would align' if planned else 'aligned'}, {numbers['failed']} {'would fail' if planned else 'failed'}, "
+        f"{numbers['not_run']} not run; {counted(numbers['conflicts'], 'conflict')}, {numbers['explained']} with "
+        "their cause named"
     )
     if planned:
-        line += f"; {numbers['pair_conflicts']} branch pairs conflict with each other"
+        pairs = counted(numbers["pair_conflicts"], "branch pair conflicts", "branch pairs conflict")
+        line += f"; {pairs} with each other"
     return line

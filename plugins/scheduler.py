@@ -7,11 +7,12 @@ a worker except the last one will run without asking the controller again; the l
 The rule that keeps the limits exact: all items of a worker's queue that will run without asking (all but
 the last, or all after shutdown) share one target. Then a worker holds at most one slot of one target at any
 time, and queueing several same-target items behind the running one costs no extra slot while it spares
-the worker a round trip to the controller after every branch. The last item in a queue may be of another
-target: it starts only when the controller consents (its target below its limit, the memory gate open,
-the circuit breaker closed), by sending it a successor or shutdown. After a trip nothing more is sent and
-every worker is shut down; items already queued run, see the breaker's flag and skip without touching
-their branch.
+the worker a round trip to the controller after every branch. A worker is queued no more than its fair share
+of what is left, so a small run (or the end of a big one) is spread over all workers, not queued on one.
+The last item in a queue may be of another target: it starts only when the controller consents (its target
+below its limit, the memory gate open, the circuit breaker closed), by sending it a successor or shutdown.
+After a trip nothing more is sent and every worker is shut down; items already queued run, see the
+breaker's flag and skip without touching their branch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from xdist.workermanage import parse_tx_spec_config
 Node = Any  # xdist.workermanage.WorkerController
 
 
-QUEUE_AHEAD = 3  # same-target items queued behind a worker's running item
+QUEUE_AHEAD = 3  # at most this many same-target items queued behind a worker's running item
 
 
 class TargetScheduling:
@@ -166,7 +167,7 @@ class TargetScheduling:
         """Queue more of the running target's items, if the waiting last item is of that target too."""
         target = self._target(queue[0])
         if self._target(queue[-1]) == target and len(queue) <= QUEUE_AHEAD:
-            self._send(node, self._take(target, QUEUE_AHEAD + 1 - len(queue)))
+            self._send(node, self._take(target, max(0, self._ahead(target) + 1 - len(queue))))
 
     def _consent(self, node: Node, head: int) -> None:
         """Start the node's single waiting item when its target has room."""
@@ -187,13 +188,20 @@ class TargetScheduling:
     def _send_followers(self, node: Node, target: str) -> None:
         """Start the node's last item: same-target followers, or one waiting item of another target, or
         shutdown when nothing is left."""
-        followers = self._take(target, QUEUE_AHEAD) or self.pending[:1]
+        followers = self._take(target, self._ahead(target)) or self.pending[:1]
         if not followers:
             node.shutdown()
             return
         if self._target(followers[0]) != target:
             self.pending.remove(followers[0])
         self._send(node, followers)
+
+    def _ahead(self, target: str) -> int:
+        """How many of ``target``'s items to queue behind a running one: up to ``QUEUE_AHEAD``, but no more
+        than a fair share of what is left among the workers, so a few items spread over all of them."""
+        left = sum(1 for index in self.pending if self._target(index) == target)
+        workers = sum(1 for node in self.node2pending if not node.shutting_down)
+        return max(1, min(QUEUE_AHEAD, left // max(workers, 1)))
 
     def _take(self, target: str, count: int) -> list[int]:
         """Up to ``count`` pending items of ``target``, removed from the pending list."""

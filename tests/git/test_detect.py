@@ -16,7 +16,7 @@ from alignment.git import Git, RepoLocation
 from alignment.model import Action, Severity, Status
 from alignment.processes import run_process
 from alignment.workspace import Workspace
-from tests.conftest import Aligner, Repo, settings
+from tests.conftest import Aligner, Repo, alive, settings
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ time.sleep(600)
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))
     assert repo.tip("feature") == old
     for pid in map(int, pids.read_text().split()):
-        assert not _alive(pid), f"process {pid} survived"
+        assert not alive(pid), f"process {pid} survived"
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
@@ -189,18 +189,10 @@ time.sleep(600)
         signal.signal(signal.SIGALRM, previous)
     for pid in map(int, pids.read_text().split()):
         for _ in range(100):  # SIGKILL was sent; give the kernel a moment to finish the process
-            if not _alive(pid):
+            if not alive(pid):
                 break
             time.sleep(0.05)
-        assert not _alive(pid), f"process {pid} survived"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+        assert not alive(pid), f"process {pid} survived"
 
 
 def test_rebase_strategy_replays_the_branch_on_the_target(repo: Repo, align: Aligner) -> None:

@@ -6,6 +6,7 @@ CI cannot skip these tests). ``--dump-dom`` prints the page after its script ran
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from urllib.parse import unquote
 import pytest
 
 from alignment.demo import build_demo
+from alignment.html_report import COLLAPSE_PASSING_AT, render_report
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from tests.conftest import Repo, entry, write_input
 
@@ -58,6 +60,8 @@ class Page(HTMLParser):
             self._open.append(element)
 
     def handle_endtag(self, tag: str) -> None:
+        if tag not in (element["tag"] for element in self._open):
+            return  # the end of an element never left open (an SVG <line></line>)
         while self._open:
             if self._open.pop()["tag"] == tag:
                 break
@@ -147,6 +151,48 @@ def test_run_page_shows_the_breaker_trip_on_the_timeline(browser: str, tmp_path:
     links = [unquote(link["attrs"]["href"]) for link in page.all("a")]
     assert links
     assert all((reports / link).is_file() for link in links), "the top-level copy links into the run folder"
+
+
+@pytest.mark.slow
+def test_a_big_run_reads_well_collapsed_passing_rows_search_and_an_axis_to_the_run_end(
+    browser: str, tmp_path: Path
+) -> None:
+    repo, input_path = build_demo(tmp_path / "demo")
+    config = {"orchestration": {"failure_threshold_count": 3, "failure_threshold_percent": 10}}
+    reports = tmp_path / "reports"
+    small = BranchAlignmentOrchestrator(config, reports_dir=reports).run(input_path, repo)
+    summary = small["overall_summary"]
+    assert summary["circuit_breaker_triggered"]
+
+    page = render(browser, reports / "alignment_results.html", tmp_path / "profile")
+    assert not [row for row in page.all("tr") if "hidden" in row["attrs"]], "a small run shows every row"
+    assert [header["text"] for header in page.all("th")][:5] == ["Branch", "Status", "Action", "Time (s)", "Worker"]
+    labels = {text["text"]: float(text["attrs"]["y"]) for text in page.all("text")}
+    axis = f"{max(summary['total_time_seconds'], 1e-3):.2f} s (run end)"
+    assert axis in labels, "the axis ends where the headline's total does"
+    trip = next(label for label in labels if label.startswith("circuit breaker tripped at "))
+    assert labels[trip] < min(y for label, y in labels.items() if label.startswith("align-")) < labels[axis]
+
+    big = copy.deepcopy(small)
+    group = big["orchestration_results"]["main"]
+    group["branches"] = [
+        {**branch, "branch_name": f"{branch['branch_name']}-{index}"}
+        for index in range(40)
+        for branch in small["orchestration_results"]["main"]["branches"]
+    ]
+    page_path = tmp_path / "big.html"
+    page_path.write_text(render_report(big, tmp_path), encoding="utf-8")
+    page = render(browser, page_path, tmp_path / "profile")
+    rows = page.all("tr")
+    completed = [row for row in rows if row["attrs"].get("data-status") == "completed"]
+    failed = [row for row in rows if row["attrs"].get("data-status", "completed") != "completed"]
+    assert len(completed) > COLLAPSE_PASSING_AT / 2
+    assert all("hidden" in row["attrs"] for row in completed), "passing rows start collapsed"
+    assert not [row for row in failed if "hidden" in row["attrs"]]
+    assert page.all("input", id="search", type="search")
+    assert "checked" not in page.all("input", id="passing")[0]["attrs"]
+    total = len(completed) + len(failed)
+    assert f"showing {len(failed)} of {total} branches" in page.text()
 
 
 def test_names_paths_messages_and_subjects_are_escaped_in_the_page(

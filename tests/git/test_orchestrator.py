@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 
 from alignment.config import Settings
-from alignment.demo import build_demo
+from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
-from alignment.errors import ConfigError, RepositoryError, UsageProblem
+from alignment.errors import ConfigError, InputError, RepositoryError, UsageProblem
 from alignment.inputs import load_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Status
@@ -237,7 +237,7 @@ def test_output_schema_validation(tmp_path: Path) -> None:
 def test_full_orchestration_mixed_targets(tmp_path: Path) -> None:
     """Full workflow with branches for all three targets"""
     repo_path, input_path = build_demo(tmp_path / "demo")
-    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    expected = json.loads(input_path.with_name(EXPECTED_FILE).read_text())
     reports = tmp_path / "reports"
     result = BranchAlignmentOrchestrator(reports_dir=reports).run(input_path, repo_path)
     groups = result["orchestration_results"]
@@ -264,7 +264,7 @@ def test_error_handling_and_recovery(repo: Repo, tmp_path: Path) -> None:
     repo.commit("busy", {"busy.txt": "x\n"}, parent=repo.tip("main"))
     repo.git("worktree", "add", "-q", str(tmp_path / "busy-wt"), "busy")
     repo.commit("main", {"m.txt": "m\n"})
-    path = write_input(tmp_path / "in.json", [entry("ok"), entry("busy"), entry("gone"), entry("x", "no-target")])
+    path = write_input(tmp_path / "in.json", [entry("ok"), entry("busy"), entry("gone")])
     result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)
     statuses = {
         b["branch_name"]: (b["status"], b["errors_detected"])
@@ -275,8 +275,28 @@ def test_error_handling_and_recovery(repo: Repo, tmp_path: Path) -> None:
         "ok": ("completed", []),
         "busy": ("failed_integration", ["branch_checked_out"]),
         "gone": ("failed_integration", ["branch_not_found"]),
-        "x": ("failed_integration", ["target_not_found"]),
     }
+
+
+def test_a_target_that_does_not_exist_refuses_the_run_before_anything_runs(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("ok", {"ok.txt": "x\n"}, parent=repo.tip("main"))
+    repo.branch("next", "main")
+    repo.git("update-ref", "refs/remotes/origin/nxt", repo.tip("main"))
+    repo.git("update-ref", "refs/remotes/origin/HEAD", repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("ok", "mian"), entry("x", "mian"), entry("y", "nxt")])
+    before = repo.git("for-each-ref")
+    with pytest.raises(InputError) as raised:
+        BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)
+    git_dir = repo.path / ".git"
+    assert str(raised.value) == (
+        f"{path}: 2 problems: branches[0].assigned_target: target 'mian' is not a branch of {git_dir} "
+        "(closest existing branch: 'main'); branches[2].assigned_target: target 'nxt' is not a branch of "
+        f"{git_dir} (closest existing branch: 'next'); 'origin/nxt' exists: pass --remote origin to align onto "
+        "the remote's branches"
+    )
+    assert repo.git("for-each-ref") == before
+    assert not (tmp_path / "reports").exists()
+    assert not (git_dir / "objects" / "info" / "commit-graph").exists()
 
 
 def test_parallel_safety_no_race_conditions(repo: Repo, tmp_path: Path) -> None:
@@ -302,11 +322,10 @@ def test_parallel_safety_no_race_conditions(repo: Repo, tmp_path: Path) -> None:
 # -- configuration keys and edge cases ------------------------------------------------------------------
 
 
-def test_empty_input_gives_an_empty_well_formed_result(repo: Repo, tmp_path: Path) -> None:
-    result = orchestrate(repo, tmp_path, [])
-    jsonschema.validate(result, load_schema())
-    assert result["orchestration_results"] == {}
-    assert result["overall_summary"]["total_branches_processed"] == 0
+def test_an_empty_input_is_an_input_error_that_writes_no_run(repo: Repo, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="branches: the list is empty"):
+        orchestrate(repo, tmp_path, [])
+    assert not (tmp_path / "reports").exists()
 
 
 def test_single_branch(repo: Repo, tmp_path: Path) -> None:

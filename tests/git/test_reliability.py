@@ -18,7 +18,7 @@ from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
 from alignment.errors import RepositoryError, UsageProblem
 from alignment.git import Git, RefUpdate, RepoLocation
-from alignment.inputs import parse_branches
+from alignment.inputs import BranchInput
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Outcome
 from alignment.orchestrator import BranchAlignmentOrchestrator
@@ -142,7 +142,7 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
     olds = topics(repo, 2)
     run_id = orchestrate(repo, tmp_path, list(olds))["run_id"]
     assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
-    assert f"{run_id}  2 ok, 0 failed, 0 not run; 2 moved" in capsys.readouterr().out
+    assert f"{run_id}  2 ok, 0 failed, 0 not run; 2 branches moved" in capsys.readouterr().out
     (tmp_path / "reports" / "runs" / str(run_id) / "alignment_results.json").unlink()
     as_module = subprocess.run(
         [sys.executable, "-m", "alignment", "runs", "--reports-dir", str(tmp_path / "reports")],
@@ -150,7 +150,7 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
         text=True,
         check=True,
     )
-    assert f"{run_id}  did not finish; 2 moved" in as_module.stdout
+    assert f"{run_id}  did not finish; 2 branches moved" in as_module.stdout
 
 
 # -- what a dead run leaves behind ----------------------------------------------------------------------------
@@ -206,9 +206,9 @@ def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_
     olds = topics(repo, 2)
     run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
     (tmp_path / "reports" / "runs" / run_id / "alignment_results.json").unlink()  # as if the controller died
-    plan = plan_run(Settings(), parse_branches({"branches": []}, "t"), repo.path, reports_dir=tmp_path / "reports")
+    plan = plan_run(Settings(), BranchInput("t", ()), repo.path, reports_dir=tmp_path / "reports")
     plan.discard_scratch()
-    assert any(f"run {run_id} did not finish; it moved 2 branch(es)" in note for note in plan.housekeeping)
+    assert any(f"run {run_id} did not finish; it moved 2 branches" in note for note in plan.housekeeping)
     assert undo_run(tmp_path / "reports", run_id).refused == ()
     assert {name: repo.tip(name) for name in olds} == olds
 
@@ -289,7 +289,7 @@ def test_a_shallow_clone_is_refused(repo: Repo, tmp_path: Path) -> None:
     clone = tmp_path / "shallow"
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo.path}", str(clone)], check=True)
     with pytest.raises(RepositoryError, match="shallow clone"):
-        plan_run(Settings(), parse_branches({"branches": []}, "t"), clone, reports_dir=tmp_path / "r")
+        plan_run(Settings(), BranchInput("t", ()), clone, reports_dir=tmp_path / "r")
 
 
 def test_a_merge_in_progress_in_the_users_worktree_is_left_as_it_is(repo: Repo, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from alignment.demo import build_demo
+from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from tests.conftest import Repo, entry, load_schema, write_input
@@ -74,7 +74,7 @@ def run(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def demo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     repo, input_path = build_demo(tmp_path / "demo")
-    expected = {item["branch_name"]: item["demo_expected"] for item in json.loads(input_path.read_text())["branches"]}
+    expected = json.loads(input_path.with_name(EXPECTED_FILE).read_text())
     return repo, input_path, expected
 
 
@@ -148,7 +148,9 @@ def normalized(data: dict[str, Any]) -> dict[str, Any]:
         for target, group in data["orchestration_results"].items()
     }
     summary = {
-        k: v for k, v in data["overall_summary"].items() if k not in {"total_time_seconds", "execution_timestamp"}
+        k: v
+        for k, v in data["overall_summary"].items()
+        if k not in {"total_time_seconds", "execution_timestamp", "started_at"}
     }
     return {"orchestration_results": groups, "overall_summary": summary}
 
@@ -250,6 +252,36 @@ def test_bad_options_are_one_clear_line_and_change_nothing(
     assert len(errors) == 1
     assert message in errors[0]
     assert repo.git("for-each-ref") == refs_before
+
+
+def _nested_entry(path: Path) -> None:
+    text = json.dumps({"branches": [entry("feature", notes="DEEP")]})
+    # json loads 100 levels; near 975 it still did, and saving the run's copy of the input overflowed the stack
+    path.write_text(text.replace('"DEEP"', "[" * 100 + "]" * 100), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("make_input_file", "message"),
+    [
+        (lambda path: path.symlink_to("/dev/zero"), "is a device or other special file; expected a regular JSON file"),
+        (os.mkfifo, "is a named pipe (FIFO); expected a regular JSON file"),
+        (_nested_entry, "branches[0]: nested more than 64 levels deep"),
+    ],
+    ids=["dev-zero", "fifo", "nested"],
+)
+def test_input_files_that_would_crash_or_hang_are_one_error_and_leave_no_run(
+    run: Any, repo: Repo, tmp_path: Path, make_input_file: Any, message: str
+) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    input_path = tmp_path / "in.json"
+    make_input_file(input_path)
+    refs_before = repo.git("for-each-ref")
+    done = run("--input", str(input_path), "--repo", str(repo.path))
+    assert done.result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in done.result.errlines if line.startswith("ERROR")]
+    assert errors == [f"ERROR: {input_path}: {message}"]
+    assert repo.git("for-each-ref") == refs_before
+    assert not (done.reports / "runs").exists()
 
 
 def test_without_input_the_branch_module_is_not_collected(pytester: pytest.Pytester) -> None:
@@ -391,7 +423,32 @@ def test_a_timed_out_branch_is_rolled_back_and_reported(
     result = done.branches()["slow"]
     assert (result["status"], result["errors_detected"]) == ("failed_integration", ["timeout"])
     assert repo.tip("slow") == slow
-    assert "Timeout" in done.output
+    assert "branch alignment timed out after 3 s" in done.output
+
+
+def test_a_timeout_where_no_line_number_is_known_is_the_branchs_result_and_the_run_goes_on(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest could not format the timeout's traceback and stopped the run with an INTERNALERROR."""
+    base = repo.tip("main")
+    olds = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=base) for name in ("quick-1", "slow", "quick-2")}
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(
+        tmp_path,
+        branch_alignment_timeout_seconds=1,
+        integration_utility="tests.plugin.components:NoLineNumberIntegrator",
+    )
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", "slow:30")
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), subprocess=True)
+    assert "INTERNALERROR" not in done.output
+    done.result.assert_outcomes(passed=2, failed=1)
+    results = done.branches()
+    assert (results["slow"]["status"], results["slow"]["errors_detected"]) == ("failed_integration", ["timeout"])
+    assert [results[name]["status"] for name in ("quick-1", "quick-2")] == ["completed", "completed"]
+    assert done.data["overall_summary"]["total_not_run"] == 0
+    assert repo.tip("slow") == olds["slow"]
+    assert "branch alignment timed out after 1 s" in done.output
 
 
 def test_an_earlier_runs_reports_are_kept(run: Any, demo: tuple[Path, Path, dict[str, str]]) -> None:
@@ -426,6 +483,20 @@ def test_parallelization_off_means_one_branch_at_a_time_over_all_targets(
     done.result.assert_outcomes(passed=6)
     spans = [(parse_iso_utc(b["started_at"]), parse_iso_utc(b["finished_at"])) for b in done.branches().values()]
     assert max_overlap(spans) == 1
+
+
+def test_a_small_run_uses_every_worker(run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = repo.tip("main")
+    for index in range(4):
+        repo.commit(f"topic-{index}", {f"t{index}.txt": "t\n"}, parent=base)
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry(f"topic-{index}") for index in range(4)])
+    config = config_file(tmp_path, integration_utility="tests.plugin.components:SlowIntegrator")
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.3")
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "2")
+    done.result.assert_outcomes(passed=4)
+    workers = [branch["worker"] for branch in done.branches().values()]
+    assert sorted(workers) == ["gw0", "gw0", "gw1", "gw1"]
 
 
 @pytest.mark.parametrize("workers", [None, "2"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,10 @@ def test_valid_input_keeps_order_types_and_extra_fields(tmp_path: Path) -> None:
     assert (first.target, first.confidence, first.tags, first.cluster_id, first.index) == ("main", 0.9, (), 0, 0)
     assert first.extra == {"extra": "kept"}
     assert first.to_dict()["extra"] == "kept"
+    assert loaded.warnings == (
+        "branches[0].extra: unknown key, kept but not used "
+        "(known keys: branch_name, assigned_target, confidence, tags, cluster_id)",
+    )
 
 
 def test_groups_follow_first_appearance_and_input_order(tmp_path: Path) -> None:
@@ -37,10 +43,63 @@ def test_any_target_name_is_a_group(tmp_path: Path) -> None:
     assert loaded.targets == ("release/2.0",)
 
 
-def test_empty_list_is_valid(tmp_path: Path) -> None:
-    loaded = load_branches(write_input(tmp_path / "in.json", []))
-    assert loaded.branches == ()
-    assert loaded.groups == ()
+def test_an_empty_list_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"in\.json: branches: the list is empty; expected at least one branch"):
+        load_branches(write_input(tmp_path / "in.json", []))
+
+
+def test_only_name_and_target_are_required(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": [{"branch_name": "a", "assigned_target": "main"}]}), encoding="utf-8")
+    loaded = load_branches(path)
+    spec = loaded.branches[0]
+    assert (spec.name, spec.target, spec.confidence, spec.tags, spec.cluster_id) == ("a", "main", None, None, None)
+    assert spec.to_dict() == {"branch_name": "a", "assigned_target": "main"}
+    assert loaded.warnings == ()
+    assert BranchInput.from_data(json.loads(json.dumps(loaded.to_data()))) == loaded
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    entries = [
+        {"branch_name": "a"},
+        {"branch_name": "b", "assigned_target": "main", "confidence": 2, "tags": "x"},
+        {"branch_name": "a b", "assigned_target": "main", "cluster_id": "one"},
+    ]
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": entries}), encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        load_branches(path)
+    assert str(raised.value) == (
+        f"{path}: 5 problems: branches[0].assigned_target: required field is missing; "
+        "branches[1].confidence: expected a number from 0 to 1, got 2; "
+        'branches[1].tags: expected a list of strings, got "x"; '
+        "branches[2].branch_name: 'a b' is not a valid git branch name: it contains one of ' ~^:?*[\\'; "
+        'branches[2].cluster_id: expected an integer, got "one"'
+    )
+
+
+def test_a_long_list_of_problems_is_cut_with_a_count(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": [{"branch_name": f"b{i}"} for i in range(25)]}), encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        load_branches(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: 25 problems: branches[0].assigned_target: required field is missing; ")
+    assert "branches[19].assigned_target" in message
+    assert "branches[20]" not in message
+    assert message.endswith("; and 5 more")
+
+
+def test_unknown_keys_are_warned_with_the_closest_known_key(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    entries = [entry("a", confidance=0.5), entry("b", confidance=0.4, owner="x"), entry("c")]
+    loaded = load_branches(write_input(path, entries))
+    assert loaded.warnings == (
+        "branches[0].confidance (and 1 more entry): unknown key, kept but not used (did you mean confidence?)",
+        "branches[1].owner: unknown key, kept but not used "
+        "(known keys: branch_name, assigned_target, confidence, tags, cluster_id)",
+    )
+    assert loaded.branches[0].extra == {"confidance": 0.5}
 
 
 def test_round_trip_through_json(tmp_path: Path) -> None:
@@ -117,4 +176,32 @@ def test_deeply_nested_json_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
     with pytest.raises(InputError, match="invalid JSON: nested too deeply"):
+        load_branches(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda path: path.symlink_to("/dev/zero"), "a device or other special file"),
+        (os.mkfifo, "a named pipe (FIFO)"),
+    ],
+    ids=["device", "fifo"],
+)
+def test_only_regular_files_are_read(tmp_path: Path, make: object, kind: str) -> None:
+    path = tmp_path / "in.json"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(InputError, match=re.escape(f"is {kind}; expected a regular JSON file")):
+        load_branches(path)
+
+
+def test_nesting_is_bounded_and_the_error_names_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    nested: object = "x"
+    for _ in range(63):
+        nested = {"k": nested}
+    path.write_text(json.dumps({"branches": [entry("a", ok=nested), entry("b", deep=[nested])]}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.json: branches\[1\]: nested more than 64 levels deep"):
+        load_branches(path)
+    path.write_text(json.dumps({"branches": [entry("a", ok=nested)], "other": [[[[nested]]]]}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.json: other\[0\]: nested"):
         load_branches(path)

@@ -187,3 +187,20 @@ def test_an_item_marked_pending_again_runs_again() -> None:
     cluster.nodes[0].shutting_down = False
     cluster.sched.mark_test_pending("main-0")
     assert cluster.nodes[0].queue == [0]
+
+
+def test_a_few_items_are_spread_over_every_worker_first() -> None:
+    ids = [f"main-{i}" for i in range(4)]
+    cluster = Cluster(ids, workers=2, limits={})
+    assert len(cluster.running()) == 2  # both workers busy from the start, none holding the rest
+    assert [len(node.queue) for node in cluster.nodes] == [2, 2]
+    run_to_end(cluster)
+    assert sorted(cluster.done) == ids
+
+
+def test_many_items_still_queue_ahead_on_each_worker() -> None:
+    ids = [f"main-{i}" for i in range(40)]
+    cluster = Cluster(ids, workers=2, limits={})
+    assert [len(node.queue) for node in cluster.nodes] == [4, 4]  # the running one plus QUEUE_AHEAD
+    run_to_end(cluster)
+    assert sorted(cluster.done) == sorted(ids)

@@ -1,0 +1,48 @@
+"""The ``alignment`` command's messages, as a new user meets them (away from the reports, one branch, help)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alignment.cli import main as cli
+from alignment.orchestrator import BranchAlignmentOrchestrator
+from tests.conftest import Repo, entry, write_input
+
+
+def test_undo_dry_run_rows_and_counts_of_one(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)["run_id"])
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports"), "--dry-run"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].startswith("    ready  would restore 'feature' to ")
+    assert rows[1].startswith(f"run {run_id}: would restore 1, unchanged 0, refused 0 of 1 moved branch in ")
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert f"{run_id}  1 ok, 0 failed, 0 not run; 1 branch moved" in capsys.readouterr().out
+
+
+def test_away_from_the_reports_the_commands_say_where_to_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli(["runs"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: no runs in {tmp_path / 'reports'}: pass --reports-dir DIR, the directory your pytest runs wrote "
+        "to (their --reports-dir, default reports/ where pytest was started)\n"
+    )
+    assert cli(["undo", "20260101T000000Z-000000"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'reports' / 'runs' / '20260101T000000Z-000000'}: no such run")
+    assert "`alignment runs --reports-dir DIR`" in error
+    assert "pass the --reports-dir your pytest run wrote to" in error
+
+
+def test_every_argument_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli(["undo", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "run_id the run's id, as `alignment runs` lists it" in shown
+    assert "--reports-dir DIR the reports directory the runs wrote to, pytest's --reports-dir" in shown

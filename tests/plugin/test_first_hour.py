@@ -1,0 +1,212 @@
+"""What a new user meets in the first hour: bad input refused in one line, warnings, and honest counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo, entry, write_input
+
+PROJECT = Path(__file__).resolve().parents[2]
+ALIGNMENT_DIR = PROJECT / "alignment"
+pytestmark = pytest.mark.slow
+
+
+def align(pytester: pytest.Pytester, tmp_path: Path, *args: str) -> pytest.RunResult:
+    """``pytest alignment/ ARGS`` in-process, with the reports and the cache under ``tmp_path``."""
+    reports = str(tmp_path / "reports")
+    return pytester.runpytest_inprocess(
+        str(ALIGNMENT_DIR), "--reports-dir", reports, "-o", f"cache_dir={tmp_path / 'cache'}", *args
+    )
+
+
+def the_error(result: pytest.RunResult) -> str:
+    """The one ``ERROR:`` line of a refused run (and no traceback)."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR")]
+    assert len(errors) == 1, result.errlines
+    assert "Traceback" not in "\n".join(result.outlines + result.errlines)
+    return errors[0]
+
+
+def test_a_missing_target_is_one_error_line_before_anything_runs(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.branch("next-gen", "main")
+    repo.git("update-ref", "refs/remotes/origin/next", repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature", "mian"), entry("other", "next")])
+    refs = repo.git("for-each-ref")
+    error = the_error(align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)))
+    assert "branches[0].assigned_target: target 'mian' is not a branch of" in error
+    assert "(closest existing branch: 'main')" in error
+    assert "'origin/next' exists: pass --remote origin" in error
+    assert repo.git("for-each-ref") == refs
+    assert not (tmp_path / "reports").exists()
+
+
+def test_an_empty_input_changes_nothing(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    first = align(
+        pytester,
+        tmp_path,
+        "--input",
+        str(write_input(tmp_path / "in.json", [entry("feature")])),
+        "--repo",
+        str(repo.path),
+    )
+    first.assert_outcomes(passed=1)
+    latest = (tmp_path / "reports" / "latest").resolve()
+    results = (tmp_path / "reports" / "alignment_results.json").read_text()
+    empty = write_input(tmp_path / "empty.json", [])
+    error = the_error(align(pytester, tmp_path, "--input", str(empty), "--repo", str(repo.path)))
+    assert f"{empty}: branches: the list is empty" in error
+    assert (tmp_path / "reports" / "latest").resolve() == latest
+    assert (tmp_path / "reports" / "alignment_results.json").read_text() == results
+    assert len(list((tmp_path / "reports" / "runs").iterdir())) == 1
+
+
+def test_unknown_input_keys_are_warned_in_the_header(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": [{"branch_name": "feature", "assigned_target": "main", "tag": ["x"]}]}))
+    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [f"alignment: warning: {path}: branches[0].tag: unknown key, kept but not used (did you mean tags?)"]
+    )
+
+
+def test_paths_in_errors_are_normalised(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    roundabout = tmp_path / "sub" / ".." / "bad" / "x.json"
+    error = the_error(align(pytester, tmp_path, "--input", str(roundabout), "--repo", str(repo.path)))
+    assert f"{tmp_path / 'bad' / 'x.json'}: file not found" in error
+
+
+WITHOUT_DEV_EXTRAS = "import sys; sys.modules['jsonschema'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+
+
+def test_the_checkout_without_the_dev_extras_helps_and_says_what_to_install() -> None:
+    """After ``pip install -e .`` alone: ``pytest --help`` works, ``pytest`` says which install it needs."""
+
+    def pytest_here(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", WITHOUT_DEV_EXTRAS, "-p", "no:cacheprovider", *args]
+        return subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=120, check=False)
+
+    shown = pytest_here("--help")
+    assert (shown.returncode, shown.stderr) == (0, "")
+    assert "--input=PATH" in shown.stdout
+    tests = pytest_here("-q")
+    assert tests.returncode == pytest.ExitCode.USAGE_ERROR
+    assert tests.stderr.strip() == (
+        "ERROR: the project's own tests need the dev extras (jsonschema is not installed): "
+        "pip install -e '.[dev]', or run tox"
+    )
+
+
+def test_a_plan_of_one_long_named_branch_speaks_in_the_singular_and_keeps_the_reason(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    name = "feature/" + "a-very-long-branch-name-" * 4 + "end"
+    repo.commit(name, {"app.py": "mine\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"app.py": "theirs\n"})
+    path = write_input(tmp_path / "in.json", [entry(name)])
+    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--plan")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert ": the input lists 1 branch for 1 target; repository " in output
+    assert "1 branch: 0 would align, 1 would fail, 0 not run; 1 conflict, 1 with their cause named; " in output
+    assert "0 branch pairs conflict with each other" in output
+    reason = f"{name}: Merge conflict in app.py (unresolvable) - caused by "
+    assert any(line.startswith(reason) and line.endswith('"change" (Test Author)') for line in result.outlines)
+    page = (tmp_path / "reports" / "alignment_plan.html").read_text()
+    assert "<b>1</b> branch</span>" in page
+    assert "<b>1</b> conflict (1 with their cause)</span>" in page
+    assert "circuit breaker not applied to a plan" in page
+    assert "circuit breaker closed" not in page
+
+
+def test_after_the_demo_what_next_and_one_demo_directory(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    first = align(pytester, tmp_path, "--demo")
+    first.assert_outcomes(passed=16, failed=4)
+    assert "warning" not in first.stdout.str()
+    first.stdout.fnmatch_lines(
+        [
+            "feature/auth: Merge conflict in src/auth.py (unresolvable) - caused by * (Demo Author)",
+            "next:",
+            "  pytest alignment/ --demo --plan      predict the same outcomes; nothing is changed",
+            "  pytest alignment/ -n 4 --input categorized_branches.json --repo PATH    your own branches *",
+            f"  open {tmp_path / 'reports' / 'runs'}/*/alignment_results.html    the report: *",
+        ]
+    )
+    assert len(list(temporary.glob("alignment-demo-*"))) == 1
+    align(pytester, tmp_path, "--demo", "--plan").assert_outcomes(passed=16, failed=4)
+    assert len(list(temporary.glob("alignment-demo-*"))) == 1
+
+
+def test_collect_only_writes_no_run(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature"), entry("other")])
+    align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)).assert_outcomes(passed=1, failed=1)
+    reports = tmp_path / "reports"
+    before = {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()}
+    latest = (reports / "latest").resolve()
+    collected = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--collect-only", "--lf")
+    assert collected.ret == pytest.ExitCode.OK
+    collected.stdout.fnmatch_lines(["*rerun previous 1 failure*", "*test_branch?other?*", "*no run was made*"])
+    assert {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()} == before
+    assert (reports / "latest").resolve() == latest
+    rerun = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--lf")
+    rerun.assert_outcomes(failed=1)  # only the branch that failed: collecting forgot nothing and added nothing
+
+
+def test_lf_memory_is_per_input_and_repository(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+    base = repo.tip("main")
+    repo.commit("other", {"app.py": "other\n"}, parent=base)
+    repo.commit("x", {"app.py": "mine\n"}, parent=base)  # merges into main, conflicts with other
+    repo.commit("y", {"m.txt": "y\n"}, parent=base)
+    repo.commit("main", {"m.txt": "main\n"})  # y conflicts with main
+    both = write_input(tmp_path / "both.json", [entry("x"), entry("y")])
+    onto_other = write_input(tmp_path / "other.json", [entry("x", "other")])
+    align(pytester, tmp_path, "--input", str(both), "--repo", str(repo.path)).assert_outcomes(passed=1, failed=1)
+    align(pytester, tmp_path, "--input", str(onto_other), "--repo", str(repo.path)).assert_outcomes(failed=1)
+    rerun = align(pytester, tmp_path, "--input", str(both), "--repo", str(repo.path), "--lf")
+    rerun.assert_outcomes(failed=1)  # y only: x failed for the other input, not for this one
+    assert "selected: 1 of the input's 2 branches" in rerun.stdout.str()
+    project_memory = tmp_path / "cache" / "v" / "cache" / "lastfailed"
+    assert "test_branch" not in (project_memory.read_text() if project_memory.exists() else "")
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")])
+def test_pytest_counts_agree_with_the_run_after_a_breaker_trip(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, workers: tuple[str, ...]
+) -> None:
+    base = repo.tip("main")
+    names = [f"bad-{index}" for index in range(20)]
+    for name in names:
+        repo.commit(name, {"app.py": f"{name}\n"}, parent=base)
+    repo.commit("main", {"app.py": "theirs\n"})
+    path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    config = tmp_path / "alignment.yaml"
+    config.write_text("orchestration:\n  failure_threshold_count: 2\n  failure_threshold_percent: 50\n")
+    argv = [str(ALIGNMENT_DIR), "--reports-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider"]
+    argv += ["--input", str(path), "--repo", str(repo.path), "--config", str(config), *workers]
+    result = pytester.runpytest_subprocess(*argv, timeout=300) if workers else pytester.runpytest_inprocess(*argv)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    summary = json.loads((tmp_path / "reports" / "alignment_results.json").read_text())["overall_summary"]
+    assert summary["total_not_run"] > 0
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) == summary["total_not_run"]
+    assert outcomes.get("failed", 0) == summary["total_failed"]
+    assert outcomes.get("passed", 0) == summary["total_successful"]
