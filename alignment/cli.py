@@ -1,4 +1,5 @@
-"""The ``alignment`` command: undo a run, list runs. (Aligning itself is ``pytest alignment/ ...``.)"""
+"""The ``alignment`` command: undo a run, list runs, merge the results of shards. (Aligning itself is
+``pytest alignment/ ...``.)"""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 
 from alignment.errors import AlignmentError, UsageProblem, counted
 from alignment.journal import Outcome
-from alignment.runs import RunState, list_runs
+from alignment.merge import merge_results
+from alignment.report import html_name, write_results
+from alignment.runs import RESULTS_FILE, RunState, list_runs
 from alignment.session import moves_made
 from alignment.undo import undo_run
 
+EXIT_USAGE = 4
 _DRY_RUN_MARKS = {Outcome.RESTORED: "ready"}  # the message says "would restore"; the mark says it can
 _MARKS = {
     Outcome.RESTORED: "restored",
@@ -34,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     undo.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
     runs = commands.add_parser("runs", help="list runs, newest last")
     runs.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help=reports_help)
+    merge = commands.add_parser("merge-results", help="combine the results of --shard K/N runs into one")
+    merge.add_argument("results", nargs="+", type=Path, help="each shard's alignment_results.json")
+    merge.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where to write them")
     arguments = parser.parse_args(argv)
     try:
+        if arguments.command == "merge-results":
+            return _merge(arguments.results, arguments.output)
         if arguments.command == "undo":
             return _undo(arguments.reports_dir, arguments.run_id, arguments.repo, arguments.dry_run)
         return _runs(arguments.reports_dir)
@@ -57,6 +66,31 @@ def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> in
         f"in {report.repository}"
     )
     return 1 if report.refused else 0
+
+
+def _merge(paths: Sequence[Path], output: Path) -> int:
+    """Merge; a refusal is one line and exit code 4, pytest's code for a usage error."""
+    try:
+        merged = merge_results(paths)
+    except UsageProblem as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    target = output / RESULTS_FILE
+    write_results(target, merged)
+    shards, summary = merged["shards"], merged["overall_summary"]
+    for index in shards["missing"]:
+        print(f"warning: no results of shard {index}/{shards['count']}: its branches are not in the merged results")
+    breaker = "tripped in " + ", ".join(
+        f"{run['index']}/{shards['count']}" for run in shards["runs"] if run["circuit_breaker_triggered"]
+    )
+    print(
+        f"merged {len(shards['runs'])} of {shards['count']} shards: {summary['total_successful']} aligned, "
+        f"{summary['total_failed']} failed, {summary['total_not_run']} not run; circuit breaker "
+        f"{breaker if summary['circuit_breaker_triggered'] else 'closed'}"
+    )
+    print(f"results: {target}")
+    print(f"report: {target.with_name(html_name(target.name))}")
+    return 0
 
 
 def _runs(reports_dir: Path) -> int:

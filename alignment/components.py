@@ -59,13 +59,24 @@ class BranchContext:
     changes_dir: Path
     planning: bool = False  # a plan (``--plan``): predict the outcome; no worktree, no check commands
     _merged: dict[str, tuple[FileChange, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _own: dict[str, dict[str, tuple[str, str] | None]] = field(default_factory=dict, compare=False, repr=False)
+
+    def own_changes(self, new_tip: str) -> dict[str, tuple[str, str] | None]:
+        """The files ``new_tip`` has differently from the target (path -> ``(mode, object id)``, None where
+        deleted): what the branch brings to it. Computed once per branch."""
+        if new_tip not in self._own:
+            self._own[new_tip] = self.git.tree_changes(self.target_commit, new_tip)
+        return self._own[new_tip]
 
     def merged_files(self, new_tip: str) -> tuple[FileChange, ...]:
         """Files whose content at ``new_tip`` neither the old tip nor the target had (``Git.combined_files``):
         what the integration itself combined. Computed once per branch."""
         if new_tip not in self._merged:
-            combined = self.git.combined_files(self.old_tip, self.target_commit, new_tip)
-            self._merged[new_tip] = combined if new_tip != self.old_tip else ()
+            self._merged[new_tip] = (
+                self.git.combined_files(self.old_tip, new_tip, self.own_changes(new_tip))
+                if new_tip != self.old_tip
+                else ()
+            )
         return self._merged[new_tip]
 
     @property

@@ -66,6 +66,10 @@ class Settings:
     check_commands: tuple[Command, ...] = ()
     reports_dir: str = "reports"
     write_commit_graph: bool = True
+    detect_python_compile: bool = True
+    detect_python_flakes: bool = True
+    detect_removed_names: bool = True
+    detect_other_languages: bool = True
     integration_utility: str | None = None
     error_detector: str | None = None
     doc_generator: str | None = None
@@ -284,6 +288,10 @@ _FIELDS: dict[str, Validator] = {
     "check_commands": _commands,
     "reports_dir": _text,
     "write_commit_graph": _boolean,
+    "detect_python_compile": _boolean,
+    "detect_python_flakes": _boolean,
+    "detect_removed_names": _boolean,
+    "detect_other_languages": _boolean,
     "integration_utility": _optional_text,
     "error_detector": _optional_text,
     "doc_generator": _optional_text,

@@ -1,8 +1,11 @@
 """Task 076, error detection: what the integrated commit breaks, found before the branch moves.
 
 File checks read the files the merge combined from git objects (no checkout): committed conflict markers,
-Python syntax, JSON / YAML / TOML that no longer parses, and trailing whitespace (a warning). Check commands
-from the configuration run in a worktree of the integrated commit under ``error_detection_timeout_seconds``.
+Python that no longer parses or compiles and pyflakes' signs of collided edits (``checks.python``), syntax
+and twice-defined names in other languages (``checks.syntax``), JSON / YAML / TOML that no longer parses,
+and trailing whitespace (a warning). Across files, imports and module attributes that one side uses and the
+other removed (``checks.interface``). Check commands from the configuration run in a worktree of the
+integrated commit under ``error_detection_timeout_seconds``.
 
 The files checked are the merge's own: those whose merged content neither the branch tip nor the target
 had (``BranchContext.merged_files``). Every other file is exactly as on one side, so whatever is wrong in
@@ -12,7 +15,6 @@ that the same file had on either side already is reported as a warning with ``in
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import logging
@@ -21,6 +23,10 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
+from alignment.checks import NAMED_CODES
+from alignment.checks.interface import ModuleIndex, removed_names
+from alignment.checks.python import python_findings
+from alignment.checks.syntax import GRAMMARS, syntax_findings
 from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
 from alignment.git import Git, without_repository_variables
@@ -43,15 +49,6 @@ def conflict_markers(path: str, text: str) -> Iterable[Finding]:
         if opens_block and any(later.startswith(">>>>>>>") for later in lines[number:]):
             yield Finding("conflict_markers", Severity.ERROR, "conflict markers committed", path, number)
             return
-
-
-def python_syntax(path: str, text: str) -> Iterable[Finding]:
-    try:
-        ast.parse(text, filename=path)
-    except SyntaxError as exc:
-        yield Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc.msg}", path, exc.lineno)
-    except ValueError as exc:  # null bytes
-        yield Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc}", path, None)
 
 
 def json_syntax(path: str, text: str) -> Iterable[Finding]:
@@ -95,8 +92,6 @@ def trailing_whitespace(path: str, text: str) -> Iterable[Finding]:
 
 
 _BY_SUFFIX: dict[str, tuple[FileCheck, ...]] = {
-    ".py": (python_syntax,),
-    ".pyi": (python_syntax,),
     ".json": (json_syntax,),
     ".yaml": (yaml_syntax,),
     ".yml": (yaml_syntax,),
@@ -105,13 +100,27 @@ _BY_SUFFIX: dict[str, tuple[FileCheck, ...]] = {
 _EVERY_TEXT_FILE: tuple[FileCheck, ...] = (conflict_markers, trailing_whitespace)
 
 
-def check_file(path: str, content: bytes) -> list[Finding]:
+def file_checks(path: str, settings: Settings) -> tuple[FileCheck, ...]:
+    """The checks that apply to ``path`` under the configuration's switches."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".py", ".pyi"):
+        python = functools.partial(
+            python_findings,
+            compile_check=settings.detect_python_compile,
+            flakes=settings.detect_python_flakes,
+        )
+        return (*_EVERY_TEXT_FILE, python)
+    if suffix in GRAMMARS and settings.detect_other_languages:
+        return (*_EVERY_TEXT_FILE, syntax_findings)
+    return _EVERY_TEXT_FILE + _BY_SUFFIX.get(suffix, ())
+
+
+def check_file(path: str, content: bytes, settings: Settings | None = None) -> list[Finding]:
     """Every file check that applies to ``path``; binary and very large files are skipped."""
     if len(content) > MAX_CHECKED_BYTES or b"\0" in content[:_BINARY_PROBE]:
         return []
     text = content.decode("utf-8", "replace")
-    checks = _EVERY_TEXT_FILE + _BY_SUFFIX.get(os.path.splitext(path)[1].lower(), ())
-    return [finding for check in checks for finding in check(path, text)]
+    return [finding for check in file_checks(path, settings or Settings()) for finding in check(path, text)]
 
 
 class ChangeErrorDetector:
@@ -126,14 +135,14 @@ class ChangeErrorDetector:
         self._findings: functools._lru_cache_wrapper[tuple[Finding, ...]] = functools.lru_cache(maxsize=65536)(
             self._check_blob
         )
+        self._modules = ModuleIndex()
 
     def blob_findings(self, git: Git, path: str, blob: str) -> tuple[Finding, ...]:
         """The file checks of ``path`` with the content of ``blob``."""
         return self._findings(git, path, blob)
 
-    @staticmethod
-    def _check_blob(git: Git, path: str, blob: str) -> tuple[Finding, ...]:
-        return tuple(check_file(path, git.read_blob(blob)))
+    def _check_blob(self, git: Git, path: str, blob: str) -> tuple[Finding, ...]:
+        return tuple(check_file(path, git.read_blob(blob), self.settings))
 
     def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
         if integration.new_tip is None or integration.new_tip == context.old_tip:
@@ -146,6 +155,10 @@ class ChangeErrorDetector:
                 and self.blob_findings(context.git, change.path, change.new_blob)
             ):
                 findings.extend(self._check_change(context, change))
+        if self.settings.detect_removed_names:
+            git, tip, target = context.git, integration.new_tip, context.target_commit
+            own = context.own_changes(tip)
+            findings.extend(removed_names(git, context.old_tip, target, tip, own, self._modules))
         if context.planning and context.policy.check_commands:
             message = "check commands were not run: a plan makes no worktree (the real run runs them)"
             findings.append(Finding("check_commands_not_run", Severity.INFO, message))
@@ -158,17 +171,17 @@ class ChangeErrorDetector:
         """The findings of a changed file with any, each marked as introduced by the merge or not."""
         assert change.new_blob is not None
         findings = list(self.blob_findings(context.git, change.path, change.new_blob))
-        before = self._codes_before(context, change)
-        return [_predates(finding) if finding.code in before else finding for finding in findings]
+        before = self._seen_before(context, change)
+        return [_predates(finding) if _identity(finding) in before else finding for finding in findings]
 
-    def _codes_before(self, context: BranchContext, change: FileChange) -> set[str]:
-        """Error codes the same file had on the branch tip or on the target, before the merge."""
+    def _seen_before(self, context: BranchContext, change: FileChange) -> set[tuple[str, str]]:
+        """The findings (by ``_identity``) the same file had on the branch tip or on the target, before the merge."""
         blobs = {change.old_blob, context.git.blob_at(context.target_commit, change.path)}
-        codes: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for blob in blobs - {None}:
             assert blob is not None
-            codes.update(finding.code for finding in self.blob_findings(context.git, change.path, blob))
-        return codes
+            seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
+        return seen
 
     def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:
         """A failing exit is compared with the state before the merge; a hang or a start failure never is."""
@@ -224,6 +237,12 @@ def _describe(finding: Finding) -> str:
     if finding.file:
         where = f" in {finding.file}" + (f":{finding.line}" if finding.line else "")
     return f"{finding.code}{where} ({finding.message})"
+
+
+def _identity(finding: Finding) -> tuple[str, str]:
+    """What makes two findings of one file the same: the code, and the message where it names its subject
+    (an undefined name the merge adds is new even when the file lacked another one before)."""
+    return finding.code, finding.message if finding.code in NAMED_CODES else ""
 
 
 def _predates(finding: Finding) -> Finding:

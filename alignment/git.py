@@ -573,15 +573,16 @@ class Git:
         pathspecs = [_literal(path) for path in paths]
         return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
 
-    def combined_files(self, old_tip: str, target: str, new_tip: str) -> tuple[FileChange, ...]:
-        """Files whose content at ``new_tip`` (a merge of ``target`` into ``old_tip``) neither ``old_tip`` nor
-        ``target`` had: what the merge itself combined, with +/- counts against ``old_tip``.
+    def combined_files(
+        self, old_tip: str, new_tip: str, candidates: Mapping[str, tuple[str, str] | None]
+    ) -> tuple[FileChange, ...]:
+        """Files whose content at ``new_tip`` (a merge of a target into ``old_tip``) neither ``old_tip`` nor
+        the target had: what the merge itself combined, with +/- counts against ``old_tip``.
 
-        Every other file the merge changes comes unchanged from the target. Finding these costs what the
-        branch's own changes cost, not what the target brings in: ``new_tip`` is diffed against the target
-        (a few files: the branch's work), and each of those is compared with the old tip's entry.
+        ``candidates`` is ``tree_changes(target, new_tip)``: every other file the merge changes comes
+        unchanged from the target. Finding these costs what the branch's own changes cost, not what the
+        target brings in: only the branch's own files are compared with the old tip's entry.
         """
-        candidates = self.tree_changes(target, new_tip)
         before = self.entries_at(old_tip, candidates)
         paths = sorted(path for path, entry in candidates.items() if before[path] != entry)
         merged = self.changed_files(old_tip, new_tip, paths)

@@ -3,8 +3,9 @@
 No server and no CDN: styles, the SVG timeline and a few lines of script are inline, so the file can be
 opened straight from disk or attached to a CI run. It shows the headline numbers, a table per target with
 status colours, findings with file:line and links to each change document, a timeline of branch start and
-end per worker (parallelism and a circuit breaker trip are visible there), the conflict causes and, in a
-plan, the pairwise conflict matrix. It reads only the results dict, the same one Task 080 reads.
+end per worker (parallelism and a circuit breaker trip are visible there), the conflict causes, in a plan
+the pairwise conflict matrix and, for merged shards (``alignment merge-results``), each shard's counts and
+circuit breaker state. It reads only the results dict, the same one Task 080 reads.
 """
 
 from __future__ import annotations
@@ -93,12 +94,17 @@ def render_report(results: Mapping[str, Any], directory: Path) -> str:
     groups: Mapping[str, Any] = results["orchestration_results"]
     kind = "plan" if planned else "run"
     title = f"Branch alignment {kind} {results.get('run_id', '')}".strip()
+    if "shard" in results:
+        title += f" (shard {results['shard']['index']}/{results['shard']['count']})"
+    if "shards" in results:
+        title += f": {len(results['shards']['runs'])} of {results['shards']['count']} shards merged"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         _headline(results, planned),
+        _shards(results.get("shards")),
         _controls(),
     ]
     for target, group in groups.items():
@@ -170,6 +176,31 @@ def _headline(results: Mapping[str, Any], planned: bool) -> str:
     )
     note = "<p><b>Plan</b>: predicted outcomes; no branch was moved and no backup made.</p>" if planned else ""
     return f'<div class="headline">{spans}</div><p class="muted">{meta}</p>{note}'
+
+
+def _shards(shards: Mapping[str, Any] | None) -> str:
+    """Merged shards: each shard's counts and its own circuit breaker state; shards not given, marked."""
+    if shards is None:
+        return ""
+    count = shards["count"]
+    rows = []
+    for run in shards["runs"]:
+        tripped = run["circuit_breaker_triggered"]
+        breaker = f"open: {run['circuit_breaker_reason']}" if tripped else "closed"
+        rows.append(
+            f'<tr class="shard"><td>{run["index"]}/{count}</td><td><code>{escape(str(run["run_id"]))}</code></td>'
+            f'<td class="num">{run["total_successful"]}</td><td class="num">{run["total_failed"]}</td>'
+            f'<td class="num">{run["total_not_run"]}</td><td class="num">{run["total_time_seconds"]}</td>'
+            f'<td class="breaker{" hit" if tripped else ""}">circuit breaker {escape(breaker)}</td></tr>'
+        )
+    rows += [
+        f'<tr class="shard missing"><td>{index}/{count}</td><td colspan="6" class="hit">no results given: '
+        "its branches are not in this report</td></tr>"
+        for index in shards["missing"]
+    ]
+    header = "<tr><th>Shard</th><th>Run</th><th>Aligned</th><th>Failed</th><th>Not run</th><th>Time s</th>"
+    header += "<th>Circuit breaker</th></tr>"
+    return f'<h2>Shards</h2><table id="shards">{header}{"".join(rows)}</table>'
 
 
 def _group_section(target: str, group: Mapping[str, Any], directory: Path, planned: bool) -> str:

@@ -11,13 +11,14 @@ import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from alignment.errors import InputError, counted, kind_of, shown
 from alignment.model import BranchSpec
 from alignment.names import invalid_branch_name
+from alignment.shard import Shard, ShardSpec, fingerprint, partition
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 MAX_NESTING = 64  # lists and objects inside each other; an entry needs 3
@@ -36,11 +37,15 @@ class TargetGroup:
 
 @dataclass(frozen=True)
 class BranchInput:
-    """A validated input file: branches in input order, groups ordered by the target's first appearance."""
+    """A validated input file: branches in input order, groups ordered by the target's first appearance.
+
+    ``shard`` is set when this is one shard's part of the file (``--shard K/N``).
+    """
 
     source: str
     branches: tuple[BranchSpec, ...]
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    shard: Shard | None = None
 
     @property
     def groups(self) -> tuple[TargetGroup, ...]:
@@ -54,15 +59,34 @@ class BranchInput:
         return tuple(group.target for group in self.groups)
 
     def to_data(self) -> dict[str, Any]:
-        return {"source": self.source, "branches": [spec.to_dict() for spec in self.branches]}
+        data = {"source": self.source, "branches": [spec.to_dict() for spec in self.branches]}
+        return data if self.shard is None else {**data, "shard": self.shard.to_dict()}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> BranchInput:
-        return parse_branches(data, data["source"])
+        shard = Shard.from_dict(data["shard"]) if "shard" in data else None
+        return replace(parse_branches(data, data["source"]), shard=shard)
+
+    def select_shard(self, spec: ShardSpec) -> BranchInput:
+        """Shard ``spec`` of these branches (``alignment.shard`` has the rule), still in input order."""
+        groups = self.groups
+        pieces = partition([(group.target, len(group.branches)) for group in groups], spec.count)[spec.index - 1]
+        chosen = {
+            branch.name for piece in pieces for branch in groups[piece.target_index].branches[piece.start : piece.stop]
+        }
+        kept = tuple(branch for branch in self.branches if branch.name in chosen)
+        shard = Shard(spec, fingerprint(self.branches), len(self.branches), pieces)
+        return BranchInput(self.source, kept, warnings=self.warnings, shard=shard)
 
 
-def load_branches(path: str | Path) -> BranchInput:
-    """Read ``path`` and validate it against the spec's input format."""
+def load_branches(path: str | Path, shard: ShardSpec | None = None) -> BranchInput:
+    """Read ``path`` and validate it against the spec's input format; only ``shard``'s part of it if given."""
+    branches = parse_branches(read_json(path), str(Path(path)))
+    return branches if shard is None else branches.select_shard(shard)
+
+
+def read_json(path: str | Path) -> object:
+    """The decoded JSON of the file at ``path``; an ``InputError`` naming the file when it cannot be had."""
     source = Path(path)
     try:
         text = _read_regular_file(source).decode("utf-8")
@@ -81,7 +105,7 @@ def load_branches(path: str | Path) -> BranchInput:
     too_deep = _nested_beyond(data, MAX_NESTING)
     if too_deep is not None:
         raise InputError(source, too_deep, f"nested more than {MAX_NESTING} levels deep") from None
-    return parse_branches(data, str(source))
+    return data
 
 
 def _read_regular_file(source: Path) -> bytes:

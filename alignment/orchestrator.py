@@ -27,6 +27,7 @@ from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.resources import MemoryGate
 from alignment.session import RunPlan, plan_run
+from alignment.shard import ShardSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,11 @@ class BranchAlignmentOrchestrator:
         components: Components | None = None,
         reports_dir: str | Path | None = None,
         progress: Progress | None = None,
+        shard: ShardSpec | str | None = None,
     ) -> None:
+        """``shard`` (``ShardSpec(2, 4)`` or ``"2/4"``, as ``--shard``): align only that part of the input."""
         self.settings = resolve_settings(config)
+        self.shard = ShardSpec.parse(shard, "shard") if isinstance(shard, str) else shard
         self.components = components
         self.reports_dir = reports_dir
         self.progress = progress
@@ -78,7 +82,7 @@ class BranchAlignmentOrchestrator:
         return self._execute(input_path, repo_path, planning=True)
 
     def _execute(self, input_path: str | Path, repo_path: str | Path | None, *, planning: bool) -> dict[str, Any]:
-        branches = load_branches(input_path)
+        branches = load_branches(input_path, self.shard)
         for warning in branches.warnings:
             log.warning("%s: %s", branches.source, warning)
         repo = repo_path if repo_path is not None else self.settings.repo_path

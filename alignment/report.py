@@ -1,8 +1,9 @@
 """The report builder: per-branch results to the spec's output dict, published into the run's folder.
 
 ``build_results`` is the one place the spec's output is shaped; the orchestrator and the pytest plugin both
-call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``, per
-group ``not_run`` and, in a plan, ``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
+call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``,
+``shard`` in one shard's results of a ``--shard K/N`` run, per group ``not_run`` and, in a plan,
+``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
 ``schema/alignment_results.schema.json`` describes all of them for Task 080.
 
 ``publish`` writes into the run's own folder (``runs.RunFolder``), then ``<reports>/latest`` is pointed at
@@ -61,25 +62,47 @@ def build_results(
         }
         if matrices is not None and group.target in matrices:
             groups[group.target]["conflict_matrix"] = matrices[group.target].to_dict()
-    processed = sum(group["processed_branches"] for group in groups.values())
-    successful = sum(group["successful"] for group in groups.values())
+    shard = {"shard": branches.shard.to_dict()} if branches.shard is not None else {}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "planned": matrices is not None,
+        **shard,
         "orchestration_results": groups,
-        "overall_summary": {
-            "total_branches_processed": processed,
-            "total_successful": successful,
-            "total_failed": processed - successful,
-            "total_not_run": sum(len(group["not_run"]) for group in groups.values()),
-            "total_time_seconds": round(finished - started, 3),
-            "circuit_breaker_triggered": breaker.tripped,
-            "circuit_breaker_reason": breaker.reason,
-            "circuit_breaker_tripped_at": iso_utc(breaker.tripped_at) if breaker.tripped_at else None,
-            "execution_timestamp": iso_utc(started, "seconds"),
-            "started_at": iso_utc(started),
-        },
+        "overall_summary": overall_summary(
+            groups,
+            started=started,
+            finished=finished,
+            tripped=breaker.tripped,
+            reason=breaker.reason,
+            tripped_at=breaker.tripped_at,
+        ),
+    }
+
+
+def overall_summary(
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    started: float,
+    finished: float,
+    tripped: bool,
+    reason: str | None,
+    tripped_at: float | None,
+) -> dict[str, Any]:
+    """The spec's ``overall_summary``: the groups' counts summed, the run's time span and breaker state."""
+    processed = sum(group["processed_branches"] for group in groups.values())
+    successful = sum(group["successful"] for group in groups.values())
+    return {
+        "total_branches_processed": processed,
+        "total_successful": successful,
+        "total_failed": processed - successful,
+        "total_not_run": sum(len(group["not_run"]) for group in groups.values()),
+        "total_time_seconds": round(finished - started, 3),
+        "circuit_breaker_triggered": tripped,
+        "circuit_breaker_reason": reason,
+        "circuit_breaker_tripped_at": iso_utc(tripped_at) if tripped_at else None,
+        "execution_timestamp": iso_utc(started, "seconds"),
+        "started_at": iso_utc(started),
     }
 
 
@@ -88,13 +111,17 @@ def publish(folder: RunFolder, results: Mapping[str, Any]) -> Path:
     also points ``latest`` at its folder. Returns the JSON file in the run folder."""
     planned = bool(results.get("planned"))
     name = PLAN_FILE if planned else RESULTS_FILE
-    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     for directory in (folder.path, folder.reports_dir):
-        write_atomically(directory / name, text)
-        write_atomically(directory / html_name(name), render_report(results, directory))
+        write_results(directory / name, results)
     if not planned:
         folder.point_latest()
     return folder.path / name
+
+
+def write_results(path: Path, results: Mapping[str, Any]) -> None:
+    """Write ``results`` to ``path`` and its HTML report beside it, each atomically."""
+    write_atomically(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_atomically(path.with_name(html_name(path.name)), render_report(results, path.parent))
 
 
 def html_name(json_name: str) -> str:

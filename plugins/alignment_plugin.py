@@ -10,6 +10,9 @@ Outcomes: passed = ``completed``; failed = ``failed_integration`` / ``failed_err
 spec's ``error_message`` as the failure text; error = ``exception``. Without ``--input`` (or ``--demo``)
 this plugin does nothing, and ``pytest`` runs the project's own tests.
 
+``--shard K/N`` collects only part K of N of the input (``alignment.shard``), for a CI matrix whose results
+``alignment merge-results`` combines.
+
 ``--plan`` runs the same items as a prediction (no backup, no worktree, no ref moves): outcomes are what a
 real run would give, the plan goes to ``alignment_plan.json`` / ``.html``, and ``--lf``'s list is left as
 the last real run made it.
@@ -39,6 +42,7 @@ from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
 from alignment.registry import Components
 from alignment.session import RunPlan, plan_run
+from alignment.shard import ShardSpec
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 
 PLAN_KEY = "alignment_plan"
@@ -77,6 +81,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the branches live on this remote: fetch them, align, push each with a lease; ini: alignment_remote",
     )
     parser.addini("alignment_remote", "the remote the branches live on (config key: remote)", default=None)
+    group.addoption(
+        "--shard",
+        dest="alignment_shard",
+        metavar="K/N",
+        help="align only part K of N of the input (a CI matrix; see the README); ini: alignment_shard",
+    )
+    parser.addini("alignment_shard", "align only part K of N of the input, e.g. 2/4", default=None)
     group.addoption(
         "--plan",
         action="store_true",
@@ -136,6 +147,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
     if not config.pluginmanager.has_plugin("pytest_jsonreport"):
         raise pytest.UsageError("an alignment run needs pytest-json-report: do not disable it with -p no:...")
     try:
+        shard = _shard_option(config)
         settings = load_settings(_path_option(config, "alignment_config"))
         remote = config.getoption("alignment_remote") or config.getini("alignment_remote")
         if remote:
@@ -152,7 +164,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         if repo is None:
             raise UsageProblem("--repo PATH is required: the repository whose branches to align")
         assert input_path is not None
-        branches = load_branches(input_path)
+        branches = load_branches(input_path, shard)
         Components.from_settings(settings)
         reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
         plan = plan_run(
@@ -183,6 +195,14 @@ def _path_option(config: pytest.Config, name: str) -> Path | None:
         base = config.inipath.parent if config.inipath else config.rootpath
         return Path(os.path.normpath(base / str(ini)))
     return None
+
+
+def _shard_option(config: pytest.Config) -> ShardSpec | None:
+    """``--shard K/N``, else its ini twin; a bad value is a ``UsageProblem`` naming the one given."""
+    if config.getoption("alignment_shard"):
+        return ShardSpec.parse(config.getoption("alignment_shard"), "--shard")
+    ini = config.getini("alignment_shard")
+    return ShardSpec.parse(str(ini), "alignment_shard") if ini else None
 
 
 def _names_the_collected_module(config: pytest.Config) -> bool:
@@ -339,6 +359,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
     ]
     lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
+    shard = plan.branches.shard
+    if shard is not None:
+        lines.append(f"alignment shard {shard.spec}: {len(plan.branches.branches)} of {shard.input_branches} branches")
     if plan.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:

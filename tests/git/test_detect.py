@@ -146,7 +146,7 @@ time.sleep(600)
     hang = script(tmp_path, "hang.py", body)
     started = time.monotonic()
     result = align(
-        "feature", config=settings(check_commands=[[sys.executable, hang]], error_detection_timeout_seconds=1)
+        "feature", config=settings(check_commands=[[sys.executable, hang]], error_detection_timeout_seconds=4)
     )["feature"]
     assert time.monotonic() - started < 30
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))

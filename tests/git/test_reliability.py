@@ -125,7 +125,7 @@ def test_a_rejected_move_is_journaled_as_such_and_never_undone(
     assert branch["errors_detected"] == ["branch_moved"]
     theirs = repo.tip("topic-0")
     assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
-    assert "0 ok, 1 failed, 0 not run; 0 moved" in capsys.readouterr().out
+    assert "0 ok, 1 failed, 0 not run; 0 branches moved" in capsys.readouterr().out
     assert cli(["undo", str(result["run_id"]), "--reports-dir", str(tmp_path / "reports")]) == 0
     assert "restored 0, unchanged 0, refused 0 of 0 moved branches" in capsys.readouterr().out
     assert repo.tip("topic-0") == theirs  # the winner's move stays
