@@ -75,6 +75,9 @@ class Settings:
     integration_utility: str | None = None
     error_detector: str | None = None
     doc_generator: str | None = None
+    remote: str | None = None
+    remote_backups: str = "remote"
+    push_atomic_per_target: bool = False
     targets: Mapping[str, TargetOverride] = field(default_factory=dict, hash=False)
 
     def policy(self, target: str) -> TargetPolicy:
@@ -219,6 +222,30 @@ def _prefix(value: object, source: str, key: str) -> str:
     return text
 
 
+def check_remote_name(name: str, source: str, key: str = "") -> str:
+    """A remote's name as given (``--remote``, config ``remote``): it becomes part of a ref name."""
+    if name.startswith("-") or invalid_branch_name(name):
+        raise ConfigError(source, key, f"expected the name of a git remote, got {shown(name)}")
+    return name
+
+
+def _remote_name(value: object, source: str, key: str) -> str | None:
+    text = _optional_text(value, source, key)
+    return None if text is None else check_remote_name(text, source, key)
+
+
+def _backup_place(value: object, source: str, key: str) -> str:
+    """``remote`` (beside the branch on the remote), ``local`` (here), or a ref namespace on the remote."""
+    text = _text(value, source, key)
+    if text in ("remote", "local"):
+        return text
+    if not text.startswith("refs/") or not text.endswith("/") or invalid_branch_name(text + "x"):
+        raise ConfigError(
+            source, key, f"expected remote, local or a ref namespace like 'refs/backups/', got {shown(value)}"
+        )
+    return text
+
+
 def _commands(value: object, source: str, key: str) -> tuple[Command, ...]:
     """A list of commands, each a string (split like a shell would, never run by one) or a list of args."""
     if not isinstance(value, list):
@@ -272,6 +299,9 @@ _FIELDS: dict[str, Validator] = {
     "integration_utility": _optional_text,
     "error_detector": _optional_text,
     "doc_generator": _optional_text,
+    "remote": _remote_name,
+    "remote_backups": _backup_place,
+    "push_atomic_per_target": _boolean,
 }
 
 _OVERRIDES: dict[str, Validator] = {

@@ -68,6 +68,7 @@ class GitError(AlignmentError):
         lines = self.stderr.splitlines()
         reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
         self.reason = (reasons or lines or [f"exit code {returncode}"])[-1]
+        self.cause = (reasons or [self.reason])[0]  # the first complaint: a transport's real reason comes first
         super().__init__(f"git {' '.join(self.args_[:2])} failed: {self.reason}")
 
     @property

@@ -165,18 +165,56 @@ class StoredObject:
 
 @dataclass(frozen=True)
 class RefUpdate:
-    """One compare-and-swap ref change. ``old=None``: the ref must not exist; ``new=None``: delete it."""
+    """One compare-and-swap ref change. ``old=None``: the ref must not exist; ``new=None``: delete it.
+
+    ``checked=False``: set ``ref`` to ``new`` whatever it holds (refs of the tool's own namespace only)."""
 
     ref: str
     new: str | None
     old: str | None
+    checked: bool = True
 
     def command(self) -> str:
+        if not self.checked:
+            return f"update {self.ref} {self.new}"
         if self.old is None:
             return f"create {self.ref} {self.new}"
         if self.new is None:
             return f"delete {self.ref} {self.old}"
         return f"update {self.ref} {self.new} {self.old}"
+
+
+@dataclass(frozen=True)
+class PushUpdate:
+    """One ref to push: ``commit`` to the remote's ``ref``, only if the remote holds ``lease`` there now
+    (``--force-with-lease=ref:lease``; ``lease=None``: only if ``ref`` does not exist yet)."""
+
+    ref: str
+    commit: str
+    lease: str | None
+
+    def lease_option(self) -> str:
+        return f"--force-with-lease={self.ref}:{self.lease or ''}"
+
+    def refspec(self) -> str:
+        return f"{self.commit}:{self.ref}"
+
+
+@dataclass(frozen=True)
+class PushedRef:
+    """What the remote did with one ref of a push (a line of ``git push --porcelain``).
+
+    ``flag``: ``*`` new, `` `` fast-forward, ``+`` forced, ``=`` already there, ``!`` rejected.
+    ``summary``: git's text, e.g. ``[rejected] (stale info)`` or ``[remote rejected] (hook declined)``."""
+
+    ref: str
+    flag: str
+    summary: str
+
+    @property
+    def landed(self) -> bool:
+        """The remote now holds the pushed commit at ``ref`` (pushed now, or it was there already)."""
+        return self.flag in ("*", " ", "+", "=")
 
 
 @dataclass(frozen=True)
@@ -261,10 +299,10 @@ class Git:
 
     # -- refs -----------------------------------------------------------------------------------------------
 
-    def branch_tips(self) -> dict[str, str]:
-        """Every local branch and its commit."""
-        out = self.run("for-each-ref", "--format=%(objectname) %(refname)", _HEADS).stdout.decode()
-        return {line[line.index(" ") + 1 + len(_HEADS) :]: line[: line.index(" ")] for line in out.splitlines()}
+    def branch_tips(self, root: str = _HEADS) -> dict[str, str]:
+        """Every branch under ``root`` (local branches by default; or fetched ones) and its commit."""
+        out = self.run("for-each-ref", "--format=%(objectname) %(refname)", root).stdout.decode()
+        return {line[line.index(" ") + 1 + len(root) :]: line[: line.index(" ")] for line in out.splitlines()}
 
     def remote_branches(self) -> frozenset[str]:
         """Remote-tracking branches as ``<remote>/<branch>`` (``origin/next``), without ``<remote>/HEAD``."""
@@ -288,8 +326,7 @@ class Git:
                 if ref == branch_ref(name):
                     return oid if kind == "commit" else None
             return None
-        found = self._objects.request(f"{branch_ref(name)}\n".encode(), _read_batch_object)
-        return found.oid if found is not None and found.kind == "commit" else None
+        return self.resolve_ref(branch_ref(name))
 
     def _shadowed_branches(self) -> frozenset[str]:
         """Branch names whose ``refs/heads/<name>``, when absent, git's guessing would read as another ref.
@@ -307,17 +344,61 @@ class Git:
             self._shadowed = frozenset(shadowed)
         return self._shadowed
 
-    def branches_containing(self, commit: str) -> frozenset[str]:
-        """Branches that already contain ``commit`` (aligned with a target at ``commit``)."""
-        return self._branch_names("--contains", commit)
+    def resolve_ref(self, ref: str) -> str | None:
+        """The commit the full ref ``ref`` points at now, or None: read through the long-lived ``cat-file``.
+        For a local branch, ``resolve_branch`` also guards against names git's guessing would shadow."""
+        found = self._objects.request(f"{ref}\n".encode(), _read_batch_object)
+        return found.oid if found is not None and found.kind == "commit" else None
 
-    def branches_merged_into(self, commit: str) -> frozenset[str]:
-        """Branches whose tip is reachable from ``commit`` (a fast-forward to ``commit`` aligns them)."""
-        return self._branch_names("--merged", commit)
+    def branches_containing(self, commit: str, root: str = _HEADS) -> frozenset[str]:
+        """Branches under ``root`` that already contain ``commit`` (aligned with a target at ``commit``)."""
+        return self._branch_names("--contains", commit, root)
 
-    def _branch_names(self, relation: str, commit: str) -> frozenset[str]:
-        out = self.run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", _HEADS).stdout.decode()
-        return frozenset(line[len(_HEADS) :] for line in out.splitlines())
+    def branches_merged_into(self, commit: str, root: str = _HEADS) -> frozenset[str]:
+        """Branches under ``root`` whose tip is reachable from ``commit`` (a fast-forward aligns them)."""
+        return self._branch_names("--merged", commit, root)
+
+    def _branch_names(self, relation: str, commit: str, root: str) -> frozenset[str]:
+        out = self.run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", root).stdout.decode()
+        return frozenset(line[len(root) :] for line in out.splitlines())
+
+    # -- remotes --------------------------------------------------------------------------------------------
+
+    def remote_names(self) -> frozenset[str]:
+        """The remotes configured in the repository (``git remote``)."""
+        return frozenset(self.run("remote").stdout.decode().split())
+
+    def fetch(self, remote: str, refspecs: Mapping[str, str], timeout: float | None = None) -> None:
+        """One ``git fetch`` of exactly ``refspecs`` (remote ref -> local ref, forced): no tags, no other refs,
+        no ``FETCH_HEAD``, no submodules. ``GitError`` when a listed ref is missing or the remote fails."""
+        specs = [f"+{source}:{destination}" for source, destination in refspecs.items()]
+        self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
+                 "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout)  # fmt: skip
+
+    def remote_refs(self, remote: str, refs: Iterable[str], timeout: float | None = None) -> dict[str, str]:
+        """The commits the remote holds at the full refs ``refs`` (absent ones are left out): ``ls-remote``."""
+        wanted = frozenset(refs)
+        out = self.run("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted), timeout=timeout).stdout
+        found = (line.split("\t", 1) for line in out.decode("utf-8", "surrogateescape").splitlines())
+        return {ref: oid for oid, ref in found if ref in wanted}
+
+    def push(
+        self, remote: str, updates: Sequence[PushUpdate], *, atomic: bool = False, timeout: float | None = None
+    ) -> dict[str, PushedRef]:
+        """One ``git push --porcelain`` of ``updates``, each with its own lease; what happened, per ref.
+
+        A ref the remote refused (lease lost, a hook) is a ``PushedRef`` that did not land; the others
+        still land unless ``atomic``. ``GitError`` when the push did not get an answer (network,
+        authentication, no such remote): then no ref is reported and nothing is known to have landed.
+        """
+        args = ("push", "--porcelain", "--no-follow-tags", "--recurse-submodules=no", "--no-signed",
+                "--atomic" if atomic else "--no-atomic", *(update.lease_option() for update in updates),
+                "--end-of-options", remote, *(update.refspec() for update in updates))  # fmt: skip
+        done = self.run(*args, ok=(0, 1), timeout=timeout)
+        answers = _parse_push(done.stdout)
+        if done.returncode != 0 and not answers:
+            raise GitError(args[:2], done.returncode, done.stderr.decode("utf-8", "replace"))
+        return answers
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self.run("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
@@ -836,6 +917,17 @@ def _read_batch_object(reader: _Reader) -> StoredObject | None:
         return None
     content = reader.read_exact(int(header[2]) + 1)
     return StoredObject(header[0], header[1], content[:-1])
+
+
+def _parse_push(out: bytes) -> dict[str, PushedRef]:
+    """``git push --porcelain``: ``<flag>\\t<from>:<to>\\t<summary>`` per ref, between ``To ...`` and ``Done``."""
+    answers = {}
+    for line in out.decode("utf-8", "surrogateescape").splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and len(fields[0]) == 1 and ":" in fields[1]:
+            ref = fields[1].rsplit(":", 1)[1]
+            answers[ref] = PushedRef(ref, fields[0], fields[2])
+    return answers
 
 
 def _merge_at(fields: Sequence[bytes], index: int, *, conflicted: bool) -> tuple[MergeTree, int]:

@@ -24,12 +24,14 @@ from alignment.runs import write_atomically
 
 @dataclass(frozen=True)
 class Move:
-    """A branch moved (or about to be moved) from ``old_tip`` to ``new_tip``."""
+    """A branch moved (or about to be moved) from ``old_tip`` to ``new_tip``: a local branch, or with
+    ``remote``, the branch of that name on the remote (pushed with a lease on ``old_tip``)."""
 
     branch: str
     old_tip: str
     new_tip: str
     rejected: bool = False  # git refused the compare-and-swap: this run did not move the branch
+    remote: str | None = None
 
 
 class Outcome(str, Enum):
@@ -95,4 +97,4 @@ def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
 
 def _read(path: Path) -> Move:
     data = json.loads(path.read_text(encoding="utf-8"))
-    return Move(data["branch"], data["old_tip"], data["new_tip"], data.get("rejected", False))
+    return Move(data["branch"], data["old_tip"], data["new_tip"], data.get("rejected", False), data.get("remote"))

@@ -21,8 +21,10 @@ from typing import Any
 from alignment.breaker import CircuitBreaker
 from alignment.explain import ConflictMatrix, conflict_matrices
 from alignment.git import Git
+from alignment.journal import MoveJournal
 from alignment.logs import AuditTrail
 from alignment.model import BranchResult, BranchSpec
+from alignment.remote import push_branches
 from alignment.report import build_results, publish
 from alignment.session import RunPlan
 
@@ -102,6 +104,31 @@ class RunLedger:
                 raise KeyError(f"no result recorded for '{result.branch}' to amend")
             self._results[result.branch] = result
         self.audit.record("branch_amended", branch=result.branch, target=result.target, status=result.status.value)
+
+    def push(self) -> frozenset[str]:
+        """A ``--remote`` run's last step before ``finish``, by the process that holds the aligned commits:
+        push them (``remote.push_branches``), amend each pushed branch's result with what the push did, and record
+        the push; the branches whose push failed. Other runs and plans: nothing happens."""
+        plan = self.plan
+        if plan.remote is None or plan.planning:
+            return frozenset()
+        started = time.monotonic()
+        git = Git(plan.location, timeout=plan.settings.integration_timeout_seconds)
+        try:
+            pushed = push_branches(git, plan.settings, MoveJournal(plan.folder.moves_dir), self.results)
+        finally:
+            git.close()
+        for result in pushed.values():
+            self.amend(result)
+        failed = frozenset(name for name, result in pushed.items() if not result.succeeded)
+        self.audit.record(
+            "push",
+            remote=plan.remote,
+            pushed=sorted(set(pushed) - failed),
+            failed={name: pushed[name].message for name in sorted(failed)},
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return failed
 
     def finish(self, selected: Collection[str] | None = None) -> Published:
         """Build the spec's output for the ``selected`` branches (default: all), publish it, close the trail.

@@ -37,6 +37,8 @@ class ErrorCode(str, Enum):
     INTERRUPTED = "interrupted"
     UNEXPECTED_ERROR = "unexpected_error"
     WORKER_CRASHED = "worker_crashed"
+    PUSH_REJECTED = "push_rejected"
+    PUSH_FAILED = "push_failed"
 
     def __str__(self) -> str:
         return self.value
@@ -206,6 +208,36 @@ class Unexplained:
 
 
 @dataclass(frozen=True)
+class PushRecord:
+    """A branch of a ``--remote`` run: where its aligned commit is kept locally and what its push did.
+
+    ``pushed`` is True only when ``git push`` reported the ref as landed; ``replaced_tip`` is then the remote
+    tip it replaced (the tip that was fetched). ``aligned_ref`` is None when there was nothing to push.
+    """
+
+    remote: str
+    aligned_ref: str | None
+    pushed: bool = False
+    replaced_tip: str | None = None
+    remote_backup: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "pushed": self.pushed,
+            "replaced_remote_tip": self.replaced_tip,
+            "aligned_ref": self.aligned_ref,
+            "remote_backup": self.remote_backup,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PushRecord:
+        return cls(
+            data["remote"], data["aligned_ref"], data["pushed"], data["replaced_remote_tip"], data["remote_backup"]
+        )
+
+
+@dataclass(frozen=True)
 class BranchResult:
     """The outcome of one branch; ``to_dict`` gives the spec's per-branch dict plus documented extras."""
 
@@ -229,6 +261,7 @@ class BranchResult:
     culprits: tuple[Culprit, ...] = ()
     unexplained: tuple[Unexplained, ...] = ()
     planned: bool = False
+    push: PushRecord | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -266,6 +299,8 @@ class BranchResult:
         )
         if self.planned:
             data["planned"] = True
+        if self.push is not None:
+            data["push"] = self.push.to_dict()
         return data
 
     @classmethod
@@ -293,6 +328,7 @@ class BranchResult:
             culprits=tuple(Culprit.from_dict(item) for item in data.get("culprits", ())),
             unexplained=tuple(Unexplained.from_dict(item) for item in data.get("unexplained", ())),
             planned=data.get("planned", False),
+            push=PushRecord.from_dict(data["push"]) if "push" in data else None,
         )
 
 

@@ -123,6 +123,7 @@ class _Run:
                 if self.ledger.tripped:
                     break
                 self._run_group(runtime, group)
+        self.ledger.push()
         return self.ledger.finish().results
 
     def _run_group(self, runtime: Runtime, group: TargetGroup) -> None:

@@ -52,11 +52,13 @@ from alignment.model import (
     Culprit,
     ErrorCode,
     Finding,
+    PushRecord,
     Status,
     Unexplained,
 )
 from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.registry import Components
+from alignment.remote import aligned_ref, backups_on_remote, push_record
 from alignment.resources import SlotLimiter
 from alignment.session import RunPlan, plan_run
 from alignment.workspace import Workspace
@@ -134,12 +136,19 @@ class BranchAlignment:
                 [ErrorCode.TARGET_NOT_FOUND],
                 f"target branch '{self.spec.target}' does not exist",
             )
-        tip = self.git.resolve_branch(self.spec.name)
+        if plan.remote is None:
+            tip = self.git.resolve_branch(self.spec.name)
+        else:
+            tip = self.git.resolve_ref(plan.tip_ref(self.spec.name))
         if tip is None:
+            where = f" on '{plan.remote}'" if plan.remote else ""
             raise StepFailed(
-                Status.FAILED_INTEGRATION, [ErrorCode.BRANCH_NOT_FOUND], f"branch '{self.spec.name}' does not exist"
+                Status.FAILED_INTEGRATION,
+                [ErrorCode.BRANCH_NOT_FOUND],
+                f"branch '{self.spec.name}' does not exist{where}",
             )
-        self._refuse_if_checked_out()
+        if plan.remote is None:
+            self._refuse_if_checked_out()
         pinned = plan.snapshot.tips.get(self.spec.name) == tip
         relation = plan.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
         self.context = BranchContext(
@@ -157,7 +166,8 @@ class BranchAlignment:
             planning=plan.planning,
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
-        if relation is not Action.UP_TO_DATE and self.settings.enable_backup_branches and not plan.planning:
+        local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
+        if relation is not Action.UP_TO_DATE and local_backup and not plan.planning:
             prefix = self.settings.backup_branch_prefix
             self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
             if self.backup.note:
@@ -213,11 +223,17 @@ class BranchAlignment:
 
         The move is journaled, and marked as under way, before the compare-and-swap: if anything stops the
         call after git committed it (a timeout signal, a crash), ``finish`` or the controller puts it back.
-        A plan moves nothing: the integrated commit is the prediction.
+        A plan moves nothing: the integrated commit is the prediction. With ``--remote`` no local branch
+        moves: the commit is kept at the tool's ``aligned_ref``, and publishing pushes it at the end of the run.
         """
         context = self._context()
         new_tip = self._integration().new_tip
-        if new_tip is not None and new_tip != context.old_tip and not context.planning:
+        remote = self.runtime.plan.remote
+        if new_tip is not None and new_tip != context.old_tip and not context.planning and remote is not None:
+            self.git.update_refs([RefUpdate(aligned_ref(remote, self.spec.name), new_tip, None, checked=False)])
+            log.info("aligned '%s' %s -> %s, kept at %s", self.spec.name, context.old_tip, new_tip,
+                     aligned_ref(remote, self.spec.name))  # fmt: skip
+        elif new_tip is not None and new_tip != context.old_tip and not context.planning:
             self._refuse_if_checked_out()
             move = Move(self.spec.name, context.old_tip, new_tip)
             self.runtime.journal.record(move)
@@ -450,7 +466,17 @@ class BranchAlignment:
             culprits=self.culprits,
             unexplained=self.unexplained,
             planned=self.runtime.plan.planning,
+            push=self._push_record(),
         )
+
+    def _push_record(self) -> PushRecord | None:
+        """In a ``--remote`` run (not a plan): nothing pushed yet; the aligned commit's ref if it moved."""
+        remote = self.runtime.plan.remote
+        if remote is None or self.runtime.plan.planning:
+            return None
+        integration = self.integration
+        moved = self.completed and integration is not None and integration.new_tip != self._context().old_tip
+        return push_record(remote, self.spec.name, moved)
 
 
 @contextlib.contextmanager

@@ -21,10 +21,11 @@ from typing import Any
 from alignment import housekeeping
 from alignment.config import Settings, from_mapping
 from alignment.errors import InputError, RepositoryError, counted
-from alignment.git import Git, RepoLocation
+from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
 from alignment.journal import MoveJournal
 from alignment.model import Action
+from alignment.remote import check_remote, fetch_listed, tracking_root
 from alignment.runs import RunFolder, RunState, list_runs, new_run_id
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,15 @@ class Snapshot:
         )
 
 
-def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool, require_targets: bool = True) -> Snapshot:
+def take_snapshot(
+    git: Git, branches: BranchInput, write_commit_graph: bool, require_targets: bool = True, root: str = "refs/heads/"
+) -> Snapshot:
     """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
 
     ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
+    ``root``: where the branches are read (local branches, or those fetched from a remote).
     """
-    all_tips = git.branch_tips()
+    all_tips = git.branch_tips(root)
     if require_targets:
         _require_targets(git, branches, all_tips)
     graph_written = False
@@ -87,9 +91,9 @@ def take_snapshot(git: Git, branches: BranchInput, write_commit_graph: bool, req
         if commit is None:
             continue
         names = {spec.name for spec in group.branches}
-        containing = git.branches_containing(commit) & names
+        containing = git.branches_containing(commit, root) & names
         up_to_date |= containing
-        behind |= (git.branches_merged_into(commit) & names) - containing
+        behind |= (git.branches_merged_into(commit, root) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written)
 
@@ -137,6 +141,15 @@ class RunPlan:
     def stop_flag(self) -> Path:
         """Exists once the circuit breaker tripped: workers check it before starting a branch."""
         return self.scratch_dir / "breaker-tripped"
+
+    @property
+    def remote(self) -> str | None:
+        """The remote the branches live on (``--remote``), or None for local branches."""
+        return self.settings.remote
+
+    def tip_ref(self, branch: str) -> str:
+        """The ref the run reads ``branch`` from: the local branch, or its copy fetched from the remote."""
+        return branch_ref(branch) if self.remote is None else tracking_root(self.remote) + branch
 
     @property
     def breaker_settings(self) -> Settings:
@@ -195,6 +208,8 @@ def plan_run(
     ``require_targets``: refuse the run when a target does not exist (the single-branch entry point instead
     reports ``target_not_found`` in the branch's result, as the spec's error codes say).
     ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
+    With ``settings.remote``, the listed branches and targets are fetched first (``remote.fetch_listed``)
+    and the run reads those copies; a plan fetches too, but never pushes.
     """
     location = RepoLocation.discover(repo_path)
     started = time.time()
@@ -212,7 +227,14 @@ def plan_run(
             raise RepositoryError(
                 f"{repo_path}: git cannot author merge commits here ({identity}); set user.name and user.email"
             )
-        snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets)
+        root = "refs/heads/"
+        if settings.remote is not None:
+            check_remote(git, settings.remote)
+            names = [spec.name for spec in branches.branches] + list(branches.targets)
+            missing = fetch_listed(git, settings.remote, names, timeout=settings.integration_timeout_seconds)
+            root = tracking_root(settings.remote)
+            log.info("fetched %d refs from '%s'; missing there: %s", len(names), settings.remote, sorted(missing))
+        snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets, root)
     finally:
         git.close()
     scratch = housekeeping.create_scratch(run_id)

@@ -2,7 +2,8 @@
 
 The journal (``<reports>/runs/<run id>/moves/``) is written before each move, so undo works for a run that
 finished, failed, or died half-way. A branch that moved again since the run, or that is checked out in a
-worktree now, is refused and left alone; backups are never deleted.
+worktree now, is refused and left alone; backups are never deleted. Branches a ``--remote`` run pushed are
+put back on that remote, with a lease on the commit the run pushed (``remote.restore_pushed``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from alignment.errors import UsageProblem
 from alignment.git import Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, Restoration, restore
 from alignment.logs import AuditTrail
+from alignment.remote import restore_pushed
 from alignment.runs import RunFolder
 
 
@@ -43,17 +45,22 @@ def undo_run(
         )
     repository = str(repo_path) if repo_path is not None else json.loads(record_path.read_text())["repository"]
     git = Git(RepoLocation.discover(repository))
+    moves = MoveJournal(folder.moves_dir).moves()
     try:
         busy = {checkout.branch: checkout for checkout in git.checkouts()}
-        restorations = tuple(
+        restorations = [
             _refused_checked_out(move, busy[move.branch].path)
             if move.branch in busy
             else restore(git, move, dry_run=dry_run)
-            for move in MoveJournal(folder.moves_dir).moves()
-        )
+            for move in moves
+            if move.remote is None
+        ]
+        for remote in sorted({move.remote for move in moves if move.remote is not None}):
+            pushed = [move for move in moves if move.remote == remote]
+            restorations.extend(restore_pushed(git, remote, pushed, dry_run=dry_run))
     finally:
         git.close()
-    report = UndoReport(run_id, repository, dry_run, restorations)
+    report = UndoReport(run_id, repository, dry_run, tuple(restorations))
     if not dry_run:
         AuditTrail(folder.audit_path).record(
             "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}

@@ -18,6 +18,16 @@ Approaches, each a separate process tree started from the project root:
   (c) naive    a shell loop: ``git worktree add`` the branch, ``git merge`` the target, remove the worktree
   (d) floor    ``git merge-tree --write-tree`` per branch, 2 at a time (``xargs -P 2``), nothing else
   (e) plan     ``pytest alignment/ -n 2 --plan ...``: the same prediction without moving anything
+  (g) remote   ``pytest alignment/ -n 2 --remote origin ...`` in a clone, the copy as the remote: one fetch,
+               align, publish (backups, then branches with a lease)
+  (h) orch. remote: the orchestrator (2 threads) with ``remote: origin``, the same way
+  (i) remote floor: in a clone, one ``git fetch`` of the listed refs, ``merge-tree`` + ``commit-tree`` per
+               branch (2 at a time), one ``git push`` of every clean merge with a lease each
+
+For (g), (h), (i) the run's repository copy is a bare remote, and a clone of it is made before the clock
+starts (with a commit-graph, as the copies of the other approaches have); verification reads the remote. The
+notes give the push cost per branch: the publishing step's time from the run's audit trail (``push``
+event), divided by the branches it pushed, and the floor's one push divided by its refs.
 
 Every run, timed or sampled, gets its own fresh copy of the same unaligned repository (written with a
 commit-graph, so every approach enjoys git's cache equally); copying is not timed, and dirty pages are
@@ -336,7 +346,8 @@ class Approach:
     single_run: bool = False  # time once, and sample that same run (every NAIVE_SAMPLE_EVERY seconds)
 
 
-def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> list[Approach]:
+def approaches(reference: Reference, pytest_workers: list[int], naive: bool, only: str | None) -> list[Approach]:
+    """The approaches of one case; ``only``: the letters of those to run (e.g. ``adghi``), None for all."""
     scenario = reference.scenario
 
     def pytest_command(workers: int, *extra: str) -> Callable[[Workspace], list[str]]:
@@ -393,6 +404,54 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> 
     def results(space: Workspace) -> str:
         return verify_results(space.repo, space.reports, reference)
 
+    def remote_pytest(space: Workspace) -> list[str]:
+        return pytest_command(PLAN_WORKERS, "--remote", "origin")(
+            Workspace(clone_of(space), space.reports, space.scratch)
+        )
+
+    def remote_orchestrator(space: Workspace) -> list[str]:
+        code = (
+            "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
+            f"O({{'orchestration': {{'max_workers_per_target': {ORCHESTRATOR_THREADS}, 'remote': 'origin'}}}}, "
+            "reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
+        )
+        return [sys.executable, "-c", code, str(scenario.input_path), str(clone_of(space)), str(space.reports)]
+
+    def remote_results(label: str) -> Callable[[Workspace], str]:
+        def verify(space: Workspace) -> str:
+            for line in (space.reports / "latest" / "audit.jsonl").read_text().splitlines():
+                event = json.loads(line)
+                if event["event"] == "push":
+                    pushed = (event["seconds"], len(event["pushed"]))
+                    PUBLISHING.setdefault((len(reference.branches), label), []).append(pushed)
+            return verify_results(space.repo, space.reports, reference)
+
+        return verify
+
+    def remote_floor(space: Workspace) -> list[str]:
+        clone, names = clone_of(space), names_file(space)
+        refspecs = f'$(sed "s#.*#+refs/heads/&:refs/floor/&#" "{names}")'
+        fetch = f'git -C "{clone}" fetch -q origin +refs/heads/main:refs/floor/main {refspecs}'
+        merge = (
+            f'b="$1"; old=$(git -C "{clone}" rev-parse "refs/floor/$b") && '
+            f'tree=$(git -C "{clone}" merge-tree --write-tree "refs/floor/$b" refs/floor/main) && '
+            f'new=$(git -C "{clone}" commit-tree "$tree" -p "$old" -p refs/floor/main -m merge) && '
+            'echo "--force-with-lease=refs/heads/$b:$old $new:refs/heads/$b"'
+        )
+        pushes = space.scratch / "pushes.txt"
+        script = (
+            f'{fetch} && xargs -P {FLOOR_PARALLEL} -n 1 bash -c \'{merge}\' _ < "{names}" > "{pushes}"; '
+            f'started=$(date +%s.%N); git -C "{clone}" push -q --porcelain origin $(cat "{pushes}") > /dev/null; '
+            f'echo "$started $(date +%s.%N) $(wc -l < "{pushes}")" > "{space.scratch / "push-time.txt"}"'
+        )
+        return ["bash", "-c", script]
+
+    def floor_pushed(space: Workspace) -> str:
+        started, ended, count = (space.scratch / "push-time.txt").read_text().split()
+        pushed = (float(ended) - float(started), int(count))
+        PUBLISHING.setdefault((len(reference.branches), "(i) remote floor"), []).append(pushed)
+        return verify_merges(space.repo, reference, reference.mergeable)
+
     def cost(space: Workspace) -> str:
         return explain_cost(space.reports)
 
@@ -411,7 +470,24 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool) -> 
             f"(e) pytest -n {PLAN_WORKERS} --plan", plan, lambda s: verify_results(s.repo, s.reports, reference, True)
         )
     )
-    return found
+    remote_run = f"(g) pytest -n {PLAN_WORKERS} --remote"
+    found.append(Approach(remote_run, remote_pytest, remote_results(remote_run)))
+    found.append(Approach("(h) orchestrator, remote", remote_orchestrator, remote_results("(h) orchestrator, remote")))
+    found.append(Approach("(i) remote floor", remote_floor, floor_pushed))
+    return [approach for approach in found if only is None or approach.name[1] in only]
+
+
+PUBLISHING: dict[tuple[int, str], list[tuple[float, int]]] = {}  # (branches, approach): (push seconds, refs)
+
+
+def clone_of(space: Workspace) -> Path:
+    """A clone of the run's copy (its remote ``origin``), made before the clock starts, with a commit-graph."""
+    clone = space.scratch / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(space.repo), str(clone)], check=True)
+    for key, value in (("user.name", "Benchmark"), ("user.email", "bench@example.com")):
+        git(clone, "config", key, value)
+    git(clone, "commit-graph", "write", "--reachable")
+    return clone
 
 
 # --- running a case --------------------------------------------------------------------------------------
@@ -527,7 +603,7 @@ class CaseRunner:
 
 
 def run_case(
-    work: Path, case: Case, pytest_workers: list[int], repeat: int, naive: bool, keep: bool
+    work: Path, case: Case, pytest_workers: list[int], repeat: int, naive: bool, keep: bool, only: str | None
 ) -> tuple[list[Result], str]:
     """The results of every approach on ``case``, and the commit its ``main`` is at."""
     scenario = case.scenario(work)
@@ -536,7 +612,7 @@ def run_case(
     reference = Reference(scenario, tips(scenario.repo), *floor_trees(scratch, scenario))
     shutil.rmtree(scratch)
     runner = CaseRunner(work, case, scenario.repo, keep)
-    chosen = approaches(reference, pytest_workers, naive)
+    chosen = approaches(reference, pytest_workers, naive, only)
     results = {approach.name: Result(case, approach.name) for approach in chosen}
     for round_number in range(1, repeat + 1):
         for approach in chosen:
@@ -566,7 +642,8 @@ def rows(results: list[Result]) -> list[str]:
     lines = []
     for result in results:
         same_case = [r for r in results if r.case == result.case]
-        floor = next((r.median for r in same_case if r.approach.startswith("(d)")), None)
+        remote = result.approach[:3] in ("(g)", "(h)", "(i)")  # beside the remote floor
+        floor = next((r.median for r in same_case if r.approach.startswith("(i)" if remote else "(d)")), None)
         naive = next((r.median for r in same_case if r.approach.startswith("(c)")), None)
         peaks = result.sampled.peaks if result.sampled is not None else None
         versus_floor = f"{result.median / floor:.2f}" if floor else "-"
@@ -591,7 +668,7 @@ def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: di
         "(copy not timed); the naive loop: one run, sampled every "
         f"{NAIVE_SAMPLE_EVERY * 1000:.0f} ms.",
         f"- {TIMES} floor, {TIMES} naive: this row's wall time divided by the floor's / the naive loop's "
-        "(below 1 is faster).",
+        "(below 1 is faster); the remote rows (g), (h), (i) are divided by the remote floor (i).",
         f"- Peak RSS / PSS: largest sum over the process tree, from one extra run sampled every "
         f"{SAMPLE_EVERY * 1000:.0f} ms (the naive loop: its single run). RSS counts shared pages once per process, "
         "PSS splits them.",
@@ -637,6 +714,14 @@ def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: di
         f"- CPU steal (time the hypervisor gave to other VMs) during timed runs: at most {worst:.1%}"
         + (f"; {STEAL_WARNING:.0%} or more in: {', '.join(stolen)}." if stolen else ".")
     )
+    for (branches, approach), pushes in sorted(PUBLISHING.items()):
+        per_branch = statistics.median(seconds / count for seconds, count in pushes if count) * 1000
+        seconds = statistics.median(seconds for seconds, _ in pushes)
+        count = pushes[0][1]
+        lines.append(
+            f"- Push cost, {branches} branches, {approach}: publishing {seconds:.2f} s for {count} pushed branches "
+            f"(median of {len(pushes)} runs), {per_branch:.2f} ms per branch."
+        )
     lines.append("")
     lines.append("Timed runs (s):")
     lines.extend(
@@ -668,6 +753,7 @@ def main() -> None:
     parser.add_argument("--pytest-workers", type=int_list, default=[2], help="pytest -n values, e.g. 2,4")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per approach (median reported)")
     parser.add_argument("--naive-up-to", type=int, default=1000, help="skip the naive loop above this size")
+    parser.add_argument("--only", help="letters of the approaches to run, e.g. adghi (default: all)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     parser.add_argument("--keep", type=Path, help="keep the generated repositories and run copies here")
     arguments = parser.parse_args()
@@ -687,8 +773,9 @@ def main() -> None:
         for case in cases:
             progress(f"[{case.label}] generating and running")
             naive = case.branches <= arguments.naive_up_to
+            keep = arguments.keep is not None
             found, tips_of_main[case.label] = run_case(
-                work, case, arguments.pytest_workers, arguments.repeat, naive, arguments.keep is not None
+                work, case, arguments.pytest_workers, arguments.repeat, naive, keep, arguments.only
             )
             results.extend(found)
             table = "\n".join([HEADER, *rows(results), *notes(results, arguments, tips_of_main)])

@@ -21,6 +21,7 @@ the last real run made it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 
 import alignment
-from alignment.config import load_settings
+from alignment.config import check_remote_name, load_settings
 from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.inputs import load_branches
 from alignment.logs import run_logging
@@ -74,6 +75,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for flag, ini, text in options:
         group.addoption(flag, dest=ini, metavar="PATH", help=f"{text}; ini: {ini}")
         parser.addini(ini, f"{text} (relative to the ini file)", default=None)
+    group.addoption(
+        "--remote",
+        dest="alignment_remote",
+        metavar="NAME",
+        help="the branches live on this remote: fetch them, align, push each with a lease; ini: alignment_remote",
+    )
+    parser.addini("alignment_remote", "the remote the branches live on (config key: remote)", default=None)
     group.addoption(
         "--shard",
         dest="alignment_shard",
@@ -143,6 +151,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
     try:
         shard = _shard_option(config)
         settings = load_settings(_path_option(config, "alignment_config"))
+        remote = config.getoption("alignment_remote") or config.getini("alignment_remote")
+        if remote:
+            settings = dataclasses.replace(settings, remote=check_remote_name(str(remote), "--remote"))
         demo_dir = None
         repo: Path | str | None
         if demo:

@@ -216,15 +216,20 @@ class AlignmentController:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
-        """Before pytest's own summary: each never-started branch is reported as skipped, so pytest's counts
-        are the run's (skipped = not run), and goes into ``--lf``'s list. After: ``--lf``'s memory is kept
-        under this input and repository, and pytest's own (the project's tests) is left as it was."""
+        """Before pytest's own summary: a ``--remote`` run's branches are pushed (a failed push fails the
+        session, exit code 1, although the branch's item passed); each never-started branch is reported as
+        skipped, so pytest's counts are the run's (skipped = not run); both go into ``--lf``'s list. After:
+        ``--lf``'s memory is kept under this input and repository, and pytest's own (the project's tests) is
+        left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         if not self.collecting_only:
+            push_failed = self.ledger.push()
+            if push_failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
             self._report_never_started(session)
             finished = self.ledger.results
             for nodeid, branch in self.nodes.selected.items():
-                if branch not in finished and lfplugin is not None:
+                if (branch not in finished or branch in push_failed) and lfplugin is not None:
                     lfplugin.lastfailed[nodeid] = True
         try:
             return (yield)

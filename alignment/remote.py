@@ -1,0 +1,287 @@
+"""Branches that live on a remote (``--remote NAME``): fetched into a namespace of our own, published with a lease.
+
+* **Fetch**: one ``git fetch`` of exactly the listed branches and targets, with explicit refspecs
+  ``+refs/heads/B:refs/alignment/remotes/<remote>/heads/B``. No ``refs/heads/*`` mirroring: the user's
+  branches, HEAD, index and worktree are not touched. The run reads (and pins targets at) these refs.
+* **Align**: in memory as for local branches; the aligned commit is kept at
+  ``refs/alignment/aligned/<remote>/<branch>`` (local refs/heads never move), which the result names.
+* **Publish** (``push_branches``, called by the run's ledger): at the end of the run, by the process that
+  holds the commits (the pytest controller or the orchestrator), per target: first one push of every
+  backup, create-only (``--force-with-lease=<backup>:``, so an existing backup is never overwritten: one at
+  the same commit is reused, one elsewhere gets the next free ``-2``, ``-3`` name), then one push of every
+  branch whose backup is on the remote, each with ``--force-with-lease=refs/heads/B:<fetched tip>``. Each
+  branch's move is journaled before that push (``alignment undo`` reads it). The outcome of every ref comes
+  from ``git push --porcelain``: a result says "pushed" only for a ref git reported as landed.
+
+Why at the end and per target, not per branch: one connection per target instead of one per branch
+(a batch costs about a millisecond per branch, DESIGN.md), ``--atomic`` per target when ``push_atomic_per_target`` asks
+for all-or-nothing, and a branch's result is final only once its push is known: ``push_rejected`` or
+``push_failed`` turn it into a failure that ``--lf`` retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from alignment.backup import MAX_SUFFIX, backup_name
+from alignment.config import Settings
+from alignment.errors import GitError, RepositoryError, one_line
+from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
+from alignment.journal import Move, MoveJournal, Outcome, Restoration
+from alignment.model import BranchResult, ErrorCode, PushRecord, Status
+
+NAMESPACE = "refs/alignment/"
+LOCAL_BACKUPS = "local"
+REMOTE_BACKUPS = "remote"
+_MISSING = "couldn't find remote ref"  # git fetch names the first listed ref the remote lacks
+
+
+def tracking_root(remote: str) -> str:
+    """Where the fetched branches and targets of ``remote`` live locally."""
+    return f"{NAMESPACE}remotes/{remote}/heads/"
+
+
+def aligned_ref(remote: str, branch: str) -> str:
+    """Where the aligned commit of ``branch`` is kept locally (until the next run of that branch)."""
+    return f"{NAMESPACE}aligned/{remote}/{branch}"
+
+
+def check_remote(git: Git, remote: str) -> None:
+    """``remote`` must be a remote configured in the repository (``git remote``)."""
+    names = git.remote_names()
+    if remote not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise RepositoryError(f"--remote {remote}: no such remote in {git.location.git_dir} (remotes: {known})")
+
+
+def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | None = None) -> frozenset[str]:
+    """Fetch ``names`` (branches and targets) from ``remote`` into ``tracking_root``; the names it lacks.
+
+    One fetch when every name exists. git stops at the first missing ref, so then one ``ls-remote`` finds
+    all missing names, their earlier fetched copies are deleted (the run must not align a stale one), and
+    the rest is fetched.
+    """
+    root = tracking_root(remote)
+    wanted = {branch_ref(name): root + name for name in sorted(set(names))}
+    try:
+        git.fetch(remote, wanted, timeout=timeout)
+        return frozenset()
+    except GitError as error:
+        if _MISSING not in error.stderr:
+            raise RepositoryError(f"--remote {remote}: fetch failed: {error.cause}") from None
+    present = git.remote_refs(remote, wanted, timeout=timeout)
+    missing = {ref: local for ref, local in wanted.items() if ref not in present}
+    stale = [RefUpdate(local, None, tip) for local in missing.values() if (tip := git.resolve_ref(local)) is not None]
+    if stale:
+        git.update_refs(stale)
+    if present:
+        git.fetch(remote, {ref: wanted[ref] for ref in present}, timeout=timeout)
+    return frozenset(ref.removeprefix("refs/heads/") for ref in missing)
+
+
+def remote_backup_ref(settings: Settings, branch: str, attempt: int = 1) -> str:
+    """The full ref of ``branch``'s backup on the remote (``remote_backups``: ``remote`` or a namespace)."""
+    name = backup_name(settings.backup_branch_prefix, branch, attempt)
+    return branch_ref(name) if settings.remote_backups == REMOTE_BACKUPS else settings.remote_backups + name
+
+
+def backups_on_remote(settings: Settings) -> bool:
+    """Backups are pushed to the remote (a ``--remote`` run whose ``remote_backups`` is not ``local``)."""
+    return settings.remote is not None and settings.enable_backup_branches and settings.remote_backups != LOCAL_BACKUPS
+
+
+@dataclass(frozen=True)
+class _Failure:
+    code: ErrorCode
+    message: str
+
+
+def push_branches(
+    git: Git, settings: Settings, journal: MoveJournal, results: Mapping[str, BranchResult]
+) -> dict[str, BranchResult]:
+    """Push every aligned branch of ``results`` to ``settings.remote``; their results, with what the push did.
+
+    Per target: one push of the backups, then one push of the branches whose backup is there. Results
+    that need no push (failed, up to date, a plan) are not in the answer.
+    """
+    remote = settings.remote
+    assert remote is not None
+    waiting: dict[str, list[BranchResult]] = {}
+    for result in results.values():
+        if result.push is not None and result.push.aligned_ref is not None and result.succeeded:
+            waiting.setdefault(result.target, []).append(result)
+    published = {}
+    for target, batch in waiting.items():
+        backups, failures = _push_backups(git, settings, remote, batch)
+        ready = [result for result in batch if result.branch not in failures]
+        failures.update(_push_branches(git, settings, remote, journal, target, ready))
+        for result in batch:
+            published[result.branch] = _outcome(result, backups.get(result.branch), failures.get(result.branch))
+    return published
+
+
+def _push_backups(
+    git: Git, settings: Settings, remote: str, batch: Sequence[BranchResult]
+) -> tuple[dict[str, str], dict[str, _Failure]]:
+    """Create (or reuse) each branch's backup on the remote at its old tip: the backup refs, the failures."""
+    if not backups_on_remote(settings):
+        return {}, {}
+    backups: dict[str, str] = {}
+    failures: dict[str, _Failure] = {}
+    pending = list(batch)
+    for attempt in range(1, MAX_SUFFIX + 1):
+        if not pending:
+            break
+        refs = {result.branch: remote_backup_ref(settings, result.branch, attempt) for result in pending}
+        updates = [PushUpdate(refs[result.branch], _old(result), None) for result in pending]
+        try:
+            answers = git.push(remote, updates)
+        except GitError as error:
+            failure = _Failure(ErrorCode.PUSH_FAILED, f"could not reach '{remote}' to push the backup: {error.cause}")
+            return backups, {**failures, **{result.branch: failure for result in pending}}
+        taken = []
+        for result in pending:
+            answer = answers.get(refs[result.branch])
+            if answer is not None and answer.landed:
+                backups[result.branch] = refs[result.branch]
+            elif answer is not None and "stale info" in answer.summary:
+                taken.append(result)  # a backup at another commit exists there: keep it, try the next name
+            else:
+                refused = answer.summary if answer else "no answer"
+                failures[result.branch] = _Failure(
+                    ErrorCode.PUSH_REJECTED,
+                    f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed",
+                )
+        pending = taken
+    for result in pending:
+        failures[result.branch] = _Failure(
+            ErrorCode.PUSH_REJECTED, f"every backup name of '{result.branch}' is taken on '{remote}'; not pushed"
+        )
+    return backups, failures
+
+
+def _push_branches(
+    git: Git, settings: Settings, remote: str, journal: MoveJournal, target: str, ready: Sequence[BranchResult]
+) -> dict[str, _Failure]:
+    """Push ``ready`` with a lease on each fetched tip, journaled first; the branches that did not land."""
+    if not ready:
+        return {}
+    moves = {result.branch: Move(result.branch, _old(result), _new(result), remote=remote) for result in ready}
+    for move in moves.values():
+        journal.record(move)
+    updates = [PushUpdate(branch_ref(result.branch), _new(result), _old(result)) for result in ready]
+    try:
+        answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
+    except GitError as error:
+        failure = _Failure(
+            ErrorCode.PUSH_FAILED, f"could not push to '{remote}': {error.cause}; the remote branch is unchanged"
+        )
+        return {result.branch: failure for result in ready}
+    failures = {}
+    for result in ready:
+        answer = answers.get(branch_ref(result.branch))
+        if answer is None or not answer.landed:
+            failures[result.branch] = _rejection(remote, target, result, answer)
+        if answer is not None and not answer.landed:
+            journal.reject(moves[result.branch])  # the remote refused it: never made (``runs``, ``undo`` skip it)
+    return failures
+
+
+def _rejection(remote: str, target: str, result: BranchResult, answer: PushedRef | None) -> _Failure:
+    kept = f"ours is kept at {aligned_ref(remote, result.branch)}"
+    if answer is None:
+        return _Failure(ErrorCode.PUSH_FAILED, f"'{remote}' gave no answer for '{result.branch}'; {kept}")
+    if "stale info" in answer.summary:
+        reason = f"the lease was lost: '{result.branch}' moved on '{remote}' since it was fetched at {_old(result)}"
+    elif "atomic" in answer.summary:
+        reason = f"the atomic push of target '{target}' failed on another branch"
+    else:
+        reason = f"'{remote}' refused it: {one_line(answer.summary)}"
+    return _Failure(ErrorCode.PUSH_REJECTED, f"not pushed, {reason}; their commit stays, {kept}")
+
+
+def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None) -> BranchResult:
+    record = result.push
+    assert record is not None
+    if failure is None:
+        pushed = replace(record, pushed=True, replaced_tip=result.old_tip, remote_backup=backup)
+        return replace(result, push=pushed, backup_branch=_backup_branch(result, backup))
+    return replace(
+        result,
+        backup_branch=_backup_branch(result, backup),
+        status=Status.FAILED_INTEGRATION,
+        codes=(failure.code,),
+        message=failure.message,
+        new_tip=None,
+        push=replace(record, remote_backup=backup),
+    )
+
+
+def _backup_branch(result: BranchResult, backup: str | None) -> str | None:
+    """The result's ``backup_branch``: the remote backup's branch name (its full ref outside refs/heads)."""
+    return result.backup_branch if backup is None else backup.removeprefix("refs/heads/")
+
+
+def _old(result: BranchResult) -> str:
+    assert result.old_tip is not None
+    return result.old_tip
+
+
+def _new(result: BranchResult) -> str:
+    assert result.new_tip is not None
+    return result.new_tip
+
+
+def restore_pushed(git: Git, remote: str, moves: Sequence[Move], *, dry_run: bool = False) -> list[Restoration]:
+    """Undo pushes to ``remote``: a branch still at the commit we pushed goes back to its old tip, pushed with
+    a lease on that commit (one ``ls-remote`` and one push for all); one at its old tip was never pushed;
+    one anywhere else moved again since and is left alone."""
+    refs = [branch_ref(move.branch) for move in moves]
+    try:
+        now = git.remote_refs(remote, refs)
+    except GitError as error:
+        return [Restoration(move, Outcome.FAILED, f"could not reach '{remote}': {error.cause}") for move in moves]
+    done: dict[str, Restoration] = {}
+    back = []
+    for move in moves:
+        tip = now.get(branch_ref(move.branch))
+        where = f"'{move.branch}' on '{remote}'"
+        if tip == move.old_tip:
+            done[move.branch] = Restoration(move, Outcome.NOT_MOVED, f"{where} is at its old tip {move.old_tip}")
+        elif tip != move.new_tip:
+            message = f"{where} moved again since (now at {tip}); left as it is"
+            done[move.branch] = Restoration(move, Outcome.MOVED_SINCE, message)
+        elif dry_run:
+            done[move.branch] = Restoration(move, Outcome.RESTORED, f"would restore {where} to {move.old_tip}")
+        else:
+            back.append(move)
+    if back:
+        done.update(_push_back(git, remote, back))
+    return [done[move.branch] for move in moves]
+
+
+def _push_back(git: Git, remote: str, moves: Sequence[Move]) -> dict[str, Restoration]:
+    updates = [PushUpdate(branch_ref(move.branch), move.old_tip, move.new_tip) for move in moves]
+    try:
+        answers = git.push(remote, updates)
+    except GitError as error:
+        message = f"could not push to '{remote}': {error.cause}"
+        return {move.branch: Restoration(move, Outcome.FAILED, message) for move in moves}
+    done = {}
+    for move in moves:
+        answer = answers.get(branch_ref(move.branch))
+        where = f"'{move.branch}' on '{remote}'"
+        if answer is not None and answer.landed:
+            done[move.branch] = Restoration(move, Outcome.RESTORED, f"restored {where} to its old tip {move.old_tip}")
+        elif answer is not None and "stale info" in answer.summary:
+            done[move.branch] = Restoration(move, Outcome.MOVED_SINCE, f"{where} moved again since; left as it is")
+        else:
+            refused = answer.summary if answer else "no answer"
+            done[move.branch] = Restoration(move, Outcome.FAILED, f"could not restore {where}: {refused}")
+    return done
+
+
+def push_record(remote: str, branch: str, moved: bool) -> PushRecord:
+    """A branch's push state before publishing: nothing pushed yet; its aligned commit's ref if it moved."""
+    return PushRecord(remote, aligned_ref(remote, branch) if moved else None, pushed=False)

@@ -1,0 +1,229 @@
+"""``--remote``: branches that live on a remote, against a local bare repository; faults included.
+
+After every fault: each remote branch is at its old tip or at a checked merge that contains it, each remote
+backup at the old tip, the result says which branch is where, and a rerun finishes the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alignment.errors import ConfigError, GitError, RepositoryError
+from alignment.git import Git, PushUpdate, RepoLocation
+from alignment.model import BranchResult
+from alignment.undo import undo_run
+from tests.conftest import Repo, settings
+from tests.remotes import NAMES, Origin, hook, make_origin
+
+
+@pytest.fixture
+def origin(repo: Repo, tmp_path: Path) -> Origin:
+    return make_origin(repo, tmp_path)
+
+
+def test_a_fresh_clone_is_aligned_on_the_remote_and_nothing_local_moves(origin: Origin) -> None:
+    local_before = origin.clone.git("for-each-ref", "refs/heads/")
+    head_before = origin.clone.git("rev-parse", "HEAD")
+
+    results = origin.run()
+
+    for name, old in origin.olds.items():
+        branch = results[name]
+        assert branch["status"] == "completed"
+        origin.assert_aligned(name)
+        assert origin.remote_tip(name) == branch["new_tip"]
+        assert origin.remote_tip(f"backup-{name}-pre-align") == old
+        assert branch["backup_branch"] == f"backup-{name}-pre-align"
+        assert branch["push"] == {
+            "remote": "origin",
+            "pushed": True,
+            "replaced_remote_tip": old,
+            "aligned_ref": f"refs/alignment/aligned/origin/{name}",
+            "remote_backup": f"refs/heads/backup-{name}-pre-align",
+        }
+        assert origin.clone.git("rev-parse", f"refs/alignment/aligned/origin/{name}") == branch["new_tip"]
+    origin.assert_safe()
+    assert origin.clone.git("for-each-ref", "refs/heads/") == local_before
+    assert origin.clone.git("rev-parse", "HEAD") == head_before
+    assert origin.clone.status() == ""
+    fetched = origin.clone.git("for-each-ref", "--format=%(refname)", "refs/alignment/remotes/").split()
+    assert fetched == [f"refs/alignment/remotes/origin/heads/{name}" for name in (*NAMES, "main")]
+
+
+def test_a_second_run_finds_everything_up_to_date_and_pushes_nothing(origin: Origin) -> None:
+    first = origin.run()
+    second = origin.run()
+    for name in NAMES:
+        assert second[name]["action"] == "up_to_date"
+        assert second[name]["push"]["pushed"] is False
+        assert origin.remote_tip(name) == first[name]["new_tip"]
+
+
+def test_a_plan_fetches_and_predicts_but_pushes_nothing(origin: Origin) -> None:
+    remote_before = origin.bare.git("for-each-ref")
+    results = origin.run(plan=True)
+    assert {name: branch["status"] for name, branch in results.items()} == dict.fromkeys(NAMES, "completed")
+    assert all("push" not in branch for branch in results.values())
+    assert origin.bare.git("for-each-ref") == remote_before
+    assert not origin.clone.git("for-each-ref", "refs/alignment/aligned/")
+
+
+def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin: Origin) -> None:
+    theirs: dict[str, str] = {}
+
+    def colleague_pushes(done: int, total: int, result: BranchResult) -> None:
+        if not theirs:  # after the fetch, before our push: a colleague's commit lands on feature-b
+            theirs["feature-b"] = origin.bare.commit("feature-b", {"colleague.txt": "c\n"})
+
+    results = origin.run(progress=colleague_pushes, max_workers_per_target=1)
+
+    lost = results["feature-b"]
+    assert lost["status"] == "failed_integration"
+    assert lost["errors_detected"] == ["push_rejected"]
+    assert "lease was lost" in lost["error_message"]
+    assert "refs/alignment/aligned/origin/feature-b" in lost["error_message"]
+    assert lost["push"]["pushed"] is False
+    assert lost["new_tip"] is None
+    assert origin.remote_tip("feature-b") == theirs["feature-b"]  # their commit stays
+    ours = origin.clone.git("rev-parse", "refs/alignment/aligned/origin/feature-b")
+    assert origin.clone.git("rev-parse", f"{ours}^1") == origin.olds["feature-b"]  # ours is kept locally
+    assert origin.remote_tip("backup-feature-b-pre-align") == origin.olds["feature-b"]
+    for name in ("feature-a", "feature-c"):
+        assert results[name]["push"]["pushed"] is True
+        origin.assert_aligned(name)
+
+    rerun = origin.run()
+    assert rerun["feature-b"]["status"] == "completed"
+    assert rerun["feature-b"]["push"]["pushed"]
+    origin.bare.git("merge-base", "--is-ancestor", theirs["feature-b"], "feature-b")
+    assert rerun["feature-b"]["backup_branch"] == "backup-feature-b-pre-align-2"  # the first one is kept
+    assert origin.remote_tip("backup-feature-b-pre-align-2") == theirs["feature-b"]
+    assert origin.remote_tip("backup-feature-b-pre-align") == origin.olds["feature-b"]
+
+
+def test_a_server_hook_rejects_one_branch_the_others_land(origin: Origin) -> None:
+    hook(origin, 'case "$1" in refs/heads/feature-b) echo "feature-b is frozen" >&2; exit 1;; esac\nexit 0\n')
+
+    results = origin.run()
+
+    assert results["feature-b"]["errors_detected"] == ["push_rejected"]
+    assert "refused it: [remote rejected] (hook declined)" in results["feature-b"]["error_message"]
+    assert origin.remote_tip("feature-b") == origin.olds["feature-b"]
+    assert [results[name]["push"]["pushed"] for name in NAMES] == [True, False, True]
+    origin.assert_safe()
+
+    (origin.bare.path / "hooks" / "update").unlink()
+    rerun = origin.run()
+    assert rerun["feature-b"]["push"]["pushed"] is True
+    assert rerun["feature-b"]["backup_branch"] == "backup-feature-b-pre-align"  # the same backup, reused
+    origin.assert_aligned("feature-b")
+    origin.assert_safe()
+
+
+def test_an_atomic_push_per_target_lands_all_or_nothing(origin: Origin) -> None:
+    hook(origin, 'case "$1" in refs/heads/feature-b) exit 1;; esac\nexit 0\n')
+    results = origin.run(push_atomic_per_target=True)
+    assert [results[name]["errors_detected"] for name in NAMES] == [["push_rejected"]] * 3
+    assert "atomic push of target 'main' failed" in results["feature-a"]["error_message"]
+    assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
+    origin.assert_safe()
+
+
+def test_the_remote_disappears_mid_run_and_nothing_is_half_done(origin: Origin) -> None:
+    gone = origin.bare.path.with_name("moved-away.git")
+
+    def remote_vanishes(done: int, total: int, result: BranchResult) -> None:
+        if not gone.exists():
+            origin.bare.path.rename(gone)
+
+    results = origin.run(progress=remote_vanishes)
+
+    for name in NAMES:
+        assert results[name]["errors_detected"] == ["push_failed"]
+        assert "could not reach 'origin'" in results[name]["error_message"]
+        assert results[name]["push"]["pushed"] is False
+    gone.rename(origin.bare.path)
+    origin.assert_safe()
+    assert not origin.bare.git("for-each-ref", "refs/heads/backup-*")
+
+    rerun = origin.run()
+    assert all(rerun[name]["push"]["pushed"] for name in NAMES)
+    origin.assert_safe()
+
+
+def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(origin: Origin) -> None:
+    origin.bare.path.rename(origin.bare.path.with_name("elsewhere.git"))
+    with pytest.raises(RepositoryError, match=r"^--remote origin: fetch failed: fatal: .*does not appear"):
+        origin.run()
+    with pytest.raises(RepositoryError, match=r"^--remote upstream: no such remote in .* \(remotes: origin\)$"):
+        origin.run(remote="upstream")
+
+
+def test_a_branch_missing_on_the_remote_is_not_found_and_its_stale_copy_is_not_used(origin: Origin) -> None:
+    origin.run()
+    origin.bare.git("update-ref", "-d", "refs/heads/feature-c")
+    results = origin.run()
+    assert results["feature-c"]["errors_detected"] == ["branch_not_found"]
+    assert results["feature-c"]["error_message"] == "branch 'feature-c' does not exist on 'origin'"
+    assert not origin.clone.git("for-each-ref", "refs/alignment/remotes/origin/heads/feature-c")
+
+
+def test_backups_can_stay_local_or_go_to_another_namespace(origin: Origin) -> None:
+    results = origin.run(names=("feature-a",), remote_backups="local")
+    assert origin.clone.tip("backup-feature-a-pre-align") == origin.olds["feature-a"]
+    assert not origin.bare.git("for-each-ref", "refs/heads/backup-*")
+    assert results["feature-a"]["push"]["remote_backup"] is None
+
+    results = origin.run(names=("feature-b",), remote_backups="refs/backups/")
+    ref = "refs/backups/backup-feature-b-pre-align"
+    assert origin.bare.git("rev-parse", ref) == origin.olds["feature-b"]
+    assert results["feature-b"]["backup_branch"] == ref
+
+
+def test_undo_puts_a_remote_run_back_with_a_lease_on_the_pushed_commit(origin: Origin) -> None:
+    results = origin.run()
+    theirs = origin.bare.commit("feature-c", {"later.txt": "l\n"})  # moved again since the run
+
+    dry = undo_run(origin.tmp / "reports", origin.run_id, dry_run=True)
+    assert [item.outcome.value for item in dry.restorations] == ["restored", "restored", "moved_since"]
+    assert origin.remote_tip("feature-a") == results["feature-a"]["new_tip"]
+
+    report = undo_run(origin.tmp / "reports", origin.run_id)
+    assert [item.outcome.value for item in report.restorations] == ["restored", "restored", "moved_since"]
+    assert origin.remote_tip("feature-a") == origin.olds["feature-a"]
+    assert origin.remote_tip("feature-b") == origin.olds["feature-b"]
+    assert origin.remote_tip("feature-c") == theirs
+    again = undo_run(origin.tmp / "reports", origin.run_id)
+    assert [item.outcome.value for item in again.restorations] == ["not_moved", "not_moved", "moved_since"]
+
+
+def test_the_push_reports_each_ref_and_raises_only_without_an_answer(origin: Origin) -> None:
+    git = Git(RepoLocation.discover(origin.clone.path))
+    try:
+        old = origin.olds["feature-a"]
+        answers = git.push("origin", [PushUpdate("refs/heads/feature-a", origin.target, "1" * 40)])
+        assert answers["refs/heads/feature-a"].summary == "[rejected] (stale info)"
+        assert not answers["refs/heads/feature-a"].landed
+        assert git.remote_refs("origin", ["refs/heads/feature-a", "refs/heads/none"]) == {"refs/heads/feature-a": old}
+        origin.bare.path.rename(origin.bare.path.with_name("x.git"))
+        with pytest.raises(GitError) as raised:
+            git.push("origin", [PushUpdate("refs/heads/feature-a", origin.target, old)])
+        assert "does not appear to be a git repository" in raised.value.cause
+    finally:
+        git.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"remote": "-x"}, 'orchestration.remote: expected the name of a git remote, got "-x"'),
+        ({"remote_backups": "elsewhere"}, "orchestration.remote_backups: expected remote, local or a ref namespace"),
+        ({"remote_backups": "refs/backups"}, "orchestration.remote_backups: expected remote, local or a ref"),
+    ],
+)
+def test_remote_keys_are_validated(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(**config)
