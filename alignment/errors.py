@@ -89,6 +89,10 @@ class RefUpdateRejected(GitError):
     """A compare-and-swap ref update found the ref somewhere other than expected (or locked)."""
 
 
+class MissingRemoteRef(GitError):
+    """A fetch named a ref the remote does not have (git names the first one and fetches nothing)."""
+
+
 class UnrelatedHistories(GitError):
     """A merge was asked of two commits with no common ancestor: git refuses it, our steps report it."""
 

@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
-from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
+from alignment.errors import (
+    GitError,
+    GitTimeout,
+    MissingRemoteRef,
+    RefUpdateRejected,
+    RepositoryError,
+    UnrelatedHistories,
+)
 from alignment.model import CommitInfo, FileChange
 from alignment.processes import ProcessTimeout, kill_group, run_process
 from alignment.resources import OpsLimiter, Unlimited
@@ -267,7 +274,7 @@ class Git:
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def run(
+    def _run(
         self,
         *args: str,
         stdin: bytes | None = None,
@@ -275,8 +282,8 @@ class Git:
         ok: Iterable[int] = (0,),
         cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run one git command; raise ``GitError`` unless its exit code is in ``ok``. For the adapter only:
-        elsewhere, ask for (or add) a method here that names what it wants of git."""
+        """Run one git command; raise ``GitError`` unless its exit code is in ``ok``. Private: other modules
+        call (or add) a method here that names what they want of git."""
         limit = timeout if timeout is not None else self.timeout
         argv = ("git", *_SAFETY_OPTIONS, *args) if cwd is not None else (*self._base, *args)
         with self.limiter.slot():
@@ -301,12 +308,12 @@ class Git:
 
     def branch_tips(self, root: str = _HEADS) -> dict[str, str]:
         """Every branch under ``root`` (local branches by default; or fetched ones) and its commit."""
-        out = self.run("for-each-ref", "--format=%(objectname) %(refname)", root).stdout.decode()
+        out = self._run("for-each-ref", "--format=%(objectname) %(refname)", root).stdout.decode()
         return {line[line.index(" ") + 1 + len(root) :]: line[: line.index(" ")] for line in out.splitlines()}
 
     def remote_branches(self) -> frozenset[str]:
         """Remote-tracking branches as ``<remote>/<branch>`` (``origin/next``), without ``<remote>/HEAD``."""
-        out = self.run("for-each-ref", "--format=%(refname)", _REMOTES).stdout.decode()
+        out = self._run("for-each-ref", "--format=%(refname)", _REMOTES).stdout.decode()
         return frozenset(line[len(_REMOTES) :] for line in out.splitlines() if not line.endswith("/HEAD"))
 
     def resolve_branch(self, name: str) -> str | None:
@@ -320,7 +327,7 @@ class Git:
         revision syntax.
         """
         if name in self._shadowed_branches():
-            out = self.run("for-each-ref", "--format=%(objecttype) %(objectname) %(refname)", branch_ref(name))
+            out = self._run("for-each-ref", "--format=%(objecttype) %(objectname) %(refname)", branch_ref(name))
             for line in out.stdout.decode("utf-8", "surrogateescape").splitlines():
                 kind, oid, ref = line.split(" ", 2)
                 if ref == branch_ref(name):
@@ -336,7 +343,7 @@ class Git:
         """
         if self._shadowed is None:
             prefixes = [f"{prefix}{_HEADS}" for prefix in _GUESSED_PREFIXES]
-            out = self.run("for-each-ref", "--format=%(refname)", *prefixes).stdout.decode("utf-8", "surrogateescape")
+            out = self._run("for-each-ref", "--format=%(refname)", *prefixes).stdout.decode("utf-8", "surrogateescape")
             shadowed: set[str] = set()
             for ref in out.splitlines():
                 name = next(ref[len(prefix) :] for prefix in prefixes if ref.startswith(prefix))
@@ -359,26 +366,34 @@ class Git:
         return self._branch_names("--merged", commit, root)
 
     def _branch_names(self, relation: str, commit: str, root: str) -> frozenset[str]:
-        out = self.run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", root).stdout.decode()
+        out = self._run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", root).stdout.decode()
         return frozenset(line[len(root) :] for line in out.splitlines())
 
     # -- remotes --------------------------------------------------------------------------------------------
 
     def remote_names(self) -> frozenset[str]:
         """The remotes configured in the repository (``git remote``)."""
-        return frozenset(self.run("remote").stdout.decode().split())
+        return frozenset(self._run("remote").stdout.decode().split())
 
     def fetch(self, remote: str, refspecs: Mapping[str, str], timeout: float | None = None) -> None:
         """One ``git fetch`` of exactly ``refspecs`` (remote ref -> local ref, forced): no tags, no other refs,
-        no ``FETCH_HEAD``, no submodules. ``GitError`` when a listed ref is missing or the remote fails."""
+        no ``FETCH_HEAD``, no submodules. ``MissingRemoteRef`` when a listed ref is missing (git stops at the
+        first), ``GitError`` when the remote fails otherwise."""
         specs = [f"+{source}:{destination}" for source, destination in refspecs.items()]
-        self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
-                 "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout)  # fmt: skip
+        try:
+            self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
+                      "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout)  # fmt: skip
+        except GitTimeout:
+            raise
+        except GitError as exc:
+            if "couldn't find remote ref" in exc.stderr:
+                raise MissingRemoteRef(exc.args_, exc.returncode, exc.stderr) from None
+            raise
 
     def remote_refs(self, remote: str, refs: Iterable[str], timeout: float | None = None) -> dict[str, str]:
         """The commits the remote holds at the full refs ``refs`` (absent ones are left out): ``ls-remote``."""
         wanted = frozenset(refs)
-        out = self.run("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted), timeout=timeout).stdout
+        out = self._run("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted), timeout=timeout).stdout
         found = (line.split("\t", 1) for line in out.decode("utf-8", "surrogateescape").splitlines())
         return {ref: oid for oid, ref in found if ref in wanted}
 
@@ -394,14 +409,14 @@ class Git:
         args = ("push", "--porcelain", "--no-follow-tags", "--recurse-submodules=no", "--no-signed",
                 "--atomic" if atomic else "--no-atomic", *(update.lease_option() for update in updates),
                 "--end-of-options", remote, *(update.refspec() for update in updates))  # fmt: skip
-        done = self.run(*args, ok=(0, 1), timeout=timeout)
+        done = self._run(*args, ok=(0, 1), timeout=timeout)
         answers = _parse_push(done.stdout)
         if done.returncode != 0 and not answers:
             raise GitError(args[:2], done.returncode, done.stderr.decode("utf-8", "replace"))
         return answers
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        return self.run("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
+        return self._run("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1)).returncode == 0
 
     def update_refs(self, updates: Sequence[RefUpdate]) -> None:
         """Apply ``updates`` as one atomic transaction; ``RefUpdateRejected`` if any ref is not as expected.
@@ -458,7 +473,7 @@ class Git:
 
     def identity_problem(self) -> str | None:
         """Why git could not author a commit here (no user.name / user.email), or None."""
-        done = self.run("var", "GIT_COMMITTER_IDENT", ok=(0, 128))
+        done = self._run("var", "GIT_COMMITTER_IDENT", ok=(0, 128))
         if done.returncode == 0:
             return None
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -469,7 +484,7 @@ class Git:
         """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""
         args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
         try:
-            done = self.run(*args, ok=(0, 1), timeout=timeout)
+            done = self._run(*args, ok=(0, 1), timeout=timeout)
         except GitTimeout:
             raise
         except GitError as exc:
@@ -487,7 +502,7 @@ class Git:
         if not pairs:
             return ()
         payload = "".join(f"{ours} {theirs}\n" for ours, theirs in pairs).encode()
-        done = self.run("merge-tree", "--stdin", "-z", "--name-only", stdin=payload, ok=(0, 1), timeout=timeout)
+        done = self._run("merge-tree", "--stdin", "-z", "--name-only", stdin=payload, ok=(0, 1), timeout=timeout)
         fields = done.stdout.split(b"\0")
         merges, index = [], 0
         for _ in pairs:
@@ -522,7 +537,7 @@ class Git:
     def _identity(self, role: str) -> str:
         """``Name <email> <time> <zone>`` for ``GIT_AUTHOR`` or ``GIT_COMMITTER``."""
         if role not in self._identities:
-            self._identities[role] = self.run("var", f"{role}_IDENT").stdout.decode("utf-8").strip()
+            self._identities[role] = self._run("var", f"{role}_IDENT").stdout.decode("utf-8").strip()
         identity = self._identities[role]
         if f"{role}_DATE" in self.env:
             return identity
@@ -598,10 +613,10 @@ class Git:
             return ()
         if sum(len(path) for path in paths) > PATHSPEC_BYTES:
             wanted = frozenset(paths)
-            changes = _parse_diff(self.run(*_DIFF_TREE, old, new).stdout)
+            changes = _parse_diff(self._run(*_DIFF_TREE, old, new).stdout)
             return tuple(change for change in changes if change.path in wanted)
         pathspecs = [_literal(path) for path in paths]
-        return _parse_diff(self.run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
+        return _parse_diff(self._run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
 
     def combined_files(
         self, old_tip: str, new_tip: str, candidates: Mapping[str, tuple[str, str] | None]
@@ -623,7 +638,7 @@ class Git:
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
-        out = self.run("log", "-z", "--topo-order", f"--max-count={limit}", f"--format=%P%n{_COMMIT_FORMAT}", tip,
+        out = self._run("log", "-z", "--topo-order", f"--max-count={limit}", f"--format=%P%n{_COMMIT_FORMAT}", tip,
                        "--").stdout  # fmt: skip
         entries = []
         for record in out.split(b"\0"):
@@ -646,7 +661,7 @@ class Git:
 
         The flag says whether more exist beyond the limit.
         """
-        out = self.run(
+        out = self._run(
             "log",
             "-z",
             "--topo-order",
@@ -667,7 +682,7 @@ class Git:
         parent), each with the ones it changed; git prunes by path, so this stays cheap on long histories."""
         options = ("--no-renames", "--name-only") if paths else ()
         pathspecs = [_literal(path) for path in paths]
-        out = self.run("log", "-z", "--first-parent", "--reverse", *options, f"--format=%x00{_COMMIT_FORMAT}",
+        out = self._run("log", "-z", "--first-parent", "--reverse", *options, f"--format=%x00{_COMMIT_FORMAT}",
                        include, f"^{exclude}", "--", *pathspecs).stdout  # fmt: skip
         # Each commit is NUL, then its fields, then NUL and "\n" before its NUL-terminated paths. A path is
         # never empty, so two NULs in a row always start a commit.
@@ -688,20 +703,20 @@ class Git:
 
         A rebase that stops on a conflict is aborted, so the worktree is left clean for removal.
         """
-        done = self.run("rebase", "--no-update-refs", onto, cwd=worktree, ok=(0, 1), timeout=timeout)
+        done = self._run("rebase", "--no-update-refs", onto, cwd=worktree, ok=(0, 1), timeout=timeout)
         if done.returncode == 0:
-            return self.run("rev-parse", "HEAD", cwd=worktree).stdout.decode().strip(), ()
-        unmerged = self.run("diff", "--name-only", "-z", "--diff-filter=U", cwd=worktree).stdout
-        self.run("rebase", "--abort", cwd=worktree, ok=(0, 128))
+            return self._run("rev-parse", "HEAD", cwd=worktree).stdout.decode().strip(), ()
+        unmerged = self._run("diff", "--name-only", "-z", "--diff-filter=U", cwd=worktree).stdout
+        self._run("rebase", "--abort", cwd=worktree, ok=(0, 128))
         return None, tuple(path.decode("utf-8", "surrogateescape") for path in unmerged.split(b"\0") if path)
 
     def add_worktree(self, path: Path, commit: str, timeout: float | None = None) -> None:
-        self.run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
+        self._run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
 
     def remove_worktree(self, path: Path) -> None:
         """Remove a worktree of ours; its files and administrative entry go even if git refuses."""
         try:
-            self.run("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
+            self._run("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
         finally:
             shutil.rmtree(path, ignore_errors=True)
             self.forget_worktrees(lambda worktree: worktree == path.resolve())
@@ -743,7 +758,7 @@ class Git:
 
     def write_commit_graph(self) -> None:
         """Write git's commit-graph cache (as ``git gc`` would): it changes no ref and no object."""
-        self.run("commit-graph", "write", "--reachable", timeout=max(self.timeout, 600))
+        self._run("commit-graph", "write", "--reachable", timeout=max(self.timeout, 600))
 
     @classmethod
     def init_bare(cls, path: Path, *, default_branch: str = "main") -> Git:
@@ -757,12 +772,12 @@ class Git:
     def set_identity(self, name: str, email: str) -> None:
         """Write ``user.name`` and ``user.email`` into the repository's config (demo and benchmark
         repositories, so that runs on them can commit anywhere)."""
-        self.run("config", "user.name", name)
-        self.run("config", "user.email", email)
+        self._run("config", "user.name", name)
+        self._run("config", "user.email", email)
 
     def fast_import(self, stream: bytes) -> None:
         """Feed a ``git fast-import`` stream (used to build demo and benchmark repositories)."""
-        self.run("fast-import", "--quiet", "--force", stdin=stream, timeout=max(self.timeout, 600))
+        self._run("fast-import", "--quiet", "--force", stdin=stream, timeout=max(self.timeout, 600))
 
 
 class _TreeReader:

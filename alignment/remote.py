@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
-from alignment.errors import GitError, RepositoryError, one_line
+from alignment.errors import GitError, MissingRemoteRef, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
 from alignment.model import BranchResult, ErrorCode, PushRecord, Status
@@ -34,7 +34,6 @@ from alignment.model import BranchResult, ErrorCode, PushRecord, Status
 NAMESPACE = "refs/alignment/"
 LOCAL_BACKUPS = "local"
 REMOTE_BACKUPS = "remote"
-_MISSING = "couldn't find remote ref"  # git fetch names the first listed ref the remote lacks
 
 
 def tracking_root(remote: str) -> str:
@@ -67,9 +66,10 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
     try:
         git.fetch(remote, wanted, timeout=timeout)
         return frozenset()
+    except MissingRemoteRef:
+        pass
     except GitError as error:
-        if _MISSING not in error.stderr:
-            raise RepositoryError(f"--remote {remote}: fetch failed: {error.cause}") from None
+        raise RepositoryError(f"--remote {remote}: fetch failed: {error.cause}") from None
     present = git.remote_refs(remote, wanted, timeout=timeout)
     missing = {ref: local for ref, local in wanted.items() if ref not in present}
     stale = [RefUpdate(local, None, tip) for local in missing.values() if (tip := git.resolve_ref(local)) is not None]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from alignment.errors import ConfigError, GitError, RepositoryError
+from alignment.errors import ConfigError, GitError, MissingRemoteRef, RepositoryError
 from alignment.git import Git, PushUpdate, RepoLocation
 from alignment.model import BranchResult
 from alignment.undo import undo_run
@@ -227,3 +227,15 @@ def test_the_push_reports_each_ref_and_raises_only_without_an_answer(origin: Ori
 def test_remote_keys_are_validated(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings(**config)
+
+
+def test_a_fetch_of_a_ref_the_remote_lacks_raises_its_own_error(origin: Origin) -> None:
+    git = Git(RepoLocation.discover(origin.clone.path))
+    try:
+        with pytest.raises(MissingRemoteRef, match="couldn't find remote ref"):
+            git.fetch("origin", {"refs/heads/no-such-branch": "refs/alignment-test/x"})
+        with pytest.raises(GitError) as other:  # a remote that fails otherwise stays a plain GitError
+            git.fetch("no-such-remote", {"refs/heads/main": "refs/alignment-test/x"})
+        assert not isinstance(other.value, MissingRemoteRef)
+    finally:
+        git.close()
