@@ -281,9 +281,11 @@ class Git:
         timeout: float | None = None,
         ok: Iterable[int] = (0,),
         cwd: Path | None = None,
+        known: Mapping[str, type[GitError]] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run one git command; raise ``GitError`` unless its exit code is in ``ok``. Private: other modules
-        call (or add) a method here that names what they want of git."""
+        """Run one git command; raise ``GitError`` unless its exit code is in ``ok`` (the subclass ``known``
+        gives for a phrase of git's stderr, so callers catch types). Private: other modules call (or add) a
+        method here that names what they want of git."""
         limit = timeout if timeout is not None else self.timeout
         argv = ("git", *_SAFETY_OPTIONS, *args) if cwd is not None else (*self._base, *args)
         with self.limiter.slot():
@@ -294,7 +296,9 @@ class Git:
             except FileNotFoundError:
                 raise RepositoryError("git is not installed or not on PATH") from None
         if done.returncode not in tuple(ok):
-            raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))
+            stderr = done.stderr.decode("utf-8", "replace")
+            kind = next((kind for phrase, kind in (known or {}).items() if phrase in stderr), GitError)
+            raise kind(args, done.returncode, stderr)
         return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
 
     def close(self) -> None:
@@ -380,15 +384,9 @@ class Git:
         no ``FETCH_HEAD``, no submodules. ``MissingRemoteRef`` when a listed ref is missing (git stops at the
         first), ``GitError`` when the remote fails otherwise."""
         specs = [f"+{source}:{destination}" for source, destination in refspecs.items()]
-        try:
-            self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
-                      "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout)  # fmt: skip
-        except GitTimeout:
-            raise
-        except GitError as exc:
-            if "couldn't find remote ref" in exc.stderr:
-                raise MissingRemoteRef(exc.args_, exc.returncode, exc.stderr) from None
-            raise
+        self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
+                  "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout,
+                  known={"couldn't find remote ref": MissingRemoteRef})  # fmt: skip
 
     def remote_refs(self, remote: str, refs: Iterable[str], timeout: float | None = None) -> dict[str, str]:
         """The commits the remote holds at the full refs ``refs`` (absent ones are left out): ``ls-remote``."""
@@ -483,14 +481,7 @@ class Git:
     def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
         """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""
         args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
-        try:
-            done = self._run(*args, ok=(0, 1), timeout=timeout)
-        except GitTimeout:
-            raise
-        except GitError as exc:
-            if "unrelated histories" in exc.stderr:
-                raise UnrelatedHistories(exc.args_, exc.returncode, exc.stderr) from None
-            raise
+        done = self._run(*args, ok=(0, 1), timeout=timeout, known={"unrelated histories": UnrelatedHistories})
         return _merge_at(done.stdout.split(b"\0"), 0, conflicted=done.returncode == 1)[0]
 
     def merge_trees(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> tuple[MergeTree, ...]:
