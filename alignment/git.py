@@ -237,6 +237,13 @@ def branch_ref(name: str) -> str:
     return _HEADS + name
 
 
+def worktree_registered(worktree: Path) -> bool:
+    """Whether the linked worktree at ``worktree`` is still registered in its repository (its ``.git`` file
+    points at an administrative directory that exists), whichever repository that is."""
+    pointer = _read_text(worktree / ".git")
+    return pointer.startswith("gitdir:") and Path(pointer.removeprefix("gitdir:").strip()).is_dir()
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="surrogateescape").strip()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from alignment.errors import GitError
-from alignment.git import Git
+from alignment.git import Git, worktree_registered
 
 SCRATCH_PREFIX = "alignment-"
 MARKER = ".alignment-scratch"
@@ -63,8 +63,8 @@ def is_alive(scratch_dir: Path) -> bool:
         descriptor = os.open(scratch_dir / "alive", os.O_RDWR)
     except OSError:
         return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:  # shared: two runs probing one dead run at once must both see it dead
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
@@ -79,6 +79,13 @@ def _left_by_dead_run(worktree: Path) -> bool:
     return worktree.parent.name == WORKTREES and is_scratch(scratch) and not is_alive(scratch)
 
 
+def _holds_registered_worktree(scratch: Path) -> bool:
+    """Whether a worktree in ``scratch`` is still registered in its repository: that may be another
+    repository than this run's, whose next run removes the worktree (files and entry) and then the scratch.
+    Deleting the folder first would leave that repository an entry no later run could prove to be ours."""
+    return any(worktree_registered(worktree) for worktree in (scratch / WORKTREES).glob("*"))
+
+
 def sweep(git: Git, temporary_dir: Path | None = None) -> tuple[str, ...]:
     """Clean up after dead runs and report stale ref locks; one line per thing found."""
     notes = []
@@ -91,7 +98,7 @@ def sweep(git: Git, temporary_dir: Path | None = None) -> tuple[str, ...]:
         except GitError as error:
             notes.append(f"could not remove worktree {worktree} left by an earlier run: {error}")
     for scratch in sorted((temporary_dir or Path(tempfile.gettempdir())).glob(f"{SCRATCH_PREFIX}*")):
-        if is_scratch(scratch) and not is_alive(scratch):
+        if is_scratch(scratch) and not is_alive(scratch) and not _holds_registered_worktree(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
     for lock in git.stale_ref_locks():
         minutes = (time.time() - lock.stat().st_mtime) / 60

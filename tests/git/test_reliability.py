@@ -3,7 +3,9 @@ and any run can be undone."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +182,46 @@ def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_pa
     assert str(dead) not in listed
     assert str(alive) in listed
     assert lock.exists()
+
+
+def test_a_run_in_another_repository_leaves_a_dead_scratch_whose_worktree_is_still_registered(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """Runs of different repositories share the temporary directory: the other repository's run must not
+    delete the folder of a worktree still registered here (the entry would stay, prunable, for ever)."""
+    (tmp_path / "tmp").mkdir()
+    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
+    housekeeping.release(dead)
+    (dead / "worktrees").mkdir()
+    repo.git("worktree", "add", "-q", "--detach", str(dead / "worktrees" / "wt-1"), "main")
+    other = tmp_path / "other"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(other)], check=True)
+    for path in (other, repo.path):
+        git = Git(RepoLocation.discover(path))
+        try:
+            housekeeping.sweep(git, tmp_path / "tmp")
+        finally:
+            git.close()
+        if path == other:
+            assert (dead / "worktrees" / "wt-1").exists()  # still registered in repo: left for repo's next run
+    assert not dead.exists()
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_two_runs_probing_one_dead_run_at_once_both_see_it_dead(tmp_path: Path) -> None:
+    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path)
+    housekeeping.release(dead)
+    descriptor = os.open(dead / "alive", os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another run's probe, at this very moment
+        assert not housekeeping.is_alive(dead)
+    finally:
+        os.close(descriptor)
+    live = housekeeping.create_scratch("20260101T000000Z-123456", tmp_path)
+    try:
+        assert housekeeping.is_alive(live)
+    finally:
+        housekeeping.release(live)
 
 
 def test_a_users_worktree_named_like_a_scratch_directory_is_never_touched(repo: Repo, tmp_path: Path) -> None:
