@@ -67,28 +67,22 @@ STEP_FAILURE = pytest.StashKey[StepFailed]()  # the step failure behind a branch
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("alignment", "branch alignment: pytest alignment/ --input FILE --repo PATH")
     options = (
-        ("--input", "alignment_input", "categorized_branches.json to align (the spec's input format)"),
-        ("--repo", "alignment_repo", "the git repository holding the branches (no default)"),
-        ("--config", "alignment_config", "YAML configuration with an 'orchestration:' block (default: none)"),
-        ("--reports-dir", "alignment_reports_dir", "where runs write their reports (default: reports)"),
+        ("--input", "alignment_input", "PATH", "categorized_branches.json to align (the spec's input format)"),
+        ("--repo", "alignment_repo", "PATH", "the git repository holding the branches (no default)"),
+        ("--config", "alignment_config", "PATH", "YAML configuration with an 'orchestration:' block (default: none)"),
+        ("--reports-dir", "alignment_reports_dir", "PATH", "where runs write their reports (default: reports)"),
+        (
+            "--remote",
+            "alignment_remote",
+            "NAME",
+            "the branches live on this remote (config key: remote): fetch them, align, push each with a lease",
+        ),
+        ("--shard", "alignment_shard", "K/N", "align only part K of N of the input (a CI matrix; see the README)"),
     )
-    for flag, ini, text in options:
-        group.addoption(flag, dest=ini, metavar="PATH", help=f"{text}; ini: {ini}")
-        parser.addini(ini, f"{text} (relative to the ini file)", default=None)
-    group.addoption(
-        "--remote",
-        dest="alignment_remote",
-        metavar="NAME",
-        help="the branches live on this remote: fetch them, align, push each with a lease; ini: alignment_remote",
-    )
-    parser.addini("alignment_remote", "the remote the branches live on (config key: remote)", default=None)
-    group.addoption(
-        "--shard",
-        dest="alignment_shard",
-        metavar="K/N",
-        help="align only part K of N of the input (a CI matrix; see the README); ini: alignment_shard",
-    )
-    parser.addini("alignment_shard", "align only part K of N of the input, e.g. 2/4", default=None)
+    for flag, ini, metavar, text in options:
+        group.addoption(flag, dest=ini, metavar=metavar, help=f"{text}; ini: {ini}")
+        relative = " (relative to the ini file)" if metavar == "PATH" else ""
+        parser.addini(ini, f"{text}{relative}", default=None)
     group.addoption(
         "--plan",
         action="store_true",
