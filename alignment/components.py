@@ -67,7 +67,7 @@ class BranchContext:
     workspace: Workspace
     run_id: str
     changes_dir: Path
-    planning: bool = False  # a plan (``--plan``): predict the outcome; no worktree, no check commands
+    predict: bool = False  # a plan (``--plan``): predict the outcome; no worktree, no check commands
     _merged: dict[str, tuple[FileChange, ...]] = field(default_factory=dict, compare=False, repr=False)
     _own: dict[str, dict[str, tuple[str, str] | None]] = field(default_factory=dict, compare=False, repr=False)
 

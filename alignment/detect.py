@@ -159,7 +159,7 @@ class ChangeErrorDetector:
             git, tip, target = context.git, integration.new_tip, context.target_commit
             own = context.own_changes(tip)
             findings.extend(removed_names(git, context.old_tip, target, tip, own, self._modules))
-        if context.planning and context.policy.check_commands:
+        if context.predict and context.policy.check_commands:
             message = "check commands were not run: a plan makes no worktree (the real run runs them)"
             findings.append(Finding("check_commands_not_run", Severity.INFO, message))
         else:

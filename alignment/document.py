@@ -43,7 +43,7 @@ class MarkdownDocGenerator:
 def render(record: ChangeRecord) -> str:
     """The change document of ``record`` as Markdown."""
     context = record.context
-    predicted = " — predicted by a plan; nothing was changed" if context.planning else ""
+    predicted = " — predicted by a plan; nothing was changed" if context.predict else ""
     lines = [
         f"# {_text(context.branch)} ← {_text(context.target)}",
         "",
@@ -68,7 +68,7 @@ def render(record: ChangeRecord) -> str:
 
 def _commit_cell(record: ChangeRecord) -> str:
     if record.status is Status.COMPLETED and record.new_tip:
-        return f"`{record.new_tip}`" + (" (predicted)" if record.context.planning else "")
+        return f"`{record.new_tip}`" + (" (predicted)" if record.context.predict else "")
     if record.new_tip:
         return f"`{record.new_tip}` (not applied: the branch stays at its old tip)"
     return "none (the branch stays at its old tip)"

@@ -3,7 +3,7 @@
 ``merge`` (the default) merges in memory: ``git merge-tree --write-tree`` and ``commit-tree`` with the branch
 and the target as parents, no worktree and no checkout. ``rebase`` replays the branch's own commits onto
 the target in a detached worktree made for that branch. Either way the result is a commit id; the pipeline
-moves the branch to it only after error detection passed. A plan (``context.planning``) never makes a
+moves the branch to it only after error detection passed. A plan (``context.predict``) never makes a
 worktree: it predicts a rebase's conflicts and findings with the in-memory merge.
 """
 
@@ -27,7 +27,7 @@ class MergeOrRebaseIntegrator:
             new_tip = context.old_tip if context.relation is Action.UP_TO_DATE else context.target_commit
             return Integration(context.relation, new_tip)
         timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
-        if context.policy.strategy is Strategy.REBASE and not context.planning:
+        if context.policy.strategy is Strategy.REBASE and not context.predict:
             return self._rebase(context, timeout)
         return self._merge(context, timeout)
 

@@ -26,7 +26,7 @@ from alignment.logs import AuditTrail
 from alignment.model import BranchResult, BranchSpec
 from alignment.remote import push_branches
 from alignment.report import build_results, publish
-from alignment.session import RunPlan
+from alignment.session import RunSetup
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ class Published:
 class RunLedger:
     """Audit trail, circuit breaker and results of one run; ``finish`` publishes them."""
 
-    def __init__(self, plan: RunPlan, on_trip: Callable[[str], None] | None = None) -> None:
-        self.plan = plan
-        self.breaker = CircuitBreaker.from_settings(plan.breaker_settings)
-        self.audit = AuditTrail(plan.folder.audit_path if plan.settings.audit_trail_enabled else None)
+    def __init__(self, setup: RunSetup, on_trip: Callable[[str], None] | None = None) -> None:
+        self.setup = setup
+        self.breaker = CircuitBreaker.from_settings(setup.breaker_settings)
+        self.audit = AuditTrail(setup.folder.audit_path if setup.settings.audit_trail_enabled else None)
         self._on_trip = on_trip
         self._results: dict[str, BranchResult] = {}
         self._lock = threading.Lock()
@@ -61,13 +61,13 @@ class RunLedger:
             return dict(self._results)
 
     def start(self) -> None:
-        plan = self.plan
+        setup = self.setup
         self.audit.record(
             "run_start",
-            run_id=plan.run_id,
-            repository=str(plan.location.git_dir),
-            branches=len(plan.branches.branches),
-            targets=dict(plan.snapshot.target_commits),
+            run_id=setup.run_id,
+            repository=str(setup.location.git_dir),
+            branches=len(setup.branches.branches),
+            targets=dict(setup.snapshot.target_commits),
         )
 
     def branch_started(self, spec: BranchSpec) -> None:
@@ -109,13 +109,13 @@ class RunLedger:
         """A ``--remote`` run's last step before ``finish``, by the process that holds the aligned commits:
         push them (``remote.push_branches``), amend each pushed branch's result with what the push did, and record
         the push; the branches whose push failed. Other runs and plans: nothing happens."""
-        plan = self.plan
-        if plan.remote is None or plan.planning:
+        setup = self.setup
+        if setup.remote is None or setup.predict:
             return frozenset()
         started = time.monotonic()
-        git = Git(plan.location, timeout=plan.settings.integration_timeout_seconds)
+        git = Git(setup.location, timeout=setup.settings.integration_timeout_seconds)
         try:
-            pushed = push_branches(git, plan.settings, MoveJournal(plan.folder.moves_dir), self.results)
+            pushed = push_branches(git, setup.settings, MoveJournal(setup.folder.moves_dir), self.results)
         finally:
             git.close()
         for result in pushed.values():
@@ -123,7 +123,7 @@ class RunLedger:
         failed = frozenset(name for name, result in pushed.items() if not result.succeeded)
         self.audit.record(
             "push",
-            remote=plan.remote,
+            remote=setup.remote,
             pushed=sorted(set(pushed) - failed),
             failed={name: pushed[name].message for name in sorted(failed)},
             seconds=round(time.monotonic() - started, 3),
@@ -134,26 +134,26 @@ class RunLedger:
         """Build the spec's output for the ``selected`` branches (default: all), publish it, close the trail.
 
         A plan adds each target's conflict matrix, from the predicted results."""
-        plan = self.plan
+        setup = self.setup
         results = self.results
-        matrices = self._matrices(results) if plan.planning else None
+        matrices = self._matrices(results) if setup.predict else None
         data = build_results(
-            plan.branches,
+            setup.branches,
             results,
-            run_id=plan.run_id,
-            started=plan.started,
+            run_id=setup.run_id,
+            started=setup.started,
             finished=time.time(),
             breaker=self.breaker.state(),
             selected=selected,
             matrices=matrices,
         )
-        path = publish(plan.folder, data)
-        self.audit.record("run_end", run_id=plan.run_id, results=str(path), **data["overall_summary"])
+        path = publish(setup.folder, data)
+        self.audit.record("run_end", run_id=setup.run_id, results=str(path), **data["overall_summary"])
         return Published(data, path)
 
     def _matrices(self, results: Mapping[str, BranchResult]) -> dict[str, ConflictMatrix]:
-        git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
+        git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
         try:
-            return conflict_matrices(git, self.plan.branches, results)
+            return conflict_matrices(git, self.setup.branches, results)
         finally:
             git.close()

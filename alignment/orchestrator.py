@@ -26,7 +26,7 @@ from alignment.model import BranchResult, BranchSpec
 from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.resources import MemoryGate
-from alignment.session import RunPlan, plan_run
+from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class BranchAlignmentOrchestrator:
         self.components = components
         self.reports_dir = reports_dir
         self.progress = progress
-        self.last_plan: RunPlan | None = None
+        self.last_setup: RunSetup | None = None
 
     def run(self, input_path: str | Path, repo_path: str | Path | None = None) -> dict[str, Any]:
         """Align the branches of ``input_path`` in ``repo_path`` (default: the config's ``repo_path``).
@@ -69,7 +69,7 @@ class BranchAlignmentOrchestrator:
         Writes ``<reports>/runs/<run id>/`` and ``<reports>/alignment_results.json`` (and ``.html``); returns
         the same dict.
         """
-        return self._execute(input_path, repo_path, planning=False)
+        return self._execute(input_path, repo_path, predict=False)
 
     def plan(self, input_path: str | Path, repo_path: str | Path | None = None) -> dict[str, Any]:
         """Predict what ``run`` would do, without a backup, a worktree or a ref move (a dry run).
@@ -79,46 +79,46 @@ class BranchAlignmentOrchestrator:
         breaker never stops a plan, and check commands are not run (they need a worktree). Writes
         ``<reports>/runs/<run id>/alignment_plan.json`` (and ``.html``) and a copy in ``<reports>``.
         """
-        return self._execute(input_path, repo_path, planning=True)
+        return self._execute(input_path, repo_path, predict=True)
 
-    def _execute(self, input_path: str | Path, repo_path: str | Path | None, *, planning: bool) -> dict[str, Any]:
+    def _execute(self, input_path: str | Path, repo_path: str | Path | None, *, predict: bool) -> dict[str, Any]:
         branches = load_branches(input_path, self.shard)
         for warning in branches.warnings:
             log.warning("%s: %s", branches.source, warning)
         repo = repo_path if repo_path is not None else self.settings.repo_path
         if repo is None:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")
-        plan = plan_run(self.settings, branches, repo, reports_dir=self.reports_dir, planning=planning)
-        self.last_plan = plan
-        for note in plan.housekeeping:
+        setup = set_up_run(self.settings, branches, repo, reports_dir=self.reports_dir, predict=predict)
+        self.last_setup = setup
+        for note in setup.housekeeping:
             log.warning("%s", note)
         try:
-            return _Run(plan, self.components, self.progress).execute()
+            return _Run(setup, self.components, self.progress).execute()
         finally:
-            plan.discard_scratch()
+            setup.discard_scratch()
 
 
 class _Run:
     """One orchestrated run: its ledger, its memory gate, and the admission of branches."""
 
-    def __init__(self, plan: RunPlan, components: Components | None, progress: Progress | None) -> None:
-        self.plan = plan
-        self.settings = plan.settings
+    def __init__(self, setup: RunSetup, components: Components | None, progress: Progress | None) -> None:
+        self.setup = setup
+        self.settings = setup.settings
         self.components = components
         self.progress = progress
-        self.ledger = RunLedger(plan)  # a trip needs no action: ``_admit`` asks the ledger before each start
+        self.ledger = RunLedger(setup)  # a trip needs no action: ``_admit`` asks the ledger before each start
         self.memory = MemoryGate(self.settings.max_memory_mb)
         self._running = 0
         self._lock = threading.Lock()
 
     @property
     def branches(self) -> BranchInput:
-        return self.plan.branches
+        return self.setup.branches
 
     def execute(self) -> dict[str, Any]:
         self.ledger.start()
-        logs_dir = self.plan.folder.logs_dir if self.settings.log_per_branch else None
-        with run_logging(self.settings.log_level, logs_dir), Runtime(self.plan, self.components) as runtime:
+        logs_dir = self.setup.folder.logs_dir if self.settings.log_per_branch else None
+        with run_logging(self.settings.log_level, logs_dir), Runtime(self.setup, self.components) as runtime:
             for group in self.branches.groups:
                 if self.ledger.tripped:
                     break

@@ -8,7 +8,7 @@ it documents a failure, restores the branch if anything moved it, removes worktr
 
 A conflict is explained before the branch fails: the target commit behind each conflicted path is found by
 one search shared by all its paths (``explain.explain_conflicts``), within a budget of merges and seconds.
-In a plan (``RunPlan.planning``) the same steps predict the outcome: no backup, no worktree, and
+In a plan (``RunSetup.predict``) the same steps predict the outcome: no backup, no worktree, and
 ``finalize`` moves nothing.
 """
 
@@ -60,7 +60,7 @@ from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.registry import Components
 from alignment.remote import aligned_ref, backups_on_remote, push_record
 from alignment.resources import SlotLimiter
-from alignment.session import RunPlan, plan_run
+from alignment.session import RunSetup, set_up_run
 from alignment.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,9 @@ class BranchAlignment:
     def __init__(self, runtime: Runtime, spec: BranchSpec, started_at: float | None = None) -> None:
         self.runtime = runtime
         self.spec = spec
-        self.settings = runtime.plan.settings
+        self.settings = runtime.setup.settings
         self.deadline = Deadline(self.settings.branch_alignment_timeout_seconds)
-        self.workspace = Workspace(runtime.git, runtime.plan.scratch_dir, branch_file_stem(spec.name))
+        self.workspace = Workspace(runtime.git, runtime.setup.scratch_dir, branch_file_stem(spec.name))
         self.started_at = started_at if started_at is not None else time.time()
         self._started = time.monotonic()
         self.context: BranchContext | None = None
@@ -128,29 +128,29 @@ class BranchAlignment:
     @_step(Status.FAILED_INTEGRATION)
     def prepare(self) -> None:
         """Pin the target, read the branch, refuse what must not be touched, then create the backup."""
-        plan = self.runtime.plan
-        target_commit = plan.snapshot.target_commits.get(self.spec.target)
+        setup = self.runtime.setup
+        target_commit = setup.snapshot.target_commits.get(self.spec.target)
         if target_commit is None:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.TARGET_NOT_FOUND],
                 f"target branch '{self.spec.target}' does not exist",
             )
-        if plan.remote is None:
+        if setup.remote is None:
             tip = self.git.resolve_branch(self.spec.name)
         else:
-            tip = self.git.resolve_ref(plan.tip_ref(self.spec.name))
+            tip = self.git.resolve_ref(setup.tip_ref(self.spec.name))
         if tip is None:
-            where = f" on '{plan.remote}'" if plan.remote else ""
+            where = f" on '{setup.remote}'" if setup.remote else ""
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.BRANCH_NOT_FOUND],
                 f"branch '{self.spec.name}' does not exist{where}",
             )
-        if plan.remote is None:
+        if setup.remote is None:
             self._refuse_if_checked_out()
-        pinned = plan.snapshot.tips.get(self.spec.name) == tip
-        relation = plan.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
+        pinned = setup.snapshot.tips.get(self.spec.name) == tip
+        relation = setup.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
         self.context = BranchContext(
             git=self.git,
             spec=self.spec,
@@ -161,13 +161,13 @@ class BranchAlignment:
             settings=self.settings,
             deadline=self.deadline,
             workspace=self.workspace,
-            run_id=plan.run_id,
-            changes_dir=plan.folder.changes_dir,
-            planning=plan.planning,
+            run_id=setup.run_id,
+            changes_dir=setup.folder.changes_dir,
+            predict=setup.predict,
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
         local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
-        if relation is not Action.UP_TO_DATE and local_backup and not plan.planning:
+        if relation is not Action.UP_TO_DATE and local_backup and not setup.predict:
             prefix = self.settings.backup_branch_prefix
             self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
             if self.backup.note:
@@ -228,12 +228,12 @@ class BranchAlignment:
         """
         context = self._context()
         new_tip = self._integration().new_tip
-        remote = self.runtime.plan.remote
-        if new_tip is not None and new_tip != context.old_tip and not context.planning and remote is not None:
+        remote = self.runtime.setup.remote
+        if new_tip is not None and new_tip != context.old_tip and not context.predict and remote is not None:
             self.git.update_refs([RefUpdate(aligned_ref(remote, self.spec.name), new_tip, None, checked=False)])
             log.info("aligned '%s' %s -> %s, kept at %s", self.spec.name, context.old_tip, new_tip,
                      aligned_ref(remote, self.spec.name))  # fmt: skip
-        elif new_tip is not None and new_tip != context.old_tip and not context.planning:
+        elif new_tip is not None and new_tip != context.old_tip and not context.predict:
             self._refuse_if_checked_out()
             move = Move(self.spec.name, context.old_tip, new_tip)
             self.runtime.journal.record(move)
@@ -465,14 +465,14 @@ class BranchAlignment:
             worker=self.runtime.worker or threading.current_thread().name,
             culprits=self.culprits,
             unexplained=self.unexplained,
-            planned=self.runtime.plan.planning,
+            planned=self.runtime.setup.predict,
             push=self._push_record(),
         )
 
     def _push_record(self) -> PushRecord | None:
         """In a ``--remote`` run (not a plan): nothing pushed yet; the aligned commit's ref if it moved."""
-        remote = self.runtime.plan.remote
-        if remote is None or self.runtime.plan.planning:
+        remote = self.runtime.setup.remote
+        if remote is None or self.runtime.setup.predict:
             return None
         integration = self.integration
         moved = self.completed and integration is not None and integration.new_tip != self._context().old_tip
@@ -493,20 +493,20 @@ def _timeouts_as(status: Status) -> Iterator[None]:
 class Runtime:
     """One process's means to align the branches of a plan: one git door and the three components."""
 
-    def __init__(self, plan: RunPlan, components: Components | None = None, worker: str = "") -> None:
-        self.plan = plan
+    def __init__(self, setup: RunSetup, components: Components | None = None, worker: str = "") -> None:
+        self.setup = setup
         self.worker = worker
-        settings = plan.settings
-        self.limiter = SlotLimiter(plan.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
+        settings = setup.settings
+        self.limiter = SlotLimiter(setup.scratch_dir / "git-slots", settings.max_concurrent_git_ops)
         self.git = Git(
-            plan.location,
+            setup.location,
             limiter=self.limiter,
             timeout=settings.integration_timeout_seconds,
-            scratch_in=plan.scratch_dir,
+            scratch_in=setup.scratch_dir,
         )
         self.components = components or Components.from_settings(settings)
-        self.journal = MoveJournal(plan.folder.moves_dir)
-        self.listed = frozenset(spec.name for spec in plan.branches.branches)  # never a backup
+        self.journal = MoveJournal(setup.folder.moves_dir)
+        self.listed = frozenset(spec.name for spec in setup.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
 
@@ -570,7 +570,7 @@ def run_alignment_for_branch(
     components = Components(integration_utility, error_detector, doc_generator)
     started, started_at = time.monotonic(), time.time()
     try:
-        plan = plan_run(
+        setup = set_up_run(
             Settings(),
             BranchInput("run_alignment_for_branch", (spec,)),
             repo_path,
@@ -593,7 +593,7 @@ def run_alignment_for_branch(
         )
         return failure.to_dict()
     try:
-        with Runtime(plan, components) as runtime:
+        with Runtime(setup, components) as runtime:
             return runtime.align(spec).to_dict()
     finally:
-        plan.discard_scratch()
+        setup.discard_scratch()

@@ -1,8 +1,8 @@
-"""A run's plan: what is decided once, by the controller, before any branch starts.
+"""A run's setup: what is decided once, by the controller, before any branch starts.
 
-``plan_run`` discovers the repository, takes one ``Snapshot`` (every target pinned to one commit for the
+``set_up_run`` discovers the repository, takes one ``Snapshot`` (every target pinned to one commit for the
 whole run, branch tips, and which branches are already up to date or only behind, in a few batched git
-calls), and creates the run folder and a scratch directory. The plan is JSON, so the pytest controller
+calls), and creates the run folder and a scratch directory. The setup is JSON, so the pytest controller
 hands it to xdist workers unchanged; ``pipeline.Runtime`` is what each process builds from it.
 """
 
@@ -123,7 +123,7 @@ def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str]) -
 
 
 @dataclass(frozen=True)
-class RunPlan:
+class RunSetup:
     """Everything every process of a run needs, decided once by the controller."""
 
     run_id: str
@@ -135,7 +135,7 @@ class RunPlan:
     folder: RunFolder
     scratch_dir: Path
     housekeeping: tuple[str, ...] = ()
-    planning: bool = False
+    predict: bool = False
 
     @property
     def stop_flag(self) -> Path:
@@ -154,7 +154,7 @@ class RunPlan:
     @property
     def breaker_settings(self) -> Settings:
         """The settings the circuit breaker follows: a plan never stops early, it predicts every branch."""
-        return replace(self.settings, enable_circuit_breaker=False) if self.planning else self.settings
+        return replace(self.settings, enable_circuit_breaker=False) if self.predict else self.settings
 
     def to_json(self) -> str:
         return json.dumps(
@@ -167,23 +167,23 @@ class RunPlan:
                 "snapshot": self.snapshot.to_dict(),
                 "reports_dir": str(self.folder.reports_dir),
                 "scratch_dir": str(self.scratch_dir),
-                "planning": self.planning,
+                "predict": self.predict,
             }
         )
 
     @classmethod
-    def from_json(cls, text: str) -> RunPlan:
+    def from_json(cls, text: str) -> RunSetup:
         data = json.loads(text)
         return cls(
             run_id=data["run_id"],
             started=data["started"],
-            settings=from_mapping({"orchestration": data["settings"]}, "run plan"),
+            settings=from_mapping({"orchestration": data["settings"]}, "run setup"),
             location=RepoLocation.from_dict(data["location"]),
             branches=BranchInput.from_data(data["branches"]),
             snapshot=Snapshot.from_dict(data["snapshot"]),
             folder=RunFolder(Path(data["reports_dir"]), data["run_id"]),
             scratch_dir=Path(data["scratch_dir"]),
-            planning=data["planning"],
+            predict=data["predict"],
         )
 
     def discard_scratch(self) -> None:
@@ -192,19 +192,19 @@ class RunPlan:
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
 
-def plan_run(
+def set_up_run(
     settings: Settings,
     branches: BranchInput,
     repo_path: str | Path,
     *,
     reports_dir: str | Path | None = None,
-    planning: bool = False,
+    predict: bool = False,
     require_targets: bool = True,
     record: bool = True,
-) -> RunPlan:
+) -> RunSetup:
     """Discover the repository, snapshot it and create the run folder. Moves no ref.
 
-    ``planning``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
+    ``predict``: the run only predicts (``--plan``): no backup, no worktree, no ref moves.
     ``require_targets``: refuse the run when a target does not exist (the single-branch entry point instead
     reports ``target_not_found`` in the branch's result, as the spec's error codes say).
     ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
@@ -246,7 +246,7 @@ def plan_run(
                 "started": started,
                 "input": branches.source,
                 "scratch_dir": str(scratch),
-                "planning": planning,
+                "predict": predict,
             }
         )
     log.info(
@@ -256,7 +256,7 @@ def plan_run(
         len(branches.targets),
         location.git_dir,
     )
-    return RunPlan(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, planning)
+    return RunSetup(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, predict)
 
 
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:

@@ -42,11 +42,11 @@ from alignment.model import BranchSpec, Status
 from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
 from alignment.registry import Components
-from alignment.session import RunPlan, plan_run
+from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
 
-PLAN_KEY = "alignment_plan"
+SETUP_KEY = "alignment_setup"
 COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
 ALIGNMENT_DIR = COLLECTED_MODULE.parent
 
@@ -54,8 +54,8 @@ ALIGNMENT_DIR = COLLECTED_MODULE.parent
 class RunState:
     """What one process (controller or worker) knows about the run."""
 
-    def __init__(self, plan: RunPlan, worker: str, demo_dir: Path | None = None) -> None:
-        self.plan = plan
+    def __init__(self, setup: RunSetup, worker: str, demo_dir: Path | None = None) -> None:
+        self.setup = setup
         self.worker = worker
         self.demo_dir = demo_dir
 
@@ -102,20 +102,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): the target a branch is aligned with")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
-        if PLAN_KEY not in workerinput:
+        if SETUP_KEY not in workerinput:
             return
-        state = RunState(RunPlan.from_json(workerinput[PLAN_KEY]), workerinput["workerid"])
+        state = RunState(RunSetup.from_json(workerinput[SETUP_KEY]), workerinput["workerid"])
     else:
         controller_state = _controller_state(config)
         if controller_state is None:
             return
         state = controller_state
-        if state.plan.planning:
+        if state.setup.predict:
             config.pluginmanager.set_blocked("lfplugin")  # a prediction must not change what --lf reruns
-        config.pluginmanager.register(AlignmentController(config, state.plan, state.demo_dir), "alignment-controller")
+        config.pluginmanager.register(AlignmentController(config, state.setup, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
-    for target in state.plan.branches.targets:
+    for target in state.setup.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
     if config.option.collectonly:
         return  # collecting moves nothing and writes no run: no report either
@@ -125,7 +125,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.log_level is None and not config.getini("log_level"):
         config.option.log_level = "WARNING"  # INFO goes to the branch log files, not into every test report
     if config.option.json_report_file == ".report.json":
-        config.option.json_report_file = str(state.plan.folder.pytest_report_path)
+        config.option.json_report_file = str(state.setup.folder.pytest_report_path)
     if not config.option.json_report_omit:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
@@ -163,19 +163,19 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         branches = load_branches(input_path, shard)
         Components.from_settings(settings)
         reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
-        plan = plan_run(
+        setup = set_up_run(
             settings,
             branches,
             repo,
             reports_dir=config.invocation_params.dir / reports,
-            planning=bool(config.getoption("alignment_plan_only")),
+            predict=bool(config.getoption("alignment_plan_only")),
             record=not config.option.collectonly,
         )
     except UsageProblem as error:
         raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
         raise pytest.UsageError(printable(f"cannot prepare the run: {error}")) from None
-    return RunState(plan, "main", demo_dir)
+    return RunState(setup, "main", demo_dir)
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
@@ -223,15 +223,15 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "branch_spec" not in metafunc.fixturenames or STATE not in metafunc.config.stash:
         return
-    plan = metafunc.config.stash[STATE].plan
-    timeout = pytest.mark.timeout(plan.settings.branch_alignment_timeout_seconds, method="signal", func_only=True)
+    setup = metafunc.config.stash[STATE].setup
+    timeout = pytest.mark.timeout(setup.settings.branch_alignment_timeout_seconds, method="signal", func_only=True)
     params = [
         pytest.param(
             spec,
             id=spec.name,
             marks=[pytest.mark.xdist_group(group.target), getattr(pytest.mark, target_marker(group.target)), timeout],
         )
-        for group in plan.branches.groups
+        for group in setup.branches.groups
         for spec in group.branches
     ]
     metafunc.parametrize("branch_spec", params)
@@ -244,7 +244,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state is None:
         return
     specs = {item.nodeid: _spec_of(item) for item in session.items}
-    write_node_map(state.plan, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
+    write_node_map(state.setup, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
 
 
 def _spec_of(item: pytest.Item) -> BranchSpec | None:
@@ -257,9 +257,9 @@ def _spec_of(item: pytest.Item) -> BranchSpec | None:
 def alignment_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     """This process's runtime: one git door and the three components, for the whole session."""
     state = request.config.stash[STATE]
-    settings = state.plan.settings
-    logs_dir = state.plan.folder.logs_dir if settings.log_per_branch else None
-    with run_logging(settings.log_level, logs_dir), Runtime(state.plan, worker=state.worker) as runtime:
+    settings = state.setup.settings
+    logs_dir = state.setup.folder.logs_dir if settings.log_per_branch else None
+    with run_logging(settings.log_level, logs_dir), Runtime(state.setup, worker=state.worker) as runtime:
         yield runtime
 
 
@@ -268,10 +268,10 @@ def branch_alignment(
     request: pytest.FixtureRequest, branch_spec: BranchSpec, alignment_runtime: Runtime
 ) -> Iterator[BranchAlignment]:
     """Prepare the branch (checks, backup) for the test's steps; in teardown, finish and record the result."""
-    plan = alignment_runtime.plan
+    setup = alignment_runtime.setup
     started_at = time.time()  # before the check: a branch that passes it started before any trip was logged
-    if plan.stop_flag.exists():
-        pytest.skip(f"not started: {plan.stop_flag.read_text(encoding='utf-8')}")
+    if setup.stop_flag.exists():
+        pytest.skip(f"not started: {setup.stop_flag.read_text(encoding='utf-8')}")
     steps = alignment_runtime.alignment(branch_spec, started_at)
     try:
         with contextlib.suppress(Exception):  # recorded by the step; the test's first step raises it
@@ -383,16 +383,16 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = config.stash.get(STATE, None)
     if state is None:
         return None
-    plan = state.plan
+    setup = state.setup
     lines = [
-        f"alignment run {plan.run_id}: the input lists {counted(len(plan.branches.branches), 'branch', 'branches')} "
-        f"for {counted(len(plan.branches.targets), 'target')}; repository {plan.location.git_dir}"
+        f"alignment run {setup.run_id}: the input lists {counted(len(setup.branches.branches), 'branch', 'branches')} "
+        f"for {counted(len(setup.branches.targets), 'target')}; repository {setup.location.git_dir}"
     ]
-    lines += [f"alignment: warning: {plan.branches.source}: {warning}" for warning in plan.branches.warnings]
-    shard = plan.branches.shard
+    lines += [f"alignment: warning: {setup.branches.source}: {warning}" for warning in setup.branches.warnings]
+    shard = setup.branches.shard
     if shard is not None:
-        lines.append(f"alignment shard {shard.spec}: {len(plan.branches.branches)} of {shard.input_branches} branches")
-    if plan.snapshot.commit_graph_written:
+        lines.append(f"alignment shard {shard.spec}: {len(setup.branches.branches)} of {shard.input_branches} branches")
+    if setup.snapshot.commit_graph_written:
         lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:
         lines.append(f"alignment demo: repository and input in {state.demo_dir}")

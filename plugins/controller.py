@@ -30,7 +30,7 @@ from alignment.names import printable
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.runs import write_atomically
-from alignment.session import RunPlan
+from alignment.session import RunSetup
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
@@ -39,16 +39,16 @@ RECOVERY_GRACE_SECONDS = 0.5
 MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
 
 
-def write_node_map(plan: RunPlan, worker: str, branches: Mapping[str, str]) -> None:
+def write_node_map(setup: RunSetup, worker: str, branches: Mapping[str, str]) -> None:
     """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
-    write_atomically(plan.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
+    write_atomically(setup.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
 
 
 class NodeMap:
     """Test ids to branch names, read from what the collecting processes wrote."""
 
-    def __init__(self, plan: RunPlan) -> None:
-        self.plan = plan
+    def __init__(self, setup: RunSetup) -> None:
+        self.setup = setup
         self._branches: dict[str, str] = {}
 
     def branch(self, nodeid: str) -> str | None:
@@ -63,7 +63,7 @@ class NodeMap:
 
     def _load(self) -> None:
         """Every collecting process collects the same items: any one map will do."""
-        written = sorted((self.plan.scratch_dir / "nodes").glob("*.json"))
+        written = sorted((self.setup.scratch_dir / "nodes").glob("*.json"))
         if written:
             self._branches = json.loads(written[0].read_text(encoding="utf-8"))
 
@@ -71,17 +71,17 @@ class NodeMap:
 class AlignmentController:
     """Hooks of the controlling process."""
 
-    def __init__(self, config: pytest.Config, plan: RunPlan, demo_dir: Path | None) -> None:
+    def __init__(self, config: pytest.Config, setup: RunSetup, demo_dir: Path | None) -> None:
         self.config = config
-        self.plan = plan
+        self.setup = setup
         self.demo_dir = demo_dir
         self.collecting_only = bool(config.option.collectonly)
         self.reported: set[str] = set()  # test ids pytest has a report for
         self.outer_lastfailed: dict[str, bool] | None = None  # pytest's --lf memory outside this run
-        self.ledger = RunLedger(plan, on_trip=self._stop)
-        self.memory = MemoryGate(plan.settings.max_memory_mb)
-        self.nodes = NodeMap(plan)
-        self.specs = {spec.name: spec for spec in plan.branches.branches}
+        self.ledger = RunLedger(setup, on_trip=self._stop)
+        self.memory = MemoryGate(setup.settings.max_memory_mb)
+        self.nodes = NodeMap(setup)
+        self.specs = {spec.name: spec for spec in setup.branches.branches}
         self.failures: dict[str, str] = {}  # test id -> the last line of its first failure
         self.crashes: dict[str, str] = {}
         self.scheduler: TargetScheduling | None = None
@@ -92,7 +92,7 @@ class AlignmentController:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["alignment_plan"] = self.plan.to_json()
+        node.workerinput["alignment_setup"] = self.setup.to_json()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> TargetScheduling:
@@ -101,7 +101,7 @@ class AlignmentController:
 
     def _may_start(self, running: int) -> bool:
         """A new branch may start: the memory gate allows it, and with parallelization off, nothing runs."""
-        if not self.plan.settings.enable_parallelization and running > 0:
+        if not self.setup.settings.enable_parallelization and running > 0:
             return False
         return self.memory.allows_start(running)
 
@@ -110,7 +110,7 @@ class AlignmentController:
         return self.specs[branch].target if branch in self.specs else ""
 
     def _limit_of(self, target: str) -> int:
-        return self.plan.settings.policy(target).max_workers
+        return self.setup.settings.policy(target).max_workers
 
     # -- the run ---------------------------------------------------------------------------------------------
 
@@ -125,8 +125,8 @@ class AlignmentController:
     def lastfailed_key(self) -> str:
         """Where ``--lf``'s memory of this input and repository is kept: a branch that failed for one input or
         repository is not rerun for another."""
-        source = Path(self.plan.branches.source).resolve()
-        digest = hashlib.sha256(f"{source}\0{self.plan.location.git_dir}".encode()).hexdigest()[:16]
+        source = Path(self.setup.branches.source).resolve()
+        digest = hashlib.sha256(f"{source}\0{self.setup.location.git_dir}".encode()).hexdigest()[:16]
         return f"alignment/lastfailed/{digest}"
 
     def _use_lastfailed_of_this_run(self) -> None:
@@ -167,11 +167,11 @@ class AlignmentController:
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
-        move = MoveJournal(self.plan.folder.moves_dir).get(branch)
+        move = MoveJournal(self.setup.folder.moves_dir).get(branch)
         if move is None:
             return f"{report.longreprtext.strip()}; '{branch}' was not moved"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
-        git = Git(self.plan.location, timeout=self.plan.settings.integration_timeout_seconds)
+        git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
         try:
             return f"{report.longreprtext.strip()}; {restore(git, move).message}"
         finally:
@@ -194,7 +194,7 @@ class AlignmentController:
 
     def _stop(self, reason: str) -> None:
         """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
-        self.plan.stop_flag.write_text(reason, encoding="utf-8")
+        self.setup.stop_flag.write_text(reason, encoding="utf-8")
         if self.session is not None:
             self.session.shouldstop = reason
         dsession = self.config.pluginmanager.getplugin("dsession")
@@ -266,9 +266,9 @@ class AlignmentController:
             """Names, paths and notes are data: printed with their control characters escaped."""
             terminalreporter.write_line(printable(line), **markup)
 
-        terminalreporter.write_sep("=", "branch alignment plan" if self.plan.planning else "branch alignment")
+        terminalreporter.write_sep("=", "branch alignment plan" if self.setup.predict else "branch alignment")
         write(headline(results))
-        listed, selected = len(self.plan.branches.branches), len(self.nodes.selected)
+        listed, selected = len(self.setup.branches.branches), len(self.nodes.selected)
         if selected < listed:
             write(f"selected: {selected} of the input's {counted(listed, 'branch', 'branches')}")
         write(f"{'target':<28}{'processed':>10}{'ok':>6}{'failed':>8}{'not run':>9}")
@@ -282,8 +282,8 @@ class AlignmentController:
             f"{'total':<28}{summary['total_branches_processed']:>10}{summary['total_successful']:>6}"
             f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
         )
-        settings = self.plan.settings
-        if self.plan.planning:
+        settings = self.setup.settings
+        if self.setup.predict:
             write("circuit breaker: not applied to a plan (it predicts every branch); nothing was moved")
         elif summary["circuit_breaker_triggered"]:
             write(f"circuit breaker: OPEN - {summary['circuit_breaker_reason']}", red=True, bold=True)
@@ -296,24 +296,24 @@ class AlignmentController:
             write("circuit breaker: disabled")
         for line in failure_lines(results):
             write(line, red=True)
-        for note in self.plan.housekeeping:
+        for note in self.setup.housekeeping:
             write(f"note: {note}", yellow=True)
-        kind = "plan" if self.plan.planning else "results"
-        write(f"run {self.plan.run_id}; {kind}: {results_path}")
+        kind = "plan" if self.setup.predict else "results"
+        write(f"run {self.setup.run_id}; {kind}: {results_path}")
         report = results_path.with_name(html_name(results_path.name))
         write(f"report: {report}")
         if self.demo_dir is not None:
             write(f"demo repository and input: {self.demo_dir}")
-            for line in _after_the_demo(self.demo_dir, report, self.plan.planning):
+            for line in _after_the_demo(self.demo_dir, report, self.setup.predict):
                 write(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it."""
-        scratch = self.plan.scratch_dir.resolve()
-        self.plan.discard_scratch()
+        scratch = self.setup.scratch_dir.resolve()
+        self.setup.discard_scratch()
         if self.demo_dir is not None:
             housekeeping.release(self.demo_dir)  # the next demo may remove it
-        git = Git(self.plan.location)
+        git = Git(self.setup.location)
         try:
             git.forget_worktrees(lambda worktree: scratch in worktree.parents)
         finally:

@@ -31,7 +31,7 @@ from alignment.inputs import parse_branches
 from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.runs import RunFolder
-from alignment.session import plan_run
+from alignment.session import set_up_run
 
 PROJECT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
@@ -204,7 +204,7 @@ def align(repo: Repo, tmp_path: Path) -> Aligner:
         *branches: str | tuple[str, str], config: Settings | None = None, components: Components | None = None
     ) -> dict[str, Any]:
         entries = [entry(item) if isinstance(item, str) else entry(*item) for item in branches]
-        plan = plan_run(
+        setup = set_up_run(
             config or Settings(),
             parse_branches({"branches": entries}, "test"),
             repo.path,
@@ -212,10 +212,10 @@ def align(repo: Repo, tmp_path: Path) -> Aligner:
             require_targets=False,  # the pipeline's own target_not_found, as run_alignment_for_branch reports it
         )
         try:
-            with Runtime(plan, components) as runtime:
-                return {spec.name: runtime.align(spec) for spec in plan.branches.branches}
+            with Runtime(setup, components) as runtime:
+                return {spec.name: runtime.align(spec) for spec in setup.branches.branches}
         finally:
-            plan.discard_scratch()
+            setup.discard_scratch()
 
     return run
 

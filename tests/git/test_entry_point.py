@@ -55,7 +55,7 @@ def test_an_unexpected_error_while_planning_is_an_exception_result(
     def broken_plan(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("alignment.pipeline.plan_run", broken_plan)
+    monkeypatch.setattr("alignment.pipeline.set_up_run", broken_plan)
     result = run_alignment_for_branch("x", "main", str(repo.path), *STEPS)
     assert (result["status"], result["error_message"]) == ("exception", "OSError: disk full")
 

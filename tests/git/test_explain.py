@@ -430,5 +430,5 @@ def test_plans_are_listed_apart_from_runs_and_not_taken_for_dead_runs(
     listed = capsys.readouterr().out
     assert f"{plan_id}  plan: 1 would align, 0 would fail; 0 branches moved" in listed
     assert f"{run['run_id']}  1 ok, 0 failed, 0 not run; 1 branch moved" in listed
-    assert orchestrator.last_plan is not None
-    assert orchestrator.last_plan.housekeeping == ()
+    assert orchestrator.last_setup is not None
+    assert orchestrator.last_setup.housekeeping == ()

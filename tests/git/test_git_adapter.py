@@ -19,7 +19,7 @@ from alignment.errors import GitError, GitTimeout, RefUpdateRejected, Repository
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
 from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_rss_bytes
-from alignment.session import plan_run
+from alignment.session import set_up_run
 from tests.conftest import Repo, entry
 
 
@@ -357,10 +357,10 @@ def test_a_repository_without_a_committer_identity_is_refused_up_front(
     monkeypatch.setenv("EMAIL", "")
     branches = parse_branches({"branches": [entry("x")]}, "t")
     with pytest.raises(RepositoryError, match=r"set user\.name and user\.email"):
-        plan_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
+        set_up_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
     repo.git("config", "user.name", "Someone")
     repo.git("config", "user.email", "someone@example.com")
-    plan_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r").discard_scratch()
+    set_up_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r").discard_scratch()
 
 
 def test_commits_are_written_exactly_as_git_commit_tree_writes_them(git: Git, repo: Repo) -> None:

@@ -12,16 +12,16 @@ import pytest
 from alignment.inputs import load_branches
 from alignment.ledger import RunLedger
 from alignment.model import BranchResult, Status
-from alignment.session import RunPlan, plan_run
+from alignment.session import RunSetup, set_up_run
 from tests.conftest import Repo, entry, settings, write_input
 
 
 @pytest.fixture
-def plan(repo: Repo, tmp_path: Path) -> Iterator[RunPlan]:
+def run_setup(repo: Repo, tmp_path: Path) -> Iterator[RunSetup]:
     for name in ("a", "b", "c"):
         repo.branch(name, "main")
     input_path = write_input(tmp_path / "input.json", [entry("a"), entry("b"), entry("c")])
-    made = plan_run(
+    made = set_up_run(
         settings(failure_threshold_count=2, failure_threshold_percent=50),
         load_branches(input_path),
         repo.path,
@@ -35,20 +35,20 @@ def result(branch: str, status: Status = Status.COMPLETED) -> BranchResult:
     return BranchResult(branch, "main", status, 1.23456, old_tip="1" * 40, new_tip="2" * 40)
 
 
-def audit(plan: RunPlan) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in plan.folder.audit_path.read_text().splitlines()]
+def audit(run_setup: RunSetup) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in run_setup.folder.audit_path.read_text().splitlines()]
 
 
-def test_a_run_is_recorded_from_start_to_end(plan: RunPlan) -> None:
-    ledger = RunLedger(plan)
+def test_a_run_is_recorded_from_start_to_end(run_setup: RunSetup) -> None:
+    ledger = RunLedger(run_setup)
     ledger.start()
-    ledger.branch_started(plan.branches.branches[0])
+    ledger.branch_started(run_setup.branches.branches[0])
     assert ledger.branch_finished(result("a")) == 1
     published = ledger.finish()
-    assert published.path == plan.folder.path / "alignment_results.json"
+    assert published.path == run_setup.folder.path / "alignment_results.json"
     assert json.loads(published.path.read_text()) == published.results
     assert published.results["orchestration_results"]["main"]["not_run"] == ["b", "c"]
-    events = audit(plan)
+    events = audit(run_setup)
     assert [event["event"] for event in events] == ["run_start", "branch_start", "branch_end", "run_end"]
     assert events[2] | {"time": None} == {
         "time": None,
@@ -62,24 +62,28 @@ def test_a_run_is_recorded_from_start_to_end(plan: RunPlan) -> None:
     }
 
 
-def test_a_trip_is_recorded_then_handed_to_the_front_end(plan: RunPlan) -> None:
+def test_a_trip_is_recorded_then_handed_to_the_front_end(run_setup: RunSetup) -> None:
     trips: list[str] = []
-    ledger = RunLedger(plan, on_trip=trips.append)
+    ledger = RunLedger(run_setup, on_trip=trips.append)
     ledger.branch_finished(result("a", Status.FAILED_INTEGRATION))
     assert not ledger.tripped
     assert not trips
     ledger.branch_finished(result("b"), failed=True)  # the front end's say: e.g. its teardown failed
     assert ledger.tripped
     assert trips == [ledger.breaker.state().reason]
-    assert audit(plan)[-1] == {"time": audit(plan)[-1]["time"], "event": "circuit_breaker_tripped", "reason": trips[0]}
+    assert audit(run_setup)[-1] == {
+        "time": audit(run_setup)[-1]["time"],
+        "event": "circuit_breaker_tripped",
+        "reason": trips[0],
+    }
 
 
-def test_a_finished_branch_can_be_amended_before_the_results_are_built(plan: RunPlan) -> None:
-    ledger = RunLedger(plan)
+def test_a_finished_branch_can_be_amended_before_the_results_are_built(run_setup: RunSetup) -> None:
+    ledger = RunLedger(run_setup)
     ledger.branch_finished(result("a"))
     with pytest.raises(KeyError, match="'b'"):
         ledger.amend(result("b"))
     ledger.amend(result("a", Status.EXCEPTION))
     (branch,) = ledger.finish().results["orchestration_results"]["main"]["branches"]
     assert branch["status"] == "exception"
-    assert audit(plan)[-2]["event"] == "branch_amended"
+    assert audit(run_setup)[-2]["event"] == "branch_amended"

@@ -22,7 +22,7 @@ from alignment.model import Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
-from alignment.session import plan_run
+from alignment.session import set_up_run
 from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.fakes import (
     OLD_WARNING,
@@ -154,7 +154,7 @@ class SignalAfterTheMove(logging.Handler):
 def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Path) -> None:
     old = repo.commit("late", {"late.txt": "x\n"}, parent=repo.tip("main"))
     repo.commit("main", {"main.txt": "m\n"})
-    plan = plan_run(
+    setup = set_up_run(
         Settings(),
         load_branches(write_input(tmp_path / "in.json", [entry("late")])),
         repo.path,
@@ -165,15 +165,15 @@ def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Pat
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        with Runtime(plan) as runtime:
-            alignment = runtime.alignment(plan.branches.branches[0])
+        with Runtime(setup) as runtime:
+            alignment = runtime.alignment(setup.branches.branches[0])
             with pytest.raises(KeyboardInterrupt):
                 alignment.run()
             result = alignment.finish()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-        plan.discard_scratch()
+        setup.discard_scratch()
     assert (result.status, result.codes) == (Status.EXCEPTION, ("interrupted",))
     assert repo.tip("late") == old
     assert any("restored 'late' to its old tip" in note for note in result.notes)

@@ -16,7 +16,7 @@ from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Finding, Status
 from alignment.pipeline import Runtime
 from alignment.registry import Components
-from alignment.session import plan_run
+from alignment.session import set_up_run
 from tests.conftest import Aligner, Repo, entry, settings
 
 CONFIG = Settings()
@@ -473,16 +473,16 @@ def test_branch_moved_after_the_snapshot_is_classified_fresh(repo: Repo, tmp_pat
     """The snapshot said 'behind'; the branch got a commit before its turn: it is merged, not reset."""
     repo.branch("late", "main")
     repo.commit("main", {"m.txt": "m\n"})
-    plan = plan_run(
+    setup = set_up_run(
         Settings(), parse_branches({"branches": [entry("late")]}, "t"), repo.path, reports_dir=tmp_path / "reports"
     )
-    assert plan.snapshot.relation("late") is Action.FAST_FORWARD
+    assert setup.snapshot.relation("late") is Action.FAST_FORWARD
     own = repo.commit("late", {"own.txt": "mine\n"})
     try:
-        with Runtime(plan) as runtime:
-            result = runtime.align(plan.branches.branches[0])
+        with Runtime(setup) as runtime:
+            result = runtime.align(setup.branches.branches[0])
     finally:
-        plan.discard_scratch()
+        setup.discard_scratch()
     assert (result.status, result.action) == (Status.COMPLETED, Action.MERGE)
     assert repo.git("rev-parse", f"{result.new_tip}^1") == own
 

@@ -25,7 +25,7 @@ from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Outcome
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.registry import Components
-from alignment.session import plan_run
+from alignment.session import set_up_run
 from alignment.undo import undo_run
 from tests.conftest import Repo, entry, settings, write_input
 
@@ -248,9 +248,9 @@ def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_
     olds = topics(repo, 2)
     run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
     (tmp_path / "reports" / "runs" / run_id / "alignment_results.json").unlink()  # as if the controller died
-    plan = plan_run(Settings(), BranchInput("t", ()), repo.path, reports_dir=tmp_path / "reports")
-    plan.discard_scratch()
-    assert any(f"run {run_id} did not finish; it moved 2 branches" in note for note in plan.housekeeping)
+    setup = set_up_run(Settings(), BranchInput("t", ()), repo.path, reports_dir=tmp_path / "reports")
+    setup.discard_scratch()
+    assert any(f"run {run_id} did not finish; it moved 2 branches" in note for note in setup.housekeeping)
     assert undo_run(tmp_path / "reports", run_id).refused == ()
     assert {name: repo.tip(name) for name in olds} == olds
 
@@ -331,7 +331,7 @@ def test_a_shallow_clone_is_refused(repo: Repo, tmp_path: Path) -> None:
     clone = tmp_path / "shallow"
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo.path}", str(clone)], check=True)
     with pytest.raises(RepositoryError, match="shallow clone"):
-        plan_run(Settings(), BranchInput("t", ()), clone, reports_dir=tmp_path / "r")
+        set_up_run(Settings(), BranchInput("t", ()), clone, reports_dir=tmp_path / "r")
 
 
 def test_a_merge_in_progress_in_the_users_worktree_is_left_as_it_is(repo: Repo, tmp_path: Path) -> None:
