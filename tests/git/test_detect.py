@@ -1,4 +1,4 @@
-"""Error detection (076): file checks, check commands in a worktree, and the rebase strategy's worktrees."""
+"""Error detection: file checks, check commands in a worktree, and the rebase strategy's worktrees."""
 
 from __future__ import annotations
 
