@@ -156,6 +156,35 @@ time.sleep(600)
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
+@pytest.mark.slow
+def test_the_branch_timeout_bounds_a_check_and_kills_its_children(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    """Without pytest's timeout signal (the orchestrator), what is left of the branch's time bounds a check
+    command whose own limit is longer; the command and its child are gone when the branch fails."""
+    old = diverge(repo)
+    pids = tmp_path / "pids.txt"
+    body = f"""
+child = os.fork()
+if child == 0:
+    time.sleep(600)
+    os._exit(0)
+open({str(pids)!r}, 'w').write(f"{{os.getpid()}} {{child}}")
+time.sleep(600)
+"""
+    hang = script(tmp_path, "hang.py", body)
+    config = settings(
+        check_commands=[[sys.executable, hang]], branch_alignment_timeout_seconds=4, error_detection_timeout_seconds=60
+    )
+    started = time.monotonic()
+    result = align("feature", config=config)["feature"]
+    assert time.monotonic() - started < 30
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))
+    seconds = float(str(result.message).rsplit(" timed out after ", 1)[1].split()[0])
+    assert seconds <= 4
+    assert repo.tip("feature") == old
+    for pid in map(int, pids.read_text().split()):
+        assert not alive(pid), f"process {pid} survived"
+
+
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, pytest.fail.Exception], ids=["ctrl-c", "branch-timeout"])
 def test_an_interrupted_check_is_killed_with_its_whole_process_group(
     tmp_path: Path, interruption: type[BaseException]
