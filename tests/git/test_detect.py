@@ -156,21 +156,27 @@ time.sleep(600)
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
+def hanging_with_a_child(tmp_path: Path, pids: Path) -> str:
+    """A command that forks a sleeping child, writes both pids to ``pids`` (whole or not at all), and sleeps."""
+    body = f"""
+child = os.fork()
+if child == 0:
+    time.sleep(600)
+    os._exit(0)
+open({str(pids) + ".tmp"!r}, 'w').write(f"{{os.getpid()}} {{child}}")
+os.replace({str(pids) + ".tmp"!r}, {str(pids)!r})
+time.sleep(600)
+"""
+    return script(tmp_path, "hang.py", body)
+
+
 @pytest.mark.slow
 def test_the_branch_timeout_bounds_a_check_and_kills_its_children(repo: Repo, align: Aligner, tmp_path: Path) -> None:
     """Without pytest's timeout signal (the orchestrator), what is left of the branch's time bounds a check
     command whose own limit is longer; the command and its child are gone when the branch fails."""
     old = diverge(repo)
     pids = tmp_path / "pids.txt"
-    body = f"""
-child = os.fork()
-if child == 0:
-    time.sleep(600)
-    os._exit(0)
-open({str(pids)!r}, 'w').write(f"{{os.getpid()}} {{child}}")
-time.sleep(600)
-"""
-    hang = script(tmp_path, "hang.py", body)
+    hang = hanging_with_a_child(tmp_path, pids)
     config = settings(
         check_commands=[[sys.executable, hang]], branch_alignment_timeout_seconds=4, error_detection_timeout_seconds=60
     )
@@ -192,16 +198,7 @@ def test_an_interrupted_check_is_killed_with_its_whole_process_group(
     """Ctrl-C, or the branch's timeout (pytest-timeout's signal raises ``Failed``, a ``BaseException``),
     arriving while a check command runs: the command and its child are gone when the exception leaves."""
     pids = tmp_path / "pids.txt"
-    body = f"""
-child = os.fork()
-if child == 0:
-    time.sleep(600)
-    os._exit(0)
-open({str(pids) + ".tmp"!r}, 'w').write(f"{{os.getpid()}} {{child}}")
-os.replace({str(pids) + ".tmp"!r}, {str(pids)!r})
-time.sleep(600)
-"""
-    hang = script(tmp_path, "hang.py", body)
+    hang = hanging_with_a_child(tmp_path, pids)
 
     def interrupt(signum: int, frame: object) -> None:
         if pids.exists():  # both processes started: interrupt now, else look again shortly
