@@ -12,13 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
-from alignment.proctree import tree_processes, tree_rss_bytes
+from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
 from alignment.resources import MemoryGate, SlotLimiter
 from alignment.session import set_up_run
 from tests.conftest import Repo, entry
@@ -339,6 +340,13 @@ def test_only_a_process_that_samples_memory_loads_psutil() -> None:
     """)
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert loaded.split() == ["False", "True"]
+
+
+def test_a_process_that_ends_while_it_is_measured_counts_zero() -> None:
+    def ended(process: psutil.Process) -> int:
+        raise psutil.NoSuchProcess(process.pid)
+
+    assert tree_sum(os.getpid(), ended) == 0
 
 
 def tree_pids(root_pid: int) -> list[int]:
