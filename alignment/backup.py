@@ -1,4 +1,4 @@
-"""Backups (079.6): ``<prefix>-<branch>-pre-align`` at the branch's old tip, created before anything else.
+"""Backups: ``<prefix>-<branch>-pre-align`` at the branch's old tip, created before anything else.
 
 A backup is created only where none exists (a create-only ref update, so two runs cannot both create it).
 An existing backup at the same commit is reused; one at another commit is never overwritten: the next

@@ -1,4 +1,4 @@
-"""The circuit breaker (079.7): stop starting branches when too many fail.
+"""The circuit breaker: stop starting branches when too many fail.
 
 It trips when ``failures >= failure_threshold_count`` AND ``failures / finished >= failure_threshold_percent``,
 both counted over the whole run. After a trip no new branch starts; branches already running finish or

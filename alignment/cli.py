@@ -19,7 +19,7 @@ from alignment.undo import undo_run
 EXIT_USAGE = 4
 _DRY_RUN_MARKS = {Outcome.RESTORED: "ready"}  # the message says "would restore"; the mark says it can
 _MARKS = {
-    Outcome.RESTORED: "restored",
+    Outcome.RESTORED: "ok",  # the message says "restored"
     Outcome.NOT_MOVED: "unchanged",
     Outcome.MOVED_SINCE: "REFUSED",
     Outcome.CHECKED_OUT: "REFUSED",

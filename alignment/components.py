@@ -1,7 +1,7 @@
 """The three pluggable steps of a branch's alignment and what they are given.
 
-``IntegrationUtility`` (Task 077), ``ErrorDetector`` (Task 076) and ``DocGenerator`` (Task 078) are typing
-Protocols: any object with the method fits. Which objects a run uses is ``registry.Components``' choice.
+``IntegrationUtility`` (integrate), ``ErrorDetector`` (detect errors) and ``DocGenerator`` (document) are
+typing Protocols: any object with the method fits. Which objects a run uses is ``registry.Components``' choice.
 """
 
 from __future__ import annotations
@@ -128,20 +128,20 @@ class ChangeRecord:
 
 @runtime_checkable
 class IntegrationUtility(Protocol):
-    """Task 077: bring the target into the branch and return the resulting commit; never move a ref."""
+    """Bring the target into the branch and return the resulting commit; never move a ref."""
 
     def integrate(self, context: BranchContext) -> Integration: ...
 
 
 @runtime_checkable
 class ErrorDetector(Protocol):
-    """Task 076: find problems in the integrated commit before the branch moves to it."""
+    """Find problems in the integrated commit before the branch moves to it."""
 
     def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]: ...
 
 
 @runtime_checkable
 class DocGenerator(Protocol):
-    """Task 078: write the change document of one branch and return its path."""
+    """Write the change document of one branch and return its path."""
 
     def document(self, record: ChangeRecord) -> str: ...

@@ -1,4 +1,4 @@
-"""Task 076, error detection: what the integrated commit breaks, found before the branch moves.
+"""Error detection: what the integrated commit breaks, found before the branch moves.
 
 File checks read the files the merge combined from git objects (no checkout): committed conflict markers,
 Python that no longer parses or compiles and pyflakes' signs of collided edits (``checks.python``), syntax

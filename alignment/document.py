@@ -1,4 +1,4 @@
-"""Task 078, documentation: one Markdown change document per branch.
+"""Documentation: one Markdown change document per branch.
 
 The document says what the alignment did or would have done: old and new tip, backup, the target commits
 brought in, the files the merge combined (changed on both sides) with +/- counts and the command that lists

@@ -5,7 +5,7 @@ opened straight from disk or attached to a CI run. It shows the headline numbers
 status colours, findings with file:line and links to each change document, a timeline of branch start and
 end per worker (parallelism and a circuit breaker trip are visible there), the conflict causes, in a plan
 the pairwise conflict matrix and, for merged shards (``alignment merge-results``), each shard's counts and
-circuit breaker state. It reads only the results dict, the same one Task 080 reads.
+circuit breaker state. It reads only the results dict, the same one a calling program reads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Task 077, integration: bring the target into a branch without moving any ref.
+"""Integration: bring the target into a branch without moving any ref.
 
 ``merge`` (the default) merges in memory: ``git merge-tree --write-tree`` and ``commit-tree`` with the branch
 and the target as parents, no worktree and no checkout. ``rebase`` replays the branch's own commits onto

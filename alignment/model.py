@@ -73,8 +73,8 @@ class Action(str, Enum):
 class BranchSpec:
     """One entry of ``categorized_branches.json``; ``index`` is its position in the file.
 
-    Only the name and the target are required: ``confidence``, ``tags`` and ``cluster_id`` (Task 007's
-    classification) are None when the entry leaves them out.
+    Only the name and the target are required: ``confidence``, ``tags`` and ``cluster_id`` (the
+    classifier's output) are None when the entry leaves them out.
     """
 
     name: str
@@ -102,7 +102,7 @@ class BranchSpec:
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem error detection (076) found. ``introduced`` is False when it predates the merge."""
+    """One problem error detection found. ``introduced`` is False when it predates the merge."""
 
     code: str
     severity: Severity

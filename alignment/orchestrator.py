@@ -1,4 +1,5 @@
-"""``BranchAlignmentOrchestrator``: Task 079's entry point for Python callers such as Task 080.
+"""``BranchAlignmentOrchestrator``: the entry point for Python callers (programs that align
+branches without pytest).
 
 Targets are processed one after another, the branches of a target in parallel on a thread pool bounded by
 the target's ``max_workers`` (1 when ``enable_parallelization`` is false). Threads fit because a branch's

@@ -1,7 +1,7 @@
 """The pipeline of one branch, and the spec's ``run_alignment_for_branch``.
 
-Steps, in order: ``prepare`` (checks, then the backup before anything else), ``integrate`` (077),
-``detect`` (076), ``document`` (078), ``finalize``. Only ``finalize`` moves the branch, once, by
+Steps, in order: ``prepare`` (checks, then the backup before anything else), ``integrate`` (merge the
+target in), ``detect`` (errors), ``document``, ``finalize``. Only ``finalize`` moves the branch, once, by
 compare-and-swap from the old tip, after integration and detection passed: a branch that fails anywhere is
 exactly where it was. ``finish`` always runs (the pytest fixture's teardown, or ``run``'s ``finally``):
 it documents a failure, restores the branch if anything moved it, removes worktrees and builds the result.
@@ -176,7 +176,7 @@ class BranchAlignment:
 
     @_step(Status.FAILED_INTEGRATION)
     def integrate(self) -> None:
-        """Task 077: compute the commit the branch would move to; conflicts fail the branch."""
+        """Integrate: compute the commit the branch would move to; conflicts fail the branch."""
         integration = self.runtime.components.integration_utility.integrate(self._context())
         self.integration = integration
         if integration.conflicts:
@@ -197,7 +197,7 @@ class BranchAlignment:
 
     @_step(Status.FAILED_ERROR_DETECTION)
     def detect(self) -> None:
-        """Task 076: findings on the integrated commit; an error the merge introduced fails the branch."""
+        """Detect: findings on the integrated commit; an error the merge introduced fails the branch."""
         self.findings = self.runtime.components.error_detector.detect(self._context(), self._integration())
         for finding in self.findings:
             log.info(
@@ -214,7 +214,7 @@ class BranchAlignment:
 
     @_step(Status.FAILED_ERROR_DETECTION)
     def document(self) -> None:
-        """Task 078: write the change document of the alignment about to be applied."""
+        """Document: write the change document of the alignment about to be applied."""
         self.document_path = self._write_document(Status.COMPLETED, None)
 
     @_step(Status.FAILED_INTEGRATION)

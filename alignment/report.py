@@ -4,7 +4,7 @@
 call it. Beyond the spec's keys it adds documented extras (``schema_version``, ``run_id``, ``planned``,
 ``shard`` in one shard's results of a ``--shard K/N`` run, per group ``not_run`` and, in a plan,
 ``conflict_matrix``, per branch the keys of ``BranchResult.to_dict``);
-``schema/alignment_results.schema.json`` describes all of them for Task 080.
+``schema/alignment_results.schema.json`` describes all of them for programs that read them.
 
 ``publish`` writes into the run's own folder (``runs.RunFolder``), then ``<reports>/latest`` is pointed at
 it and ``<reports>/alignment_results.json`` is replaced by a copy, both atomically. Each JSON file gets its

@@ -5,7 +5,7 @@ slot in the run's scratch directory. flock locks belong to open file description
 their own descriptors exclude each other just like two processes do.
 
 ``MemoryGate`` samples the summed resident memory of a process and all its descendants (controller, xdist
-workers, git children) from ``/proc``; while it is above the bound no new branch starts.
+workers, git children, see ``proctree``); while it is above the bound no new branch starts.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class OpsLimiter(Protocol):
@@ -92,65 +90,6 @@ class SlotLimiter:
             return self._opened[key]
 
 
-def tree_pids(root_pid: int) -> list[int] | None:
-    """``root_pid`` and all its descendants, or None without a Linux ``/proc``.
-
-    A child that still runs its parent's program (between ``fork`` and ``exec``) shares the parent's memory
-    and is left out, so that memory is not counted twice; so is one without a command line (a zombie, or a
-    child in the middle of ``exec``, which still shows its parent's pages).
-    """
-    proc = Path("/proc")
-    if not (proc / str(root_pid)).exists():
-        return None
-    children: dict[int, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    found, pending = [], [root_pid]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        command = _command_line(pid)
-        pending.extend(child for child in children.get(pid, ()) if _command_line(child) not in (command, b""))
-    return found
-
-
-def _command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def tree_rss_bytes(root_pid: int) -> int | None:
-    """Summed resident memory of ``root_pid`` and its descendants (see ``tree_pids``)."""
-    return tree_sum(root_pid, _rss_bytes)
-
-
-def tree_sum(root_pid: int, measure: Callable[[int], int]) -> int | None:
-    """``measure`` summed over ``root_pid``'s tree; a process that ends meanwhile counts 0."""
-    pids = tree_pids(root_pid)
-    if pids is None:
-        return None
-    total = 0
-    for pid in pids:
-        try:
-            total += measure(pid)
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def _rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
-
-
 class MemoryGate:
     """Says whether a new branch may start under ``limit_mb`` of summed resident memory.
 
@@ -166,6 +105,8 @@ class MemoryGate:
         self._last: int | None = None
 
     def sample(self) -> int | None:
+        from alignment.proctree import tree_rss_bytes  # noqa: PLC0415 - psutil only where memory is sampled
+
         now = time.monotonic()
         if now - self._sampled_at >= self.interval:
             self._sampled_at = now

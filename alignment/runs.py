@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -74,6 +75,13 @@ class RunFolder:
 
     def write_record(self, record: Mapping[str, Any]) -> None:
         write_atomically(self.record_path, json.dumps(record, indent=2) + "\n")
+
+    def remove(self) -> None:
+        """Delete the folder of a run that never started (pytest refused it after its setup). A folder with a
+        journaled move is kept: ``alignment undo`` reads it."""
+        moved = self.moves_dir.is_dir() and any(self.moves_dir.iterdir())
+        if not moved:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def point_latest(self) -> None:
         """Point ``<reports>/latest`` at this run's folder, in one rename."""

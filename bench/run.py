@@ -81,7 +81,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment.resources import tree_rss_bytes, tree_sum
+import psutil
+
+from alignment.proctree import tree_rss_bytes, tree_sum
 from bench import realhistory
 from bench.generate import Scenario, generate
 
@@ -102,9 +104,12 @@ def tree_pss_bytes(root_pid: int) -> int | None:
     return tree_sum(root_pid, _pss_bytes)
 
 
-def _pss_bytes(pid: int) -> int:
-    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-    return sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
+def _pss_bytes(process: psutil.Process) -> int:
+    """A process's PSS, or its RSS where its memory map may not be read (another user's process)."""
+    try:
+        return int(process.memory_full_info().pss)
+    except psutil.AccessDenied:
+        return int(process.memory_info().rss)
 
 
 @dataclass(frozen=True)

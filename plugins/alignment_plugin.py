@@ -4,7 +4,7 @@ Each branch of the input is one test item of ``alignment/test_branches.py`` (id:
 ``xdist_group(<target>)`` and ``target_<target>``). The ``branch_alignment`` fixture prepares the branch
 (checks, then the backup) and, in teardown, finishes it: documents a failure, restores anything moved,
 removes worktrees, and attaches the result as JSON text to the item's ``user_properties``, which is how it
-travels from an xdist worker to the controller. The test body runs the steps 077 -> 076 -> 078 -> move.
+travels from an xdist worker to the controller. The test body runs the steps integrate -> detect -> document -> move.
 
 Outcomes: passed = ``completed``; failed = ``failed_integration`` / ``failed_error_detection`` with the
 spec's ``error_message`` as the failure text; error = ``exception``. Without ``--input`` (or ``--demo``)

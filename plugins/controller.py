@@ -211,6 +211,9 @@ class AlignmentController:
         as each test reported, and point the JSON report at it."""
         if self.collecting_only:
             return
+        if self.refused:
+            self.config.option.json_report_file = None  # nothing ran: no pytest report either
+            return
         self.published = self.ledger.finish(selected=set(self.nodes.selected.values()))
         json_report["alignment_results"] = str(self.published.path)
 
@@ -307,10 +310,19 @@ class AlignmentController:
             for line in _after_the_demo(self.demo_dir, report, self.setup.predict):
                 write(line)
 
+    @property
+    def refused(self) -> bool:
+        """pytest refused the session after the run was set up (a usage error in configure, at session start or
+        in collection): no branch started, so nothing is published and the run's folder goes."""
+        return self.session is None or self.session.exitstatus == pytest.ExitCode.USAGE_ERROR
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it."""
+        """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it, and
+        the folder of a refused run."""
         scratch = self.setup.scratch_dir.resolve()
         self.setup.discard_scratch()
+        if self.refused:
+            self.setup.folder.remove()
         if self.demo_dir is not None:
             housekeeping.release(self.demo_dir)  # the next demo may remove it
         git = Git(self.setup.location)

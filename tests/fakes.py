@@ -1,4 +1,4 @@
-"""Fakes of the 076/077/078 interfaces for tests about orchestration, and interval arithmetic."""
+"""Fakes of the integrate, detect and document interfaces for tests about orchestration, and interval arithmetic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Error detection (076): file checks, check commands in a worktree, and the rebase strategy's worktrees."""
+"""Error detection: file checks, check commands in a worktree, and the rebase strategy's worktrees."""
 
 from __future__ import annotations
 
@@ -156,13 +156,8 @@ time.sleep(600)
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
-@pytest.mark.parametrize("interruption", [KeyboardInterrupt, pytest.fail.Exception], ids=["ctrl-c", "branch-timeout"])
-def test_an_interrupted_check_is_killed_with_its_whole_process_group(
-    tmp_path: Path, interruption: type[BaseException]
-) -> None:
-    """Ctrl-C, or the branch's timeout (pytest-timeout's signal raises ``Failed``, a ``BaseException``),
-    arriving while a check command runs: the command and its child are gone when the exception leaves."""
-    pids = tmp_path / "pids.txt"
+def hanging_with_a_child(tmp_path: Path, pids: Path) -> str:
+    """A command that forks a sleeping child, writes both pids to ``pids`` (whole or not at all), and sleeps."""
     body = f"""
 child = os.fork()
 if child == 0:
@@ -172,7 +167,38 @@ open({str(pids) + ".tmp"!r}, 'w').write(f"{{os.getpid()}} {{child}}")
 os.replace({str(pids) + ".tmp"!r}, {str(pids)!r})
 time.sleep(600)
 """
-    hang = script(tmp_path, "hang.py", body)
+    return script(tmp_path, "hang.py", body)
+
+
+@pytest.mark.slow
+def test_the_branch_timeout_bounds_a_check_and_kills_its_children(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+    """Without pytest's timeout signal (the orchestrator), what is left of the branch's time bounds a check
+    command whose own limit is longer; the command and its child are gone when the branch fails."""
+    old = diverge(repo)
+    pids = tmp_path / "pids.txt"
+    hang = hanging_with_a_child(tmp_path, pids)
+    config = settings(
+        check_commands=[[sys.executable, hang]], branch_alignment_timeout_seconds=4, error_detection_timeout_seconds=60
+    )
+    started = time.monotonic()
+    result = align("feature", config=config)["feature"]
+    assert time.monotonic() - started < 30
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))
+    seconds = float(str(result.message).rsplit(" timed out after ", 1)[1].split()[0])
+    assert seconds <= 4
+    assert repo.tip("feature") == old
+    for pid in map(int, pids.read_text().split()):
+        assert not alive(pid), f"process {pid} survived"
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, pytest.fail.Exception], ids=["ctrl-c", "branch-timeout"])
+def test_an_interrupted_check_is_killed_with_its_whole_process_group(
+    tmp_path: Path, interruption: type[BaseException]
+) -> None:
+    """Ctrl-C, or the branch's timeout (pytest-timeout's signal raises ``Failed``, a ``BaseException``),
+    arriving while a check command runs: the command and its child are gone when the exception leaves."""
+    pids = tmp_path / "pids.txt"
+    hang = hanging_with_a_child(tmp_path, pids)
 
     def interrupt(signum: int, frame: object) -> None:
         if pids.exists():  # both processes started: interrupt now, else look again shortly

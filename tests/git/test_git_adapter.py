@@ -12,13 +12,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
-from alignment.resources import MemoryGate, SlotLimiter, tree_pids, tree_rss_bytes
+from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
+from alignment.resources import MemoryGate, SlotLimiter
 from alignment.session import set_up_run
 from tests.conftest import Repo, entry
 
@@ -326,6 +328,33 @@ def test_memory_is_sampled_over_the_process_tree() -> None:
     assert not gate.allows_start(1)
 
 
+def test_only_a_process_that_samples_memory_loads_psutil() -> None:
+    """xdist workers import the git slots and the plugin, never sample, and so never pay psutil's import."""
+    script = textwrap.dedent("""
+        import sys
+        import alignment.orchestrator, alignment.pipeline, plugins.alignment_plugin
+        from alignment.resources import MemoryGate
+        print("psutil" in sys.modules)
+        MemoryGate(1, interval=0).sample()
+        print("psutil" in sys.modules)
+    """)
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.split() == ["False", "True"]
+
+
+def test_a_process_that_ends_while_it_is_measured_counts_zero() -> None:
+    def ended(process: psutil.Process) -> int:
+        raise psutil.NoSuchProcess(process.pid)
+
+    assert tree_sum(os.getpid(), ended) == 0
+
+
+def tree_pids(root_pid: int) -> list[int]:
+    processes = tree_processes(root_pid)
+    assert processes is not None
+    return [process.pid for process in processes]
+
+
 def test_children_that_hold_no_memory_of_their_own_are_left_out() -> None:
     zombie = subprocess.Popen(["true"])
     script = "import os, time; os.fork() or time.sleep(5); time.sleep(5)"
@@ -339,7 +368,6 @@ def test_children_that_hold_no_memory_of_their_own_are_left_out() -> None:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         found = tree_pids(os.getpid())
-        assert found is not None
         assert zombie.pid not in found
         assert copy.pid in found
         assert tree_pids(copy.pid) == [copy.pid]  # its fork runs the same program: the parent's pages

@@ -10,6 +10,7 @@ import copy
 import os
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from alignment.demo import build_demo
 from alignment.html_report import COLLAPSE_PASSING_AT, render_report
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from tests.conftest import Repo, entry, write_input
+from tests.conftest import Repo, entry, settings, write_input
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -221,3 +222,44 @@ def test_names_paths_messages_and_subjects_are_escaped_in_the_page(
         assert shown in text
     bars = page.all("rect", **{"class": "bar"})
     assert [bar["attrs"]["data-branch"] for bar in bars] == [branch]
+
+
+def test_a_plans_targets_findings_and_conflict_matrix_are_escaped_in_the_page(repo: Repo, tmp_path: Path) -> None:
+    """Markup in a target's name, in a finding (its file and message) and in the conflict matrix (branch names
+    and paths of a pair) is shown as text: the plan page gains no element."""
+    target, path, broken = "rel<em>", "<img src=x onerror=alert(1)>.txt", "<s>bad</s>.json"
+    lines = [f"line {number}\n" for number in range(8)]
+    repo.commit(target, {broken: "".join(lines)}, parent=repo.tip("main"))
+    base = repo.tip(target)
+    repo.commit("a<i>", {path: "a\n", broken: "".join(["line 0 \n", *lines[1:]])}, parent=base)
+    repo.commit("b<u>", {path: "b\n"}, parent=base)
+    repo.commit(target, {broken: "".join([*lines[:7], "line 7, changed\n"])})
+    input_path = write_input(tmp_path / "in.json", [entry("a<i>", target), entry("b<u>", target)])
+    plan = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(input_path, repo.path)
+    group = plan["orchestration_results"][target]
+    assert group["conflict_matrix"]["conflicts"][0]["paths"] == [path]
+    assert any(finding["file"] == broken for finding in group["branches"][0]["findings"])
+
+    html = (tmp_path / "reports" / "alignment_plan.html").read_text(encoding="utf-8")
+
+    page = Page(html)
+    assert [element["tag"] for element in page.elements if element["tag"] in ("em", "img", "s", "i", "u")] == []
+    assert len(page.all("script")) == 1
+    text = page.text()
+    for shown in (target, path, broken, "a<i> & b<u>"):
+        assert shown in text
+
+
+def test_a_check_commands_output_in_a_finding_is_escaped_in_the_page(repo: Repo, tmp_path: Path) -> None:
+    """A failed check command's finding quotes the end of its output, which may hold markup."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    check = [sys.executable, "-c", "print('<i>boom</i>'); raise SystemExit(1)"]
+    orchestrator = BranchAlignmentOrchestrator(settings(check_commands=[check]), reports_dir=tmp_path / "reports")
+    result = orchestrator.run(write_input(tmp_path / "in.json", [entry("feature")]), repo.path)
+    [finding] = result["orchestration_results"]["main"]["branches"][0]["findings"]
+    assert "<i>boom</i>" in finding["message"]
+
+    page = Page((tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8"))
+    assert page.all("i") == []
+    assert "<i>boom</i>" in page.text()

@@ -171,6 +171,35 @@ def test_collect_only_writes_no_run(pytester: pytest.Pytester, repo: Repo, tmp_p
     rerun.assert_outcomes(failed=1)  # only the branch that failed: collecting forgot nothing and added nothing
 
 
+@pytest.mark.parametrize(
+    ("late", "error"),
+    [
+        (["no_such_dir"], "ERROR: file or directory not found: no_such_dir"),  # refused in collection
+        (["--log-level", "LOUD"], "ERROR: 'LOUD' is not recognized as a logging level name*"),  # in configure
+        (["-n", "2", "--px", "popen"], "ERROR: Proxy gateway popen must include an id"),  # at session start
+    ],
+    ids=["collection", "configure", "sessionstart"],
+)
+def test_a_session_pytest_refuses_after_the_setup_publishes_nothing(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, late: list[str], error: str
+) -> None:
+    """The run is set up (its folder made) before pytest finishes checking its own options and arguments."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)).assert_outcomes(passed=1)
+    repo.commit("main", {"m.txt": "m\n"})  # something for the refused run to align
+    reports = tmp_path / "reports"
+    before = {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()}
+    latest, tip = (reports / "latest").resolve(), repo.tip("feature")
+    refused = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), *late)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines([error])
+    assert {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()} == before
+    assert len(list((reports / "runs").iterdir())) == 1
+    assert (reports / "latest").resolve() == latest
+    assert repo.tip("feature") == tip
+
+
 def test_lf_memory_is_per_input_and_repository(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
     base = repo.tip("main")
     repo.commit("other", {"app.py": "other\n"}, parent=base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from alignment.journal import Move, MoveJournal
 from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, RunState, list_runs, write_atomically
 
 
@@ -47,3 +48,11 @@ def test_latest_points_at_the_run_folder(tmp_path: Path) -> None:
         folder.point_latest()
     assert (tmp_path / "latest").resolve() == second.path.resolve()
     assert sorted(item.name for item in tmp_path.iterdir()) == ["latest", "runs"]
+
+
+def test_a_refused_run_folder_goes_unless_it_journaled_a_move(tmp_path: Path) -> None:
+    never_started, moved = made_run(tmp_path, "one", None), made_run(tmp_path, "two", None)
+    MoveJournal(moved.moves_dir).record(Move("feature", "a" * 40, "b" * 40))
+    for folder in (never_started, moved, RunFolder(tmp_path, "three")):  # "three" was never made
+        folder.remove()
+    assert [run.run_id for run in list_runs(tmp_path)] == ["two"]  # `alignment undo two` still works
