@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from alignment.components import BranchContext, Components, Integration
+from alignment.components import BranchContext, Integration
 from alignment.config import from_mapping
 from alignment.demo import History
 from alignment.detect import ChangeErrorDetector, check_file
@@ -35,6 +35,7 @@ from alignment.git import Git
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Finding
 from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.registry import Components
 from bench.generate import generate
 
 PROJECT = Path(__file__).resolve().parent.parent
