@@ -63,9 +63,8 @@ def _fields(model: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo]
 def _value_problems(
     value: object, annotation: Any, where: str, check: Check | None, checks: Mapping[str, Check]
 ) -> list[str]:
-    """The problems of one value: a nested model or mapping item by item, anything else as msgspec reads it.
-
-    ``check`` applies to the value only when its type is right.
+    """The problems of one value: a nested model, mapping or list of models item by item, then the value as
+    msgspec reads it (so a value with no problem here converts). ``check`` applies only when the type is right.
     """
     kind, inner = _shape(annotation)
     if kind is _Shape.MODEL and isinstance(value, Mapping):
@@ -83,13 +82,15 @@ def _value_problems(
     elif kind is _Shape.MODELS and isinstance(value, list):
         problems = _item_problems(value, inner, where, checks)
     else:
-        try:
-            msgspec.convert(value, annotation)
-        except msgspec.ValidationError:
-            items = _item_problems(value, inner, where, {}) if kind is _Shape.LIST and isinstance(value, list) else []
-            return items or [f"{where}: expected {expected(annotation)}, got {_got(value)}"]
         problems = []
-    return problems or [f"{where}{suffix}: {problem}" for suffix, problem in (check(value) if check else ())]
+    if problems:
+        return problems
+    try:
+        msgspec.convert(value, annotation)
+    except msgspec.ValidationError:
+        items = _item_problems(value, inner, where, {}) if kind is _Shape.LIST and isinstance(value, list) else []
+        return items or [f"{where}: expected {expected(annotation)}, got {_got(value)}"]
+    return [f"{where}{suffix}: {problem}" for suffix, problem in (check(value) if check else ())]
 
 
 def _item_problems(value: list[Any], item: Any, where: str, checks: Mapping[str, Check]) -> list[str]:
@@ -151,7 +152,7 @@ def _words(kind: types.Type) -> str:
         values = [item.value for item in kind.cls] if isinstance(kind, types.EnumType) else kind.values
         return f"one of {', '.join(str(value) for value in values)}"
     if isinstance(kind, (types.ListType, types.VarTupleType)):
-        return f"a list of {_plural(_words(kind.item_type))}"
+        return f"a {'non-empty ' if kind.min_length else ''}list of {_plural(_words(kind.item_type))}"
     return _KINDS.get(type(kind), "a value")
 
 
@@ -176,8 +177,8 @@ def _plural(words: str) -> str:
 
 
 def _got(value: object) -> str:
-    """The value itself when short and plain; its kind for a list or a mapping."""
-    return kind_of(value) if isinstance(value, (Mapping, list)) else shown(value)
+    """The value itself when short and plain; its kind for a list or a mapping that is not empty."""
+    return kind_of(value) if isinstance(value, (Mapping, list)) and value else shown(value)
 
 
 def _at(where: str, key: object) -> str:

@@ -115,7 +115,8 @@ def test_settings_round_trip_through_plain_data() -> None:
         ({"check_commands": [3]}, "orchestration.check_commands[0]: expected a string or a list of strings, got 3"),
         ({"check_commands": ["'unclosed"]}, "orchestration.check_commands[0]: cannot split command"),
         ({"check_commands": [""]}, "orchestration.check_commands[0]: expected a command, got an empty one"),
-        ({"targets": []}, "orchestration.targets: expected a mapping of target names, got a list"),
+        ({"targets": []}, "orchestration.targets: expected a mapping of target names, got []"),
+        ({"targets": [1]}, "orchestration.targets: expected a mapping of target names, got a list"),
         ({"targets": {"a b": {}}}, "orchestration.targets.a b: expected a target branch name"),
         ({"targets": {"main": 3}}, "orchestration.targets.main: expected a mapping, got 3"),
         (

@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from alignment.errors import InputError
-from alignment.inputs import BranchInput, _read_regular_file, load_branches
+from alignment.inputs import BranchInput, CategorizedBranches, _read_regular_file, load_branches
+from alignment.validation import problems_of
 from tests.conftest import entry, write_input
 
 
@@ -233,3 +234,9 @@ def test_a_schema_key_is_accepted(tmp_path: Path) -> None:
     path.write_text(json.dumps({"$schema": 1, "branches": [entry("a")]}), encoding="utf-8")
     with pytest.raises(InputError, match=r"in\.json: \$schema: expected a string, got 1"):
         load_branches(path)
+
+
+def test_the_model_alone_refuses_an_empty_list() -> None:
+    """``parse_branches`` says it first in its own words; the model, which the schema comes from, agrees."""
+    problems = problems_of({"branches": []}, CategorizedBranches, "", {})
+    assert problems == ["branches: expected a non-empty list of objects, got []"]
