@@ -1,5 +1,5 @@
-"""The ``alignment`` command: undo a run, list runs, merge the results of shards. (Aligning itself is
-``pytest alignment/ ...``.)"""
+"""The ``alignment`` command: undo a run, list runs, merge the results of shards, print the JSON Schema of
+a file users write. (Aligning itself is ``pytest alignment/ ...``.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from alignment.journal import Outcome
 from alignment.merge import merge_results
 from alignment.report import html_name, write_results
 from alignment.runs import RESULTS_FILE, RunState, list_runs
+from alignment.schemas import SCHEMAS, schema_text
 from alignment.session import moves_made
 from alignment.undo import undo_run
 
@@ -41,7 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge = commands.add_parser("merge-results", help="combine the results of --shard K/N runs into one")
     merge.add_argument("results", nargs="+", type=Path, help="each shard's alignment_results.json")
     merge.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where to write them")
+    schema = commands.add_parser("schema", help="print the JSON Schema of alignment.yaml or of the input file")
+    schema.add_argument(
+        "file", choices=sorted(SCHEMAS), help="config: alignment.yaml; input: categorized_branches.json"
+    )
     arguments = parser.parse_args(argv)
+    if arguments.command == "schema":
+        print(schema_text(arguments.file), end="")
+        return 0
     try:
         if arguments.command == "merge-results":
             return _merge(arguments.results, arguments.output)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from alignment.model import Status
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 MAX_LISTED_PROBLEMS = 20  # a file with thousands of bad entries still gives a line one can read
 
@@ -22,18 +26,17 @@ class UsageProblem(AlignmentError):
     """Bad input the user can fix: a file, a field, an option. Nothing was changed when it is raised."""
 
 
-class InputError(UsageProblem):
-    """``categorized_branches.json`` is missing or does not match the spec's input format."""
+class FileProblem(UsageProblem):
+    """A file the user wrote does not match its format: ``<file>: <where>: <what was expected>``."""
 
     def __init__(self, path: object, where: str, problem: str) -> None:
         self.path = str(path)
         self.where = where
         self.problem = one_line(problem)
-        location = f"{self.path}: {where}: " if where else f"{self.path}: "
-        super().__init__(location + self.problem)
+        super().__init__(f"{self.path}: {where}: {self.problem}" if where else f"{self.path}: {self.problem}")
 
     @classmethod
-    def of_all(cls, path: object, problems: Sequence[str]) -> InputError:
+    def of_all(cls, path: object, problems: Sequence[str]) -> Self:
         """One error for every problem (``where: what``) of a file: the problem itself when alone, else a count
         and the list (the first ``MAX_LISTED_PROBLEMS``), so a hand-written file is fixed in one pass."""
         if len(problems) == 1:
@@ -44,14 +47,12 @@ class InputError(UsageProblem):
         return cls(path, "", f"{len(problems)} problems: {listed}" + (f"; and {more} more" if more > 0 else ""))
 
 
-class ConfigError(UsageProblem):
-    """The YAML configuration has an unknown key, a wrong type or a value out of range."""
+class InputError(FileProblem):
+    """``categorized_branches.json`` (or another input file) is missing or does not match its format."""
 
-    def __init__(self, path: object, key: str, problem: str) -> None:
-        self.path = str(path)
-        self.key = key
-        self.problem = one_line(problem)
-        super().__init__(f"{self.path}: {key}: {self.problem}" if key else f"{self.path}: {self.problem}")
+
+class ConfigError(FileProblem):
+    """The YAML configuration has an unknown key, a wrong type or a value out of range."""
 
 
 class RepositoryError(UsageProblem):

@@ -128,18 +128,6 @@ class RepoLocation:
         main = None if main_bare else (top if git_dir == common_dir else common_dir.parent)
         return cls(git_dir, common_dir, main)
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {
-            "git_dir": str(self.git_dir),
-            "common_dir": str(self.common_dir),
-            "main_work_tree": str(self.main_work_tree) if self.main_work_tree else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, str | None]) -> RepoLocation:
-        main = data.get("main_work_tree")
-        return cls(Path(str(data["git_dir"])), Path(str(data["common_dir"])), Path(main) if main else None)
-
 
 @dataclass(frozen=True)
 class Conflict:

@@ -1,4 +1,4 @@
-"""Load and validate ``categorized_branches.json`` (079.2) and group its branches by target.
+"""Load and validate ``categorized_branches.json`` and group its branches by target.
 
 Every problem is one ``InputError`` line naming the file, the entry and field, and what was expected; nothing
 is read from the repository here, so bad input never changes anything.
@@ -6,25 +6,53 @@ is read from the repository here, so bad input never changes anything.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import stat
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from alignment.errors import InputError, counted, kind_of, shown
+import msgspec
+
+from alignment.errors import InputError, counted, kind_of
 from alignment.model import BranchSpec
 from alignment.names import invalid_branch_name
 from alignment.shard import Shard, ShardSpec, fingerprint, partition
+from alignment.validation import Check, closest, problems_of
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 MAX_NESTING = 64  # lists and objects inside each other; an entry needs 3
-_REQUIRED_FIELDS = ("branch_name", "assigned_target")
-_OPTIONAL_FIELDS = ("confidence", "tags", "cluster_id")  # Task 007's classification: validated when present
-_KNOWN_FIELDS = _REQUIRED_FIELDS + _OPTIONAL_FIELDS
+BranchName = Annotated[
+    str,
+    msgspec.Meta(
+        description="A git branch name (git check-ref-format --branch).", extra={"expected": "a branch name (string)"}
+    ),
+]
+
+
+class Entry(msgspec.Struct, frozen=True):
+    """One branch of the input. Only the name and the target are required; the classification that made the
+    file (``confidence``, ``tags``, ``cluster_id``) is checked when present. Other keys are kept, with a warning."""
+
+    branch_name: BranchName
+    assigned_target: BranchName
+    confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    tags: tuple[str, ...] | None = None
+    cluster_id: int | None = None
+
+
+class CategorizedBranches(msgspec.Struct, frozen=True):
+    """The input file: the spec's input format, and an optional ``$schema`` for editors. Other keys are ignored."""
+
+    branches: Annotated[
+        tuple[Annotated[Entry, msgspec.Meta(extra={"expected": "an object"})], ...], msgspec.Meta(min_length=1)
+    ]
+    schema: str | None = msgspec.field(default=None, name="$schema")
+
+
+_KNOWN_FIELDS = Entry.__struct_fields__
 
 
 @dataclass(frozen=True)
@@ -57,15 +85,6 @@ class BranchInput:
     @property
     def targets(self) -> tuple[str, ...]:
         return tuple(group.target for group in self.groups)
-
-    def to_data(self) -> dict[str, Any]:
-        data = {"source": self.source, "branches": [spec.to_dict() for spec in self.branches]}
-        return data if self.shard is None else {**data, "shard": self.shard.to_dict()}
-
-    @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> BranchInput:
-        shard = Shard.from_dict(data["shard"]) if "shard" in data else None
-        return replace(parse_branches(data, data["source"]), shard=shard)
 
     def select_shard(self, spec: ShardSpec) -> BranchInput:
         """Shard ``spec`` of these branches (``alignment.shard`` has the rule), still in input order."""
@@ -117,13 +136,16 @@ def _read_regular_file(source: Path) -> bytes:
     """
     descriptor = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        mode = os.fstat(descriptor).st_mode
+        info = os.fstat(descriptor)
+        mode = info.st_mode
         if stat.S_ISDIR(mode):
             raise InputError(source, "", "is a directory; expected a JSON file")
         if not stat.S_ISREG(mode):
             raise InputError(source, "", f"is {_file_kind(mode)}; expected a regular JSON file")
         with os.fdopen(descriptor, "rb", closefd=False) as stream:
-            data = stream.read(MAX_INPUT_BYTES + 1)
+            data = stream.read(min(info.st_size, MAX_INPUT_BYTES) + 1)  # a buffer of the file's size, not the bound
+            if len(data) > info.st_size:  # it grew since fstat: read on, up to the bound
+                data += stream.read(MAX_INPUT_BYTES + 1 - len(data))
     finally:
         os.close(descriptor)
     if len(data) > MAX_INPUT_BYTES:
@@ -170,53 +192,23 @@ def parse_branches(data: object, source: str) -> BranchInput:
         raise InputError(source, "branches", f"expected a list of branch entries, got {got}")
     if not entries:
         raise InputError(source, "branches", "the list is empty; expected at least one branch entry")
-    problems: list[str] = []
-    specs = tuple(
-        spec for index, entry in enumerate(entries) if (spec := _parse_entry(entry, index, problems)) is not None
-    )
-    if not problems:
-        _check_names_unique(specs, problems)
+    problems = problems_of(data, CategorizedBranches, "", _CHECKS)
     if problems:
         raise InputError.of_all(source, problems)
-    return BranchInput(source, specs, _unknown_key_warnings(entries))
-
-
-def _parse_entry(entry: object, index: int, problems: list[str]) -> BranchSpec | None:
-    """The entry as a ``BranchSpec``, or None after adding each of its problems (``where: what``) to ``problems``."""
-    where = f"branches[{index}]"
-    if not isinstance(entry, Mapping):
-        problems.append(f"{where}: expected an object, got {kind_of(entry)}")
-        return None
-    found = len(problems)
-    names = {}
-    for name in _REQUIRED_FIELDS:
-        if name not in entry:
-            problems.append(f"{where}.{name}: required field is missing")
-        else:
-            names[name] = _ref_name(entry[name], f"{where}.{name}", problems)
-    confidence = entry.get("confidence")
-    if confidence is not None and (
-        isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1
-    ):
-        problems.append(f"{where}.confidence: expected a number from 0 to 1, got {shown(confidence)}")
-    tags = entry.get("tags")
-    if tags is not None and (not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags)):
-        problems.append(f"{where}.tags: expected a list of strings, got {shown(tags)}")
-    cluster_id = entry.get("cluster_id")
-    if cluster_id is not None and (isinstance(cluster_id, bool) or not isinstance(cluster_id, int)):
-        problems.append(f"{where}.cluster_id: expected an integer, got {shown(cluster_id)}")
-    if len(problems) > found:
-        return None
-    extra = {key: value for key, value in entry.items() if key not in _KNOWN_FIELDS}
-    return BranchSpec(
-        names["branch_name"],
-        names["assigned_target"],
-        None if confidence is None else float(confidence),
-        None if tags is None else tuple(tags),
-        cluster_id,
-        index,
-        extra,
+    typed = msgspec.convert(data, CategorizedBranches).branches
+    specs = tuple(
+        BranchSpec(
+            entry.branch_name,
+            entry.assigned_target,
+            entry.confidence,
+            entry.tags,
+            entry.cluster_id,
+            index,
+            {key: value for key, value in raw.items() if key not in _KNOWN_FIELDS},
+        )
+        for index, (entry, raw) in enumerate(zip(typed, entries, strict=True))
     )
+    return BranchInput(source, specs, _unknown_key_warnings(entries))
 
 
 def _unknown_key_warnings(entries: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -230,32 +222,31 @@ def _unknown_key_warnings(entries: Sequence[Mapping[str, Any]]) -> tuple[str, ..
                 counts[key] = counts.get(key, 0) + 1
     warnings = []
     for key, index in first.items():
-        close = difflib.get_close_matches(key, _KNOWN_FIELDS, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(_KNOWN_FIELDS)}"
         others = f" (and {counted(counts[key] - 1, 'more entry', 'more entries')})" if counts[key] > 1 else ""
-        warnings.append(f"branches[{index}].{key}{others}: unknown key, kept but not used ({hint})")
+        warnings.append(
+            f"branches[{index}].{key}{others}: unknown key, kept but not used ({closest(key, _KNOWN_FIELDS)})"
+        )
     return tuple(warnings)
 
 
-def _ref_name(value: object, where: str, problems: list[str]) -> str:
-    if not isinstance(value, str):
-        problems.append(f"{where}: expected a branch name (string), got {shown(value)}")
-        return ""
-    problem = invalid_branch_name(value)
+def _ref_name(name: str) -> Iterator[tuple[str, str]]:
+    problem = invalid_branch_name(name)
     if problem:
-        problems.append(f"{where}: {value!r} is not a valid git branch name: it {problem}")
-    return value
+        yield "", f"{name!r} is not a valid git branch name: it {problem}"
 
 
-def _check_names_unique(specs: Sequence[BranchSpec], problems: list[str]) -> None:
+def _names_unique(entries: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
+    """A branch listed twice, or listed while it is a target: either would be aligned twice or onto itself."""
     first_index: dict[str, int] = {}
-    targets = {spec.target for spec in specs}
-    for spec in specs:
-        where = f"branches[{spec.index}].branch_name"
-        if spec.name in first_index:
-            problems.append(f"{where}: {spec.name!r} is listed twice (first at branches[{first_index[spec.name]}])")
-        first_index.setdefault(spec.name, spec.index)
-        if spec.name in targets:
-            problems.append(
-                f"{where}: {spec.name!r} is also a target; a target branch cannot be aligned onto another target"
-            )
+    targets = {entry["assigned_target"] for entry in entries}
+    for index, entry in enumerate(entries):
+        name = entry["branch_name"]
+        where = f"[{index}].branch_name"
+        if name in first_index:
+            yield where, f"{name!r} is listed twice (first at branches[{first_index[name]}])"
+        first_index.setdefault(name, index)
+        if name in targets:
+            yield where, f"{name!r} is also a target; a target branch cannot be aligned onto another target"
+
+
+_CHECKS: dict[str, Check] = {"branch_name": _ref_name, "assigned_target": _ref_name, "branches": _names_unique}

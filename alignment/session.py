@@ -9,17 +9,17 @@ hands it to xdist workers unchanged; ``pipeline.Runtime`` is what each process b
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from alignment import housekeeping
-from alignment.config import Settings, from_mapping
+from alignment.config import Settings
 from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
@@ -46,25 +46,6 @@ class Snapshot:
         if branch in self.up_to_date:
             return Action.UP_TO_DATE
         return Action.FAST_FORWARD if branch in self.behind else Action.MERGE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target_commits": dict(self.target_commits),
-            "tips": dict(self.tips),
-            "up_to_date": sorted(self.up_to_date),
-            "behind": sorted(self.behind),
-            "commit_graph_written": self.commit_graph_written,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        return cls(
-            target_commits=data["target_commits"],
-            tips=data["tips"],
-            up_to_date=frozenset(data["up_to_date"]),
-            behind=frozenset(data["behind"]),
-            commit_graph_written=data["commit_graph_written"],
-        )
 
 
 def take_snapshot(
@@ -154,42 +135,34 @@ class RunSetup:
     @property
     def breaker_settings(self) -> Settings:
         """The settings the circuit breaker follows: a plan never stops early, it predicts every branch."""
-        return replace(self.settings, enable_circuit_breaker=False) if self.predict else self.settings
+        return msgspec.structs.replace(self.settings, enable_circuit_breaker=False) if self.predict else self.settings
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_id": self.run_id,
-                "started": self.started,
-                "settings": self.settings.to_dict(),
-                "location": self.location.to_dict(),
-                "branches": self.branches.to_data(),
-                "snapshot": self.snapshot.to_dict(),
-                "reports_dir": str(self.folder.reports_dir),
-                "scratch_dir": str(self.scratch_dir),
-                "predict": self.predict,
-            }
-        )
+        """The setup as JSON text: how it reaches xdist workers (execnet carries text, not objects)."""
+        return msgspec.json.encode(self, enc_hook=_encode_path).decode()
 
     @classmethod
     def from_json(cls, text: str) -> RunSetup:
-        data = json.loads(text)
-        return cls(
-            run_id=data["run_id"],
-            started=data["started"],
-            settings=from_mapping({"orchestration": data["settings"]}, "run setup"),
-            location=RepoLocation.from_dict(data["location"]),
-            branches=BranchInput.from_data(data["branches"]),
-            snapshot=Snapshot.from_dict(data["snapshot"]),
-            folder=RunFolder(Path(data["reports_dir"]), data["run_id"]),
-            scratch_dir=Path(data["scratch_dir"]),
-            predict=data["predict"],
-        )
+        """Inverse of ``to_json``; the controller validated the input and settings already."""
+        return msgspec.json.decode(text, type=cls, dec_hook=_decode_path)
 
     def discard_scratch(self) -> None:
         """End of the run (owner only): release the scratch directory and delete it."""
         housekeeping.release(self.scratch_dir)
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+
+def _encode_path(value: object) -> str:
+    """msgspec's hook for the one type it does not know: a ``Path`` travels as its text."""
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError(type(value))
+
+
+def _decode_path(kind: type, value: object) -> Path:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(kind)
 
 
 def set_up_run(

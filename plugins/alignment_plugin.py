@@ -21,7 +21,6 @@ the last real run made it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import alignment
@@ -147,7 +147,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         settings = load_settings(_path_option(config, "alignment_config"))
         remote = config.getoption("alignment_remote") or config.getini("alignment_remote")
         if remote:
-            settings = dataclasses.replace(settings, remote=check_remote_name(str(remote), "--remote"))
+            settings = msgspec.structs.replace(settings, remote=check_remote_name(str(remote), "--remote"))
         demo_dir = None
         repo: Path | str | None
         if demo:

@@ -36,7 +36,6 @@ def test_discovery_accepts_the_top_level_and_the_git_dir(repo: Repo) -> None:
     top = RepoLocation.discover(repo.path)
     assert RepoLocation.discover(repo.path / ".git") == top
     assert top.main_work_tree == repo.path.resolve()
-    assert RepoLocation.from_dict(top.to_dict()) == top
 
 
 @pytest.mark.parametrize(("relative", "message"), [("missing", "no such directory"), ("sub", "not a git repository")])

@@ -315,7 +315,7 @@ def test_a_module_two_source_roots_define_is_not_judged(repo: Repo, align: Align
     "key", ["detect_python_compile", "detect_python_flakes", "detect_removed_names", "detect_other_languages"]
 )
 def test_a_switch_that_is_not_a_boolean_is_refused_naming_it(key: str) -> None:
-    with pytest.raises(ConfigError, match=f"orchestration.{key}.*expected true or false, got a string"):
+    with pytest.raises(ConfigError, match=f'orchestration.{key}.*expected true or false, got "yes"'):
         settings(**{key: "yes"})
 
 

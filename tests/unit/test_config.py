@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from alignment.config import Settings, from_mapping, load_settings
@@ -84,7 +86,7 @@ def test_settings_round_trip_through_plain_data() -> None:
     settings = from_mapping(
         {"orchestration": {"check_commands": ["a b"], "targets": {"t": {"integration_strategy": "rebase"}}}}
     )
-    assert from_mapping({"orchestration": settings.to_dict()}) == settings
+    assert from_mapping({"orchestration": msgspec.to_builtins(settings)}) == settings
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_settings_round_trip_through_plain_data() -> None:
         ({"zzz": 1}, "orchestration.zzz: unknown key (known keys:"),
         (
             {"enable_parallelization": "yes"},
-            "orchestration.enable_parallelization: expected true or false, got a string",
+            'orchestration.enable_parallelization: expected true or false, got "yes"',
         ),
         ({"max_workers_per_target": 0}, "orchestration.max_workers_per_target: expected an integer >= 1, got 0"),
         ({"max_workers_per_target": True}, "expected an integer >= 1, got true"),
@@ -105,17 +107,18 @@ def test_settings_round_trip_through_plain_data() -> None:
         ({"failure_threshold_percent": 150}, "expected a number from 0 to 100, got 150"),
         ({"explain_budget_merges": -1}, "orchestration.explain_budget_merges: expected an integer >= 0, got -1"),
         ({"explain_budget_seconds": 0}, "orchestration.explain_budget_seconds: expected a number > 0, got 0"),
-        ({"log_level": "LOUD"}, 'expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got "LOUD"'),
+        ({"log_level": "LOUD"}, 'expected one of CRITICAL, DEBUG, ERROR, INFO, WARNING, got "LOUD"'),
         ({"integration_strategy": "squash"}, 'expected one of merge, rebase, got "squash"'),
         ({"backup_branch_prefix": "bad prefix"}, "'bad prefix' cannot start a branch name"),
         ({"backup_branch_prefix": ""}, "expected a non-empty string"),
-        ({"check_commands": "make"}, "orchestration.check_commands: expected a list of commands, got a string"),
+        ({"check_commands": "make"}, 'orchestration.check_commands: expected a list of commands, got "make"'),
         ({"check_commands": [3]}, "orchestration.check_commands[0]: expected a string or a list of strings, got 3"),
         ({"check_commands": ["'unclosed"]}, "orchestration.check_commands[0]: cannot split command"),
         ({"check_commands": [""]}, "orchestration.check_commands[0]: expected a command, got an empty one"),
-        ({"targets": []}, "orchestration.targets: expected a mapping of target names, got a list"),
+        ({"targets": []}, "orchestration.targets: expected a mapping of target names, got []"),
+        ({"targets": [1]}, "orchestration.targets: expected a mapping of target names, got a list"),
         ({"targets": {"a b": {}}}, "orchestration.targets.a b: expected a target branch name"),
-        ({"targets": {"main": 3}}, "orchestration.targets.main: expected a mapping, got a number"),
+        ({"targets": {"main": 3}}, "orchestration.targets.main: expected a mapping, got 3"),
         (
             {"targets": {"main": {"workers": 2}}},
             "orchestration.targets.main.workers: unknown key (did you mean max_workers?)",
@@ -138,7 +141,7 @@ def test_bad_values_name_the_key(orchestration: dict[str, object], message: str)
     [
         ("- a list\n", "expected a mapping with an 'orchestration' key"),
         ("orchestraton: {}\n", "orchestraton: unknown key (did you mean orchestration?)"),
-        ("orchestration: 3\n", "orchestration: expected a mapping, got a number"),
+        ("orchestration: 3\n", "orchestration: expected a mapping, got 3"),
         ("orchestration:\n  a: [\n", "line 3, column 1: invalid YAML"),
     ],
 )
@@ -165,3 +168,37 @@ def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
 def test_rebase_without_backups_is_refused(orchestration: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=f"{key}: rebase needs enable_backup_branches"):
         from_mapping({"orchestration": {"enable_backup_branches": False, **orchestration}})
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    orchestration = {
+        "max_workers_per_targt": 2,
+        "log_level": "LOUD",
+        "check_commands": ["'unclosed", ""],
+        "targets": {"main": {"workers": 2, "max_workers": 0}},
+    }
+    with pytest.raises(ConfigError) as raised:
+        from_mapping({"orchestration": orchestration}, "alignment.yaml")
+    assert str(raised.value) == (
+        "alignment.yaml: 6 problems: "
+        "orchestration.max_workers_per_targt: unknown key (did you mean max_workers_per_target?); "
+        'orchestration.log_level: expected one of CRITICAL, DEBUG, ERROR, INFO, WARNING, got "LOUD"; '
+        "orchestration.check_commands[0]: cannot split command: No closing quotation; "
+        "orchestration.check_commands[1]: expected a command, got an empty one; "
+        "orchestration.targets.main.workers: unknown key (did you mean max_workers?); "
+        "orchestration.targets.main.max_workers: expected an integer >= 1, got 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("orchestration", "message"),
+    [
+        ({"targets": {1: {}}}, "orchestration.targets.1: expected a string key, got 1"),
+        ({"remote": "-x"}, 'orchestration.remote: expected the name of a git remote, got "-x"'),
+        ({"remote_backups": "refs/x"}, "orchestration.remote_backups: expected remote, local or a ref namespace"),
+        ({"check_commands": [["a", 1]]}, "orchestration.check_commands[0]: expected a string or a list of strings"),
+    ],
+)
+def test_rules_past_the_type_name_the_key(orchestration: dict[object, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_mapping({"orchestration": orchestration}, "alignment.yaml")

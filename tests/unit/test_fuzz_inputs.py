@@ -19,7 +19,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FIELDS = ["branch_name", "assigned_target", "confidence", "tags", "cluster_id"]
-SETTING_KEYS = [*Settings.__dataclass_fields__, "max_workers", "bogus"]
+SETTING_KEYS = [*Settings.__struct_fields__, "max_workers", "bogus"]
 VALID = json.dumps({"branches": [{"branch_name": "feature/a", "assigned_target": "main", "confidence": 0.5,
                                   "tags": ["t"], "cluster_id": 1}]}, indent=2)  # fmt: skip
 

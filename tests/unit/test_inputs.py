@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import tracemalloc
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from alignment.errors import InputError
-from alignment.inputs import BranchInput, load_branches
+from alignment.inputs import BranchInput, CategorizedBranches, _read_regular_file, load_branches
+from alignment.validation import problems_of
 from tests.conftest import entry, write_input
 
 
@@ -56,7 +59,7 @@ def test_only_name_and_target_are_required(tmp_path: Path) -> None:
     assert (spec.name, spec.target, spec.confidence, spec.tags, spec.cluster_id) == ("a", "main", None, None, None)
     assert spec.to_dict() == {"branch_name": "a", "assigned_target": "main"}
     assert loaded.warnings == ()
-    assert BranchInput.from_data(json.loads(json.dumps(loaded.to_data()))) == loaded
+    assert msgspec.json.decode(msgspec.json.encode(loaded), type=BranchInput) == loaded
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
@@ -104,7 +107,7 @@ def test_unknown_keys_are_warned_with_the_closest_known_key(tmp_path: Path) -> N
 
 def test_round_trip_through_json(tmp_path: Path) -> None:
     loaded = load_branches(write_input(tmp_path / "in.json", [entry("a", note=1)]))
-    again = BranchInput.from_data(json.loads(json.dumps(loaded.to_data())))
+    again = msgspec.json.decode(msgspec.json.encode(loaded), type=BranchInput)
     assert again == loaded
     assert again.branches[0].extra == {"note": 1}
 
@@ -115,7 +118,7 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
         ([], 'top level: expected an object with a "branches" list, got a list'),
         ({}, "branches: expected a list of branch entries, got nothing"),
         ({"branches": {}}, "branches: expected a list of branch entries, got an object"),
-        ({"branches": [1]}, "branches[0]: expected an object, got a number"),
+        ({"branches": [1]}, "branches[0]: expected an object, got 1"),
         ({"branches": [{"branch_name": "a"}]}, "branches[0].assigned_target: required field is missing"),
         ({"branches": [entry("a", confidence=1.5)]}, "branches[0].confidence: expected a number from 0 to 1, got 1.5"),
         (
@@ -123,7 +126,7 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
             "branches[0].confidence: expected a number from 0 to 1, got true",
         ),
         ({"branches": [entry("a", tags="x")]}, 'branches[0].tags: expected a list of strings, got "x"'),
-        ({"branches": [entry("a", tags=[1])]}, "branches[0].tags: expected a list of strings, got [1]"),
+        ({"branches": [entry("a", tags=[1])]}, "branches[0].tags[0]: expected a string, got 1"),
         ({"branches": [entry("a", cluster_id=1.0)]}, "branches[0].cluster_id: expected an integer, got 1.0"),
         ({"branches": [entry("a", cluster_id=False)]}, "branches[0].cluster_id: expected an integer, got false"),
         ({"branches": [entry(7)]}, "branches[0].branch_name: expected a branch name (string), got 7"),
@@ -205,3 +208,35 @@ def test_nesting_is_bounded_and_the_error_names_the_entry(tmp_path: Path) -> Non
     path.write_text(json.dumps({"branches": [entry("a", ok=nested)], "other": [[[[nested]]]]}), encoding="utf-8")
     with pytest.raises(InputError, match=r"in\.json: other\[0\]: nested"):
         load_branches(path)
+
+
+def test_reading_a_small_file_allocates_its_size_not_the_bound(tmp_path: Path) -> None:
+    path = write_input(tmp_path / "in.json", [entry("a")])
+    tracemalloc.start()
+    try:
+        load_branches(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+
+
+def test_a_file_longer_than_its_stat_size_is_read_whole() -> None:
+    status = Path("/proc/self/status")  # a regular file whose size says 0
+    assert status.stat().st_size == 0
+    assert b"\nPid:" in _read_regular_file(status)
+
+
+def test_a_schema_key_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"$schema": "x.json", "branches": [entry("a")]}), encoding="utf-8")
+    assert load_branches(path).warnings == ()
+    path.write_text(json.dumps({"$schema": 1, "branches": [entry("a")]}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"in\.json: \$schema: expected a string, got 1"):
+        load_branches(path)
+
+
+def test_the_model_alone_refuses_an_empty_list() -> None:
+    """``parse_branches`` says it first in its own words; the model, which the schema comes from, agrees."""
+    problems = problems_of({"branches": []}, CategorizedBranches, "", {})
+    assert problems == ["branches: expected a non-empty list of objects, got []"]
