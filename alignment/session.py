@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment import housekeeping
+from alignment.clones import WorkerClones
 from alignment.config import Settings, from_mapping
 from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
@@ -136,6 +137,7 @@ class RunSetup:
     scratch_dir: Path
     housekeeping: tuple[str, ...] = ()
     predict: bool = False
+    clones: WorkerClones | None = None  # --worker-clones: each xdist worker aligns in a clone of its own
 
     @property
     def stop_flag(self) -> Path:
@@ -168,6 +170,7 @@ class RunSetup:
                 "reports_dir": str(self.folder.reports_dir),
                 "scratch_dir": str(self.scratch_dir),
                 "predict": self.predict,
+                "clones": None if self.clones is None else self.clones.to_dict(),
             }
         )
 
@@ -184,6 +187,7 @@ class RunSetup:
             folder=RunFolder(Path(data["reports_dir"]), data["run_id"]),
             scratch_dir=Path(data["scratch_dir"]),
             predict=data["predict"],
+            clones=None if data["clones"] is None else WorkerClones.from_dict(data["clones"]),
         )
 
     def discard_scratch(self) -> None:
