@@ -1,0 +1,96 @@
+"""``alignment.clones``: a worker's clone is made on first use, refreshed by fetch later, and locked per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alignment.clones import Clone, WorkerClones, fetch_into, open_clone, pinned_ref, with_clones
+from alignment.config import Settings
+from alignment.errors import RepositoryError
+from alignment.inputs import load_branches
+from alignment.remote import tracking_root
+from alignment.session import RunSetup, set_up_run
+from tests.conftest import Repo, entry, write_input
+from tests.remotes import NAMES, Origin, make_origin
+
+
+@pytest.fixture
+def origin(repo: Repo, tmp_path: Path) -> Origin:
+    return make_origin(repo, tmp_path)
+
+
+def setup_of(origin: Origin, url: str | None = None) -> RunSetup:
+    """A ``--remote origin`` run's setup with clones; ``url``: the remote's URL the controller reads then."""
+    write_input(origin.tmp / "in.json", [entry(name) for name in NAMES])
+    settings = Settings(remote="origin")
+    made = set_up_run(settings, load_branches(origin.tmp / "in.json"), origin.clone.path, reports_dir=origin.tmp / "r")
+    made.discard_scratch()
+    if url is not None:
+        origin.clone.git("remote", "set-url", "origin", url)
+    return with_clones(made, str(origin.tmp / "clones"))
+
+
+def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin) -> None:
+    setup = setup_of(origin, url="../remote.git")  # relative: to the repository's working tree
+    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path.resolve()))
+    assert RunSetup.from_json(setup.to_json()).clones == setup.clones
+
+
+def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(origin: Origin) -> None:
+    setup = setup_of(origin)
+    assert setup.clones is not None
+    with open_clone(setup.clones, "gw0", "origin") as clone:
+        assert clone.created
+        assert clone.location.git_dir == origin.tmp / "clones" / "gw0.git"
+        worker = fetch_into(clone, setup)
+        assert worker.location == clone.location
+        copy = Repo(clone.location.git_dir)
+        for name, old in origin.olds.items():
+            assert copy.git("rev-parse", tracking_root("origin") + name) == old
+    new = origin.bare.git("rev-parse", "feature-b^")  # the remote moved: the next run's fetch follows it
+    origin.bare.git("update-ref", "refs/heads/feature-b", new)
+    with open_clone(setup.clones, "gw0", "origin") as again:
+        assert not again.created
+        fetch_into(again, setup)
+        assert Repo(again.location.git_dir).git("rev-parse", tracking_root("origin") + "feature-b") == new
+
+
+def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(origin: Origin, repo: Repo) -> None:
+    setup = setup_of(origin)
+    assert setup.clones is not None
+    repo.commit("main", {"later.txt": "x\n"})
+    repo.git("push", "-q", str(origin.bare.path), "main")
+    origin.bare.git("update-ref", "refs/heads/main", origin.olds["feature-a"])  # the pinned one: unreachable
+    with open_clone(setup.clones, "gw1", "origin") as clone:
+        fetch_into(clone, setup)
+        assert Repo(clone.location.git_dir).git("rev-parse", pinned_ref("main")) == origin.target
+
+
+def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    held: list[Clone] = []
+    try:
+        for expected in ("gw0", "gw0-2", "gw0-3"):
+            held.append(open_clone(clones, "gw0", "origin"))
+            assert held[-1].location.git_dir.name == f"{expected}.git"
+    finally:
+        for clone in held:
+            clone.close()
+    with open_clone(clones, "gw0", "origin") as reused:  # released: the first one again
+        assert reused.location.git_dir.name == "gw0.git"
+
+
+def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    with open_clone(clones, "gw0", "origin"), pytest.raises(RepositoryError, match="1 clones of worker gw0 are in use"):
+        open_clone(clones, "gw0", "origin")
+
+
+def test_a_clones_dir_that_cannot_be_made_is_one_clear_error(origin: Origin) -> None:
+    (origin.tmp / "file").write_text("x")
+    clones = WorkerClones(str(origin.tmp / "file" / "clones"), str(origin.bare.path))
+    with pytest.raises(RepositoryError, match=r"--worker-clones .*/file/clones: cannot create it"):
+        open_clone(clones, "gw0", "origin")
