@@ -12,6 +12,7 @@ from alignment.errors import RepositoryError
 from alignment.inputs import load_branches
 from alignment.remote import tracking_root
 from alignment.session import RunSetup, set_up_run
+from plugins.controller import NodeMap, WorkerPushes
 from tests.conftest import Repo, entry, write_input
 from tests.remotes import NAMES, Origin, make_origin
 
@@ -21,9 +22,9 @@ def origin(repo: Repo, tmp_path: Path) -> Origin:
     return make_origin(repo, tmp_path)
 
 
-def setup_of(origin: Origin, url: str | None = None) -> RunSetup:
+def setup_of(origin: Origin, url: str | None = None, names: tuple[str, ...] = NAMES) -> RunSetup:
     """A ``--remote origin`` run's setup with clones; ``url``: the remote's URL the controller reads then."""
-    write_input(origin.tmp / "in.json", [entry(name) for name in NAMES])
+    write_input(origin.tmp / "in.json", [entry(name) for name in names])
     settings = Settings(remote="origin")
     made = set_up_run(settings, load_branches(origin.tmp / "in.json"), origin.clone.path, reports_dir=origin.tmp / "r")
     made.discard_scratch()
@@ -94,3 +95,11 @@ def test_a_clones_dir_that_cannot_be_made_is_one_clear_error(origin: Origin) -> 
     clones = WorkerClones(str(origin.tmp / "file" / "clones"), str(origin.bare.path))
     with pytest.raises(RepositoryError, match=r"--worker-clones .*/file/clones: cannot create it"):
         open_clone(clones, "gw0", "origin")
+
+
+def test_the_controller_maps_the_ids_xdist_reports_to_branches(origin: Origin) -> None:
+    """A worker on another machine writes no map on the controller's disk: the ids it reports are mapped."""
+    setup = setup_of(origin, names=("feature-a", "f\u00e9ature"))
+    ids = ["alignment/test_branches.py::test_branch[feature-a]", "alignment/test_branches.py::test_branch[f\\xe9ature]"]
+    WorkerPushes(setup).pytest_xdist_node_collection_finished(node=None, ids=[*ids, "elsewhere.py::test_x"])
+    assert NodeMap(setup).selected == {ids[0]: "feature-a", ids[1]: "f\u00e9ature"}
