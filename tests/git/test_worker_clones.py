@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from alignment.clones import Clone, WorkerClones, fetch_into, open_clone, pinned
 from alignment.config import Settings
 from alignment.errors import RepositoryError
 from alignment.inputs import load_branches
+from alignment.journal import MoveJournal
+from alignment.ledger import RunLedger
+from alignment.model import BranchResult, ErrorCode, PushRecord, Status
 from alignment.remote import tracking_root
 from alignment.session import RunSetup, set_up_run
 from plugins.controller import NodeMap, WorkerPushes
@@ -103,3 +107,27 @@ def test_the_controller_maps_the_ids_xdist_reports_to_branches(origin: Origin) -
     ids = ["alignment/test_branches.py::test_branch[feature-a]", "alignment/test_branches.py::test_branch[f\\xe9ature]"]
     WorkerPushes(setup).pytest_xdist_node_collection_finished(node=None, ids=[*ids, "elsewhere.py::test_x"])
     assert NodeMap(setup).selected == {ids[0]: "feature-a", ids[1]: "f\u00e9ature"}
+
+
+def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_reported(origin: Origin) -> None:
+    """Workers elsewhere journal on their own disks: the controller's journal must name the pushes for
+    ``alignment undo``; a branch no worker reported is ``push_failed``."""
+    setup = setup_of(origin)
+    ledger = RunLedger(setup)
+    waiting = {
+        name: BranchResult(
+            name, "main", Status.COMPLETED, 1.0, old_tip=old, new_tip=origin.target, worker="gw0",
+            push=PushRecord("origin", f"refs/alignment/aligned/origin/{name}"),
+        )
+        for name, old in origin.olds.items()
+    }  # fmt: skip
+    for result in waiting.values():
+        ledger.branch_finished(result)
+    workers = WorkerPushes(setup)
+    landed = replace(waiting["feature-a"], push=PushRecord("origin", "x", pushed=True, replaced_tip="y"))
+    workers.pushed["feature-a"] = landed
+    assert workers.publish(ledger) == {"feature-b", "feature-c"}
+    assert ledger.results["feature-b"].codes == (ErrorCode.PUSH_FAILED,)
+    assert "worker gw0 ended before it reported its push" in ledger.results["feature-b"].message
+    (move,) = MoveJournal(setup.folder.moves_dir).moves()
+    assert (move.branch, move.old_tip, move.remote) == ("feature-a", origin.olds["feature-a"], "origin")
