@@ -120,15 +120,17 @@ def test_a_worker_killed_between_the_backups_and_the_branches_push_failed_then_l
     )  # fmt: skip
     try:
         wait_until(lambda: reached.exists() or controller.poll() is not None, seconds=180)
-    finally:  # the workers and their git processes; the controller lives on and writes the report
+    finally:  # the workers first (no word to the controller), then their git processes; the controller lives on
         own = os.getpgid(controller.pid)
         below = [pid for pid in descendants(controller.pid) if pid != controller.pid]
-        for group in process_groups(below) - {own, os.getpgid(0)}:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+        groups = process_groups(below) - {own, os.getpgid(0)}
         for pid in below:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                if os.getpgid(pid) == own:
+                    os.kill(pid, signal.SIGKILL)
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
     output, _ = controller.communicate(timeout=180)
     assert reached.exists()
     block.unlink()
