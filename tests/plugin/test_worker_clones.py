@@ -152,6 +152,18 @@ def test_a_worker_killed_between_the_backups_and_the_branches_push_failed_then_l
     origin.assert_safe()
 
 
+def test_a_worker_without_its_clone_fails_each_branch_with_the_reason_and_moves_nothing(origin: Origin) -> None:
+    (origin.tmp / "file").write_text("x")
+    done = run(origin, f"--worker-clones={origin.tmp / 'file' / 'clones'}")  # the last one counts
+    assert done.returncode == 1, done.stdout[-3000:]
+    for branch in results(origin).values():
+        assert branch["status"] == "exception"
+        assert "--worker-clones " in branch["error_message"]
+        assert "file/clones: cannot create it" in branch["error_message"]
+    for name, old in origin.olds.items():
+        assert origin.remote_tip(name) == old
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
