@@ -246,9 +246,22 @@ def _in_own_clone(config: pytest.Config, state: RunState) -> RunState:
             clone.close()
             raise
     except AlignmentError as error:
-        raise pytest.UsageError(printable(f"worker {state.worker}: {error}")) from None
+        config.pluginmanager.register(CloneUnavailable(f"worker {state.worker}: {error}"), "alignment-no-clone")
+        return state
     config.pluginmanager.register(WorkerPublisher(config, setup, clone), "alignment-worker-publisher")
     return RunState(setup, state.worker)
+
+
+class CloneUnavailable:
+    """A worker whose clone could not be made or fetched: each branch it is given fails before it starts, with
+    the reason (an error at configure would only have xdist start a replacement worker, again and again)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = printable(message)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        pytest.fail(self.message, pytrace=False)
 
 
 class WorkerPublisher:
