@@ -13,6 +13,10 @@ this plugin does nothing, and ``pytest`` runs the project's own tests.
 ``--shard K/N`` collects only part K of N of the input (``alignment.shard``), for a CI matrix whose results
 ``alignment merge-results`` combines.
 
+``--worker-clones DIR`` (with ``--remote`` and xdist workers, on this machine or others): each worker aligns
+in a clone of its own under DIR (``alignment.clones``) and pushes its branches at the end of its session; the
+controller still schedules, runs the breaker and writes the report.
+
 ``--plan`` runs the same items as a prediction (no backup, no worktree, no ref moves): outcomes are what a
 real run would give, the plan goes to ``alignment_plan.json`` / ``.html``, and ``--lf``'s list is left as
 the last real run made it.
