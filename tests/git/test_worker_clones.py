@@ -131,3 +131,12 @@ def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_r
     assert "worker gw0 ended before it reported its push" in ledger.results["feature-b"].message
     (move,) = MoveJournal(setup.folder.moves_dir).moves()
     assert (move.branch, move.old_tip, move.remote) == ("feature-a", origin.olds["feature-a"], "origin")
+
+
+def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Origin) -> None:
+    setup = setup_of(origin)
+    assert setup.clones is not None
+    gone = replace(setup, snapshot=replace(setup.snapshot, target_commits={"main": "1" * 40}))
+    with open_clone(setup.clones, "gw0", "origin") as clone, pytest.raises(RepositoryError) as raised:
+        fetch_into(clone, gone)
+    assert str(raised.value).startswith("--remote origin: cannot fetch the pinned targets: ")
