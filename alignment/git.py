@@ -765,6 +765,15 @@ class Git:
         """Feed a ``git fast-import`` stream (used to build demo and benchmark repositories)."""
         self._run("fast-import", "--quiet", "--force", stdin=stream, timeout=max(self.timeout, 600))
 
+    def remote_url(self, remote: str) -> str:
+        """The URL ``remote`` fetches from (``git remote get-url``), as configured."""
+        return self._run("remote", "get-url", "--end-of-options", remote).stdout.decode().strip()
+
+    def set_remote_url(self, remote: str, url: str) -> None:
+        """Point ``remote`` at ``url``, adding it if missing (a worker's clone; no fetch refspec: the run
+        fetches explicit refspecs)."""
+        self._run("config", f"remote.{remote}.url", url)
+
 
 class _TreeReader:
     """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once."""

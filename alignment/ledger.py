@@ -21,7 +21,7 @@ from typing import Any
 from alignment.breaker import CircuitBreaker
 from alignment.explain import ConflictMatrix, conflict_matrices
 from alignment.git import Git
-from alignment.journal import MoveJournal
+from alignment.journal import Move, MoveJournal
 from alignment.logs import AuditTrail
 from alignment.model import BranchResult, BranchSpec
 from alignment.remote import push_branches
@@ -118,15 +118,24 @@ class RunLedger:
             pushed = push_branches(git, setup.settings, MoveJournal(setup.folder.moves_dir), self.results)
         finally:
             git.close()
+        return self.record_pushes(pushed, time.monotonic() - started)
+
+    def record_pushes(self, pushed: Mapping[str, BranchResult], seconds: float) -> frozenset[str]:
+        """Amend each result with what its push did; the branches whose push failed. Pushes made by workers in
+        clones of their own were journaled on their machines: they are journaled here too (``alignment undo``)."""
+        journal = MoveJournal(self.setup.folder.moves_dir) if self.setup.clones is not None else None
         for result in pushed.values():
             self.amend(result)
+            landed = result.push is not None and result.push.pushed
+            if journal is not None and landed and result.old_tip and result.new_tip:
+                journal.record(Move(result.branch, result.old_tip, result.new_tip, remote=self.setup.remote))
         failed = frozenset(name for name, result in pushed.items() if not result.succeeded)
         self.audit.record(
             "push",
-            remote=setup.remote,
+            remote=self.setup.remote,
             pushed=sorted(set(pushed) - failed),
             failed={name: pushed[name].message for name in sorted(failed)},
-            seconds=round(time.monotonic() - started, 3),
+            seconds=round(seconds, 3),
         )
         return failed
 

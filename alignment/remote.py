@@ -218,6 +218,12 @@ def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None)
     )
 
 
+def unpushed(result: BranchResult, message: str) -> BranchResult:
+    """``result`` of a branch whose push never happened or was never reported (its worker died): ``push_failed``,
+    so that ``--lf`` retries it."""
+    return _outcome(result, None, _Failure(ErrorCode.PUSH_FAILED, message))
+
+
 def _backup_branch(result: BranchResult, backup: str | None) -> str | None:
     """The result's ``backup_branch``: the remote backup's branch name (its full ref outside refs/heads)."""
     return result.backup_branch if backup is None else backup.removeprefix("refs/heads/")

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from alignment import housekeeping
+from alignment.clones import WorkerClones
 from alignment.config import Settings
 from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
@@ -117,6 +118,7 @@ class RunSetup:
     scratch_dir: Path
     housekeeping: tuple[str, ...] = ()
     predict: bool = False
+    clones: WorkerClones | None = None  # --worker-clones: each xdist worker aligns in a clone of its own
 
     @property
     def stop_flag(self) -> Path:

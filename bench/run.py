@@ -23,8 +23,11 @@ Approaches, each a separate process tree started from the project root:
   (h) orch. remote: the orchestrator (2 threads) with ``remote: origin``, the same way
   (i) remote floor: in a clone, one ``git fetch`` of the listed refs, ``merge-tree`` + ``commit-tree`` per
                branch (2 at a time), one ``git push`` of every clean merge with a lease each
+  (j) worker clones: (g) with ``--tx 2*popen//chdir=DIR --worker-clones DIR``: each worker fetches into a
+               clone of its own (made by the run: the cold case) and pushes its own branches; only for cases
+               of up to ``WORKER_CLONES_UP_TO`` branches
 
-For (g), (h), (i) the run's repository copy is a bare remote, and a clone of it is made before the clock
+For (g) to (j) the run's repository copy is a bare remote, and a clone of it is made before the clock
 starts (with a commit-graph, as the copies of the other approaches have); verification reads the remote. The
 notes give the push cost per branch: the publishing step's time from the run's audit trail (``push``
 event), divided by the branches it pushed, and the floor's one push divided by its refs.
@@ -93,6 +96,7 @@ NAIVE_SAMPLE_EVERY = 0.1
 FLOOR_PARALLEL = 2
 ORCHESTRATOR_THREADS = 2
 PLAN_WORKERS = 2
+WORKER_CLONES_UP_TO = 200  # (j) makes a clone per worker in every run: kept to the smaller cases
 STEAL_WARNING = 0.05  # a timed run that lost this share of the machine to other VMs is named in the notes
 
 
@@ -422,6 +426,19 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
         )
         return [sys.executable, "-c", code, str(scenario.input_path), str(clone_of(space)), str(space.reports)]
 
+    def worker_clones(space: Workspace) -> list[str]:
+        """(g) spread over two workers that each align and push in a clone of their own."""
+        config, workers = space.scratch / "alignment.yaml", space.scratch / "workers"
+        config.write_text(json.dumps({"orchestration": scenario.orchestration}))
+        workers.mkdir()
+        return [
+            *(sys.executable, "-m", "pytest", "-p", "plugins.alignment_plugin", "--pyargs", "alignment.test_branches"),
+            *(f"--input={scenario.input_path}", f"--repo={clone_of(space)}", f"--config={config}", "-q"),
+            *(f"--reports-dir={space.reports}", "-p", "no:cacheprovider", "--remote", "origin"),
+            *(f"--worker-clones={space.scratch / 'clones'}", "--tx", f"{PLAN_WORKERS}*popen//chdir={workers}"),
+            *("--dist", "load"),
+        ]
+
     def remote_results(label: str) -> Callable[[Workspace], str]:
         def verify(space: Workspace) -> str:
             for line in (space.reports / "latest" / "audit.jsonl").read_text().splitlines():
@@ -479,6 +496,9 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
     found.append(Approach(remote_run, remote_pytest, remote_results(remote_run)))
     found.append(Approach("(h) orchestrator, remote", remote_orchestrator, remote_results("(h) orchestrator, remote")))
     found.append(Approach("(i) remote floor", remote_floor, floor_pushed))
+    if len(reference.branches) <= WORKER_CLONES_UP_TO:
+        spread = f"(j) {PLAN_WORKERS} workers, own clones"
+        found.append(Approach(spread, worker_clones, remote_results(spread)))
     return [approach for approach in found if only is None or approach.name[1] in only]
 
 
@@ -647,7 +667,7 @@ def rows(results: list[Result]) -> list[str]:
     lines = []
     for result in results:
         same_case = [r for r in results if r.case == result.case]
-        remote = result.approach[:3] in ("(g)", "(h)", "(i)")  # beside the remote floor
+        remote = result.approach[:3] in ("(g)", "(h)", "(i)", "(j)")  # beside the remote floor
         floor = next((r.median for r in same_case if r.approach.startswith("(i)" if remote else "(d)")), None)
         naive = next((r.median for r in same_case if r.approach.startswith("(c)")), None)
         peaks = result.sampled.peaks if result.sampled is not None else None
@@ -673,7 +693,7 @@ def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: di
         "(copy not timed); the naive loop: one run, sampled every "
         f"{NAIVE_SAMPLE_EVERY * 1000:.0f} ms.",
         f"- {TIMES} floor, {TIMES} naive: this row's wall time divided by the floor's / the naive loop's "
-        "(below 1 is faster); the remote rows (g), (h), (i) are divided by the remote floor (i).",
+        "(below 1 is faster); the remote rows (g) to (j) are divided by the remote floor (i).",
         f"- Peak RSS / PSS: largest sum over the process tree, from one extra run sampled every "
         f"{SAMPLE_EVERY * 1000:.0f} ms (the naive loop: its single run). RSS counts shared pages once per process, "
         "PSS splits them.",

@@ -13,6 +13,10 @@ this plugin does nothing, and ``pytest`` runs the project's own tests.
 ``--shard K/N`` collects only part K of N of the input (``alignment.shard``), for a CI matrix whose results
 ``alignment merge-results`` combines.
 
+``--worker-clones DIR`` (with ``--remote`` and xdist workers, on this machine or others): each worker aligns
+in a clone of its own under DIR (``alignment.clones``) and pushes its branches at the end of its session; the
+controller still schedules, runs the breaker and writes the report.
+
 ``--plan`` runs the same items as a prediction (no backup, no worktree, no ref moves): outcomes are what a
 real run would give, the plan goes to ``alignment_plan.json`` / ``.html``, and ``--lf``'s list is left as
 the last real run made it.
@@ -34,17 +38,21 @@ import msgspec
 import pytest
 
 import alignment
-from alignment.config import check_remote_name, load_settings
+from alignment.clones import Clone, fetch_into, open_clone, with_clones
+from alignment.config import Settings, check_remote_name, load_settings
 from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
+from alignment.git import Git
 from alignment.inputs import load_branches
+from alignment.journal import MoveJournal
 from alignment.logs import run_logging
-from alignment.model import BranchSpec, Status
+from alignment.model import BranchResult, BranchSpec, Status
 from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
 from alignment.registry import Components
+from alignment.remote import push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
-from plugins.controller import RESULT_PROPERTY, AlignmentController, write_node_map
+from plugins.controller import PUSHED_OUTPUT, RESULT_PROPERTY, AlignmentController, _result_of, write_node_map
 
 SETUP_KEY = "alignment_setup"
 COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
@@ -78,6 +86,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "the branches live on this remote (config key: remote): fetch them, align, push each with a lease",
         ),
         ("--shard", "alignment_shard", "K/N", "align only part K of N of the input (a CI matrix; see the README)"),
+        (
+            "--worker-clones",
+            "alignment_worker_clones",
+            "DIR",
+            "with --remote and xdist workers (-n, --tx): each worker aligns and pushes in a clone of its own, "
+            "kept in DIR on its machine",
+        ),
     )
     for flag, ini, metavar, text in options:
         group.addoption(flag, dest=ini, metavar=metavar, help=f"{text}; ini: {ini}")
@@ -105,6 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if SETUP_KEY not in workerinput:
             return
         state = RunState(RunSetup.from_json(workerinput[SETUP_KEY]), workerinput["workerid"])
+        if state.setup.clones is not None:
+            state = _in_own_clone(config, state)
     else:
         controller_state = _controller_state(config)
         if controller_state is None:
@@ -160,6 +177,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         if repo is None:
             raise UsageProblem("--repo PATH is required: the repository whose branches to align")
         assert input_path is not None
+        clones = _worker_clones_option(config, settings)
         branches = load_branches(input_path, shard)
         Components.from_settings(settings)
         reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
@@ -171,6 +189,8 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             predict=bool(config.getoption("alignment_plan_only")),
             record=not config.option.collectonly,
         )
+        if clones is not None:
+            setup = with_clones(setup, clones)
     except UsageProblem as error:
         raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
@@ -199,6 +219,84 @@ def _shard_option(config: pytest.Config) -> ShardSpec | None:
         return ShardSpec.parse(config.getoption("alignment_shard"), "--shard")
     ini = config.getini("alignment_shard")
     return ShardSpec.parse(str(ini), "alignment_shard") if ini else None
+
+
+def _worker_clones_option(config: pytest.Config, settings: Settings) -> str | None:
+    """``--worker-clones DIR``, else its ini twin: a directory on each worker's machine (not resolved here).
+    Only for a ``--remote`` run spread over xdist workers (``UsageProblem`` otherwise)."""
+    given, name = config.getoption("alignment_worker_clones"), "--worker-clones"
+    if not given:
+        given, name = config.getini("alignment_worker_clones"), "alignment_worker_clones"
+    if not given:
+        return None
+    if settings.remote is None:
+        raise UsageProblem(f"{name}: expected --remote NAME too (workers fetch from the remote and push to it)")
+    if config.getoption("dist", "no") == "no" or not config.getoption("tx", None):
+        raise UsageProblem(f"{name}: expected xdist workers too (-n N, or --tx SPEC with --dist load)")
+    return str(given)
+
+
+def _in_own_clone(config: pytest.Config, state: RunState) -> RunState:
+    """A worker of a ``--worker-clones`` run: lock its clone, fetch the run's refs into it, align there, and
+    push its branches itself at the end of its session (``WorkerPublisher``)."""
+    setup = state.setup
+    assert setup.clones is not None
+    assert setup.remote is not None
+    try:
+        clone = open_clone(setup.clones, state.worker, setup.remote)
+        try:
+            setup = fetch_into(clone, setup)
+        except BaseException:
+            clone.close()
+            raise
+    except AlignmentError as error:
+        config.pluginmanager.register(CloneUnavailable(f"worker {state.worker}: {error}"), "alignment-no-clone")
+        return state
+    config.pluginmanager.register(WorkerPublisher(config, setup, clone), "alignment-worker-publisher")
+    return RunState(setup, state.worker)
+
+
+class CloneUnavailable:
+    """A worker whose clone could not be made or fetched: each branch it is given fails before it starts, with
+    the reason (an error at configure would only have xdist start a replacement worker, again and again)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = printable(message)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        pytest.fail(self.message, pytrace=False)
+
+
+class WorkerPublisher:
+    """A worker in a clone of its own keeps its branches' results and, at the end of its session, pushes them
+    (one batch of backups and one of branches per target) and hands the outcomes to the controller in its
+    ``workeroutput``: the aligned commits exist only in its clone."""
+
+    def __init__(self, config: pytest.Config, setup: RunSetup, clone: Clone) -> None:
+        self.config = config
+        self.setup = setup
+        self.clone = clone
+        self.results: dict[str, BranchResult] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        result = _result_of(report) if report.when == "teardown" else None
+        if result is not None:
+            self.results[result.branch] = result
+
+    def pytest_sessionfinish(self) -> None:
+        started = time.monotonic()
+        git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
+        try:
+            journal = MoveJournal(self.setup.folder.moves_dir)
+            pushed = push_branches(git, self.setup.settings, journal, self.results)
+        finally:
+            git.close()
+        output = {"seconds": time.monotonic() - started, "results": [result.to_dict() for result in pushed.values()]}
+        self.config.workeroutput[PUSHED_OUTPUT] = json.dumps(output)  # type: ignore[attr-defined]
+
+    def pytest_unconfigure(self) -> None:
+        self.clone.close()
 
 
 def _names_the_collected_module(config: pytest.Config) -> bool:

@@ -27,6 +27,7 @@ from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import BranchResult, ErrorCode, Status
 from alignment.names import printable
+from alignment.remote import unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.runs import write_atomically
@@ -34,6 +35,7 @@ from alignment.session import RunSetup
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
+PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
 MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
@@ -87,6 +89,9 @@ class AlignmentController:
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
         self.published: Published | None = None
+        self.worker_pushes = WorkerPushes(setup) if setup.clones is not None else None
+        if self.worker_pushes is not None:
+            config.pluginmanager.register(self.worker_pushes, "alignment-worker-pushes")
 
     # -- xdist -----------------------------------------------------------------------------------------------
 
@@ -226,7 +231,7 @@ class AlignmentController:
         left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         if not self.collecting_only:
-            push_failed = self.ledger.push()
+            push_failed = self.ledger.push() if self.worker_pushes is None else self.worker_pushes.publish(self.ledger)
             if push_failed and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
             self._report_never_started(session)
@@ -330,6 +335,51 @@ class AlignmentController:
             git.forget_worktrees(lambda worktree: scratch in worktree.parents)
         finally:
             git.close()
+
+
+class WorkerPushes:
+    """The controller's side of ``--worker-clones``: workers align and push in clones of their own (on this
+    machine or another), so the test ids come from what xdist reports, and the pushes from each worker's
+    ``workeroutput``; a branch whose worker never reported its push ends as ``push_failed``."""
+
+    def __init__(self, setup: RunSetup) -> None:
+        self.setup = setup
+        self.pushed: dict[str, BranchResult] = {}
+        self.seconds = 0.0  # the workers' push time, summed
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Map the ids a worker collected to branches (a worker elsewhere writes no map on this disk): an id's
+        parameter is the branch name as pytest shows it, non-ASCII characters escaped."""
+        names = {}
+        for spec in self.setup.branches.branches:
+            names[spec.name] = names[spec.name.encode("unicode_escape").decode("ascii")] = spec.name
+        parameters = {nodeid: nodeid.partition("[")[2].removesuffix("]") for nodeid in ids}
+        branches = {nodeid: names[value] for nodeid, value in parameters.items() if value in names}
+        write_node_map(self.setup, "controller", branches)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        output = getattr(node, "workeroutput", {}).get(PUSHED_OUTPUT)
+        if error is None and output is not None:
+            data = json.loads(output)
+            self.seconds += data["seconds"]
+            for result in map(BranchResult.from_dict, data["results"]):
+                self.pushed[result.branch] = result
+
+    def publish(self, ledger: RunLedger) -> frozenset[str]:
+        """Record what the workers pushed; each aligned branch no worker reported is ``push_failed``."""
+        pushed = dict(self.pushed)
+        for name, result in ledger.results.items():
+            record = result.push
+            waiting = record is not None and record.aligned_ref is not None and not record.pushed
+            if waiting and result.succeeded and name not in pushed:
+                pushed[name] = unpushed(
+                    result,
+                    f"worker {result.worker} ended before it reported its push to '{self.setup.remote}' (its "
+                    "remote backup may be there, the branch is at its old tip or at this merge); a rerun finishes it",
+                )
+        return ledger.record_pushes(pushed, self.seconds)
 
 
 def _result_of(report: pytest.TestReport) -> BranchResult | None:

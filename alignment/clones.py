@@ -1,0 +1,148 @@
+"""Worker clones (``--worker-clones DIR``): each pytest-xdist worker aligns in a bare repository of its own.
+
+Remote workers (``--tx ssh=host//python=python3``, ``--tx socket=host:port``) do not share the controller's
+disk, so they cannot read its repository. Each worker keeps a bare repository ``DIR/<worker>.git`` on its
+own machine whose remote (the run's ``--remote`` name) points at the controller's remote URL: made on
+first use, refreshed by fetch on later runs (a cache: objects fetched once are not fetched again). A lock
+file beside it keeps two runs on one machine out of one clone; the second takes ``<worker>-2.git``.
+
+In the clone the worker fetches the listed branches and targets into the run's namespace and, by commit id,
+any target the controller pinned at another commit; it aligns there and pushes its own branches at the end
+of its session (``remote.push_branches``: backups first, then each branch with a lease on its fetched tip).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from alignment.errors import GitError, RepositoryError
+from alignment.git import Git, RepoLocation
+from alignment.remote import NAMESPACE, fetch_listed, tracking_root
+
+if TYPE_CHECKING:
+    from alignment.session import RunSetup  # the setup carries a WorkerClones
+
+MAX_CLONES_PER_WORKER = 8  # runs on one machine at once that each want the clone of one worker id
+
+
+@dataclass(frozen=True)
+class WorkerClones:
+    """Where workers keep their clones (a path on each worker's machine) and the URL they fetch and push."""
+
+    directory: str
+    url: str
+
+
+def with_clones(setup: RunSetup, directory: str) -> RunSetup:
+    """The controller's side: ``setup`` with its workers' clones under ``directory``, fetching from the URL of
+    the run's remote as workers elsewhere can use it (a relative local path made absolute against the
+    repository, where git itself reads it)."""
+    remote = setup.remote
+    assert remote is not None
+    git = Git(setup.location)
+    try:
+        url = git.remote_url(remote)
+    finally:
+        git.close()
+    local = "://" not in url and ":" not in url.split("/", 1)[0]
+    if local and not Path(url).is_absolute():
+        base = setup.location.main_work_tree or setup.location.git_dir
+        url = str((base / url).resolve())
+    return replace(setup, clones=WorkerClones(directory, url))
+
+
+class Clone:
+    """A worker's clone, locked for this process until ``close``."""
+
+    def __init__(self, location: RepoLocation, created: bool, lock: int) -> None:
+        self.location = location
+        self.created = created
+        self._lock: int | None = lock
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> Clone:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
+    """Lock and return ``worker``'s clone under ``clones.directory``, made on first use; its ``remote``
+    points at ``clones.url``. A clone another run holds is skipped for the next free ``<worker>-N``."""
+    directory = Path(clones.directory).expanduser().resolve()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RepositoryError(f"--worker-clones {directory}: cannot create it ({error.strerror})") from None
+    for attempt in range(1, MAX_CLONES_PER_WORKER + 1):
+        name = worker if attempt == 1 else f"{worker}-{attempt}"
+        lock = _try_lock(directory / f"{name}.lock")
+        if lock is None:
+            continue
+        path = directory / f"{name}.git"
+        created = not path.exists()
+        try:
+            git = Git.init_bare(path) if created else Git(RepoLocation(path, path, None))
+            try:
+                git.set_remote_url(remote, clones.url)
+            finally:
+                git.close()
+        except BaseException:
+            os.close(lock)
+            raise
+        return Clone(git.location, created, lock)
+    raise RepositoryError(
+        f"--worker-clones {directory}: {MAX_CLONES_PER_WORKER} clones of worker {worker} are in use by other runs"
+    )
+
+
+def _try_lock(path: Path) -> int | None:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def pinned_ref(target: str) -> str:
+    """Where a clone keeps a target commit fetched by id (the remote's target moved since the controller)."""
+    return f"{NAMESPACE}pinned/{target}"
+
+
+def fetch_into(clone: Clone, setup: RunSetup) -> RunSetup:
+    """Fetch the run's branches and targets into ``clone``; the setup this worker aligns with (the clone as
+    its repository). A target whose remote tip moved since the controller pinned it is fetched by id."""
+    remote = setup.remote
+    assert remote is not None
+    git = Git(clone.location, timeout=setup.settings.integration_timeout_seconds)
+    try:
+        names = [spec.name for spec in setup.branches.branches] + list(setup.branches.targets)
+        fetch_listed(git, remote, names)
+        root = tracking_root(remote)
+        moved = {
+            commit: pinned_ref(target)
+            for target, commit in setup.snapshot.target_commits.items()
+            if git.resolve_ref(root + target) != commit
+        }
+        if moved:
+            try:
+                git.fetch(remote, moved)
+            except GitError as error:
+                raise RepositoryError(f"--remote {remote}: cannot fetch the pinned targets: {error.cause}") from None
+    finally:
+        git.close()
+    return replace(setup, location=clone.location)

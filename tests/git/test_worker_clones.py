@@ -1,0 +1,142 @@
+"""``alignment.clones``: a worker's clone is made on first use, refreshed by fetch later, and locked per run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from alignment.clones import Clone, WorkerClones, fetch_into, open_clone, pinned_ref, with_clones
+from alignment.config import Settings
+from alignment.errors import RepositoryError
+from alignment.inputs import load_branches
+from alignment.journal import MoveJournal
+from alignment.ledger import RunLedger
+from alignment.model import BranchResult, ErrorCode, PushRecord, Status
+from alignment.remote import tracking_root
+from alignment.session import RunSetup, set_up_run
+from plugins.controller import NodeMap, WorkerPushes
+from tests.conftest import Repo, entry, write_input
+from tests.remotes import NAMES, Origin, make_origin
+
+
+@pytest.fixture
+def origin(repo: Repo, tmp_path: Path) -> Origin:
+    return make_origin(repo, tmp_path)
+
+
+def setup_of(origin: Origin, url: str | None = None, names: tuple[str, ...] = NAMES) -> RunSetup:
+    """A ``--remote origin`` run's setup with clones; ``url``: the remote's URL the controller reads then."""
+    write_input(origin.tmp / "in.json", [entry(name) for name in names])
+    settings = Settings(remote="origin")
+    made = set_up_run(settings, load_branches(origin.tmp / "in.json"), origin.clone.path, reports_dir=origin.tmp / "r")
+    made.discard_scratch()
+    if url is not None:
+        origin.clone.git("remote", "set-url", "origin", url)
+    return with_clones(made, str(origin.tmp / "clones"))
+
+
+def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin) -> None:
+    setup = setup_of(origin, url="../remote.git")  # relative: to the repository's working tree
+    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path.resolve()))
+    assert RunSetup.from_json(setup.to_json()).clones == setup.clones
+
+
+def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(origin: Origin) -> None:
+    setup = setup_of(origin)
+    assert setup.clones is not None
+    with open_clone(setup.clones, "gw0", "origin") as clone:
+        assert clone.created
+        assert clone.location.git_dir == origin.tmp / "clones" / "gw0.git"
+        worker = fetch_into(clone, setup)
+        assert worker.location == clone.location
+        copy = Repo(clone.location.git_dir)
+        for name, old in origin.olds.items():
+            assert copy.git("rev-parse", tracking_root("origin") + name) == old
+    new = origin.bare.git("rev-parse", "feature-b^")  # the remote moved: the next run's fetch follows it
+    origin.bare.git("update-ref", "refs/heads/feature-b", new)
+    with open_clone(setup.clones, "gw0", "origin") as again:
+        assert not again.created
+        fetch_into(again, setup)
+        assert Repo(again.location.git_dir).git("rev-parse", tracking_root("origin") + "feature-b") == new
+
+
+def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(origin: Origin, repo: Repo) -> None:
+    setup = setup_of(origin)
+    assert setup.clones is not None
+    repo.commit("main", {"later.txt": "x\n"})
+    repo.git("push", "-q", str(origin.bare.path), "main")
+    origin.bare.git("update-ref", "refs/heads/main", origin.olds["feature-a"])  # the pinned one: unreachable
+    with open_clone(setup.clones, "gw1", "origin") as clone:
+        fetch_into(clone, setup)
+        assert Repo(clone.location.git_dir).git("rev-parse", pinned_ref("main")) == origin.target
+
+
+def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    held: list[Clone] = []
+    try:
+        for expected in ("gw0", "gw0-2", "gw0-3"):
+            held.append(open_clone(clones, "gw0", "origin"))
+            assert held[-1].location.git_dir.name == f"{expected}.git"
+    finally:
+        for clone in held:
+            clone.close()
+    with open_clone(clones, "gw0", "origin") as reused:  # released: the first one again
+        assert reused.location.git_dir.name == "gw0.git"
+
+
+def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    with open_clone(clones, "gw0", "origin"), pytest.raises(RepositoryError, match="1 clones of worker gw0 are in use"):
+        open_clone(clones, "gw0", "origin")
+
+
+def test_a_clones_dir_that_cannot_be_made_is_one_clear_error(origin: Origin) -> None:
+    (origin.tmp / "file").write_text("x")
+    clones = WorkerClones(str(origin.tmp / "file" / "clones"), str(origin.bare.path))
+    with pytest.raises(RepositoryError, match=r"--worker-clones .*/file/clones: cannot create it"):
+        open_clone(clones, "gw0", "origin")
+
+
+def test_the_controller_maps_the_ids_xdist_reports_to_branches(origin: Origin) -> None:
+    """A worker on another machine writes no map on the controller's disk: the ids it reports are mapped."""
+    setup = setup_of(origin, names=("feature-a", "f\u00e9ature"))
+    ids = ["alignment/test_branches.py::test_branch[feature-a]", "alignment/test_branches.py::test_branch[f\\xe9ature]"]
+    WorkerPushes(setup).pytest_xdist_node_collection_finished(node=None, ids=[*ids, "elsewhere.py::test_x"])
+    assert NodeMap(setup).selected == {ids[0]: "feature-a", ids[1]: "f\u00e9ature"}
+
+
+def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_reported(origin: Origin) -> None:
+    """Workers elsewhere journal on their own disks: the controller's journal must name the pushes for
+    ``alignment undo``; a branch no worker reported is ``push_failed``."""
+    setup = setup_of(origin)
+    ledger = RunLedger(setup)
+    waiting = {
+        name: BranchResult(
+            name, "main", Status.COMPLETED, 1.0, old_tip=old, new_tip=origin.target, worker="gw0",
+            push=PushRecord("origin", f"refs/alignment/aligned/origin/{name}"),
+        )
+        for name, old in origin.olds.items()
+    }  # fmt: skip
+    for result in waiting.values():
+        ledger.branch_finished(result)
+    workers = WorkerPushes(setup)
+    landed = replace(waiting["feature-a"], push=PushRecord("origin", "x", pushed=True, replaced_tip="y"))
+    workers.pushed["feature-a"] = landed
+    assert workers.publish(ledger) == {"feature-b", "feature-c"}
+    assert ledger.results["feature-b"].codes == (ErrorCode.PUSH_FAILED,)
+    assert "worker gw0 ended before it reported its push" in ledger.results["feature-b"].message
+    (move,) = MoveJournal(setup.folder.moves_dir).moves()
+    assert (move.branch, move.old_tip, move.remote) == ("feature-a", origin.olds["feature-a"], "origin")
+
+
+def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Origin) -> None:
+    setup = setup_of(origin)
+    assert setup.clones is not None
+    gone = replace(setup, snapshot=replace(setup.snapshot, target_commits={"main": "1" * 40}))
+    with open_clone(setup.clones, "gw0", "origin") as clone, pytest.raises(RepositoryError) as raised:
+        fetch_into(clone, gone)
+    assert str(raised.value).startswith("--remote origin: cannot fetch the pinned targets: ")
