@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from alignment.errors import GitError, RepositoryError
 from alignment.git import Git, RepoLocation
 from alignment.remote import NAMESPACE, fetch_listed, tracking_root
-
-if TYPE_CHECKING:
-    from alignment.session import RunSetup  # the setup carries a WorkerClones
 
 MAX_CLONES_PER_WORKER = 8  # runs on one machine at once that each want the clone of one worker id
 
@@ -38,22 +35,20 @@ class WorkerClones:
     url: str
 
 
-def with_clones(setup: RunSetup, directory: str) -> RunSetup:
-    """The controller's side: ``setup`` with its workers' clones under ``directory``, fetching from the URL of
-    the run's remote as workers elsewhere can use it (a relative local path made absolute against the
-    repository, where git itself reads it)."""
-    remote = setup.remote
-    assert remote is not None
-    git = Git(setup.location)
+def clones_for(location: RepoLocation, remote: str, directory: str) -> WorkerClones:
+    """The controller's side: workers' clones under ``directory``, fetching from the URL of ``remote`` as
+    workers elsewhere can use it (a relative local path made absolute against the repository, where git
+    itself reads it)."""
+    git = Git(location)
     try:
         url = git.remote_url(remote)
     finally:
         git.close()
     local = "://" not in url and ":" not in url.split("/", 1)[0]
     if local and not Path(url).is_absolute():
-        base = setup.location.main_work_tree or setup.location.git_dir
+        base = location.main_work_tree or location.git_dir
         url = str((base / url).resolve())
-    return replace(setup, clones=WorkerClones(directory, url))
+    return WorkerClones(directory, url)
 
 
 class Clone:
@@ -123,19 +118,18 @@ def pinned_ref(target: str) -> str:
     return f"{NAMESPACE}pinned/{target}"
 
 
-def fetch_into(clone: Clone, setup: RunSetup) -> RunSetup:
-    """Fetch the run's branches and targets into ``clone``; the setup this worker aligns with (the clone as
-    its repository). A target whose remote tip moved since the controller pinned it is fetched by id."""
-    remote = setup.remote
-    assert remote is not None
-    git = Git(clone.location, timeout=setup.settings.integration_timeout_seconds)
+def fetch_run_refs(
+    clone: Clone, remote: str, names: Iterable[str], target_commits: Mapping[str, str], timeout: float
+) -> None:
+    """Fetch a run's branches and targets (``names``) into ``clone``. A target whose remote tip moved since the
+    controller pinned it at ``target_commits`` is fetched by id."""
+    git = Git(clone.location, timeout=timeout)
     try:
-        names = [spec.name for spec in setup.branches.branches] + list(setup.branches.targets)
         fetch_listed(git, remote, names)
         root = tracking_root(remote)
         moved = {
             commit: pinned_ref(target)
-            for target, commit in setup.snapshot.target_commits.items()
+            for target, commit in target_commits.items()
             if git.resolve_ref(root + target) != commit
         }
         if moved:
@@ -145,4 +139,3 @@ def fetch_into(clone: Clone, setup: RunSetup) -> RunSetup:
                 raise RepositoryError(f"--remote {remote}: cannot fetch the pinned targets: {error.cause}") from None
     finally:
         git.close()
-    return replace(setup, location=clone.location)

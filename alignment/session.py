@@ -13,13 +13,13 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
 
 from alignment import housekeeping
-from alignment.clones import WorkerClones
+from alignment.clones import Clone, WorkerClones, clones_for, fetch_run_refs
 from alignment.config import Settings
 from alignment.errors import InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
@@ -147,6 +147,20 @@ class RunSetup:
     def from_json(cls, text: str) -> RunSetup:
         """Inverse of ``to_json``; the controller validated the input and settings already."""
         return msgspec.json.decode(text, type=cls, dec_hook=_decode_path)
+
+    def with_clones(self, directory: str) -> RunSetup:
+        """The controller's side of ``--worker-clones``: this setup with its workers' clones under ``directory``."""
+        assert self.remote is not None
+        return replace(self, clones=clones_for(self.location, self.remote, directory))
+
+    def in_clone(self, clone: Clone) -> RunSetup:
+        """A worker's side of ``--worker-clones``: fetch the run's branches and targets into ``clone`` (a target
+        the remote moved since, at its pinned commit) and return the setup that aligns there."""
+        assert self.remote is not None
+        names = [spec.name for spec in self.branches.branches] + list(self.branches.targets)
+        timeout = self.settings.integration_timeout_seconds
+        fetch_run_refs(clone, self.remote, names, self.snapshot.target_commits, timeout)
+        return replace(self, location=clone.location)
 
     def discard_scratch(self) -> None:
         """End of the run (owner only): release the scratch directory and delete it."""

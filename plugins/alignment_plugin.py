@@ -38,7 +38,7 @@ import msgspec
 import pytest
 
 import alignment
-from alignment.clones import Clone, fetch_into, open_clone, with_clones
+from alignment.clones import Clone, open_clone
 from alignment.config import Settings, check_remote_name, load_settings
 from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.git import Git
@@ -190,7 +190,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             record=not config.option.collectonly,
         )
         if clones is not None:
-            setup = with_clones(setup, clones)
+            setup = setup.with_clones(clones)
     except UsageProblem as error:
         raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
@@ -245,7 +245,7 @@ def _in_own_clone(config: pytest.Config, state: RunState) -> RunState:
     try:
         clone = open_clone(setup.clones, state.worker, setup.remote)
         try:
-            setup = fetch_into(clone, setup)
+            setup = setup.in_clone(clone)
         except BaseException:
             clone.close()
             raise

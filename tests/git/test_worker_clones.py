@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alignment.clones import Clone, WorkerClones, fetch_into, open_clone, pinned_ref, with_clones
+from alignment.clones import Clone, WorkerClones, open_clone, pinned_ref
 from alignment.config import Settings
 from alignment.errors import RepositoryError
 from alignment.inputs import load_branches
@@ -34,7 +34,7 @@ def setup_of(origin: Origin, url: str | None = None, names: tuple[str, ...] = NA
     made.discard_scratch()
     if url is not None:
         origin.clone.git("remote", "set-url", "origin", url)
-    return with_clones(made, str(origin.tmp / "clones"))
+    return made.with_clones(str(origin.tmp / "clones"))
 
 
 def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin) -> None:
@@ -49,7 +49,7 @@ def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(orig
     with open_clone(setup.clones, "gw0", "origin") as clone:
         assert clone.created
         assert clone.location.git_dir == origin.tmp / "clones" / "gw0.git"
-        worker = fetch_into(clone, setup)
+        worker = setup.in_clone(clone)
         assert worker.location == clone.location
         copy = Repo(clone.location.git_dir)
         for name, old in origin.olds.items():
@@ -58,7 +58,7 @@ def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(orig
     origin.bare.git("update-ref", "refs/heads/feature-b", new)
     with open_clone(setup.clones, "gw0", "origin") as again:
         assert not again.created
-        fetch_into(again, setup)
+        setup.in_clone(again)
         assert Repo(again.location.git_dir).git("rev-parse", tracking_root("origin") + "feature-b") == new
 
 
@@ -69,7 +69,7 @@ def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(origi
     repo.git("push", "-q", str(origin.bare.path), "main")
     origin.bare.git("update-ref", "refs/heads/main", origin.olds["feature-a"])  # the pinned one: unreachable
     with open_clone(setup.clones, "gw1", "origin") as clone:
-        fetch_into(clone, setup)
+        setup.in_clone(clone)
         assert Repo(clone.location.git_dir).git("rev-parse", pinned_ref("main")) == origin.target
 
 
@@ -138,5 +138,5 @@ def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Ori
     assert setup.clones is not None
     gone = replace(setup, snapshot=replace(setup.snapshot, target_commits={"main": "1" * 40}))
     with open_clone(setup.clones, "gw0", "origin") as clone, pytest.raises(RepositoryError) as raised:
-        fetch_into(clone, gone)
+        gone.in_clone(clone)
     assert str(raised.value).startswith("--remote origin: cannot fetch the pinned targets: ")
