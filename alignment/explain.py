@@ -8,7 +8,8 @@ worktree is made and no ref moves.
   one of them can change how they merge (one path-limited ``git log`` lists those for all paths). One search
   serves all paths: each probe merges the branch with one commit and answers every path of its group at
   once, so the group splits by outcome (paths that conflict there: the cause is at or before it; the others:
-  after it) and each part is searched further. A path is explained when a single commit that changed it is
+  after it) and each part is searched further; a part that knows nothing yet tries its earliest candidate
+  first (the likeliest cause), the others are halved. A path is explained when a single commit that changed it is
   left between its last clean probe and its first conflicting one (none is needed when one commit changed
   it); that commit brought in the change the path conflicts with (a merge commit on the target's
   first-parent line stands for everything it merged). The cost follows the number of distinct causes times
@@ -98,9 +99,13 @@ class _Group:
         return sorted({position for path in self.paths for position in self.between(path)})
 
     def probe(self) -> int:
-        """The position that halves the group's candidates (never ``conflicting``: that one is known)."""
+        """Where to merge next (never ``conflicting``: that one is known). A group that knows nothing yet
+        (clean only at the fork point) tries its earliest candidate: the first change since the fork is the
+        likeliest cause (a file both sides keep changing in one place, a generated list, pinned requirements),
+        and if it is, the search ends in one merge instead of log2 of the candidates. Else the position that
+        halves the group's candidates."""
         positions = self.positions()
-        return positions[len(positions) // 2 - 1]
+        return positions[0] if self.clean == -1 else positions[len(positions) // 2 - 1]
 
     def split(self, probe: int, conflicted: frozenset[str]) -> list[_Group]:
         """The parts after merging ``commits[probe]``: paths that conflict there, and the others."""

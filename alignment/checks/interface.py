@@ -27,7 +27,7 @@ import functools
 import posixpath
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from alignment.checks.python import parse_quietly
@@ -386,6 +386,8 @@ def removed_names(
         blob = _blob_of(entry)
         if path not in own and blob is not None and _mentions(git.read_blob(blob), words, False):
             wanted[path] = tuple(ref for ref in index.references(git, path, blob) if ref.name in words)
+    differs = brought.keys() | own.keys()
+    wanted = {path: tuple(ref for ref in refs if _may_differ(ref, differs)) for path, refs in wanted.items()}
     sides.merged.load(ref for refs in wanted.values() for ref in refs)
     broken = [(path, ref) for path, refs in wanted.items() for ref in refs if _broken(sides.merged.outcome(ref), ref)]
     for side in (sides.branch, sides.target):  # read what the checks of both sides need at once
@@ -404,6 +406,14 @@ def _mentions(content: bytes, words: set[str], relative: bool) -> bool:
     return bool(words & {word.decode() for word in set(_IDENTIFIER.findall(content))}) or (
         relative and b"from ." in content
     )
+
+
+def _may_differ(reference: Reference, differs: Set[str]) -> bool:
+    """Whether the merged tree can resolve ``reference`` otherwise than a side does: only when one of the files
+    its resolution reads differs from that side's (``differs``: the files the merged tree has differently from
+    the branch tip or from the target). Otherwise it resolves as on both sides, and a reference broken on every
+    side is no finding; the module it names is not even read."""
+    return any(path in differs for path in reference.candidates())
 
 
 def _broken(outcome: Outcome, reference: Reference) -> bool:

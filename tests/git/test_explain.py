@@ -162,7 +162,24 @@ def test_the_search_names_the_commit_behind_each_conflicted_path(
     assert found.culprits[0].commit.subject == "main step 17"
     assert found.culprits[0].commit.author == "Test Author"
     assert found.unexplained == ()
-    assert found.merges == 2, "app.py: one commit changed it (no merge); config.txt: five did (2 = log2 of 5, rounded)"
+    assert found.merges == 3, "app.py: one commit changed it (no merge); config.txt: five did, the earliest first"
+    # (clean there), then 2 merges halve the four left
+
+
+def test_a_cause_that_is_the_first_change_since_the_fork_takes_one_merge(repo: Repo) -> None:
+    """A file both sides keep changing in one place (a generated list): the target's first change to it after
+    the fork is the cause, found with one merge however many later commits changed it too."""
+    base = repo.commit("main", {"list.txt": "version 0\n"}, "add the list")
+    commits = [repo.commit("main", {"list.txt": f"version {number}\n"}, f"update {number}") for number in range(1, 33)]
+    repo.commit("topic", {"list.txt": "version topic\n"}, parent=base)
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), ["list.txt"], UNLIMITED)
+    finally:
+        git.close()
+
+    assert [(culprit.path, culprit.commit.oid) for culprit in found.culprits] == [("list.txt", commits[0])]
+    assert found.merges == 1, "the earliest candidate is tried first, not log2(32) = 5 halvings"
 
 
 def test_a_conflicting_branch_reports_its_culprits_in_the_result_and_the_document(

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 import pytest
 
+from alignment.checks.interface import ModuleIndex, removed_names
 from alignment.detect import check_file
 from alignment.errors import ConfigError
+from alignment.git import Git, RepoLocation
 from alignment.model import Severity, Status
 from tests.conftest import Aligner, Repo, settings
 
@@ -235,6 +237,29 @@ def test_a_target_file_using_a_name_the_branch_removed_is_caught(repo: Repo, ali
     (finding,) = align("feature")["feature"].findings
     assert (finding.code, finding.file, finding.line) == ("name_removed_by_other_side", "pkg/run.py", 5)
     assert finding.message.startswith(f"uses `.util.helper`, which this branch removed in {removing[:12]}")
+
+
+def test_modules_neither_side_changed_are_not_read(repo: Repo) -> None:
+    """A reference to a module that is the same on both sides and after the merge resolves the same everywhere:
+    the names check does not read that module at all."""
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL, "pkg/core.py": UTIL}, "base")
+    tip = repo.commit("feature", {"app.py": "from pkg.util import helper\nfrom pkg.core import other\n"}, parent=fork)
+    target = repo.commit("main", {"pkg/core.py": UTIL + "\n\ndef more():\n    return 3\n"}, "target work")
+    read: list[str] = []
+
+    class Recording(ModuleIndex):
+        def names(self, git: Git, path: str, blob: str) -> frozenset[str] | None:
+            read.append(path)
+            return super().names(git, path, blob)
+
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        merged = git.commit_tree(git.merge_tree(tip, target).tree, [tip, target], "merge")
+        assert removed_names(git, tip, target, merged, git.tree_changes(target, merged), Recording()) == []
+    finally:
+        git.close()
+    assert "pkg/core.py" in read, "the target changed core: its names are read"
+    assert "pkg/util.py" not in read
 
 
 def test_a_module_the_target_moved_away_is_caught(repo: Repo, align: Aligner) -> None:
