@@ -73,3 +73,15 @@ def hook(origin: Origin, script: str) -> Path:
     path.write_text("#!/bin/sh\n" + script)
     path.chmod(0o755)
     return path
+
+
+def hold_branch_pushes(origin: Origin) -> tuple[Path, Path]:
+    """A server hook that holds every ``feature-*`` branch's push while the file ``block`` exists, after
+    touching ``reached``: the moment between a run's backup push and its branch push, for a kill."""
+    block, reached = origin.tmp / "block", origin.tmp / "reached"
+    block.touch()
+    hook(
+        origin,
+        f'case "$1" in refs/heads/feature-*) touch "{reached}"; while [ -e "{block}" ]; do sleep 0.1; done;; esac\n',
+    )
+    return block, reached

@@ -17,7 +17,7 @@ import pytest
 from alignment.housekeeping import is_alive
 from tests.conftest import Repo, entry, write_input
 from tests.plugin.test_faults import wait_until
-from tests.remotes import NAMES, Origin, hook, make_origin
+from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
 
 PROJECT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -73,12 +73,7 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
     # Scratch directories of their own: another test's run probing this run's lock would look like its owner.
     (origin.tmp / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(origin.tmp / "tmp"))
-    block, reached = origin.tmp / "block", origin.tmp / "reached"
-    block.touch()
-    hook(
-        origin,
-        f'case "$1" in refs/heads/feature-*) touch "{reached}"; while [ -e "{block}" ]; do sleep 0.1; done;; esac\n',
-    )
+    block, reached = hold_branch_pushes(origin)
     controller = subprocess.Popen(
         command(origin), cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import Repo, entry, write_input
 from tests.plugin.test_faults import wait_until
 from tests.plugin.test_remote_runs import descendants, process_groups
-from tests.remotes import NAMES, Origin, hook, make_origin
+from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
 
 PROJECT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -108,12 +108,7 @@ def test_a_worker_killed_between_the_backups_and_the_branches_push_failed_then_l
 ) -> None:
     (origin.tmp / "tmp").mkdir()  # scratch directories of their own: no other test's run probes this one
     monkeypatch.setenv("TMPDIR", str(origin.tmp / "tmp"))
-    block, reached = origin.tmp / "block", origin.tmp / "reached"
-    block.touch()
-    hook(
-        origin,
-        f'case "$1" in refs/heads/feature-*) touch "{reached}"; while [ -e "{block}" ]; do sleep 0.1; done;; esac\n',
-    )
+    block, reached = hold_branch_pushes(origin)
     controller = subprocess.Popen(
         command(origin), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
