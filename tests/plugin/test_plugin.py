@@ -15,6 +15,7 @@ import pytest
 from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.runs import RESULTS_FILE
 from tests.conftest import Repo, entry, load_schema, write_input
 from tests.fakes import max_overlap
 
@@ -148,6 +149,11 @@ def test_demo_run_with_and_without_xdist(
     pytest_report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
     assert len(pytest_report["tests"]) == 20
     assert not [test for test in pytest_report["tests"] if "keywords" in test or "log" in test["setup"]]
+    # Each test refers to its result in the published results (kept once, by the ledger), not a copy of it.
+    assert pytest_report["alignment_results"] == str(done.reports / "runs" / done.data["run_id"] / RESULTS_FILE)
+    referenced = {test["nodeid"]: test["user_properties"] for test in pytest_report["tests"]}
+    assert referenced["alignment/test_branches.py::test_branch[feature/auth]"] == [{"alignment_result": "feature/auth"}]
+    assert {props[0]["alignment_result"] for props in referenced.values()} == set(done.branches())
     log = (done.reports / "latest" / "logs" / "feature%2Fauth.log").read_text()
     assert "INFO alignment.pipeline: aligning 'feature/auth'" in log
 
