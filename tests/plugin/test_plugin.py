@@ -102,8 +102,10 @@ def pytest_sessionfinish(session):
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     kept = {category: len(reports) for category, reports in terminal.stats.items() if category != "warnings"}
     holding = [item.nodeid for item in session.items if item.user_properties]
+    marks = len({id(mark) for item in session.items for mark in item.own_markers})
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
-        json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS}, out)
+        json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
+                   "collected": len(session.items), "distinct_marks": marks}, out)
 """
 
 
@@ -125,7 +127,8 @@ def test_demo_run_with_and_without_xdist(
     done.result.assert_outcomes(passed=16, failed=4)
     # Nothing per branch is kept to the end that no report reads: workers keep no reports, items drop the
     # result once their teardown report carries it, reports carry no keywords (the JSON report omits them),
-    # and the controller keeps only what its summary reads (passed setup/teardown reports are let go).
+    # and the controller keeps only what its summary reads (passed setup/teardown reports are let go). Every
+    # collecting process builds each target's marks once.
     probes = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("*.json")}
     assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
     assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
@@ -134,6 +137,8 @@ def test_demo_run_with_and_without_xdist(
         assert probe["reports_with_keywords"] == []
         if probe is not probes["controller"]:
             assert set(probe["kept"].values()) == {0}, "a worker prints no summary: it keeps no report"
+        if probe["collected"]:  # the items of a target share its marks: two per target, and the timeout
+            assert (probe["collected"], probe["distinct_marks"]) == (20, 2 * 3 + 1)
     jsonschema.validate(done.data, load_schema())
     assert {name: branch["status"] for name, branch in done.branches().items()} == expected
     assert "branch alignment" in done.output
