@@ -229,6 +229,7 @@ class AlignmentController:
         ``--lf``'s memory is kept under this input and repository, and pytest's own (the project's tests) is
         left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
+        self._end_workers()
         if not self.collecting_only:
             push_failed = self.ledger.push()
             if push_failed and session.exitstatus == pytest.ExitCode.OK:
@@ -245,6 +246,14 @@ class AlignmentController:
             if self.outer_lastfailed is not None and cache is not None:
                 cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
                 cache.set(LASTFAILED, self.outer_lastfailed)
+
+    def _end_workers(self) -> None:
+        """xdist's workers have finished their session: end their processes now, before the results are
+        published, not after (xdist ends them after pytest-json-report has written its report), so that
+        the memory the controller needs to publish does not come on top of theirs."""
+        nodemanager = getattr(self.config.pluginmanager.getplugin("dsession"), "nodemanager", None)
+        if nodemanager is not None:
+            nodemanager.teardown_nodes()
 
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""

@@ -89,6 +89,17 @@ MEMORY_PROBE = """
 import json, os
 
 REPORTS_WITH_KEYWORDS = []
+WORKERS_WHEN_PUBLISHING = []
+
+
+def pytest_configure(config):
+    global CONFIG
+    CONFIG = config
+
+
+def pytest_json_modifyreport(json_report):
+    dsession = CONFIG.pluginmanager.getplugin("dsession")
+    WORKERS_WHEN_PUBLISHING.append(len(dsession.nodemanager.group) if dsession else 0)
 
 
 def pytest_runtest_logreport(report):
@@ -105,7 +116,8 @@ def pytest_sessionfinish(session):
     marks = len({id(mark) for item in session.items for mark in item.own_markers})
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
         json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
-                   "collected": len(session.items), "distinct_marks": marks}, out)
+                   "collected": len(session.items), "distinct_marks": marks,
+                   "workers_when_publishing": WORKERS_WHEN_PUBLISHING}, out)
 """
 
 
@@ -128,10 +140,11 @@ def test_demo_run_with_and_without_xdist(
     # Nothing per branch is kept to the end that no report reads: workers keep no reports, items drop the
     # result once their teardown report carries it, reports carry no keywords (the JSON report omits them),
     # and the controller keeps only what its summary reads (passed setup/teardown reports are let go). Every
-    # collecting process builds each target's marks once.
+    # collecting process builds each target's marks once; the workers have ended when the results are built.
     probes = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("*.json")}
     assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
     assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
+    assert probes["controller"]["workers_when_publishing"] == [0], "the workers' memory is freed before publishing"
     for probe in probes.values():
         assert probe["items_holding_results"] == []
         assert probe["reports_with_keywords"] == []
