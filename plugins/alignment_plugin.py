@@ -319,19 +319,16 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One item per branch. Its marks are built once per target and shared by the target's items: every
+    process collects every item, and a few objects per item add up over thousands of branches."""
     if "branch_spec" not in metafunc.fixturenames or STATE not in metafunc.config.stash:
         return
     setup = metafunc.config.stash[STATE].setup
     timeout = pytest.mark.timeout(setup.settings.branch_alignment_timeout_seconds, method="signal", func_only=True)
-    params = [
-        pytest.param(
-            spec,
-            id=spec.name,
-            marks=[pytest.mark.xdist_group(group.target), getattr(pytest.mark, target_marker(group.target)), timeout],
-        )
-        for group in setup.branches.groups
-        for spec in group.branches
-    ]
+    params = []
+    for group in setup.branches.groups:
+        marks = (pytest.mark.xdist_group(group.target), getattr(pytest.mark, target_marker(group.target)), timeout)
+        params += [pytest.param(spec, id=spec.name, marks=marks) for spec in group.branches]
     metafunc.parametrize("branch_spec", params)
 
 

@@ -5,7 +5,8 @@ Registered only in the process that controls the run (the xdist controller, or t
 result is read once, from the teardown report its worker attached it to as JSON text; a branch whose worker
 crashed, or whose test failed before the pipeline ran, gets an ``exception`` result made here. When
 pytest-json-report's report is complete, the ledger publishes the spec's output and the JSON report points
-at it.
+at it: its ``alignment_results`` names the file, and each test's ``alignment_result`` property the branch's
+entry in it (the result itself is kept once, by the ledger).
 """
 
 from __future__ import annotations
@@ -147,8 +148,13 @@ class AlignmentController:
                 self.config.pluginmanager.unregister(name=name)
         self.config.pluginmanager.register(type(lfplugin)(self.config), "lfplugin")
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Each phase's report, read once: the branch's start, its failure text, and at its end its result."""
+        """Each phase's report, read once: the branch's start, its failure text, and at its end its result.
+
+        First of the report's readers: once the ledger holds the result, the report keeps only a reference
+        to it (the branch's name, its key in the published results), so pytest-json-report, which keeps
+        every test's properties to the end, does not hold a second copy of every result."""
         when: str = report.when  # "???" for the item of a crashed worker
         self.reported.add(report.nodeid)
         if report.failed:
@@ -169,6 +175,7 @@ class AlignmentController:
                 return  # skipped before it started: the breaker had tripped
             result = self._exception_result(branch, report.nodeid)
         self.ledger.branch_finished(result, failed=failed or not result.succeeded)
+        report.user_properties = [(RESULT_PROPERTY, branch)]
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
@@ -230,6 +237,7 @@ class AlignmentController:
         ``--lf``'s memory is kept under this input and repository, and pytest's own (the project's tests) is
         left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
+        self._end_workers()
         if not self.collecting_only:
             push_failed = self.ledger.push() if self.worker_pushes is None else self.worker_pushes.publish(self.ledger)
             if push_failed and session.exitstatus == pytest.ExitCode.OK:
@@ -246,6 +254,14 @@ class AlignmentController:
             if self.outer_lastfailed is not None and cache is not None:
                 cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
                 cache.set(LASTFAILED, self.outer_lastfailed)
+
+    def _end_workers(self) -> None:
+        """xdist's workers have finished their session: end their processes now, before the results are
+        published, not after (xdist ends them after pytest-json-report has written its report), so that
+        the memory the controller needs to publish does not come on top of theirs."""
+        nodemanager = getattr(self.config.pluginmanager.getplugin("dsession"), "nodemanager", None)
+        if nodemanager is not None:
+            nodemanager.teardown_nodes()
 
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""

@@ -17,8 +17,8 @@ breaker's flag and skip without touching their branch.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from xdist.report import report_collection_diff
@@ -28,6 +28,59 @@ Node = Any  # xdist.workermanage.WorkerController
 
 
 QUEUE_AHEAD = 3  # at most this many same-target items queued behind a worker's running item
+
+
+class Pending:
+    """The items not yet sent to a worker, in order, kept per target: each question the scheduler asks after
+    every branch (the first item, the first of a target, how many of a target) costs one step per target,
+    not one per item left, which over thousands of branches made scheduling quadratic.
+
+    Each item has a rank: collected items rank by their index, items put back in front rank below all
+    others. A target's items are in rank order in its deque."""
+
+    def __init__(self, targets: Sequence[str]) -> None:
+        self.targets = targets  # the target of each collected item, by index
+        self.by_target: dict[str, deque[tuple[int, int]]] = {}  # target: (rank, index), by rank
+        self.count = 0
+        self.first_rank = 0  # the lowest rank given so far
+
+    def __len__(self) -> int:
+        return self.count
+
+    def extend(self, indices: Iterable[int]) -> None:
+        """Collected items, in collection order (after all others)."""
+        for index in indices:
+            self.by_target.setdefault(self.targets[index], deque()).append((index, index))
+            self.count += 1
+
+    def put_back(self, indices: Sequence[int]) -> None:
+        """Items to run before all others, in the given order."""
+        for index in reversed(indices):
+            self.first_rank -= 1
+            self.by_target.setdefault(self.targets[index], deque()).appendleft((self.first_rank, index))
+            self.count += 1
+
+    def heads(self) -> list[int]:
+        """The first item of each target, first ranked first."""
+        return [queue[0][1] for queue in sorted(filter(None, self.by_target.values()), key=lambda q: q[0][0])]
+
+    def first(self) -> int | None:
+        heads = self.heads()
+        return heads[0] if heads else None
+
+    def of_target(self, target: str) -> int:
+        return len(self.by_target.get(target, ()))
+
+    def take(self, target: str, count: int) -> list[int]:
+        """Up to ``count`` first items of ``target``, removed."""
+        queue = self.by_target.get(target, deque())
+        taken = [queue.popleft()[1] for _ in range(min(count, len(queue)))]
+        self.count -= len(taken)
+        return taken
+
+    def clear(self) -> None:
+        self.by_target.clear()
+        self.count = 0
 
 
 class TargetScheduling:
@@ -49,8 +102,8 @@ class TargetScheduling:
         self.collection: list[str] | None = None
         self.node2collection: dict[Node, list[str]] = {}
         self.node2pending: dict[Node, list[int]] = {}
-        self.pending: list[int] = []
         self.targets: list[str] = []  # the target of each collected item, by index
+        self.pending = Pending(self.targets)  # replaced once the collection is known
         self.stopped = False
 
     # -- the Scheduling protocol ---------------------------------------------------------------------------
@@ -91,7 +144,7 @@ class TargetScheduling:
 
     def mark_test_pending(self, item: str) -> None:
         assert self.collection is not None
-        self.pending.insert(0, self.collection.index(item))
+        self.pending.put_back([self.collection.index(item)])
         self._assign()
 
     def remove_pending_tests_from_node(self, node: Node, indices: Sequence[int]) -> None:
@@ -104,7 +157,7 @@ class TargetScheduling:
         if queue and self._committed(node, queue) and self.collection is not None:
             crashed = self.collection[queue.pop(0)]
         if not self.stopped:
-            self.pending[:0] = queue
+            self.pending.put_back(queue)
         self._assign()
         return crashed
 
@@ -118,7 +171,8 @@ class TargetScheduling:
                 return
             self.collection = collections[0]
             self.targets = [self.target_of(nodeid) for nodeid in self.collection]
-            self.pending = list(range(len(self.collection)))
+            self.pending = Pending(self.targets)
+            self.pending.extend(range(len(self.collection)))
         self._assign()
 
     # -- the circuit breaker -------------------------------------------------------------------------------
@@ -126,7 +180,7 @@ class TargetScheduling:
     def stop(self) -> None:
         """Start nothing more: drop what was never sent and shut every worker down."""
         self.stopped = True
-        self.pending = []
+        self.pending.clear()
         for node in self.nodes:
             node.shutdown()
 
@@ -167,7 +221,7 @@ class TargetScheduling:
         """Queue more of the running target's items, if the waiting last item is of that target too."""
         target = self._target(queue[0])
         if self._target(queue[-1]) == target and len(queue) <= QUEUE_AHEAD:
-            self._send(node, self._take(target, max(0, self._ahead(target) + 1 - len(queue))))
+            self._send(node, self.pending.take(target, max(0, self._ahead(target) + 1 - len(queue))))
 
     def _consent(self, node: Node, head: int) -> None:
         """Start the node's single waiting item when its target has room."""
@@ -176,39 +230,33 @@ class TargetScheduling:
 
     def _start_new(self, node: Node) -> None:
         """Give an idle node a startable item, started at once."""
-        head = next((index for index in self.pending if self._can_start(index)), None)
+        head = next((index for index in self.pending.heads() if self._can_start(index)), None)
         if head is None:
             if not self.pending:
                 node.shutdown()
             return
-        self.pending.remove(head)
-        self._send(node, [head])
-        self._send_followers(node, self._target(head))
+        target = self._target(head)
+        self._send(node, self.pending.take(target, 1))
+        self._send_followers(node, target)
 
     def _send_followers(self, node: Node, target: str) -> None:
         """Start the node's last item: same-target followers, or one waiting item of another target, or
         shutdown when nothing is left."""
-        followers = self._take(target, self._ahead(target)) or self.pending[:1]
+        followers = self.pending.take(target, self._ahead(target))
         if not followers:
-            node.shutdown()
-            return
-        if self._target(followers[0]) != target:
-            self.pending.remove(followers[0])
+            first = self.pending.first()
+            if first is None:
+                node.shutdown()
+                return
+            followers = self.pending.take(self._target(first), 1)
         self._send(node, followers)
 
     def _ahead(self, target: str) -> int:
         """How many of ``target``'s items to queue behind a running one: up to ``QUEUE_AHEAD``, but no more
         than a fair share of what is left among the workers, so a few items spread over all of them."""
-        left = sum(1 for index in self.pending if self._target(index) == target)
+        left = self.pending.of_target(target)
         workers = sum(1 for node in self.node2pending if not node.shutting_down)
         return max(1, min(QUEUE_AHEAD, left // max(workers, 1)))
-
-    def _take(self, target: str, count: int) -> list[int]:
-        """Up to ``count`` pending items of ``target``, removed from the pending list."""
-        taken = list(itertools.islice((index for index in self.pending if self._target(index) == target), count))
-        for index in taken:
-            self.pending.remove(index)
-        return taken
 
     def _send(self, node: Node, indices: list[int]) -> None:
         if indices:

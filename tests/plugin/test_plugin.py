@@ -15,6 +15,7 @@ import pytest
 from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.runs import RESULTS_FILE
 from tests.conftest import Repo, entry, load_schema, write_input
 from tests.fakes import max_overlap
 
@@ -88,6 +89,17 @@ MEMORY_PROBE = """
 import json, os
 
 REPORTS_WITH_KEYWORDS = []
+WORKERS_WHEN_PUBLISHING = []
+
+
+def pytest_configure(config):
+    global CONFIG
+    CONFIG = config
+
+
+def pytest_json_modifyreport(json_report):
+    dsession = CONFIG.pluginmanager.getplugin("dsession")
+    WORKERS_WHEN_PUBLISHING.append(len(dsession.nodemanager.group) if dsession else 0)
 
 
 def pytest_runtest_logreport(report):
@@ -101,8 +113,11 @@ def pytest_sessionfinish(session):
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     kept = {category: len(reports) for category, reports in terminal.stats.items() if category != "warnings"}
     holding = [item.nodeid for item in session.items if item.user_properties]
+    marks = len({id(mark) for item in session.items for mark in item.own_markers})
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
-        json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS}, out)
+        json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
+                   "collected": len(session.items), "distinct_marks": marks,
+                   "workers_when_publishing": WORKERS_WHEN_PUBLISHING}, out)
 """
 
 
@@ -124,15 +139,19 @@ def test_demo_run_with_and_without_xdist(
     done.result.assert_outcomes(passed=16, failed=4)
     # Nothing per branch is kept to the end that no report reads: workers keep no reports, items drop the
     # result once their teardown report carries it, reports carry no keywords (the JSON report omits them),
-    # and the controller keeps only what its summary reads (passed setup/teardown reports are let go).
+    # and the controller keeps only what its summary reads (passed setup/teardown reports are let go). Every
+    # collecting process builds each target's marks once; the workers have ended when the results are built.
     probes = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("*.json")}
     assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
     assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
+    assert probes["controller"]["workers_when_publishing"] == [0], "the workers' memory is freed before publishing"
     for probe in probes.values():
         assert probe["items_holding_results"] == []
         assert probe["reports_with_keywords"] == []
         if probe is not probes["controller"]:
             assert set(probe["kept"].values()) == {0}, "a worker prints no summary: it keeps no report"
+        if probe["collected"]:  # the items of a target share its marks: two per target, and the timeout
+            assert (probe["collected"], probe["distinct_marks"]) == (20, 2 * 3 + 1)
     jsonschema.validate(done.data, load_schema())
     assert {name: branch["status"] for name, branch in done.branches().items()} == expected
     assert "branch alignment" in done.output
@@ -148,6 +167,11 @@ def test_demo_run_with_and_without_xdist(
     pytest_report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
     assert len(pytest_report["tests"]) == 20
     assert not [test for test in pytest_report["tests"] if "keywords" in test or "log" in test["setup"]]
+    # Each test refers to its result in the published results (kept once, by the ledger), not a copy of it.
+    assert pytest_report["alignment_results"] == str(done.reports / "runs" / done.data["run_id"] / RESULTS_FILE)
+    referenced = {test["nodeid"]: test["user_properties"] for test in pytest_report["tests"]}
+    assert referenced["alignment/test_branches.py::test_branch[feature/auth]"] == [{"alignment_result": "feature/auth"}]
+    assert {props[0]["alignment_result"] for props in referenced.values()} == set(done.branches())
     log = (done.reports / "latest" / "logs" / "feature%2Fauth.log").read_text()
     assert "INFO alignment.pipeline: aligning 'feature/auth'" in log
 

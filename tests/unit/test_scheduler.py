@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from plugins.scheduler import TargetScheduling
+from plugins.scheduler import Pending, TargetScheduling
 
 
 class FakeNode:
@@ -204,3 +204,18 @@ def test_many_items_still_queue_ahead_on_each_worker() -> None:
     assert [len(node.queue) for node in cluster.nodes] == [4, 4]  # the running one plus QUEUE_AHEAD
     run_to_end(cluster)
     assert sorted(cluster.done) == sorted(ids)
+
+
+def test_pending_items_keep_their_order_per_target_and_items_put_back_come_first() -> None:
+    pending = Pending(["main", "sci", "main", "ops", "sci", "main"])
+    pending.extend(range(6))
+    assert (len(pending), pending.first(), pending.heads(), pending.of_target("main")) == (6, 0, [0, 1, 3], 3)
+    assert (pending.take("main", 2), pending.take("sci", 1)) == ([0, 2], [1])
+    assert pending.heads() == [3, 4, 5]
+    pending.put_back([2, 1])  # a worker's unstarted queue, in its order, before everything else
+    assert (pending.heads(), pending.of_target("main")) == ([2, 1, 3], 2)
+    pending.put_back([0])
+    assert (pending.first(), pending.heads(), len(pending)) == (0, [0, 1, 3], 6)
+    assert (pending.take("main", 9), pending.take("sci", 9), len(pending)) == ([0, 2, 5], [1, 4], 1)
+    pending.clear()
+    assert (len(pending), pending.first(), pending.take("sci", 1)) == (0, None, [])
