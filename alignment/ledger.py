@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,17 @@ class RunLedger:
             self._results[result.branch] = result
         self.audit.record("branch_amended", branch=result.branch, target=result.target, status=result.status.value)
 
+    def _amend_or_record(self, result: BranchResult) -> None:
+        """Amend the recorded result of a pushed branch; one the run never heard of (its test id was not mapped
+        to a branch) is recorded now rather than lost, with a warning."""
+        with self._lock:
+            known = result.branch in self._results
+        if known:
+            self.amend(result)
+        else:
+            log.warning("'%s' was pushed by a worker but its result never reached the run; recorded now", result.branch)
+            self.branch_finished(result)
+
     def push(self) -> frozenset[str]:
         """A ``--remote`` run's last step before ``finish``, by the process that holds the aligned commits:
         push them (``remote.push_branches``), amend each pushed branch's result with what the push did, and record
@@ -120,12 +131,21 @@ class RunLedger:
             git.close()
         return self.record_pushes(pushed, time.monotonic() - started)
 
+    def journal_possible_pushes(self, results: Iterable[BranchResult]) -> None:
+        """Journal the pushes a worker may have made before it died unheard: ``alignment undo`` then puts back
+        each branch the remote holds at its merge, and says 'not moved' of one still at its old tip."""
+        journal = MoveJournal(self.setup.folder.moves_dir)
+        for result in results:
+            if result.old_tip and result.new_tip:
+                journal.record(Move(result.branch, result.old_tip, result.new_tip, remote=self.setup.remote))
+
     def record_pushes(self, pushed: Mapping[str, BranchResult], seconds: float) -> frozenset[str]:
         """Amend each result with what its push did; the branches whose push failed. Pushes made by workers in
-        clones of their own were journaled on their machines: they are journaled here too (``alignment undo``)."""
+        clones of their own were journaled on their machines: they are journaled here too (``alignment undo``).
+        A branch no result was recorded for (an id the controller could not map) is recorded as it came."""
         journal = MoveJournal(self.setup.folder.moves_dir) if self.setup.clones is not None else None
         for result in pushed.values():
-            self.amend(result)
+            self._amend_or_record(result)
             landed = result.push is not None and result.push.pushed
             if journal is not None and landed and result.old_tip and result.new_tip:
                 journal.record(Move(result.branch, result.old_tip, result.new_tip, remote=self.setup.remote))

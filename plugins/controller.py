@@ -384,17 +384,24 @@ class WorkerPushes:
                 self.pushed[result.branch] = result
 
     def publish(self, ledger: RunLedger) -> frozenset[str]:
-        """Record what the workers pushed; each aligned branch no worker reported is ``push_failed``."""
+        """Record what the workers pushed; each aligned branch no worker reported is ``push_failed``, and
+        journaled as a move that may have happened, so that ``alignment undo`` finds it either way."""
+        if self.setup.predict:
+            return frozenset()
         pushed = dict(self.pushed)
+        unreported = []
         for name, result in ledger.results.items():
             record = result.push
             waiting = record is not None and record.aligned_ref is not None and not record.pushed
             if waiting and result.succeeded and name not in pushed:
+                unreported.append(result)
                 pushed[name] = unpushed(
                     result,
                     f"worker {result.worker} ended before it reported its push to '{self.setup.remote}' (its "
-                    "remote backup may be there, the branch is at its old tip or at this merge); a rerun finishes it",
+                    f"remote backup may be there, the branch is at its old tip {result.old_tip} or at the merge "
+                    f"{result.new_tip}); a rerun finishes it",
                 )
+        ledger.journal_possible_pushes(unreported)
         return ledger.record_pushes(pushed, self.seconds)
 
 

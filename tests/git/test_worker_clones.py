@@ -129,8 +129,38 @@ def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_r
     assert workers.publish(ledger) == {"feature-b", "feature-c"}
     assert ledger.results["feature-b"].codes == (ErrorCode.PUSH_FAILED,)
     assert "worker gw0 ended before it reported its push" in ledger.results["feature-b"].message
-    (move,) = MoveJournal(setup.folder.moves_dir).moves()
-    assert (move.branch, move.old_tip, move.remote) == ("feature-a", origin.olds["feature-a"], "origin")
+    assert f"or at the merge {origin.target}" in ledger.results["feature-b"].message
+    # the pushes that landed, and those that may have landed before their worker died unheard (undo checks)
+    moves = {move.branch: move for move in MoveJournal(setup.folder.moves_dir).moves()}
+    assert sorted(moves) == ["feature-a", "feature-b", "feature-c"]
+    for name, move in moves.items():
+        assert (move.old_tip, move.new_tip, move.remote) == (origin.olds[name], origin.target, "origin")
+
+
+def test_a_pushed_branch_the_controller_never_recorded_is_recorded_not_a_crash(origin: Origin) -> None:
+    setup = setup_of(origin)
+    ledger = RunLedger(setup)
+    workers = WorkerPushes(setup)
+    stray = BranchResult(
+        "feature-a", "main", Status.COMPLETED, 1.0, old_tip=origin.olds["feature-a"], new_tip=origin.target,
+        push=PushRecord("origin", "x", pushed=True, replaced_tip="y"),
+    )  # fmt: skip
+    workers.pushed["feature-a"] = stray
+    assert workers.publish(ledger) == frozenset()
+    assert ledger.results["feature-a"] == stray
+
+
+def test_a_plan_with_worker_clones_records_no_push(origin: Origin) -> None:
+    setup = replace(setup_of(origin), predict=True)
+    ledger = RunLedger(setup)
+    would = BranchResult(
+        "feature-a", "main", Status.COMPLETED, 1.0, old_tip=origin.olds["feature-a"], new_tip=origin.target,
+        worker="gw0", push=PushRecord("origin", "refs/alignment/aligned/origin/feature-a"),
+    )  # fmt: skip
+    ledger.branch_finished(would)
+    assert WorkerPushes(setup).publish(ledger) == frozenset()
+    assert ledger.results["feature-a"] == would
+    assert MoveJournal(setup.folder.moves_dir).moves() == []
 
 
 def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Origin) -> None:
