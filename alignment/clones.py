@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from alignment.errors import GitError, RepositoryError
+from alignment.errors import GitError, RepositoryError, counted
 from alignment.git import Git, RepoLocation
 from alignment.remote import NAMESPACE, fetch_listed, tracking_root
 
@@ -83,7 +83,10 @@ def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
         raise RepositoryError(f"--worker-clones {directory}: cannot create it ({error.strerror})") from None
     for attempt in range(1, MAX_CLONES_PER_WORKER + 1):
         name = worker if attempt == 1 else f"{worker}-{attempt}"
-        lock = _try_lock(directory / f"{name}.lock")
+        try:
+            lock = _try_lock(directory / f"{name}.lock")
+        except OSError as error:
+            raise RepositoryError(f"--worker-clones {directory}: cannot lock {name} ({error.strerror})") from None
         if lock is None:
             continue
         path = directory / f"{name}.git"
@@ -99,7 +102,8 @@ def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
             raise
         return Clone(git.location, created, lock)
     raise RepositoryError(
-        f"--worker-clones {directory}: {MAX_CLONES_PER_WORKER} clones of worker {worker} are in use by other runs"
+        f"--worker-clones {directory}: every clone of worker {worker} "
+        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run"
     )
 
 

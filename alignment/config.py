@@ -23,7 +23,7 @@ from alignment.validation import Check, problems_of
 
 Command = tuple[str, ...]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400 * 365)]  # finite: JSON has no infinity
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 Commands = Annotated[
     tuple[Annotated[str | Command, msgspec.Meta(extra={"expected": "a string or a list of strings"})], ...],

@@ -163,11 +163,16 @@ def _bounded_words(kind: types.IntType | types.FloatType | types.StrType) -> str
     if isinstance(kind, types.StrType):
         return "a non-empty string" if kind.min_length else "a string"
     noun = "an integer" if isinstance(kind, types.IntType) else "a number"
-    low = kind.ge if kind.ge is not None else kind.gt
-    if low is not None and kind.le is not None:
-        return f"{noun} from {low:g} to {kind.le:g}"
+    if kind.ge is not None and kind.le is not None:
+        return f"{noun} from {_number(kind.ge)} to {_number(kind.le)}"
     limits = ((">=", kind.ge), (">", kind.gt), ("<=", kind.le))
-    return " ".join([noun, *(f"{sign} {bound:g}" for sign, bound in limits if bound is not None)])
+    bounds = " and ".join(f"{sign} {_number(bound)}" for sign, bound in limits if bound is not None)
+    return f"{noun} {bounds}" if bounds else noun
+
+
+def _number(bound: float) -> str:
+    """A bound as people write it: ``31536000``, not ``3.1536e+07``; ``0.5`` stays."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _plural(words: str) -> str:

@@ -90,7 +90,10 @@ def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
 def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
     clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
-    with open_clone(clones, "gw0", "origin"), pytest.raises(RepositoryError, match="1 clones of worker gw0 are in use"):
+    with (
+        open_clone(clones, "gw0", "origin"),
+        pytest.raises(RepositoryError, match=r"every clone of worker gw0 \(1 clone\) is in use by another run"),
+    ):
         open_clone(clones, "gw0", "origin")
 
 
@@ -170,3 +173,12 @@ def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Ori
     with open_clone(setup.clones, "gw0", "origin") as clone, pytest.raises(RepositoryError) as raised:
         gone.in_clone(clone)
     assert str(raised.value).startswith("--remote origin: cannot fetch the pinned targets: ")
+
+
+def test_a_lock_that_cannot_be_opened_is_one_clear_error(origin: Origin) -> None:
+    """An OSError at the lock (here a directory in its place; a read-only DIR for a user) is the worker's
+    RepositoryError, which fails its branches, not a crash at configure that xdist answers with a new worker."""
+    (origin.tmp / "clones" / "gw0.lock").mkdir(parents=True)
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    with pytest.raises(RepositoryError, match=r"--worker-clones .*/clones: cannot lock gw0 \(Is a directory\)"):
+        open_clone(clones, "gw0", "origin")

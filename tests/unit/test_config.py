@@ -103,10 +103,15 @@ def test_settings_round_trip_through_plain_data() -> None:
         ),
         ({"max_workers_per_target": 0}, "orchestration.max_workers_per_target: expected an integer >= 1, got 0"),
         ({"max_workers_per_target": True}, "expected an integer >= 1, got true"),
-        ({"branch_alignment_timeout_seconds": 0}, "expected a number > 0, got 0"),
+        ({"branch_alignment_timeout_seconds": 0}, "expected a number > 0 and <= 31536000, got 0"),
+        # JSON, which carries the settings to xdist workers, has no infinity
+        ({"integration_timeout_seconds": float("inf")}, "expected a number > 0 and <= 31536000, got Infinity"),
         ({"failure_threshold_percent": 150}, "expected a number from 0 to 100, got 150"),
         ({"explain_budget_merges": -1}, "orchestration.explain_budget_merges: expected an integer >= 0, got -1"),
-        ({"explain_budget_seconds": 0}, "orchestration.explain_budget_seconds: expected a number > 0, got 0"),
+        (
+            {"explain_budget_seconds": 0},
+            "orchestration.explain_budget_seconds: expected a number > 0 and <= 31536000, got 0",
+        ),
         ({"log_level": "LOUD"}, 'expected one of CRITICAL, DEBUG, ERROR, INFO, WARNING, got "LOUD"'),
         ({"integration_strategy": "squash"}, 'expected one of merge, rebase, got "squash"'),
         ({"backup_branch_prefix": "bad prefix"}, "'bad prefix' cannot start a branch name"),
