@@ -32,6 +32,9 @@ from alignment.runs import RunFolder, RunState, list_runs, new_run_id
 log = logging.getLogger(__name__)
 
 
+FIRST_CLONE_FETCH_SECONDS = 3600.0  # a worker's new clone fetches all history, over a network
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The repository as the run found it. Targets stay pinned to these commits for the whole run."""
@@ -159,6 +162,8 @@ class RunSetup:
         assert self.remote is not None
         names = [spec.name for spec in self.branches.branches] + list(self.branches.targets)
         timeout = self.settings.integration_timeout_seconds
+        if clone.created:  # the first fetch into a new clone copies the whole history
+            timeout = max(timeout, FIRST_CLONE_FETCH_SECONDS)
         fetch_run_refs(clone, self.remote, names, self.snapshot.target_commits, timeout)
         return replace(self, location=clone.location)
 

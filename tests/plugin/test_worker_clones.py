@@ -164,11 +164,21 @@ def test_a_worker_without_its_clone_fails_each_branch_with_the_reason_and_moves_
     [
         (("--remote", "origin"), "ERROR: --worker-clones: expected xdist workers too (-n N, or --tx SPEC"),
         (("-n", "2"), "ERROR: --worker-clones: expected --remote NAME too"),
+        (
+            ("-n", "2", "--remote", "origin", "--config", "local-backups.yaml"),
+            "ERROR: --worker-clones: remote_backups: local would leave each backup in a worker's clone",
+        ),
+        (
+            ("-n", "2", "--remote", "origin", "--config", "atomic.yaml"),
+            "ERROR: --worker-clones: push_atomic_per_target cannot hold, each worker pushes only its own part",
+        ),
     ],
 )
 def test_worker_clones_without_a_remote_or_workers_is_one_error_line(
     origin: Origin, pytester: pytest.Pytester, extra: tuple[str, ...], message: str
 ) -> None:
+    pytester.makefile(".yaml", **{"local-backups": "orchestration:\n  remote_backups: local\n"})
+    pytester.makefile(".yaml", atomic="orchestration:\n  push_atomic_per_target: true\n")
     args = ["--input", str(origin.tmp / "in.json"), "--repo", str(origin.clone.path), *extra]
     result = pytester.runpytest_inprocess(
         str(PROJECT / "alignment"), "-p", "no:cacheprovider", "--worker-clones", str(origin.tmp / "clones"), *args
