@@ -748,7 +748,7 @@ class Git:
 
     @classmethod
     def init_bare(cls, path: Path, *, default_branch: str = "main") -> Git:
-        """Create an empty bare repository at ``path`` (demo and benchmark repositories)."""
+        """Create an empty bare repository at ``path`` (demo and benchmark repositories, worker clones)."""
         args = ("init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(path))
         done = run_process(["git", *_SAFETY_OPTIONS, *args], env=git_environment(), timeout=60)
         if done.returncode != 0:
