@@ -75,7 +75,8 @@ class RunLedger:
 
     def branch_finished(self, result: BranchResult, *, failed: bool | None = None) -> int:
         """Record ``result`` and count it for the breaker as a failure when ``failed`` (default: it did not
-        succeed); returns how many branches have finished. A trip is recorded, then handed to ``on_trip``."""
+        succeed); returns how many branches have finished. A trip goes to ``on_trip`` first (which stops new
+        branches), then to the audit trail, so that no branch starts after the trip's recorded time."""
         with self._lock:
             self._results[result.branch] = result
             done = len(self._results)
@@ -91,9 +92,9 @@ class RunLedger:
         if self.breaker.record(not result.succeeded if failed is None else failed):
             reason = str(self.breaker.state().reason)
             log.warning("%s", reason)
-            self.audit.record("circuit_breaker_tripped", reason=reason)
-            if self._on_trip is not None:
+            if self._on_trip is not None:  # first: every branch that starts later sees the stop
                 self._on_trip(reason)
+            self.audit.record("circuit_breaker_tripped", reason=reason)  # so no branch started after this time
         return done
 
     def amend(self, result: BranchResult) -> None:

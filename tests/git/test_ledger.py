@@ -62,9 +62,15 @@ def test_a_run_is_recorded_from_start_to_end(run_setup: RunSetup) -> None:
     }
 
 
-def test_a_trip_is_recorded_then_handed_to_the_front_end(run_setup: RunSetup) -> None:
+def test_a_trip_is_handed_to_the_front_end_then_recorded(run_setup: RunSetup) -> None:
+    """The front end stops new branches first, so the trip's recorded time is after every branch's start."""
     trips: list[str] = []
-    ledger = RunLedger(run_setup, on_trip=trips.append)
+
+    def stop(reason: str) -> None:
+        assert all(event["event"] != "circuit_breaker_tripped" for event in audit(run_setup))
+        trips.append(reason)
+
+    ledger = RunLedger(run_setup, on_trip=stop)
     ledger.branch_finished(result("a", Status.FAILED_INTEGRATION))
     assert not ledger.tripped
     assert not trips
