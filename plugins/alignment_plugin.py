@@ -451,7 +451,9 @@ class LeanTerminalStats:
     pytest's terminal reporter keeps every report of the session for its summary. Of an alignment run's three
     reports per branch, it reads the failures and the call reports; the passed setup and teardown reports
     (category ``""``) only serve ``-rP``'s captured output, which an alignment run does not show (each
-    branch's log is in its own file). An xdist worker prints no summary at all: it keeps none.
+    branch's log is in its own file). An xdist worker prints no summary at all: it keeps none. A report the
+    controller keeps drops pytest-json-report's per-item extras once that plugin has read them (every report
+    of an item carries all of them from the worker, about 400 bytes).
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -462,6 +464,8 @@ class LeanTerminalStats:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         stats: dict[str, list[Any]] = getattr(terminal, "stats", {})
+        if self.categories is not None:
+            vars(report).pop("_json_report_extra", None)
         for category, reports in stats.items():
             if reports and reports[-1] is report and (self.categories is None or category in self.categories):
                 reports.pop()
