@@ -420,8 +420,10 @@ def pytest_runtest_makereport(
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace.
 
     Nothing per branch outlives its reports unless a report needs it: the item drops the result it attached
-    once the teardown report carries it, and reports carry no keywords when the JSON report omits them
-    (nothing else of an alignment run reads them; each is a dict per report, kept until the end).
+    once the teardown report carries it, and its call spec (the parameters, their indices and scopes, read
+    only to set the item up: about 800 bytes, and every process collects every branch), and reports carry
+    no keywords when the JSON report omits them (nothing else of an alignment run reads them; each is a
+    dict per report, kept until the end).
     """
     report = yield
     if STATE not in item.config.stash:
@@ -430,6 +432,7 @@ def pytest_runtest_makereport(
         report.keywords = {}
     if call.when == "teardown":
         item.user_properties.clear()
+        vars(item).pop("callspec", None)
     if call.when != "call" or call.excinfo is None:
         return report
     failure = item.stash.get(STEP_FAILURE, None)

@@ -118,6 +118,7 @@ def pytest_sessionfinish(session):
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
         json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
                    "collected": len(session.items), "distinct_marks": marks,
+                   "call_specs_dropped": sum(not hasattr(item, "callspec") for item in session.items),
                    "workers_when_publishing": WORKERS_WHEN_PUBLISHING,
                    "with_json_extras": sum(hasattr(report, "_json_report_extra") for report in reports),
                    "distinct_phase_strings": len({id(report.when) for report in reports})}, out)
@@ -148,6 +149,8 @@ def test_demo_run_with_and_without_xdist(
     assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
     assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
     assert probes["controller"]["workers_when_publishing"] == [0], "the workers' memory is freed before publishing"
+    # Each item that ran let its call spec go (the worker that ran it: each branch runs once).
+    assert sum(probe["call_specs_dropped"] for probe in probes.values()) == 20
     # The reports the controller keeps hold no JSON-report extras, and the strings every report repeats once.
     assert (probes["controller"]["with_json_extras"], probes["controller"]["distinct_phase_strings"]) == (0, 1)
     for probe in probes.values():
