@@ -69,7 +69,7 @@ class Action(str, Enum):
     REBASE = "rebase"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BranchSpec:
     """One entry of ``categorized_branches.json``; ``index`` is its position in the file.
 
@@ -100,7 +100,7 @@ class BranchSpec:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """One problem error detection found. ``introduced`` is False when it predates the merge."""
 
@@ -138,7 +138,7 @@ class Finding:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileChange:
     """A file the alignment changes on the branch; counts are None for binary files.
 
@@ -159,7 +159,7 @@ class FileChange:
         return self.new_mode in ("100644", "100755")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommitInfo:
     """A commit brought in from the target."""
 
@@ -168,7 +168,7 @@ class CommitInfo:
     subject: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Culprit:
     """The target commit that makes ``path`` conflict: merging its parent is clean there, merging it is not."""
 
@@ -188,7 +188,7 @@ class Culprit:
         return cls(data["path"], CommitInfo(data["commit"], data["author"], data["subject"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unexplained:
     """Conflicted paths whose cause the search's budget did not reach: it is one of ``candidates`` commits
     of the target's first-parent line, from ``first`` to ``last`` (both included)."""
@@ -207,7 +207,7 @@ class Unexplained:
         return cls(tuple(data["paths"]), data["first_commit"], data["last_commit"], data["candidates"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PushRecord:
     """A branch of a ``--remote`` run: where its aligned commit is kept locally and what its push did.
 
@@ -237,7 +237,7 @@ class PushRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BranchResult:
     """The outcome of one branch; ``to_dict`` gives the spec's per-branch dict plus documented extras."""
 

@@ -426,8 +426,10 @@ def pytest_runtest_makereport(
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace.
 
     Nothing per branch outlives its reports unless a report needs it: the item drops the result it attached
-    once the teardown report carries it, and reports carry no keywords when the JSON report omits them
-    (nothing else of an alignment run reads them; each is a dict per report, kept until the end).
+    once the teardown report carries it, and its call spec (the parameters, their indices and scopes, read
+    only to set the item up: about 800 bytes, and every process collects every branch), and reports carry
+    no keywords when the JSON report omits them (nothing else of an alignment run reads them; each is a
+    dict per report, kept until the end).
     """
     report = yield
     if STATE not in item.config.stash:
@@ -436,6 +438,7 @@ def pytest_runtest_makereport(
         report.keywords = {}
     if call.when == "teardown":
         item.user_properties.clear()
+        vars(item).pop("callspec", None)
     if call.when != "call" or call.excinfo is None:
         return report
     failure = item.stash.get(STEP_FAILURE, None)
@@ -457,7 +460,9 @@ class LeanTerminalStats:
     pytest's terminal reporter keeps every report of the session for its summary. Of an alignment run's three
     reports per branch, it reads the failures and the call reports; the passed setup and teardown reports
     (category ``""``) only serve ``-rP``'s captured output, which an alignment run does not show (each
-    branch's log is in its own file). An xdist worker prints no summary at all: it keeps none.
+    branch's log is in its own file). An xdist worker prints no summary at all: it keeps none. A report the
+    controller keeps drops pytest-json-report's per-item extras once that plugin has read them (every report
+    of an item carries all of them from the worker, about 400 bytes).
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -468,6 +473,8 @@ class LeanTerminalStats:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         stats: dict[str, list[Any]] = getattr(terminal, "stats", {})
+        if self.categories is not None:
+            vars(report).pop("_json_report_extra", None)
         for category, reports in stats.items():
             if reports and reports[-1] is report and (self.categories is None or category in self.categories):
                 reports.pop()

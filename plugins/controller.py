@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ RESULT_PROPERTY = "alignment_result"
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
+SHARED_REPORT_FIELDS = ("when", "outcome", "worker_id", "testrun_uid")
 MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
 
 
@@ -155,6 +157,7 @@ class AlignmentController:
         First of the report's readers: once the ledger holds the result, the report keeps only a reference
         to it (the branch's name, its key in the published results), so pytest-json-report, which keeps
         every test's properties to the end, does not hold a second copy of every result."""
+        _share_repeated_strings(report)
         when: str = report.when  # "???" for the item of a crashed worker
         self.reported.add(report.nodeid)
         if report.failed:
@@ -216,6 +219,16 @@ class AlignmentController:
             self.scheduler.stop()
 
     # -- results ---------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True, wrapper=True)
+    def pytest_json_runtest_stage(self, report: pytest.TestReport) -> Generator[None, Any, Any]:
+        """A stage without a failure records no ``longrepr``: from an xdist worker, its text would be only the
+        worker's description (``[gw0] linux -- Python ...``), repeated in every stage of every test and kept
+        to the end (the branch's worker is in its result)."""
+        stage = yield
+        if report.longrepr is None and isinstance(stage, dict):
+            stage.pop("longrepr", None)
+        return stage
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
@@ -403,6 +416,18 @@ class WorkerPushes:
                 )
         ledger.journal_possible_pushes(unreported)
         return ledger.record_pushes(pushed, self.seconds)
+
+
+def _share_repeated_strings(report: pytest.TestReport) -> None:
+    """Keep once the values every report repeats (its phase, outcome, worker, run id and file): execnet decodes
+    each report's strings afresh, and the terminal reporter and the JSON report keep them to the end."""
+    for name in SHARED_REPORT_FIELDS:
+        value = getattr(report, name, None)
+        if isinstance(value, str):
+            setattr(report, name, sys.intern(value))
+    if report.location is not None:
+        path, line, domain = report.location
+        report.location = (sys.intern(path), line, domain)
 
 
 def _result_of(report: pytest.TestReport) -> BranchResult | None:

@@ -136,7 +136,9 @@ class TargetScheduling:
             if self.log is not None:
                 self.log(report_collection_diff(self.collection, collection, first.gateway.id, node.gateway.id))
             return
-        self.node2collection[node] = list(collection)
+        ids = list(collection)
+        known = next(iter(self.node2collection.values()), None)
+        self.node2collection[node] = known if known == ids else ids  # each worker's copy of the ids, kept once
 
     def mark_test_complete(self, node: Node, item_index: int, duration: float = 0) -> None:
         self.node2pending[node].remove(item_index)

@@ -114,10 +114,14 @@ def pytest_sessionfinish(session):
     kept = {category: len(reports) for category, reports in terminal.stats.items() if category != "warnings"}
     holding = [item.nodeid for item in session.items if item.user_properties]
     marks = len({id(mark) for item in session.items for mark in item.own_markers})
+    reports = [report for category, kept in terminal.stats.items() if category != "warnings" for report in kept]
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
         json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
                    "collected": len(session.items), "distinct_marks": marks,
-                   "workers_when_publishing": WORKERS_WHEN_PUBLISHING}, out)
+                   "call_specs_dropped": sum(not hasattr(item, "callspec") for item in session.items),
+                   "workers_when_publishing": WORKERS_WHEN_PUBLISHING,
+                   "with_json_extras": sum(hasattr(report, "_json_report_extra") for report in reports),
+                   "distinct_phase_strings": len({id(report.when) for report in reports})}, out)
 """
 
 
@@ -145,6 +149,10 @@ def test_demo_run_with_and_without_xdist(
     assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
     assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
     assert probes["controller"]["workers_when_publishing"] == [0], "the workers' memory is freed before publishing"
+    # Each item that ran let its call spec go (the worker that ran it: each branch runs once).
+    assert sum(probe["call_specs_dropped"] for probe in probes.values()) == 20
+    # The reports the controller keeps hold no JSON-report extras, and the strings every report repeats once.
+    assert (probes["controller"]["with_json_extras"], probes["controller"]["distinct_phase_strings"]) == (0, 1)
     for probe in probes.values():
         assert probe["items_holding_results"] == []
         assert probe["reports_with_keywords"] == []
@@ -167,6 +175,9 @@ def test_demo_run_with_and_without_xdist(
     pytest_report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
     assert len(pytest_report["tests"]) == 20
     assert not [test for test in pytest_report["tests"] if "keywords" in test or "log" in test["setup"]]
+    stages = [test[when] for test in pytest_report["tests"] for when in ("setup", "call", "teardown")]
+    assert not [stage for stage in stages if stage["outcome"] == "passed" and "longrepr" in stage]
+    assert all("longrepr" in stage for stage in stages if stage["outcome"] == "failed")
     # Each test refers to its result in the published results (kept once, by the ledger), not a copy of it.
     assert pytest_report["alignment_results"] == str(done.reports / "runs" / done.data["run_id"] / RESULTS_FILE)
     referenced = {test["nodeid"]: test["user_properties"] for test in pytest_report["tests"]}

@@ -168,6 +168,13 @@ def test_a_worker_that_collected_something_else_is_not_used() -> None:
     assert stranger not in cluster.sched.node2collection
 
 
+def test_workers_that_collected_the_same_ids_share_one_list() -> None:
+    """Every worker collects every branch: the controller keeps their ids once, not once per worker."""
+    cluster = Cluster([f"main-{index}" for index in range(5)], workers=3, limits={})
+    first, *others = (cluster.sched.node2collection[node] for node in cluster.nodes)
+    assert all(ids is first for ids in others)
+
+
 def test_different_collections_abort_scheduling(monkeypatch_module: pytest.MonkeyPatch) -> None:
     config = SimpleNamespace(option=SimpleNamespace(numprocesses=2))
     messages: list[str] = []
