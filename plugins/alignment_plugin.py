@@ -52,7 +52,7 @@ from alignment.registry import Components
 from alignment.remote import push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
-from plugins.controller import PUSHED_OUTPUT, RESULT_PROPERTY, AlignmentController, _result_of, write_node_map
+from plugins.controller import PUSHED_OUTPUT, RESULT_PROPERTY, AlignmentController, result_of, write_node_map
 
 SETUP_KEY = "alignment_setup"
 COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
@@ -286,7 +286,7 @@ class WorkerPublisher:
         self.results: dict[str, BranchResult] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        result = _result_of(report) if report.when == "teardown" else None
+        result = result_of(report) if report.when == "teardown" else None
         if result is not None:
             self.results[result.branch] = result
 

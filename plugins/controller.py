@@ -172,7 +172,7 @@ class AlignmentController:
         if when not in ("teardown", "???"):
             return
         failed = report.nodeid in self.failures
-        result = _result_of(report)
+        result = result_of(report)
         if result is None:
             if not failed:
                 return  # skipped before it started: the breaker had tripped
@@ -430,7 +430,7 @@ def _share_repeated_strings(report: pytest.TestReport) -> None:
         report.location = (sys.intern(path), line, domain)
 
 
-def _result_of(report: pytest.TestReport) -> BranchResult | None:
+def result_of(report: pytest.TestReport) -> BranchResult | None:
     """The branch result a worker attached to the item's report, if any."""
     for key, value in report.user_properties:
         if key == RESULT_PROPERTY:
