@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -26,25 +28,40 @@ def origin(repo: Repo, tmp_path: Path) -> Origin:
     return make_origin(repo, tmp_path)
 
 
-def setup_of(origin: Origin, url: str | None = None, names: tuple[str, ...] = NAMES) -> RunSetup:
-    """A ``--remote origin`` run's setup with clones; ``url``: the remote's URL the controller reads then."""
-    write_input(origin.tmp / "in.json", [entry(name) for name in names])
-    settings = Settings(remote="origin")
-    made = set_up_run(settings, load_branches(origin.tmp / "in.json"), origin.clone.path, reports_dir=origin.tmp / "r")
-    made.discard_scratch()
-    if url is not None:
-        origin.clone.git("remote", "set-url", "origin", url)
-    return made.with_clones(str(origin.tmp / "clones"))
+class SetupMaker(Protocol):
+    def __call__(self, url: str | None = None, names: tuple[str, ...] = NAMES) -> RunSetup: ...
 
 
-def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin) -> None:
-    setup = setup_of(origin, url="../remote.git")  # relative: to the repository's working tree
+@pytest.fixture
+def setup_of(origin: Origin) -> Iterator[SetupMaker]:
+    """Makes ``--remote origin`` run setups with clones (``url``: the remote's URL the controller reads then);
+    each keeps its scratch directory, where the controller writes, until the test ends."""
+    made: list[RunSetup] = []
+
+    def make(url: str | None = None, names: tuple[str, ...] = NAMES) -> RunSetup:
+        write_input(origin.tmp / "in.json", [entry(name) for name in names])
+        branches = load_branches(origin.tmp / "in.json")
+        setup = set_up_run(Settings(remote="origin"), branches, origin.clone.path, reports_dir=origin.tmp / "r")
+        made.append(setup)
+        if url is not None:
+            origin.clone.git("remote", "set-url", "origin", url)
+        return setup.with_clones(str(origin.tmp / "clones"))
+
+    yield make
+    for setup in made:
+        setup.discard_scratch()
+
+
+def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin, setup_of: SetupMaker) -> None:
+    setup = setup_of(url="../remote.git")  # relative: to the repository's working tree
     assert setup.clones == WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path.resolve()))
     assert RunSetup.from_json(setup.to_json()).clones == setup.clones
 
 
-def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(origin: Origin) -> None:
-    setup = setup_of(origin)
+def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(
+    origin: Origin, setup_of: SetupMaker
+) -> None:
+    setup = setup_of()
     assert setup.clones is not None
     with open_clone(setup.clones, "gw0", "origin") as clone:
         assert clone.created
@@ -62,8 +79,10 @@ def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(orig
         assert Repo(again.location.git_dir).git("rev-parse", tracking_root("origin") + "feature-b") == new
 
 
-def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(origin: Origin, repo: Repo) -> None:
-    setup = setup_of(origin)
+def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(
+    origin: Origin, setup_of: SetupMaker, repo: Repo
+) -> None:
+    setup = setup_of()
     assert setup.clones is not None
     repo.commit("main", {"later.txt": "x\n"})
     repo.git("push", "-q", str(origin.bare.path), "main")
@@ -104,18 +123,20 @@ def test_a_clones_dir_that_cannot_be_made_is_one_clear_error(origin: Origin) -> 
         open_clone(clones, "gw0", "origin")
 
 
-def test_the_controller_maps_the_ids_xdist_reports_to_branches(origin: Origin) -> None:
+def test_the_controller_maps_the_ids_xdist_reports_to_branches(origin: Origin, setup_of: SetupMaker) -> None:
     """A worker on another machine writes no map on the controller's disk: the ids it reports are mapped."""
-    setup = setup_of(origin, names=("feature-a", "f\u00e9ature"))
+    setup = setup_of(names=("feature-a", "f\u00e9ature"))
     ids = ["alignment/test_branches.py::test_branch[feature-a]", "alignment/test_branches.py::test_branch[f\\xe9ature]"]
     WorkerPushes(setup).pytest_xdist_node_collection_finished(node=None, ids=[*ids, "elsewhere.py::test_x"])
     assert NodeMap(setup).selected == {ids[0]: "feature-a", ids[1]: "f\u00e9ature"}
 
 
-def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_reported(origin: Origin) -> None:
+def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_reported(
+    origin: Origin, setup_of: SetupMaker
+) -> None:
     """Workers elsewhere journal on their own disks: the controller's journal must name the pushes for
     ``alignment undo``; a branch no worker reported is ``push_failed``."""
-    setup = setup_of(origin)
+    setup = setup_of()
     ledger = RunLedger(setup)
     waiting = {
         name: BranchResult(
@@ -140,8 +161,10 @@ def test_the_controller_journals_what_workers_pushed_and_fails_what_they_never_r
         assert (move.old_tip, move.new_tip, move.remote) == (origin.olds[name], origin.target, "origin")
 
 
-def test_a_pushed_branch_the_controller_never_recorded_is_recorded_not_a_crash(origin: Origin) -> None:
-    setup = setup_of(origin)
+def test_a_pushed_branch_the_controller_never_recorded_is_recorded_not_a_crash(
+    origin: Origin, setup_of: SetupMaker
+) -> None:
+    setup = setup_of()
     ledger = RunLedger(setup)
     workers = WorkerPushes(setup)
     stray = BranchResult(
@@ -153,8 +176,8 @@ def test_a_pushed_branch_the_controller_never_recorded_is_recorded_not_a_crash(o
     assert ledger.results["feature-a"] == stray
 
 
-def test_a_plan_with_worker_clones_records_no_push(origin: Origin) -> None:
-    setup = replace(setup_of(origin), predict=True)
+def test_a_plan_with_worker_clones_records_no_push(origin: Origin, setup_of: SetupMaker) -> None:
+    setup = replace(setup_of(), predict=True)
     ledger = RunLedger(setup)
     would = BranchResult(
         "feature-a", "main", Status.COMPLETED, 1.0, old_tip=origin.olds["feature-a"], new_tip=origin.target,
@@ -166,8 +189,8 @@ def test_a_plan_with_worker_clones_records_no_push(origin: Origin) -> None:
     assert MoveJournal(setup.folder.moves_dir).moves() == []
 
 
-def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Origin) -> None:
-    setup = setup_of(origin)
+def test_a_pinned_target_the_remote_no_longer_has_is_one_clear_error(origin: Origin, setup_of: SetupMaker) -> None:
+    setup = setup_of()
     assert setup.clones is not None
     gone = replace(setup, snapshot=replace(setup.snapshot, target_commits={"main": "1" * 40}))
     with open_clone(setup.clones, "gw0", "origin") as clone, pytest.raises(RepositoryError) as raised:
