@@ -78,6 +78,10 @@ class RunState:
 STATE = pytest.StashKey[RunState]()
 STEP_FAILURE = pytest.StashKey[StepFailed]()  # the step failure behind a branch test's failure
 NO_NAMES: frozenset[str] = frozenset()
+# pytest plugins with nothing to do in an alignment run, unregistered from it: hypothesis's imports all of
+# hypothesis for its terminal summary, in every process (about 7 MB and 0.15 s each, at the end of a worker's
+# session, when the run's memory peaks).
+IDLE_PLUGINS = ("hypothesispytest",)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -140,6 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(AlignmentController(config, state.setup, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
+    _unregister_idle_plugins(config)
     for target in state.setup.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
     if config.option.collectonly:
@@ -155,6 +160,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
         config.option.json_report_omit = ["log", "keywords"]
+
+
+def _unregister_idle_plugins(config: pytest.Config) -> None:
+    for name in IDLE_PLUGINS:
+        if config.pluginmanager.has_plugin(name):
+            config.pluginmanager.unregister(name=name)
 
 
 def _controller_state(config: pytest.Config) -> RunState | None:

@@ -137,7 +137,8 @@ def pytest_sessionfinish(session):
                    "with_json_extras": sum(hasattr(report, "_json_report_extra") for report in reports),
                    "distinct_phase_strings": len({id(report.when) for report in reports}),
                    "full_passed_reports": full_passed, "json_entries": entries, "waiting": WAITING,
-                   "setup_text_kept": "alignment_setup" in (workerinput or {})}, out)
+                   "setup_text_kept": "alignment_setup" in (workerinput or {}),
+                   "hypothesis_plugin": session.config.pluginmanager.has_plugin("hypothesispytest")}, out)
 """
 
 
@@ -176,6 +177,7 @@ def test_demo_run_with_and_without_xdist(
     for probe in probes.values():
         assert probe["items_holding_results"] == []
         assert not probe["setup_text_kept"]
+        assert not probe["hypothesis_plugin"], "it would import hypothesis for its summary: 7 MB per process"
         assert probe["reports_with_keywords"] == []
         if probe is not probes["controller"]:
             assert set(probe["kept"].values()) == {0}, "a worker prints no summary: it keeps no report"
