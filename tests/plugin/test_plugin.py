@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -216,6 +217,13 @@ def test_the_demo_flag_needs_nothing_else(run: Any) -> None:
     done = run("--demo", "-q")
     done.result.assert_outcomes(passed=16, failed=4)
     assert "demo repository and input:" in done.output
+
+
+def test_passed_branches_are_listed_when_asked(run: Any) -> None:
+    """``-rA`` lists each passed branch: the controller keeps its passed reports then (otherwise it counts them)."""
+    done = run("--demo", "-q", "-rA")
+    done.result.assert_outcomes(passed=16, failed=4)
+    assert re.search(r"^PASSED \S*test_branches.py::test_branch\[feature/logging\]$", done.output, re.MULTILINE)
 
 
 def test_pytest_and_the_orchestrator_give_the_same_output(run: Any, tmp_path: Path) -> None:
