@@ -31,6 +31,7 @@ import re
 import signal
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,15 @@ from alignment.registry import Components
 from alignment.remote import push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
-from plugins.controller import PUSHED_OUTPUT, RESULT_PROPERTY, AlignmentController, result_of, write_node_map
+from plugins.controller import (
+    PUSHED_OUTPUT,
+    RESULT_PROPERTY,
+    SETUP_INPUT,
+    AlignmentController,
+    result_of,
+    write_node_map,
+)
 
-SETUP_KEY = "alignment_setup"
 COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
 ALIGNMENT_DIR = COLLECTED_MODULE.parent
 
@@ -70,6 +77,11 @@ class RunState:
 
 STATE = pytest.StashKey[RunState]()
 STEP_FAILURE = pytest.StashKey[StepFailed]()  # the step failure behind a branch test's failure
+NO_NAMES: frozenset[str] = frozenset()
+# pytest plugins with nothing to do in an alignment run, unregistered from it: hypothesis's imports all of
+# hypothesis for its terminal summary, in every process (about 7 MB and 0.15 s each, at the end of a worker's
+# session, when the run's memory peaks).
+IDLE_PLUGINS = ("hypothesispytest",)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -117,9 +129,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): the target a branch is aligned with")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
-        if SETUP_KEY not in workerinput:
+        if SETUP_INPUT not in workerinput:
             return
-        state = RunState(RunSetup.from_json(workerinput[SETUP_KEY]), workerinput["workerid"])
+        state = RunState(RunSetup.from_json(workerinput.pop(SETUP_INPUT)), workerinput["workerid"])  # read once
         if state.setup.clones is not None:
             state = _in_own_clone(config, state)
     else:
@@ -132,6 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(AlignmentController(config, state.setup, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
+    _unregister_idle_plugins(config)
     for target in state.setup.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
     if config.option.collectonly:
@@ -147,6 +160,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
         config.option.json_report_omit = ["log", "keywords"]
+
+
+def _unregister_idle_plugins(config: pytest.Config) -> None:
+    for name in IDLE_PLUGINS:
+        if config.pluginmanager.has_plugin(name):
+            config.pluginmanager.unregister(name=name)
 
 
 def _controller_state(config: pytest.Config) -> RunState | None:
@@ -346,6 +365,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     specs = {item.nodeid: _spec_of(item) for item in session.items}
     write_node_map(state.setup, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
+    for item in session.items:
+        _slim(item)
+
+
+def _slim(item: pytest.Item) -> None:
+    """Let go of what a collected item holds for nothing until it runs, if it ever does here: every process
+    collects every branch and runs only its share. Its fixture request goes (pytest makes a new one when the
+    item runs, as it does for an item that runs again), and its empty set of extra ``-k`` names (216 bytes,
+    read only to select items, which is done) becomes one shared empty set."""
+    if getattr(item, "_request", None):
+        item._request = False  # type: ignore[attr-defined]
+        item.funcargs = None  # type: ignore[attr-defined]
+    if not item.extra_keyword_matches:
+        item.extra_keyword_matches = NO_NAMES  # type: ignore[assignment]
 
 
 def _spec_of(item: pytest.Item) -> BranchSpec | None:
@@ -460,7 +493,9 @@ class LeanTerminalStats:
     pytest's terminal reporter keeps every report of the session for its summary. Of an alignment run's three
     reports per branch, it reads the failures and the call reports; the passed setup and teardown reports
     (category ``""``) only serve ``-rP``'s captured output, which an alignment run does not show (each
-    branch's log is in its own file). An xdist worker prints no summary at all: it keeps none. A report the
+    branch's log is in its own file). Of a passed call report only the count is read, unless ``-rp`` or
+    ``-rP`` (or ``-rA``) lists the passed tests: it is kept as a ``Counted`` placeholder, one per test
+    file (a report is about 1.4 KB). An xdist worker prints no summary at all: it keeps none. A report the
     controller keeps drops pytest-json-report's per-item extras once that plugin has read them (every report
     of an item carries all of them from the worker, about 400 bytes).
     """
@@ -468,6 +503,7 @@ class LeanTerminalStats:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.categories = None if hasattr(config, "workerinput") else ("",)
+        self.counted: dict[str, Counted] = {}  # by test file
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -476,9 +512,23 @@ class LeanTerminalStats:
         if self.categories is not None:
             vars(report).pop("_json_report_extra", None)
         for category, reports in stats.items():
-            if reports and reports[-1] is report and (self.categories is None or category in self.categories):
+            if not reports or reports[-1] is not report:
+                continue
+            if self.categories is None or category in self.categories:
                 reports.pop()
-                return
+            elif category == "passed" and not set(getattr(terminal, "reportchars", "")) & set("pP"):
+                path = report.location[0]
+                reports[-1] = self.counted.setdefault(path, Counted((path, None, "")))
+            return
+
+
+@dataclass(frozen=True)
+class Counted:
+    """Stands in for passed reports in the terminal reporter's counts: the summary line reads how many there
+    are (and, with ``console_output_style = times``, the last one's file)."""
+
+    location: tuple[str, int | None, str]
+    count_towards_summary: bool = True
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

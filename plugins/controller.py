@@ -16,9 +16,11 @@ import json
 import sys
 import time
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from alignment import housekeeping
@@ -37,6 +39,7 @@ from alignment.session import RunSetup
 from plugins.scheduler import TargetScheduling
 
 RESULT_PROPERTY = "alignment_result"
+SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
@@ -100,7 +103,12 @@ class AlignmentController:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["alignment_setup"] = self.setup.to_json()
+        node.workerinput[SETUP_INPUT] = self.setup.to_json()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodeready(self, node: Any) -> None:
+        """The worker has read the setup: its text (about 200 bytes per branch) is not kept for the session."""
+        node.workerinput.pop(SETUP_INPUT, None)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> TargetScheduling:
@@ -126,6 +134,7 @@ class AlignmentController:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
         self._use_lastfailed_of_this_run()
+        PackedTestEntries.install(self.config)
         if not self.collecting_only:
             self.ledger.start()
 
@@ -416,6 +425,62 @@ class WorkerPushes:
                 )
         ledger.journal_possible_pushes(unreported)
         return ledger.record_pushes(pushed, self.seconds)
+
+
+class PackedTestEntries(dict[str, Any]):
+    """pytest-json-report's per-test entries, each kept as compact JSON once its test has ended.
+
+    That plugin keeps every test's entry (a dict per entry and per stage: about 1.2 KB) until it writes the
+    report at the end; packed, an entry is about 300 bytes. Reading an entry unpacks it, so the report it
+    builds and saves is the same. An entry that would not come back equal from JSON stays a dict.
+    """
+
+    @classmethod
+    def install(cls, config: pytest.Config) -> None:
+        """Put the entries of this run's JSON report plugin in a ``PackedTestEntries`` (where the installed
+        pytest-json-report keeps them as ``tests/unit/test_xdist_contract.py`` checks; otherwise nothing)."""
+        plugin = getattr(config, "_json_report", None)
+        entries = getattr(plugin, "_json_tests", None)
+        if isinstance(entries, dict) and not isinstance(entries, cls):
+            packed = cls(entries)
+            plugin._json_tests = packed  # type: ignore[union-attr]
+            config.pluginmanager.register(packed, "alignment-packed-test-entries")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """After pytest-json-report has recorded the report: a test's entry is complete at its teardown (or
+        its worker's crash)."""
+        if report.when in ("teardown", "???"):
+            self.pack(report.nodeid)
+
+    def pack(self, nodeid: str) -> None:
+        entry = super().get(nodeid)
+        if not isinstance(entry, dict):
+            return
+        try:
+            text = msgspec.json.encode(entry)
+        except (TypeError, msgspec.EncodeError):
+            return  # pytest-json-report writes what JSON cannot encode with str(): kept as it is
+        if msgspec.json.decode(text) == entry:
+            super().__setitem__(nodeid, PackedEntry(text))
+
+    def __getitem__(self, nodeid: str) -> Any:
+        entry = super().__getitem__(nodeid)
+        if isinstance(entry, PackedEntry):
+            entry = msgspec.json.decode(entry.text)
+            super().__setitem__(nodeid, entry)
+        return entry
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        """Every entry, unpacked (the report is being written)."""
+        return [self[nodeid] for nodeid in self]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedEntry:
+    """A finished test's JSON report entry, as JSON text."""
+
+    text: bytes
 
 
 def _share_repeated_strings(report: pytest.TestReport) -> None:

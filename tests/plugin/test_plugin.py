@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -88,8 +89,12 @@ def config_file(tmp_path: Path, **orchestration: Any) -> Path:
 MEMORY_PROBE = """
 import json, os
 
+import pytest
+from _pytest.reports import TestReport
+
 REPORTS_WITH_KEYWORDS = []
 WORKERS_WHEN_PUBLISHING = []
+WAITING = None  # what collected items hold before any runs (a process that collects nothing: None)
 
 
 def pytest_configure(config):
@@ -107,6 +112,13 @@ def pytest_runtest_logreport(report):
         REPORTS_WITH_KEYWORDS.append(report.nodeid)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    global WAITING
+    WAITING = {"requests": sum(bool(getattr(item, "_request", None)) for item in session.items),
+               "keyword_sets": len({id(item.extra_keyword_matches) for item in session.items})}
+
+
 def pytest_sessionfinish(session):
     workerinput = getattr(session.config, "workerinput", None)  # not the environment: this test may run in one
     who = workerinput["workerid"] if workerinput else "controller"
@@ -115,13 +127,19 @@ def pytest_sessionfinish(session):
     holding = [item.nodeid for item in session.items if item.user_properties]
     marks = len({id(mark) for item in session.items for mark in item.own_markers})
     reports = [report for category, kept in terminal.stats.items() if category != "warnings" for report in kept]
+    full_passed = sum(isinstance(report, TestReport) for report in terminal.stats.get("passed", ()))
+    reports = [report for report in reports if isinstance(report, TestReport)]
+    entries = type(getattr(getattr(session.config, "_json_report", None), "_json_tests", None)).__name__
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
         json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
                    "collected": len(session.items), "distinct_marks": marks,
                    "call_specs_dropped": sum(not hasattr(item, "callspec") for item in session.items),
                    "workers_when_publishing": WORKERS_WHEN_PUBLISHING,
                    "with_json_extras": sum(hasattr(report, "_json_report_extra") for report in reports),
-                   "distinct_phase_strings": len({id(report.when) for report in reports})}, out)
+                   "distinct_phase_strings": len({id(report.when) for report in reports}),
+                   "full_passed_reports": full_passed, "json_entries": entries, "waiting": WAITING,
+                   "setup_text_kept": "alignment_setup" in (workerinput or {}),
+                   "hypothesis_plugin": session.config.pluginmanager.has_plugin("hypothesispytest")}, out)
 """
 
 
@@ -153,13 +171,21 @@ def test_demo_run_with_and_without_xdist(
     assert sum(probe["call_specs_dropped"] for probe in probes.values()) == 20
     # The reports the controller keeps hold no JSON-report extras, and the strings every report repeats once.
     assert (probes["controller"]["with_json_extras"], probes["controller"]["distinct_phase_strings"]) == (0, 1)
+    # Passed call reports are counted, not kept (the summary line reads only how many); the JSON report's
+    # entries are packed until it is written; a worker keeps no copy of the setup's text.
+    assert probes["controller"]["full_passed_reports"] == 0
+    assert probes["controller"]["json_entries"] == "PackedTestEntries"
     for probe in probes.values():
         assert probe["items_holding_results"] == []
+        assert not probe["setup_text_kept"]
+        assert not probe["hypothesis_plugin"], "it would import hypothesis for its summary: 7 MB per process"
         assert probe["reports_with_keywords"] == []
         if probe is not probes["controller"]:
             assert set(probe["kept"].values()) == {0}, "a worker prints no summary: it keeps no report"
         if probe["collected"]:  # the items of a target share its marks: two per target, and the timeout
             assert (probe["collected"], probe["distinct_marks"]) == (20, 2 * 3 + 1)
+            # Until an item runs it holds no fixture request, and no set of extra -k names of its own.
+            assert probe["waiting"] == {"requests": 0, "keyword_sets": 1}
     jsonschema.validate(done.data, load_schema())
     assert {name: branch["status"] for name, branch in done.branches().items()} == expected
     assert "branch alignment" in done.output
@@ -191,6 +217,13 @@ def test_the_demo_flag_needs_nothing_else(run: Any) -> None:
     done = run("--demo", "-q")
     done.result.assert_outcomes(passed=16, failed=4)
     assert "demo repository and input:" in done.output
+
+
+def test_passed_branches_are_listed_when_asked(run: Any) -> None:
+    """``-rA`` lists each passed branch: the controller keeps its passed reports then (otherwise it counts them)."""
+    done = run("--demo", "-q", "-rA")
+    done.result.assert_outcomes(passed=16, failed=4)
+    assert re.search(r"^PASSED \S*test_branches.py::test_branch\[feature/logging\]$", done.output, re.MULTILINE)
 
 
 def test_pytest_and_the_orchestrator_give_the_same_output(run: Any, tmp_path: Path) -> None:
