@@ -180,7 +180,7 @@ class _Scan:
             elif isinstance(node, (ast.Global, ast.Nonlocal)):
                 self.rebound.update(node.names)
                 self.declared.update(node.names if isinstance(node, ast.Global) else ())
-            elif type(node) in _BINDING_FIELDS:
+            else:  # the other kinds of ``_SCANNED`` bind a name
                 name = getattr(node, _BINDING_FIELDS[type(node)])
                 if name:
                     self.rebound.add(name)
