@@ -78,17 +78,29 @@ class Reference:
                 yield f"{stem}/__init__.py"
 
 
-def _nodes(root: ast.AST) -> list[ast.AST]:
-    """``root`` and every node under it, parents before children: what ``ast.walk`` yields, in half its time."""
-    nodes = [root]
-    for node in nodes:
+_LEAF_FIELDS = frozenset({"ctx", "op", "ops"})  # shared operator and context nodes: nothing to find there
+
+
+def _nodes(root: ast.AST) -> tuple[list[ast.AST], list[bool]]:
+    """``root`` and every node under it, parents before children (what ``ast.walk`` yields, without the shared
+    context and operator leaves), and for each whether it lies in the body of a ``try`` (optional code): one walk
+    for both, where walking each ``try`` body again cost as much as the walk itself."""
+    nodes, guarded = [root], [False]
+    for node, inside in zip(nodes, guarded, strict=True):  # both grow, in step, as the walk goes
+        try_body = type(node) is ast.Try
         for field in node._fields:
+            if field in _LEAF_FIELDS:
+                continue
             value = getattr(node, field, None)
+            flag = inside or (try_body and field == "body")
             if isinstance(value, list):
-                nodes.extend(item for item in value if isinstance(item, ast.AST))
+                children = [item for item in value if isinstance(item, ast.AST)]
+                nodes.extend(children)
+                guarded.extend([flag] * len(children))
             elif isinstance(value, ast.AST):
                 nodes.append(value)
-    return nodes
+                guarded.append(flag)
+    return nodes, guarded
 
 
 def _top_level(body: Sequence[ast.stmt]) -> Iterable[ast.stmt]:
@@ -148,34 +160,35 @@ class _Scan:
         self.imports: list[ast.Import | ast.ImportFrom] = []
         self.uses: list[ast.Attribute] = []
         self.stored: set[tuple[str | None, str]] = set()  # ``m.name = ...``: the file defines it itself
-        self.guarded: set[int] = set()  # nodes inside a ``try`` body
         self.rebound: set[str] = set()
         self.declared: set[str] = set()  # ``global`` names: module-level names a function binds
         self.dynamic = False  # names made in ways the text does not show
-        for node in _nodes(tree):  # the most frequent kinds first
-            if isinstance(node, ast.Name):
+        for node, guarded in zip(*_nodes(tree), strict=True):
+            if type(node) not in _SCANNED:  # most nodes: one set lookup
+                continue
+            if isinstance(node, ast.Name):  # the most frequent kinds first
                 if not isinstance(node.ctx, ast.Load):
                     self.rebound.add(node.id)
             elif isinstance(node, ast.Attribute):
-                self._attribute(node)
+                self._attribute(node, guarded)
             elif isinstance(node, ast.Call):
                 self.dynamic |= isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                self.imports.append(node)
+                if not guarded:  # an import in a ``try`` body is optional: not checked
+                    self.imports.append(node)
                 self.dynamic |= any(alias.name == "*" for alias in node.names)
-            elif isinstance(node, ast.Try):
-                self.guarded.update(id(inner) for statement in node.body for inner in _nodes(statement))
             elif isinstance(node, (ast.Global, ast.Nonlocal)):
                 self.rebound.update(node.names)
                 self.declared.update(node.names if isinstance(node, ast.Global) else ())
-            elif type(node) in _BINDING_FIELDS:
+            else:  # the other kinds of ``_SCANNED`` bind a name
                 name = getattr(node, _BINDING_FIELDS[type(node)])
                 if name:
                     self.rebound.add(name)
 
-    def _attribute(self, node: ast.Attribute) -> None:
+    def _attribute(self, node: ast.Attribute, guarded: bool) -> None:
         if isinstance(node.ctx, ast.Load):
-            self.uses.append(node)
+            if not guarded:
+                self.uses.append(node)
             self.dynamic |= node.attr == "modules" and isinstance(node.value, ast.Name) and node.value.id == "sys"
         else:
             self.stored.add((_chain(node), node.attr))
@@ -202,8 +215,6 @@ class _Scan:
         targets: dict[str, set[tuple[str, int]]] = {}
         imported: set[tuple[str, int]] = set()
         for statement in self.imports:
-            if id(statement) in self.guarded:
-                continue
             if isinstance(statement, ast.ImportFrom):
                 if any(alias.name == "*" for alias in statement.names):
                     continue
@@ -228,7 +239,7 @@ class _Scan:
         for node in self.uses:
             chain = _chain(node)
             head, *rest = (chain or "").split(".")
-            if chain is None or head not in aliases or id(node) in self.guarded or (chain, node.attr) in self.stored:
+            if chain is None or head not in aliases or (chain, node.attr) in self.stored:
                 continue
             module, level = aliases[head]
             while rest and (f"{module}.{rest[0]}", level) in imported:
@@ -280,6 +291,9 @@ _BINDING_FIELDS: dict[type[ast.AST], str] = {  # other nodes that bind a name, a
     ast.MatchStar: "name",
     ast.MatchMapping: "rest",
 }
+_SCANNED = frozenset(
+    {ast.Name, ast.Attribute, ast.Call, ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, *_BINDING_FIELDS}
+)
 
 
 class Snapshot:

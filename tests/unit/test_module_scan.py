@@ -41,6 +41,20 @@ def test_module_attributes_follow_import_chains_and_aliases() -> None:
     }  # ``from . import near`` itself names no package in a top-level file: only the use is kept
 
 
+def test_only_a_try_body_is_optional_code() -> None:
+    """Imports and uses inside a ``try`` body (at any depth) are skipped; its handlers, ``else`` and
+    ``finally`` are ordinary code, and so is a ``try`` nested in a handler outside its own body."""
+    source = (
+        "import app\n"
+        "try:\n    if app:\n        app.guarded()\n        from app import inner\n"
+        "except ImportError:\n    app.handler()\n    try:\n        app.nested()\n    except OSError:\n"
+        "        from app import fallback\n"
+        "else:\n    app.other()\nfinally:\n    app.last()\n"
+    )
+    found = {(ref.name, ref.line) for ref in scan(source, "top.py").references}
+    assert found == {("handler", 7), ("fallback", 11), ("other", 13), ("last", 15)}
+
+
 @pytest.mark.parametrize(
     "source",
     [
