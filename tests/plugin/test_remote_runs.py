@@ -96,7 +96,7 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
 
     rerun = subprocess.run(command(origin), cwd=PROJECT, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
-    assert f"run {first_run} did not finish" in rerun.stdout
+    assert f"run {first_run} did not finish" in rerun.stdout, rerun.stdout[-3000:]
     done = results(origin)
     for name in NAMES:
         assert done[name]["push"]["pushed"] is True
