@@ -266,6 +266,8 @@ class Git:
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
         self._shadowed: frozenset[str] | None = None
+        self._ahead: dict[tuple[str, str], MergeTree] = {}  # merges done ahead (``merge_ahead``), until used
+        self._ahead_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -474,7 +476,12 @@ class Git:
         return (fatal or lines or ["git var GIT_COMMITTER_IDENT failed"])[-1]
 
     def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
-        """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""
+        """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not); a merge
+        ``merge_ahead`` already did is answered from its result, once."""
+        with self._ahead_lock:
+            ahead = self._ahead.pop((ours, theirs), None)
+        if ahead is not None:
+            return ahead
         args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
         done = self._run(*args, ok=(0, 1), timeout=timeout, known={"unrelated histories": UnrelatedHistories})
         return _merge_at(done.stdout.split(b"\0"), 0, conflicted=done.returncode == 1)[0]
@@ -773,6 +780,14 @@ class Git:
         """Point ``remote`` at ``url``, adding it if missing (a worker's clone; no fetch refspec: the run
         fetches explicit refspecs)."""
         self._run("config", f"remote.{remote}.url", url)
+
+    def merge_ahead(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> None:
+        """Do the merges of ``pairs`` now, in one ``merge-tree --stdin`` process (``merge_trees``), and keep
+        each result until ``merge_tree`` asks for it: a process start-up per batch instead of one per merge.
+        A merge result depends only on its two commits, so an answer given later is the same one."""
+        merges = self.merge_trees(pairs, timeout=timeout)
+        with self._ahead_lock:
+            self._ahead.update(zip(pairs, merges, strict=True))
 
 
 class _TreeReader:
