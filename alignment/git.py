@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +269,7 @@ class Git:
         self._shadowed: frozenset[str] | None = None
         self._ahead: dict[tuple[str, str], MergeTree] = {}  # merges done ahead (``merge_ahead``), until used
         self._ahead_lock = threading.Lock()
+        self._parsed = _ParsedTrees()
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -791,27 +793,80 @@ class Git:
 
 
 class _TreeReader:
-    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once."""
+    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once while its ``Git``'s
+    ``_ParsedTrees`` keeps it."""
 
     def __init__(self, git: Git) -> None:
         self._git = git
-        self._entries: dict[str, dict[str, tuple[str, str]]] = {}
+        self._parsed = git._parsed
 
     def root(self, commit: str) -> str:
         """The id of ``commit``'s tree."""
-        found = self._git.read_object(commit)
-        if found is None or found.kind != "commit":
-            raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
-        return found.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode()
+        tree = self._parsed.root(commit)
+        if tree is None:
+            found = self._git.read_object(commit)
+            if found is None or found.kind != "commit":
+                raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
+            tree = self._parsed.keep_root(commit, found.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode())
+        return tree
 
     def entries(self, tree: str) -> dict[str, tuple[str, str]]:
         """Name -> ``(mode, object id)`` of ``tree``'s entries."""
-        if tree not in self._entries:
+        entries = self._parsed.tree(tree)
+        if entries is None:
             found = self._git.read_object(tree)
             if found is None or found.kind != "tree":
                 raise GitError(("cat-file", tree), 1, f"{tree} is not a tree")
-            self._entries[tree] = _parse_tree(found.content, len(tree) // 2)
-        return self._entries[tree]
+            entries = self._parsed.keep_tree(tree, _parse_tree(found.content, len(tree) // 2))
+        return entries
+
+
+class _ParsedTrees:
+    """Parsed trees and commits' tree ids by object id, shared by every call of one ``Git``.
+
+    Objects never change, so a tree that every branch of a target reads (the target's own) is read from
+    git once per process instead of once per branch. Bounded: at most ``ENTRIES`` tree entries and
+    ``ROOTS`` commits are kept, the least recently used dropped first.
+    """
+
+    ENTRIES = 20_000
+    ROOTS = 4_096
+
+    def __init__(self) -> None:
+        self._trees: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+        self._roots: OrderedDict[str, str] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def tree(self, oid: str) -> dict[str, tuple[str, str]] | None:
+        with self._lock:
+            entries = self._trees.get(oid)
+            if entries is not None:
+                self._trees.move_to_end(oid)
+            return entries
+
+    def keep_tree(self, oid: str, entries: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            if oid not in self._trees:
+                self._trees[oid] = entries
+                self._size += len(entries)
+            while self._size > self.ENTRIES and len(self._trees) > 1:
+                self._size -= len(self._trees.popitem(last=False)[1])
+        return entries
+
+    def root(self, commit: str) -> str | None:
+        with self._lock:
+            tree = self._roots.get(commit)
+            if tree is not None:
+                self._roots.move_to_end(commit)
+            return tree
+
+    def keep_root(self, commit: str, tree: str) -> str:
+        with self._lock:
+            self._roots[commit] = tree
+            if len(self._roots) > self.ROOTS:
+                self._roots.popitem(last=False)
+        return tree
 
 
 class _Reader:
