@@ -527,7 +527,9 @@ class Git:
                 self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-", dir=self._scratch_in))
         path = self._scratch / f"commit-{threading.get_ident()}"
         path.write_text("\n".join(lines) + "\n\n" + message, encoding="utf-8")
-        return self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
+        commit = self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
+        self._parsed.keep_root(commit, tree)  # the next reader of this commit wants its tree
+        return commit
 
     def _identity(self, role: str) -> str:
         """``Name <email> <time> <zone>`` for ``GIT_AUTHOR`` or ``GIT_COMMITTER``."""
@@ -644,11 +646,13 @@ class Git:
         return entries
 
     def commit_parents(self, oid: str) -> tuple[str, ...]:
-        """The parents of commit ``oid``, read through the long-lived ``cat-file``."""
+        """The parents of commit ``oid``, read through the long-lived ``cat-file`` (its tree is kept for
+        ``_TreeReader.root``: the branch tips whose history is walked are the ones whose trees are read)."""
         found = self.read_object(oid)
         if found is None or found.kind != "commit":
             raise GitError(("cat-file", oid), 1, f"{oid} is not a commit")
         header = found.content.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        self._parsed.keep_root(oid, header.split("\n", 1)[0].removeprefix("tree "))
         return tuple(line[len("parent ") :] for line in header.splitlines() if line.startswith("parent "))
 
     def commits_between(self, exclude: str, include: str, limit: int) -> tuple[tuple[CommitInfo, ...], bool]:
