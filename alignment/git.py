@@ -833,8 +833,8 @@ class _ParsedTrees:
     ``ROOTS`` commits are kept, the least recently used dropped first.
     """
 
-    ENTRIES = 20_000
-    ROOTS = 4_096
+    ENTRIES = 8_000
+    ROOTS = 1_024
 
     def __init__(self) -> None:
         self._trees: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
