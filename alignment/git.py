@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,9 @@ class Git:
         self._scratch_lock = threading.Lock()
         self._identities: dict[str, str] = {}
         self._shadowed: frozenset[str] | None = None
+        self._ahead: dict[tuple[str, str], MergeTree] = {}  # merges done ahead (``merge_ahead``), until used
+        self._ahead_lock = threading.Lock()
+        self._parsed = _ParsedTrees()
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -474,7 +478,12 @@ class Git:
         return (fatal or lines or ["git var GIT_COMMITTER_IDENT failed"])[-1]
 
     def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
-        """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not)."""
+        """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not); a merge
+        ``merge_ahead`` already did is answered from its result, once."""
+        with self._ahead_lock:
+            ahead = self._ahead.pop((ours, theirs), None)
+        if ahead is not None:
+            return ahead
         args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
         done = self._run(*args, ok=(0, 1), timeout=timeout, known={"unrelated histories": UnrelatedHistories})
         return _merge_at(done.stdout.split(b"\0"), 0, conflicted=done.returncode == 1)[0]
@@ -518,7 +527,9 @@ class Git:
                 self._scratch = Path(tempfile.mkdtemp(prefix="alignment-commits-", dir=self._scratch_in))
         path = self._scratch / f"commit-{threading.get_ident()}"
         path.write_text("\n".join(lines) + "\n\n" + message, encoding="utf-8")
-        return self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
+        commit = self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
+        self._parsed.keep_root(commit, tree)  # the next reader of this commit wants its tree
+        return commit
 
     def _identity(self, role: str) -> str:
         """``Name <email> <time> <zone>`` for ``GIT_AUTHOR`` or ``GIT_COMMITTER``."""
@@ -635,11 +646,13 @@ class Git:
         return entries
 
     def commit_parents(self, oid: str) -> tuple[str, ...]:
-        """The parents of commit ``oid``, read through the long-lived ``cat-file``."""
+        """The parents of commit ``oid``, read through the long-lived ``cat-file`` (its tree is kept for
+        ``_TreeReader.root``: the branch tips whose history is walked are the ones whose trees are read)."""
         found = self.read_object(oid)
         if found is None or found.kind != "commit":
             raise GitError(("cat-file", oid), 1, f"{oid} is not a commit")
         header = found.content.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        self._parsed.keep_root(oid, header.split("\n", 1)[0].removeprefix("tree "))
         return tuple(line[len("parent ") :] for line in header.splitlines() if line.startswith("parent "))
 
     def commits_between(self, exclude: str, include: str, limit: int) -> tuple[tuple[CommitInfo, ...], bool]:
@@ -774,29 +787,90 @@ class Git:
         fetches explicit refspecs)."""
         self._run("config", f"remote.{remote}.url", url)
 
+    def merge_ahead(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> None:
+        """Do the merges of ``pairs`` now, in one ``merge-tree --stdin`` process (``merge_trees``), and keep
+        each result until ``merge_tree`` asks for it: a process start-up per batch instead of one per merge.
+        A merge result depends only on its two commits, so an answer given later is the same one."""
+        merges = self.merge_trees(pairs, timeout=timeout)
+        with self._ahead_lock:
+            self._ahead.update(zip(pairs, merges, strict=True))
+
 
 class _TreeReader:
-    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once."""
+    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once while its ``Git``'s
+    ``_ParsedTrees`` keeps it."""
 
     def __init__(self, git: Git) -> None:
         self._git = git
-        self._entries: dict[str, dict[str, tuple[str, str]]] = {}
+        self._parsed = git._parsed
 
     def root(self, commit: str) -> str:
         """The id of ``commit``'s tree."""
-        found = self._git.read_object(commit)
-        if found is None or found.kind != "commit":
-            raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
-        return found.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode()
+        tree = self._parsed.root(commit)
+        if tree is None:
+            found = self._git.read_object(commit)
+            if found is None or found.kind != "commit":
+                raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
+            tree = self._parsed.keep_root(commit, found.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode())
+        return tree
 
     def entries(self, tree: str) -> dict[str, tuple[str, str]]:
         """Name -> ``(mode, object id)`` of ``tree``'s entries."""
-        if tree not in self._entries:
+        entries = self._parsed.tree(tree)
+        if entries is None:
             found = self._git.read_object(tree)
             if found is None or found.kind != "tree":
                 raise GitError(("cat-file", tree), 1, f"{tree} is not a tree")
-            self._entries[tree] = _parse_tree(found.content, len(tree) // 2)
-        return self._entries[tree]
+            entries = self._parsed.keep_tree(tree, _parse_tree(found.content, len(tree) // 2))
+        return entries
+
+
+class _ParsedTrees:
+    """Parsed trees and commits' tree ids by object id, shared by every call of one ``Git``.
+
+    Objects never change, so a tree that every branch of a target reads (the target's own) is read from
+    git once per process instead of once per branch. Bounded: at most ``ENTRIES`` tree entries and
+    ``ROOTS`` commits are kept, the least recently used dropped first.
+    """
+
+    ENTRIES = 8_000
+    ROOTS = 1_024
+
+    def __init__(self) -> None:
+        self._trees: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+        self._roots: OrderedDict[str, str] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def tree(self, oid: str) -> dict[str, tuple[str, str]] | None:
+        with self._lock:
+            entries = self._trees.get(oid)
+            if entries is not None:
+                self._trees.move_to_end(oid)
+            return entries
+
+    def keep_tree(self, oid: str, entries: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            if oid not in self._trees:
+                self._trees[oid] = entries
+                self._size += len(entries)
+            while self._size > self.ENTRIES and len(self._trees) > 1:
+                self._size -= len(self._trees.popitem(last=False)[1])
+        return entries
+
+    def root(self, commit: str) -> str | None:
+        with self._lock:
+            tree = self._roots.get(commit)
+            if tree is not None:
+                self._roots.move_to_end(commit)
+            return tree
+
+    def keep_root(self, commit: str, tree: str) -> str:
+        with self._lock:
+            self._roots[commit] = tree
+            if len(self._roots) > self.ROOTS:
+                self._roots.popitem(last=False)
+        return tree
 
 
 class _Reader:

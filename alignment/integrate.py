@@ -9,11 +9,18 @@ worktree: it predicts a rebase's conflicts and findings with the in-memory merge
 
 from __future__ import annotations
 
+import itertools
+import logging
+import threading
+from collections.abc import Sequence
+
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
-from alignment.errors import StepFailed, UnrelatedHistories
-from alignment.git import Conflict
+from alignment.errors import GitError, StepFailed, UnrelatedHistories, one_line
+from alignment.git import Conflict, Git
 from alignment.model import Action, ErrorCode, Status, Strategy
+
+log = logging.getLogger(__name__)
 
 
 class MergeOrRebaseIntegrator:
@@ -56,3 +63,51 @@ class MergeOrRebaseIntegrator:
             return Integration(Action.REBASE, None, tuple(Conflict(path, "contents") for path in conflicted))
         context.workspace.moved(context.old_tip, new_tip)
         return Integration(Action.REBASE, new_tip)
+
+
+class MergesAhead:
+    """The in-memory merges of a run's diverged branches, done in batches ahead of their branches
+    (``Git.merge_ahead``): one ``merge-tree --stdin`` process per batch instead of one per branch.
+
+    The first branch whose merge no batch has taken does a batch: its own merge and the next ones of its
+    target, in input order, that no batch has taken yet. A branch whose merge another thread's batch is
+    doing waits for that batch. A branch that moved since the snapshot, or one of a batch git refused (e.g.
+    unrelated histories) or that took over half its branch's integration time, is merged on its own, as
+    before. Under xdist each worker batches for itself.
+    """
+
+    BATCH = 32
+
+    def __init__(self, git: Git, queues: Sequence[Sequence[tuple[str, str]]]) -> None:
+        """``queues``: per target, the ``(branch tip, target commit)`` of each branch to merge, in input order."""
+        self._git = git
+        self._queues = queues
+        self._place = {pair: (number, index) for number, queue in enumerate(queues) for index, pair in enumerate(queue)}
+        self._taken: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, ours: str, theirs: str, timeout: float) -> None:
+        """Have the merge of ``theirs`` into ``ours`` done ahead if it is one of the run's: by a batch of
+        this call, or by the batch already doing it (waited for, at most ``timeout`` seconds)."""
+        pair = (ours, theirs)
+        batch: list[tuple[str, str]] = []
+        with self._lock:
+            place = self._place.get(pair)
+            if place is None:
+                return
+            done = self._taken.get(pair)
+            if done is None:
+                done = threading.Event()
+                number, index = place
+                untaken = (later for later in self._queues[number][index:] if later not in self._taken)
+                batch = list(itertools.islice(untaken, self.BATCH))
+                self._taken.update(dict.fromkeys(batch, done))
+        if not batch:
+            done.wait(timeout)
+            return
+        try:
+            self._git.merge_ahead(batch, timeout=timeout / 2)
+        except GitError as error:  # a timeout too: each of these branches merges on its own, as before
+            log.debug("merges of %d branches not done ahead: %s", len(batch), one_line(str(error)))
+        finally:
+            done.set()

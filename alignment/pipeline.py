@@ -42,6 +42,7 @@ from alignment.explain import Budget, explain_conflicts
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
+from alignment.integrate import MergeOrRebaseIntegrator, MergesAhead
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
 from alignment.model import (
@@ -54,6 +55,7 @@ from alignment.model import (
     Finding,
     PushRecord,
     Status,
+    Strategy,
     Unexplained,
 )
 from alignment.names import branch_file_stem, invalid_branch_name
@@ -177,7 +179,12 @@ class BranchAlignment:
     @_step(Status.FAILED_INTEGRATION)
     def integrate(self) -> None:
         """Integrate: compute the commit the branch would move to; conflicts fail the branch."""
-        integration = self.runtime.components.integration_utility.integrate(self._context())
+        context = self._context()
+        merges = self.runtime.merges
+        if merges is not None and context.relation is Action.MERGE:
+            timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
+            merges.prepare(context.old_tip, context.target_commit, timeout)
+        integration = self.runtime.components.integration_utility.integrate(context)
         self.integration = integration
         if integration.conflicts:
             self._explain(integration)
@@ -505,6 +512,8 @@ class Runtime:
             scratch_in=setup.scratch_dir,
         )
         self.components = components or Components.from_settings(settings)
+        default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)
+        self.merges = MergesAhead(self.git, _merge_queues(setup)) if default else None
         self.journal = MoveJournal(setup.folder.moves_dir)
         self.listed = frozenset(spec.name for spec in setup.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
@@ -545,6 +554,22 @@ class Runtime:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _merge_queues(setup: RunSetup) -> list[list[tuple[str, str]]]:
+    """Per target, ``(tip, target commit)`` of each branch the snapshot found diverged, in input order: the
+    merges the default integrator will do (none for a target that rebases, unless in a plan)."""
+    snapshot = setup.snapshot
+    queues = []
+    for group in setup.branches.groups:
+        target_commit = snapshot.target_commits.get(group.target)
+        if target_commit is None or (
+            setup.settings.policy(group.target).strategy is Strategy.REBASE and not setup.predict
+        ):
+            continue
+        tips = (snapshot.tips.get(spec.name) for spec in group.branches if snapshot.relation(spec.name) is Action.MERGE)
+        queues.append([(tip, target_commit) for tip in tips if tip is not None])
+    return queues
 
 
 def run_alignment_for_branch(

@@ -412,3 +412,39 @@ def test_commit_time_is_now_unless_git_fixes_it(repo: Repo, monkeypatch: pytest.
     stamp = int(repo.git("log", "-1", "--format=%ct", commit))
     assert before <= stamp <= int(time.time())
     assert repo.git("log", "-1", "--format=%an <%ae>", commit) == "Test Author <author@example.com>"
+
+
+def _forget_object(repo: Repo, oid: str) -> None:
+    """Remove a loose object from the repository, so that only what a ``Git`` kept can still answer for it."""
+    (repo.path / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+
+
+def test_trees_read_once_are_kept_for_later_calls(git: Git, repo: Repo) -> None:
+    tip = repo.tip("main")
+    first = git.entries_at(tip, ["app.py"])
+    for oid in (tip, repo.git("rev-parse", "main^{tree}")):
+        _forget_object(repo, oid)
+    git._objects.close()  # a fresh cat-file: nothing kept on git's side
+    assert git.entries_at(tip, ["app.py"]) == first
+    fresh = Git(RepoLocation.discover(repo.path), timeout=10)
+    try:
+        with pytest.raises(GitError, match="is not a commit"):
+            fresh.entries_at(tip, ["app.py"])
+    finally:
+        fresh.close()
+
+
+@pytest.mark.parametrize("bound", ["ROOTS", "ENTRIES"])
+def test_kept_trees_are_bounded_least_recently_used_first(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
+    old = repo.tip("main")
+    old_tree = repo.git("rev-parse", "main^{tree}")
+    new = repo.commit("main", {"other.py": "X = 1\n"})
+    monkeypatch.setattr(git._parsed, bound, 1)
+    git.entries_at(old, ["app.py"])
+    git.entries_at(new, ["app.py"])  # pushes out the old commit's tree (ENTRIES) or its root (ROOTS)
+    _forget_object(repo, old if bound == "ROOTS" else old_tree)
+    git._objects.close()
+    with pytest.raises(GitError, match="is not a"):
+        git.entries_at(old, ["app.py"])

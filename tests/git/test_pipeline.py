@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -577,3 +578,42 @@ def test_check_commands_do_not_inherit_a_repository_location(
     check = ["python3", "-c", f"import os; open({str(seen)!r}, 'w').write(os.environ.get('GIT_DIR', 'unset'))"]
     assert align("f", config=settings(check_commands=[check]))["f"].status is Status.COMPLETED
     assert seen.read_text() == "unset"
+
+
+def _merge_tree_runs(trace: Path) -> list[list[str]]:
+    """The argv of every ``git merge-tree`` process a GIT_TRACE2_EVENT file recorded."""
+    events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()] if trace.exists() else []
+    return [event["argv"] for event in events if event.get("event") == "start" and "merge-tree" in event["argv"]]
+
+
+def test_diverged_branches_are_merged_in_one_batch_each_with_its_own_result(
+    repo: Repo, align: Aligner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = repo.tip("main")
+    tips = {name: repo.commit(name, {f"{name}.py": f"{name.upper()} = 1\n"}, parent=base) for name in ("a", "b")}
+    tips["c"] = repo.commit("c", {"README.md": "# Project\n\nTheirs.\n"}, parent=base)
+    repo.commit("main", {"README.md": "# Project\n\nOurs.\n"}, "main work")
+    trace = tmp_path / "trace2.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    results = align("a", "b", "c")
+    monkeypatch.delenv("GIT_TRACE2_EVENT")
+    runs = _merge_tree_runs(trace)
+    assert [argv for argv in runs if "--write-tree" in argv] == []  # no branch started a merge of its own
+    assert ["--stdin" in argv for argv in runs][:1] == [True]
+    for name in ("a", "b"):
+        expected = repo.git("merge-tree", "--write-tree", tips[name], repo.tip("main"))
+        assert results[name].status is Status.COMPLETED
+        assert repo.git("rev-parse", f"{results[name].new_tip}^{{tree}}") == expected
+    assert (results["c"].status, results["c"].codes) == (Status.FAILED_INTEGRATION, ("merge_conflict_unresolvable",))
+    assert results["c"].message == "Merge conflict in README.md (unresolvable)"
+    assert repo.tip("c") == tips["c"]
+
+
+def test_a_batch_git_refuses_leaves_each_branch_to_merge_on_its_own(repo: Repo, align: Aligner) -> None:
+    """git ends a ``merge-tree --stdin`` batch at unrelated histories: the other branches still merge."""
+    old = diverge(repo, "a", {"a.txt": "a\n"}, {"m.txt": "m\n"})
+    repo.commit("orphan", {"other.txt": "x\n"}, parents=())
+    results = align("orphan", "a")
+    assert (results["orphan"].status, results["orphan"].codes) == (Status.FAILED_INTEGRATION, ("unrelated_histories",))
+    assert results["a"].status is Status.COMPLETED
+    assert repo.git("rev-parse", "a^1") == old
