@@ -63,6 +63,9 @@ _SAFE_CONFIG = (
 _SAFETY_OPTIONS = tuple(option for setting in _SAFE_CONFIG for option in ("-c", setting))
 # Long-lived helpers read many objects; git's delta base cache (96 MB by default) would grow in each of them.
 _HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
+# A batch of merges in one process fills that cache too: 32 merges of pytest's history peaked at 97 MB RSS
+# with the default, 57 MB with this, in the same time (a single merge there: 16-35 MB).
+_BATCH_OPTIONS = ("-c", "core.deltaBaseCacheLimit=16m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
@@ -497,7 +500,8 @@ class Git:
         if not pairs:
             return ()
         payload = "".join(f"{ours} {theirs}\n" for ours, theirs in pairs).encode()
-        done = self._run("merge-tree", "--stdin", "-z", "--name-only", stdin=payload, ok=(0, 1), timeout=timeout)
+        args = (*_BATCH_OPTIONS, "merge-tree", "--stdin", "-z", "--name-only")
+        done = self._run(*args, stdin=payload, ok=(0, 1), timeout=timeout)
         fields = done.stdout.split(b"\0")
         merges, index = [], 0
         for _ in pairs:
