@@ -493,9 +493,10 @@ class LeanTerminalStats:
     pytest's terminal reporter keeps every report of the session for its summary. Of an alignment run's three
     reports per branch, it reads the failures and the call reports; the passed setup and teardown reports
     (category ``""``) only serve ``-rP``'s captured output, which an alignment run does not show (each
-    branch's log is in its own file). Of a passed call report only the count is read, unless ``-rp`` or
-    ``-rP`` (or ``-rA``) lists the passed tests: it is kept as a ``Counted`` placeholder, one per test
-    file (a report is about 1.4 KB). An xdist worker prints no summary at all: it keeps none. A report the
+    branch's log is in its own file). Of a passed call report only the count is read, unless something
+    reads the reports themselves (``-rp``/``-rP``/``-rA`` list them, ``--durations`` times them, the
+    ``times`` console style sums them): it is kept as a ``Counted`` placeholder, one per test file (a
+    report is about 1.4 KB). An xdist worker prints no summary at all: it keeps none. A report the
     controller keeps drops pytest-json-report's per-item extras once that plugin has read them (every report
     of an item carries all of them from the worker, about 400 bytes).
     """
@@ -516,16 +517,22 @@ class LeanTerminalStats:
                 continue
             if self.categories is None or category in self.categories:
                 reports.pop()
-            elif category == "passed" and not set(getattr(terminal, "reportchars", "")) & set("pP"):
+            elif category == "passed" and not _reads_passed_reports(self.config, terminal):
                 path = report.location[0]
                 reports[-1] = self.counted.setdefault(path, Counted((path, None, "")))
             return
 
 
+def _reads_passed_reports(config: pytest.Config, terminal: Any) -> bool:
+    """Whether the terminal reporter reads passed reports beyond counting them (see ``LeanTerminalStats``)."""
+    listed = set(getattr(terminal, "reportchars", "")) & set("pP")  # ``-rA`` included, ``-rN`` excluded
+    return bool(listed) or config.option.durations is not None or config.getini("console_output_style") == "times"
+
+
 @dataclass(frozen=True)
 class Counted:
     """Stands in for passed reports in the terminal reporter's counts: the summary line reads how many there
-    are (and, with ``console_output_style = times``, the last one's file)."""
+    are (and the progress line the last one's file)."""
 
     location: tuple[str, int | None, str]
     count_towards_summary: bool = True

@@ -226,6 +226,23 @@ def test_passed_branches_are_listed_when_asked(run: Any) -> None:
     assert re.search(r"^PASSED \S*test_branches.py::test_branch\[feature/logging\]$", done.output, re.MULTILINE)
 
 
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("-q", "--durations=30"), r"^\d+\.\d+s call +\S*test_branches.py::test_branch\[feature/logging\]$"),
+        (("-o", "console_output_style=times"), r"^\S*test_branches.py \.F\.FF\.+F\.+ *$"),
+    ],
+)
+def test_passed_branches_are_kept_for_what_reads_them(run: Any, args: tuple[str, ...], shown: str) -> None:
+    """``--durations`` times each passed branch and the ``times`` progress style sums their durations: the
+    controller keeps passed reports for them too (a count in their place crashed the ``times`` style with an
+    internal error before the summary line)."""
+    done = run("--demo", *args, subprocess=True)  # the in-process terminal reporter shows no progress times
+    done.result.assert_outcomes(passed=16, failed=4)
+    assert "INTERNALERROR" not in done.output, done.output[-3000:]
+    assert re.search(shown, done.output, re.MULTILINE), done.output[-3000:]
+
+
 def test_pytest_and_the_orchestrator_give_the_same_output(run: Any, tmp_path: Path) -> None:
     repo_a, input_a = build_demo(tmp_path / "a")
     repo_b, _ = build_demo(tmp_path / "b")
