@@ -459,7 +459,7 @@ class PackedTestEntries(dict[str, Any]):
             return
         try:
             text = msgspec.json.encode(entry)
-        except (TypeError, msgspec.EncodeError):
+        except (TypeError, ValueError, msgspec.EncodeError):  # ValueError: a lone surrogate, no UTF-8 for it
             return  # pytest-json-report writes what JSON cannot encode with str(): kept as it is
         if msgspec.json.decode(text) == entry:
             super().__setitem__(nodeid, PackedEntry(text))

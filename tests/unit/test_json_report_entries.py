@@ -46,7 +46,8 @@ def test_an_entry_json_would_not_give_back_equal_stays_as_it_is() -> None:
     entries["tuple"] = {"metadata": {"pair": (1, 2)}}  # JSON gives a list back
     entries["object"] = {"metadata": {"what": object()}}  # the plugin writes str() of it
     entries["nan"] = {"duration": float("nan")}
-    for nodeid in ("tuple", "object", "nan", "unknown"):
+    entries["surrogate"] = {"longrepr": "caf\udce9"}  # a lone surrogate: no UTF-8 for it (json.dumps escapes it)
+    for nodeid in ("tuple", "object", "nan", "surrogate", "unknown"):
         entries.pack(nodeid)
     assert not [value for value in dict.values(entries) if isinstance(value, PackedEntry)]
 
