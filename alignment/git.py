@@ -284,12 +284,14 @@ class Git:
         ok: Iterable[int] = (0,),
         cwd: Path | None = None,
         known: Mapping[str, type[GitError]] | None = None,
+        options: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[bytes]:
         """Run one git command; raise ``GitError`` unless its exit code is in ``ok`` (the subclass ``known``
-        gives for a phrase of git's stderr, so callers catch types). Private: other modules call (or add) a
+        gives for a phrase of git's stderr, so callers catch types). ``options``: git's own (``-c`` ...), before
+        the command and left out of its errors, which name the command. Private: other modules call (or add) a
         method here that names what they want of git."""
         limit = timeout if timeout is not None else self.timeout
-        argv = ("git", *_SAFETY_OPTIONS, *args) if cwd is not None else (*self._base, *args)
+        argv = ("git", *_SAFETY_OPTIONS, *options, *args) if cwd is not None else (*self._base, *options, *args)
         with self.limiter.slot():
             try:
                 done = run_process(argv, cwd=cwd, stdin=stdin, timeout=limit, env=self.env)
@@ -500,8 +502,8 @@ class Git:
         if not pairs:
             return ()
         payload = "".join(f"{ours} {theirs}\n" for ours, theirs in pairs).encode()
-        args = (*_BATCH_OPTIONS, "merge-tree", "--stdin", "-z", "--name-only")
-        done = self._run(*args, stdin=payload, ok=(0, 1), timeout=timeout)
+        args = ("merge-tree", "--stdin", "-z", "--name-only")
+        done = self._run(*args, stdin=payload, ok=(0, 1), timeout=timeout, options=_BATCH_OPTIONS)
         fields = done.stdout.split(b"\0")
         merges, index = [], 0
         for _ in pairs:

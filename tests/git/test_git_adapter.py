@@ -166,6 +166,13 @@ def test_a_merge_of_unrelated_histories_raises_its_own_error(git: Git, repo: Rep
         git.merge_tree(repo.tip("main"), orphan)
 
 
+def test_a_refused_batch_of_merges_names_its_command(git: Git, repo: Repo) -> None:
+    """The batch runs with options of its own (a smaller delta cache): its error still names ``merge-tree``."""
+    orphan = repo.commit("orphan", {"other.txt": "x\n"}, "unrelated root", parents=())
+    with pytest.raises(GitError, match=r"^git merge-tree --stdin failed: .*unrelated histories"):
+        git.merge_trees([(repo.tip("main"), orphan)])
+
+
 def test_a_git_reason_is_quoted_without_its_fatal_prefix() -> None:
     error = GitError(("update-ref", "--stdin"), 128, "hint: x\nfatal: cannot lock ref 'refs/heads/a'\n")
     assert (error.reason, error.detail) == ("fatal: cannot lock ref 'refs/heads/a'", "cannot lock ref 'refs/heads/a'")
