@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
-from alignment.errors import GitError, StepFailed, UnrelatedHistories, one_line
+from alignment.errors import GitError, GitTimeout, StepFailed, UnrelatedHistories, one_line
 from alignment.git import Conflict, Git
 from alignment.model import Action, ErrorCode, Status, Strategy
 
@@ -72,8 +72,9 @@ class MergesAhead:
     The first branch whose merge no batch has taken does a batch: its own merge and the next ones of its
     target, in input order, that no batch has taken yet. A branch whose merge another thread's batch is
     doing waits for that batch. A branch that moved since the snapshot, or one of a batch git refused (e.g.
-    unrelated histories) or that took over half its branch's integration time, is merged on its own, as
-    before. Under xdist each worker batches for itself.
+    unrelated histories) or that ran out of time, is merged on its own, as before; after a batch that ran
+    out of time no other batch is started (merges that slow gain nothing from one process). Under xdist
+    each worker batches for itself.
     """
 
     BATCH = 32
@@ -82,32 +83,38 @@ class MergesAhead:
         """``queues``: per target, the ``(branch tip, target commit)`` of each branch to merge, in input order."""
         self._git = git
         self._queues = queues
-        self._place = {pair: (number, index) for number, queue in enumerate(queues) for index, pair in enumerate(queue)}
+        self._place: dict[tuple[str, str], tuple[int, int]] = {}
+        for number, queue in enumerate(queues):
+            for index, pair in enumerate(queue):
+                self._place.setdefault(pair, (number, index))  # two branches at one commit: one merge
         self._taken: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
+        self._stopped = False
 
     def prepare(self, ours: str, theirs: str, timeout: float) -> None:
         """Have the merge of ``theirs`` into ``ours`` done ahead if it is one of the run's: by a batch of
-        this call, or by the batch already doing it (waited for, at most ``timeout`` seconds)."""
+        this call, or by the batch already doing it; either way within ``timeout`` seconds."""
         pair = (ours, theirs)
         batch: list[tuple[str, str]] = []
         with self._lock:
             place = self._place.get(pair)
-            if place is None:
-                return
             done = self._taken.get(pair)
+            if place is None or (done is None and self._stopped):
+                return
             if done is None:
                 done = threading.Event()
                 number, index = place
-                untaken = (later for later in self._queues[number][index:] if later not in self._taken)
+                untaken = dict.fromkeys(later for later in self._queues[number][index:] if later not in self._taken)
                 batch = list(itertools.islice(untaken, self.BATCH))
                 self._taken.update(dict.fromkeys(batch, done))
         if not batch:
             done.wait(timeout)
             return
         try:
-            self._git.merge_ahead(batch, timeout=timeout / 2)
-        except GitError as error:  # a timeout too: each of these branches merges on its own, as before
+            self._git.merge_ahead(batch, timeout=timeout)
+        except GitError as error:  # each of these branches merges on its own, as before
             log.debug("merges of %d branches not done ahead: %s", len(batch), one_line(str(error)))
+            if isinstance(error, GitTimeout):
+                self._stopped = True
         finally:
             done.set()

@@ -183,7 +183,7 @@ class BranchAlignment:
         merges = self.runtime.merges
         if merges is not None and context.relation is Action.MERGE:
             timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
-            merges.prepare(context.old_tip, context.target_commit, timeout)
+            merges.prepare(context.old_tip, context.target_commit, timeout / 2)  # the rest: its own merge
         integration = self.runtime.components.integration_utility.integrate(context)
         self.integration = integration
         if integration.conflicts:

@@ -1,0 +1,109 @@
+"""``MergesAhead``: which merges a batch takes, who waits for it, and when batching stops.
+
+A fake stands in for ``Git.merge_ahead`` (the batch itself is tested against real git in
+``tests/git/test_pipeline.py``): these tests are about the bookkeeping between threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import cast
+
+from alignment.errors import GitError, GitTimeout
+from alignment.git import Git
+from alignment.integrate import MergesAhead
+
+A, B, C, D = (("a", "t"), ("b", "t"), ("c", "t"), ("d", "t"))
+
+
+class FakeGit:
+    """Records each batch; ``hold`` keeps a batch running until set; ``fail`` is raised by every batch."""
+
+    def __init__(self, fail: GitError | None = None) -> None:
+        self.batches: list[list[tuple[str, str]]] = []
+        self.timeouts: list[float | None] = []
+        self.started = threading.Event()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.fail = fail
+
+    def merge_ahead(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> None:
+        self.batches.append(list(pairs))
+        self.timeouts.append(timeout)
+        self.started.set()
+        self.hold.wait(5)
+        if self.fail is not None:
+            raise self.fail
+
+
+def ahead(fake: FakeGit, *queues: list[tuple[str, str]], batch: int = 32) -> MergesAhead:
+    merges = MergesAhead(cast(Git, fake), queues)
+    merges.BATCH = batch
+    return merges
+
+
+def test_a_batch_takes_the_next_untaken_merges_of_the_target_once_each() -> None:
+    fake = FakeGit()
+    merges = ahead(fake, [A, B, A, C, D], [("x", "u")], batch=3)
+    merges.prepare(*A, timeout=1)
+    merges.prepare(*B, timeout=1)  # taken by the first batch: no batch of its own
+    merges.prepare(*D, timeout=1)
+    assert fake.batches == [[A, B, C], [D]]  # A once, though two branches are at its commit
+    assert fake.timeouts == [1, 1]
+
+
+def test_a_merge_not_in_the_queues_is_left_to_its_branch() -> None:
+    """A branch that moved after the snapshot has another tip: nothing is done ahead for it."""
+    fake = FakeGit()
+    ahead(fake, [A]).prepare("moved", "t", timeout=1)
+    assert fake.batches == []
+
+
+def test_a_branch_whose_merge_another_thread_is_doing_waits_for_that_batch() -> None:
+    fake = FakeGit()
+    fake.hold.clear()
+    merges = ahead(fake, [A, B])
+    first = threading.Thread(target=merges.prepare, args=(*A, 5))
+    first.start()
+    assert fake.started.wait(5)
+    second_done = threading.Event()
+    second = threading.Thread(target=lambda: (merges.prepare(*B, timeout=5), second_done.set()))
+    second.start()
+    assert not second_done.wait(0.2), "it returned before the batch holding its merge ended"
+    fake.hold.set()
+    first.join(5)
+    second.join(5)
+    assert second_done.is_set()
+    assert fake.batches == [[A, B]]
+
+
+def test_a_waiting_branch_gives_up_after_its_timeout() -> None:
+    fake = FakeGit()
+    fake.hold.clear()
+    merges = ahead(fake, [A, B])
+    first = threading.Thread(target=merges.prepare, args=(*A, 5))
+    first.start()
+    assert fake.started.wait(5)
+    waited = threading.Thread(target=merges.prepare, args=(*B, 0.05))
+    waited.start()
+    waited.join(2)
+    assert not waited.is_alive(), "a waiting branch must not wait past its timeout"
+    fake.hold.set()
+    first.join(5)
+
+
+def test_after_a_batch_runs_out_of_time_no_other_batch_starts() -> None:
+    fake = FakeGit(fail=GitTimeout(("merge-tree", "--stdin"), 1))
+    merges = ahead(fake, [A, B, C], batch=1)
+    merges.prepare(*A, timeout=1)
+    merges.prepare(*B, timeout=1)
+    assert fake.batches == [[A]]
+
+
+def test_a_refused_batch_does_not_stop_batching() -> None:
+    fake = FakeGit(fail=GitError(("merge-tree", "--stdin"), 128, "fatal: refusing to merge unrelated histories"))
+    merges = ahead(fake, [A, B], batch=1)
+    merges.prepare(*A, timeout=1)
+    merges.prepare(*B, timeout=1)
+    assert fake.batches == [[A], [B]]
