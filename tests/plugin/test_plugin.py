@@ -229,7 +229,10 @@ def test_passed_branches_are_listed_when_asked(run: Any) -> None:
 @pytest.mark.parametrize(
     ("args", "shown"),
     [
-        (("-q", "--durations=30", "--durations-min=0"), r"^\d+\.\d+s call +\S*test_branches.py::test_branch\[feature/logging\]$"),
+        (
+            ("-q", "--durations=30", "--durations-min=0"),
+            r"^\d+\.\d+s call +\S*test_branches.py::test_branch\[feature/logging\]$",
+        ),
         (("-o", "console_output_style=times"), r"^\S*test_branches.py \.F\.FF\.+F\.+ *$"),
     ],
 )

@@ -60,13 +60,19 @@ def test_a_merge_not_in_the_queues_is_left_to_its_branch() -> None:
     assert fake.batches == []
 
 
-def test_a_branch_whose_merge_another_thread_is_doing_waits_for_that_batch() -> None:
-    fake = FakeGit()
+def batch_held_by_another_thread(fake: FakeGit) -> tuple[MergesAhead, threading.Thread]:
+    """A run of ``A`` and ``B`` whose first branch is doing the batch of both, held running by ``fake``."""
     fake.hold.clear()
     merges = ahead(fake, [A, B])
     first = threading.Thread(target=merges.prepare, args=(*A, 5))
     first.start()
     assert fake.started.wait(5)
+    return merges, first
+
+
+def test_a_branch_whose_merge_another_thread_is_doing_waits_for_that_batch() -> None:
+    fake = FakeGit()
+    merges, first = batch_held_by_another_thread(fake)
     second_done = threading.Event()
     second = threading.Thread(target=lambda: (merges.prepare(*B, timeout=5), second_done.set()))
     second.start()
@@ -80,11 +86,7 @@ def test_a_branch_whose_merge_another_thread_is_doing_waits_for_that_batch() -> 
 
 def test_a_waiting_branch_gives_up_after_its_timeout() -> None:
     fake = FakeGit()
-    fake.hold.clear()
-    merges = ahead(fake, [A, B])
-    first = threading.Thread(target=merges.prepare, args=(*A, 5))
-    first.start()
-    assert fake.started.wait(5)
+    merges, first = batch_held_by_another_thread(fake)
     waited = threading.Thread(target=merges.prepare, args=(*B, 0.05))
     waited.start()
     waited.join(2)
