@@ -94,13 +94,20 @@ _UNPRINTABLE = (
     0x2028,  # line and paragraph separators
     0x2029,
 )
+_NOT_UTF8 = {code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)}  # bytes git gave that were not UTF-8
 _PRINTABLE: dict[int, str] = {
     **{
         code: _SPECIAL_ESCAPES.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         for code in _UNPRINTABLE
     },
-    **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},  # a byte that was not UTF-8
+    **_NOT_UTF8,
 }
+
+
+def as_utf8(text: str) -> str:
+    """``text`` with the bytes that were not UTF-8 (decoded with ``surrogateescape``) written ``\\xNN``, as
+    ``printable`` shows them: a file must be valid UTF-8, and such a byte has no character to write."""
+    return text.translate(_NOT_UTF8)
 
 
 def printable(text: str) -> str:

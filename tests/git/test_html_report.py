@@ -7,6 +7,7 @@ CI cannot skip these tests). ``--dump-dom`` prints the page after its script ran
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -263,3 +264,20 @@ def test_a_check_commands_output_in_a_finding_is_escaped_in_the_page(repo: Repo,
     page = Page((tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8"))
     assert page.all("i") == []
     assert "<i>boom</i>" in page.text()
+
+
+def test_a_conflicted_path_that_is_not_utf8_is_written_into_both_reports(repo: Repo, tmp_path: Path) -> None:
+    """git gives a file name's bytes; one that is not UTF-8 (a lone surrogate once decoded) cannot be written
+    as it is into a UTF-8 file: the JSON keeps it exactly as an escape, the page shows it as ``\\xNN``."""
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    base = repo.commit("main", {name: "base\n"})
+    repo.commit("feature", {name: "feature\n"}, parent=base)
+    repo.commit("main", {name: "main\n"})
+    orchestrator = BranchAlignmentOrchestrator(settings(), reports_dir=tmp_path / "reports")
+    orchestrator.run(write_input(tmp_path / "in.json", [entry("feature")]), repo.path)
+    written = json.loads((tmp_path / "reports" / "alignment_results.json").read_text(encoding="utf-8"))
+    [branch] = written["orchestration_results"]["main"]["branches"]
+    assert branch["error_message"] == f"Merge conflict in {name} (unresolvable)"
+    assert [culprit["path"] for culprit in branch["culprits"]] == [name]
+    page = Page((tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8"))
+    assert "caf\\xe9.txt" in page.text()
