@@ -725,6 +725,14 @@ class Git:
         finally:
             shutil.rmtree(path, ignore_errors=True)
             self.forget_worktrees(lambda worktree: worktree == path.resolve())
+            self._forget_interrupted_add(path)
+
+    def _forget_interrupted_add(self, path: Path) -> None:
+        """An ``add`` killed before it wrote its entry's ``gitdir`` leaves an entry that names no worktree.
+        git names the entry after the worktree, and ours have names no other worktree has: that one is ours."""
+        admin = self.location.common_dir / "worktrees" / path.name
+        if admin.is_dir() and not (admin / "gitdir").exists():
+            shutil.rmtree(admin, ignore_errors=True)
 
     def linked_worktrees(self) -> list[Path]:
         """The paths of all linked worktrees (not the main one)."""

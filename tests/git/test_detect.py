@@ -274,6 +274,23 @@ def test_worktrees_are_removed_even_when_git_add_was_interrupted(repo: Repo, tmp
     assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
 
 
+def test_an_entry_an_interrupted_add_left_without_its_gitdir_is_removed(repo: Repo, tmp_path: Path) -> None:
+    """``git worktree add`` killed right after it made the worktree's entry, before the entry's ``gitdir``:
+    the entry names no worktree, only its name says whose it is. Another worktree's entry stays."""
+    git = Git(RepoLocation.discover(repo.path))
+    (tmp_path / "scratch").mkdir()
+    workspace = Workspace(git, tmp_path / "scratch", "x")
+    kept = workspace.checkout(repo.tip("main"))
+    entries = repo.path / repo.git("rev-parse", "--git-common-dir") / "worktrees"
+    interrupted = tmp_path / "scratch" / "worktrees" / "wt-interrupted-x"
+    (entries / interrupted.name).mkdir()
+    (entries / interrupted.name / "HEAD").write_text("0" * 40 + "\n")
+    git.remove_worktree(interrupted)
+    assert sorted(path.name for path in entries.iterdir()) == [kept.name]
+    workspace.close()
+    git.close()
+
+
 def test_a_worktree_removal_that_fails_is_reported_and_the_files_still_go(repo: Repo, tmp_path: Path) -> None:
     git = Git(RepoLocation.discover(repo.path), timeout=0.000001)  # every call without its own timeout fails
     (tmp_path / "scratch").mkdir()
