@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment import housekeeping
 from alignment.git import Git
+from alignment.scratch import hold, is_alive
 
 _IDENT = b"Demo Author <demo@example.com>"
 DEMO_PREFIX = "alignment-demo-"
@@ -28,17 +28,17 @@ EXPECTED_FILE = "expected_statuses.json"
 
 
 def new_demo_dir(temporary_dir: Path | None = None) -> Path:
-    """A directory for this demo run, held (like a run's scratch) until ``housekeeping.release``.
+    """A directory for this demo run, held (like a run's scratch) until ``scratch.release``.
 
     The directories of earlier demos whose run has ended are removed first: demos do not pile up in the
     temporary directory, and the latest demo's repository stays there to look at until the next demo.
     """
     base = temporary_dir or Path(tempfile.gettempdir())
     for old in base.glob(f"{DEMO_PREFIX}*"):
-        if (old / "alive").exists() and not housekeeping.is_alive(old):
+        if (old / "alive").exists() and not is_alive(old):
             shutil.rmtree(old, ignore_errors=True)
     directory = Path(tempfile.mkdtemp(prefix=DEMO_PREFIX, dir=base))
-    housekeeping.hold(directory)
+    hold(directory)
     return directory
 
 

@@ -19,7 +19,10 @@ worktree is made and no ref moves.
   the paths left are listed as unexplained with the commits they lie among.
 * ``conflict_matrix``: two branches of one target that both merge cleanly may still conflict with each other
   once both have landed. Only pairs whose own changes (merge result against the target) touch a common path
-  can conflict; those pairs are merged with each other in memory.
+  can conflict; those pairs are merged with each other in memory, 32 to a process.
+
+Both only look at merges, so they use ``Git.probe_merges``: what the merges write is thrown away, nothing is
+left in the repository.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from alignment.model import BranchResult, CommitInfo, Culprit, Unexplained
 
 log = logging.getLogger(__name__)
 PAIR_LIMIT = 2000  # pairs merged per target at most: the matrix says when it stopped short
+PAIR_BATCH = 32  # pairs merged per git process
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ def explain_conflicts(
         commits = list(dict.fromkeys(group.line.commits[probe].oid for group, probe in probes))
         limit = remaining if timeout is None else min(timeout, remaining)
         try:
-            merged = git.merge_trees([(tip, commit) for commit in commits], timeout=limit)
+            merged = git.probe_merges([(tip, commit) for commit in commits], timeout=limit)
         except GitTimeout:
             break  # out of seconds: what is still open is unexplained
         merges += len(commits)
@@ -215,7 +219,8 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
     """Which of ``results`` (one target's predicted outcomes) would conflict with each other.
 
     Candidates are the branches with a predicted new tip that adds changes of their own to the target; a
-    pair is merged only when those changes share a path, and at most ``pair_limit`` pairs are merged.
+    pair is merged only when those changes share a path, and at most ``pair_limit`` pairs are merged
+    (``PAIR_BATCH`` to a git process).
     """
     own_paths: dict[str, frozenset[str]] = {}
     tips: dict[str, str] = {}
@@ -226,10 +231,12 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
                 own_paths[result.branch], tips[result.branch] = paths, result.new_tip
     overlapping = [(a, b) for a, b in itertools.combinations(own_paths, 2) if own_paths[a] & own_paths[b]]
     conflicts = []
-    for first, second in overlapping[:pair_limit]:
-        merged = git.merge_tree(tips[first], tips[second])
-        if not merged.clean:
-            conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
+    for start in range(0, min(len(overlapping), pair_limit), PAIR_BATCH):
+        batch = overlapping[start : min(start + PAIR_BATCH, pair_limit)]
+        merges = git.probe_merges([(tips[first], tips[second]) for first, second in batch])
+        for (first, second), merged in zip(batch, merges, strict=True):
+            if not merged.clean:
+                conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
     skipped = max(0, len(overlapping) - pair_limit)
     if skipped:
         log.warning("conflict matrix: %d overlapping pairs not merged (limit %d)", skipped, pair_limit)

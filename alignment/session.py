@@ -28,6 +28,7 @@ from alignment.journal import MoveJournal
 from alignment.model import Action
 from alignment.remote import check_remote, fetch_listed, tracking_root
 from alignment.runs import RunFolder, RunState, list_runs, new_run_id
+from alignment.scratch import create_scratch, is_alive, release
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class RunSetup:
 
     def discard_scratch(self) -> None:
         """End of the run (owner only): release the scratch directory and delete it."""
-        housekeeping.release(self.scratch_dir)
+        release(self.scratch_dir)
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
 
@@ -231,7 +232,7 @@ def set_up_run(
         snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets, root)
     finally:
         git.close()
-    scratch = housekeeping.create_scratch(run_id)
+    scratch = create_scratch(run_id)
     if record:
         folder.write_record(
             {
@@ -257,7 +258,7 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     """Earlier runs that died before writing their results, and how many moves each journaled."""
     notes = []
     for run in list_runs(reports_dir):
-        if run.state is not RunState.UNFINISHED or housekeeping.is_alive(Path(run.record()["scratch_dir"])):
+        if run.state is not RunState.UNFINISHED or is_alive(Path(run.record()["scratch_dir"])):
             continue
         notes.append(
             f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "

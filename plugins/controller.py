@@ -23,7 +23,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from alignment import housekeeping
 from alignment.errors import counted
 from alignment.git import Git
 from alignment.html_report import headline_numbers
@@ -35,6 +34,7 @@ from alignment.remote import unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.runs import write_atomically
+from alignment.scratch import release
 from alignment.session import RunSetup
 from plugins.scheduler import TargetScheduling
 
@@ -367,7 +367,7 @@ class AlignmentController:
         if self.refused:
             self.setup.folder.remove()
         if self.demo_dir is not None:
-            housekeeping.release(self.demo_dir)  # the next demo may remove it
+            release(self.demo_dir)  # the next demo may remove it
         git = Git(self.setup.location)
         try:
             git.forget_worktrees(lambda worktree: scratch in worktree.parents)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from alignment import explain
 from alignment.cli import main as cli
 from alignment.demo import History
 from alignment.explain import Budget, Explanation, conflict_matrix, explain_conflicts
@@ -27,6 +28,10 @@ MakeInput = Callable[..., Path]
 def repository_state(repo: Repo) -> tuple[str, str]:
     """Every ref with its commit, and the worktrees: what a plan must leave exactly as it was."""
     return repo.git("for-each-ref", "--format=%(refname) %(objectname)"), repo.git("worktree", "list", "--porcelain")
+
+
+def loose_objects(repo: Repo) -> set[Path]:
+    return set((repo.path / ".git" / "objects").glob("[0-9a-f][0-9a-f]/*"))
 
 
 def statuses(result: dict[str, object]) -> dict[str, str]:
@@ -149,11 +154,14 @@ def test_the_search_names_the_commit_behind_each_conflicted_path(
     repo: Repo, long_target: tuple[str, list[str]]
 ) -> None:
     _, commits = long_target
+    objects = loose_objects(repo)
     git = Git(RepoLocation.discover(repo.path))
     try:
         found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), ["app.py", "config.txt"], UNLIMITED)
     finally:
         git.close()
+
+    assert loose_objects(repo) == objects, "the probe merges left objects in the repository"
 
     assert [(culprit.path, culprit.commit.oid) for culprit in found.culprits] == [
         ("app.py", commits[16]),
@@ -419,18 +427,26 @@ def test_matrix_finds_branches_that_conflict_with_each_other(repo: Repo, tmp_pat
     assert published == plan
 
 
-def test_matrix_stops_at_its_pair_limit(repo: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 2, 32])
+def test_matrix_stops_at_its_pair_limit_and_leaves_no_object(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr(explain, "PAIR_BATCH", batch)
     base = repo.tip("main")
-    tips = {name: repo.commit(name, {"app.py": f"def main():\n    return '{name}'\n"}, parent=base) for name in "abc"}
+    tips = {name: repo.commit(name, {"app.py": f"def main():\n    return '{name}'\n"}, parent=base) for name in "abcd"}
     results = [
         BranchResult(name, "main", Status.COMPLETED, 0.0, target_commit=base, new_tip=tip) for name, tip in tips.items()
     ]
+    objects = loose_objects(repo)
     git = Git(RepoLocation.discover(repo.path))
     try:
-        matrix = conflict_matrix(git, results, pair_limit=2)
+        matrix = conflict_matrix(git, results, pair_limit=5)
     finally:
         git.close()
-    assert (matrix.pairs_checked, matrix.pairs_skipped, len(matrix.conflicts)) == (2, 1, 2)
+    assert (matrix.pairs_checked, matrix.pairs_skipped) == (5, 1)
+    assert [conflict.paths for conflict in matrix.conflicts] == [("app.py",)] * 5
+    assert [(conflict.first, conflict.second) for conflict in matrix.conflicts][-1] == ("b", "d")
+    assert loose_objects(repo) == objects, "the matrix's merges left objects in the repository"
 
 
 def test_plans_are_listed_apart_from_runs_and_not_taken_for_dead_runs(

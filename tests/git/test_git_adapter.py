@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -21,6 +22,7 @@ from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persis
 from alignment.inputs import parse_branches
 from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
 from alignment.resources import MemoryGate, SlotLimiter
+from alignment.scratch import is_alive, is_scratch, memory_dir
 from alignment.session import set_up_run
 from tests.conftest import Repo, entry
 
@@ -455,3 +457,74 @@ def test_kept_trees_are_bounded_least_recently_used_first(
     git._objects.close()
     with pytest.raises(GitError, match="is not a"):
         git.entries_at(old, ["app.py"])
+
+
+def _loose_objects(repo: Repo) -> set[str]:
+    objects = Path(repo.git("rev-parse", "--path-format=absolute", "--git-path", "objects"))
+    return {f"{path.parent.name}{path.name}" for path in objects.glob("[0-9a-f][0-9a-f]/*")}
+
+
+def _diverged(repo: Repo) -> list[tuple[str, str]]:
+    """Two merges: one that conflicts in ``app.py``, one clean that adds a file."""
+    base = repo.tip("main")
+    target = repo.commit("main", {"app.py": "def main():\n    return 2\n", "notes.txt": "target\n"})
+    ours = repo.commit("ours", {"app.py": "def main():\n    return 3\n"}, parent=base)
+    clean = repo.commit("clean", {"new.txt": "new\n"}, parent=base)
+    return [(ours, target), (clean, target)]
+
+
+def test_probe_merges_answer_as_merges_do_and_leave_no_object_behind(git: Git, repo: Repo) -> None:
+    pairs = _diverged(repo)
+    before = _loose_objects(repo)
+    probed = git.probe_merges(pairs)
+    assert _loose_objects(repo) == before  # their objects went to a throwaway directory
+    assert git._probes is not None
+    assert not [path for path in git._probes.iterdir() if path.is_dir()], "a probe's objects were kept"
+    merged = git.merge_trees(pairs)
+    assert _loose_objects(repo) > before  # a real merge keeps what it wrote
+    assert probed == merged
+    assert [merge.clean for merge in probed] == [False, True]
+    assert [conflict.path for conflict in probed[0].conflicts] == ["app.py"]
+
+
+def test_probe_objects_live_in_a_held_scratch_directory_removed_on_close(repo: Repo) -> None:
+    git = Git(RepoLocation.discover(repo.path), timeout=10)
+    git.probe_merges(_diverged(repo))
+    probes = git._probes
+    assert probes is not None
+    assert probes.parent == memory_dir()
+    assert is_scratch(probes)
+    assert is_alive(probes)
+    assert sorted(path.name for path in probes.iterdir()) == [".alignment-scratch", "alive"]
+    git.close()
+    assert not probes.exists()
+
+
+def test_probes_find_the_objects_of_a_repository_whose_path_needs_quoting(tmp_path: Path) -> None:
+    path = tmp_path / 'odd:name "quoted"\\ \u00e9'
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    odd = Repo(path)
+    odd.commit("main", {"app.py": "def main():\n    return 1\n"}, "initial")
+    git = Git(RepoLocation.discover(path), timeout=10)
+    try:
+        assert [merge.clean for merge in git.probe_merges(_diverged(odd))] == [False, True]
+    finally:
+        git.close()
+
+
+@pytest.mark.parametrize(
+    ("free", "error", "expected"),
+    [(2 << 30, None, "/dev/shm"), (64 << 20, None, "temporary"), (2 << 30, OSError, "temporary")],
+)
+def test_throwaway_files_go_to_memory_only_where_there_is_room(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, free: int, error: type[OSError] | None, expected: str
+) -> None:
+    def statvfs(path: object) -> os.statvfs_result:
+        if error is not None:
+            raise error("no such directory")
+        return os.statvfs_result((4096, 4096, 0, 0, free // 4096, 0, 0, 0, 0, 255))
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert memory_dir() == (Path("/dev/shm") if expected == "/dev/shm" else tmp_path)

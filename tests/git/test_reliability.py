@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Outcome
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.registry import Components
+from alignment.scratch import create_scratch, is_alive, memory_dir, release
 from alignment.session import set_up_run
 from alignment.undo import undo_run
 from tests.conftest import Repo, entry, settings, write_input
@@ -165,9 +167,9 @@ def test_runs_are_listed(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_path: Path) -> None:
     (tmp_path / "tmp").mkdir()
-    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
-    alive = housekeeping.create_scratch("20260101T000000Z-123456", tmp_path / "tmp")
-    housekeeping.release(dead)  # its owner is gone
+    dead = create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
+    alive = create_scratch("20260101T000000Z-123456", tmp_path / "tmp")
+    release(dead)  # its owner is gone
     for scratch in (dead, alive):
         (scratch / "worktrees").mkdir()
         repo.git("worktree", "add", "-q", "--detach", str(scratch / "worktrees" / "wt-1"), "main")
@@ -175,10 +177,10 @@ def test_a_dead_runs_worktrees_are_removed_and_locks_reported(repo: Repo, tmp_pa
     lock.write_text("")
     try:
         git = Git(RepoLocation.discover(repo.path))
-        notes = housekeeping.sweep(git, tmp_path / "tmp")
+        notes = housekeeping.sweep(git, [tmp_path / "tmp"])
         git.close()
     finally:
-        housekeeping.release(alive)
+        release(alive)
     assert any("removed worktree" in note and str(dead) in note for note in notes)
     assert any("stuck.lock" in note for note in notes)
     assert not dead.exists()
@@ -195,8 +197,8 @@ def test_a_run_in_another_repository_leaves_a_dead_scratch_whose_worktree_is_sti
     """Runs of different repositories share the temporary directory: the other repository's run must not
     delete the folder of a worktree still registered here (the entry would stay, prunable, for ever)."""
     (tmp_path / "tmp").mkdir()
-    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
-    housekeeping.release(dead)
+    dead = create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
+    release(dead)
     (dead / "worktrees").mkdir()
     repo.git("worktree", "add", "-q", "--detach", str(dead / "worktrees" / "wt-1"), "main")
     other = tmp_path / "other"
@@ -204,7 +206,7 @@ def test_a_run_in_another_repository_leaves_a_dead_scratch_whose_worktree_is_sti
     for path in (other, repo.path):
         git = Git(RepoLocation.discover(path))
         try:
-            housekeeping.sweep(git, tmp_path / "tmp")
+            housekeeping.sweep(git, [tmp_path / "tmp"])
         finally:
             git.close()
         if path == other:
@@ -213,20 +215,39 @@ def test_a_run_in_another_repository_leaves_a_dead_scratch_whose_worktree_is_sti
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
+def test_probe_objects_of_a_killed_process_are_removed_by_the_next_run(repo: Repo) -> None:
+    """A process killed while it probed merges leaves their objects in memory (``scratch.memory_dir``): the
+    next run's sweep looks there too, and leaves a live process's alone."""
+    dead = create_scratch("probes-1", memory_dir())
+    (dead / "tmpabc" / "ab").mkdir(parents=True)
+    release(dead)
+    live = create_scratch("probes-2", memory_dir())
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        housekeeping.sweep(git)
+        assert not dead.exists()
+        assert live.exists()
+    finally:
+        git.close()
+        release(live)
+        shutil.rmtree(live)
+        shutil.rmtree(dead, ignore_errors=True)
+
+
 def test_two_runs_probing_one_dead_run_at_once_both_see_it_dead(tmp_path: Path) -> None:
-    dead = housekeeping.create_scratch("20260101T000000Z-abcdef", tmp_path)
-    housekeeping.release(dead)
+    dead = create_scratch("20260101T000000Z-abcdef", tmp_path)
+    release(dead)
     descriptor = os.open(dead / "alive", os.O_RDWR)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another run's probe, at this very moment
-        assert not housekeeping.is_alive(dead)
+        assert not is_alive(dead)
     finally:
         os.close(descriptor)
-    live = housekeeping.create_scratch("20260101T000000Z-123456", tmp_path)
+    live = create_scratch("20260101T000000Z-123456", tmp_path)
     try:
-        assert housekeeping.is_alive(live)
+        assert is_alive(live)
     finally:
-        housekeeping.release(live)
+        release(live)
 
 
 def test_a_users_worktree_named_like_a_scratch_directory_is_never_touched(repo: Repo, tmp_path: Path) -> None:
@@ -240,7 +261,7 @@ def test_a_users_worktree_named_like_a_scratch_directory_is_never_touched(repo: 
     (nested.parent.parent / "alive").write_text("")  # no lock held: a name and an unlocked file prove nothing
     git = Git(RepoLocation.discover(repo.path))
     try:
-        notes = housekeeping.sweep(git, tmp_path / "tmp")
+        notes = housekeeping.sweep(git, [tmp_path / "tmp"])
     finally:
         git.close()
     assert notes == ()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from alignment.housekeeping import is_alive
+from alignment.scratch import is_alive
 from tests.conftest import Repo, entry, write_input
 from tests.plugin.test_faults import wait_until
 from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
