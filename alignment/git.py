@@ -11,11 +11,10 @@ Design, measured on git 2.39:
   ``reference-transaction`` on update-ref, ``post-checkout`` on worktree add) and disables auto-gc.
 * Names from input files are passed as arguments after ``--end-of-options`` or as full ``refs/heads/`` names,
   never through a shell and never where git could read them as options.
-* GitPython is used for repository discovery only (``RepoLocation.discover``), in the controller. Measured
-  here (GitPython 3.2, Python 3.11): importing it costs 64 ms and 11 MB of RSS, and reading objects through
-  it keeps two persistent ``cat-file`` processes (``--batch`` and ``--batch-check``) per ``Repo``. xdist
-  workers therefore never import it; the hot path uses one ``cat-file --batch`` of our own per process,
-  which a timeout can kill with its process group.
+* Repository discovery (``RepoLocation.discover``) is one ``rev-parse``, not a git library: GitPython, used
+  for it before, cost the controller ~3 MB of RSS and ~60 ms of start-up (its import runs ``git version``).
+  The hot path uses one ``cat-file --batch`` of our own per process, which a timeout can kill with its
+  process group.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ from alignment.errors import (
     RefUpdateRejected,
     RepositoryError,
     UnrelatedHistories,
+    one_line,
 )
 from alignment.model import CommitInfo, FileChange
 from alignment.processes import ProcessTimeout, kill_group, run_process
@@ -63,11 +63,24 @@ _SAFE_CONFIG = (
 )
 _SAFETY_OPTIONS = tuple(option for setting in _SAFE_CONFIG for option in ("-c", setting))
 # Long-lived helpers read many objects; git's delta base cache (96 MB by default) would grow in each of them.
-_HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=1m")
+# 256 KB: at 1 MB each reading helper of a 50-branch run held ~0.9 MB more; reading 4,010 objects of
+# pytest's history (300 commits' new objects, every .py at the tip) took 3% more CPU (no cache: 9% more).
+_HELPER_OPTIONS = ("-c", "core.deltaBaseCacheLimit=256k")
 # A batch of merges in one process fills that cache too: 32 merges of pytest's history peaked at 97 MB RSS
 # with the default, 57 MB with this, in the same time (a single merge there: 16-35 MB).
 _BATCH_OPTIONS = ("-c", "core.deltaBaseCacheLimit=16m")
 _LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
+# Discovery's questions to ``rev-parse``, one answer a line: the git dir, the common dir of all worktrees,
+# whether it is bare, whether the directory is in a work tree, and where in it (empty at its top).
+DISCOVERY_TIMEOUT = 60.0
+_DISCOVERY_QUESTIONS = (
+    "--path-format=absolute",
+    "--git-dir",
+    "--git-common-dir",
+    "--is-bare-repository",
+    "--is-inside-work-tree",
+    "--show-prefix",
+)
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
 _REMOTES = "refs/remotes/"
@@ -111,27 +124,40 @@ class RepoLocation:
 
     @classmethod
     def discover(cls, path: str | Path) -> RepoLocation:
-        """The repository at ``path`` (its top level, its ``.git`` or a bare repository)."""
-        import git as gitpython  # noqa: PLC0415 - GitPython runs `git version` on import: controller only
+        """The repository at ``path`` (its top level, its ``.git`` or a bare repository).
 
+        One ``rev-parse`` answers; a linked worktree asks its main repository's ``core.bare`` too."""
         candidate = Path(path).expanduser()
-        if not candidate.exists():
+        if not candidate.is_dir():
             raise RepositoryError(f"{candidate}: no such directory")
-        try:
-            repo = gitpython.Repo(candidate)
-        except gitpython.InvalidGitRepositoryError:
-            raise RepositoryError(f"{candidate}: not a git repository (give its top-level directory)") from None
-        except gitpython.NoSuchPathError:
-            raise RepositoryError(f"{candidate}: no such directory") from None
-        try:
-            git_dir = Path(repo.git_dir).resolve()
-            common_dir = Path(repo.common_dir).resolve()
-            top = None if repo.bare else Path(str(repo.working_tree_dir)).resolve()
-            main_bare = repo.config_reader().get_value("core", "bare", default=False) is True
-        finally:
-            repo.close()
-        main = None if main_bare else (top if git_dir == common_dir else common_dir.parent)
-        return cls(git_dir, common_dir, main)
+        answer = _discovery(candidate, "rev-parse", *_DISCOVERY_QUESTIONS).split("\n")
+        git_dir, common_dir = Path(answer[0]).resolve(), Path(answer[1]).resolve()
+        bare, in_work_tree, prefix = answer[2:5]
+        here = candidate.resolve()
+        if (in_work_tree, prefix) != ("true", "") and git_dir != here:  # a subdirectory, or one inside .git
+            raise RepositoryError(f"{candidate}: not a git repository (give its top-level directory)")
+        if git_dir != common_dir:  # a linked worktree: its main repository may be bare
+            bare = _discovery(candidate, "config", "--type=bool", "--default=false", "--get", "core.bare").strip()
+            return cls(git_dir, common_dir, None if bare == "true" else common_dir.parent)
+        top = here if in_work_tree == "true" else git_dir.parent  # given the top level, or its .git
+        return cls(git_dir, common_dir, None if bare == "true" else top)
+
+
+def _discovery(candidate: Path, *args: str) -> str:
+    """What git answers in ``candidate`` (discovery runs before any ``Git`` exists); its error as one line."""
+    argv = ["git", *_SAFETY_OPTIONS, *args]
+    try:
+        done = run_process(argv, cwd=candidate, env=git_environment(), timeout=DISCOVERY_TIMEOUT)
+    except ProcessTimeout:
+        raise GitTimeout(args, DISCOVERY_TIMEOUT) from None
+    except FileNotFoundError:
+        raise RepositoryError("git is not installed or not on PATH") from None
+    stderr = done.stderr.decode("utf-8", "replace")
+    if done.returncode == 0:
+        return done.stdout.decode("utf-8", "surrogateescape")
+    if "not a git repository" in stderr or not stderr.strip():
+        raise RepositoryError(f"{candidate}: not a git repository (give its top-level directory)")
+    raise RepositoryError(f"{candidate}: {one_line(stderr)}")
 
 
 @dataclass(frozen=True)
@@ -857,7 +883,7 @@ class Git:
 
 
 class _TreeReader:
-    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each parsed once while its ``Git``'s
+    """Tree objects read through a ``Git``'s long-lived ``cat-file``, each read once while its ``Git``'s
     ``_ParsedTrees`` keeps it."""
 
     def __init__(self, git: Git) -> None:
@@ -876,47 +902,51 @@ class _TreeReader:
 
     def entries(self, tree: str) -> dict[str, tuple[str, str]]:
         """Name -> ``(mode, object id)`` of ``tree``'s entries."""
-        entries = self._parsed.tree(tree)
-        if entries is None:
-            found = self._git.read_object(tree)
-            if found is None or found.kind != "tree":
-                raise GitError(("cat-file", tree), 1, f"{tree} is not a tree")
-            entries = self._parsed.keep_tree(tree, _parse_tree(found.content, len(tree) // 2))
+        content = self._parsed.tree(tree)
+        if content is not None:
+            return _parse_tree(content, len(tree) // 2)
+        found = self._git.read_object(tree)
+        if found is None or found.kind != "tree":
+            raise GitError(("cat-file", tree), 1, f"{tree} is not a tree")
+        entries = _parse_tree(found.content, len(tree) // 2)
+        self._parsed.keep_tree(tree, found.content, len(entries))
         return entries
 
 
 class _ParsedTrees:
-    """Parsed trees and commits' tree ids by object id, shared by every call of one ``Git``.
+    """Trees and commits' tree ids by object id, shared by every call of one ``Git``.
 
     Objects never change, so a tree that every branch of a target reads (the target's own) is read from
-    git once per process instead of once per branch. Bounded: at most ``ENTRIES`` tree entries and
-    ``ROOTS`` commits are kept, the least recently used dropped first.
+    git once per process instead of once per branch. A tree is kept as git's binary form and parsed again
+    when asked for: ~45 bytes an entry instead of ~250 parsed (a 50-branch run kept ~1 MB of parsed trees
+    per worker), for a parse of a few microseconds. Bounded: at most ``ENTRIES`` tree entries and ``ROOTS``
+    commits are kept, the least recently used dropped first.
     """
 
     ENTRIES = 8_000
     ROOTS = 1_024
 
     def __init__(self) -> None:
-        self._trees: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+        self._trees: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # id -> (content, number of entries)
         self._roots: OrderedDict[str, str] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def tree(self, oid: str) -> dict[str, tuple[str, str]] | None:
+    def tree(self, oid: str) -> bytes | None:
         with self._lock:
-            entries = self._trees.get(oid)
-            if entries is not None:
-                self._trees.move_to_end(oid)
-            return entries
+            kept = self._trees.get(oid)
+            if kept is None:
+                return None
+            self._trees.move_to_end(oid)
+            return kept[0]
 
-    def keep_tree(self, oid: str, entries: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    def keep_tree(self, oid: str, content: bytes, entries: int) -> None:
         with self._lock:
             if oid not in self._trees:
-                self._trees[oid] = entries
-                self._size += len(entries)
+                self._trees[oid] = (content, entries)
+                self._size += entries
             while self._size > self.ENTRIES and len(self._trees) > 1:
-                self._size -= len(self._trees.popitem(last=False)[1])
-        return entries
+                self._size -= self._trees.popitem(last=False)[1][1]
 
     def root(self, commit: str) -> str | None:
         with self._lock:

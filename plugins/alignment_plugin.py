@@ -53,14 +53,7 @@ from alignment.registry import Components
 from alignment.remote import push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
-from plugins.controller import (
-    PUSHED_OUTPUT,
-    RESULT_PROPERTY,
-    SETUP_INPUT,
-    AlignmentController,
-    result_of,
-    write_node_map,
-)
+from plugins.handoff import PUSHED_OUTPUT, RESULT_PROPERTY, SETUP_INPUT, result_of, write_node_map
 
 COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
 ALIGNMENT_DIR = COLLECTED_MODULE.parent
@@ -141,6 +134,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state = controller_state
         if state.setup.predict:
             config.pluginmanager.set_blocked("lfplugin")  # a prediction must not change what --lf reruns
+        from plugins.controller import AlignmentController  # noqa: PLC0415 - the controlling process only
+
         config.pluginmanager.register(AlignmentController(config, state.setup, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")

@@ -15,7 +15,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,47 +33,15 @@ from alignment.names import printable
 from alignment.remote import unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
-from alignment.runs import write_atomically
 from alignment.scratch import release
 from alignment.session import RunSetup
+from plugins.handoff import PUSHED_OUTPUT, RESULT_PROPERTY, SETUP_INPUT, NodeMap, result_of, write_node_map
 from plugins.scheduler import TargetScheduling
 
-RESULT_PROPERTY = "alignment_result"
-SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
-PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
 SHARED_REPORT_FIELDS = ("when", "outcome", "worker_id", "testrun_uid")
 MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
-
-
-def write_node_map(setup: RunSetup, worker: str, branches: Mapping[str, str]) -> None:
-    """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
-    write_atomically(setup.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
-
-
-class NodeMap:
-    """Test ids to branch names, read from what the collecting processes wrote."""
-
-    def __init__(self, setup: RunSetup) -> None:
-        self.setup = setup
-        self._branches: dict[str, str] = {}
-
-    def branch(self, nodeid: str) -> str | None:
-        if nodeid not in self._branches:
-            self._load()
-        return self._branches.get(nodeid)
-
-    @property
-    def selected(self) -> dict[str, str]:
-        self._load()
-        return dict(self._branches)
-
-    def _load(self) -> None:
-        """Every collecting process collects the same items: any one map will do."""
-        written = sorted((self.setup.scratch_dir / "nodes").glob("*.json"))
-        if written:
-            self._branches = json.loads(written[0].read_text(encoding="utf-8"))
 
 
 class AlignmentController:
@@ -493,14 +461,6 @@ def _share_repeated_strings(report: pytest.TestReport) -> None:
     if report.location is not None:
         path, line, domain = report.location
         report.location = (sys.intern(path), line, domain)
-
-
-def result_of(report: pytest.TestReport) -> BranchResult | None:
-    """The branch result a worker attached to the item's report, if any."""
-    for key, value in report.user_properties:
-        if key == RESULT_PROPERTY:
-            return BranchResult.from_dict(json.loads(str(value)))
-    return None
 
 
 def _last_line(text: str) -> str:

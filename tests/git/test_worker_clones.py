@@ -18,7 +18,8 @@ from alignment.ledger import RunLedger
 from alignment.model import BranchResult, ErrorCode, PushRecord, Status
 from alignment.remote import tracking_root
 from alignment.session import RunSetup, set_up_run
-from plugins.controller import NodeMap, WorkerPushes
+from plugins.controller import WorkerPushes
+from plugins.handoff import NodeMap
 from tests.conftest import Repo, entry, write_input
 from tests.remotes import NAMES, Origin, make_origin
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -73,3 +75,17 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
 def test_a_cycle_is_found() -> None:
     assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle_in({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_worker_does_not_load_the_controllers_side() -> None:
+    """An xdist worker imports the plugin and the collected module, and nothing the controller alone uses."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, plugins.alignment_plugin, alignment.test_branches; print(*sys.modules)"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "plugins.handoff" in loaded
+    controller_side = {"plugins.controller", "plugins.scheduler", "alignment.ledger", "alignment.html_report"}
+    assert controller_side.isdisjoint(loaded)

@@ -1,0 +1,59 @@
+"""What a worker and the controller hand each other, in a module of its own: a worker imports this and
+never the controller's side (its ledger, report renderers and scheduler are not loaded in workers).
+
+A worker gets the run's setup in its xdist ``workerinput``, writes which test id aligns which branch (the node
+map), attaches each branch's result to its teardown report, and, in a clone of its own, returns what it
+pushed in its ``workeroutput``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import pytest
+
+from alignment.model import BranchResult
+from alignment.runs import write_atomically
+from alignment.session import RunSetup
+
+RESULT_PROPERTY = "alignment_result"
+SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
+PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
+
+
+def write_node_map(setup: RunSetup, worker: str, branches: Mapping[str, str]) -> None:
+    """Record which test id aligns which branch (workers collect; the controller under xdist does not)."""
+    write_atomically(setup.scratch_dir / "nodes" / f"{worker}.json", json.dumps(branches))
+
+
+class NodeMap:
+    """Test ids to branch names, read from what the collecting processes wrote."""
+
+    def __init__(self, setup: RunSetup) -> None:
+        self.setup = setup
+        self._branches: dict[str, str] = {}
+
+    def branch(self, nodeid: str) -> str | None:
+        if nodeid not in self._branches:
+            self._load()
+        return self._branches.get(nodeid)
+
+    @property
+    def selected(self) -> dict[str, str]:
+        self._load()
+        return dict(self._branches)
+
+    def _load(self) -> None:
+        """Every collecting process collects the same items: any one map will do."""
+        written = sorted((self.setup.scratch_dir / "nodes").glob("*.json"))
+        if written:
+            self._branches = json.loads(written[0].read_text(encoding="utf-8"))
+
+
+def result_of(report: pytest.TestReport) -> BranchResult | None:
+    """The branch result a worker attached to the item's report, if any."""
+    for key, value in report.user_properties:
+        if key == RESULT_PROPERTY:
+            return BranchResult.from_dict(json.loads(str(value)))
+    return None
