@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from alignment import git as git_module
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
@@ -47,47 +45,6 @@ def test_discovery_refuses_what_is_not_a_repository_top(repo: Repo, relative: st
     (repo.path / "sub").mkdir()
     with pytest.raises(RepositoryError, match=message):
         RepoLocation.discover(repo.path / relative)
-
-
-def test_discovery_finds_bare_repositories_and_linked_worktrees(repo: Repo, tmp_path: Path) -> None:
-    repo.git("worktree", "add", "-q", str(tmp_path / "linked"), "-b", "side")
-    linked = RepoLocation.discover(tmp_path / "linked")
-    assert (linked.git_dir, linked.common_dir) == (
-        repo.path.resolve() / ".git/worktrees/linked",
-        repo.path.resolve() / ".git",
-    )
-    assert linked.main_work_tree == repo.path.resolve()
-    assert RepoLocation.discover(linked.git_dir) == linked
-    bare = tmp_path / "bare.git"
-    repo.git("clone", "-q", "--bare", str(repo.path), str(bare))
-    assert RepoLocation.discover(bare) == RepoLocation(bare.resolve(), bare.resolve(), None)
-    subprocess.run(["git", "-C", str(bare), "worktree", "add", "-q", str(tmp_path / "of-bare"), "main"], check=True)
-    of_bare = RepoLocation.discover(tmp_path / "of-bare")
-    assert (of_bare.common_dir, of_bare.bare) == (bare.resolve(), True)
-
-
-def test_discovery_refuses_the_inside_of_a_git_dir_and_says_what_git_says(repo: Repo) -> None:
-    with pytest.raises(RepositoryError, match="not a git repository"):
-        RepoLocation.discover(repo.path / ".git" / "refs")
-    repo.git("config", "core.repositoryformatversion", "1")
-    repo.git("config", "extensions.nosuch", "x")
-    with pytest.raises(RepositoryError, match=r"repo: fatal: unknown repository extension found: nosuch$"):
-        RepoLocation.discover(repo.path)
-
-
-def test_discovery_without_git_or_with_a_stalled_git(
-    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sleep = shutil.which("sleep")
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    with pytest.raises(RepositoryError, match="git is not installed"):
-        RepoLocation.discover(repo.path)
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "git").write_text(f"#!/bin/sh\nexec {sleep} 5\n")
-    (tmp_path / "bin" / "git").chmod(0o755)
-    monkeypatch.setattr(git_module, "DISCOVERY_TIMEOUT", 0.2)
-    with pytest.raises(GitTimeout, match="rev-parse"):
-        RepoLocation.discover(repo.path)
 
 
 def test_a_dead_helper_is_restarted_on_the_next_request(git: Git, repo: Repo) -> None:
