@@ -47,6 +47,23 @@ def test_discovery_refuses_what_is_not_a_repository_top(repo: Repo, relative: st
         RepoLocation.discover(repo.path / relative)
 
 
+def test_discovery_finds_bare_repositories_and_linked_worktrees(repo: Repo, tmp_path: Path) -> None:
+    repo.git("worktree", "add", "-q", str(tmp_path / "linked"), "-b", "side")
+    linked = RepoLocation.discover(tmp_path / "linked")
+    assert (linked.git_dir, linked.common_dir) == (
+        repo.path.resolve() / ".git/worktrees/linked",
+        repo.path.resolve() / ".git",
+    )
+    assert linked.main_work_tree == repo.path.resolve()
+    assert RepoLocation.discover(linked.git_dir) == linked
+    bare = tmp_path / "bare.git"
+    repo.git("clone", "-q", "--bare", str(repo.path), str(bare))
+    assert RepoLocation.discover(bare) == RepoLocation(bare.resolve(), bare.resolve(), None)
+    subprocess.run(["git", "-C", str(bare), "worktree", "add", "-q", str(tmp_path / "of-bare"), "main"], check=True)
+    of_bare = RepoLocation.discover(tmp_path / "of-bare")
+    assert (of_bare.common_dir, of_bare.bare) == (bare.resolve(), True)
+
+
 def test_a_dead_helper_is_restarted_on_the_next_request(git: Git, repo: Repo) -> None:
     assert git.resolve_branch("main") == repo.tip("main")
     process = git._objects._process
