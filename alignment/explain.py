@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alignment.errors import GitTimeout
+from alignment.errors import GitError, GitTimeout
 from alignment.git import Git
 from alignment.inputs import BranchInput
 from alignment.model import BranchResult, CommitInfo, Culprit, Unexplained
@@ -220,7 +220,8 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
 
     Candidates are the branches with a predicted new tip that adds changes of their own to the target; a
     pair is merged only when those changes share a path, and at most ``pair_limit`` pairs are merged
-    (``PAIR_BATCH`` to a git process).
+    (``PAIR_BATCH`` to a git process). Pairs not merged (beyond the limit, or in a batch git could not merge
+    in time) are counted as skipped.
     """
     own_paths: dict[str, frozenset[str]] = {}
     tips: dict[str, str] = {}
@@ -230,16 +231,22 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
             if paths:
                 own_paths[result.branch], tips[result.branch] = paths, result.new_tip
     overlapping = [(a, b) for a, b in itertools.combinations(own_paths, 2) if own_paths[a] & own_paths[b]]
-    conflicts = []
+    conflicts, failed = [], 0
     for start in range(0, min(len(overlapping), pair_limit), PAIR_BATCH):
         batch = overlapping[start : min(start + PAIR_BATCH, pair_limit)]
-        merges = git.probe_merges([(tips[first], tips[second]) for first, second in batch])
+        try:  # each pair gets the time one merge may take
+            merges = git.probe_merges([(tips[a], tips[b]) for a, b in batch], timeout=git.timeout * len(batch))
+        except GitError as error:  # too slow, or refused: these pairs stay unknown, the others are still merged
+            log.warning("conflict matrix: %d pairs not merged: %s", len(batch), error)
+            failed += len(batch)
+            continue
         for (first, second), merged in zip(batch, merges, strict=True):
             if not merged.clean:
                 conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
-    skipped = max(0, len(overlapping) - pair_limit)
-    if skipped:
-        log.warning("conflict matrix: %d overlapping pairs not merged (limit %d)", skipped, pair_limit)
+    beyond = max(0, len(overlapping) - pair_limit)
+    if beyond:
+        log.warning("conflict matrix: %d overlapping pairs not merged (limit %d)", beyond, pair_limit)
+    skipped = beyond + failed
     checked = len(overlapping) - skipped
     return ConflictMatrix(tuple(own_paths), checked, skipped, tuple(conflicts))
 

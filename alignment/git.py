@@ -524,16 +524,16 @@ class Git:
             return self._merge_batch(pairs, timeout, env)
 
     @contextlib.contextmanager
-    def _throwaway_objects(self) -> Iterator[dict[str, str]]:
+    def _throwaway_objects(self) -> Iterator[Mapping[str, str]]:
         """The environment of git processes whose new objects go to a fresh directory, deleted on exit. The
         directories live in one scratch directory per process, held while it runs, so the next run removes
-        them should this process be killed (``housekeeping.sweep``)."""
-        with self._scratch_lock:
-            if self._probes is None:
-                objects = self._run("rev-parse", "--path-format=absolute", "--git-path", "objects").stdout
-                self._objects_dir = objects.decode("utf-8", "surrogateescape").rstrip("\n")
-                self._probes = create_scratch(f"probes-{os.getpid()}", memory_dir())
-        directory = tempfile.mkdtemp(dir=self._probes)
+        them should this process be killed (``housekeeping.sweep``). When none can be made (no room, no file
+        descriptors), the plain environment: the objects then go into the repository, as any merge's do."""
+        try:
+            directory = self._throwaway_directory()
+        except OSError:
+            yield self.env
+            return
         borrowed = [_quoted_path(self._objects_dir), *filter(None, [self.env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")])]
         try:
             yield {
@@ -543,6 +543,14 @@ class Git:
             }
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+    def _throwaway_directory(self) -> str:
+        with self._scratch_lock:
+            if self._probes is None:
+                objects = self._run("rev-parse", "--path-format=absolute", "--git-path", "objects").stdout
+                self._objects_dir = objects.decode("utf-8", "surrogateescape").rstrip("\n")
+                self._probes = create_scratch(f"probes-{os.getpid()}", memory_dir())
+        return tempfile.mkdtemp(dir=self._probes)
 
     def _merge_batch(
         self, pairs: Sequence[tuple[str, str]], timeout: float | None, env: Mapping[str, str]

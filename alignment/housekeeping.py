@@ -13,14 +13,13 @@ working.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from alignment.errors import GitError
 from alignment.git import Git, worktree_registered
-from alignment.scratch import SCRATCH_PREFIX, is_alive, is_scratch, memory_dir
+from alignment.scratch import SCRATCH_PREFIX, is_alive, is_scratch, scratch_places
 
 WORKTREES = "worktrees"
 
@@ -41,7 +40,7 @@ def _holds_registered_worktree(scratch: Path) -> bool:
 
 def sweep(git: Git, places: Sequence[Path] | None = None) -> tuple[str, ...]:
     """Clean up after dead runs and report stale ref locks; one line per thing found. ``places``: where
-    scratch directories are looked for (the system's temporary directory and ``scratch.memory_dir``)."""
+    scratch directories are looked for (``scratch.scratch_places``)."""
     notes = []
     for worktree in git.linked_worktrees():
         if not _left_by_dead_run(worktree):
@@ -51,7 +50,7 @@ def sweep(git: Git, places: Sequence[Path] | None = None) -> tuple[str, ...]:
             notes.append(f"removed worktree {worktree} left by a run that did not finish")
         except GitError as error:
             notes.append(f"could not remove worktree {worktree} left by an earlier run: {error}")
-    places = places if places is not None else sorted({Path(tempfile.gettempdir()), memory_dir()})
+    places = places if places is not None else scratch_places()
     for scratch in sorted(scratch for place in places for scratch in place.glob(f"{SCRATCH_PREFIX}*")):
         if is_scratch(scratch) and not is_alive(scratch) and not _holds_registered_worktree(scratch):
             shutil.rmtree(scratch, ignore_errors=True)

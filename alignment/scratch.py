@@ -21,6 +21,7 @@ MARKER = ".alignment-scratch"
 _MARKER_HEADER = "scratch directory of a branch alignment run, removed by a later run once this run is gone:\n"
 _held: dict[Path, int] = {}
 MEMORY_ROOM = 1 << 30
+SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (directories in it are made by mkdtemp: private, unpredictable names)
 
 
 def create_scratch(run_id: str, parent: Path | None = None) -> Path:
@@ -72,11 +73,19 @@ def memory_dir() -> Path:
     writable and has room (at least ``MEMORY_ROOM`` free: a container's default 64 MB is too little), else
     the system's temporary directory. Measured: a merge's loose objects written to disk here cost ~10 ms of
     system time, in memory under 1 ms."""
-    shm = Path("/dev/shm")  # noqa: S108 (directories in it are made by mkdtemp: private, unpredictable names)
     try:
-        room = os.statvfs(shm)
+        room = os.statvfs(SHARED_MEMORY)
     except OSError:
         return Path(tempfile.gettempdir())
-    if os.access(shm, os.W_OK | os.X_OK) and room.f_bavail * room.f_frsize >= MEMORY_ROOM:
-        return shm
+    if os.access(SHARED_MEMORY, os.W_OK | os.X_OK) and room.f_bavail * room.f_frsize >= MEMORY_ROOM:
+        return SHARED_MEMORY
     return Path(tempfile.gettempdir())
+
+
+def scratch_places() -> list[Path]:
+    """Everywhere a scratch directory may be: the temporary directory and ``/dev/shm`` (even when it has too
+    little room for new ones now: a dead process's may still be there)."""
+    places = {Path(tempfile.gettempdir()), memory_dir()}
+    if SHARED_MEMORY.is_dir():
+        places.add(SHARED_MEMORY)
+    return sorted(places)

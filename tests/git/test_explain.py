@@ -449,6 +449,25 @@ def test_matrix_stops_at_its_pair_limit_and_leaves_no_object(
     assert loose_objects(repo) == objects, "the matrix's merges left objects in the repository"
 
 
+def test_matrix_pairs_git_cannot_merge_are_skipped_and_the_others_still_merged(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(explain, "PAIR_BATCH", 1)
+    base = repo.tip("main")
+    tips = {name: repo.commit(name, {"app.py": f"def main():\n    return '{name}'\n"}, parent=base) for name in "ab"}
+    tips["orphan"] = repo.commit("orphan", {"app.py": "unrelated\n"}, "unrelated root", parents=())
+    results = [
+        BranchResult(name, "main", Status.COMPLETED, 0.0, target_commit=base, new_tip=tip) for name, tip in tips.items()
+    ]
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        matrix = conflict_matrix(git, results)
+    finally:
+        git.close()
+    assert (matrix.pairs_checked, matrix.pairs_skipped) == (1, 2)  # git refuses to merge unrelated histories
+    assert [(conflict.first, conflict.second) for conflict in matrix.conflicts] == [("a", "b")]
+
+
 def test_plans_are_listed_apart_from_runs_and_not_taken_for_dead_runs(
     repo: Repo, tmp_path: Path, make_input: MakeInput, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,13 +16,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from alignment import git as git_module
+from alignment import scratch as scratch_module
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
 from alignment.inputs import parse_branches
 from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
 from alignment.resources import MemoryGate, SlotLimiter
-from alignment.scratch import is_alive, is_scratch, memory_dir
+from alignment.scratch import is_alive, is_scratch, memory_dir, scratch_places
 from alignment.session import set_up_run
 from tests.conftest import Repo, entry
 
@@ -545,3 +547,27 @@ def test_throwaway_files_go_to_memory_only_where_there_is_room(
     monkeypatch.setattr(os, "access", lambda path, mode: True)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert memory_dir() == (Path("/dev/shm") if expected == "/dev/shm" else tmp_path)
+
+
+def test_probes_write_into_the_repository_when_no_throwaway_directory_can_be_made(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_room(*args: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(git_module, "create_scratch", no_room)
+    pairs = _diverged(repo)
+    before = _loose_objects(repo)
+    assert [merge.clean for merge in git.probe_merges(pairs)] == [False, True]
+    assert _loose_objects(repo) > before
+
+
+def test_the_sweep_looks_in_shared_memory_even_when_it_has_no_room_for_new_directories(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    monkeypatch.setattr(scratch_module, "SHARED_MEMORY", shared)
+    monkeypatch.setattr(scratch_module, "MEMORY_ROOM", 1 << 62)  # no room: new directories go elsewhere
+    assert memory_dir() != shared
+    assert shared in scratch_places()
