@@ -407,6 +407,44 @@ def test_commits_are_written_exactly_as_git_commit_tree_writes_them(git: Git, re
     assert ours == theirs
 
 
+def test_a_shorter_commit_after_a_longer_one_is_written_exactly(git: Git, repo: Repo) -> None:
+    tree = repo.git("rev-parse", "main^{tree}")
+    for message in ("a long first message\n\nwith a body that the next one lacks\n", "short\n"):
+        ours = git.commit_tree(tree, [repo.tip("main")], message)
+        assert ours == repo.git("commit-tree", tree, "-p", repo.tip("main"), input=message)
+
+
+def test_the_commit_file_is_rewritten_in_place_never_truncated_to_empty(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ext4 flushes a file truncated to empty and written again when it is closed (1.5 ms a commit here)."""
+    opened: list[int] = []
+    real_open = os.open
+
+    def spying_open(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("commit-"):
+            opened.append(flags)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", spying_open)
+    tree = repo.git("rev-parse", "main^{tree}")
+    for message in ("first\n", "second\n"):
+        git.commit_tree(tree, [repo.tip("main")], message)
+    assert len(opened) == 2
+    assert not any(flags & os.O_TRUNC for flags in opened)
+
+
+def test_object_ids_given_to_update_ref_are_not_looked_up_as_ref_names(git: Git, repo: Repo) -> None:
+    """The ambiguity check costs a third of ``update-ref``'s system calls; an id always means the object."""
+    tip = repo.tip("main")
+    repo.git("update-ref", f"refs/heads/{tip}", repo.commit("decoy", {"d.txt": "d\n"}, parent=tip))
+    git.update_refs([RefUpdate(branch_ref("copy"), tip, None)])
+    assert git.resolve_branch("copy") == tip
+    process = git._refs._process
+    assert process is not None
+    assert b"core.warnAmbiguousRefs=false" in Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+
+
 def test_commit_time_is_now_unless_git_fixes_it(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GIT_COMMITTER_DATE")
     monkeypatch.delenv("GIT_AUTHOR_DATE")
