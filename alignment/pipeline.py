@@ -171,7 +171,8 @@ class BranchAlignment:
         local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
         if relation is not Action.UP_TO_DATE and local_backup and not setup.predict:
             prefix = self.settings.backup_branch_prefix
-            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
+            existing = setup.snapshot.backups
+            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed, existing)
             if self.backup.note:
                 self.notes.append(self.backup.note)
             log.info("backup '%s' at %s", self.backup.name, tip)

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from alignment.backup import create_backup
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
-from alignment.git import Git, RefUpdate
+from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Finding, Status
 from alignment.pipeline import Runtime
 from alignment.registry import Components
-from alignment.session import set_up_run
+from alignment.session import RunSetup, set_up_run
 from tests.conftest import Aligner, Repo, entry, settings
 
 CONFIG = Settings()
@@ -395,6 +396,50 @@ def test_existing_backup_elsewhere_is_kept_and_a_suffixed_one_made(repo: Repo, a
     assert repo.exists("backup-f-pre-align")
     assert repo.exists("backup-f-pre-align-2")
     assert repo.tip("f") != old
+
+
+def test_a_backup_name_absent_when_the_run_started_is_created_without_reading_it(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``cat-file`` round trip less per branch: the run's snapshot already says no such branch exists."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    git = Git(RepoLocation.discover(repo.path), timeout=10)
+    read: list[str] = []
+    resolve = git.resolve_branch
+    monkeypatch.setattr(git, "resolve_branch", lambda name: read.append(name) or resolve(name))
+    try:
+        backup = create_backup(git, "backup", "f", old, existing=frozenset({"backup-g-pre-align"}))
+        assert (backup.name, backup.created, read) == ("backup-f-pre-align", True, [])
+        assert repo.tip("backup-f-pre-align") == old
+        unknown = create_backup(git, "backup", "f", old)  # nothing known: read, found at the old tip, reused
+        assert (unknown.created, read) == (False, ["backup-f-pre-align"])
+    finally:
+        git.close()
+
+
+def test_a_backup_made_since_the_run_started_is_still_never_overwritten(repo: Repo) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    elsewhere = repo.branch("backup-f-pre-align", "main")  # made after the snapshot that found none
+    git = Git(RepoLocation.discover(repo.path), timeout=10)
+    try:
+        backup = create_backup(git, "backup", "f", old, existing=frozenset())
+        reused = create_backup(git, "backup", "f", old, existing=frozenset())
+    finally:
+        git.close()
+    assert (backup.name, backup.created) == ("backup-f-pre-align-2", True)
+    assert backup.note == "'backup-f-pre-align' exists at another commit and was kept; backup is 'backup-f-pre-align-2'"
+    assert repo.tip("backup-f-pre-align") == elsewhere
+    assert (reused.name, reused.created) == ("backup-f-pre-align-2", False)
+
+
+def test_the_snapshot_keeps_the_branches_named_like_a_backup(repo: Repo, tmp_path: Path) -> None:
+    repo.branch("backup-x-pre-align", "main")
+    repo.branch("feature", "main")
+    branches = parse_branches({"branches": [entry("feature")]}, "t")
+    setup = set_up_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
+    setup.discard_scratch()
+    assert setup.snapshot.backups == frozenset({"backup-x-pre-align"})
+    assert RunSetup.from_json(setup.to_json()).snapshot == setup.snapshot
 
 
 def test_a_branch_listed_for_alignment_is_never_taken_as_a_backup(repo: Repo, align: Aligner) -> None:
