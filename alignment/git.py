@@ -365,7 +365,10 @@ class Git:
         """The commit the full ref ``ref`` points at now, or None: read through the long-lived ``cat-file``.
         For a local branch, ``resolve_branch`` also guards against names git's guessing would shadow."""
         found = self._objects.request(f"{ref}\n".encode(), _read_batch_object)
-        return found.oid if found is not None and found.kind == "commit" else None
+        if found is None or found.kind != "commit":
+            return None
+        self._keep_commit(found)  # the tip's tree and parents are what its branch reads next
+        return found.oid
 
     def branches_containing(self, commit: str, root: str = _HEADS) -> frozenset[str]:
         """Branches under ``root`` that already contain ``commit`` (aligned with a target at ``commit``)."""
@@ -536,7 +539,7 @@ class Git:
         path = self._scratch / f"commit-{threading.get_ident()}"
         rewrite_in_place(path, ("\n".join(lines) + "\n\n" + message).encode("utf-8"))
         commit = self._commits.request(f"{path}\n".encode(), lambda reader: reader.read_until(b"\n")).decode().strip()
-        self._parsed.keep_root(commit, tree)  # the next reader of this commit wants its tree
+        self._parsed.keep_commit(commit, tree, tuple(parents))  # the next reader of this commit wants its tree
         return commit
 
     def _identity(self, role: str) -> str:
@@ -654,14 +657,24 @@ class Git:
         return entries
 
     def commit_parents(self, oid: str) -> tuple[str, ...]:
-        """The parents of commit ``oid``, read through the long-lived ``cat-file`` (its tree is kept for
-        ``_TreeReader.root``: the branch tips whose history is walked are the ones whose trees are read)."""
+        """The parents of commit ``oid``: kept from an earlier read of it, or read through the long-lived
+        ``cat-file`` (and its tree kept for ``_TreeReader.root``)."""
+        parents = self._parsed.parents(oid)
+        if parents is None:
+            parents = self._keep_commit(self._commit(oid))[1]
+        return parents
+
+    def _commit(self, oid: str) -> StoredObject:
         found = self.read_object(oid)
         if found is None or found.kind != "commit":
             raise GitError(("cat-file", oid), 1, f"{oid} is not a commit")
-        header = found.content.split(b"\n\n", 1)[0].decode("utf-8", "replace")
-        self._parsed.keep_root(oid, header.split("\n", 1)[0].removeprefix("tree "))
-        return tuple(line[len("parent ") :] for line in header.splitlines() if line.startswith("parent "))
+        return found
+
+    def _keep_commit(self, commit: StoredObject) -> tuple[str, tuple[str, ...]]:
+        """Keep the tree and parents of ``commit`` (a commit object read whole) for later calls."""
+        header = commit.content.split(b"\n\n", 1)[0].decode("utf-8", "replace").split("\n")
+        parents = tuple(line[len("parent ") :] for line in header[1:] if line.startswith("parent "))
+        return self._parsed.keep_commit(commit.oid, header[0].removeprefix("tree "), parents), parents
 
     def commits_between(self, exclude: str, include: str, limit: int) -> tuple[tuple[CommitInfo, ...], bool]:
         """Up to ``limit`` commits reachable from ``include`` but not ``exclude``, newest first.
@@ -841,10 +854,7 @@ class _TreeReader:
         """The id of ``commit``'s tree."""
         tree = self._parsed.root(commit)
         if tree is None:
-            found = self._git.read_object(commit)
-            if found is None or found.kind != "commit":
-                raise GitError(("cat-file", commit), 1, f"{commit} is not a commit")
-            tree = self._parsed.keep_root(commit, found.content.split(b"\n", 1)[0].removeprefix(b"tree ").decode())
+            tree = self._git._keep_commit(self._git._commit(commit))[0]
         return tree
 
     def entries(self, tree: str) -> dict[str, tuple[str, str]]:
@@ -862,8 +872,9 @@ class _ParsedTrees:
     """Parsed trees and commits' tree ids by object id, shared by every call of one ``Git``.
 
     Objects never change, so a tree that every branch of a target reads (the target's own) is read from
-    git once per process instead of once per branch. Bounded: at most ``ENTRIES`` tree entries and
-    ``ROOTS`` commits are kept, the least recently used dropped first.
+    git once per process instead of once per branch, and a branch tip read once (``resolve_ref``) is not
+    read again for its tree or parents. Bounded: at most ``ENTRIES`` tree entries and ``ROOTS`` commits
+    are kept, the least recently used dropped first.
     """
 
     ENTRIES = 8_000
@@ -871,7 +882,7 @@ class _ParsedTrees:
 
     def __init__(self) -> None:
         self._trees: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
-        self._roots: OrderedDict[str, str] = OrderedDict()
+        self._commits: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()  # tree, parents
         self._size = 0
         self._lock = threading.Lock()
 
@@ -892,17 +903,25 @@ class _ParsedTrees:
         return entries
 
     def root(self, commit: str) -> str | None:
-        with self._lock:
-            tree = self._roots.get(commit)
-            if tree is not None:
-                self._roots.move_to_end(commit)
-            return tree
+        kept = self._commit(commit)
+        return kept[0] if kept is not None else None
 
-    def keep_root(self, commit: str, tree: str) -> str:
+    def parents(self, commit: str) -> tuple[str, ...] | None:
+        kept = self._commit(commit)
+        return kept[1] if kept is not None else None
+
+    def _commit(self, commit: str) -> tuple[str, tuple[str, ...]] | None:
         with self._lock:
-            self._roots[commit] = tree
-            if len(self._roots) > self.ROOTS:
-                self._roots.popitem(last=False)
+            kept = self._commits.get(commit)
+            if kept is not None:
+                self._commits.move_to_end(commit)
+            return kept
+
+    def keep_commit(self, commit: str, tree: str, parents: tuple[str, ...]) -> str:
+        with self._lock:
+            self._commits[commit] = (tree, parents)
+            if len(self._commits) > self.ROOTS:
+                self._commits.popitem(last=False)
         return tree
 
 

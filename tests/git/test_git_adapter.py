@@ -479,6 +479,24 @@ def test_trees_read_once_are_kept_for_later_calls(git: Git, repo: Repo) -> None:
         fresh.close()
 
 
+def test_a_branch_tip_read_once_is_not_read_again_for_its_tree_or_parents(git: Git, repo: Repo) -> None:
+    """``resolve_ref`` gets the whole commit from ``cat-file``: its branch's later reads need no round trip."""
+    parent = repo.tip("main")
+    tip = repo.commit("main", {"more.py": "M = 1\n"})
+    assert git.resolve_branch("main") == tip
+    _forget_object(repo, tip)
+    git._objects.close()  # a fresh cat-file: nothing kept on git's side
+    assert git.commit_parents(tip) == (parent,)
+    assert git.entries_at(tip, ["more.py"])["more.py"] is not None
+    merge = git.commit_tree(repo.git("rev-parse", f"{parent}^{{tree}}"), [tip, parent], "written here\n")
+    _forget_object(repo, merge)
+    assert git.commit_parents(merge) == (tip, parent)
+    never_read = repo.commit("other", {"later.py": "L = 1\n"}, parent=parent)
+    _forget_object(repo, never_read)
+    with pytest.raises(GitError, match="is not a commit"):
+        git.commit_parents(never_read)
+
+
 @pytest.mark.parametrize("bound", ["ROOTS", "ENTRIES"])
 def test_kept_trees_are_bounded_least_recently_used_first(
     git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch, bound: str
