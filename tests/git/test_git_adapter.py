@@ -11,10 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+import alignment.git
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
 from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
@@ -125,6 +127,53 @@ def test_tree_changes_agree_with_diff_tree(git: Git, repo: Repo) -> None:
     assert set(expected) == {"gone.txt", "edit.txt", "becomes_dir", "becomes_dir/in.txt", "becomes_file",
                              "becomes_file/x.txt", "becomes_file/deep/y.txt", "new/z.txt"}  # fmt: skip
     assert git.tree_changes(new, new) == {}
+
+
+def _count_object_requests(git: Git, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the round trips to ``git``'s long-lived ``cat-file`` (each request's line count)."""
+    requests: list[int] = []
+    request = git._objects.request
+
+    def counting(payload: bytes, parse: Any) -> Any:
+        requests.append(payload.count(b"\n"))
+        return request(payload, parse)
+
+    monkeypatch.setattr(git._objects, "request", counting)
+    return requests
+
+
+@pytest.mark.parametrize("prefetch", [64, 2])
+def test_trees_of_one_level_are_read_in_one_round_trip(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch, prefetch: int
+) -> None:
+    old = repo.commit("main", {f"{top}/{sub}/f.txt": f"{top}{sub} 1\n" for top in "abc" for sub in "xy"})
+    new = repo.commit("main", {f"{top}/{sub}/f.txt": f"{top}{sub} 2\n" for top in "abc" for sub in "xy"})
+    monkeypatch.setattr(alignment.git, "PREFETCH", prefetch)
+    git.resolve_branch("main")  # the new tip's commit is kept; the old one is read once
+    requests = _count_object_requests(git, monkeypatch)
+    changes = git.tree_changes(old, new)
+    assert sorted(changes) == [f"{top}/{sub}/f.txt" for top in "abc" for sub in "xy"]
+    # the old commit, then per level: 2 roots, 6 trees under them, 12 below (cut into requests of ``prefetch``)
+    assert requests == ([1, 2, 6, 12] if prefetch == 64 else [1, 2, 2, 2, 2, *[2] * 6])
+    requests.clear()
+    paths = ["a/x/f.txt", "b/y/f.txt", "c/x/f.txt", "c/x/missing.txt", "a/x/f.txt/not-a-dir", "nowhere/f.txt"]
+    entries = git.entries_at(old, paths)
+    assert {path: entry[1] for path, entry in entries.items() if entry} == {
+        path: repo.git("rev-parse", f"{old}:{path}") for path in paths[:3]
+    }
+    assert [path for path, entry in entries.items() if entry is None] == paths[3:]
+    assert requests == []  # every tree of ``old`` is kept by now
+
+
+def test_entries_at_reads_a_level_of_new_trees_in_one_round_trip(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tip = repo.commit("main", {f"{top}/deep/f.txt": f"{top}\n" for top in "abc"})
+    git.resolve_branch("main")
+    requests = _count_object_requests(git, monkeypatch)
+    entries = git.entries_at(tip, [f"{top}/deep/f.txt" for top in "abc"])
+    assert all(entry is not None and entry[0] == "100644" for entry in entries.values())
+    assert requests == [1, 3, 3]  # the root, then the three top directories, then the three deep ones
 
 
 def test_changed_files_of_chosen_paths(git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
