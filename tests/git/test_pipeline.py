@@ -662,3 +662,21 @@ def test_a_batch_git_refuses_leaves_each_branch_to_merge_on_its_own(repo: Repo, 
     assert (results["orphan"].status, results["orphan"].codes) == (Status.FAILED_INTEGRATION, ("unrelated_histories",))
     assert results["a"].status is Status.COMPLETED
     assert repo.git("rev-parse", "a^1") == old
+
+
+def test_a_process_merges_ahead_only_the_branches_it_will_align_in_their_order(repo: Repo, tmp_path: Path) -> None:
+    """Under xdist each worker is given its share: it batches those merges, not its whole target's."""
+    base = repo.tip("main")
+    tips = {name: repo.commit(name, {f"{name}.py": "X = 1\n"}, parent=base) for name in ("a", "b", "c")}
+    target = repo.commit("main", {"m.py": "M = 1\n"})
+    branches = parse_branches({"branches": [entry(name) for name in ("a", "b", "c")]}, "t")
+    setup = set_up_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
+    try:
+        with Runtime(setup, branches=[branches.branches[2], branches.branches[0]]) as runtime:
+            assert runtime.merges is not None
+            assert runtime.merges._queues == [[(tips["c"], target), (tips["a"], target)]]
+        with Runtime(setup) as runtime:
+            assert runtime.merges is not None
+            assert runtime.merges._queues == [[(tips[name], target) for name in ("a", "b", "c")]]
+    finally:
+        setup.discard_scratch()
