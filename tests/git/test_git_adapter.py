@@ -165,6 +165,19 @@ def test_trees_of_one_level_are_read_in_one_round_trip(
     assert requests == []  # every tree of ``old`` is kept by now
 
 
+def test_a_walk_whose_level_outgrows_the_kept_trees_still_answers(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trees read for a level may be dropped again before their turn (a level bigger than the bound): they
+    are then read one by one."""
+    old = repo.commit("main", {f"{top}/f.txt": f"{top} 1\n" for top in "abcd"})
+    new = repo.commit("main", {f"{top}/f.txt": f"{top} 2\n" for top in "abcd"})
+    monkeypatch.setattr(git._parsed, "ENTRIES", 1)
+    requests = _count_object_requests(git, monkeypatch)
+    assert sorted(git.tree_changes(old, new)) == [f"{top}/f.txt" for top in "abcd"]
+    assert 1 in requests[3:]  # after the level's request, trees it dropped again are read alone
+
+
 def test_entries_at_reads_a_level_of_new_trees_in_one_round_trip(
     git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
