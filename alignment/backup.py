@@ -36,9 +36,21 @@ def backup_name(prefix: str, branch: str, attempt: int = 1) -> str:
     return fit_ref_name(f"{prefix}-{branch}", "-pre-align" if attempt == 1 else f"-pre-align-{attempt}")
 
 
-def create_backup(git: Git, prefix: str, branch: str, commit: str, listed: Collection[str] = ()) -> Backup:
+def create_backup(
+    git: Git,
+    prefix: str,
+    branch: str,
+    commit: str,
+    listed: Collection[str] = (),
+    existing: Collection[str] | None = None,
+) -> Backup:
     """Make (or reuse) the backup of ``branch`` at ``commit``; never overwrite an existing backup, never use
-    a name in ``listed`` (the branches of the run)."""
+    a name in ``listed`` (the branches of the run).
+
+    ``existing``: the branches named ``<prefix>...`` when the run started (None: not known). A name not among
+    them is created at once, without reading it first: the create-only update still refuses it if it was
+    made since, and then the name is read and decided as any other.
+    """
     last_error = ""
     passed_over: list[str] = []
     for attempt in range(1, MAX_SUFFIX + 1):
@@ -46,25 +58,39 @@ def create_backup(git: Git, prefix: str, branch: str, commit: str, listed: Colle
         if name in listed:
             passed_over.append(f"'{name}' is itself listed for alignment and was not used")
             continue
-        existing = git.resolve_branch(name)
-        if existing == commit:
+        absent_at_start = existing is not None and name.startswith(prefix) and name not in existing
+        if absent_at_start and _create(git, name, commit) is None:
+            return _created(name, commit, passed_over)
+        found = git.resolve_branch(name)
+        if found == commit:
             return Backup(
                 name, commit, False, _note(passed_over, f"reused existing backup '{name}' (already at the old tip)")
             )
-        if existing is not None:
+        if found is not None:
             passed_over.append(f"'{name}' exists at another commit and was kept")
             continue
-        try:
-            git.update_refs([RefUpdate(branch_ref(name), commit, None)])
-        except GitError as exc:
-            last_error = exc.reason
-            continue
-        return Backup(name, commit, True, _note(passed_over, f"backup is '{name}'") if passed_over else None)
+        error = _create(git, name, commit)
+        if error is None:
+            return _created(name, commit, passed_over)
+        last_error = error
     raise StepFailed(
         Status.FAILED_INTEGRATION,
         [ErrorCode.BACKUP_FAILED],
         f"could not create a backup of '{branch}' at {commit[:12]}: {last_error or 'every backup name is taken'}",
     )
+
+
+def _create(git: Git, name: str, commit: str) -> str | None:
+    """Create branch ``name`` at ``commit`` only if it does not exist; None when done, else git's reason."""
+    try:
+        git.update_refs([RefUpdate(branch_ref(name), commit, None)])
+    except GitError as exc:
+        return exc.reason
+    return None
+
+
+def _created(name: str, commit: str, passed_over: list[str]) -> Backup:
+    return Backup(name, commit, True, _note(passed_over, f"backup is '{name}'") if passed_over else None)
 
 
 def _note(passed_over: list[str], outcome: str) -> str:

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar, cast
@@ -171,7 +171,8 @@ class BranchAlignment:
         local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
         if relation is not Action.UP_TO_DATE and local_backup and not setup.predict:
             prefix = self.settings.backup_branch_prefix
-            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed)
+            existing = setup.snapshot.backups
+            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed, existing)
             if self.backup.note:
                 self.notes.append(self.backup.note)
             log.info("backup '%s' at %s", self.backup.name, tip)
@@ -500,7 +501,15 @@ def _timeouts_as(status: Status) -> Iterator[None]:
 class Runtime:
     """One process's means to align the branches of a plan: one git door and the three components."""
 
-    def __init__(self, setup: RunSetup, components: Components | None = None, worker: str = "") -> None:
+    def __init__(
+        self,
+        setup: RunSetup,
+        components: Components | None = None,
+        worker: str = "",
+        branches: Sequence[BranchSpec] | None = None,
+    ) -> None:
+        """``branches``: those this process will align, in order (their merges are done ahead in batches);
+        by default every branch of the input."""
         self.setup = setup
         self.worker = worker
         settings = setup.settings
@@ -513,7 +522,7 @@ class Runtime:
         )
         self.components = components or Components.from_settings(settings)
         default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)
-        self.merges = MergesAhead(self.git, _merge_queues(setup)) if default else None
+        self.merges = MergesAhead(self.git, _merge_queues(setup, branches)) if default else None
         self.journal = MoveJournal(setup.folder.moves_dir)
         self.listed = frozenset(spec.name for spec in setup.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
@@ -556,20 +565,21 @@ class Runtime:
         self.close()
 
 
-def _merge_queues(setup: RunSetup) -> list[list[tuple[str, str]]]:
-    """Per target, ``(tip, target commit)`` of each branch the snapshot found diverged, in input order: the
-    merges the default integrator will do (none for a target that rebases, unless in a plan)."""
+def _merge_queues(setup: RunSetup, branches: Sequence[BranchSpec] | None = None) -> list[list[tuple[str, str]]]:
+    """Per target, ``(tip, target commit)`` of each of ``branches`` (default: the input's) the snapshot found
+    diverged, in order: the merges the default integrator will do (none for a target that rebases, unless
+    in a plan)."""
     snapshot = setup.snapshot
-    queues = []
-    for group in setup.branches.groups:
-        target_commit = snapshot.target_commits.get(group.target)
-        if target_commit is None or (
-            setup.settings.policy(group.target).strategy is Strategy.REBASE and not setup.predict
-        ):
+    queues: dict[str, list[tuple[str, str]]] = {}
+    for spec in branches if branches is not None else setup.branches.branches:
+        target_commit = snapshot.target_commits.get(spec.target)
+        tip = snapshot.tips.get(spec.name)
+        if target_commit is None or tip is None or snapshot.relation(spec.name) is not Action.MERGE:
             continue
-        tips = (snapshot.tips.get(spec.name) for spec in group.branches if snapshot.relation(spec.name) is Action.MERGE)
-        queues.append([(tip, target_commit) for tip in tips if tip is not None])
-    return queues
+        if setup.settings.policy(spec.target).strategy is Strategy.REBASE and not setup.predict:
+            continue
+        queues.setdefault(spec.target, []).append((tip, target_commit))
+    return list(queues.values())
 
 
 def run_alignment_for_branch(

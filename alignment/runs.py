@@ -1,8 +1,9 @@
 """The reports folder: where each run writes, which runs it holds and how far each got, and the atomic write.
 
 Runs never overwrite each other: each writes ``<reports>/runs/<run id>/``; a finished real run then points
-``<reports>/latest`` at its folder. Every file a reader may open while it is being written (results, the move
-journal, change documents) is written whole or not at all by ``write_atomically``.
+``<reports>/latest`` at its folder. Every file a reader may open while it is being written (results, change
+documents) is written whole or not at all by ``write_atomically``; the move journal is appended to, a line
+per record (``journal``).
 """
 
 from __future__ import annotations

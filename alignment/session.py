@@ -45,6 +45,7 @@ class Snapshot:
     up_to_date: frozenset[str]
     behind: frozenset[str]
     commit_graph_written: bool
+    backups: frozenset[str] | None = None  # local branches named like a backup; None when not read
 
     def relation(self, branch: str) -> Action:
         """How ``branch`` (at its snapshot tip) relates to its target: up to date, behind, or diverged."""
@@ -54,12 +55,19 @@ class Snapshot:
 
 
 def take_snapshot(
-    git: Git, branches: BranchInput, write_commit_graph: bool, require_targets: bool = True, root: str = "refs/heads/"
+    git: Git,
+    branches: BranchInput,
+    write_commit_graph: bool,
+    require_targets: bool = True,
+    root: str = "refs/heads/",
+    backup_prefix: str | None = None,
 ) -> Snapshot:
     """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
 
     ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
     ``root``: where the branches are read (local branches, or those fetched from a remote).
+    ``backup_prefix``: also keep the local branches whose names start with it, so that a backup name
+    absent from them is created without being read first (``backup.create_backup``).
     """
     all_tips = git.branch_tips(root)
     if require_targets:
@@ -81,7 +89,10 @@ def take_snapshot(
         up_to_date |= containing
         behind |= (git.branches_merged_into(commit, root) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
-    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written)
+    backups = None
+    if backup_prefix is not None and root == "refs/heads/":
+        backups = frozenset(name for name in all_tips if name.startswith(backup_prefix))
+    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups)
 
 
 def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str]) -> None:
@@ -229,7 +240,9 @@ def set_up_run(
             missing = fetch_listed(git, settings.remote, names, timeout=settings.integration_timeout_seconds)
             root = tracking_root(settings.remote)
             log.info("fetched %d refs from '%s'; missing there: %s", len(names), settings.remote, sorted(missing))
-        snapshot = take_snapshot(git, branches, settings.write_commit_graph, require_targets, root)
+        snapshot = take_snapshot(
+            git, branches, settings.write_commit_graph, require_targets, root, settings.backup_branch_prefix
+        )
     finally:
         git.close()
     scratch = create_scratch(run_id)

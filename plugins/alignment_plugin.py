@@ -53,7 +53,15 @@ from alignment.registry import Components
 from alignment.remote import push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
-from plugins.handoff import PUSHED_OUTPUT, RESULT_PROPERTY, SETUP_INPUT, result_of, write_node_map
+from plugins.handoff import (
+    PUSHED_OUTPUT,
+    RESULT_PROPERTY,
+    SETUP_INPUT,
+    result_of,
+    shares,
+    worker_number,
+    write_node_map,
+)
 
 COLLECTED_MODULE = Path(alignment.__file__).with_name("test_branches.py")
 ALIGNMENT_DIR = COLLECTED_MODULE.parent
@@ -66,6 +74,7 @@ class RunState:
         self.setup = setup
         self.worker = worker
         self.demo_dir = demo_dir
+        self.branches: list[BranchSpec] | None = None  # what this process will align, in order, once collected
 
 
 STATE = pytest.StashKey[RunState]()
@@ -360,8 +369,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     specs = {item.nodeid: _spec_of(item) for item in session.items}
     write_node_map(state.setup, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
+    state.branches = _own_branches(session.config, state.worker, list(specs.values()))
     for item in session.items:
         _slim(item)
+
+
+def _own_branches(config: pytest.Config, worker: str, specs: list[BranchSpec | None]) -> list[BranchSpec]:
+    """The collected branches in the order this process is meant to align them: under xdist its own share,
+    then the others' from the end (the order ``scheduler`` hands them out), else all of them (only those
+    ``-k`` or ``--lf`` kept). Their merges are done ahead in batches, in this order."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    targets = [spec.target if spec else "" for spec in specs]
+    number = worker_number(worker, workers)
+    meant = list(zip(specs, shares(targets, workers), strict=True))
+    own = [spec for spec, share in meant if spec and share == number]
+    return own + [spec for spec, share in reversed(meant) if spec and share != number]
 
 
 def _slim(item: pytest.Item) -> None:
@@ -388,7 +410,10 @@ def alignment_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     state = request.config.stash[STATE]
     settings = state.setup.settings
     logs_dir = state.setup.folder.logs_dir if settings.log_per_branch else None
-    with run_logging(settings.log_level, logs_dir), Runtime(state.setup, worker=state.worker) as runtime:
+    with (
+        run_logging(settings.log_level, logs_dir),
+        Runtime(state.setup, worker=state.worker, branches=state.branches) as runtime,
+    ):
         yield runtime
 
 

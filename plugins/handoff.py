@@ -9,10 +9,11 @@ pushed in its ``workeroutput``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pytest
 
+from alignment.integrate import MergesAhead
 from alignment.model import BranchResult
 from alignment.runs import write_atomically
 from alignment.session import RunSetup
@@ -20,6 +21,7 @@ from alignment.session import RunSetup
 RESULT_PROPERTY = "alignment_result"
 SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
+SHARE_BLOCK = MergesAhead.BATCH  # a target's consecutive items meant for one worker: one batch of its merges
 
 
 def write_node_map(setup: RunSetup, worker: str, branches: Mapping[str, str]) -> None:
@@ -57,3 +59,22 @@ def result_of(report: pytest.TestReport) -> BranchResult | None:
         if key == RESULT_PROPERTY:
             return BranchResult.from_dict(json.loads(str(value)))
     return None
+
+
+def shares(targets: Sequence[str], workers: int) -> list[int]:
+    """The share (worker number) of each item, given the items' targets in collection order: each target's
+    items in blocks of ``SHARE_BLOCK``, dealt to the workers in turn. The scheduler and each worker compute
+    it from the same collection."""
+    seen: dict[str, int] = {}
+    found = []
+    for target in targets:
+        position = seen.get(target, 0)
+        seen[target] = position + 1
+        found.append(position // SHARE_BLOCK % max(workers, 1))
+    return found
+
+
+def worker_number(worker_id: str, workers: int) -> int:
+    """The share of xdist worker ``gw<N>``: N modulo the worker count (a replacement worker takes a share)."""
+    digits = worker_id.removeprefix("gw")
+    return int(digits) % max(workers, 1) if digits.isdigit() else 0

@@ -13,6 +13,12 @@ The last item in a queue may be of another target: it starts only when the contr
 below its limit, the memory gate open, the circuit breaker closed), by sending it a successor or shutdown.
 After a trip nothing more is sent and every worker is shut down; items already queued run, see the
 breaker's flag and skip without touching their branch.
+
+Each item has a share: the worker number meant to run it (``handoff.shares``: a target's items in blocks of
+``handoff.SHARE_BLOCK``, the blocks dealt to the workers in turn). A worker is given its own share's items first,
+from the front, and once they are done the last items of another share, so each worker knows ahead which
+merges it will do and batches those (``integrate.MergesAhead``): its own in order, then the others' from the
+end. The limits and the breaker are unchanged; items put back run first within their share.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 from xdist.report import report_collection_diff
 from xdist.workermanage import parse_tx_spec_config
+
+from plugins.handoff import shares, worker_number
 
 Node = Any  # xdist.workermanage.WorkerController
 
@@ -36,45 +44,65 @@ class Pending:
     not one per item left, which over thousands of branches made scheduling quadratic.
 
     Each item has a rank: collected items rank by their index, items put back in front rank below all
-    others. A target's items are in rank order in its deque."""
+    others. A target's items of one share are in rank order in their deque."""
 
-    def __init__(self, targets: Sequence[str]) -> None:
+    def __init__(self, targets: Sequence[str], item_shares: Sequence[int] = ()) -> None:
         self.targets = targets  # the target of each collected item, by index
-        self.by_target: dict[str, deque[tuple[int, int]]] = {}  # target: (rank, index), by rank
+        self.item_shares = item_shares  # the share of each collected item, by index (none: all share 0)
+        self.by_target: dict[str, dict[int, deque[tuple[int, int]]]] = {}  # target: share: (rank, index)
         self.count = 0
         self.first_rank = 0  # the lowest rank given so far
 
     def __len__(self) -> int:
         return self.count
 
+    def _queue(self, index: int) -> deque[tuple[int, int]]:
+        share = self.item_shares[index] if self.item_shares else 0
+        return self.by_target.setdefault(self.targets[index], {}).setdefault(share, deque())
+
     def extend(self, indices: Iterable[int]) -> None:
         """Collected items, in collection order (after all others)."""
         for index in indices:
-            self.by_target.setdefault(self.targets[index], deque()).append((index, index))
+            self._queue(index).append((index, index))
             self.count += 1
 
     def put_back(self, indices: Sequence[int]) -> None:
         """Items to run before all others, in the given order."""
         for index in reversed(indices):
             self.first_rank -= 1
-            self.by_target.setdefault(self.targets[index], deque()).appendleft((self.first_rank, index))
+            self._queue(index).appendleft((self.first_rank, index))
             self.count += 1
 
     def heads(self) -> list[int]:
         """The first item of each target, first ranked first."""
-        return [queue[0][1] for queue in sorted(filter(None, self.by_target.values()), key=lambda q: q[0][0])]
+        firsts = (min(queue[0] for queue in queues.values() if queue) for queues in self._nonempty())
+        return [index for _, index in sorted(firsts)]
+
+    def _nonempty(self) -> list[dict[int, deque[tuple[int, int]]]]:
+        return [queues for queues in self.by_target.values() if any(queues.values())]
 
     def first(self) -> int | None:
         heads = self.heads()
         return heads[0] if heads else None
 
     def of_target(self, target: str) -> int:
-        return len(self.by_target.get(target, ()))
+        return sum(map(len, self.by_target.get(target, {}).values()))
 
-    def take(self, target: str, count: int) -> list[int]:
-        """Up to ``count`` first items of ``target``, removed."""
-        queue = self.by_target.get(target, deque())
-        taken = [queue.popleft()[1] for _ in range(min(count, len(queue)))]
+    def take(self, target: str, count: int, share: int = 0) -> list[int]:
+        """Up to ``count`` items of ``target``, removed: the first ones of ``share`` (the asking worker's);
+        once those are done, the last ones of the largest other share, farthest from what its own worker
+        (which works from the front) has merged ahead."""
+        queues = self.by_target.get(target, {})
+        taken: list[int] = []
+        while len(taken) < count:
+            own = queues.get(share)
+            others = [queue for queue in queues.values() if queue]
+            if own:
+                taken.append(own.popleft()[1])
+            elif others:
+                taken.append(max(others, key=len).pop()[1])
+            else:
+                break
         self.count -= len(taken)
         return taken
 
@@ -173,7 +201,7 @@ class TargetScheduling:
                 return
             self.collection = collections[0]
             self.targets = [self.target_of(nodeid) for nodeid in self.collection]
-            self.pending = Pending(self.targets)
+            self.pending = Pending(self.targets, shares(self.targets, self.numnodes))
             self.pending.extend(range(len(self.collection)))
         self._assign()
 
@@ -223,7 +251,7 @@ class TargetScheduling:
         """Queue more of the running target's items, if the waiting last item is of that target too."""
         target = self._target(queue[0])
         if self._target(queue[-1]) == target and len(queue) <= QUEUE_AHEAD:
-            self._send(node, self.pending.take(target, max(0, self._ahead(target) + 1 - len(queue))))
+            self._send(node, self.pending.take(target, max(0, self._ahead(target) + 1 - len(queue)), self._share(node)))
 
     def _consent(self, node: Node, head: int) -> None:
         """Start the node's single waiting item when its target has room."""
@@ -238,19 +266,19 @@ class TargetScheduling:
                 node.shutdown()
             return
         target = self._target(head)
-        self._send(node, self.pending.take(target, 1))
+        self._send(node, self.pending.take(target, 1, self._share(node)))
         self._send_followers(node, target)
 
     def _send_followers(self, node: Node, target: str) -> None:
         """Start the node's last item: same-target followers, or one waiting item of another target, or
         shutdown when nothing is left."""
-        followers = self.pending.take(target, self._ahead(target))
+        followers = self.pending.take(target, self._ahead(target), self._share(node))
         if not followers:
             first = self.pending.first()
             if first is None:
                 node.shutdown()
                 return
-            followers = self.pending.take(self._target(first), 1)
+            followers = self.pending.take(self._target(first), 1, self._share(node))
         self._send(node, followers)
 
     def _ahead(self, target: str) -> int:
@@ -267,3 +295,6 @@ class TargetScheduling:
 
     def _target(self, index: int) -> str:
         return self.targets[index]
+
+    def _share(self, node: Node) -> int:
+        return worker_number(str(node.gateway.id), self.numnodes)

@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from alignment import git as git_module
+import alignment.git
 from alignment import scratch as scratch_module
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
@@ -146,6 +147,66 @@ def test_tree_changes_agree_with_diff_tree(git: Git, repo: Repo) -> None:
     assert set(expected) == {"gone.txt", "edit.txt", "becomes_dir", "becomes_dir/in.txt", "becomes_file",
                              "becomes_file/x.txt", "becomes_file/deep/y.txt", "new/z.txt"}  # fmt: skip
     assert git.tree_changes(new, new) == {}
+
+
+def _count_object_requests(git: Git, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the round trips to ``git``'s long-lived ``cat-file`` (each request's line count)."""
+    requests: list[int] = []
+    request = git._objects.request
+
+    def counting(payload: bytes, parse: Any) -> Any:
+        requests.append(payload.count(b"\n"))
+        return request(payload, parse)
+
+    monkeypatch.setattr(git._objects, "request", counting)
+    return requests
+
+
+@pytest.mark.parametrize("prefetch", [64, 2])
+def test_trees_of_one_level_are_read_in_one_round_trip(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch, prefetch: int
+) -> None:
+    old = repo.commit("main", {f"{top}/{sub}/f.txt": f"{top}{sub} 1\n" for top in "abc" for sub in "xy"})
+    new = repo.commit("main", {f"{top}/{sub}/f.txt": f"{top}{sub} 2\n" for top in "abc" for sub in "xy"})
+    monkeypatch.setattr(alignment.git, "PREFETCH", prefetch)
+    git.resolve_branch("main")  # the new tip's commit is kept; the old one is read once
+    requests = _count_object_requests(git, monkeypatch)
+    changes = git.tree_changes(old, new)
+    assert sorted(changes) == [f"{top}/{sub}/f.txt" for top in "abc" for sub in "xy"]
+    # the old commit, then per level: 2 roots, 6 trees under them, 12 below (cut into requests of ``prefetch``)
+    assert requests == ([1, 2, 6, 12] if prefetch == 64 else [1, 2, 2, 2, 2, *[2] * 6])
+    requests.clear()
+    paths = ["a/x/f.txt", "b/y/f.txt", "c/x/f.txt", "c/x/missing.txt", "a/x/f.txt/not-a-dir", "nowhere/f.txt"]
+    entries = git.entries_at(old, paths)
+    assert {path: entry[1] for path, entry in entries.items() if entry} == {
+        path: repo.git("rev-parse", f"{old}:{path}") for path in paths[:3]
+    }
+    assert [path for path, entry in entries.items() if entry is None] == paths[3:]
+    assert requests == []  # every tree of ``old`` is kept by now
+
+
+def test_a_walk_whose_level_outgrows_the_kept_trees_still_answers(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trees read for a level may be dropped again before their turn (a level bigger than the bound): they
+    are then read one by one."""
+    old = repo.commit("main", {f"{top}/f.txt": f"{top} 1\n" for top in "abcd"})
+    new = repo.commit("main", {f"{top}/f.txt": f"{top} 2\n" for top in "abcd"})
+    monkeypatch.setattr(git._parsed, "ENTRIES", 1)
+    requests = _count_object_requests(git, monkeypatch)
+    assert sorted(git.tree_changes(old, new)) == [f"{top}/f.txt" for top in "abcd"]
+    assert 1 in requests[3:]  # after the level's request, trees it dropped again are read alone
+
+
+def test_entries_at_reads_a_level_of_new_trees_in_one_round_trip(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tip = repo.commit("main", {f"{top}/deep/f.txt": f"{top}\n" for top in "abc"})
+    git.resolve_branch("main")
+    requests = _count_object_requests(git, monkeypatch)
+    entries = git.entries_at(tip, [f"{top}/deep/f.txt" for top in "abc"])
+    assert all(entry is not None and entry[0] == "100644" for entry in entries.values())
+    assert requests == [1, 3, 3]  # the root, then the three top directories, then the three deep ones
 
 
 def test_changed_files_of_chosen_paths(git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -428,6 +489,44 @@ def test_commits_are_written_exactly_as_git_commit_tree_writes_them(git: Git, re
     assert ours == theirs
 
 
+def test_a_shorter_commit_after_a_longer_one_is_written_exactly(git: Git, repo: Repo) -> None:
+    tree = repo.git("rev-parse", "main^{tree}")
+    for message in ("a long first message\n\nwith a body that the next one lacks\n", "short\n"):
+        ours = git.commit_tree(tree, [repo.tip("main")], message)
+        assert ours == repo.git("commit-tree", tree, "-p", repo.tip("main"), input=message)
+
+
+def test_the_commit_file_is_rewritten_in_place_never_truncated_to_empty(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ext4 flushes a file truncated to empty and written again when it is closed (1.5 ms a commit here)."""
+    opened: list[int] = []
+    real_open = os.open
+
+    def spying_open(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("commit-"):
+            opened.append(flags)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", spying_open)
+    tree = repo.git("rev-parse", "main^{tree}")
+    for message in ("first\n", "second\n"):
+        git.commit_tree(tree, [repo.tip("main")], message)
+    assert len(opened) == 2
+    assert not any(flags & os.O_TRUNC for flags in opened)
+
+
+def test_object_ids_given_to_update_ref_are_not_looked_up_as_ref_names(git: Git, repo: Repo) -> None:
+    """The ambiguity check costs a third of ``update-ref``'s system calls; an id always means the object."""
+    tip = repo.tip("main")
+    repo.git("update-ref", f"refs/heads/{tip}", repo.commit("decoy", {"d.txt": "d\n"}, parent=tip))
+    git.update_refs([RefUpdate(branch_ref("copy"), tip, None)])
+    assert git.resolve_branch("copy") == tip
+    process = git._refs._process
+    assert process is not None
+    assert b"core.warnAmbiguousRefs=false" in Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+
+
 def test_commit_time_is_now_unless_git_fixes_it(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GIT_COMMITTER_DATE")
     monkeypatch.delenv("GIT_AUTHOR_DATE")
@@ -460,6 +559,24 @@ def test_trees_read_once_are_kept_for_later_calls(git: Git, repo: Repo) -> None:
             fresh.entries_at(tip, ["app.py"])
     finally:
         fresh.close()
+
+
+def test_a_branch_tip_read_once_is_not_read_again_for_its_tree_or_parents(git: Git, repo: Repo) -> None:
+    """``resolve_ref`` gets the whole commit from ``cat-file``: its branch's later reads need no round trip."""
+    parent = repo.tip("main")
+    tip = repo.commit("main", {"more.py": "M = 1\n"})
+    assert git.resolve_branch("main") == tip
+    _forget_object(repo, tip)
+    git._objects.close()  # a fresh cat-file: nothing kept on git's side
+    assert git.commit_parents(tip) == (parent,)
+    assert git.entries_at(tip, ["more.py"])["more.py"] is not None
+    merge = git.commit_tree(repo.git("rev-parse", f"{parent}^{{tree}}"), [tip, parent], "written here\n")
+    _forget_object(repo, merge)
+    assert git.commit_parents(merge) == (tip, parent)
+    never_read = repo.commit("other", {"later.py": "L = 1\n"}, parent=parent)
+    _forget_object(repo, never_read)
+    with pytest.raises(GitError, match="is not a commit"):
+        git.commit_parents(never_read)
 
 
 @pytest.mark.parametrize("bound", ["ROOTS", "ENTRIES"])
@@ -555,7 +672,7 @@ def test_probes_write_into_the_repository_when_no_throwaway_directory_can_be_mad
     def no_room(*args: object) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(git_module, "create_scratch", no_room)
+    monkeypatch.setattr(alignment.git, "create_scratch", no_room)
     pairs = _diverged(repo)
     before = _loose_objects(repo)
     assert [merge.clean for merge in git.probe_merges(pairs)] == [False, True]

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from alignment.backup import create_backup
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
-from alignment.git import Git, RefUpdate
+from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Finding, Status
 from alignment.pipeline import Runtime
 from alignment.registry import Components
-from alignment.session import set_up_run
+from alignment.session import RunSetup, set_up_run
 from tests.conftest import Aligner, Repo, entry, settings
 
 CONFIG = Settings()
@@ -397,6 +398,50 @@ def test_existing_backup_elsewhere_is_kept_and_a_suffixed_one_made(repo: Repo, a
     assert repo.tip("f") != old
 
 
+def test_a_backup_name_absent_when_the_run_started_is_created_without_reading_it(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``cat-file`` round trip less per branch: the run's snapshot already says no such branch exists."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    git = Git(RepoLocation.discover(repo.path), timeout=10)
+    read: list[str] = []
+    resolve = git.resolve_branch
+    monkeypatch.setattr(git, "resolve_branch", lambda name: read.append(name) or resolve(name))
+    try:
+        backup = create_backup(git, "backup", "f", old, existing=frozenset({"backup-g-pre-align"}))
+        assert (backup.name, backup.created, read) == ("backup-f-pre-align", True, [])
+        assert repo.tip("backup-f-pre-align") == old
+        unknown = create_backup(git, "backup", "f", old)  # nothing known: read, found at the old tip, reused
+        assert (unknown.created, read) == (False, ["backup-f-pre-align"])
+    finally:
+        git.close()
+
+
+def test_a_backup_made_since_the_run_started_is_still_never_overwritten(repo: Repo) -> None:
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    elsewhere = repo.branch("backup-f-pre-align", "main")  # made after the snapshot that found none
+    git = Git(RepoLocation.discover(repo.path), timeout=10)
+    try:
+        backup = create_backup(git, "backup", "f", old, existing=frozenset())
+        reused = create_backup(git, "backup", "f", old, existing=frozenset())
+    finally:
+        git.close()
+    assert (backup.name, backup.created) == ("backup-f-pre-align-2", True)
+    assert backup.note == "'backup-f-pre-align' exists at another commit and was kept; backup is 'backup-f-pre-align-2'"
+    assert repo.tip("backup-f-pre-align") == elsewhere
+    assert (reused.name, reused.created) == ("backup-f-pre-align-2", False)
+
+
+def test_the_snapshot_keeps_the_branches_named_like_a_backup(repo: Repo, tmp_path: Path) -> None:
+    repo.branch("backup-x-pre-align", "main")
+    repo.branch("feature", "main")
+    branches = parse_branches({"branches": [entry("feature")]}, "t")
+    setup = set_up_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
+    setup.discard_scratch()
+    assert setup.snapshot.backups == frozenset({"backup-x-pre-align"})
+    assert RunSetup.from_json(setup.to_json()).snapshot == setup.snapshot
+
+
 def test_a_branch_listed_for_alignment_is_never_taken_as_a_backup(repo: Repo, align: Aligner) -> None:
     old = diverge(repo, "a", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     repo.branch("backup-a-pre-align", old)
@@ -617,3 +662,21 @@ def test_a_batch_git_refuses_leaves_each_branch_to_merge_on_its_own(repo: Repo, 
     assert (results["orphan"].status, results["orphan"].codes) == (Status.FAILED_INTEGRATION, ("unrelated_histories",))
     assert results["a"].status is Status.COMPLETED
     assert repo.git("rev-parse", "a^1") == old
+
+
+def test_a_process_merges_ahead_only_the_branches_it_will_align_in_their_order(repo: Repo, tmp_path: Path) -> None:
+    """Under xdist each worker is given its share: it batches those merges, not its whole target's."""
+    base = repo.tip("main")
+    tips = {name: repo.commit(name, {f"{name}.py": "X = 1\n"}, parent=base) for name in ("a", "b", "c")}
+    target = repo.commit("main", {"m.py": "M = 1\n"})
+    branches = parse_branches({"branches": [entry(name) for name in ("a", "b", "c")]}, "t")
+    setup = set_up_run(Settings(), branches, repo.path, reports_dir=tmp_path / "r")
+    try:
+        with Runtime(setup, branches=[branches.branches[2], branches.branches[0]]) as runtime:
+            assert runtime.merges is not None
+            assert runtime.merges._queues == [[(tips["c"], target), (tips["a"], target)]]
+        with Runtime(setup) as runtime:
+            assert runtime.merges is not None
+            assert runtime.merges._queues == [[(tips[name], target) for name in ("a", "b", "c")]]
+    finally:
+        setup.discard_scratch()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from alignment.journal import MoveJournal
 from tests.conftest import Repo, entry, write_input
 from tests.plugin.test_faults import wait_until
 from tests.plugin.test_remote_runs import descendants, process_groups
@@ -78,8 +79,8 @@ def test_workers_align_and_push_from_their_own_clones_and_the_checkout_is_untouc
     )
     assert origin.clone.git("status", "--porcelain") == status
     run_id = json.loads((origin.tmp / "reports" / "alignment_results.json").read_text())["run_id"]
-    moves = origin.tmp / "reports" / "runs" / run_id / "moves"
-    assert sorted(path.stem for path in moves.glob("*.json")) == sorted(NAMES)  # `alignment undo` reads them
+    moves = MoveJournal(origin.tmp / "reports" / "runs" / run_id / "moves").moves()
+    assert sorted(move.branch for move in moves) == sorted(NAMES)  # `alignment undo` reads them
 
     again = run(origin)  # the clones are a cache: refreshed by fetch, every branch is now up to date
     assert again.returncode == 0, again.stdout[-3000:]

@@ -4,9 +4,13 @@ its worker has received the next item or shutdown."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from alignment.model import BranchSpec
+from plugins.alignment_plugin import _own_branches
+from plugins.handoff import SHARE_BLOCK, shares, worker_number
 from plugins.scheduler import Pending, TargetScheduling
 
 
@@ -226,3 +230,50 @@ def test_pending_items_keep_their_order_per_target_and_items_put_back_come_first
     assert (pending.take("main", 9), pending.take("sci", 9), len(pending)) == ([0, 2, 5], [1, 4], 1)
     pending.clear()
     assert (len(pending), pending.first(), pending.take("sci", 1)) == (0, None, [])
+
+
+def test_shares_deal_each_targets_items_to_the_workers_in_blocks() -> None:
+    targets = ["main"] * (SHARE_BLOCK * 3 + 1) + ["next"] * 2
+    found = shares(targets, 2)
+    assert found[:SHARE_BLOCK] == [0] * SHARE_BLOCK
+    assert found[SHARE_BLOCK : 2 * SHARE_BLOCK] == [1] * SHARE_BLOCK
+    assert found[2 * SHARE_BLOCK : 3 * SHARE_BLOCK + 1] == [0] * SHARE_BLOCK + [1]
+    assert found[-2:] == [0, 0]  # each target's blocks are counted from its own first item
+    assert shares(targets, 1) == [0] * len(targets)
+    assert [worker_number(name, 2) for name in ("gw0", "gw1", "gw2", "gw3", "odd")] == [0, 1, 0, 1, 0]
+
+
+def test_each_worker_runs_its_own_share_first_then_the_others_last_items() -> None:
+    """So that a worker knows ahead which merges it will do: its share in order, then the others' from the end."""
+    ids = [f"main-{index}" for index in range(SHARE_BLOCK * 2)]
+    cluster = Cluster(ids, workers=2, limits={})
+    ran: dict[str, list[int]] = {"gw0": [], "gw1": []}
+    for _ in range(10 * len(ids)):  # gw0 finishes three items for each of gw1's: it runs out of its own first
+        node = cluster.nodes[0] if len(ran["gw0"]) < 3 * (len(ran["gw1"]) + 1) else cluster.nodes[1]
+        index = node.running()
+        if index is None:
+            node = cluster.nodes[1] if node is cluster.nodes[0] else cluster.nodes[0]
+            index = node.running()
+        if index is None:
+            break
+        node.queue.pop(0)
+        ran[node.gateway.id].append(index)
+        cluster.sched.mark_test_complete(node, index)
+    assert sorted(ran["gw0"] + ran["gw1"]) == list(range(len(ids)))
+    own, stolen = ran["gw0"][:SHARE_BLOCK], ran["gw0"][SHARE_BLOCK:]
+    assert own == list(range(SHARE_BLOCK))
+    assert stolen
+    assert stolen == sorted(stolen, reverse=True)
+    assert min(stolen) >= SHARE_BLOCK
+    assert ran["gw1"] == list(range(SHARE_BLOCK, SHARE_BLOCK + len(ran["gw1"])))
+
+
+def test_a_worker_merges_ahead_its_own_share_in_order_then_the_others_from_the_end() -> None:
+    """The order ``_own_branches`` gives ``Runtime`` is the order the scheduler hands the items out."""
+    specs: list[BranchSpec | None] = [BranchSpec(f"b{index}", "main", 1.0, (), index, 0) for index in range(70)]
+    specs.insert(5, None)  # an item that is no branch takes no place in a share
+    second = SimpleNamespace(workerinput={"workercount": 2})
+    order = [spec.name for spec in _own_branches(cast(pytest.Config, second), "gw1", specs)]
+    assert order == [f"b{index}" for index in (*range(32, 64), *range(69, 63, -1), *range(31, -1, -1))]
+    alone = [spec.name for spec in _own_branches(cast(pytest.Config, SimpleNamespace()), "", specs)]
+    assert alone == [f"b{index}" for index in range(70)]
