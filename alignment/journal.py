@@ -8,7 +8,9 @@ A move git refused (the compare-and-swap lost: someone else moved the branch fir
 it was certainly not made, so it is neither counted as a move nor ever undone, even when the winner
 happened to move the branch to the very same commit.
 
-Each process appends its records, one JSON line each, to a file of its own (``<pid>.jsonl``): a record
+Each process appends its records, one JSON line each, to a file of its own (``<host>-<pid>-<token>.jsonl``,
+``journal_name``: no two processes share one, even on machines or in containers that share the run folder
+and reuse process ids; appends from several machines to one file are not atomic on NFS): a record
 costs an append, not a new file (creating a file costs 0.3-0.6 ms here, as much as a git round trip).
 A branch's latest record is the one that counts. A line cut short by a crash is skipped: the record is
 written before its move, so that move was never started.
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import socket
 import time
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
@@ -26,6 +31,14 @@ from pathlib import Path
 from alignment.errors import GitError
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.names import branch_file_stem
+
+_TOKEN = secrets.token_hex(4)  # this process's, with its pid: a process forked without exec gets another pid
+
+
+def journal_name() -> str:
+    """The name of this process's journal file: host, process id and a token drawn once per process."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}-{_TOKEN}.jsonl"
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,7 @@ class MoveJournal:
         """Append ``move`` (with the time, which orders a branch's records) to this process's file."""
         self.directory.mkdir(parents=True, exist_ok=True)
         line = "\n" + json.dumps({**asdict(move), "at": time.time_ns()}) + "\n"  # after a cut line, a fresh one
-        descriptor = os.open(self.directory / f"{os.getpid()}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        descriptor = os.open(self.directory / journal_name(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             data = line.encode("utf-8")
             if os.write(descriptor, data) != len(data):
