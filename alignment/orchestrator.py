@@ -33,6 +33,7 @@ from alignment.shard import ShardSpec
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, BranchResult], None]
+"""Told ``(done, total, result)`` after each branch; called from the run's threads, but one call at a time."""
 
 
 def resolve_settings(config: Settings | Mapping[str, Any] | str | Path | None) -> Settings:
@@ -111,6 +112,7 @@ class _Run:
         self.memory = MemoryGate(self.settings.max_memory_mb)
         self._running = 0
         self._lock = threading.Lock()
+        self._progress_lock = threading.Lock()  # apart from ``_lock``: a slow callback must not hold up admission
 
     @property
     def branches(self) -> BranchInput:
@@ -145,7 +147,8 @@ class _Run:
         done = self.ledger.branch_finished(result)
         log.info("%d/%d %s: %s", done, len(self.branches.branches), spec.name, result.status.value)
         if self.progress is not None:
-            self.progress(done, len(self.branches.branches), result)
+            with self._progress_lock:
+                self.progress(done, len(self.branches.branches), result)
 
     def _admit(self) -> bool:
         """Wait for memory headroom; False once the breaker has tripped (the branch is not started)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from alignment.document import MarkdownDocGenerator
 from alignment.errors import ConfigError, InputError, RepositoryError, UsageProblem
 from alignment.inputs import load_branches
 from alignment.integrate import MergeOrRebaseIntegrator
-from alignment.model import Status
+from alignment.model import BranchResult, Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
@@ -360,6 +362,28 @@ def test_progress_reports_x_of_y(repo: Repo, many: list[str], tmp_path: Path) ->
     ).run(path, repo.path)
     assert sorted(done for done, _, _ in seen) == [1, 2, 3]
     assert {total for _, total, _ in seen} == {3}
+
+
+def test_progress_is_called_one_branch_at_a_time(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """Branches finish on several threads; a callback that is not thread-safe still sees one call at a time."""
+    inside = threading.Semaphore(1)
+    overlaps: list[str] = []
+
+    def slow_progress(done: int, total: int, result: BranchResult) -> None:
+        if not inside.acquire(blocking=False):
+            overlaps.append(result.branch)
+            return
+        time.sleep(0.05)
+        inside.release()
+
+    path = write_input(tmp_path / "in.json", [entry(name) for name in many[:6]])
+    BranchAlignmentOrchestrator(
+        settings(max_workers_per_target=3),
+        components=fake_components(Recorder(), seconds=0),
+        reports_dir=tmp_path / "r",
+        progress=slow_progress,
+    ).run(path, repo.path)
+    assert overlaps == []
 
 
 def test_configuration_forms_and_repo_path_from_config(repo: Repo, tmp_path: Path) -> None:
