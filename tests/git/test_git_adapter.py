@@ -353,10 +353,12 @@ def test_slot_descriptors_are_reused_and_closed(tmp_path: Path) -> None:
 def test_a_nested_slot_takes_a_slot_of_its_own(tmp_path: Path) -> None:
     limiter, other = SlotLimiter(tmp_path / "slots", 2), SlotLimiter(tmp_path / "slots", 2)
     taken: list[str] = []
+    took_one = threading.Event()
 
     def take_both() -> None:
         with other.slot():
             taken.append("one")
+            took_one.set()
             with other.slot():
                 taken.append("two")
 
@@ -365,7 +367,8 @@ def test_a_nested_slot_takes_a_slot_of_its_own(tmp_path: Path) -> None:
             pass
         taker = threading.Thread(target=take_both)
         taker.start()
-        taker.join(0.3)
+        assert took_one.wait(60), "the free slot was not taken"
+        taker.join(0.3)  # after its first slot: room for a wrong second one to be taken too
         assert taken == ["one"]  # the inner release left the outer slot held: one slot is free, not two
     taker.join()
     assert taken == ["one", "two"]
@@ -399,17 +402,20 @@ def test_slots_bound_concurrency_across_processes(tmp_path: Path) -> None:
 
 
 def test_memory_is_sampled_over_the_process_tree() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50_000_000); time.sleep(5)"])
-    try:
-        time.sleep(0.5)
-        with_child = tree_rss_bytes(os.getpid())
-        alone = tree_rss_bytes(child.pid)
-        assert with_child is not None
-        assert alone is not None
-        assert with_child > alone >= 50_000_000
-    finally:
-        child.kill()
-        child.wait()
+    holds = "import sys; x = bytearray(50_000_000); print('allocated', flush=True); sys.stdin.read()"
+    with subprocess.Popen(
+        [sys.executable, "-c", holds], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "allocated\n"  # however long the interpreter takes to start
+            with_child = tree_rss_bytes(os.getpid())
+            alone = tree_rss_bytes(child.pid)
+            assert with_child is not None
+            assert alone is not None
+            assert with_child > alone >= 50_000_000
+        finally:
+            child.kill()
     assert tree_rss_bytes(2**22 + 12345) is None
     gate = MemoryGate(1, interval=0)
     assert gate.allows_start(0)
@@ -445,10 +451,10 @@ def tree_pids(root_pid: int) -> list[int]:
 
 def test_children_that_hold_no_memory_of_their_own_are_left_out() -> None:
     zombie = subprocess.Popen(["true"])
-    script = "import os, time; os.fork() or time.sleep(5); time.sleep(5)"
+    script = "import os, time; os.fork() or time.sleep(600); time.sleep(600)"  # both killed below
     copy = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # an interpreter may take seconds to start on a busy machine
         while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
             assert time.monotonic() < deadline
             time.sleep(0.01)
