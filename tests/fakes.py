@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -28,15 +29,29 @@ class Recorder:
 
 
 class FakeIntegrator:
-    """Takes ``seconds``, changes nothing (new tip = old tip); branches in ``conflicts`` conflict."""
+    """Takes ``seconds``, changes nothing (new tip = old tip); branches in ``conflicts`` conflict.
 
-    def __init__(self, recorder: Recorder, seconds: float = 0.05, conflicts: Iterable[str] = ()) -> None:
+    ``together``: each integration first waits (up to a minute) until the barrier's number of integrations are
+    in progress at once, so that branches the run lets overlap do overlap however the threads are scheduled.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        seconds: float = 0.05,
+        conflicts: Iterable[str] = (),
+        together: threading.Barrier | None = None,
+    ) -> None:
         self.recorder = recorder
         self.seconds = seconds
         self.conflicts = set(conflicts)
+        self.together = together
 
     def integrate(self, context: BranchContext) -> Integration:
         start = time.monotonic()
+        if self.together is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):  # fewer ran at once: the overlap shows it
+                self.together.wait(60)
         time.sleep(self.seconds)
         self.recorder.record(context.branch, start, time.monotonic())
         if context.branch in self.conflicts or "*" in self.conflicts:
@@ -65,8 +80,10 @@ class FakeDocGenerator:
         return f"docs/{record.context.branch}.md"
 
 
-def fake_components(recorder: Recorder, seconds: float = 0.05, conflicts: Iterable[str] = ()) -> Components:
-    return Components(FakeIntegrator(recorder, seconds, conflicts), FakeDetector(), FakeDocGenerator())
+def fake_components(
+    recorder: Recorder, seconds: float = 0.05, conflicts: Iterable[str] = (), together: threading.Barrier | None = None
+) -> Components:
+    return Components(FakeIntegrator(recorder, seconds, conflicts, together), FakeDetector(), FakeDocGenerator())
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:

@@ -117,7 +117,8 @@ def test_group_branches_by_target(repo: Repo, many: list[str], tmp_path: Path) -
 def test_parallel_execution_within_group(repo: Repo, many: list[str], tmp_path: Path) -> None:
     """All branches in target group execute in parallel"""
     recorder = Recorder()
-    orchestrate(repo, tmp_path, many, settings(max_workers_per_target=3), fake_components(recorder, seconds=0.3))
+    components = fake_components(recorder, seconds=0.3, together=threading.Barrier(3))
+    orchestrate(repo, tmp_path, many, settings(max_workers_per_target=3), components)
     for target in ("main", "scientific"):
         intervals = [span for name, span in recorder.intervals.items() if name.startswith(target)]
         assert max_overlap(intervals) == 3
