@@ -32,7 +32,7 @@ class FakeGit:
         self.batches.append(list(pairs))
         self.timeouts.append(timeout)
         self.started.set()
-        self.hold.wait(5)
+        self.hold.wait(60)  # held until the test sets ``hold``: the bound only ends a test that never does
         if self.fail is not None:
             raise self.fail
 
@@ -64,9 +64,9 @@ def batch_held_by_another_thread(fake: FakeGit) -> tuple[MergesAhead, threading.
     """A run of ``A`` and ``B`` whose first branch is doing the batch of both, held running by ``fake``."""
     fake.hold.clear()
     merges = ahead(fake, [A, B])
-    first = threading.Thread(target=merges.prepare, args=(*A, 5))
+    first = threading.Thread(target=merges.prepare, args=(*A, 60))
     first.start()
-    assert fake.started.wait(5)
+    assert fake.started.wait(60)
     return merges, first
 
 
@@ -74,12 +74,12 @@ def test_a_branch_whose_merge_another_thread_is_doing_waits_for_that_batch() -> 
     fake = FakeGit()
     merges, first = batch_held_by_another_thread(fake)
     second_done = threading.Event()
-    second = threading.Thread(target=lambda: (merges.prepare(*B, timeout=5), second_done.set()))
+    second = threading.Thread(target=lambda: (merges.prepare(*B, timeout=60), second_done.set()))
     second.start()
     assert not second_done.wait(0.2), "it returned before the batch holding its merge ended"
     fake.hold.set()
-    first.join(5)
-    second.join(5)
+    first.join(60)
+    second.join(60)
     assert second_done.is_set()
     assert fake.batches == [[A, B]]
 
@@ -89,10 +89,10 @@ def test_a_waiting_branch_gives_up_after_its_timeout() -> None:
     merges, first = batch_held_by_another_thread(fake)
     waited = threading.Thread(target=merges.prepare, args=(*B, 0.05))
     waited.start()
-    waited.join(2)
+    waited.join(30)  # the batch it waits for is held far longer: only its own timeout ends its wait this soon
     assert not waited.is_alive(), "a waiting branch must not wait past its timeout"
     fake.hold.set()
-    first.join(5)
+    first.join(60)
 
 
 def test_after_a_batch_runs_out_of_time_no_other_batch_starts() -> None:
