@@ -79,8 +79,10 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
     )
     try:
         wait_until(lambda: reached.exists() or controller.poll() is not None, seconds=180)
-    finally:  # the controller, its workers and its git processes (each in a process group of its own)
-        for group in process_groups(descendants(controller.pid)) - {os.getpgid(0)}:
+    finally:  # the controller first: a git process killed before it would be seen to fail by a live controller,
+        # which would then record the failed push and finish the run; then its git processes (groups of their own)
+        groups = process_groups(descendants(controller.pid)) - {os.getpgid(0)}
+        for group in sorted(groups, key=lambda group: group != controller.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
         controller.wait()
