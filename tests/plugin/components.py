@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from types import CodeType
 
 from alignment.components import BranchContext, Integration
@@ -28,6 +29,26 @@ class SlowIntegrator(MergeOrRebaseIntegrator):
 
     def pause(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+class MeetingIntegrator(SlowIntegrator):
+    """Like ``SlowIntegrator``, but the branches whose names start with ``PREFIX`` (``ALIGNMENT_TEST_MEET`` is
+    ``PREFIX:COUNT:DIR``) first wait, up to a minute, until ``COUNT`` of them have begun integrating in any
+    worker (each leaves a file in ``DIR``): branches the run lets overlap then overlap, however late a worker
+    starts on a busy machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.meet, count, directory = os.environ["ALIGNMENT_TEST_MEET"].split(":", 2)
+        self.count, self.directory = int(count), Path(directory)
+
+    def integrate(self, context: BranchContext) -> Integration:
+        if context.branch.startswith(self.meet):
+            (self.directory / context.branch).touch()
+            ends = time.monotonic() + 60
+            while len(list(self.directory.iterdir())) < self.count and time.monotonic() < ends:
+                time.sleep(0.01)
+        return super().integrate(context)
 
 
 def _sleep_without_line_numbers(seconds: float) -> None:

@@ -497,9 +497,11 @@ def test_per_target_worker_limit_is_respected(
         tmp_path,
         max_workers_per_target=1,
         targets={"second": {"max_workers": 2}},
-        integration_utility="tests.plugin.components:SlowIntegrator",
+        integration_utility="tests.plugin.components:MeetingIntegrator",
     )
-    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.8")  # long enough to overlap even if workers start late
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":0.8")
+    (tmp_path / "met").mkdir()  # the first two "second" branches wait for each other: their overlap is certain
+    monkeypatch.setenv("ALIGNMENT_TEST_MEET", f"second:2:{tmp_path / 'met'}")
     done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "3")
     done.result.assert_outcomes(passed=12)
     spans: dict[str, list[tuple[float, float]]] = {"main": [], "second": []}
