@@ -140,7 +140,8 @@ if child == 0:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(600)
     os._exit(0)
-open({str(pids)!r}, 'w').write(f"{{os.getpid()}} {{child}}")
+open({str(pids) + ".tmp"!r}, 'w').write(f"{{os.getpid()}} {{child}}")
+os.replace({str(pids) + ".tmp"!r}, {str(pids)!r})
 time.sleep(600)
 """
     hang = script(tmp_path, "hang.py", body)
@@ -151,7 +152,9 @@ time.sleep(600)
     assert time.monotonic() - started < 30
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_timeout",))
     assert repo.tip("feature") == old
-    for pid in map(int, pids.read_text().split()):
+    started_pids = list(map(int, pids.read_text().split()))
+    assert len(started_pids) == 2
+    for pid in started_pids:
         assert not alive(pid), f"process {pid} survived"
     assert len(repo.git("worktree", "list").splitlines()) == 1
 

@@ -41,7 +41,7 @@ if sys.argv[2] == "wait":
 """
 
 
-def _gone(pids: list[int], within: float = 10.0) -> bool:
+def _gone(pids: list[int], within: float = 30.0) -> bool:
     """Every pid ended (a killed process may take a moment to be reaped by whoever inherited it)."""
     ends = time.monotonic() + within
     while any(alive(pid) for pid in pids) and time.monotonic() < ends:
