@@ -6,7 +6,9 @@ A fake stands in for ``Git.merge_ahead`` (the batch itself is tested against rea
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import cast
 
@@ -70,13 +72,30 @@ def batch_held_by_another_thread(fake: FakeGit) -> tuple[MergesAhead, threading.
     return merges, first
 
 
+def wait_until_waiting_or_done(thread: threading.Thread, done: threading.Event) -> None:
+    """Until ``thread`` blocks in an ``Event.wait`` inside ``prepare`` (a signal, not a guess at how long a
+    loaded machine takes to start a thread), or has already returned."""
+    ends = time.monotonic() + 60
+    while not done.is_set():
+        frame = sys._current_frames().get(thread.ident or -1)
+        names = set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        if {"prepare", "wait"} <= names:
+            return
+        assert time.monotonic() < ends, "the second branch neither waited nor returned"
+        time.sleep(0.01)
+
+
 def test_a_branch_whose_merge_another_thread_is_doing_waits_for_that_batch() -> None:
     fake = FakeGit()
     merges, first = batch_held_by_another_thread(fake)
     second_done = threading.Event()
     second = threading.Thread(target=lambda: (merges.prepare(*B, timeout=60), second_done.set()))
     second.start()
-    assert not second_done.wait(0.2), "it returned before the batch holding its merge ended"
+    wait_until_waiting_or_done(second, second_done)
+    assert not second_done.is_set(), "it returned before the batch holding its merge ended"
     fake.hold.set()
     first.join(60)
     second.join(60)
