@@ -268,9 +268,9 @@ class Git:
         self.limiter = limiter or Unlimited()
         self.env = git_environment(env)
         self._base = ("git", *_SAFETY_OPTIONS, f"--git-dir={location.git_dir}")
-        self._objects = _Persistent(self, ("cat-file", "--batch"))
-        self._refs = _Persistent(self, ("update-ref", "--stdin"))
-        self._commits = _Persistent(self, ("hash-object", "-w", "-t", "commit", "--stdin-paths"))
+        self._objects = _Helpers(self, ("cat-file", "--batch"))
+        self._refs = _Helpers(self, ("update-ref", "--stdin"))
+        self._commits = _Helpers(self, ("hash-object", "-w", "-t", "commit", "--stdin-paths"))
         self._scratch_in = scratch_in
         self._scratch: Path | None = None
         self._scratch_lock = threading.Lock()
@@ -1043,6 +1043,37 @@ class _Reader:
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
+
+
+class _Helpers:
+    """Long-lived git processes of one kind, as many as requests were ever in flight at once (one per thread
+    that asks while the others are busy): threads of one process do not queue on a single helper. A free one
+    is reused (the most recently used first); ``close`` stops them all."""
+
+    def __init__(self, git: Git, args: tuple[str, ...]) -> None:
+        self._git = git
+        self._args = args
+        self._helpers: list[_Persistent] = []  # all of them, started or not
+        self._free: list[_Persistent] = []
+        self._lock = threading.Lock()
+
+    def request(self, payload: bytes, parse: Callable[[_Reader], T]) -> T:
+        with self._lock:
+            if not self._free:
+                self._helpers.append(_Persistent(self._git, self._args))
+                self._free.append(self._helpers[-1])
+            helper = self._free.pop()
+        try:
+            return helper.request(payload, parse)
+        finally:
+            with self._lock:
+                self._free.append(helper)
+
+    def close(self) -> None:
+        with self._lock:
+            helpers = list(self._helpers)
+        for helper in helpers:
+            helper.close()
 
 
 class _Persistent:

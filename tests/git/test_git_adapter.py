@@ -69,12 +69,31 @@ def test_discovery_finds_bare_repositories_and_linked_worktrees(repo: Repo, tmp_
 
 def test_a_dead_helper_is_restarted_on_the_next_request(git: Git, repo: Repo) -> None:
     assert git.resolve_branch("main") == repo.tip("main")
-    process = git._objects._process
+    process = git._objects._helpers[0]._process
     assert process is not None
     process.kill()
     process.wait()
     assert git.resolve_branch("main") == repo.tip("main")
-    assert git._objects._process is not process
+    assert git._objects._helpers[0]._process is not process
+
+
+def test_threads_do_not_queue_on_one_helper(git: Git, repo: Repo) -> None:
+    """A request made while another thread's is in flight gets a helper of its own, and both go back to use."""
+    tip = repo.tip("main")
+    answered_meanwhile = threading.Event()
+
+    def slow_parse(reader: Any) -> bool:
+        other = threading.Thread(target=lambda: git.resolve_branch("main") == tip and answered_meanwhile.set())
+        other.start()
+        other.join(timeout=20)  # with one shared helper this thread holds it: the other waits until we return
+        size = int(reader.read_until(b"\n").split()[2])
+        reader.read_exact(size + 1)
+        return answered_meanwhile.is_set()
+
+    assert git._objects.request(f"{tip}\n".encode(), slow_parse)
+    assert len(git._objects._helpers) == 2
+    assert git.resolve_branch("main") == tip
+    assert len(git._objects._helpers) == 2  # a free helper is reused, not a third started
 
 
 def test_a_helper_that_cannot_start_reports_gits_message(git: Git) -> None:
@@ -528,7 +547,7 @@ def test_object_ids_given_to_update_ref_are_not_looked_up_as_ref_names(git: Git,
     repo.git("update-ref", f"refs/heads/{tip}", repo.commit("decoy", {"d.txt": "d\n"}, parent=tip))
     git.update_refs([RefUpdate(branch_ref("copy"), tip, None)])
     assert git.resolve_branch("copy") == tip
-    process = git._refs._process
+    process = git._refs._helpers[0]._process
     assert process is not None
     assert b"core.warnAmbiguousRefs=false" in Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
 
