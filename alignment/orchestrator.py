@@ -33,7 +33,8 @@ from alignment.shard import ShardSpec
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, BranchResult], None]
-"""Told ``(done, total, result)`` after each branch; called from the run's threads, but one call at a time."""
+"""Told ``(done, total, result)`` after each branch: from the run's threads, but one call at a time, with
+``done`` counting up; an exception it raises is logged, not raised."""
 
 
 def resolve_settings(config: Settings | Mapping[str, Any] | str | Path | None) -> Settings:
@@ -113,6 +114,7 @@ class _Run:
         self._running = 0
         self._lock = threading.Lock()
         self._progress_lock = threading.Lock()  # apart from ``_lock``: a slow callback must not hold up admission
+        self._reported = 0  # progress calls made: the callback's ``done``, counting up in order
 
     @property
     def branches(self) -> BranchInput:
@@ -147,8 +149,17 @@ class _Run:
         done = self.ledger.branch_finished(result)
         log.info("%d/%d %s: %s", done, len(self.branches.branches), spec.name, result.status.value)
         if self.progress is not None:
-            with self._progress_lock:
-                self.progress(done, len(self.branches.branches), result)
+            self._tell(self.progress, result)
+
+    def _tell(self, progress: Progress, result: BranchResult) -> None:
+        """Call ``progress`` one branch at a time, ``done`` counting up in order. A callback that raises is
+        logged and the run goes on: a broken progress display must not leave moved branches without results."""
+        with self._progress_lock:
+            self._reported += 1
+            try:
+                progress(self._reported, len(self.branches.branches), result)
+            except Exception:
+                log.exception("the progress callback failed on '%s'; the run goes on", result.branch)
 
     def _admit(self) -> bool:
         """Wait for memory headroom; False once the breaker has tripped (the branch is not started)."""

@@ -20,6 +20,7 @@ from alignment.document import MarkdownDocGenerator
 from alignment.errors import ConfigError, InputError, RepositoryError, UsageProblem
 from alignment.inputs import load_branches
 from alignment.integrate import MergeOrRebaseIntegrator
+from alignment.ledger import RunLedger
 from alignment.model import BranchResult, Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
@@ -385,6 +386,48 @@ def test_progress_is_called_one_branch_at_a_time(repo: Repo, many: list[str], tm
         progress=slow_progress,
     ).run(path, repo.path)
     assert overlaps == []
+
+
+def test_progress_counts_up_in_order(
+    repo: Repo, many: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first branch to finish is held up between being counted and being reported, while the other
+    threads finish theirs: the callback still sees 1, 2, 3, ... in that order."""
+    counted_by_ledger = RunLedger.branch_finished
+
+    def held_up_first(ledger: RunLedger, result: BranchResult, **kwargs: Any) -> int:
+        done = counted_by_ledger(ledger, result, **kwargs)
+        if done == 1:
+            time.sleep(0.5)
+        return done
+
+    monkeypatch.setattr(RunLedger, "branch_finished", held_up_first)
+    seen: list[int] = []
+    path = write_input(tmp_path / "in.json", [entry(name) for name in many[:6]])
+    BranchAlignmentOrchestrator(
+        settings(max_workers_per_target=3),
+        components=fake_components(Recorder(), seconds=0),
+        reports_dir=tmp_path / "r",
+        progress=lambda done, total, result: seen.append(done),
+    ).run(path, repo.path)
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_progress_callback_that_raises_does_not_end_the_run(
+    repo: Repo, many: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken progress display is logged; every branch is still aligned and the results are written."""
+
+    def broken(done: int, total: int, result: BranchResult) -> None:
+        raise ValueError("display gone")
+
+    path = write_input(tmp_path / "in.json", [entry(name) for name in many[:3]])
+    result = BranchAlignmentOrchestrator(
+        components=fake_components(Recorder(), seconds=0), reports_dir=tmp_path / "r", progress=broken
+    ).run(path, repo.path)
+    assert result["overall_summary"]["total_successful"] == 3
+    assert (tmp_path / "r" / "alignment_results.json").exists()
+    assert sum("progress callback failed" in record.getMessage() for record in caplog.records) == 3
 
 
 def test_configuration_forms_and_repo_path_from_config(repo: Repo, tmp_path: Path) -> None:
