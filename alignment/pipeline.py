@@ -518,7 +518,6 @@ class Runtime:
             setup.location,
             limiter=self.limiter,
             timeout=settings.integration_timeout_seconds,
-            scratch_in=setup.scratch_dir,
         )
         self.components = components or Components.from_settings(settings)
         default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)

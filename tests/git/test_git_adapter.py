@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,15 @@ import alignment.git
 from alignment import scratch as scratch_module
 from alignment.config import Settings
 from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
-from alignment.git import Git, RefUpdate, RepoLocation, _canonical_mode, _Persistent, branch_ref
+from alignment.git import (
+    Git,
+    RefUpdate,
+    RepoLocation,
+    _canonical_mode,
+    _Persistent,
+    _shares_with_others,
+    branch_ref,
+)
 from alignment.inputs import parse_branches
 from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
 from alignment.resources import MemoryGate, SlotLimiter
@@ -521,24 +530,89 @@ def test_a_shorter_commit_after_a_longer_one_is_written_exactly(git: Git, repo: 
         assert ours == repo.git("commit-tree", tree, "-p", repo.tip("main"), input=message)
 
 
-def test_the_commit_file_is_rewritten_in_place_never_truncated_to_empty(
+def _loose(repo: Repo, oid: str) -> Path:
+    return repo.path / ".git" / "objects" / oid[:2] / oid[2:]
+
+
+def test_a_commit_is_written_as_git_writes_a_loose_object(git: Git, repo: Repo) -> None:
+    """No process: git reads it back, ``fsck --strict`` is clean, its file has the mode of one git writes (0444
+    less the umask), and no temporary file is left beside it."""
+    commit = git.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "written here\n")
+    written_by_git = repo.git("hash-object", "-w", "--stdin", input="a blob git writes\n")
+    assert repo.git("log", "-1", "--format=%s", commit) == "written here"
+    repo.git("fsck", "--strict", "--no-dangling")
+    assert stat.S_IMODE(_loose(repo, commit).stat().st_mode) == stat.S_IMODE(
+        _loose(repo, written_by_git).stat().st_mode
+    )
+    assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
+
+
+def test_a_commit_already_there_is_freshened_not_written_again(git: Git, repo: Repo) -> None:
+    """As git does: a prune that looks at modification times keeps it, and the file itself stays as it was."""
+    tree, tip = repo.git("rev-parse", "main^{tree}"), repo.tip("main")
+    commit = git.commit_tree(tree, [tip], "twice\n")
+    os.utime(_loose(repo, commit), (1_000_000, 1_000_000))
+    inode = _loose(repo, commit).stat().st_ino
+    assert git.commit_tree(tree, [tip], "twice\n") == commit
+    assert _loose(repo, commit).stat().st_ino == inode
+    assert _loose(repo, commit).stat().st_mtime > 1_000_000
+
+
+def test_a_commit_written_by_another_at_the_same_moment_is_taken_as_it_is(
     git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ext4 flushes a file truncated to empty and written again when it is closed (1.5 ms a commit here)."""
-    opened: list[int] = []
-    real_open = os.open
+    """The other writer's link wins; ours finds the name taken, leaves that file alone and removes its own."""
+    tree, tip = repo.git("rev-parse", "main^{tree}"), repo.tip("main")
+    commit = git.commit_tree(tree, [tip], "raced\n")
+    inode = _loose(repo, commit).stat().st_ino
 
-    def spying_open(path: str | Path, flags: int, mode: int = 0o777) -> int:
-        if Path(path).name.startswith("commit-"):
-            opened.append(flags)
-        return real_open(path, flags, mode)
+    def not_there_yet(path: Path, *args: Any) -> None:
+        raise FileNotFoundError(path)
 
-    monkeypatch.setattr(os, "open", spying_open)
+    monkeypatch.setattr(os, "utime", not_there_yet)
+    assert git.commit_tree(tree, [tip], "raced\n") == commit
+    assert _loose(repo, commit).stat().st_ino == inode
+    assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
+
+
+def test_in_a_repository_shared_with_a_group_a_commit_gets_git_s_permissions(repo: Repo) -> None:
+    """``core.sharedRepository=group`` under a umask of 077: git gives its files 0440, not 0400."""
+    repo.git("config", "core.sharedRepository", "group")
+    mask = os.umask(0o077)
+    try:
+        door = Git(RepoLocation.discover(repo.path), timeout=10)
+        try:
+            commit = door.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "shared\n")
+        finally:
+            door.close()
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(_loose(repo, commit).stat().st_mode) == 0o440
+
+
+@pytest.mark.parametrize(
+    ("value", "shares"),
+    [
+        *[(b"umask", False), (b"false", False), (b"Off\n", False), (b"0", False), (b"000", False)],
+        *[(b"\n", True), (b"group", True), (b"true", True), (b"all", True), (b"1", True), (b"0660", True)],
+    ],
+)
+def test_which_shared_repository_values_ask_for_more_than_the_umask(value: bytes, shares: bool) -> None:
+    assert _shares_with_others(value) is shares
+
+
+def test_commits_in_a_sha256_repository_are_named_by_sha256(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", "--object-format=sha256", str(tmp_path / "r")], check=True)
+    repo = Repo(tmp_path / "r")
+    tip = repo.commit("main", {"a.txt": "a\n"})
     tree = repo.git("rev-parse", "main^{tree}")
-    for message in ("first\n", "second\n"):
-        git.commit_tree(tree, [repo.tip("main")], message)
-    assert len(opened) == 2
-    assert not any(flags & os.O_TRUNC for flags in opened)
+    door = Git(RepoLocation.discover(repo.path), timeout=10)
+    try:
+        ours = door.commit_tree(tree, [tip], "sha256\n")
+    finally:
+        door.close()
+    assert len(ours) == 64
+    assert ours == repo.git("commit-tree", tree, "-p", tip, input="sha256\n")
 
 
 def test_object_ids_given_to_update_ref_are_not_looked_up_as_ref_names(git: Git, repo: Repo) -> None:
