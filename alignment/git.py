@@ -925,17 +925,25 @@ class _ObjectStore:
         oid = hashlib.new(self.hash_name, content).hexdigest()
         folder = self.directory / oid[:2]
         final = folder / oid[2:]
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.utime(final)  # already there: freshened (as git does, so that a prune keeps it), not rewritten
             return oid
+        except PermissionError:  # there, but another user's file: git too would find the name taken
+            return oid
+        except FileNotFoundError:
+            pass
         temporary, descriptor = self._create(folder)
         try:
             with os.fdopen(descriptor, "wb") as file:
-                file.write(zlib.compress(content))
-            with contextlib.suppress(FileExistsError):  # written meanwhile by another: the same content
+                file.write(zlib.compress(content, 1))  # git's default core.looseCompression
+            try:
                 os.link(temporary, final)
+            except FileExistsError:  # written meanwhile by another: the same content
+                pass
+            except OSError:  # a file system without hard links: git renames then
+                os.replace(temporary, final)
         finally:
-            temporary.unlink()
+            temporary.unlink(missing_ok=True)
         return oid
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -572,6 +573,33 @@ def test_a_commit_written_by_another_at_the_same_moment_is_taken_as_it_is(
     monkeypatch.setattr(os, "utime", not_there_yet)
     assert git.commit_tree(tree, [tip], "raced\n") == commit
     assert _loose(repo, commit).stat().st_ino == inode
+    assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
+
+
+def test_a_commit_there_as_another_user_s_file_is_taken_as_it_is(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its time cannot be set (not ours): the object is there all the same, and nothing is written beside it."""
+    tree, tip = repo.git("rev-parse", "main^{tree}"), repo.tip("main")
+    commit = git.commit_tree(tree, [tip], "someone else's\n")
+
+    def not_ours(path: Path, *args: Any) -> None:
+        raise PermissionError(path)
+
+    monkeypatch.setattr(os, "utime", not_ours)
+    assert git.commit_tree(tree, [tip], "someone else's\n") == commit
+    assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
+
+
+def test_on_a_file_system_without_hard_links_the_commit_is_renamed_into_place(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: Path, target: Path) -> None:
+        raise OSError(errno.EPERM, "hard links not supported", str(target))
+
+    monkeypatch.setattr(os, "link", no_links)
+    commit = git.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "renamed\n")
+    assert repo.git("log", "-1", "--format=%s", commit) == "renamed"
     assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
 
 
