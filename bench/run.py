@@ -684,9 +684,9 @@ def rows(results: list[Result]) -> list[str]:
 
 def describe_filesystem(path: Path, mounts: str, journals: Iterable[str]) -> str:
     """The file system ``path`` is on, from ``/proc/mounts`` text and the names in ``/proc/fs/jbd2``. The notes
-    name it because it moves the per-branch cost: measured on this project's VM, 1,000 branches took 6.6-7.6 s
+    name it because it moves the per-branch cost: measured on this project's VM, 1,000 branches took 6.0-7.6 s
     on an ext4 without a journal, where the inode allocator steps over every recently deleted inode (a run's
-    files and the previous run's copy), against 4.2-4.8 s on an ext4 with one; the floor 1.1-1.4 s on both."""
+    files and the previous run's copy), against 3.9-4.8 s on an ext4 with one; the floor 1.1-1.4 s on both."""
     device, mountpoint, kind = "", "", "unknown"
     for line in mounts.splitlines():
         fields = line.split()
