@@ -5,7 +5,7 @@
 directory whose ``alive`` it can lock (``housekeeping.sweep``): its owner died. A name proves nothing: a
 directory without our marker, or held by a live process, is never touched.
 
-A run keeps its worktrees and commit files in one (in the system's temporary directory); a process that probes
+A run keeps its worktrees in one (in the system's temporary directory); a process that probes
 merges keeps their throwaway objects in one (in ``memory_dir``).
 """
 
