@@ -59,6 +59,10 @@ class RepositoryError(UsageProblem):
     """The path given as the repository is not a git repository we can work on."""
 
 
+class ObjectWriteError(AlignmentError):
+    """A commit object could not be written into the repository's object directory (disk full, no permission)."""
+
+
 class GitError(AlignmentError):
     """A git command failed. ``args`` excludes the ``git`` executable and our ``-c`` safety options."""
 

@@ -43,6 +43,7 @@ from alignment.errors import (
     GitError,
     GitTimeout,
     MissingRemoteRef,
+    ObjectWriteError,
     RefUpdateRejected,
     RepositoryError,
     UnrelatedHistories,
@@ -530,13 +531,14 @@ class Git:
         directories live in one scratch directory per process, held while it runs, so the next run removes
         them should this process be killed (``housekeeping.sweep``). When none can be made (no room, no file
         descriptors), the plain environment: the objects then go into the repository, as any merge's do."""
+        objects = str(self._object_store().directory)  # before the directory: a failure here leaves none behind
         try:
             directory = self._throwaway_directory()
         except OSError:
             yield self.env
             return
         borrowed = [
-            _quoted_path(str(self._object_store().directory)),
+            _quoted_path(objects),
             *filter(None, [self.env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")]),
         ]
         try:
@@ -588,10 +590,14 @@ class Git:
         ]
         body = ("\n".join(lines) + "\n\n" + message).encode("utf-8")
         store = self._object_store()
-        if store.shared:
+        if store.git_writes:
             commit = self._run("hash-object", "-w", "-t", "commit", "--stdin", stdin=body).stdout.decode().strip()
         else:
-            commit = store.write("commit", body)
+            try:
+                commit = store.write("commit", body)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise ObjectWriteError(f"cannot write a commit into {store.directory}: {reason}") from None
         self._parsed.keep_commit(commit, tree, tuple(parents))  # the next reader of this commit wants its tree
         return commit
 
@@ -602,10 +608,8 @@ class Git:
                     "rev-parse", "--path-format=absolute", "--git-path", "objects", "--show-object-format"
                 )
                 directory, hash_name = found.stdout.decode("utf-8", "surrogateescape").rstrip("\n").rsplit("\n", 1)
-                shared = self._run("config", "--get", "core.sharedRepository", ok=(0, 1))
-                self._store = _ObjectStore(
-                    Path(directory), hash_name, shared.returncode == 0 and _shares_with_others(shared.stdout)
-                )
+                settings = self._run("config", "--get-regexp", _GIT_WRITES_WHEN, ok=(0, 1)).stdout
+                self._store = _ObjectStore(Path(directory), hash_name, _git_must_write(settings))
             return self._store
 
     def _identity(self, role: str) -> str:
@@ -913,12 +917,12 @@ class _ObjectStore:
     loose objects (git's default ``core.fsync``).
 
     Measured here: a long-lived ``hash-object`` per busy thread cost 4.3 MB of RSS each, and its round trip
-    a commit file written first. ``shared``: ``core.sharedRepository`` asks for other permissions, which git
-    then gives (``Git.commit_tree``)."""
+    a commit file written first. ``git_writes``: the repository's settings ask for more (``_GIT_WRITES_WHEN``),
+    so git writes its commits (``Git.commit_tree``)."""
 
     directory: Path
     hash_name: str
-    shared: bool
+    git_writes: bool
 
     def write(self, kind: str, body: bytes) -> str:
         content = f"{kind} {len(body)}\0".encode() + body
@@ -928,8 +932,9 @@ class _ObjectStore:
         try:
             os.utime(final)  # already there: freshened (as git does, so that a prune keeps it), not rewritten
             return oid
-        except PermissionError:  # there, but another user's file: git too would find the name taken
-            return oid
+        except PermissionError:  # another user's file, or a folder we may not search: which one, stat says
+            if final.exists():
+                return oid
         except FileNotFoundError:
             pass
         temporary, descriptor = self._create(folder)
@@ -959,17 +964,38 @@ class _ObjectStore:
                 folder.mkdir(mode=0o777, exist_ok=True)
 
 
-def _shares_with_others(value: bytes) -> bool:
-    """Whether a ``core.sharedRepository`` that is set asks for more than the umask gives. What is not plainly
-    "no" counts as shared, e.g. an empty answer (git reads a key without ``=`` as "group", ``= ""`` as "umask"):
-    git then writes the object itself, which is slower, never wrong."""
-    text = value.decode("utf-8", "replace").strip().lower()
-    if text in ("umask", "false", "no", "off"):
-        return False
-    try:
-        return int(text, 8) != 0
-    except ValueError:
+# Settings under which git, not ``_ObjectStore``, writes commits: permissions for a group
+# (``core.sharedRepository``), loose objects synced to disk (``core.fsync``, ``core.fsyncObjectFiles``), a
+# second hash to record (``extensions.compatObjectFormat``, newer git).
+_GIT_WRITES_WHEN = r"^(core\.(sharedrepository|fsync|fsyncobjectfiles)|extensions\.compatobjectformat)$"
+_NO = ("none", "false", "no", "off", "0")
+
+
+def _git_must_write(settings: bytes) -> bool:
+    """Whether the settings ``git config --get-regexp _GIT_WRITES_WHEN`` printed ask for more than
+    ``_ObjectStore`` does. What is not plainly "no" counts as a yes: git then writes the commit itself, which
+    is slower, never wrong."""
+    for line in settings.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(" ")
+        text = value.strip().lower()
+        if key == "core.sharedrepository" and not _is_umask(text):
+            return True
+        if key in ("core.fsync", "core.fsyncobjectfiles") and text not in _NO:
+            return True
+        if key == "extensions.compatobjectformat":
+            return True
+    return False
+
+
+def _is_umask(text: str) -> bool:
+    """Whether a ``core.sharedRepository`` value means "as the umask gives". A key without ``=`` (git reads
+    "group") prints as empty, like ``= ""`` (git reads "umask"): counted as shared."""
+    if text == "umask" or text in _NO:
         return True
+    try:
+        return int(text, 8) == 0
+    except ValueError:
+        return False
 
 
 class _TreeReader:

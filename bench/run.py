@@ -694,7 +694,8 @@ def describe_filesystem(path: Path, mounts: str, journals: Iterable[str]) -> str
             device, mountpoint, kind = fields[:3]
     if kind != "ext4":
         return f"{kind} (`{mountpoint}`)"
-    journaled = any(name.startswith(f"{Path(device).name}-") for name in journals)
+    name = Path(device).resolve().name  # /dev/mapper/x is a link to /dev/dm-N, which jbd2 names
+    journaled = any(entry.startswith(f"{name}-") for entry in journals)
     return f"ext4 {'with' if journaled else 'without'} a journal (`{mountpoint}`)"
 
 

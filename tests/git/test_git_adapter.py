@@ -22,14 +22,21 @@ import pytest
 import alignment.git
 from alignment import scratch as scratch_module
 from alignment.config import Settings
-from alignment.errors import GitError, GitTimeout, RefUpdateRejected, RepositoryError, UnrelatedHistories
+from alignment.errors import (
+    GitError,
+    GitTimeout,
+    ObjectWriteError,
+    RefUpdateRejected,
+    RepositoryError,
+    UnrelatedHistories,
+)
 from alignment.git import (
     Git,
     RefUpdate,
     RepoLocation,
     _canonical_mode,
+    _git_must_write,
     _Persistent,
-    _shares_with_others,
     branch_ref,
 )
 from alignment.inputs import parse_branches
@@ -576,19 +583,82 @@ def test_a_commit_written_by_another_at_the_same_moment_is_taken_as_it_is(
     assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
 
 
+def _temporary_files_opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ``tmp_obj_*`` files ``os.open`` is asked for from now on."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def spying_open(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("tmp_obj_"):
+            opened.append(str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", spying_open)
+    return opened
+
+
+def _time_not_settable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_permitted(path: Path, *args: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "utime", not_permitted)
+
+
 def test_a_commit_there_as_another_user_s_file_is_taken_as_it_is(
     git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its time cannot be set (not ours): the object is there all the same, and nothing is written beside it."""
+    """Its time cannot be set (not ours): the object is there all the same, and nothing is written again."""
     tree, tip = repo.git("rev-parse", "main^{tree}"), repo.tip("main")
     commit = git.commit_tree(tree, [tip], "someone else's\n")
-
-    def not_ours(path: Path, *args: Any) -> None:
-        raise PermissionError(path)
-
-    monkeypatch.setattr(os, "utime", not_ours)
+    _time_not_settable(monkeypatch)
+    opened = _temporary_files_opened(monkeypatch)
     assert git.commit_tree(tree, [tip], "someone else's\n") == commit
-    assert not list((repo.path / ".git" / "objects").glob("*/tmp_obj_*"))
+    assert opened == []
+
+
+def test_a_commit_whose_time_cannot_be_set_because_it_is_missing_is_written(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``utime`` says "permission denied" also for a missing file in a folder that may not be searched: only
+    a commit that is there counts as written."""
+    _time_not_settable(monkeypatch)
+    commit = git.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "not there yet\n")
+    assert repo.git("cat-file", "-t", commit) == "commit"
+
+
+def test_a_commit_that_cannot_be_written_names_the_object_directory_and_why(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def disk_full(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("tmp_obj_"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", disk_full)
+    objects = (repo.path / ".git" / "objects").resolve()
+    with pytest.raises(ObjectWriteError, match=f"cannot write a commit into {objects}: No space left on device"):
+        git.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "no room\n")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("core.fsync", "loose-object"), ("core.fsyncObjectFiles", "true"), ("core.sharedRepository", "all")],
+)
+def test_settings_that_ask_more_of_a_loose_object_have_git_write_the_commit(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+) -> None:
+    """Synced to disk, readable by others: git writes it, as the repository's owner asked of git."""
+    repo.git("config", setting, value)
+    opened = _temporary_files_opened(monkeypatch)
+    door = Git(RepoLocation.discover(repo.path), timeout=10)
+    try:
+        commit = door.commit_tree(repo.git("rev-parse", "main^{tree}"), [repo.tip("main")], "by git\n")
+    finally:
+        door.close()
+    assert repo.git("cat-file", "-t", commit) == "commit"
+    assert opened == []
 
 
 def test_on_a_file_system_without_hard_links_the_commit_is_renamed_into_place(
@@ -619,14 +689,20 @@ def test_in_a_repository_shared_with_a_group_a_commit_gets_git_s_permissions(rep
 
 
 @pytest.mark.parametrize(
-    ("value", "shares"),
+    ("printed", "git_writes"),
     [
-        *[(b"umask", False), (b"false", False), (b"Off\n", False), (b"0", False), (b"000", False)],
-        *[(b"\n", True), (b"group", True), (b"true", True), (b"all", True), (b"1", True), (b"0660", True)],
+        *[(b"", False), (b"core.sharedrepository umask\n", False), (b"core.sharedrepository Off\n", False)],
+        *[(b"core.sharedrepository 000\n", False), (b"core.fsync none\n", False)],
+        *[(b"core.fsyncobjectfiles false\n", False), (b"core.sharedrepository\n", True)],
+        *[(b"core.sharedrepository group\n", True), (b"core.sharedrepository 0660\n", True)],
+        *[(b"core.sharedrepository 1\n", True), (b"core.fsync committed\n", True)],
+        *[(b"core.fsync -loose-object\n", True), (b"extensions.compatobjectformat sha256\n", True)],
+        *[(b"core.sharedrepository umask\ncore.fsyncobjectfiles true\n", True)],
     ],
 )
-def test_which_shared_repository_values_ask_for_more_than_the_umask(value: bytes, shares: bool) -> None:
-    assert _shares_with_others(value) is shares
+def test_which_settings_have_git_write_the_commits(printed: bytes, git_writes: bool) -> None:
+    """What is not plainly "no" counts as a yes: git is slower, never wrong."""
+    assert _git_must_write(printed) is git_writes
 
 
 def test_commits_in_a_sha256_repository_are_named_by_sha256(tmp_path: Path) -> None:
@@ -791,6 +867,18 @@ def test_throwaway_files_go_to_memory_only_where_there_is_room(
     monkeypatch.setattr(os, "access", lambda path, mode: True)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert memory_dir() == (Path("/dev/shm") if expected == "/dev/shm" else tmp_path)
+
+
+def test_a_probe_that_fails_before_it_starts_leaves_no_directory_behind(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_answer(*args: Any, **kwargs: Any) -> None:
+        raise GitError(("rev-parse",), 128, "fatal: no answer")
+
+    monkeypatch.setattr(git, "_run", no_answer)
+    with pytest.raises(GitError, match="no answer"):
+        git.probe_merges(_diverged(repo))
+    assert git._probes is None
 
 
 def test_probes_write_into_the_repository_when_no_throwaway_directory_can_be_made(
