@@ -579,8 +579,9 @@ class Git:
         """Write a commit object, as ``git commit-tree`` would, without starting a process (``_ObjectStore``).
 
         Author and committer come from ``git var`` (config and ``GIT_*`` variables, read once); their time is
-        now unless ``GIT_AUTHOR_DATE`` / ``GIT_COMMITTER_DATE`` fix it. In a repository shared with a group
-        (``core.sharedRepository``) git's ``hash-object`` writes it, so that the file gets git's permissions.
+        now unless ``GIT_AUTHOR_DATE`` / ``GIT_COMMITTER_DATE`` fix it. Where the repository's settings ask
+        for more (a group's permissions, loose objects synced to disk: ``_GIT_WRITES_WHEN``), git's
+        ``hash-object`` writes it. A write that fails (disk full) is an ``ObjectWriteError``.
         """
         lines = [
             f"tree {tree}",
@@ -913,8 +914,8 @@ class _ObjectStore:
     """A repository's loose objects, written here as git writes them (``write_loose_object`` in git's
     object-file.c): zlib-compressed ``<type> <size>\\0<body>`` named by its hash (``sha1`` or ``sha256``), in a
     file created beside its final name with mode 0444 (less the umask) and linked there, so a reader never
-    sees half an object and an object that is already there stays as it was. Like git it does not ``fsync``
-    loose objects (git's default ``core.fsync``).
+    sees half an object and an object that is already there stays as it was. Like git by default it does not
+    ``fsync`` loose objects; where the settings ask for that, git writes them (``git_writes``).
 
     Measured here: a long-lived ``hash-object`` per busy thread cost 4.3 MB of RSS each, and its round trip
     a commit file written first. ``git_writes``: the repository's settings ask for more (``_GIT_WRITES_WHEN``),
