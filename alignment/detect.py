@@ -168,20 +168,20 @@ class ChangeErrorDetector:
         return tuple(findings)
 
     def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:
-        """The findings of a changed file with any, each marked as introduced by the merge or not."""
-        assert change.new_blob is not None
-        findings = list(self.blob_findings(context.git, change.path, change.new_blob))
-        before = self._seen_before(context, change)
-        return [_predates(finding) if _identity(finding) in before else finding for finding in findings]
+        """The findings of a changed file with any, each marked as introduced by the merge or not: not when the
+        same file had it before the merge, on the target or on the branch tip.
 
-    def _seen_before(self, context: BranchContext, change: FileChange) -> set[tuple[str, str]]:
-        """The findings (by ``_identity``) the same file had on the branch tip or on the target, before the merge."""
-        blobs = {change.old_blob, context.git.blob_at(context.target_commit, change.path)}
+        The target's version is checked first: every branch of the target that merges the file shares it, so it
+        is usually checked already. The tip's version is checked only for findings the target's does not have
+        (a grammar that cannot read a file, such as C with heavy macros, finds the same error in every version).
+        """
+        assert change.new_blob is not None
+        findings = self.blob_findings(context.git, change.path, change.new_blob)
         seen: set[tuple[str, str]] = set()
-        for blob in blobs - {None}:
-            assert blob is not None
-            seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
-        return seen
+        for blob in (context.git.blob_at(context.target_commit, change.path), change.old_blob):
+            if blob is not None and not all(_identity(finding) in seen for finding in findings):
+                seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
+        return [_predates(finding) if _identity(finding) in seen else finding for finding in findings]
 
     def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:
         """A failing exit is compared with the state before the merge; a hang or a start failure never is."""

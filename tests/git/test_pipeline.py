@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import alignment.detect
 from alignment.backup import create_backup
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
@@ -209,6 +210,41 @@ def test_breakage_already_on_the_target_is_a_warning(repo: Repo, align: Aligner)
         ("json_parse_error", "warning", False)
     ]
     assert "before the merge too" in result.findings[0].message
+
+
+def test_the_tip_is_checked_only_for_what_the_target_does_not_explain(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grammar that cannot read a file finds the same error in every version of it: the target's version,
+    shared by the target's branches, explains it, and the tip's version is not parsed again."""
+    checked: list[bytes] = []
+    original = alignment.detect.check_file
+
+    def recording(path: str, content: bytes, settings: Settings | None = None) -> list[Finding]:
+        checked.append(content)
+        return original(path, content, settings)
+
+    monkeypatch.setattr(alignment.detect, "check_file", recording)
+    lines = ["a: [", "b: 2", "c: 3", "d: 4", "e: 5", "f: 6"]
+    repo.commit("main", {"cfg.yaml": "\n".join(lines) + "\n"})
+    tip_version = "\n".join([*lines[:-1], "f: 60"]) + "\n"
+    diverge(repo, "feature", {"cfg.yaml": tip_version}, {"cfg.yaml": "\n".join(["a: [", "b: 20", *lines[2:]]) + "\n"})
+    result = align("feature")["feature"]
+    assert [(finding.code, finding.introduced) for finding in result.findings] == [("yaml_parse_error", False)]
+    assert tip_version.encode() not in checked
+    assert len(checked) == 2  # the merged version and the target's
+
+    checked.clear()
+    repo.commit("main", {"a.c": "int a(void) { return 1; }\n\n\n\nint b(void) { return 2; }\n"})
+    diverge(
+        repo,
+        "other",
+        {"a.c": "int a(void) { return 1; }\nint x(void) { return 3; }\n\n\n\nint b(void) { return 2; }\n"},
+        {"a.c": "int a(void) { return 1; }\n\n\n\nint b(void) { return 2; }\nint x(void) { return 4; }\n"},
+    )
+    result = align("other")["other"]
+    assert [(finding.code, finding.introduced) for finding in result.findings] == [("duplicate_definition", True)]
+    assert len(checked) == 3  # the target's version does not have it: the tip's is checked too
 
 
 def test_breakage_already_on_the_branch_is_a_warning(repo: Repo, align: Aligner) -> None:
