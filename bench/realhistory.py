@@ -1,7 +1,8 @@
 """Build a benchmark workload from a real repository's own history: real forks, real commits, real conflicts.
 
 Give it a clone of a public repository with deep history (pytest-dev/pytest by default: 17,000 commits, 7,700
-on ``main``'s first-parent line) and the commit to start from (``--pin``); nothing of that repository is kept
+on ``main``'s first-parent line) and the commit to start from (``--pin``, reachable from one of the clone's
+branches: e.g. git/git's ``master`` for a C project's history); nothing of that repository is kept
 in this project: only this script, which writes the workload into a cache directory outside git
 (``bench/results/`` is ignored) and reuses it when it is already there.
 
@@ -83,7 +84,7 @@ def build(source: Path, branches: int = 400, pin: str = PIN, cache: Path = CACHE
 
 def _build(source: Path, repo: Path, input_path: Path, branches: int, pin: str) -> None:
     _git(repo.parent, "init", "--quiet", "--bare", "--initial-branch=main", str(repo))
-    _git(repo, "fetch", "--quiet", "--no-tags", str(source.resolve()), "+refs/heads/main:refs/upstream/main")
+    _git(repo, "fetch", "--quiet", "--no-tags", str(source.resolve()), "+refs/heads/*:refs/upstream/*")
     line = _git(repo, "rev-list", "--first-parent", "--reverse", pin).stdout.split()
     merges = set(_git(repo, "rev-list", "--first-parent", "--merges", pin).stdout.split())
     positions = {target: len(line) - 1 - back for target, back in TARGETS.items()}

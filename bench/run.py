@@ -524,15 +524,19 @@ class Case:
     files: int
     depth: int
     real_source: Path | None = None  # a real-history case: the source repository of bench.realhistory
+    real_pin: str = realhistory.PIN  # and the commit of it whose history is used
 
     @property
     def label(self) -> str:
-        return f"real-{self.branches}b" if self.real_source else f"{self.branches}b-{self.files}f"
+        if self.real_source is None:
+            return f"{self.branches}b-{self.files}f"
+        source = "" if self.real_pin == realhistory.PIN else f"{self.real_pin[:7]}-"  # pytest's: as before
+        return f"real-{source}{self.branches}b"
 
     def scenario(self, work: Path) -> Scenario:
         """The case's repository: generated into ``work``, or the real-history workload (built once, cached)."""
         if self.real_source is not None:
-            return realhistory.build(self.real_source, self.branches)
+            return realhistory.build(self.real_source, self.branches, self.real_pin)
         scenario = generate(work / f"gen-{self.label}", self.branches, files=self.files, depth=self.depth)
         git(scenario.repo, "commit-graph", "write", "--reachable")
         return scenario
@@ -803,6 +807,9 @@ def main() -> None:
     parser.add_argument(
         "--real-source", type=Path, help="a clone of pytest-dev/pytest for the real-history case (bench.realhistory)"
     )
+    parser.add_argument(
+        "--real-pin", default=realhistory.PIN, help="the source's commit whose history is used (default: pytest's)"
+    )
     parser.add_argument("--pytest-workers", type=int_list, default=[2], help="pytest -n values, e.g. 2,4")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per approach (median reported)")
     parser.add_argument("--naive-up-to", type=int, default=1000, help="skip the naive loop above this size")
@@ -817,7 +824,7 @@ def main() -> None:
     if arguments.big:
         cases.append(Case(arguments.big, 30000, 200))
     if arguments.real and arguments.real_source:
-        cases.append(Case(arguments.real, 0, 0, arguments.real_source))
+        cases.append(Case(arguments.real, 0, 0, arguments.real_source, arguments.real_pin))
     started = time.perf_counter()
     results: list[Result] = []
     tips_of_main: dict[str, str] = {}
