@@ -787,7 +787,7 @@ class Git:
         options = ("--no-renames", "--name-only") if paths else ()
         pathspecs = [_literal(path) for path in paths]
         out = self._run("log", "-z", "--first-parent", "--reverse", *options, f"--format=%x00{_COMMIT_FORMAT}",
-                       include, f"^{exclude}", "--", *pathspecs).stdout  # fmt: skip
+                       include, *self._line_bound(exclude, include, paths), "--", *pathspecs).stdout  # fmt: skip
         # Each commit is NUL, then its fields, then NUL and "\n" before its NUL-terminated paths. A path is
         # never empty, so two NULs in a row always start a commit.
         line = []
@@ -799,6 +799,27 @@ class Git:
                 )
                 line.append((_commit_info(header), changed))
         return tuple(line)
+
+    def _line_bound(self, exclude: str, include: str, paths: Sequence[str]) -> list[str]:
+        """What ends ``include``'s first-parent line where ``exclude``'s history begins: ``^exclude``, or with
+        ``paths`` the line's first commit that ``exclude`` has (the same line: every older one it has too).
+
+        Two reasons, both for a path-limited walk. Speed: it pays a tree diff for each commit it meets, and to
+        exclude ``exclude``'s history it meets all of it down to where the line joins it, every merged topic
+        included (git/git's history: 75 ms for a line of 105 commits, 10 ms bounded by the line's own commit,
+        plus 7 ms for this walk without paths). Correctness: git compares a commit with a parent it was told
+        to exclude, not with one it only found excluded, so the line's oldest commit, when it is a merge whose
+        change came from the side it merged, was hidden. ``rev-list`` reads the history as git sees it
+        (replaced or shallow parents too).
+        """
+        if not paths:
+            return [f"^{exclude}"]
+        walk = self._run("rev-list", "--first-parent", "--parents", include, f"^{exclude}", "--").stdout.split(b"\n")
+        oldest = [line for line in walk if line][-1:]
+        if not oldest:
+            return [f"^{exclude}"]  # the line brings nothing: nothing to walk either way
+        parents = oldest[0].decode().split()[1:]
+        return [f"^{parents[0]}"] if parents else []  # no parent: the line reaches a root commit
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------
 

@@ -261,6 +261,25 @@ def test_a_merge_on_the_target_line_is_named_for_what_it_merged(repo: Repo) -> N
     assert [culprit.commit.oid for culprit in found.culprits] == [merge]
 
 
+def test_a_merge_right_after_the_fork_is_a_candidate_like_any_other(repo: Repo) -> None:
+    """The line's oldest commit is a merge whose change came from the side it merged: against its first
+    parent it changed the path, so it is a candidate. (A walk that excluded the branch tip's history saw
+    that parent as irrelevant and hid the merge: the later commit was blamed.)"""
+    base = repo.tip("main")
+    side = repo.commit("side", {"app.py": "def main():\n    return 5\n"}, "side change", parent=base)
+    merge = repo.commit("main", {"app.py": "def main():\n    return 5\n"}, "Merge side", parents=(base, side))
+    later = repo.commit("main", {"app.py": "def main():\n    return 6\n"}, "later change")
+    repo.commit("topic", {"app.py": "def main():\n    return 0\n"}, parent=base)
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        line = git.first_parent_line(repo.tip("topic"), later, ["app.py"])
+        found = explain_conflicts(git, repo.tip("topic"), later, ["app.py"], UNLIMITED)
+    finally:
+        git.close()
+    assert [commit.oid for commit, _ in line] == [merge, later]
+    assert [culprit.commit.oid for culprit in found.culprits] == [merge]
+
+
 def test_a_path_no_target_commit_changed_is_searched_over_all_of_them(repo: Repo) -> None:
     """A file/directory conflict is reported as ``docs~<ours>``, a path no commit changed."""
     base = repo.tip("main")

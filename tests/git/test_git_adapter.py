@@ -903,3 +903,17 @@ def test_the_sweep_looks_in_shared_memory_even_when_it_has_no_room_for_new_direc
     monkeypatch.setattr(scratch_module, "MEMORY_ROOM", 1 << 62)  # no room: new directories go elsewhere
     assert memory_dir() != shared
     assert shared in scratch_places()
+
+
+def test_a_path_limited_line_that_brings_nothing_or_reaches_a_root_commit(git: Git, repo: Repo) -> None:
+    """The first-parent line by path ends where the branch's history begins: nowhere when the line has no
+    commit of its own, at the root when the histories are unrelated (every commit that changed the path)."""
+    base = repo.tip("main")
+    step = repo.commit("main", {"app.py": "x = 1\n"}, "main step")
+    assert git.first_parent_line(step, base, ["app.py"]) == ()
+    first = repo.commit("orphan", {"app.py": "x = 2\n"}, "unrelated root")
+    second = repo.commit("orphan", {"other.txt": "y\n"}, "unrelated step")
+    third = repo.commit("orphan", {"app.py": "x = 3\n"}, "unrelated change")
+    line = git.first_parent_line(step, third, ["app.py"])
+    assert [(commit.oid, sorted(changed)) for commit, changed in line] == [(first, ["app.py"]), (third, ["app.py"])]
+    assert [commit.oid for commit, _ in git.first_parent_line(step, third)] == [first, second, third]
