@@ -807,18 +807,17 @@ class Git:
         Two reasons, both for a path-limited walk. Speed: it pays a tree diff for each commit it meets, and to
         exclude ``exclude``'s history it meets all of it down to where the line joins it, every merged topic
         included (git/git's history: 75 ms for a line of 105 commits, 10 ms bounded by the line's own commit,
-        plus 7 ms for this walk without paths). Correctness: git compares a commit with a parent it was told
-        to exclude, not with one it only found excluded, so the line's oldest commit, when it is a merge whose
-        change came from the side it merged, was hidden. ``rev-list`` reads the history as git sees it
-        (replaced or shallow parents too).
+        plus 7 ms for this walk without paths). Correctness: a merge's difference with a parent that git found
+        excluded, rather than was told to exclude, does not count while another parent is not excluded, so the
+        line's oldest commit, a merge whose change came from the side it merged, was hidden. ``rev-list`` reads
+        the history as git sees it (replaced or shallow parents too).
         """
         if not paths:
             return [f"^{exclude}"]
-        walk = self._run("rev-list", "--first-parent", "--parents", include, f"^{exclude}", "--").stdout.split(b"\n")
-        oldest = [line for line in walk if line][-1:]
-        if not oldest:
+        walk = self._run("rev-list", "--first-parent", "--parents", include, f"^{exclude}", "--").stdout.strip()
+        if not walk:
             return [f"^{exclude}"]  # the line brings nothing: nothing to walk either way
-        parents = oldest[0].decode().split()[1:]
+        parents = walk.rsplit(b"\n", 1)[-1].decode().split()[1:]  # the oldest commit's, listed last
         return [f"^{parents[0]}"] if parents else []  # no parent: the line reaches a root commit
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------
@@ -938,9 +937,8 @@ class _ObjectStore:
     sees half an object and an object that is already there stays as it was. Like git by default it does not
     ``fsync`` loose objects; where the settings ask for that, git writes them (``git_writes``).
 
-    Measured here: a long-lived ``hash-object`` per busy thread cost 4.3 MB of RSS each, and its round trip
-    a commit file written first. ``git_writes``: the repository's settings ask for more (``_GIT_WRITES_WHEN``),
-    so git writes its commits (``Git.commit_tree``)."""
+    It replaces a long-lived ``hash-object`` per busy thread (4.3 MB of RSS each, measured here) and the
+    commit file each of its round trips needed."""
 
     directory: Path
     hash_name: str

@@ -805,7 +805,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=50, help="branches in the 30,000-file repository (0: skip)")
     parser.add_argument("--real", type=int, default=400, help="branches of the real-history case (0: skip)")
     parser.add_argument(
-        "--real-source", type=Path, help="a clone of pytest-dev/pytest for the real-history case (bench.realhistory)"
+        "--real-source", type=Path, help="a clone of the real-history case's source (bench.realhistory): pytest's"
     )
     parser.add_argument(
         "--real-pin", default=realhistory.PIN, help="the source's commit whose history is used (default: pytest's)"
