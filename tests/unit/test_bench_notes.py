@@ -1,12 +1,15 @@
-"""The benchmark's notes name the file system its repositories are on: it moves the per-branch cost."""
+"""The benchmark's notes name the file system its repositories are on: it moves the per-branch cost. And the
+benchmark times the harness as users run it: byte-compiled."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from bench.run import describe_filesystem
+import bench.run
+from bench.run import compile_harness, describe_filesystem
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
 tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0
@@ -31,3 +34,14 @@ def test_the_deepest_mount_holding_the_path_is_named_with_its_journal(
     path: str, journals: list[str], described: str
 ) -> None:
     assert describe_filesystem(Path(path), MOUNTS, journals) == described
+
+
+def test_the_harness_is_byte_compiled_before_the_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on the benchmark's machine: imports save nothing
+    monkeypatch.setattr(bench.run, "PROJECT", tmp_path)
+    sources = [tmp_path / "alignment" / "steps.py", tmp_path / "plugins" / "front.py"]
+    for source in sources:
+        source.parent.mkdir()
+        source.write_text("VALUE = 1\n")
+    compile_harness()
+    assert all(Path(importlib.util.cache_from_source(str(source))).is_file() for source in sources)
