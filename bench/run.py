@@ -478,6 +478,22 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
     def cost(space: Workspace) -> str:
         return explain_cost(space.reports)
 
+    def pytest_alone(space: Workspace) -> list[str]:
+        """(k) pytest and xdist with the same items and workers and nothing to do: what pytest itself costs.
+        Without Hypothesis's plugin (the dev extras have it): here it imports Hypothesis, 0.6 s a process,
+        which an alignment run never does."""
+        names_file(space)
+        (space.scratch / "conftest.py").write_text(NO_OP_CONFTEST)
+        (space.scratch / "test_branches.py").write_text(NO_OP_TESTS)
+        test_file = str(space.scratch / "test_branches.py")
+        blocked = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+        return [sys.executable, "-m", "pytest", test_file, "-n", str(PLAN_WORKERS), "-q", *blocked]
+
+    def all_passed(space: Workspace) -> str:
+        outcome = (space.scratch / "outcome.txt").read_text().split()
+        wanted = [str(len(reference.branches)), "0", "0"]  # passed, failed, exit status
+        return "ok" if outcome == wanted else f"FAILED: passed, failed, exit status {outcome}, not {wanted}"
+
     found = [Approach(f"(a) pytest -n {n}", pytest_command(n), results, cost) for n in pytest_workers]
     found.append(Approach("(b) orchestrator", orchestrator, results))
     if naive:
@@ -500,9 +516,28 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
     if len(reference.branches) <= WORKER_CLONES_UP_TO:
         spread = f"(j) {PLAN_WORKERS} workers, own clones"
         found.append(Approach(spread, worker_clones, remote_results(spread)))
+    found.append(Approach(f"(k) pytest -n {PLAN_WORKERS} alone", pytest_alone, all_passed))
     return [approach for approach in found if only is None or approach.name[1] in only]
 
 
+NO_OP_TESTS = """import pathlib
+
+import pytest
+
+
+@pytest.mark.parametrize("branch", pathlib.Path(__file__).with_name("names.txt").read_text().split())
+def test_branch(branch):
+    pass
+"""
+NO_OP_CONFTEST = """import pathlib
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not hasattr(session.config, "workerinput"):  # the controller: what every worker reported
+        stats = session.config.pluginmanager.get_plugin("terminalreporter").stats
+        outcome = f"{len(stats.get('passed', []))} {len(stats.get('failed', []))} {int(exitstatus)}"
+        pathlib.Path(__file__).with_name("outcome.txt").write_text(outcome)
+"""
 PUBLISHING: dict[tuple[int, str], list[tuple[float, int]]] = {}  # (branches, approach): (push seconds, refs)
 
 
