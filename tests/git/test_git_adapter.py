@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -12,7 +13,8 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -798,9 +800,16 @@ def test_kept_trees_are_bounded_least_recently_used_first(
         git.entries_at(old, ["app.py"])
 
 
+def _objects_directory(repo: Repo) -> Path:
+    return Path(repo.git("rev-parse", "--path-format=absolute", "--git-path", "objects"))
+
+
 def _loose_objects(repo: Repo) -> set[str]:
-    objects = Path(repo.git("rev-parse", "--path-format=absolute", "--git-path", "objects"))
-    return {f"{path.parent.name}{path.name}" for path in objects.glob("[0-9a-f][0-9a-f]/*")}
+    return {f"{path.parent.name}{path.name}" for path in _objects_directory(repo).glob("[0-9a-f][0-9a-f]/*")}
+
+
+def _object_files_since(repo: Repo, before: set[str]) -> list[Path]:
+    return [_objects_directory(repo) / oid[:2] / oid[2:] for oid in sorted(_loose_objects(repo) - before)]
 
 
 def _diverged(repo: Repo) -> list[tuple[str, str]]:
@@ -824,6 +833,46 @@ def test_probe_merges_answer_as_merges_do_and_leave_no_object_behind(git: Git, r
     assert probed == merged
     assert [merge.clean for merge in probed] == [False, True]
     assert [conflict.path for conflict in probed[0].conflicts] == ["app.py"]
+
+
+def _repetitive_conflict(repo: Repo) -> list[tuple[str, str]]:
+    """A merge whose conflicted file (written with its markers) compresses well: zlib shrinks it at any level
+    above 0."""
+    lines = "".join(f"line {number}\n" for number in range(400))
+    base = repo.commit("main", {"long.txt": f"{lines}end\n"})
+    target = repo.commit("main", {"long.txt": f"{lines}target\n"})
+    ours = repo.commit("ours", {"long.txt": f"{lines}ours\n"}, parent=base)
+    return [(ours, target)]
+
+
+def _written_as_zlib_stores(objects: Iterable[Path]) -> list[bool]:
+    """Per loose object file: whether zlib stored it as it is (the file is larger than the object): all of them
+    at level 0; at level 1, those that do not compress (small trees), and not the conflicted file."""
+    return [len(data) > len(zlib.decompress(data)) for data in (path.read_bytes() for path in objects)]
+
+
+def test_probe_objects_are_written_uncompressed_since_they_are_deleted_unread(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored: list[bool] = []
+    remove = shutil.rmtree
+
+    def look_then_remove(path: str, *args: Any, **kwargs: Any) -> None:
+        stored.extend(_written_as_zlib_stores(Path(path).glob("[0-9a-f][0-9a-f]/*")))
+        remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", look_then_remove)
+    assert [merge.clean for merge in git.probe_merges(_repetitive_conflict(repo))] == [False]
+    assert stored
+    assert all(stored)  # the conflicted file and the trees above it
+
+
+def test_merges_that_are_kept_are_written_compressed(git: Git, repo: Repo) -> None:
+    pairs = _repetitive_conflict(repo) + _diverged(repo)
+    before = _loose_objects(repo)
+    git.merge_trees(pairs)
+    stored = _written_as_zlib_stores(_object_files_since(repo, before))
+    assert not all(stored)  # the conflicted file shrank (and some file was written)
 
 
 def test_probe_objects_live_in_a_held_scratch_directory_removed_on_close(repo: Repo) -> None:
@@ -888,10 +937,11 @@ def test_probes_write_into_the_repository_when_no_throwaway_directory_can_be_mad
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(alignment.git, "create_scratch", no_room)
-    pairs = _diverged(repo)
+    pairs = _repetitive_conflict(repo) + _diverged(repo)
     before = _loose_objects(repo)
-    assert [merge.clean for merge in git.probe_merges(pairs)] == [False, True]
-    assert _loose_objects(repo) > before
+    assert [merge.clean for merge in git.probe_merges(pairs)] == [False, False, True]
+    stored = _written_as_zlib_stores(_object_files_since(repo, before))
+    assert not all(stored)  # the conflicted file shrank: compressed, as any merge's
 
 
 def test_the_sweep_looks_in_shared_memory_even_when_it_has_no_room_for_new_directories(
