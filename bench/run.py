@@ -26,6 +26,9 @@ Approaches, each a separate process tree started from the project root:
   (j) worker clones: (g) with ``--tx 2*popen//chdir=DIR --worker-clones DIR``: each worker fetches into a
                clone of its own (made by the run: the cold case) and pushes its own branches; only for cases
                of up to ``WORKER_CLONES_UP_TO`` branches
+  (k) pytest alone: ``pytest -n 2`` of a no-op test parametrized with the same branch names, nothing else:
+               what pytest and xdist cost for that many items (Hypothesis's plugin blocked, as an alignment
+               run unregisters it)
 
 For (g) to (j) the run's repository copy is a bare remote, and a clone of it is made before the clock
 starts (with a commit-graph, as the copies of the other approaches have); verification reads the remote. The
@@ -183,7 +186,7 @@ def execute(argv: list[str], sample_every: float | None) -> Execution:
     with tempfile.TemporaryFile() as output:
         stolen = steal_seconds()
         started = time.perf_counter()
-        process = subprocess.Popen(argv, cwd=PROJECT, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=PROJECT, stdout=output, stderr=subprocess.STDOUT, env=run_environment())
         sampler = Sampler(process.pid, sample_every) if sample_every is not None else None
         if sampler is not None:
             sampler.start()
@@ -480,8 +483,8 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
 
     def pytest_alone(space: Workspace) -> list[str]:
         """(k) pytest and xdist with the same items and workers and nothing to do: what pytest itself costs.
-        Without Hypothesis's plugin (the dev extras have it): here it imports Hypothesis, 0.6 s a process,
-        which an alignment run never does."""
+        Without Hypothesis's plugin (the dev extras have it), which an alignment run unregisters
+        (``IDLE_PLUGINS``): here it would import Hypothesis, 0.6 s a process."""
         names_file(space)
         (space.scratch / "conftest.py").write_text(NO_OP_CONFTEST)
         (space.scratch / "test_branches.py").write_text(NO_OP_TESTS)
@@ -765,8 +768,8 @@ def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: di
         f"{SAMPLE_EVERY * 1000:.0f} ms (the naive loop: its single run). RSS counts shared pages once per process, "
         "PSS splits them.",
         "- Verified: runs of the row whose outcome was checked against the generator's intent and `git merge-tree`.",
-        "- The harness was byte-compiled before the runs (`compileall`), as a user's Python saves it after the "
-        "first run.",
+        "- The harness was byte-compiled before the runs (`compileall`), and the runs may save bytecode "
+        "(`PYTHONDONTWRITEBYTECODE` unset), as a user's Python does after the first run.",
     ]
     if any(r.case.branches > arguments.naive_up_to for r in results):
         lines.append(f"- The naive loop was skipped above {arguments.naive_up_to} branches (`--naive-up-to`).")
@@ -841,9 +844,16 @@ def compile_harness() -> None:
     """Byte-compile the harness before any run: each process a run starts imports it, and with
     ``PYTHONDONTWRITEBYTECODE`` set (as on this machine, and in some CI images) Python never saves what it
     compiled, so each process would compile every module changed since the last save again (all of them:
-    about 0.12 s a process here). Users' runs import saved bytecode once Python has written it."""
+    about 0.12 s a process here). Users' runs import saved bytecode once Python has written it. The modules
+    pytest rewrites (the plugin, the collected module) it saves itself, on the first run: ``run_environment``
+    lets it."""
     for package in ("alignment", "plugins"):
         compileall.compile_dir(PROJECT / package, quiet=1)
+
+
+def run_environment() -> dict[str, str]:
+    """The environment of every timed command: this one, except that Python may save bytecode."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 def main() -> None:

@@ -4,12 +4,13 @@ benchmark times the harness as users run it: byte-compiled."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 import bench.run
-from bench.run import compile_harness, describe_filesystem
+from bench.run import compile_harness, describe_filesystem, execute
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
 tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0
@@ -45,3 +46,9 @@ def test_the_harness_is_byte_compiled_before_the_runs(tmp_path: Path, monkeypatc
         source.write_text("VALUE = 1\n")
     compile_harness()
     assert all(Path(importlib.util.cache_from_source(str(source))).is_file() for source in sources)
+
+
+def test_the_timed_commands_may_save_bytecode_as_users_runs_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    done = execute([sys.executable, "-c", "import sys; print(sys.flags.dont_write_bytecode)"], None)
+    assert (done.returncode, done.output.strip()) == (0, "0")
