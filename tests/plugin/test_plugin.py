@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -87,7 +88,7 @@ def config_file(tmp_path: Path, **orchestration: Any) -> Path:
 
 
 MEMORY_PROBE = """
-import json, os
+import gc, json, os
 
 import pytest
 from _pytest.reports import TestReport
@@ -130,6 +131,7 @@ def pytest_sessionfinish(session):
     full_passed = sum(isinstance(report, TestReport) for report in terminal.stats.get("passed", ()))
     reports = [report for report in reports if isinstance(report, TestReport)]
     entries = type(getattr(getattr(session.config, "_json_report", None), "_json_tests", None)).__name__
+    watched = {id(tracked) for tracked in gc.get_objects()}  # what the collector walks: not the frozen
     with open(os.path.join(os.environ["PROBE_DIR"], who + ".json"), "w") as out:
         json.dump({"kept": kept, "items_holding_results": holding, "reports_with_keywords": REPORTS_WITH_KEYWORDS,
                    "collected": len(session.items), "distinct_marks": marks,
@@ -139,7 +141,9 @@ def pytest_sessionfinish(session):
                    "distinct_phase_strings": len({id(report.when) for report in reports}),
                    "full_passed_reports": full_passed, "json_entries": entries, "waiting": WAITING,
                    "setup_text_kept": "alignment_setup" in (workerinput or {}),
-                   "hypothesis_plugin": session.config.pluginmanager.has_plugin("hypothesispytest")}, out)
+                   "hypothesis_plugin": session.config.pluginmanager.has_plugin("hypothesispytest"),
+                   "frozen": gc.get_freeze_count(),
+                   "items_watched": sum(id(item) in watched for item in session.items)}, out)
 """
 
 
@@ -175,6 +179,10 @@ def test_demo_run_with_and_without_xdist(
     # entries are packed until it is written; a worker keeps no copy of the setup's text.
     assert probes["controller"]["full_passed_reports"] == 0
     assert probes["controller"]["json_entries"] == "PackedTestEntries"
+    # What lives to the end (the set-up, the items) is out of the garbage collector's sight until the end;
+    # an in-process run gives it back.
+    assert all(probe["frozen"] and not probe["items_watched"] for probe in probes.values())
+    assert gc.get_freeze_count() == 0
     for probe in probes.values():
         assert probe["items_holding_results"] == []
         assert not probe["setup_text_kept"]
