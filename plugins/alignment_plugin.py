@@ -25,6 +25,7 @@ the last real run made it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -130,6 +131,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.add_cleanup(functools.partial(_thaw, config))  # first registered: the last cleanup (see ``_thaw``)
     config.addinivalue_line("markers", "xdist_group(name): the target a branch is aligned with")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
@@ -386,11 +388,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _freeze_what_lives_to_the_end(config: pytest.Config) -> None:
     """Move every object alive now out of the garbage collector's sight (``gc.freeze``) until the run ends:
     the run's set-up, and in a process that collects, its items, live to the end, yet every full collection,
-    and pytest's own at the end of every process (which the controller waits for), would walk them all again.
-    ``pytest_unconfigure`` gives them back. Measured (paired runs): 50 branches, wall 0.90-0.93x (about 0.1 s
-    less at the end); 3,000 branches, no change beyond the noise (0.93-1.04x); peak memory unchanged."""
+    and pytest's own two at the end of every process (which the controller waits for), would walk them all
+    again. ``_thaw`` gives them back. Measured (paired runs): 50 branches, wall 0.90-0.94x (about 0.1 s less
+    at the end); 3,000 branches, no change beyond the noise (0.93-1.04x); peak memory unchanged."""
     gc.freeze()
     config.stash[FROZEN] = True
+
+
+def _thaw(config: pytest.Config) -> None:
+    """The last of the run's cleanups (registered first, by a ``tryfirst`` ``pytest_configure``): after pytest's
+    own final collections (one in its ``pytest_unconfigure``, one among the cleanups), and even when a hook or
+    cleanup before it raised. What was frozen goes back to the collector."""
+    if config.stash.get(FROZEN, False):
+        del config.stash[FROZEN]
+        gc.unfreeze()
 
 
 def _own_branches(config: pytest.Config, worker: str, specs: list[BranchSpec | None]) -> list[BranchSpec]:
@@ -603,12 +614,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Last: after pytest's own final collection, which found the frozen objects out of its way."""
-    if config.stash.get(FROZEN, False):
-        del config.stash[FROZEN]
-        gc.unfreeze()
     state = config.stash.get(STATE, None)
     if state is not None and state.worker == "main" and os.environ.get("PYTEST_XDIST_WORKER") is None:
         del config.stash[STATE]

@@ -98,9 +98,29 @@ WORKERS_WHEN_PUBLISHING = []
 WAITING = None  # what collected items hold before any runs (a process that collects nothing: None)
 
 
+FULL_COLLECTIONS = []  # the freeze count at each full collection after the session: pytest's own at the end
+RECORDING = False
+
+
+def _note_collection(phase, info):
+    if RECORDING and phase == "start" and info["generation"] == 2:
+        FULL_COLLECTIONS.append(gc.get_freeze_count())
+
+
+def _write_collections(config):  # a cleanup registered before pytest's: it runs after pytest's collections
+    gc.callbacks.remove(_note_collection)
+    workerinput = getattr(config, "workerinput", None)
+    who = workerinput["workerid"] if workerinput else "controller"
+    with open(os.path.join(os.environ["PROBE_DIR"], who + ".gc"), "w") as out:
+        json.dump(FULL_COLLECTIONS, out)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     global CONFIG
     CONFIG = config
+    gc.callbacks.append(_note_collection)
+    config.add_cleanup(lambda: _write_collections(config))
 
 
 def pytest_json_modifyreport(json_report):
@@ -121,6 +141,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session):
+    global RECORDING
+    RECORDING = True
     workerinput = getattr(session.config, "workerinput", None)  # not the environment: this test may run in one
     who = workerinput["workerid"] if workerinput else "controller"
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -183,6 +205,10 @@ def test_demo_run_with_and_without_xdist(
     # an in-process run gives it back.
     assert all(probe["frozen"] and not probe["items_watched"] for probe in probes.values())
     assert gc.get_freeze_count() == 0
+    if workers:  # pytest's own collections at the end of each process (none in-process: pytester skips them)
+        collections = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("*.gc")}
+        assert set(collections) == {"controller", "gw0", "gw1"}
+        assert all(len(counts) >= 2 and all(counts) for counts in collections.values()), collections
     for probe in probes.values():
         assert probe["items_holding_results"] == []
         assert not probe["setup_text_kept"]
