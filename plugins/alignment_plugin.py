@@ -131,7 +131,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.add_cleanup(functools.partial(_thaw, config))  # first registered: the last cleanup (see ``_thaw``)
+    config.add_cleanup(functools.partial(_thaw, config))  # before pytest's collecting cleanup: runs after it
     config.addinivalue_line("markers", "xdist_group(name): the target a branch is aligned with")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
@@ -396,9 +396,10 @@ def _freeze_what_lives_to_the_end(config: pytest.Config) -> None:
 
 
 def _thaw(config: pytest.Config) -> None:
-    """The last of the run's cleanups (registered first, by a ``tryfirst`` ``pytest_configure``): after pytest's
-    own final collections (one in its ``pytest_unconfigure``, one among the cleanups), and even when a hook or
-    cleanup before it raised. What was frozen goes back to the collector."""
+    """A cleanup registered by a ``tryfirst`` ``pytest_configure``, so before the one of pytest's
+    unraisable-exception plugin (which collects); cleanups run last registered first, so this one runs after
+    pytest's final collections (one in its ``pytest_unconfigure``, one among the cleanups), and even when a hook
+    or cleanup before it raised. What was frozen goes back to the collector."""
     if config.stash.get(FROZEN, False):
         del config.stash[FROZEN]
         gc.unfreeze()
