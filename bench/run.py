@@ -5,6 +5,7 @@ Run it from the project root (``bench`` is not an installed package)::
     python -m bench.run                                    # 50 / 200 / 1000 branches and the 30,000-file repository
     python -m bench.run --sizes 50 --big 0 --repeat 1      # a quick run
     python -m bench.run --sizes 50,200,1000 --pytest-workers 2,4 --output /tmp/bench_table.md
+    python -m bench.run --sizes 1000 --big 0 --settings '{"explain_budget_merges": 0}'   # without a feature
 
 Cases: ``--sizes`` repositories of 2,000 files and 1,000 target commits, plus (unless ``--big 0``) one of
 30,000 files and 200 target commits with ``--big`` branches, all written by ``bench.generate`` with its fixed
@@ -85,11 +86,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
+from alignment.config import from_mapping
+from alignment.errors import ConfigError
 from alignment.proctree import tree_rss_bytes, tree_sum
 from bench import realhistory
 from bench.generate import Scenario, generate
@@ -423,10 +426,10 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
         )
 
     def remote_orchestrator(space: Workspace) -> list[str]:
+        settings = {**scenario.orchestration, "max_workers_per_target": ORCHESTRATOR_THREADS, "remote": "origin"}
         code = (
             "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
-            f"O({{'orchestration': {{'max_workers_per_target': {ORCHESTRATOR_THREADS}, 'remote': 'origin'}}}}, "
-            "reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
+            f"O({{'orchestration': {settings!r}}}, reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
         )
         return [sys.executable, "-c", code, str(scenario.input_path), str(clone_of(space)), str(space.reports)]
 
@@ -671,10 +674,19 @@ class CaseRunner:
 
 
 def run_case(
-    work: Path, case: Case, pytest_workers: list[int], repeat: int, naive: bool, keep: bool, only: str | None
+    work: Path,
+    case: Case,
+    pytest_workers: list[int],
+    repeat: int,
+    naive: bool,
+    keep: bool,
+    only: str | None,
+    settings: dict[str, object],
 ) -> tuple[list[Result], str]:
-    """The results of every approach on ``case``, and the commit its ``main`` is at."""
+    """The results of every approach on ``case``, and the commit its ``main`` is at; ``settings`` are laid
+    over the case's own configuration (``--settings``)."""
     scenario = case.scenario(work)
+    scenario = replace(scenario, orchestration={**scenario.orchestration, **settings})
     scratch = work / f"{case.label}-reference.git"
     shutil.copytree(scenario.repo, scratch, symlinks=True)
     reference = Reference(scenario, tips(scenario.repo), *floor_trees(scratch, scenario))
@@ -771,6 +783,11 @@ def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: di
         "- The harness was byte-compiled before the runs (`compileall`), and the runs may save bytecode "
         "(`PYTHONDONTWRITEBYTECODE` unset), as a user's Python does after the first run.",
     ]
+    if arguments.settings:
+        lines.append(
+            f"- Configuration laid over every case's (`--settings`): `{json.dumps(arguments.settings)}`; the "
+            "floors do not read it."
+        )
     if any(r.case.branches > arguments.naive_up_to for r in results):
         lines.append(f"- The naive loop was skipped above {arguments.naive_up_to} branches (`--naive-up-to`).")
     for result in results:
@@ -835,6 +852,22 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def settings_overlay(text: str) -> dict[str, object]:
+    """``--settings``: configuration keys as a JSON object, checked as a configuration file's
+    ``orchestration`` mapping is (a key unknown or a value wrong is a usage error, before any case runs)."""
+    try:
+        overlay = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(overlay, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object of configuration keys, e.g. {"log_per_branch": false}')
+    try:
+        from_mapping({"orchestration": overlay}, "--settings")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return overlay
+
+
 def int_list(text: str) -> list[int]:
     """``"50,200,1000"`` as ``[50, 200, 1000]``; ``""`` as ``[]``."""
     return [int(part) for part in text.split(",") if part.strip()]
@@ -873,6 +906,13 @@ def main() -> None:
     parser.add_argument("--only", help="letters of the approaches to run, e.g. adghi (default: all)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     parser.add_argument("--keep", type=Path, help="keep the generated repositories and run copies here")
+    parser.add_argument(
+        "--settings",
+        type=settings_overlay,
+        default={},
+        help="configuration keys (JSON) laid over every case's, e.g. '{\"explain_budget_merges\": 0}': "
+        "what a run costs without one of its features",
+    )
     arguments = parser.parse_args()
     if arguments.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -893,7 +933,7 @@ def main() -> None:
             naive = case.branches <= arguments.naive_up_to
             keep = arguments.keep is not None
             found, tips_of_main[case.label] = run_case(
-                work, case, arguments.pytest_workers, arguments.repeat, naive, keep, arguments.only
+                work, case, arguments.pytest_workers, arguments.repeat, naive, keep, arguments.only, arguments.settings
             )
             results.extend(found)
             table = "\n".join([HEADER, *rows(results), *notes(results, arguments, tips_of_main, work)])

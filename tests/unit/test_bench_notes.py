@@ -1,16 +1,19 @@
 """The benchmark's notes name the file system its repositories are on: it moves the per-branch cost. And the
-benchmark times the harness as users run it: byte-compiled."""
+benchmark times the harness as users run it: byte-compiled, with the configuration it was asked for."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import bench.run
-from bench.run import compile_harness, describe_filesystem, execute
+from bench.run import compile_harness, describe_filesystem, execute, settings_overlay
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
 tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0
@@ -52,3 +55,35 @@ def test_the_timed_commands_may_save_bytecode_as_users_runs_do(monkeypatch: pyte
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     done = execute([sys.executable, "-c", "import sys; print(sys.flags.dont_write_bytecode)"], None)
     assert (done.returncode, done.output.strip()) == (0, "0")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"explain_budget_merge": 0}', "orchestration.explain_budget_merge: unknown key"),
+        ('{"explain_budget_merges": -1}', "expected an integer >= 0, got -1"),
+        ('["log_per_branch"]', "expected a JSON object of configuration keys"),
+        ("{log_per_branch: false}", "not JSON"),
+    ],
+)
+def test_settings_that_a_configuration_file_could_not_hold_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(problem)):
+        settings_overlay(text)
+
+
+def test_the_settings_reach_every_run_and_the_notes(tmp_path: Path) -> None:
+    """A small case with per-branch logs and the audit trail switched off: neither the pytest runs nor the
+    orchestrator's (local or with a remote) write them, and the notes say what was laid over the case's
+    configuration."""
+    keep, settings = tmp_path / "keep", '{"log_per_branch": false, "audit_trail_enabled": false}'
+    arguments = ["--sizes", "4", "--big", "0", "--real", "0", "--repeat", "1", "--naive-up-to", "0", "--only", "abh"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", *arguments, "--keep", str(keep), "--settings", settings],
+        cwd=Path(bench.run.__file__).parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"(`--settings`): `{settings}`" in done.stdout
+    runs = sorted(keep.glob("4b-*-run*/reports/runs/*"))
+    assert len(runs) == 6  # (a), (b) and (h), each timed once and sampled once
+    assert all((run / "alignment_results.json").is_file() for run in runs)
+    assert not [path for run in runs for path in (run / "logs", run / "audit.jsonl") if path.exists()]
