@@ -448,7 +448,8 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
 
     def remote_results(label: str) -> Callable[[Workspace], str]:
         def verify(space: Workspace) -> str:
-            for line in (space.reports / "latest" / "audit.jsonl").read_text().splitlines():
+            audit = space.reports / "latest" / "audit.jsonl"  # absent with ``audit_trail_enabled: false``
+            for line in audit.read_text().splitlines() if audit.exists() else ():
                 event = json.loads(line)
                 if event["event"] == "push":
                     pushed = (event["seconds"], len(event["pushed"]))
@@ -786,7 +787,7 @@ def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: di
     if arguments.settings:
         lines.append(
             f"- Configuration laid over every case's (`--settings`): `{json.dumps(arguments.settings)}`; the "
-            "floors do not read it."
+            "floors, the naive loop and pytest alone do not read it."
         )
     if any(r.case.branches > arguments.naive_up_to for r in results):
         lines.append(f"- The naive loop was skipped above {arguments.naive_up_to} branches (`--naive-up-to`).")
@@ -852,9 +853,13 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+APPROACHES_SET = ("max_workers_per_target", "remote")  # keys some approaches set themselves, e.g. (b) and (h)
+
+
 def settings_overlay(text: str) -> dict[str, object]:
     """``--settings``: configuration keys as a JSON object, checked as a configuration file's
-    ``orchestration`` mapping is (a key unknown or a value wrong is a usage error, before any case runs)."""
+    ``orchestration`` mapping is (a key unknown or a value wrong is a usage error, before any case runs).
+    The keys an approach sets itself are refused: they would not reach every run."""
     try:
         overlay = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -865,6 +870,9 @@ def settings_overlay(text: str) -> dict[str, object]:
         from_mapping({"orchestration": overlay}, "--settings")
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    for key in APPROACHES_SET:
+        if key in overlay:
+            raise argparse.ArgumentTypeError(f"--settings: orchestration.{key}: set by the approaches themselves")
     return overlay
 
 

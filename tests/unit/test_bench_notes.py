@@ -64,6 +64,8 @@ def test_the_timed_commands_may_save_bytecode_as_users_runs_do(monkeypatch: pyte
         ('{"explain_budget_merges": -1}', "expected an integer >= 0, got -1"),
         ('["log_per_branch"]', "expected a JSON object of configuration keys"),
         ("{log_per_branch: false}", "not JSON"),
+        ('{"max_workers_per_target": 1}', "orchestration.max_workers_per_target: set by the approaches themselves"),
+        ('{"remote": "origin"}', "orchestration.remote: set by the approaches themselves"),
     ],
 )
 def test_settings_that_a_configuration_file_could_not_hold_are_refused(text: str, problem: str) -> None:
@@ -71,6 +73,7 @@ def test_settings_that_a_configuration_file_could_not_hold_are_refused(text: str
         settings_overlay(text)
 
 
+@pytest.mark.slow
 def test_the_settings_reach_every_run_and_the_notes(tmp_path: Path) -> None:
     """A small case with per-branch logs and the audit trail switched off: neither the pytest runs nor the
     orchestrator's (local or with a remote) write them, and the notes say what was laid over the case's
@@ -83,6 +86,7 @@ def test_the_settings_reach_every_run_and_the_notes(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"(`--settings`): `{settings}`" in done.stdout
+    assert "FAILED" not in done.stdout  # every run verified, the one with a remote without its audit trail too
     runs = sorted(keep.glob("4b-*-run*/reports/runs/*"))
     assert len(runs) == 6  # (a), (b) and (h), each timed once and sampled once
     assert all((run / "alignment_results.json").is_file() for run in runs)
