@@ -853,7 +853,7 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-APPROACHES_SET = ("max_workers_per_target", "remote")  # keys some approaches set themselves, e.g. (b) and (h)
+APPROACHES_SET = ("max_workers_per_target", "remote", "repo_path", "reports_dir")  # e.g. (b), (h), --repo
 
 
 def settings_overlay(text: str) -> dict[str, object]:

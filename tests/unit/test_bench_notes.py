@@ -66,6 +66,7 @@ def test_the_timed_commands_may_save_bytecode_as_users_runs_do(monkeypatch: pyte
         ("{log_per_branch: false}", "not JSON"),
         ('{"max_workers_per_target": 1}', "orchestration.max_workers_per_target: set by the approaches themselves"),
         ('{"remote": "origin"}', "orchestration.remote: set by the approaches themselves"),
+        ('{"reports_dir": "elsewhere"}', "orchestration.reports_dir: set by the approaches themselves"),
     ],
 )
 def test_settings_that_a_configuration_file_could_not_hold_are_refused(text: str, problem: str) -> None:
