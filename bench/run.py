@@ -738,11 +738,13 @@ def rows(results: list[Result]) -> list[str]:
     return lines
 
 
-def describe_filesystem(path: Path, mounts: str, journals: Iterable[str]) -> str:
-    """The file system ``path`` is on, from ``/proc/mounts`` text and the names in ``/proc/fs/jbd2``. The notes
-    name it because it moves the per-branch cost: measured on this project's VM, 1,000 branches took 6.0-7.6 s
-    on an ext4 without a journal, where the inode allocator steps over every recently deleted inode (a run's
-    files and the previous run's copy), against 3.9-4.8 s on an ext4 with one; the floor 1.1-1.4 s on both."""
+def describe_filesystem(path: Path, mounts: str, journals: Iterable[str], block_device: str | None = None) -> str:
+    """The file system ``path`` is on, from ``/proc/mounts`` text and the names in ``/proc/fs/jbd2``, which
+    names a journal by the kernel's name of its block device: ``block_device`` when known (the mount table may
+    say ``/dev/root``), else the mount's device resolved. The notes name the file system because it moves the
+    per-branch cost: measured on this project's VM, 1,000 branches took 6.0-7.6 s on an ext4 without a
+    journal, where the inode allocator steps over every recently deleted inode (a run's files and the previous
+    run's copy), against 3.9-4.8 s on an ext4 with one; the floor 1.1-1.4 s on both."""
     device, mountpoint, kind = "", "", "unknown"
     for line in mounts.splitlines():
         fields = line.split()
@@ -750,9 +752,19 @@ def describe_filesystem(path: Path, mounts: str, journals: Iterable[str]) -> str
             device, mountpoint, kind = fields[:3]
     if kind != "ext4":
         return f"{kind} (`{mountpoint}`)"
-    name = Path(device).resolve().name  # /dev/mapper/x is a link to /dev/dm-N, which jbd2 names
+    name = block_device or Path(device).resolve().name  # /dev/mapper/x is a link to /dev/dm-N, which jbd2 names
     journaled = any(entry.startswith(f"{name}-") for entry in journals)
     return f"ext4 {'with' if journaled else 'without'} a journal (`{mountpoint}`)"
+
+
+def block_device_name(path: Path) -> str | None:
+    """The kernel's name of the block device holding ``path`` (``vda1``, ``loop0``, ``dm-0``), from sysfs;
+    None when it is on no block device (tmpfs, overlayfs) or sysfs is not there."""
+    try:
+        device = path.stat().st_dev
+        return Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve(strict=True).name
+    except OSError:
+        return None
 
 
 def filesystem_of(path: Path) -> str:
@@ -762,7 +774,7 @@ def filesystem_of(path: Path) -> str:
         mounts = Path("/proc/mounts").read_text(encoding="utf-8")
     except OSError:
         return "unknown"
-    return describe_filesystem(path.resolve(), mounts, journals)
+    return describe_filesystem(path.resolve(), mounts, journals, block_device_name(path))
 
 
 def notes(results: list[Result], arguments: argparse.Namespace, tips_of_main: dict[str, str], work: Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import bench.run
-from bench.run import compile_harness, describe_filesystem, execute, settings_overlay
+from bench.run import block_device_name, compile_harness, describe_filesystem, execute, settings_overlay
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
 tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0
@@ -38,6 +39,24 @@ def test_the_deepest_mount_holding_the_path_is_named_with_its_journal(
     path: str, journals: list[str], described: str
 ) -> None:
     assert describe_filesystem(Path(path), MOUNTS, journals) == described
+
+
+@pytest.mark.parametrize(("block_device", "described"), [("vda1", "with"), (None, "without")])
+def test_a_journal_is_found_by_the_block_device_when_the_mount_table_says_dev_root(
+    block_device: str | None, described: str
+) -> None:
+    """Some kernels list the root file system as ``/dev/root``; jbd2 names its journal by the real device."""
+    mounts = "/dev/root / ext4 rw,relatime 0 0\n"
+    assert (
+        describe_filesystem(Path("/tmp/bench"), mounts, ["vda1-8"], block_device) == f"ext4 {described} a journal (`/`)"
+    )
+
+
+def test_the_block_device_of_a_path_is_the_one_sysfs_names_for_its_device_number(tmp_path: Path) -> None:
+    device = tmp_path.stat().st_dev
+    sysfs = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
+    assert block_device_name(tmp_path) == (sysfs.resolve().name if sysfs.exists() else None)
+    assert block_device_name(tmp_path / "missing") is None
 
 
 def test_the_harness_is_byte_compiled_before_the_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
