@@ -378,13 +378,17 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
 
         return command
 
-    def orchestrator(space: Workspace) -> list[str]:
-        settings = {**scenario.orchestration, "max_workers_per_target": ORCHESTRATOR_THREADS}
+    def orchestrator_command(repo: Path, reports: Path, **more: object) -> list[str]:
+        """The orchestrator with 2 threads per target, the case's configuration and ``more`` settings."""
+        settings = {**scenario.orchestration, "max_workers_per_target": ORCHESTRATOR_THREADS, **more}
         code = (
             "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
             f"O({{'orchestration': {settings!r}}}, reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
         )
-        return [sys.executable, "-c", code, str(scenario.input_path), str(space.repo), str(space.reports)]
+        return [sys.executable, "-c", code, str(scenario.input_path), str(repo), str(reports)]
+
+    def orchestrator(space: Workspace) -> list[str]:
+        return orchestrator_command(space.repo, space.reports)
 
     def names_file(space: Workspace) -> Path:
         names = space.scratch / "names.txt"
@@ -426,12 +430,7 @@ def approaches(reference: Reference, pytest_workers: list[int], naive: bool, onl
         )
 
     def remote_orchestrator(space: Workspace) -> list[str]:
-        settings = {**scenario.orchestration, "max_workers_per_target": ORCHESTRATOR_THREADS, "remote": "origin"}
-        code = (
-            "import sys; from alignment.orchestrator import BranchAlignmentOrchestrator as O; "
-            f"O({{'orchestration': {settings!r}}}, reports_dir=sys.argv[3]).run(*sys.argv[1:3])"
-        )
-        return [sys.executable, "-c", code, str(scenario.input_path), str(clone_of(space)), str(space.reports)]
+        return orchestrator_command(clone_of(space), space.reports, remote="origin")
 
     def worker_clones(space: Workspace) -> list[str]:
         """(g) spread over two workers that each align and push in a clone of their own."""
