@@ -131,6 +131,30 @@ def test_a_stalled_helper_times_out_and_is_killed(repo: Repo) -> None:
     slow.close()
 
 
+def test_the_ref_helper_ends_after_its_lifetime_and_a_fresh_one_goes_on(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``update-ref --stdin`` keeps every ref it created: after ``REF_HELPER_LIFETIME`` transactions it ends
+    (having committed the last one) and the next transaction starts a fresh process."""
+    monkeypatch.setattr(alignment.git, "REF_HELPER_LIFETIME", 3)
+    git = Git(RepoLocation.discover(repo.path))
+    tip = repo.tip("main")
+    running = []
+    for number in range(7):
+        git.update_refs([RefUpdate(branch_ref(f"copy-{number}"), tip, None)])
+        running.append(git._refs._helpers[0]._process)
+    assert [process is None for process in running] == [False, False, True, False, False, True, False]
+    first, second, third = running[0], running[3], running[6]
+    assert first is running[1]
+    assert second is running[4]
+    assert len({id(first), id(second), id(third)}) == 3
+    for ended in (first, second):  # each ended on its own once its input closed, its last transaction made
+        assert ended is not None
+        assert ended.wait(timeout=10) == 0
+    assert all(git.resolve_branch(f"copy-{number}") == tip for number in range(7))
+    git.close()
+
+
 def test_no_git_on_path_is_a_clear_error(repo: Repo) -> None:
     without_git = Git(RepoLocation.discover(repo.path), env={"PATH": "/nonexistent"})
     with pytest.raises(RepositoryError, match="git is not installed"):
@@ -230,7 +254,8 @@ def test_a_walk_whose_level_outgrows_the_kept_trees_still_answers(
     are then read one by one."""
     old = repo.commit("main", {f"{top}/f.txt": f"{top} 1\n" for top in "abcd"})
     new = repo.commit("main", {f"{top}/f.txt": f"{top} 2\n" for top in "abcd"})
-    monkeypatch.setattr(git._parsed, "ENTRIES", 1)
+    for bound in ("ENTRIES", "PARSED"):
+        monkeypatch.setattr(git._parsed, bound, 1)
     requests = _count_object_requests(git, monkeypatch)
     assert sorted(git.tree_changes(old, new)) == [f"{top}/f.txt" for top in "abcd"]
     assert 1 in requests[3:]  # after the level's request, trees it dropped again are read alone
@@ -784,20 +809,38 @@ def test_a_branch_tip_read_once_is_not_read_again_for_its_tree_or_parents(git: G
         git.commit_parents(never_read)
 
 
-@pytest.mark.parametrize("bound", ["ROOTS", "ENTRIES"])
+@pytest.mark.parametrize("bounds", [("ROOTS",), ("ENTRIES", "PARSED")])
 def test_kept_trees_are_bounded_least_recently_used_first(
-    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch, bound: str
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch, bounds: tuple[str, ...]
 ) -> None:
     old = repo.tip("main")
     old_tree = repo.git("rev-parse", "main^{tree}")
     new = repo.commit("main", {"other.py": "X = 1\n"})
-    monkeypatch.setattr(git._parsed, bound, 1)
+    for bound in bounds:
+        monkeypatch.setattr(git._parsed, bound, 1)
     git.entries_at(old, ["app.py"])
     git.entries_at(new, ["app.py"])  # pushes out the old commit's tree (ENTRIES) or its root (ROOTS)
-    _forget_object(repo, old if bound == "ROOTS" else old_tree)
+    _forget_object(repo, old if bounds == ("ROOTS",) else old_tree)
     git._objects.close()
     with pytest.raises(GitError, match="is not a"):
         git.entries_at(old, ["app.py"])
+
+
+def test_a_kept_tree_no_longer_parsed_is_parsed_again_without_asking_git(
+    git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``PARSED`` entries a tree is kept only as git stores it: asked for again, it is parsed again."""
+    old = repo.commit("main", {"a/f.txt": "a 1\n", "b/g.txt": "b 1\n"})
+    new = repo.commit("main", {"a/f.txt": "a 2\n", "b/g.txt": "b 2\n"})
+    monkeypatch.setattr(git._parsed, "PARSED", 1)
+    expected = git.entries_at(old, ["a/f.txt", "b/g.txt"])
+    git.entries_at(new, ["a/f.txt", "b/g.txt"])  # the old commit's trees are no longer parsed
+    assert len(git._parsed._trees) == 1
+    assert len(git._parsed._stored) > 3
+    requests = _count_object_requests(git, monkeypatch)
+    assert git.entries_at(old, ["a/f.txt", "b/g.txt"]) == expected
+    assert git.tree_changes(old, new) == git.entries_at(new, ["a/f.txt", "b/g.txt"])
+    assert requests == []
 
 
 def _objects_directory(repo: Repo) -> Path:
