@@ -85,8 +85,9 @@ FROZEN = pytest.StashKey[bool]()  # this process moved what lives to the end out
 NO_NAMES: frozenset[str] = frozenset()
 # pytest plugins with nothing to do in an alignment run, unregistered from it: hypothesis's imports all of
 # hypothesis for its terminal summary, in every process (about 7 MB and 0.15 s each, at the end of a worker's
-# session, when the run's memory peaks).
-IDLE_PLUGINS = ("hypothesispytest",)
+# session, when the run's memory peaks); pytest's subtests (9.x) keeps an entry for every test in every
+# process, reading its count of failed subtests from a defaultdict.
+IDLE_PLUGINS = ("hypothesispytest", "subtests")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -449,15 +450,16 @@ def alignment_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
 
 
 @pytest.fixture
-def branch_alignment(
-    request: pytest.FixtureRequest, branch_spec: BranchSpec, alignment_runtime: Runtime
-) -> Iterator[BranchAlignment]:
-    """Prepare the branch (checks, backup) for the test's steps; in teardown, finish and record the result."""
-    setup = alignment_runtime.setup
+def branch_alignment(request: pytest.FixtureRequest, branch_spec: BranchSpec) -> Iterator[BranchAlignment]:
+    """Prepare the branch (checks, backup) for the test's steps; in teardown, finish and record the result.
+
+    The runtime is asked for, not declared: a fixture declaring a session-scoped one leaves a finalizer on it
+    each time it runs, with its request, until the session ends (about 0.4 KB per branch)."""
+    runtime: Runtime = request.getfixturevalue("alignment_runtime")
     started_at = time.time()  # before the check: a branch that passes it started before any trip was logged
-    if setup.stop_flag.exists():
-        pytest.skip(f"not started: {setup.stop_flag.read_text(encoding='utf-8')}")
-    steps = alignment_runtime.alignment(branch_spec, started_at)
+    if runtime.setup.stop_flag.exists():
+        pytest.skip(f"not started: {runtime.setup.stop_flag.read_text(encoding='utf-8')}")
+    steps = runtime.alignment(branch_spec, started_at)
     try:
         with contextlib.suppress(Exception):  # recorded by the step; the test's first step raises it
             steps.prepare()
@@ -549,13 +551,21 @@ class LeanTerminalStats:
     ``times`` console style sums them): it is kept as a ``Counted`` placeholder, one per test file (a
     report is about 1.4 KB). An xdist worker prints no summary at all: it keeps none. A report the
     controller keeps drops pytest-json-report's per-item extras once that plugin has read them (every report
-    of an item carries all of them from the worker, about 400 bytes).
+    of an item carries all of them from the worker, about 400 bytes). The ids of the tests it has shown
+    progress for, which it only counts, are kept as text (pytest 9.2 keeps each parsed: about 300 bytes).
     """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.categories = None if hasattr(config, "workerinput") else ("",)
         self.counted: dict[str, Counted] = {}  # by test file
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        shown = getattr(terminal, "_progress_nodeids_reported", None)
+        if type(shown) is set:
+            terminal._progress_nodeids_reported = TextIds(shown)  # type: ignore[union-attr]
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -572,6 +582,14 @@ class LeanTerminalStats:
                 path = report.location[0]
                 reports[-1] = self.counted.setdefault(path, Counted((path, None, "")))
             return
+
+
+class TextIds(set[str]):
+    """Test ids kept as text, whatever form they are added in (the text a parsed id caches, which its test's
+    item or reports hold anyway)."""
+
+    def add(self, element: object) -> None:
+        super().add(str(element))
 
 
 def _reads_passed_reports(config: pytest.Config, terminal: Any) -> bool:

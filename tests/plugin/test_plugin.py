@@ -96,6 +96,7 @@ from _pytest.reports import TestReport
 REPORTS_WITH_KEYWORDS = []
 WORKERS_WHEN_PUBLISHING = []
 WAITING = None  # what collected items hold before any runs (a process that collects nothing: None)
+RUNTIME_FINALIZERS = set()  # at each teardown here: how many finalizers the session's runtime fixture holds
 
 
 FULL_COLLECTIONS = []  # the freeze count at each full collection after the session: pytest's own at the end
@@ -126,6 +127,13 @@ def pytest_configure(config):
 def pytest_json_modifyreport(json_report):
     dsession = CONFIG.pluginmanager.getplugin("dsession")
     WORKERS_WHEN_PUBLISHING.append(len(dsession.nodemanager.group) if dsession else 0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    runtime = item._request._fixture_defs.get("alignment_runtime")
+    if runtime is not None:
+        RUNTIME_FINALIZERS.add(len(runtime._finalizers))
 
 
 def pytest_runtest_logreport(report):
@@ -162,8 +170,12 @@ def pytest_sessionfinish(session):
                    "with_json_extras": sum(hasattr(report, "_json_report_extra") for report in reports),
                    "distinct_phase_strings": len({id(report.when) for report in reports}),
                    "full_passed_reports": full_passed, "json_entries": entries, "waiting": WAITING,
+                   "runtime_finalizers": sorted(RUNTIME_FINALIZERS),
                    "setup_text_kept": "alignment_setup" in (workerinput or {}),
                    "hypothesis_plugin": session.config.pluginmanager.has_plugin("hypothesispytest"),
+                   "subtests_plugin": session.config.pluginmanager.has_plugin("subtests"),
+                   "progress_ids": sorted({type(shown).__name__ for shown in terminal._progress_nodeids_reported}),
+                   "progress_count": len(terminal._progress_nodeids_reported),
                    "frozen": gc.get_freeze_count(),
                    "items_watched": sum(id(item) in watched for item in session.items)}, out)
 """
@@ -192,6 +204,7 @@ def test_demo_run_with_and_without_xdist(
     probes = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("*.json")}
     assert set(probes) == ({"controller", "gw0", "gw1"} if workers else {"controller"})
     assert probes["controller"]["kept"] == {"": 0, "passed": 16, "failed": 4}
+    assert probes["controller"]["progress_count"] == 20  # one per test, as pytest counts them
     assert probes["controller"]["workers_when_publishing"] == [0], "the workers' memory is freed before publishing"
     # Each item that ran let its call spec go (the worker that ran it: each branch runs once).
     assert sum(probe["call_specs_dropped"] for probe in probes.values()) == 20
@@ -213,6 +226,8 @@ def test_demo_run_with_and_without_xdist(
         assert probe["items_holding_results"] == []
         assert not probe["setup_text_kept"]
         assert not probe["hypothesis_plugin"], "it would import hypothesis for its summary: 7 MB per process"
+        assert not probe["subtests_plugin"], "it keeps an entry per test"
+        assert probe["progress_ids"] == ["str"], "the progress count keeps ids as text, not parsed"
         assert probe["reports_with_keywords"] == []
         if probe is not probes["controller"]:
             assert set(probe["kept"].values()) == {0}, "a worker prints no summary: it keeps no report"
@@ -220,6 +235,9 @@ def test_demo_run_with_and_without_xdist(
             assert (probe["collected"], probe["distinct_marks"]) == (20, 2 * 3 + 1)
             # Until an item runs it holds no fixture request, and no set of extra -k names of its own.
             assert probe["waiting"] == {"requests": 0, "keyword_sets": 1}
+            # The session's runtime keeps no finalizer per branch (one of a fixture that declared it, and the
+            # request behind it, until the session ends): only its own two (pytest's hook call, its yield's end).
+            assert probe["runtime_finalizers"] == [2]
     jsonschema.validate(done.data, load_schema())
     assert {name: branch["status"] for name, branch in done.branches().items()} == expected
     assert "branch alignment" in done.output
