@@ -6,11 +6,13 @@ circuit breaker, keeps the results and builds and publishes the spec's output. W
 does to the run is the front end's: it passes ``on_trip`` (the controller stops xdist, the orchestrator
 stops admitting branches). Between the last branch and ``finish`` a branch's result may be amended (a later
 step, such as pushing it, changed its outcome). Thread-safe: the orchestrator's threads share one ledger.
+The results wait for the end on disk (``spill``), not in memory: a run's memory does not grow with them.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -27,6 +29,7 @@ from alignment.model import BranchResult, BranchSpec
 from alignment.remote import push_branches
 from alignment.report import build_results, publish
 from alignment.session import RunSetup
+from alignment.spill import Spilled, SpillFile
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,9 @@ class RunLedger:
         self.breaker = CircuitBreaker.from_settings(setup.breaker_settings)
         self.audit = AuditTrail(setup.folder.audit_path if setup.settings.audit_trail_enabled else None)
         self._on_trip = on_trip
-        self._results: dict[str, BranchResult] = {}
+        self._spill = SpillFile(setup.folder.path)
+        self._results: dict[str, Spilled | bytes] = {}  # each result as pickled, where it was kept
+        self._read: dict[str, BranchResult] | None = None  # the results as last read back, until one changes
         self._lock = threading.Lock()
 
     @property
@@ -56,9 +61,21 @@ class RunLedger:
 
     @property
     def results(self) -> Mapping[str, BranchResult]:
-        """The results recorded so far, by branch name (a copy)."""
+        """The results recorded so far, by branch name (a copy). Read back once at the end: the run reads
+        them when no branch is left, and keeps them from then on."""
         with self._lock:
-            return dict(self._results)
+            if self._read is None:
+                kept = self._results.items()  # pickled by this ledger, not from outside
+                self._read = {name: pickle.loads(self._spill.read(where)) for name, where in kept}  # noqa: S301
+            return dict(self._read)
+
+    def _keep(self, result: BranchResult) -> int:
+        """Record ``result`` (replacing its branch's); how many branches have a result."""
+        kept = self._spill.keep(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        with self._lock:
+            self._results[result.branch] = kept
+            self._read = None
+            return len(self._results)
 
     def start(self) -> None:
         setup = self.setup
@@ -77,9 +94,7 @@ class RunLedger:
         """Record ``result`` and count it for the breaker as a failure when ``failed`` (default: it did not
         succeed); returns how many branches have finished. A trip goes to ``on_trip`` first (which stops new
         branches), then to the audit trail, so that no branch starts after the trip's recorded time."""
-        with self._lock:
-            self._results[result.branch] = result
-            done = len(self._results)
+        done = self._keep(result)
         self.audit.record(
             "branch_end",
             branch=result.branch,
@@ -103,7 +118,7 @@ class RunLedger:
         with self._lock:
             if result.branch not in self._results:
                 raise KeyError(f"no result recorded for '{result.branch}' to amend")
-            self._results[result.branch] = result
+        self._keep(result)
         self.audit.record("branch_amended", branch=result.branch, target=result.target, status=result.status.value)
 
     def _amend_or_record(self, result: BranchResult) -> None:

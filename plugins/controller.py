@@ -35,6 +35,7 @@ from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
 from alignment.session import RunSetup
+from alignment.spill import Spilled, SpillFile
 from plugins.handoff import PUSHED_OUTPUT, RESULT_PROPERTY, SETUP_INPUT, NodeMap, result_of, write_node_map
 from plugins.scheduler import TargetScheduling
 
@@ -102,7 +103,7 @@ class AlignmentController:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
         self._use_lastfailed_of_this_run()
-        PackedTestEntries.install(self.config)
+        PackedTestEntries.install(self.config, SpillFile(self.setup.folder.path))
         if not self.collecting_only:
             self.ledger.start()
 
@@ -396,21 +397,26 @@ class WorkerPushes:
 
 
 class PackedTestEntries(dict[str, Any]):
-    """pytest-json-report's per-test entries, each kept as compact JSON once its test has ended.
+    """pytest-json-report's per-test entries, each kept as compact JSON on disk once its test has ended.
 
     That plugin keeps every test's entry (a dict per entry and per stage: about 1.2 KB) until it writes the
-    report at the end; packed, an entry is about 300 bytes. Reading an entry unpacks it, so the report it
-    builds and saves is the same. An entry that would not come back equal from JSON stays a dict.
+    report at the end; packed, an entry is about 300 bytes, written to ``spill``. Reading an entry unpacks
+    it, so the report it builds and saves is the same. An entry that would not come back equal from JSON
+    stays a dict.
     """
 
+    def __init__(self, entries: dict[str, Any] | None = None, *, spill: SpillFile) -> None:
+        super().__init__(entries or {})
+        self.spill = spill
+
     @classmethod
-    def install(cls, config: pytest.Config) -> None:
+    def install(cls, config: pytest.Config, spill: SpillFile) -> None:
         """Put the entries of this run's JSON report plugin in a ``PackedTestEntries`` (where the installed
         pytest-json-report keeps them as ``tests/unit/test_xdist_contract.py`` checks; otherwise nothing)."""
         plugin = getattr(config, "_json_report", None)
         entries = getattr(plugin, "_json_tests", None)
         if isinstance(entries, dict) and not isinstance(entries, cls):
-            packed = cls(entries)
+            packed = cls(entries, spill=spill)
             plugin._json_tests = packed  # type: ignore[union-attr]
             config.pluginmanager.register(packed, "alignment-packed-test-entries")
 
@@ -430,12 +436,12 @@ class PackedTestEntries(dict[str, Any]):
         except (TypeError, ValueError, msgspec.EncodeError):  # ValueError: a lone surrogate, no UTF-8 for it
             return  # pytest-json-report writes what JSON cannot encode with str(): kept as it is
         if msgspec.json.decode(text) == entry:
-            super().__setitem__(nodeid, PackedEntry(text))
+            super().__setitem__(nodeid, PackedEntry(self.spill.keep(text)))
 
     def __getitem__(self, nodeid: str) -> Any:
         entry = super().__getitem__(nodeid)
         if isinstance(entry, PackedEntry):
-            entry = msgspec.json.decode(entry.text)
+            entry = msgspec.json.decode(self.spill.read(entry.kept))
             super().__setitem__(nodeid, entry)
         return entry
 
@@ -446,9 +452,9 @@ class PackedTestEntries(dict[str, Any]):
 
 @dataclass(frozen=True, slots=True)
 class PackedEntry:
-    """A finished test's JSON report entry, as JSON text."""
+    """A finished test's JSON report entry, as JSON text: where it was kept."""
 
-    text: bytes
+    kept: Spilled | bytes
 
 
 def _share_repeated_strings(report: pytest.TestReport) -> None:

@@ -13,6 +13,7 @@ from alignment.inputs import load_branches
 from alignment.ledger import RunLedger
 from alignment.model import BranchResult, Status
 from alignment.session import RunSetup, set_up_run
+from alignment.spill import Spilled
 from tests.conftest import Repo, entry, settings, write_input
 
 
@@ -93,3 +94,18 @@ def test_a_finished_branch_can_be_amended_before_the_results_are_built(run_setup
     (branch,) = ledger.finish().results["orchestration_results"]["main"]["branches"]
     assert branch["status"] == "exception"
     assert audit(run_setup)[-2]["event"] == "branch_amended"
+
+
+def test_results_wait_for_the_end_on_disk_and_come_back_as_recorded(run_setup: RunSetup) -> None:
+    """The ledger keeps no result in memory while the run goes on: only where each was written."""
+    ledger = RunLedger(run_setup)
+    recorded = [result("a"), result("b", Status.FAILED_INTEGRATION), result("c")]
+    for each in recorded:
+        ledger.branch_finished(each)
+    assert all(isinstance(kept, Spilled) for kept in ledger._results.values())
+    assert ledger.results == {each.branch: each for each in recorded}
+    ledger.amend(result("b"))
+    assert ledger.results["b"] == result("b")
+    assert [branch["status"] for branch in ledger.finish().results["orchestration_results"]["main"]["branches"]] == [
+        "completed"
+    ] * 3

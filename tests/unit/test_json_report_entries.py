@@ -7,10 +7,12 @@ release, so that a new one fails here, not by holding every entry unpacked (or b
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from pytest_jsonreport.plugin import JSONReport
 
+from alignment.spill import Spilled, SpillFile
 from plugins.controller import PackedEntry, PackedTestEntries
 
 ENTRY = {
@@ -27,13 +29,14 @@ def stored(entries: PackedTestEntries, nodeid: str) -> Any:
     return dict.__getitem__(entries, nodeid)
 
 
-def test_a_finished_entry_is_packed_and_reads_back_equal_in_order() -> None:
-    entries = PackedTestEntries()
+def test_a_finished_entry_is_packed_and_reads_back_equal_in_order(tmp_path: Path) -> None:
+    entries = PackedTestEntries(spill=SpillFile(tmp_path))
     entries["a"] = {key: value for key, value in ENTRY.items()}
     entries["b"] = {"nodeid": "b", "outcome": "passed"}
     entries.pack("a")
     assert isinstance(stored(entries, "a"), PackedEntry)
-    assert len(stored(entries, "a").text) < 400
+    assert isinstance(stored(entries, "a").kept, Spilled), "kept on disk, not in memory"
+    assert stored(entries, "a").kept.size < 400
     assert entries.values() == [ENTRY, {"nodeid": "b", "outcome": "passed"}]
     assert list(entries.values()[0]) == list(ENTRY), "the report's keys keep their order"
     entries.pack("a")
@@ -41,8 +44,8 @@ def test_a_finished_entry_is_packed_and_reads_back_equal_in_order() -> None:
     assert entries["a"]["outcome"] == "error"
 
 
-def test_an_entry_json_would_not_give_back_equal_stays_as_it_is() -> None:
-    entries = PackedTestEntries()
+def test_an_entry_json_would_not_give_back_equal_stays_as_it_is(tmp_path: Path) -> None:
+    entries = PackedTestEntries(spill=SpillFile(tmp_path))
     entries["tuple"] = {"metadata": {"pair": (1, 2)}}  # JSON gives a list back
     entries["object"] = {"metadata": {"what": object()}}  # the plugin writes str() of it
     entries["nan"] = {"duration": float("nan")}
