@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -306,19 +305,18 @@ class BranchResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BranchResult:
-        """Inverse of ``to_dict``: how a result crosses from an xdist worker to the controller, which keeps
-        every result to the end: the values many results share (target, its commit, worker) are kept once."""
+        """Inverse of ``to_dict``: how a result crosses from an xdist worker to the controller."""
         status = Status(data["status"])
         return cls(
             branch=data["branch_name"],
-            target=sys.intern(data["target_branch"]),
+            target=data["target_branch"],
             status=status,
             seconds=float(data["integration_time_seconds"]),
             codes=tuple(data["errors_detected"]),
             message=data.get("error_message"),
             document=data.get("document"),
             action=Action(data["action"]),
-            target_commit=_shared(data.get("target_commit")),
+            target_commit=data.get("target_commit"),
             old_tip=data.get("old_tip"),
             new_tip=data.get("new_tip"),
             backup_branch=data.get("backup_branch"),
@@ -326,16 +324,12 @@ class BranchResult:
             notes=tuple(data.get("notes", ())),
             started_at=parse_iso_utc(data["started_at"]),
             finished_at=parse_iso_utc(data["finished_at"]),
-            worker=sys.intern(data.get("worker", "")),
+            worker=data.get("worker", ""),
             culprits=tuple(Culprit.from_dict(item) for item in data.get("culprits", ())),
             unexplained=tuple(Unexplained.from_dict(item) for item in data.get("unexplained", ())),
             planned=data.get("planned", False),
             push=PushRecord.from_dict(data["push"]) if "push" in data else None,
         )
-
-
-def _shared(text: str | None) -> str | None:
-    return None if text is None else sys.intern(text)
 
 
 def iso_utc(timestamp: float, timespec: str = "milliseconds") -> str:
