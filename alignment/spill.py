@@ -46,7 +46,7 @@ class SpillFile:
                 written = 0
                 while written < len(record):
                     written += os.pwrite(self._file.fileno(), record[written:], self._end + written)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: the file was closed (the interpreter is exiting)
                 return record
             spilled = Spilled(self._end, len(record))
             self._end += len(record)

@@ -85,9 +85,11 @@ FROZEN = pytest.StashKey[bool]()  # this process moved what lives to the end out
 NO_NAMES: frozenset[str] = frozenset()
 # pytest plugins with nothing to do in an alignment run, unregistered from it: hypothesis's imports all of
 # hypothesis for its terminal summary, in every process (about 7 MB and 0.15 s each, at the end of a worker's
-# session, when the run's memory peaks); pytest's subtests (9.x) keeps an entry for every test in every
-# process, reading its count of failed subtests from a defaultdict.
-IDLE_PLUGINS = ("hypothesispytest", "subtests")
+# session, when the run's memory peaks). pytest's subtests (9.x) keeps an entry for every test in every
+# process (it reads its count of failed subtests from a defaultdict): unregistered when the run collects
+# nothing but the branches, which have no subtests.
+IDLE_PLUGINS = ("hypothesispytest",)
+IDLE_WITH_BRANCHES_ONLY = ("subtests",)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -172,7 +174,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _unregister_idle_plugins(config: pytest.Config) -> None:
-    for name in IDLE_PLUGINS:
+    branches_only = all(_holds_branches(path) for path in _arg_paths(config))
+    for name in IDLE_PLUGINS + (IDLE_WITH_BRANCHES_ONLY if branches_only else ()):
         if config.pluginmanager.has_plugin(name):
             config.pluginmanager.unregister(name=name)
 
@@ -334,11 +337,17 @@ class WorkerPublisher:
 
 
 def _names_the_collected_module(config: pytest.Config) -> bool:
-    for arg in config.args:
-        path = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
-        if path == ALIGNMENT_DIR or ALIGNMENT_DIR in path.parents:
-            return True
-    return False
+    return any(_holds_branches(path) for path in _arg_paths(config))
+
+
+def _holds_branches(path: Path) -> bool:
+    """Whether collecting ``path`` collects (only) the branches' module."""
+    return path == ALIGNMENT_DIR or ALIGNMENT_DIR in path.parents
+
+
+def _arg_paths(config: pytest.Config) -> list[Path]:
+    """The paths the command line names to collect."""
+    return [(config.invocation_params.dir / arg.split("::", 1)[0]).resolve() for arg in config.args]
 
 
 def target_marker(target: str) -> str:

@@ -418,14 +418,7 @@ class PackedTestEntries(dict[str, Any]):
         if isinstance(entries, dict) and not isinstance(entries, cls):
             packed = cls(entries, spill=spill)
             plugin._json_tests = packed  # type: ignore[union-attr]
-            config.pluginmanager.register(packed, "alignment-packed-test-entries")
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """After pytest-json-report has recorded the report: a test's entry is complete at its teardown (or
-        its worker's crash)."""
-        if report.when in ("teardown", "???"):
-            self.pack(report.nodeid)
+            config.pluginmanager.register(EntryPacker(packed), "alignment-packed-test-entries")
 
     def pack(self, nodeid: str) -> None:
         entry = super().get(nodeid)
@@ -448,6 +441,20 @@ class PackedTestEntries(dict[str, Any]):
     def values(self) -> list[Any]:  # type: ignore[override]
         """Every entry, unpacked (the report is being written)."""
         return [self[nodeid] for nodeid in self]
+
+
+class EntryPacker:
+    """Packs each test's entry once it is complete: at its teardown (or its worker's crash), after
+    pytest-json-report has recorded the report. (Not the entries themselves as a plugin: pytest hashes its
+    plugins, and a dict cannot be hashed.)"""
+
+    def __init__(self, entries: PackedTestEntries) -> None:
+        self.entries = entries
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when in ("teardown", "???"):
+            self.entries.pack(report.nodeid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,6 +181,24 @@ def pytest_sessionfinish(session):
 """
 
 
+def test_a_run_that_also_collects_other_tests_keeps_their_subtests(
+    run: Any, demo: tuple[Path, Path, dict[str, str]], pytester: pytest.Pytester
+) -> None:
+    """pytest's subtests plugin is unregistered only from a run of nothing but branches: another test's failed
+    subtest still fails it."""
+    repo, input_path, _ = demo
+    other = pytester.makepyfile(
+        test_other="""
+        def test_with_a_failing_subtest(subtests):
+            with subtests.test("part"):
+                assert False
+        """
+    )
+    done = run("--input", str(input_path), "--repo", str(repo), str(other), "-rf")
+    assert "fixture 'subtests' not found" not in done.output
+    assert "test_with_a_failing_subtest - contains 1 failed" in done.output  # the test itself fails
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_demo_run_with_and_without_xdist(
     run: Any,

@@ -36,6 +36,9 @@ def test_a_record_that_cannot_be_written_is_kept_in_memory(tmp_path: Path, monke
     after = spill.keep(b"after")
     assert during == b"during"
     assert [spill.read(where) for where in (before, during, after)] == [b"before", b"during", b"after"]
+    assert spill._file is not None
+    spill._file.close()  # as the interpreter's exit does
+    assert spill.keep(b"at exit") == b"at exit"
 
 
 def test_a_short_write_is_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
