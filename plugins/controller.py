@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -429,12 +428,12 @@ class PackedTestEntries(dict[str, Any]):
         except (TypeError, ValueError, msgspec.EncodeError):  # ValueError: a lone surrogate, no UTF-8 for it
             return  # pytest-json-report writes what JSON cannot encode with str(): kept as it is
         if msgspec.json.decode(text) == entry:
-            super().__setitem__(nodeid, PackedEntry(self.spill.keep(text)))
+            super().__setitem__(nodeid, self.spill.keep(text))
 
     def __getitem__(self, nodeid: str) -> Any:
         entry = super().__getitem__(nodeid)
-        if isinstance(entry, PackedEntry):
-            entry = msgspec.json.decode(self.spill.read(entry.kept))
+        if isinstance(entry, (Spilled, bytes)):  # packed: an entry itself is a dict
+            entry = msgspec.json.decode(self.spill.read(entry))
             super().__setitem__(nodeid, entry)
         return entry
 
@@ -455,13 +454,6 @@ class EntryPacker:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when in ("teardown", "???"):
             self.entries.pack(report.nodeid)
-
-
-@dataclass(frozen=True, slots=True)
-class PackedEntry:
-    """A finished test's JSON report entry, as JSON text: where it was kept."""
-
-    kept: Spilled | bytes
 
 
 def _share_repeated_strings(report: pytest.TestReport) -> None:
