@@ -211,6 +211,7 @@ def test_demo_run_with_and_without_xdist(
     pytester.makepyfile(memory_probe=MEMORY_PROBE)
     monkeypatch.setenv("PYTHONPATH", str(pytester.path))
     monkeypatch.setenv("PROBE_DIR", str(pytester.path))
+    monkeypatch.setenv("COLUMNS", "250")  # room for each failure's message in pytest's summary lines
     monkeypatch.syspath_prepend(pytester.path)
     extra = ("-n", workers) if workers else ()
     done = run("--input", str(input_path), "--repo", str(repo), "-p", "memory_probe", *extra)
@@ -274,6 +275,13 @@ def test_demo_run_with_and_without_xdist(
     stages = [test[when] for test in pytest_report["tests"] for when in ("setup", "call", "teardown")]
     assert not [stage for stage in stages if stage["outcome"] == "passed" and "longrepr" in stage]
     assert all("longrepr" in stage for stage in stages if stage["outcome"] == "failed")
+    # A failed branch says its error message, alone: in pytest's summary line and in its report's text and crash.
+    conflict = "Merge conflict in src/auth.py (unresolvable)"
+    auth = next(test["call"] for test in pytest_report["tests"] if test["nodeid"].endswith("[feature/auth]"))
+    said = (auth["outcome"], auth["longrepr"].splitlines()[-1], auth["crash"]["message"])  # after xdist's worker line
+    assert said == ("failed", conflict, conflict)
+    assert "test_branch[feature/auth] - Merge" in done.output
+    assert "Failed: " not in done.output
     # Each test refers to its result in the published results (kept once, by the ledger), not a copy of it.
     assert pytest_report["alignment_results"] == str(done.reports / "runs" / done.data["run_id"] / RESULTS_FILE)
     referenced = {test["nodeid"]: test["user_properties"] for test in pytest_report["tests"]}
@@ -287,6 +295,32 @@ def test_the_demo_flag_needs_nothing_else(run: Any) -> None:
     done = run("--demo", "-q")
     done.result.assert_outcomes(passed=16, failed=4)
     assert "demo repository and input:" in done.output
+
+
+INTERACTIONS_PROBE = """
+from pathlib import Path
+
+
+def pytest_configure(config):
+    Path("interactions.txt").write_text("loaded\\n")
+
+
+def pytest_exception_interact(node):
+    with Path("interactions.txt").open("a") as seen:
+        seen.write(node.nodeid + "\\n")
+"""
+
+
+def test_a_failed_branch_reaches_pytest_as_its_report_not_as_an_exception(
+    run: Any, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest filters and formats the trace of each exception a test raises (through pluggy's frames: about
+    1.5 ms a failed branch), and offers it to ``--pdb``; a step failure is a result, so it is only its report."""
+    pytester.makepyfile(interactions=INTERACTIONS_PROBE)
+    monkeypatch.syspath_prepend(pytester.path)
+    done = run("--demo", "-p", "interactions")
+    done.result.assert_outcomes(passed=16, failed=4)
+    assert (pytester.path / "interactions.txt").read_text() == "loaded\n"
 
 
 def test_passed_branches_are_listed_when_asked(run: Any) -> None:
