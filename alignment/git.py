@@ -838,6 +838,11 @@ class Git:
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------
 
+    def first_merge(self, include: str, exclude: str, timeout: float | None = None) -> str | None:
+        """A merge commit reachable from ``include`` but not from ``exclude``, or None when there is none."""
+        args = ("rev-list", "--min-parents=2", "--max-count=1", include, f"^{exclude}", "--")
+        return self._run(*args, timeout=timeout).stdout.decode().strip() or None
+
     def rebase(self, worktree: Path, onto: str, timeout: float | None = None) -> tuple[str | None, tuple[str, ...]]:
         """Rebase the detached HEAD of ``worktree`` onto ``onto``: the new HEAD, or None and the conflicted paths.
 

@@ -34,8 +34,10 @@ class MergeOrRebaseIntegrator:
             new_tip = context.old_tip if context.relation is Action.UP_TO_DATE else context.target_commit
             return Integration(context.relation, new_tip)
         timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
-        if context.policy.strategy is Strategy.REBASE and not context.predict:
-            return self._rebase(context, timeout)
+        if context.policy.strategy is Strategy.REBASE:
+            _refuse_to_flatten_merges(context, timeout)
+            if not context.predict:
+                return self._rebase(context, timeout)
         return self._merge(context, timeout)
 
     def _merge(self, context: BranchContext, timeout: float) -> Integration:
@@ -63,6 +65,20 @@ class MergeOrRebaseIntegrator:
             return Integration(Action.REBASE, None, tuple(Conflict(path, "contents") for path in conflicted))
         context.workspace.moved(context.old_tip, new_tip)
         return Integration(Action.REBASE, new_tip)
+
+
+def _refuse_to_flatten_merges(context: BranchContext, timeout: float) -> None:
+    """A branch with merge commits of its own is not rebased: ``git rebase`` replays only the commits they
+    merged, so whatever a merge itself changed (a conflict's resolution, an edit made in the merge) would be
+    gone from the branch without a word. Refused, it stays where it was; the merge strategy keeps them."""
+    merge = context.git.first_merge(context.old_tip, context.target_commit, timeout=timeout)
+    if merge is not None:
+        raise StepFailed(
+            Status.FAILED_INTEGRATION,
+            [ErrorCode.INTEGRATION_FAILED],
+            f"'{context.branch}' has merge commits of its own ({merge[:10]}); a rebase would drop what they "
+            f"changed, so it was not rebased (integration_strategy: merge keeps them)",
+        )
 
 
 class MergesAhead:

@@ -189,6 +189,15 @@ def make_input(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+def with_merge_of_its_own(repo: Repo, branch: str, base: str | None = None) -> str:
+    """Fork ``branch`` from ``base`` (main's tip) with a merge of a side branch that also adds a file in the
+    merge itself; return its tip."""
+    base = base or repo.tip("main")
+    side = repo.commit(f"{branch}-side", {"side.txt": "side\n"}, parent=base)
+    work = repo.commit(branch, {"own.txt": "own\n"}, parent=base)
+    return repo.commit(branch, {"side.txt": "side\n", "fix.txt": "made in the merge\n"}, "merge", parents=(work, side))
+
+
 def settings(**orchestration: Any) -> Settings:
     return from_mapping({"orchestration": orchestration})
 

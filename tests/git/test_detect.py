@@ -16,7 +16,7 @@ from alignment.git import Git, RepoLocation
 from alignment.model import Action, Severity, Status
 from alignment.processes import run_process
 from alignment.workspace import Workspace
-from tests.conftest import Aligner, Repo, alive, settings
+from tests.conftest import Aligner, Repo, alive, settings, with_merge_of_its_own
 
 
 @pytest.mark.parametrize(
@@ -251,6 +251,20 @@ def test_rebase_conflict_is_aborted_and_cleaned_up(repo: Repo, align: Aligner) -
     assert repo.tip("feature") == old
     assert len(repo.git("worktree", "list").splitlines()) == 1
     assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
+
+
+def test_a_branch_with_merge_commits_of_its_own_is_not_rebased(repo: Repo, align: Aligner) -> None:
+    """``git rebase`` would replay only the merged commits: ``fix.txt``, made in the merge, would be gone."""
+    old = with_merge_of_its_own(repo, "feature")
+    repo.commit("main", {"main.txt": "m\n"})
+    result = align("feature", config=settings(integration_strategy="rebase"))["feature"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("integration_failed",))
+    assert f"'feature' has merge commits of its own ({old[:10]}); a rebase would drop" in str(result.message)
+    assert repo.tip("feature") == old
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+    merged = align("feature", config=settings())["feature"]  # the merge strategy keeps what the merge made
+    assert merged.status is Status.COMPLETED
+    assert repo.read("feature", "fix.txt") == "made in the merge"
 
 
 def test_rebase_then_checks_reuse_the_same_worktree(repo: Repo, align: Aligner, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from alignment.git import Git, RepoLocation
 from alignment.model import BranchResult, Status, Unexplained
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from bench.generate import generate
-from tests.conftest import Aligner, Repo, entry, settings, write_input
+from tests.conftest import Aligner, Repo, entry, settings, with_merge_of_its_own, write_input
 
 UNLIMITED = Budget(merges=10_000, seconds=600)
 
@@ -86,15 +86,16 @@ def test_plan_of_a_rebase_target_makes_no_worktree_and_skips_check_commands(
     repo.commit("main", {"app.py": "def main():\n    return 2\n"})
     repo.commit("topic", {"notes.txt": "mine\n"}, parent=base)
     repo.commit("clash", {"app.py": "def main():\n    return 3\n"}, parent=base)
+    with_merge_of_its_own(repo, "merged", base)  # predicted refused, as the run refuses it
     config = settings(integration_strategy="rebase", check_commands=[["false"]])
     before = repository_state(repo)
 
     plan = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports").plan(
-        make_input("topic", "clash"), repo.path
+        make_input("topic", "clash", "merged"), repo.path
     )
 
     assert repository_state(repo) == before
-    assert statuses(plan) == {"topic": "completed", "clash": "failed_integration"}
+    assert statuses(plan) == {"topic": "completed", "clash": "failed_integration", "merged": "failed_integration"}
     topic = plan["orchestration_results"]["main"]["branches"][0]
     assert [finding["code"] for finding in topic["findings"]] == ["check_commands_not_run"]
     document = Path(topic["changes_summary"]).read_text(encoding="utf-8")
