@@ -84,7 +84,14 @@ def _merge(paths: Sequence[Path], output: Path) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     target = output / RESULTS_FILE
-    write_results(target, merged)
+    try:
+        write_results(target, merged)
+    except OSError as error:  # -o names a file, or a folder under one, or one we may not write
+        where = (
+            f"{output}: -o: expected a directory to write the merged results in ({error.strerror}: {error.filename})"
+        )
+        print(f"error: {where}", file=sys.stderr)
+        return EXIT_USAGE
     shards, summary = merged["shards"], merged["overall_summary"]
     for index in shards["missing"]:
         print(f"warning: no results of shard {index}/{shards['count']}: its branches are not in the merged results")

@@ -181,6 +181,16 @@ def test_refusals_are_one_line_exit_4_and_write_nothing(tmp_path: Path, capsys: 
         assert captured.err.startswith("error: "), captured.err
         assert message in captured.err
     assert not (tmp_path / "merged").exists()
+    before = first.read_bytes()
+    for output in (first, first / "merged"):  # an existing file; a folder under a file
+        assert cli(["merge-results", str(first), str(second), "-o", str(output)]) == 4
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith(f"error: {output}: -o: expected a directory to write the merged results in ("), (
+            captured.err
+        )
+        assert captured.err.count("\n") == 1, captured.err
+    assert first.read_bytes() == before
     with pytest.raises(UsageProblem, match="at least one shard"):
         merge_results([])
 
