@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alignment.errors import AlignmentError, UsageProblem, counted
+from alignment.errors import AlignmentError, FileProblem, UsageProblem, counted
 from alignment.journal import Outcome
 from alignment.merge import merge_results
 from alignment.report import html_name, write_results
-from alignment.runs import RESULTS_FILE, RunState, list_runs
+from alignment.runs import RESULTS_FILE, RunEntry, RunState, list_runs
 from alignment.schemas import SCHEMAS, schema_text
 from alignment.session import moves_made
 from alignment.undo import undo_run
@@ -116,17 +116,25 @@ def _runs(reports_dir: Path) -> int:
             "(their --reports-dir, default reports/ where pytest was started)"
         )
     for run in runs:
-        summary = run.summary()
-        if run.state is RunState.FINISHED:
-            ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
-            state = f"{ok} ok, {failed} failed, {skipped} not run"
-        elif run.state is RunState.PLANNED:
-            state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
-        else:
-            state = "did not finish"
-        moved = counted(moves_made(run.folder), "branch", "branches")
-        print(f"{run.run_id}  {state}; {moved} moved  {run.record()['repository']}")
+        try:
+            print(_run_line(run))
+        except FileProblem as error:  # one unreadable run (a power cut) hides no other
+            print(f"warning: run {run.run_id} skipped: {error}", file=sys.stderr)
     return 0
+
+
+def _run_line(run: RunEntry) -> str:
+    """``<run id>  <how it ended>; <n> branches moved  <repository>``."""
+    summary = run.summary()
+    if run.state is RunState.FINISHED:
+        ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
+        state = f"{ok} ok, {failed} failed, {skipped} not run"
+    elif run.state is RunState.PLANNED:
+        state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
+    else:
+        state = "did not finish"
+    moved = counted(moves_made(run.folder), "branch", "branches")
+    return f"{run.run_id}  {state}; {moved} moved  {run.folder.record()['repository']}"
 
 
 if __name__ == "__main__":  # pragma: no cover

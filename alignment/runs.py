@@ -13,11 +13,13 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from alignment.errors import FileProblem, kind_of
 
 RESULTS_FILE = "alignment_results.json"
 PLAN_FILE = "alignment_plan.json"
@@ -77,6 +79,10 @@ class RunFolder:
     def write_record(self, record: Mapping[str, Any]) -> None:
         write_atomically(self.record_path, json.dumps(record, indent=2) + "\n")
 
+    def record(self) -> Mapping[str, Any]:
+        """The run record; a ``FileProblem`` when it cannot be read (see ``read_run_file``)."""
+        return read_run_file(self.record_path, RECORD_FIELDS)
+
     def remove(self) -> None:
         """Delete the folder of a run that never started (pytest refused it after its setup). A folder with a
         journaled move is kept: ``alignment undo`` reads it."""
@@ -113,18 +119,39 @@ class RunEntry:
     def run_id(self) -> str:
         return self.folder.run_id
 
-    def record(self) -> Mapping[str, Any]:
-        record: Mapping[str, Any] = json.loads(self.folder.record_path.read_text(encoding="utf-8"))
-        return record
-
     def summary(self) -> Mapping[str, Any]:
-        """The ``overall_summary`` of its results or plan (empty while unfinished)."""
+        """The ``overall_summary`` of its results or plan (empty while unfinished); a ``FileProblem`` when
+        that file cannot be read."""
         name = _OUTPUT.get(self.state)
         if name is None:
             return {}
-        output = json.loads((self.folder.path / name).read_text(encoding="utf-8"))
-        summary: Mapping[str, Any] = output["overall_summary"]
+        summary: Mapping[str, Any] = read_run_file(self.folder.path / name, ("overall_summary",))["overall_summary"]
         return summary
+
+
+RECORD_FIELDS = ("repository", "scratch_dir")  # what readers of ``run.json`` use
+
+
+def read_run_file(path: Path, fields: Sequence[str]) -> Mapping[str, Any]:
+    """The JSON object of a run's file, with ``fields``; else a ``FileProblem`` naming the file.
+
+    Files are not ``fsync``'d: after a power cut one may be empty or cut short. Such a run is skipped where
+    runs are listed or swept, and named in one line where it is asked for, so one bad file blocks nothing else.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileProblem(path, "", f"cannot be read ({exc}); expected a run's JSON file") from None
+    except json.JSONDecodeError as exc:
+        got = "an empty file (cut short by a crash or power cut?)" if not text.strip() else f"invalid JSON ({exc.msg})"
+        raise FileProblem(path, "", f"expected a run's JSON object, got {got}") from None
+    if not isinstance(data, dict):
+        raise FileProblem(path, "top level", f"expected a run's JSON object, got {kind_of(data)}")
+    missing = [name for name in fields if name not in data]
+    if missing:
+        raise FileProblem(path, missing[0], "required field is missing")
+    return data
 
 
 def list_runs(reports_dir: Path) -> list[RunEntry]:

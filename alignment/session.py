@@ -21,7 +21,7 @@ import msgspec
 from alignment import housekeeping
 from alignment.clones import Clone, WorkerClones, clones_for, fetch_run_refs
 from alignment.config import Settings
-from alignment.errors import InputError, RepositoryError, counted
+from alignment.errors import FileProblem, InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
 from alignment.journal import MoveJournal
@@ -271,13 +271,31 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
     """Earlier runs that died before writing their results, and how many moves each journaled."""
     notes = []
     for run in list_runs(reports_dir):
-        if run.state is not RunState.UNFINISHED or is_alive(Path(run.record()["scratch_dir"])):
+        if run.state is not RunState.UNFINISHED:
+            continue
+        try:
+            scratch = Path(run.folder.record()["scratch_dir"])
+        except FileProblem as error:  # one unreadable record (a power cut) blocks no later run
+            notes.append(f"run {run.run_id} skipped: {error}{_undo_hint(run.folder)}")
+            continue
+        if is_alive(scratch):
             continue
         notes.append(
             f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "
             f"checked merges (`alignment undo {run.run_id}` puts them back)"
         )
     return tuple(notes)
+
+
+def _undo_hint(folder: RunFolder) -> str:
+    """How to undo the moves a run whose record is unreadable journaled, if it journaled any."""
+    moved = moves_made(folder)
+    if not moved:
+        return ""
+    return (
+        f"; it moved {counted(moved, 'branch', 'branches')} (`alignment undo {folder.run_id} --repo PATH` "
+        "puts them back)"
+    )
 
 
 def moves_made(folder: RunFolder) -> int:

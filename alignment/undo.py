@@ -8,11 +8,10 @@ put back on that remote, with a lease on the commit the run pushed (``remote.res
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignment.errors import UsageProblem
+from alignment.errors import FileProblem, UsageProblem
 from alignment.git import Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, Restoration, restore
 from alignment.logs import AuditTrail
@@ -43,7 +42,7 @@ def undo_run(
             f"{folder.path.resolve()}: no such run (no {record_path.name}); `alignment runs --reports-dir DIR` lists "
             "the runs of a reports directory: pass the --reports-dir your pytest run wrote to"
         )
-    repository = str(repo_path) if repo_path is not None else json.loads(record_path.read_text())["repository"]
+    repository = str(repo_path) if repo_path is not None else _recorded_repository(folder)
     git = Git(RepoLocation.discover(repository))
     moves = MoveJournal(folder.moves_dir).moves()
     try:
@@ -66,6 +65,14 @@ def undo_run(
             "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}
         )
     return report
+
+
+def _recorded_repository(folder: RunFolder) -> str:
+    """The repository the run's record names; an unreadable record is one line that says how to go on."""
+    try:
+        return str(folder.record()["repository"])
+    except FileProblem as error:
+        raise UsageProblem(f"{error}; pass --repo PATH, the repository the run aligned, to undo it anyway") from None
 
 
 def _refused_checked_out(move: Move, worktree: str) -> Restoration:

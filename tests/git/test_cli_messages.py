@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as cli
+from alignment.journal import Move, MoveJournal
 from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.runs import RunFolder
+from alignment.session import unfinished_runs
 from tests.conftest import Repo, entry, write_input
 
 
@@ -46,3 +49,44 @@ def test_every_argument_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     shown = " ".join(capsys.readouterr().out.split())
     assert "run_id the run's id, as `alignment runs` lists it" in shown
     assert "--reports-dir DIR the reports directory the runs wrote to, pytest's --reports-dir" in shown
+
+
+def test_an_unreadable_run_record_blocks_no_other_run(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A power cut leaves ``run.json`` empty (it is not fsync'd): that run is skipped with a warning where runs
+    are listed or swept, and named in one line where it is asked for."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    reports = tmp_path / "reports"
+    empty, blank = RunFolder(reports, "20260101T000000Z-000000"), RunFolder(reports, "20260101T000000Z-111111")
+    empty.path.mkdir(parents=True)
+    empty.record_path.write_text("")
+    MoveJournal(empty.moves_dir).record(Move("feature", repo.tip("feature"), repo.tip("main")))
+    blank.write_record({})
+    assert unfinished_runs(reports) == (
+        f"run {empty.run_id} skipped: {empty.record_path}: expected a run's JSON object, got an empty file (cut "
+        f"short by a crash or power cut?); it moved 1 branch (`alignment undo {empty.run_id} --repo PATH` puts "
+        "them back)",
+        f"run {blank.run_id} skipped: {blank.record_path}: repository: required field is missing",
+    )
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=reports).run(path, repo.path)["run_id"])
+    capsys.readouterr()
+    assert cli(["runs", "--reports-dir", str(reports)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{run_id}  1 ok, 0 failed, 0 not run; 1 branch moved  ")
+    assert captured.out.count("\n") == 1
+    assert captured.err.splitlines() == [
+        f"warning: run {empty.run_id} skipped: {empty.record_path}: expected a run's JSON object, got an empty "
+        "file (cut short by a crash or power cut?)",
+        f"warning: run {blank.run_id} skipped: {blank.record_path}: repository: required field is missing",
+    ]
+    assert cli(["undo", empty.run_id, "--reports-dir", str(reports)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {empty.record_path}: expected a run's JSON object, got an empty file (cut short by a crash or "
+        "power cut?); pass --repo PATH, the repository the run aligned, to undo it anyway\n"
+    )
+    # with --repo its journal is read: 'feature' moved since (the later run moved it), so it is refused
+    assert cli(["undo", empty.run_id, "--reports-dir", str(reports), "--repo", str(repo.path), "--dry-run"]) == 1
+    assert capsys.readouterr().out.startswith("  REFUSED  'feature' moved again since ")

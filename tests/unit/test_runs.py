@@ -5,8 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from alignment.errors import FileProblem
 from alignment.journal import Move, MoveJournal
-from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, RunState, list_runs, write_atomically
+from alignment.runs import (
+    PLAN_FILE,
+    RECORD_FIELDS,
+    RESULTS_FILE,
+    RunFolder,
+    RunState,
+    list_runs,
+    read_run_file,
+    write_atomically,
+)
 
 
 def made_run(reports: Path, run_id: str, output: str | None) -> RunFolder:
@@ -29,7 +41,7 @@ def test_runs_are_listed_oldest_first_with_how_far_each_got(tmp_path: Path) -> N
         ("20260103T000000Z-cccccc", RunState.UNFINISHED),
     ]
     assert [dict(run.summary()) for run in runs] == [{"total_successful": 1}, {"total_successful": 1}, {}]
-    assert runs[0].record()["repository"] == "/r"
+    assert runs[0].folder.record()["repository"] == "/r"
     assert list_runs(tmp_path / "nowhere") == []
 
 
@@ -56,3 +68,24 @@ def test_a_refused_run_folder_goes_unless_it_journaled_a_move(tmp_path: Path) ->
     for folder in (never_started, moved, RunFolder(tmp_path, "three")):  # "three" was never made
         folder.remove()
     assert [run.run_id for run in list_runs(tmp_path)] == ["two"]  # `alignment undo two` still works
+
+
+def test_a_run_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    cases = [
+        ("{", "expected a run's JSON object, got invalid JSON (Expecting property name enclosed in double quotes)"),
+        (" \n", "expected a run's JSON object, got an empty file (cut short by a crash or power cut?)"),
+        ("[]", "top level: expected a run's JSON object, got a list"),
+        ('{"repository": "/r"}', "scratch_dir: required field is missing"),
+    ]
+    for text, problem in cases:
+        path.write_text(text)
+        with pytest.raises(FileProblem) as raised:
+            read_run_file(path, RECORD_FIELDS)
+        assert str(raised.value) == f"{path}: {problem}"
+    with pytest.raises(FileProblem, match=r"run\.json: cannot be read \(\[Errno 2\] No such file"):
+        read_run_file(tmp_path / "nowhere" / "run.json", RECORD_FIELDS)
+    finished = made_run(tmp_path, "one", RESULTS_FILE)
+    (finished.path / RESULTS_FILE).write_text("")
+    with pytest.raises(FileProblem, match=f"{RESULTS_FILE}: expected a run's JSON object, got an empty file"):
+        list_runs(tmp_path)[0].summary()
