@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -19,7 +20,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from alignment.errors import FileProblem, kind_of
+from alignment.errors import FileProblem, UsageProblem, kind_of
+
+log = logging.getLogger(__name__)
 
 RESULTS_FILE = "alignment_results.json"
 PLAN_FILE = "alignment_plan.json"
@@ -90,11 +93,33 @@ class RunFolder:
         if not moved:
             shutil.rmtree(self.path, ignore_errors=True)
 
+    @property
+    def latest(self) -> Path:
+        """``<reports>/latest``: the symlink to the last real run's folder."""
+        return self.reports_dir / "latest"
+
+    def check_publishable(self, *, predict: bool) -> None:
+        """Refuse, before the run changes anything, a reports directory it could not finish in: one that is a
+        file (or inside one), or, for a real run, whose ``latest`` is something else than a symlink (a copy made
+        with symlinks followed holds a directory there), which ``point_latest`` would not replace."""
+        existing = next(path for path in (self.reports_dir, *self.reports_dir.parents) if os.path.lexists(path))
+        if not existing.is_dir():
+            raise UsageProblem(f"reports directory {self.reports_dir}: expected a directory, but {existing} is a file")
+        if not predict and os.path.lexists(self.latest) and not self.latest.is_symlink():
+            raise UsageProblem(
+                f"{self.latest}: expected the symlink to the last run's folder, got a "
+                f"{'directory' if self.latest.is_dir() else 'file'}: move it away (runs point latest at their folder)"
+            )
+
     def point_latest(self) -> None:
-        """Point ``<reports>/latest`` at this run's folder, in one rename."""
+        """Point ``<reports>/latest`` at this run's folder, in one rename. Only a symlink is replaced: something
+        else put there since ``check_publishable`` stays, and the run's results are published without it."""
+        if os.path.lexists(self.latest) and not self.latest.is_symlink():
+            log.warning("%s is not a symlink: left as it is, not pointed at run %s", self.latest, self.run_id)
+            return
         temporary = self.reports_dir / f".latest-{secrets.token_hex(4)}"
         os.symlink(Path("runs") / self.run_id, temporary)
-        os.replace(temporary, self.reports_dir / "latest")
+        os.replace(temporary, self.latest)
 
 
 class RunState(str, Enum):

@@ -221,6 +221,7 @@ def set_up_run(
     started = time.time()
     run_id = new_run_id(started)
     folder = RunFolder(Path(reports_dir or settings.reports_dir).resolve(), run_id)
+    folder.check_publishable(predict=predict)
     git = Git(location, timeout=settings.branch_alignment_timeout_seconds)
     try:
         if git.is_shallow():

@@ -50,6 +50,31 @@ def test_a_missing_target_is_one_error_line_before_anything_runs(
     assert not (tmp_path / "reports").exists()
 
 
+def test_a_reports_dir_the_run_could_not_finish_in_is_one_error_line_before_anything_moves(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    refs = repo.git("for-each-ref")
+    for reports in (path, path / "reports"):  # a file; a folder inside one
+        error = the_error(
+            align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--reports-dir", str(reports))
+        )
+        assert error == f"ERROR: reports directory {reports}: expected a directory, but {path} is a file"
+    latest = tmp_path / "reports" / "latest"
+    latest.mkdir(parents=True)  # a reports folder copied with its symlinks followed
+    error = the_error(align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)))
+    assert error == (
+        f"ERROR: {latest}: expected the symlink to the last run's folder, got a directory: move it away (runs "
+        "point latest at their folder)"
+    )
+    assert repo.git("for-each-ref") == refs
+    assert [item.name for item in (tmp_path / "reports").iterdir()] == ["latest"]
+    assert align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--plan").ret == 0
+    assert latest.is_dir()  # a plan does not point latest anywhere: it runs
+
+
 def test_an_empty_input_changes_nothing(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
     repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
     first = align(

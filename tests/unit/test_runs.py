@@ -62,6 +62,18 @@ def test_latest_points_at_the_run_folder(tmp_path: Path) -> None:
     assert sorted(item.name for item in tmp_path.iterdir()) == ["latest", "runs"]
 
 
+def test_latest_that_is_not_a_symlink_stays_and_the_run_still_publishes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = RunFolder(tmp_path, "one")
+    folder.latest.mkdir(parents=True)
+    folder.point_latest()
+    assert folder.latest.is_dir()
+    assert not folder.latest.is_symlink()
+    assert [item.name for item in tmp_path.iterdir()] == ["latest"]  # no stray .latest-XXXX
+    assert f"{folder.latest} is not a symlink: left as it is, not pointed at run one" in caplog.text
+
+
 def test_a_refused_run_folder_goes_unless_it_journaled_a_move(tmp_path: Path) -> None:
     never_started, moved = made_run(tmp_path, "one", None), made_run(tmp_path, "two", None)
     MoveJournal(moved.moves_dir).record(Move("feature", "a" * 40, "b" * 40))
