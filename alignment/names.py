@@ -22,6 +22,11 @@ def _has_control_character(name: str) -> bool:
     return any(ord(character) < 0x20 or ord(character) == 0x7F for character in name)
 
 
+def _lone_surrogate(name: str) -> bool:
+    """Half of a UTF-16 pair (JSON's ``"\\ud800"``): not text, so no UTF-8 ref name can hold it."""
+    return any(0xD800 <= ord(character) <= 0xDFFF for character in name)
+
+
 def _forbidden_character(name: str) -> str | None:
     return next((character for character in name if character in _FORBIDDEN_CHARACTERS), None)
 
@@ -31,6 +36,7 @@ _RULES: tuple[tuple[Callable[[str], object], str], ...] = (
     (lambda name: name.startswith("-"), "starts with '-'"),
     (lambda name: name in ("HEAD", "@"), "is reserved by git"),
     (_has_control_character, "contains a control character"),
+    (_lone_surrogate, "contains a lone surrogate (half of a UTF-16 pair), which is not text"),
     (_forbidden_character, "contains one of ' ~^:?*[\\'"),
     (lambda name: ".." in name, "contains '..'"),
     (lambda name: "@{" in name, "contains '@{'"),

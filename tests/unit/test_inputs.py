@@ -133,6 +133,10 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
         ({"branches": [entry("-rf")]}, "branches[0].branch_name: '-rf' is not a valid git branch name: it starts"),
         ({"branches": [entry("a b")]}, "branches[0].branch_name: 'a b' is not a valid git branch name"),
         ({"branches": [entry("a", "ma..in")]}, "branches[0].assigned_target: 'ma..in' is not a valid git branch"),
+        (
+            {"branches": [entry("f/\ud800")]},  # valid JSON (an escape), but half of a UTF-16 pair: not text
+            "branches[0].branch_name: 'f/\\ud800' is not a valid git branch name: it contains a lone surrogate",
+        ),
         ({"branches": [entry("a"), entry("a")]}, "branches[1].branch_name: 'a' is listed twice (first at branches[0])"),
         ({"branches": [entry("x", "main"), entry("main", "dev")]}, "branches[1].branch_name: 'main' is also a target"),
     ],

@@ -46,6 +46,7 @@ def test_validity_matches_git_check_ref_format(name: str) -> None:
         ("a.", "ends with '.'"),
         (".hidden", "starting with '.'"),
         ("tab\there", "control character"),
+        ("f/\ud800", "lone surrogate"),
     ],
 )
 def test_invalid_names_say_why(name: str, reason: str) -> None:
