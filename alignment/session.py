@@ -59,19 +59,20 @@ def take_snapshot(
     branches: BranchInput,
     write_commit_graph: bool,
     require_targets: bool = True,
-    root: str = "refs/heads/",
+    remote: str | None = None,
     backup_prefix: str | None = None,
 ) -> Snapshot:
     """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
 
     ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
-    ``root``: where the branches are read (local branches, or those fetched from a remote).
+    ``remote``: read the branches fetched from that remote (``remote.tracking_root``), not the local ones.
     ``backup_prefix``: also keep the local branches whose names start with it, so that a backup name
     absent from them is created without being read first (``backup.create_backup``).
     """
+    root = "refs/heads/" if remote is None else tracking_root(remote)
     all_tips = git.branch_tips(root)
     if require_targets:
-        _require_targets(git, branches, all_tips)
+        _require_targets(git, branches, all_tips, remote)
     graph_written = False
     if write_commit_graph and not git.has_commit_graph():
         git.write_commit_graph()
@@ -90,31 +91,38 @@ def take_snapshot(
         behind |= (git.branches_merged_into(commit, root) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
     backups = None
-    if backup_prefix is not None and root == "refs/heads/":
+    if backup_prefix is not None and remote is None:
         backups = frozenset(name for name in all_tips if name.startswith(backup_prefix))
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups)
 
 
-def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str]) -> None:
-    """A target that is not a local branch is a problem of the input: refuse the run before anything runs.
+def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str], remote: str | None) -> None:
+    """A target that is not a branch (of the repository, or of ``remote``) is a problem of the input: refuse the
+    run before anything runs.
 
-    The message names the target, the closest existing branch, and ``<remote>/<target>`` when that exists.
+    The message names the target, the closest existing branch, and ``<remote>/<target>`` when that exists
+    (with ``remote``: that the local branch of that name is not used).
     """
     missing = [target for target in branches.targets if target not in tips]
     if not missing:
         return
-    remote = git.remote_branches()
+    if remote is None:  # a remote-tracking branch of that name may be what was meant
+        where, tracking, local = str(git.location.git_dir), git.remote_branches(), frozenset[str]()
+    else:  # a local branch of that name may be what was meant
+        where, tracking, local = f"remote {remote!r}", frozenset(), frozenset(git.branch_tips())
     problems = []
     for target in missing:
         first = next(spec.index for spec in branches.branches if spec.target == target)
-        problem = f"branches[{first}].assigned_target: target {target!r} is not a branch of {git.location.git_dir}"
+        problem = f"branches[{first}].assigned_target: target {target!r} is not a branch of {where}"
         close = difflib.get_close_matches(target, list(tips), n=1)
         if close:
             problem += f" (closest existing branch: {close[0]!r})"
-        tracking = sorted(name for name in remote if name.split("/", 1)[1:] == [target])
-        if tracking:
-            remote_name = tracking[0].split("/", 1)[0]
-            problem += f"; {tracking[0]!r} exists: pass --remote {remote_name} to align onto the remote's branches"
+        if target in local:
+            problem += f"; the local branch {target!r} is not read by a --remote run: push it to {remote!r} first"
+        tracked = sorted(name for name in tracking if name.split("/", 1)[1:] == [target])
+        if tracked:
+            remote_name = tracked[0].split("/", 1)[0]
+            problem += f"; {tracked[0]!r} exists: pass --remote {remote_name} to align onto the remote's branches"
         problems.append(problem)
     raise InputError.of_all(branches.source, problems)
 
@@ -234,15 +242,13 @@ def set_up_run(
             raise RepositoryError(
                 f"{repo_path}: git cannot author merge commits here ({identity}); set user.name and user.email"
             )
-        root = "refs/heads/"
         if settings.remote is not None:
             check_remote(git, settings.remote)
             names = [spec.name for spec in branches.branches] + list(branches.targets)
             missing = fetch_listed(git, settings.remote, names, timeout=settings.integration_timeout_seconds)
-            root = tracking_root(settings.remote)
             log.info("fetched %d refs from '%s'; missing there: %s", len(names), settings.remote, sorted(missing))
         snapshot = take_snapshot(
-            git, branches, settings.write_commit_graph, require_targets, root, settings.backup_branch_prefix
+            git, branches, settings.write_commit_graph, require_targets, settings.remote, settings.backup_branch_prefix
         )
     finally:
         git.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from alignment.errors import ConfigError, GitError, MissingRemoteRef, RepositoryError
+from alignment.errors import ConfigError, GitError, InputError, MissingRemoteRef, RepositoryError
 from alignment.git import Git, PushUpdate, RepoLocation
 from alignment.model import BranchResult
 from alignment.undo import undo_run
@@ -169,6 +169,17 @@ def test_a_branch_missing_on_the_remote_is_not_found_and_its_stale_copy_is_not_u
     assert results["feature-c"]["errors_detected"] == ["branch_not_found"]
     assert results["feature-c"]["error_message"] == "branch 'feature-c' does not exist on 'origin'"
     assert not origin.clone.git("for-each-ref", "refs/alignment/remotes/origin/heads/feature-c")
+
+
+def test_a_target_missing_on_the_remote_is_said_to_be_missing_there(origin: Origin) -> None:
+    origin.bare.git("symbolic-ref", "HEAD", "refs/heads/feature-a")
+    origin.bare.git("update-ref", "-d", "refs/heads/main")  # the clone still has its local 'main'
+    with pytest.raises(InputError) as raised:
+        origin.run()
+    assert str(raised.value) == (
+        f"{origin.tmp / 'in.json'}: branches[0].assigned_target: target 'main' is not a branch of remote 'origin'; "
+        "the local branch 'main' is not read by a --remote run: push it to 'origin' first"
+    )
 
 
 def test_backups_can_stay_local_or_go_to_another_namespace(origin: Origin) -> None:
