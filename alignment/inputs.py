@@ -192,7 +192,7 @@ def parse_branches(data: object, source: str) -> BranchInput:
         raise InputError(source, "branches", f"expected a list of branch entries, got {got}")
     if not entries:
         raise InputError(source, "branches", "the list is empty; expected at least one branch entry")
-    problems = problems_of(data, CategorizedBranches, "", _CHECKS)
+    problems = problems_of(data, CategorizedBranches, "", _CHECKS) + list(_names_unique(entries))
     if problems:
         raise InputError.of_all(source, problems)
     typed = msgspec.convert(data, CategorizedBranches).branches
@@ -235,18 +235,30 @@ def _ref_name(name: str) -> Iterator[tuple[str, str]]:
         yield "", f"{name!r} is not a valid git branch name: it {problem}"
 
 
-def _names_unique(entries: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
-    """A branch listed twice, or listed while it is a target: either would be aligned twice or onto itself."""
+def _names_unique(entries: Sequence[object]) -> Iterator[str]:
+    """A branch listed twice, or listed while it is a target: either would be aligned twice or onto itself.
+
+    Checked beside the entries' other problems (an entry without a string name or target is left to those),
+    so that every problem of the file comes in one error.
+    """
     first_index: dict[str, int] = {}
-    targets = {entry["assigned_target"] for entry in entries}
+    targets = {_text(entry, "assigned_target") for entry in entries}
     for index, entry in enumerate(entries):
-        name = entry["branch_name"]
-        where = f"[{index}].branch_name"
+        name = _text(entry, "branch_name")
+        if name is None:
+            continue
+        where = f"branches[{index}].branch_name"
         if name in first_index:
-            yield where, f"{name!r} is listed twice (first at branches[{first_index[name]}])"
+            yield f"{where}: {name!r} is listed twice (first at branches[{first_index[name]}])"
         first_index.setdefault(name, index)
         if name in targets:
-            yield where, f"{name!r} is also a target; a target branch cannot be aligned onto another target"
+            yield f"{where}: {name!r} is also a target; a target branch cannot be aligned onto another target"
 
 
-_CHECKS: dict[str, Check] = {"branch_name": _ref_name, "assigned_target": _ref_name, "branches": _names_unique}
+def _text(entry: object, key: str) -> str | None:
+    """``entry[key]`` when ``entry`` is an object and that is a string."""
+    value = entry.get(key) if isinstance(entry, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+_CHECKS: dict[str, Check] = {"branch_name": _ref_name, "assigned_target": _ref_name}

@@ -81,6 +81,28 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     )
 
 
+def test_names_listed_twice_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    entries = [
+        {"branch_name": "f/1", "assigned_target": "main"},
+        {"branch_name": "f/1", "assigned_target": "main"},
+        {"branch_name": "a..b", "assigned_target": "main"},
+        {"branch_name": "x", "assigned_target": 7},
+        {"branch_name": 8, "assigned_target": "main"},
+        "not an entry",
+    ]
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": entries}), encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        load_branches(path)
+    assert str(raised.value) == (
+        f"{path}: 5 problems: branches[2].branch_name: 'a..b' is not a valid git branch name: it contains '..'; "
+        "branches[3].assigned_target: expected a branch name (string), got 7; "
+        "branches[4].branch_name: expected a branch name (string), got 8; "
+        'branches[5]: expected an object, got "not an entry"; '
+        "branches[1].branch_name: 'f/1' is listed twice (first at branches[0])"
+    )
+
+
 def test_a_long_list_of_problems_is_cut_with_a_count(tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text(json.dumps({"branches": [{"branch_name": f"b{i}"} for i in range(25)]}), encoding="utf-8")
