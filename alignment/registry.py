@@ -57,14 +57,7 @@ def _component(settings: Settings, key: str, protocol: Any, default: Callable[[S
     try:
         component: P = factory(settings)
     except Exception as exc:  # the user's code: whatever it raises is a problem of the configuration
-        raise ConfigError(
-            "configuration", where, f"{dotted!r}: calling it with the settings raised {_named(exc)}"
-        ) from None
+        raise ConfigError("configuration", where, f"{dotted!r}: calling it with the settings raised {exc!r}") from None
     if not isinstance(component, protocol):
         raise ConfigError("configuration", where, f"{dotted!r} does not provide {protocol.__name__}'s method")
     return component
-
-
-def _named(exc: Exception) -> str:
-    """``TypeError: message``, on one line."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
