@@ -53,6 +53,7 @@ class RunLedger:
         self._spill = SpillFile(setup.folder.path)
         self._results: dict[str, Spilled | bytes] = {}  # each result as pickled, where it was kept
         self._read: dict[str, BranchResult] | None = None  # the results as last read back, until one changes
+        self._started: dict[str, BranchSpec] = {}  # branches whose start was recorded, in order
         self._lock = threading.Lock()
 
     @property
@@ -88,7 +89,19 @@ class RunLedger:
         )
 
     def branch_started(self, spec: BranchSpec) -> None:
+        with self._lock:
+            self._started[spec.name] = spec
         self.audit.record("branch_start", branch=spec.name, target=spec.target)
+
+    def unfinished(self) -> list[BranchSpec]:
+        """The branches that started and have no result: those a Ctrl-C caught where no result came back."""
+        with self._lock:
+            return [spec for name, spec in self._started.items() if name not in self._results]
+
+    def interrupted(self, reason: str) -> None:
+        """The run was interrupted (Ctrl-C): no branch starts after this; the audit trail says so."""
+        log.warning("run interrupted: %s", reason)
+        self.audit.record("run_interrupted", reason=reason)
 
     def branch_finished(self, result: BranchResult, *, failed: bool | None = None) -> int:
         """Record ``result`` and count it for the breaker as a failure when ``failed`` (default: it did not

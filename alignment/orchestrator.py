@@ -121,33 +121,59 @@ class _Run:
         return self.setup.branches
 
     def execute(self) -> dict[str, Any]:
+        """Every target's branches, then the results. Ctrl-C (``KeyboardInterrupt``) starts no further branch,
+        stops the running ones before their next step, and once they have ended, the results are written and
+        the ``KeyboardInterrupt`` is raised to the caller. A second Ctrl-C while they end is not waited out."""
         self.ledger.start()
         logs_dir = self.setup.folder.logs_dir if self.settings.log_per_branch else None
+        interrupted: KeyboardInterrupt | None = None
         with run_logging(self.settings.log_level, logs_dir), Runtime(self.setup, self.components) as runtime:
             for group in self.branches.groups:
-                if self.ledger.tripped:
+                if self.ledger.tripped or interrupted is not None:
                     break
-                self._run_group(runtime, group)
+                interrupted = self._run_group(runtime, group)
+            if interrupted is not None:
+                self.ledger.interrupted("Ctrl-C (KeyboardInterrupt)")
         self.ledger.push()
-        return self.ledger.finish().results
+        results = self.ledger.finish().results
+        if interrupted is not None:
+            raise interrupted
+        return results
 
-    def _run_group(self, runtime: Runtime, group: TargetGroup) -> None:
+    def _run_group(self, runtime: Runtime, group: TargetGroup) -> KeyboardInterrupt | None:
+        """The group's branches on a thread pool; the Ctrl-C that stopped them, if one did. Then the branches
+        still queued are cancelled, and those running stop before their next step; the pool is left once
+        they have their results."""
         workers = self.settings.policy(group.target).max_workers
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"align-{group.target}") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"align-{group.target}")
+        try:
             for future in [pool.submit(self._run_branch, runtime, spec) for spec in group.branches]:
                 future.result()
+        except KeyboardInterrupt as error:
+            runtime.interrupt()
+            return error
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return None
 
     def _run_branch(self, runtime: Runtime, spec: BranchSpec) -> None:
-        if not self._admit():
+        if not self._admit(runtime):
             return
+        steps = runtime.alignment(spec)
         try:
             self.ledger.branch_started(spec)
-            result = runtime.align(spec)
+            steps.run()
+        except KeyboardInterrupt:  # raised on this thread (a component): the run stops as for a Ctrl-C
+            runtime.interrupt()
+            raise
         finally:
             with self._lock:
                 self._running -= 1
+            self._finished(steps.finish())
+
+    def _finished(self, result: BranchResult) -> None:
         done = self.ledger.branch_finished(result)
-        log.info("%d/%d %s: %s", done, len(self.branches.branches), spec.name, result.status.value)
+        log.info("%d/%d %s: %s", done, len(self.branches.branches), result.branch, result.status.value)
         if self.progress is not None:
             self._tell(self.progress, result)
 
@@ -161,11 +187,12 @@ class _Run:
             except Exception:
                 log.exception("the progress callback failed on '%s'; the run goes on", result.branch)
 
-    def _admit(self) -> bool:
-        """Wait for memory headroom; False once the breaker has tripped (the branch is not started)."""
+    def _admit(self, runtime: Runtime) -> bool:
+        """Wait for memory headroom; False once the breaker has tripped or the run was interrupted (the branch
+        is not started)."""
         while True:
             with self._lock:
-                if self.ledger.tripped:
+                if self.ledger.tripped or runtime.interrupted:
                     return False
                 if self.memory.allows_start(self._running):
                     self._running += 1

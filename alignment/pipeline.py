@@ -74,13 +74,16 @@ Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
 def _step(status: Status) -> Callable[[Step], Step]:
     """A pipeline step whose failures (a git timeout among them) get ``status``.
 
-    It refuses to run after a failed step, logs into the branch's log, and records its own failure before
-    re-raising it, so that ``finish`` knows what happened whoever called the step.
+    It refuses to run after a failed step or once the run was interrupted (``Runtime.interrupt``), logs into
+    the branch's log, and records its own failure before re-raising it, so that ``finish`` knows what happened
+    whoever called the step.
     """
 
     def decorate(method: Step) -> Step:
         @functools.wraps(method)
         def run_step(self: BranchAlignment) -> None:
+            if self.failure is None and self.runtime.interrupted:
+                self.failure = self._interruption()
             if self.failure is not None:
                 raise self.failure
             self.running_step = status
@@ -526,6 +529,16 @@ class Runtime:
         self.listed = frozenset(spec.name for spec in setup.branches.branches)  # never a backup
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
+        self._interrupted = threading.Event()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted.is_set()
+
+    def interrupt(self) -> None:
+        """Ctrl-C where branches run on threads (which no signal stops): each running branch stops before its
+        next step, as ``interrupted``, where it was; its running git call or check command ends first."""
+        self._interrupted.set()
 
     def commits_brought_in(self, old_tip: str, target_commit: str) -> tuple[tuple[CommitInfo, ...], bool]:
         """The target commits a merge into ``old_tip`` brings in (the first ``COMMITS_LISTED``, and whether

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from alignment.components import BranchContext, Integration
 from alignment.config import Settings
 from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.detect import ChangeErrorDetector
@@ -181,6 +182,57 @@ def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Pat
     assert (result.status, result.codes) == (Status.EXCEPTION, ("interrupted",))
     assert repo.tip("late") == old
     assert any("restored 'late' to its old tip" in note for note in result.notes)
+
+
+class CtrlCWhileAnotherRuns(MergeOrRebaseIntegrator):
+    """Merges like the default, except: 'a' raises KeyboardInterrupt (a Ctrl-C, on its thread) once 'b' has
+    started integrating, and 'b' finishes integrating only after 'a' has its result (``released``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.b_started, self.released = threading.Event(), threading.Event()
+
+    def integrate(self, context: BranchContext) -> Integration:
+        if context.branch == "a":
+            assert self.b_started.wait(60)
+            raise KeyboardInterrupt
+        if context.branch == "b":
+            self.b_started.set()
+            assert self.released.wait(60)
+        return super().integrate(context)
+
+
+def test_ctrl_c_starts_no_branch_and_stops_the_running_ones_with_results_written(repo: Repo, tmp_path: Path) -> None:
+    """After Ctrl-C no queued branch starts, a running one stops before its next step (nothing moves), the
+    results are written (interrupted / not_run) and the KeyboardInterrupt reaches the caller."""
+    names = ["a", "b", "c", "d"]
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in names}
+    repo.commit("main", {"main.txt": "m\n"})
+    config = settings(max_workers_per_target=2)
+    integrator = CtrlCWhileAnotherRuns(config)
+    components = Components(integrator, ChangeErrorDetector(config), MarkdownDocGenerator(config))
+
+    def progress(done: int, total: int, result: BranchResult) -> None:
+        if result.branch == "a":
+            integrator.released.set()
+
+    orchestrator = BranchAlignmentOrchestrator(
+        config, components=components, reports_dir=tmp_path / "r", progress=progress
+    )
+    with pytest.raises(KeyboardInterrupt):
+        orchestrator.run(write_input(tmp_path / "in.json", [entry(name) for name in names]), repo.path)
+    assert {name: repo.tip(name) for name in names} == tips
+    results = json.loads((tmp_path / "r" / "alignment_results.json").read_text(encoding="utf-8"))
+    group = results["orchestration_results"]["main"]
+    statuses = {branch["branch_name"]: (branch["status"], branch["errors_detected"]) for branch in group["branches"]}
+    assert statuses == {"a": ("exception", ["interrupted"]), "b": ("exception", ["interrupted"])}
+    assert group["not_run"] == ["c", "d"]
+    assert orchestrator.last_setup is not None
+    audit = orchestrator.last_setup.folder.audit_path.read_text(encoding="utf-8")
+    events = [(record["event"], record.get("branch")) for record in map(json.loads, audit.splitlines())]
+    assert [branch for event, branch in events if event == "branch_start"] == ["a", "b"]
+    assert ("run_interrupted", None) in events
+    assert events[-1][0] == "run_end"
 
 
 def test_error_detection_integration(repo: Repo, many: list[str], tmp_path: Path) -> None:
