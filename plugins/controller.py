@@ -63,6 +63,7 @@ class AlignmentController:
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
         self.published: Published | None = None
+        self.interrupted: str | None = None  # why, when Ctrl-C stopped the run
         self.worker_pushes = WorkerPushes(setup) if setup.clones is not None else None
         if self.worker_pushes is not None:
             config.pluginmanager.register(self.worker_pushes, "alignment-worker-pushes")
@@ -159,29 +160,31 @@ class AlignmentController:
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
         """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
+        return f"{report.longreprtext.strip()}; {self._put_back(branch)}"
+
+    def _put_back(self, branch: str) -> str:
+        """Put back whatever the journal says a process that did not finish ``branch`` moved; what happened."""
         move = MoveJournal(self.setup.folder.moves_dir).get(branch)
         if move is None:
-            return f"{report.longreprtext.strip()}; '{branch}' was not moved"
+            return f"'{branch}' was not moved"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
         git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
         try:
-            return f"{report.longreprtext.strip()}; {restore(git, move).message}"
+            return restore(git, move).message
         finally:
             git.close()
 
     def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
         """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
         message = self.crashes.get(branch) or self.failures.get(nodeid) or "the test failed before aligning"
+        code = ErrorCode.WORKER_CRASHED if branch in self.crashes else ErrorCode.UNEXPECTED_ERROR
+        return self._made_result(branch, code, message)
+
+    def _made_result(self, branch: str, code: ErrorCode, message: str) -> BranchResult:
+        """An ``exception`` result made here, for a branch whose own never came."""
         now = time.time()
         return BranchResult(
-            branch,
-            self.specs[branch].target,
-            Status.EXCEPTION,
-            0.0,
-            (ErrorCode.WORKER_CRASHED,) if branch in self.crashes else (ErrorCode.UNEXPECTED_ERROR,),
-            message,
-            started_at=now,
-            finished_at=now,
+            branch, self.specs[branch].target, Status.EXCEPTION, 0.0, (code,), message, started_at=now, finished_at=now
         )
 
     def _stop(self, reason: str) -> None:
@@ -229,6 +232,9 @@ class AlignmentController:
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         self._end_workers()
         if not self.collecting_only:
+            if self.interrupted is not None:
+                self.ledger.interrupted(self.interrupted)
+            self._report_unfinished()
             push_failed = self.ledger.push() if self.worker_pushes is None else self.worker_pushes.publish(self.ledger)
             if push_failed and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -253,9 +259,36 @@ class AlignmentController:
         if nodemanager is not None:
             nodemanager.teardown_nodes()
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C, not the stop of pytest or xdist (a breaker trip, ``-x``), which raise subclasses of it."""
+        if type(excinfo.value) is KeyboardInterrupt:
+            self.interrupted = "interrupted (Ctrl-C)"
+
+    def _report_unfinished(self) -> None:
+        """Each branch that started and whose result never came back (Ctrl-C stopped the run, or the process
+        aligning it, first): whatever the journal says it moved is put back, and it is reported as its
+        worker would have reported it, ``interrupted``: a failed call (an error, its text the message) and a
+        teardown carrying the result."""
+        nodeids = {branch: nodeid for nodeid, branch in self.nodes.selected.items()}
+        for spec in self.ledger.unfinished():
+            nodeid = nodeids[spec.name]
+            message = (
+                f"alignment was {self.interrupted or 'interrupted'} before it finished; {self._put_back(spec.name)}"
+            )
+            path, _, name = nodeid.partition("::")
+            call = pytest.TestReport(nodeid, (path, None, name), {}, "failed", printable(message), "call")
+            call.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+            result = self._made_result(spec.name, ErrorCode.INTERRUPTED, message)
+            properties = [(RESULT_PROPERTY, json.dumps(result.to_dict()))]
+            teardown = pytest.TestReport(
+                nodeid, (path, None, name), {}, "passed", None, "teardown", user_properties=properties
+            )
+            for report in (call, teardown):
+                self.config.hook.pytest_runtest_logreport(report=report)
+
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""
-        reason = str(session.shouldstop or session.shouldfail or "the run stopped first")
+        reason = str(session.shouldstop or session.shouldfail or self.interrupted or "the run stopped first")
         for nodeid in self.nodes.selected:
             if nodeid not in self.reported:
                 path, _, name = nodeid.partition("::")

@@ -9,6 +9,7 @@ from types import CodeType
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
+from alignment.detect import ChangeErrorDetector
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Finding
 
@@ -82,3 +83,13 @@ class ExplodingDetector:
 
     def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
         raise RuntimeError("the detector has a bug")
+
+
+class CtrlCDetector(ChangeErrorDetector):
+    """Detects like the default, except that on the branch ``ctrl-c`` it raises KeyboardInterrupt: a Ctrl-C
+    that comes while the branch is being checked."""
+
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        if context.branch == "ctrl-c":
+            raise KeyboardInterrupt
+        return super().detect(context, integration)

@@ -62,13 +62,15 @@ def run(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TMPDIR", str(temporary))
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
 
-    def run_pytest(*args: str, reports: Path | None = None, subprocess: bool = False) -> Run:
+    def run_pytest(*args: str, reports: Path | None = None, subprocess: bool = False, **options: Any) -> Run:
+        """``options``: for ``runpytest_inprocess`` (``no_reraise_ctrlc=True``: a KeyboardInterrupt of the inner
+        run ends only that run)."""
         reports = reports or tmp_path / "reports"
         argv = [str(ALIGNMENT_DIR), "--reports-dir", str(reports), "-o", f"cache_dir={tmp_path / 'cache'}", *args]
         if subprocess or "-n" in args:
             result = pytester.runpytest_subprocess(*argv, timeout=300)
         else:
-            result = pytester.runpytest_inprocess(*argv)
+            result = pytester.runpytest_inprocess(*argv, **options)
         return Run(result, reports)
 
     return run_pytest
@@ -431,6 +433,38 @@ def test_a_component_bug_is_an_error_not_a_failure(run: Any, repo: Repo, tmp_pat
     branch = done.branches()["feature"]
     assert (branch["status"], branch["error_message"]) == ("exception", "RuntimeError: the detector has a bug")
     assert repo.tip("feature") == old
+
+
+def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
+    run: Any, repo: Repo, tmp_path: Path
+) -> None:
+    """README: a branch hit by Ctrl-C is reported ``interrupted`` (an error), never-started ones are skipped
+    and ``not_run``, and pytest's counts, the JSON report and the results agree."""
+    names = ["done", "ctrl-c", "later"]
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in names}
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(tmp_path, error_detector="tests.plugin.components:CtrlCDetector")
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), no_reraise_ctrlc=True)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    done.result.assert_outcomes(passed=1, errors=1, skipped=1)
+    branches = done.branches()
+    assert (branches["ctrl-c"]["status"], branches["ctrl-c"]["errors_detected"]) == ("exception", ["interrupted"])
+    assert branches["ctrl-c"]["error_message"].startswith("alignment was interrupted (Ctrl-C) before it finished")
+    assert branches["done"]["status"] == "completed"
+    assert done.data["orchestration_results"]["main"]["not_run"] == ["later"]
+    assert done.data["overall_summary"]["total_not_run"] == 1
+    assert "3 branches: 1 aligned, 1 failed, 1 not run" in done.output
+    assert (repo.tip("ctrl-c"), repo.tip("later")) == (tips["ctrl-c"], tips["later"])
+    report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
+    outcomes = {test["nodeid"].partition("[")[2][:-1]: test["outcome"] for test in report["tests"]}
+    assert outcomes == {"done": "passed", "ctrl-c": "error", "later": "skipped"}
+    events = [record["event"] for record in done.audit()]
+    assert events.count("branch_start") == events.count("branch_end") == 2
+    assert "run_interrupted" in events
+    rerun = run("--input", str(input_path), "--repo", str(repo.path), "--lf")
+    assert rerun.result.parseoutcomes()["passed"] == 2
+    assert sorted(rerun.branches()) == ["ctrl-c", "later"]
 
 
 @pytest.mark.parametrize("workers", [None, "2"])
