@@ -154,16 +154,20 @@ def _stop_supervised(process: subprocess.Popen[bytes]) -> None:
     """Ask the supervisor to kill the command's whole tree (SIGTERM); kill the group if it does not end.
 
     A supervisor that has ended killed every descendant before it did: its process group is not signalled
-    then, as its id may already belong to another process."""
-    if SUPERVISED and process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_GRACE_SECONDS)
-    if SUPERVISED and process.returncode is not None:
-        _close_pipes(process)
-    else:
-        kill_group(process)
+    then, as its id may already belong to another process. Interrupted while it waits (the branch's timeout
+    signal can follow the check's own timeout at once: both come from the branch's deadline), it still kills
+    the group and reaps the supervisor before the interruption goes on."""
+    try:
+        if SUPERVISED and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_GRACE_SECONDS)
+    finally:
+        if SUPERVISED and process.returncode is not None:
+            _close_pipes(process)
+        else:
+            kill_group(process)
 
 
 def _require_program(program: str, cwd: str | Path | None, env: Mapping[str, str] | None) -> None:

@@ -128,6 +128,49 @@ def test_an_interrupted_check_is_killed_with_its_whole_tree(tmp_path: Path, fami
     assert _gone([int(pid) for pid in pids.read_text().split()])
 
 
+# A check that stops its supervisor (SIGSTOP): stopping the check then waits in vain, and can be interrupted.
+STOPS_ITS_SUPERVISOR = """
+import os, signal, sys, time
+with open(sys.argv[1] + ".tmp", "w") as out:
+    out.write(str(os.getppid()))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+os.kill(os.getppid(), signal.SIGSTOP)
+time.sleep(1001)
+"""
+
+
+def test_a_check_interrupted_again_while_it_is_stopped_is_still_killed_and_reaped(tmp_path: Path) -> None:
+    """A second interruption (the branch's timeout signal right after the check's own timeout, both from the
+    branch's deadline) came while the check was being stopped: it left the supervisor unreaped, or running."""
+    script = tmp_path / "stops_its_supervisor.py"
+    script.write_text(STOPS_ITS_SUPERVISOR, encoding="utf-8")
+    pid_file = tmp_path / "supervisor.pid"
+    raised = 0
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal raised
+        if pid_file.exists() and raised < 2:  # once while the check runs, once while it is being stopped
+            raised += 1
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _check([sys.executable, str(script), str(pid_file)], tmp_path)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    supervisor = int(pid_file.read_text())
+    try:
+        assert raised == 2
+        assert not Path(f"/proc/{supervisor}").exists(), "the supervisor was left running or unreaped"
+    finally:
+        if Path(f"/proc/{supervisor}").exists():
+            os.killpg(supervisor, signal.SIGKILL)
+            os.waitpid(supervisor, 0)
+
+
 def test_a_killed_worker_takes_its_checks_along(tmp_path: Path, family: tuple[list[str], Path]) -> None:
     """SIGKILL of the process running a check (an xdist worker) left the check running with no time limit."""
     argv, pids = family
