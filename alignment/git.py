@@ -334,9 +334,19 @@ class Git:
     # -- refs -----------------------------------------------------------------------------------------------
 
     def branch_tips(self, root: str = _HEADS) -> dict[str, str]:
-        """Every branch under ``root`` (local branches by default; or fetched ones) and its commit."""
-        out = self._run("for-each-ref", "--format=%(objectname) %(refname)", root).stdout.decode()
-        return {line[line.index(" ") + 1 + len(root) :]: line[: line.index(" ")] for line in out.splitlines()}
+        """Every branch under ``root`` (local branches by default; or fetched ones) that points at a commit,
+        and that commit."""
+        return {name: oid for name, (kind, oid) in self.branch_objects(root).items() if kind == "commit"}
+
+    def branch_objects(self, root: str = _HEADS) -> dict[str, tuple[str, str]]:
+        """Every branch under ``root`` with the kind and id of the object it points at: a commit, unless the
+        ref was written by hand (git itself refuses to point a branch at a tag or a tree)."""
+        out = self._run("for-each-ref", "--format=%(objecttype) %(objectname) %(refname)", root).stdout.decode()
+        objects = {}
+        for line in out.splitlines():
+            kind, oid, ref = line.split(" ", 2)
+            objects[ref[len(root) :]] = (kind, oid)
+        return objects
 
     def remote_branches(self) -> frozenset[str]:
         """Remote-tracking branches as ``<remote>/<branch>`` (``origin/next``), without ``<remote>/HEAD``."""

@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
@@ -46,6 +46,7 @@ class Snapshot:
     behind: frozenset[str]
     commit_graph_written: bool
     backups: frozenset[str] | None = None  # local branches named like a backup; None when not read
+    not_commits: Mapping[str, str] = field(default_factory=dict)  # listed branches whose ref is no commit: its kind
 
     def relation(self, branch: str) -> Action:
         """How ``branch`` (at its snapshot tip) relates to its target: up to date, behind, or diverged."""
@@ -70,9 +71,10 @@ def take_snapshot(
     absent from them is created without being read first (``backup.create_backup``).
     """
     root = "refs/heads/" if remote is None else tracking_root(remote)
-    all_tips = git.branch_tips(root)
+    objects = git.branch_objects(root)
+    all_tips = {name: oid for name, (kind, oid) in objects.items() if kind == "commit"}
     if require_targets:
-        _require_targets(git, branches, all_tips, remote)
+        _require_targets(git, branches, objects, remote)
     graph_written = False
     if write_commit_graph and not git.has_commit_graph():
         git.write_commit_graph()
@@ -90,19 +92,23 @@ def take_snapshot(
         up_to_date |= containing
         behind |= (git.branches_merged_into(commit, root) & names) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
+    not_commits = {name: kind for name, (kind, _) in objects.items() if name in listed and name not in tips}
     backups = None
     if backup_prefix is not None and remote is None:
         backups = frozenset(name for name in all_tips if name.startswith(backup_prefix))
-    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups)
+    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups, not_commits)
 
 
-def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str], remote: str | None) -> None:
-    """A target that is not a branch (of the repository, or of ``remote``) is a problem of the input: refuse the
-    run before anything runs.
+def _require_targets(
+    git: Git, branches: BranchInput, objects: Mapping[str, tuple[str, str]], remote: str | None
+) -> None:
+    """A target that is not a branch (of the repository, or of ``remote``), or a branch that points at no
+    commit, is a problem of the input: refuse the run before anything runs.
 
     The message names the target, the closest existing branch, and ``<remote>/<target>`` when that exists
-    (with ``remote``: that the local branch of that name is not used).
+    (with ``remote``: that the local branch of that name is not used); or the kind of object it points at.
     """
+    tips = {name: oid for name, (kind, oid) in objects.items() if kind == "commit"}
     missing = [target for target in branches.targets if target not in tips]
     if not missing:
         return
@@ -113,6 +119,10 @@ def _require_targets(git: Git, branches: BranchInput, tips: Mapping[str, str], r
     problems = []
     for target in missing:
         first = next(spec.index for spec in branches.branches if spec.target == target)
+        if target in objects:
+            kind = objects[target][0]
+            problems.append(f"branches[{first}].assigned_target: {target!r} of {where} points at a {kind}, no commit")
+            continue
         problem = f"branches[{first}].assigned_target: target {target!r} is not a branch of {where}"
         close = difflib.get_close_matches(target, list(tips), n=1)
         if close:
@@ -252,6 +262,10 @@ def set_up_run(
         )
     finally:
         git.close()
+    notes += tuple(
+        f"branch {name!r} points at a {kind}, no commit: it is not aligned (branch_not_found)"
+        for name, kind in snapshot.not_commits.items()
+    )
     scratch = create_scratch(run_id)
     if record:
         folder.write_record(

@@ -355,6 +355,50 @@ def test_a_target_that_does_not_exist_refuses_the_run_before_anything_runs(repo:
     assert not (git_dir / "objects" / "info" / "commit-graph").exists()
 
 
+def point_at_a_tag(repo: Repo, branch: str) -> None:
+    """Write ``refs/heads/<branch>`` by hand to an annotated tag object (``git update-ref`` refuses to)."""
+    repo.git("tag", "-a", "-m", "tag", f"tag-of-{branch}", repo.tip(branch))
+    (repo.path / ".git" / "refs" / "heads" / branch).write_text(repo.git("rev-parse", f"tag-of-{branch}") + "\n")
+
+
+def test_a_target_that_points_at_no_commit_refuses_the_run_before_anything_runs(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("ok", {"ok.txt": "x\n"}, parent=repo.tip("main"))
+    repo.branch("next", "main")
+    point_at_a_tag(repo, "next")
+    path = write_input(tmp_path / "in.json", [entry("ok", "next")])
+    before = repo.git("for-each-ref")
+    with pytest.raises(InputError) as raised:
+        BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)
+    assert str(raised.value) == (
+        f"{path}: branches[0].assigned_target: 'next' of {repo.path / '.git'} points at a tag, no commit"
+    )
+    assert repo.git("for-each-ref") == before
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_branch_that_points_at_no_commit_fails_alone_without_a_backup(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("ok", {"ok.txt": "x\n"}, parent=repo.tip("main"))
+    repo.commit("tagged", {"t.txt": "x\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    point_at_a_tag(repo, "tagged")
+    pointed = (repo.path / ".git" / "refs" / "heads" / "tagged").read_text()
+    path = write_input(tmp_path / "in.json", [entry("ok"), entry("tagged")])
+    orchestrator = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports")
+    result = orchestrator.run(path, repo.path)
+    statuses = {
+        b["branch_name"]: (b["status"], b["errors_detected"])
+        for b in result["orchestration_results"]["main"]["branches"]
+    }
+    assert statuses == {"ok": ("completed", []), "tagged": ("failed_integration", ["branch_not_found"])}
+    assert (repo.path / ".git" / "refs" / "heads" / "tagged").read_text() == pointed
+    assert not repo.exists("backup-tagged-pre-align")
+    assert orchestrator.last_setup is not None
+    assert (
+        "branch 'tagged' points at a tag, no commit: it is not aligned (branch_not_found)"
+        in orchestrator.last_setup.housekeeping
+    )
+
+
 def test_parallel_safety_no_race_conditions(repo: Repo, tmp_path: Path) -> None:
     """No race conditions in concurrent execution"""
     base = repo.tip("main")
