@@ -271,7 +271,7 @@ def set_up_run(
         folder.write_record(
             {
                 "run_id": run_id,
-                "repository": str(location.git_dir),
+                "repository": str(location.common_dir),  # not a linked worktree's git dir: undo outlives the worktree
                 "started": started,
                 "input": branches.source,
                 "scratch_dir": str(scratch),

@@ -444,3 +444,17 @@ def test_run_records_its_repository_for_undo(repo: Repo, tmp_path: Path) -> None
     run_id = orchestrate(repo, tmp_path, list(olds))["run_id"]
     record = json.loads((tmp_path / "reports" / "runs" / str(run_id) / "run.json").read_text())
     assert record["repository"] == str((repo.path / ".git").resolve())
+
+
+def test_a_run_through_a_linked_worktree_is_undone_after_the_worktree_is_removed(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    olds = topics(repo, 2)
+    repo.git("worktree", "add", "-q", "--detach", str(tmp_path / "linked"), "main")
+    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    run_id = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, tmp_path / "linked")["run_id"]
+    assert all(repo.tip(name) != old for name, old in olds.items())
+    repo.git("worktree", "remove", "--force", str(tmp_path / "linked"))
+    assert cli(["undo", str(run_id), "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "restored 2, unchanged 0, refused 0 of 2 moved branches" in capsys.readouterr().out
+    assert {name: repo.tip(name) for name in olds} == olds
