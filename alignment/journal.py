@@ -118,6 +118,9 @@ def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
     now = git.resolve_branch(move.branch)
     if now == move.old_tip:
         return Restoration(move, Outcome.NOT_MOVED, f"'{move.branch}' is at its old tip {move.old_tip}")
+    if now is None:
+        message = f"'{move.branch}' does not exist now (deleted since, or not in this repository); not recreated"
+        return Restoration(move, Outcome.MOVED_SINCE, message)
     if now != move.new_tip:
         return Restoration(
             move, Outcome.MOVED_SINCE, f"'{move.branch}' moved again since (now at {now}); left as it is"

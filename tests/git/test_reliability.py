@@ -97,16 +97,26 @@ def test_undo_puts_back_the_run_it_names_not_another(repo: Repo, tmp_path: Path)
     assert (repo.tip("one"), repo.tip("two")) == (olds["one"], olds["two"])
 
 
-def test_undo_refuses_a_branch_moved_again_or_checked_out(repo: Repo, tmp_path: Path) -> None:
-    olds = topics(repo, 3)
+def test_undo_refuses_a_branch_moved_again_deleted_or_checked_out(repo: Repo, tmp_path: Path) -> None:
+    olds = topics(repo, 4)
     run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
     again = repo.commit("topic-0", {"later.txt": "later\n"})
     repo.git("worktree", "add", "-q", str(tmp_path / "wt"), "topic-1")
+    repo.git("branch", "-D", "topic-3")
     report = undo_run(tmp_path / "reports", run_id)
-    outcomes = {item.move.branch: item.outcome for item in report.restorations}
-    assert outcomes == {"topic-0": Outcome.MOVED_SINCE, "topic-1": Outcome.CHECKED_OUT, "topic-2": Outcome.RESTORED}
+    outcomes = {item.move.branch: (item.outcome, item.message) for item in report.restorations}
+    assert outcomes == {
+        "topic-0": (Outcome.MOVED_SINCE, f"'topic-0' moved again since (now at {again}); left as it is"),
+        "topic-1": (Outcome.CHECKED_OUT, f"'topic-1' is checked out in the worktree at {tmp_path / 'wt'}; not touched"),
+        "topic-2": (Outcome.RESTORED, f"restored 'topic-2' to its old tip {olds['topic-2']}"),
+        "topic-3": (
+            Outcome.MOVED_SINCE,
+            "'topic-3' does not exist now (deleted since, or not in this repository); not recreated",
+        ),
+    }
     assert repo.tip("topic-0") == again
     assert repo.tip("topic-2") == olds["topic-2"]
+    assert not repo.exists("topic-3")
     assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 1
 
 
