@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from alignment.errors import AlignmentError, FileProblem, UsageProblem, counted
@@ -29,20 +30,21 @@ _MARKS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alignment", description=__doc__)
+    parser = argparse.ArgumentParser(prog="alignment", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
+    command = partial(commands.add_parser, allow_abbrev=False)  # `runs --repo R` is refused, not `--reports-dir R`
     reports_help = "the reports directory the runs wrote to, pytest's --reports-dir (default: reports)"
-    undo = commands.add_parser("undo", help="put back every branch a run moved")
+    undo = command("undo", help="put back every branch a run moved")
     undo.add_argument("run_id", help="the run's id, as `alignment runs` lists it (e.g. 20261125T101500Z-3fa9c1)")
     undo.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help=reports_help)
     undo.add_argument("--repo", metavar="PATH", help="the repository (default: the one the run aligned)")
     undo.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
-    runs = commands.add_parser("runs", help="list runs, newest last")
+    runs = command("runs", help="list runs, newest last")
     runs.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR", help=reports_help)
-    merge = commands.add_parser("merge-results", help="combine the results of --shard K/N runs into one")
+    merge = command("merge-results", help="combine the results of --shard K/N runs into one")
     merge.add_argument("results", nargs="+", type=Path, help="each shard's alignment_results.json")
     merge.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where to write them")
-    schema = commands.add_parser("schema", help="print the JSON Schema of alignment.yaml or of the input file")
+    schema = command("schema", help="print the JSON Schema of alignment.yaml or of the input file")
     schema.add_argument(
         "file", choices=sorted(SCHEMAS), help="config: alignment.yaml; input: categorized_branches.json"
     )

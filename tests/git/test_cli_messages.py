@@ -51,6 +51,18 @@ def test_every_argument_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--reports-dir DIR the reports directory the runs wrote to, pytest's --reports-dir" in shown
 
 
+def test_an_option_a_command_does_not_have_is_refused_not_taken_as_an_abbreviation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(["runs", "--reports-dir", str(tmp_path), "--repo", str(tmp_path / "repo")])
+    assert exited.value.code == 2
+    assert f"unrecognized arguments: --repo {tmp_path / 'repo'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["undo", "20260101T000000Z-000000", "--dry"])
+    assert "unrecognized arguments: --dry" in capsys.readouterr().err
+
+
 def test_an_unreadable_run_record_blocks_no_other_run(
     repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
