@@ -159,8 +159,11 @@ class AlignmentController:
         report.user_properties = [(RESULT_PROPERTY, branch)]
 
     def _recover(self, branch: str, report: pytest.TestReport) -> str:
-        """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened."""
-        return f"{report.longreprtext.strip()}; {self._put_back(branch)}"
+        """A worker died while aligning ``branch``: put back whatever it moved; the note says what happened.
+
+        xdist's own words (``worker 'gw0' crashed while running '<test id>'``) are its report's ``longrepr``;
+        ``longreprtext`` would put the worker's platform line (``[gw0] linux -- Python ...``) before them."""
+        return f"{str(report.longrepr).strip()}; {self._put_back(branch)}"
 
     def _put_back(self, branch: str) -> str:
         """Put back whatever the journal says a process that did not finish ``branch`` moved; what happened."""

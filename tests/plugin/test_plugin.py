@@ -664,9 +664,14 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     done = run("--input", str(input_path), "--repo", str(repo.path), "-n", "2", "-p", "tests.plugin.crash_plugin")
     victim = done.branches()["topic-1"]
     assert (victim["status"], victim["errors_detected"]) == ("exception", ["worker_crashed"])
-    assert "crashed" in victim["error_message"]
-    expected_note = "restored 'topic-1' to its old tip" if moment == "after" else "'topic-1' was not moved"
-    assert expected_note in victim["error_message"]
+    expected_note = (
+        f"restored 'topic-1' to its old tip {olds['topic-1']}" if moment == "after" else "'topic-1' was not moved"
+    )
+    assert re.fullmatch(
+        r"worker 'gw[01]' crashed while running 'alignment/test_branches\.py::test_branch\[topic-1\]'; "
+        + re.escape(expected_note),
+        victim["error_message"],
+    ), victim["error_message"]
     assert repo.tip("topic-1") == olds["topic-1"]
     assert repo.tip("backup-topic-1-pre-align") == olds["topic-1"]
     for name in ("topic-0", "topic-2", "topic-3"):
