@@ -412,6 +412,29 @@ def test_selection_with_k_and_m(run: Any, demo: tuple[Path, Path, dict[str, str]
     tools.result.assert_outcomes(passed=4)
 
 
+def test_a_non_ascii_branch_is_selected_by_its_escaped_test_id(run: Any, repo: Repo, tmp_path: Path) -> None:
+    """pytest writes a non-ASCII character of a test id as its Python escape; the README says so, and these
+    spellings are the ones it gives for ``-k`` and ``--deselect``."""
+    names = ["feature/ünï", "docs/日本", "plain"]
+    for name in names:
+        repo.commit(name, {"f.txt": f"{name}\n"}, parent=repo.tip("main"))
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    escaped = {name: name.encode("unicode_escape").decode("ascii") for name in names}
+    assert escaped["feature/ünï"] == "feature/\\xfcn\\xef"
+    assert escaped["docs/日本"] == "docs/\\u65e5\\u672c"
+
+    def collected(*selection: str) -> list[str]:
+        done = run("--input", str(input_path), "--repo", str(repo.path), "--collect-only", "-q", *selection)
+        return [line for line in done.result.outlines if line.startswith("alignment/test_branches.py::")]
+
+    ids = [f"alignment/test_branches.py::test_branch[{escaped[name]}]" for name in names]
+    assert collected() == ids
+    assert collected("--deselect", ids[0], "--deselect", ids[1]) == ids[2:]
+    assert collected("-k", escaped["feature/ünï"]) == ids[:1]
+    assert collected("-k", "\\u65e5") == ids[1:2]
+    assert collected("-k", "ünï") == []  # the name as typed matches nothing
+
+
 def test_junit_xml_for_ci_dashboards(run: Any, demo: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
     repo, input_path, _ = demo
     junit = tmp_path / "junit.xml"
