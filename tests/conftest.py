@@ -32,6 +32,7 @@ from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.runs import RunFolder
 from alignment.session import set_up_run
+from plugins.alignment_plugin import STATE as ALIGNMENT_RUN
 
 PROJECT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
@@ -48,8 +49,9 @@ FIXED_DATE = "1700000000 +0000"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The project's own tests need the dev extras: without them, one line saying so (``--help`` still works)."""
-    if MISSING_DEV_EXTRA is not None and not config.option.help:
+    """The project's own tests need the dev extras: without them, one line saying so (``--help`` still works).
+    Not for a run of the harness: pytest loads this file in a checkout even for ``--pyargs`` with no path."""
+    if MISSING_DEV_EXTRA is not None and not config.option.help and ALIGNMENT_RUN not in config.stash:
         raise pytest.UsageError(
             f"the project's own tests need the dev extras ({MISSING_DEV_EXTRA} is not installed): "
             "pip install -e '.[dev]', or run tox"

@@ -18,6 +18,7 @@ from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.runs import RESULTS_FILE
+from tests import conftest
 from tests.conftest import Repo, entry, load_schema, write_input
 from tests.fakes import max_overlap
 
@@ -323,6 +324,19 @@ def test_a_failed_branch_reaches_pytest_as_its_report_not_as_an_exception(
     done = run("--demo", "-p", "interactions")
     done.result.assert_outcomes(passed=16, failed=4)
     assert (pytester.path / "interactions.txt").read_text() == "loaded\n"
+
+
+def test_a_run_of_the_harness_from_a_checkout_needs_no_dev_extras(
+    run: Any, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a checkout pytest also loads ``tests/conftest.py`` (``--pyargs alignment.test_branches`` names no
+    path), whose own tests need the dev extras: a run of the harness is not refused for them; a run of the
+    tests still is."""
+    monkeypatch.setattr(conftest, "MISSING_DEV_EXTRA", "hypothesis")
+    done = run("--demo", "-p", "tests.conftest")
+    done.result.assert_outcomes(passed=16, failed=4)
+    refused = pytester.runpytest_inprocess("-p", "tests.conftest", "--collect-only")
+    assert "the project's own tests need the dev extras (hypothesis is not installed)" in refused.stderr.str()
 
 
 def test_passed_branches_are_listed_when_asked(run: Any) -> None:
