@@ -6,7 +6,7 @@ signal), so no process outlives the step that started it.
 
 A check command is an arbitrary program, so on Linux it runs under ``alignment.supervisor``: that process
 dies with its parent (a SIGKILLed worker), is a subreaper (a descendant that escaped the process group with
-``setsid`` is still found and killed), applies the address-space limit (``memory_limit_mb``) and kills
+``setsid`` is still found and killed), applies the data-segment limit (``memory_limit_mb``) and kills
 whatever the command left running when it ends. Only the tail of a check's output is kept
 (``output_limit`` bytes of each stream): a check that prints without end costs no memory.
 """

@@ -7,7 +7,9 @@ Started by ``processes.run_check`` as ``python -I -m alignment.supervisor PARENT
 - It is a child subreaper (``PR_SET_CHILD_SUBREAPER``): a descendant that left the process group and
   lost its parent (``setsid daemon &``) is re-parented to the supervisor instead of to init, so it can
   still be found and killed.
-- The command runs in the supervisor's process group, under an address-space limit (``MEMORY_MB``; 0: none).
+- The command runs in the supervisor's process group, under a data-segment limit (``MEMORY_MB``; 0: none):
+  ``RLIMIT_DATA`` counts the memory a program can write to, not address space it only reserves, which node
+  (V8's code range) and java (the heap) reserve by gigabytes at start: under ``RLIMIT_AS`` they cannot start.
 - When the command exits, and on SIGTERM (a timeout, Ctrl-C, the parent's death), it kills every descendant
   that is left, reaps them, and exits with the command's exit code (128 + N for a signal N).
 
@@ -74,7 +76,7 @@ def _exec_command(command: Sequence[str], memory_mb: int) -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if memory_mb > 0:
             limit = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         os.execvp(command[0], list(command))  # noqa: S606 - never a shell: the configured argv as it is
     except OSError as error:
         os.write(2, f"{command[0]}: {error.strerror}\n".encode())

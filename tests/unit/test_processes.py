@@ -204,3 +204,18 @@ def test_a_check_runs_under_the_memory_limit(tmp_path: Path) -> None:
     )
     assert limited.returncode == 1
     assert b"MemoryError" in limited.stderr
+
+
+def test_a_check_that_reserves_much_address_space_starts_under_the_memory_limit(tmp_path: Path) -> None:
+    """node and java reserve gigabytes they never touch (``PROT_NONE``): the limit bounds memory written to,
+    not address space, or they could not start under the default and every such check would check nothing."""
+    reserve = "import mmap; mmap.mmap(-1, 4 << 30, prot=0); print('started')"
+    done = run_check(
+        [sys.executable, "-c", reserve],
+        cwd=tmp_path,
+        timeout=60,
+        env=os.environ,
+        memory_limit_mb=200,
+        output_limit=4096,
+    )
+    assert (done.returncode, done.stdout) == (0, b"started\n"), done.stderr
