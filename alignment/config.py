@@ -206,6 +206,10 @@ def _commands(commands: list[str | list[str]]) -> Iterator[tuple[str, str]]:
             continue
         if not argv:
             yield f"[{index}]", "expected a command, got an empty one"
+        for argument in argv:
+            if "\0" in argument:  # no program can be given it: the start would raise on every branch
+                yield f"[{index}]", f"expected no NUL byte in a command, got {shown(argument)}"
+                break
 
 
 def _target_names(targets: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -120,6 +120,15 @@ def test_settings_round_trip_through_plain_data() -> None:
         ({"check_commands": [3]}, "orchestration.check_commands[0]: expected a string or a list of strings, got 3"),
         ({"check_commands": ["'unclosed"]}, "orchestration.check_commands[0]: cannot split command"),
         ({"check_commands": [""]}, "orchestration.check_commands[0]: expected a command, got an empty one"),
+        # the operating system cannot pass a NUL byte: every branch would fail with an exception instead
+        (
+            {"check_commands": ["true", ["echo", "a\0b"]]},
+            'orchestration.check_commands[1]: expected no NUL byte in a command, got "a\\u0000b"',
+        ),
+        (
+            {"targets": {"main": {"check_commands": ["echo a\0b"]}}},
+            "orchestration.targets.main.check_commands[0]: expected no NUL byte in a command",
+        ),
         ({"targets": []}, "orchestration.targets: expected a mapping of target names, got []"),
         ({"targets": [1]}, "orchestration.targets: expected a mapping of target names, got a list"),
         ({"targets": {"a b": {}}}, "orchestration.targets.a b: expected a target branch name"),
