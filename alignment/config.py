@@ -9,8 +9,9 @@ is one ``ConfigError`` that names the key and, for an unknown key, the closest k
 
 from __future__ import annotations
 
+import difflib
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,6 +101,23 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             check_commands=tuple(_argv(command) for command in commands),
             max_workers=workers if self.enable_parallelization else 1,
         )
+
+    def unused_targets(self, targets: Collection[str]) -> tuple[str, ...]:
+        """A line for each ``targets:`` key that is none of ``targets`` (the input's), with the closest one.
+
+        A misspelt key would leave its target as the top level says, unnoticed; a key for a target that only
+        another input has is legitimate in a shared file, so this is a note, not a ``ConfigError``.
+        """
+        lines = []
+        for name in self.targets:
+            if name not in targets:
+                close = difflib.get_close_matches(name, list(targets), n=1)
+                hint = f"did you mean {close[0]}?" if close else f"the input's targets: {', '.join(targets)}"
+                lines.append(
+                    f"orchestration.targets.{name}: no branch of the input has this target, "
+                    f"so its overrides are not used ({hint})"
+                )
+        return tuple(lines)
 
 
 class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -262,6 +262,8 @@ def set_up_run(
         )
     finally:
         git.close()
+    if branches.shard is None:  # a shard holds only some of the input's targets
+        notes += settings.unused_targets(branches.targets)
     notes += tuple(
         f"branch {name!r} points at a {kind}, no commit: it is not aligned (branch_not_found)"
         for name, kind in snapshot.not_commits.items()

@@ -27,6 +27,7 @@ from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.session import set_up_run
+from alignment.shard import ShardSpec
 from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.fakes import (
     OLD_WARNING,
@@ -600,3 +601,26 @@ def test_many_targets_leak_no_file_descriptors(repo: Repo, tmp_path: Path) -> No
     result = BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, repo.path)
     assert result["overall_summary"]["total_successful"] == 25
     assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+def test_a_target_override_no_branch_of_the_input_targets_is_named_at_the_start(repo: Repo, tmp_path: Path) -> None:
+    """A misspelt ``targets:`` key would silently leave its target as the top level says; a key for a target
+    another input uses is legitimate in a shared file, so it is a note, not an error."""
+    repo.commit("science", {"s.txt": "s\n"}, parent=repo.tip("main"))
+    repo.commit("f/one", {"one.txt": "1\n"}, parent=repo.tip("main"))
+    repo.commit("f/two", {"two.txt": "2\n"}, parent=repo.tip("science"))
+    overrides = {"scientfic": {"integration_strategy": "rebase"}, "main": {"max_workers": 1}, "zzz": {}}
+    branches = load_branches(write_input(tmp_path / "in.json", [entry("f/one"), entry("f/two", "science")]))
+    setup = set_up_run(settings(targets=overrides), branches, repo.path, reports_dir=tmp_path / "reports")
+    setup.discard_scratch()
+    assert setup.housekeeping == (
+        "orchestration.targets.scientfic: no branch of the input has this target, "
+        "so its overrides are not used (did you mean science?)",
+        "orchestration.targets.zzz: no branch of the input has this target, "
+        "so its overrides are not used (the input's targets: main, science)",
+    )
+    # a shard holds only part of the input's targets: the others are no sign of a misspelling
+    shard = load_branches(branches.source, ShardSpec(1, 2))
+    setup = set_up_run(settings(targets=overrides), shard, repo.path, reports_dir=tmp_path / "shard", record=False)
+    setup.discard_scratch()
+    assert (shard.targets, setup.housekeeping) == (("main",), ())
