@@ -90,6 +90,16 @@ NO_NAMES: frozenset[str] = frozenset()
 # nothing but the branches, which have no subtests.
 IDLE_PLUGINS = ("hypothesispytest",)
 IDLE_WITH_BRANCHES_ONLY = ("subtests",)
+# pytest's options that only show what the session holds: under one, an alignment run moves nothing and
+# writes no run (no folder, ``latest``, results or ``--lf`` list of its own), as with ``--collect-only``.
+SHOW_ONLY_OPTIONS = {
+    "collectonly": "--collect-only",
+    "showfixtures": "--fixtures",
+    "show_fixtures_per_test": "--fixtures-per-test",
+    "setupplan": "--setup-plan",
+    "setuponly": "--setup-only",
+    "cacheshow": "--cache-show",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -158,8 +168,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _unregister_idle_plugins(config)
     for target in state.setup.branches.targets:
         config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
-    if config.option.collectonly:
-        return  # collecting moves nothing and writes no run: no report either
+    if show_only(config):
+        # --setup-only as --setup-plan: a branch's fixture checks the branch and creates its backup
+        config.option.setupplan = config.option.setupplan or config.option.setuponly
+        return  # showing moves nothing and writes no run: no report either
     config.option.json_report = True
     if config.option.showcapture == "all":
         config.option.showcapture = "no"  # each branch's log is in its log file; failures show their message
@@ -171,6 +183,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
         config.option.json_report_omit = ["log", "keywords"]
+
+
+def show_only(config: pytest.Config) -> str | None:
+    """The option (as typed) by which this session only shows what it holds and runs nothing, else None."""
+    return next((flag for dest, flag in SHOW_ONLY_OPTIONS.items() if config.getoption(dest, None)), None)
 
 
 def _unregister_idle_plugins(config: pytest.Config) -> None:
@@ -218,7 +235,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             repo,
             reports_dir=config.invocation_params.dir / reports,
             predict=bool(config.getoption("alignment_plan_only")),
-            record=not config.option.collectonly,
+            record=show_only(config) is None,
         )
         if clones is not None:
             setup = setup.with_clones(clones)

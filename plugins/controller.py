@@ -35,6 +35,7 @@ from alignment.resources import MemoryGate
 from alignment.scratch import release
 from alignment.session import RunSetup
 from alignment.spill import Spilled, SpillFile
+from plugins.alignment_plugin import show_only
 from plugins.handoff import PUSHED_OUTPUT, RESULT_PROPERTY, SETUP_INPUT, NodeMap, result_of, write_node_map
 from plugins.scheduler import TargetScheduling
 
@@ -51,7 +52,7 @@ class AlignmentController:
         self.config = config
         self.setup = setup
         self.demo_dir = demo_dir
-        self.collecting_only = bool(config.option.collectonly)
+        self.show_only = show_only(config)  # an option that runs nothing: no run is made
         self.reported: set[str] = set()  # test ids pytest has a report for
         self.outer_lastfailed: dict[str, bool] | None = None  # pytest's --lf memory outside this run
         self.ledger = RunLedger(setup, on_trip=self._stop)
@@ -104,7 +105,7 @@ class AlignmentController:
         self.session = session
         self._use_lastfailed_of_this_run()
         PackedTestEntries.install(self.config, SpillFile(self.setup.folder.path))
-        if not self.collecting_only:
+        if not self.show_only:
             self.ledger.start()
 
     @property
@@ -119,8 +120,8 @@ class AlignmentController:
         """pytest's ``--lf`` reads ``cache/lastfailed`` (here, and in xdist workers, which start after this):
         put this input and repository's memory there for the session, and a fresh ``--lf`` plugin on it."""
         lfplugin, cache = self.config.pluginmanager.getplugin("lfplugin"), getattr(self.config, "cache", None)
-        if lfplugin is None or cache is None:
-            return  # a plan (it leaves --lf alone) or -p no:cacheprovider
+        if lfplugin is None or cache is None or self.show_only == "--cache-show":
+            return  # a plan (it leaves --lf alone), -p no:cacheprovider, or the cache shown as it is
         self.outer_lastfailed = cache.get(LASTFAILED, {})
         cache.set(LASTFAILED, cache.get(self.lastfailed_key, {}))
         for name in ("lfplugin-collwrapper", "lfplugin"):
@@ -135,6 +136,8 @@ class AlignmentController:
         First of the report's readers: once the ledger holds the result, the report keeps only a reference
         to it (the branch's name, its key in the published results), so pytest-json-report, which keeps
         every test's properties to the end, does not hold a second copy of every result."""
+        if self.show_only:
+            return  # --setup-plan's reports: nothing was aligned
         _share_repeated_strings(report)
         when: str = report.when  # "???" for the item of a crashed worker
         self.reported.add(report.nodeid)
@@ -217,7 +220,7 @@ class AlignmentController:
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
         """pytest-json-report's report is complete: publish the spec's output from the results read from it
         as each test reported, and point the JSON report at it."""
-        if self.collecting_only:
+        if self.show_only:
             return
         if self.refused:
             self.config.option.json_report_file = None  # nothing ran: no pytest report either
@@ -234,7 +237,7 @@ class AlignmentController:
         left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         self._end_workers()
-        if not self.collecting_only:
+        if not self.show_only:
             if self.interrupted is not None:
                 self.ledger.interrupted(self.interrupted)
             self._report_unfinished()
@@ -306,8 +309,8 @@ class AlignmentController:
                 self.config.hook.pytest_runtest_logreport(report=report)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.collecting_only:
-            terminalreporter.write_line("branch alignment: collected only; no run was made and nothing moved")
+        if self.show_only:
+            terminalreporter.write_line(f"branch alignment: {self.show_only}: no run was made and nothing moved")
         if self.published is None:
             return
         results, results_path = self.published.results, self.published.path

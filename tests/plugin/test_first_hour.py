@@ -264,3 +264,37 @@ def test_pytest_counts_agree_with_the_run_after_a_breaker_trip(
     assert outcomes.get("skipped", 0) == summary["total_not_run"]
     assert outcomes.get("failed", 0) == summary["total_failed"]
     assert outcomes.get("passed", 0) == summary["total_successful"]
+
+
+@pytest.mark.parametrize(
+    "informational",
+    [
+        ["--fixtures"],
+        ["--fixtures-per-test"],
+        ["--setup-plan"],
+        ["--setup-only"],
+        ["--setup-only", "-n", "2"],
+        ["--cache-show"],
+    ],
+    ids=["fixtures", "fixtures-per-test", "setup-plan", "setup-only", "setup-only-xdist", "cache-show"],
+)
+def test_an_option_that_runs_nothing_writes_no_run_and_touches_no_ref(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, informational: list[str]
+) -> None:
+    """Like ``--collect-only``: no run folder, ``latest``, the results and ``--lf``'s list as they were, and no
+    backup ref (``--setup-only`` sets fixtures up, and a branch's fixture creates its backup)."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature"), entry("other")])
+    args = ("--input", str(path), "--repo", str(repo.path))
+    align(pytester, tmp_path, *args).assert_outcomes(passed=1, failed=1)
+    repo.commit("main", {"m.txt": "m\n"})  # something a run would align
+    reports = tmp_path / "reports"
+    before = {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()}
+    latest, refs = (reports / "latest").resolve(), repo.git("for-each-ref")
+    shown = align(pytester, tmp_path, *args, *informational)
+    assert shown.ret == pytest.ExitCode.OK, shown.outlines
+    assert "circuit breaker" not in shown.stdout.str()
+    assert {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()} == before
+    assert (reports / "latest").resolve() == latest
+    assert repo.git("for-each-ref") == refs
+    align(pytester, tmp_path, *args, "--lf").assert_outcomes(failed=1)  # --lf's list is the real run's
