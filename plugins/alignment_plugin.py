@@ -56,9 +56,11 @@ from alignment.remote import push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from plugins.handoff import (
+    NOT_STARTED,
     PUSHED_OUTPUT,
     RESULT_PROPERTY,
     SETUP_INPUT,
+    memory_key,
     result_of,
     shares,
     worker_number,
@@ -390,6 +392,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marks = (pytest.mark.xdist_group(group.target), getattr(pytest.mark, target_marker(group.target)), timeout)
         params += [pytest.param(spec, id=spec.name, marks=marks) for spec in group.branches]
     metafunc.parametrize("branch_spec", params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an ``--lf`` rerun, the branches the last run never started go first (in every collecting process,
+    so all agree): the known failures first would trip the circuit breaker again before any of them ran."""
+    state, cache = config.stash.get(STATE, None), getattr(config, "cache", None)
+    if state is None or cache is None or not config.getoption("lf", False):
+        return
+    never_started = set(cache.get(memory_key(state.setup, NOT_STARTED), []))
+    items.sort(key=lambda item: item.nodeid not in never_started)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -11,11 +11,10 @@ entry in it (the result itself is kept once, by the ledger).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,16 @@ from alignment.scratch import release
 from alignment.session import RunSetup
 from alignment.spill import Spilled, SpillFile
 from plugins.alignment_plugin import show_only
-from plugins.handoff import PUSHED_OUTPUT, RESULT_PROPERTY, SETUP_INPUT, NodeMap, result_of, write_node_map
+from plugins.handoff import (
+    NOT_STARTED,
+    PUSHED_OUTPUT,
+    RESULT_PROPERTY,
+    SETUP_INPUT,
+    NodeMap,
+    memory_key,
+    result_of,
+    write_node_map,
+)
 from plugins.scheduler import TargetScheduling
 
 LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
@@ -110,11 +118,7 @@ class AlignmentController:
 
     @property
     def lastfailed_key(self) -> str:
-        """Where ``--lf``'s memory of this input and repository is kept: a branch that failed for one input or
-        repository is not rerun for another."""
-        source = Path(self.setup.branches.source).resolve()
-        digest = hashlib.sha256(f"{source}\0{self.setup.location.git_dir}".encode()).hexdigest()[:16]
-        return f"alignment/lastfailed/{digest}"
+        return memory_key(self.setup, "lastfailed")
 
     def _use_lastfailed_of_this_run(self) -> None:
         """pytest's ``--lf`` reads ``cache/lastfailed`` (here, and in xdist workers, which start after this):
@@ -249,6 +253,7 @@ class AlignmentController:
             for nodeid, branch in self.nodes.selected.items():
                 if (branch not in finished or branch in push_failed) and lfplugin is not None:
                     lfplugin.lastfailed[nodeid] = True
+            self._remember_not_started(finished)
         try:
             return (yield)
         finally:
@@ -256,6 +261,14 @@ class AlignmentController:
             if self.outer_lastfailed is not None and cache is not None:
                 cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
                 cache.set(LASTFAILED, self.outer_lastfailed)
+
+    def _remember_not_started(self, finished: Mapping[str, BranchResult]) -> None:
+        """The test ids of the branches this run never started, which an ``--lf`` rerun starts first."""
+        cache = getattr(self.config, "cache", None)
+        if self.outer_lastfailed is None or cache is None:
+            return  # this run keeps no --lf memory (a plan, -p no:cacheprovider)
+        never = [nodeid for nodeid, branch in self.nodes.selected.items() if branch not in finished]
+        cache.set(memory_key(self.setup, NOT_STARTED), never)
 
     def _end_workers(self) -> None:
         """xdist's workers have finished their session: end their processes now, before the results are

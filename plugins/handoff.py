@@ -8,8 +8,10 @@ pushed in its ``workeroutput``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +20,19 @@ from alignment.model import BranchResult
 from alignment.runs import write_atomically
 from alignment.session import RunSetup
 
+NOT_STARTED = "not_started"  # the test ids a run never started, which an ``--lf`` rerun starts first
 RESULT_PROPERTY = "alignment_result"
 SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 SHARE_BLOCK = MergesAhead.BATCH  # a target's consecutive items meant for one worker: one batch of its merges
+
+
+def memory_key(setup: RunSetup, kind: str) -> str:
+    """Where pytest's cache keeps ``kind`` (``--lf``'s memory) of this input and repository: a branch that
+    failed for one input or repository is not rerun for another."""
+    source = Path(setup.branches.source).resolve()
+    digest = hashlib.sha256(f"{source}\0{setup.location.git_dir}".encode()).hexdigest()[:16]
+    return f"alignment/{kind}/{digest}"
 
 
 def write_node_map(setup: RunSetup, worker: str, branches: Mapping[str, str]) -> None:

@@ -298,3 +298,23 @@ def test_an_option_that_runs_nothing_writes_no_run_and_touches_no_ref(
     assert (reports / "latest").resolve() == latest
     assert repo.git("for-each-ref") == refs
     align(pytester, tmp_path, *args, "--lf").assert_outcomes(failed=1)  # --lf's list is the real run's
+
+
+def test_lf_after_a_trip_starts_the_never_started_branches_first(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    """The first five listed branches conflict and trip the default breaker (5 failures, 50%): the rerun
+    starts the five never started before them, so it aligns them instead of tripping again first."""
+    base = repo.commit("main", {"f.txt": "1\n2\n3\n"})
+    for number in range(1, 6):
+        repo.commit(f"c{number}", {"f.txt": f"1\nc{number}\n3\n"}, parent=base)
+        repo.commit(f"ok{number}", {f"o{number}.txt": "o\n"}, parent=base)
+    repo.commit("main", {"f.txt": "1\nM\n3\n"})
+    names = [f"c{number}" for number in range(1, 6)] + [f"ok{number}" for number in range(1, 6)]
+    path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    args = ("--input", str(path), "--repo", str(repo.path))
+    align(pytester, tmp_path, *args).assert_outcomes(failed=5, skipped=5)
+    rerun = align(pytester, tmp_path, *args, "--lf")
+    rerun.assert_outcomes(passed=5, failed=5)
+    main = repo.tip("main")
+    assert all(repo.git("merge-base", main, f"ok{number}") == main for number in range(1, 6))
