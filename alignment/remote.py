@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
-from alignment.errors import GitError, MissingRemoteRef, RepositoryError, one_line
+from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
 from alignment.model import BranchResult, ErrorCode, PushRecord, Status
@@ -173,6 +173,10 @@ def _push_branches(
     updates = [PushUpdate(branch_ref(result.branch), _new(result), _old(result)) for result in ready]
     try:
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
+    except GitTimeout as error:  # the remote may still finish it (a slow hook, a receive-pack we cannot kill)
+        return {
+            result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, error)) for result in ready
+        }
     except GitError as error:
         failure = _Failure(
             ErrorCode.PUSH_FAILED, f"could not push to '{remote}': {error.cause}; the remote branch is unchanged"
@@ -186,6 +190,15 @@ def _push_branches(
         if answer is not None and not answer.landed:
             journal.reject(moves[result.branch])  # the remote refused it: never made (``runs``, ``undo`` skip it)
     return failures
+
+
+def _maybe_landed(remote: str, result: BranchResult, error: GitTimeout) -> str:
+    """The message of a push that timed out: its outcome is unknown, and the journal counts it as a move."""
+    return (
+        f"could not push to '{remote}': {error.cause}; it may still land (the remote can finish it after we "
+        f"stop waiting): '{result.branch}' there is at its old tip {_old(result)} or at the merge {_new(result)}; "
+        "the run's journal counts it, so `alignment undo RUN_ID` puts it back if it landed and a rerun finishes it"
+    )
 
 
 def _rejection(remote: str, target: str, result: BranchResult, answer: PushedRef | None) -> _Failure:

@@ -6,6 +6,7 @@ backup at the old tip, the result says which branch is where, and a rerun finish
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from alignment.git import Git, PushUpdate, RepoLocation
 from alignment.model import BranchResult
 from alignment.undo import undo_run
 from tests.conftest import Repo, settings
-from tests.remotes import NAMES, Origin, hook, make_origin
+from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
 
 
 @pytest.fixture
@@ -152,6 +153,32 @@ def test_the_remote_disappears_mid_run_and_nothing_is_half_done(origin: Origin) 
     rerun = origin.run()
     assert all(rerun[name]["push"]["pushed"] for name in NAMES)
     origin.assert_safe()
+
+
+def test_a_push_that_times_out_may_still_land_and_says_so_and_undo_puts_it_back(origin: Origin) -> None:
+    block, _ = hold_branch_pushes(origin)
+    server = origin.tmp / "receive-pack.sh"  # like ssh: the server side outlives the client we kill
+    server.write_text('#!/bin/sh\nexec setsid git-receive-pack "$@"\n')
+    server.chmod(0o755)
+    origin.clone.git("config", "remote.origin.receivepack", str(server))
+    try:
+        results = origin.run(integration_timeout_seconds=2)
+    finally:
+        block.unlink()
+    for name in NAMES:
+        message = results[name]["error_message"]
+        assert results[name]["errors_detected"] == ["push_failed"]
+        assert "timed out after 2 s; it may still land" in message
+        assert "unchanged" not in message
+        assert f"at its old tip {origin.olds[name]} or at the merge" in message
+    deadline = time.monotonic() + 60
+    while any(origin.remote_tip(name) == old for name, old in origin.olds.items()):  # the server finishes it
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    origin.assert_safe()
+    report = undo_run(origin.tmp / "reports", origin.run_id)
+    assert [item.outcome.value for item in report.restorations] == ["restored"] * 3
+    assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
 
 
 def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(origin: Origin) -> None:
