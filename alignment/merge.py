@@ -9,7 +9,8 @@ circuit breaker state, and the shards of the partition that were not given (``mi
 become ``K/N:worker``, since each shard's workers are processes of their own machine.
 
 Refused, as one ``InputError`` line: a file that is not a shard's results of a run, results of another
-input or another N, the same shard twice, and shards that share a branch.
+input or another N, the same shard twice, shards that share a branch, and a shard that ran only part of its
+branches (``-k``, ``--lf``): the rest would be in no shard's results.
 """
 
 from __future__ import annotations
@@ -172,10 +173,26 @@ def _check_compatible(parts: Sequence[ShardResults]) -> None:
         if spec.index in seen:
             raise InputError(part.path, "shard.index", f"shard {spec} again: {seen[spec.index]} is shard {spec} too")
         seen[spec.index] = part.path
+        _check_whole(part)
         for name in part.names():
             if name in owner:
                 raise InputError(part.path, "orchestration_results", f"branch {name!r} is also in {owner[name]}")
             owner[name] = part.path
+
+
+def _check_whole(part: ShardResults) -> None:
+    """Refuse a shard that lists fewer branches of a target than its piece holds (a run with ``-k`` or ``--lf``):
+    its other branches are in no shard's results, and a merge would silently leave them out."""
+    for piece in part.shard.pieces:
+        group = part.groups.get(piece.target, {})
+        listed = len(group.get("branches", ())) + len(group.get("not_run", ()))
+        if listed < piece.size:
+            raise InputError(
+                part.path,
+                f"orchestration_results.{piece.target}",
+                f"shard {part.shard.spec} holds {piece.size} branches of target '{piece.target}' (shard.pieces) "
+                f"but lists {listed}: a run of part of them (-k, --lf); rerun the shard whole to merge it",
+            )
 
 
 def _merged_group(target: str, parts: Sequence[ShardResults]) -> dict[str, Any]:

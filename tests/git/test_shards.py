@@ -151,6 +151,7 @@ def test_refusals_are_one_line_exit_4_and_write_nothing(tmp_path: Path, capsys: 
     broken = edited("broken.json", lambda data: data["overall_summary"].pop("total_failed"))
     no_summary = edited("summary.json", lambda data: data.update(overall_summary=[]))
     bad_shard = edited("bad-shard.json", lambda data: data["shard"].update(index=3))
+    partial = edited("partial.json", lambda data: data["orchestration_results"]["main"]["branches"].pop())  # -k
     foreign_target = edited("target.json", lambda data: data["shard"].update(pieces=[]))
     (tmp_path / "list.json").write_text("[]", encoding="utf-8")
     (tmp_path / "oops.json").write_text("{oops", encoding="utf-8")
@@ -164,6 +165,11 @@ def test_refusals_are_one_line_exit_4_and_write_nothing(tmp_path: Path, capsys: 
         ([broken], f"{broken}: not the results of an alignment run (missing field 'total_failed')"),
         ([no_summary], f"{no_summary}: overall_summary: expected an object, got a list"),
         ([bad_shard], f"{bad_shard}: shard: shard '3/2': expected K/N"),
+        (
+            [first, partial],
+            f"{partial}: orchestration_results.main: shard 2/2 holds 3 branches of target 'main' (shard.pieces) "
+            "but lists 2: a run of part of them (-k, --lf); rerun the shard whole to merge it",
+        ),
         ([foreign_target], f"{foreign_target}: orchestration_results.main: a target its shard.pieces does not list"),
         (
             [tmp_path / "list.json"],
