@@ -4,9 +4,10 @@ A backup is created only where none exists (a create-only ref update, so two run
 An existing backup at the same commit is reused; one at another commit is never overwritten: the next
 free suffixed name (``-2``, ``-3``, ...) is used instead and the result says so. A name that is itself
 listed for alignment is never a backup (the run may move that branch): it is passed over the same way.
-A name too long for a ref file is shortened (``names.fit_ref_name``), the same way every time, so a
-later run finds it. Cleanup deletes a backup only if this run created it and it still points where it
-was made (compare-and-swap delete).
+A branch named like a folder of the backup name (``backup-f`` for ``backup-f/x-pre-align``) fails the
+branch at once, naming it: no suffix can get past it. A name too long for a ref file is shortened
+(``names.fit_ref_name``), the same way every time, so a later run finds it. Cleanup deletes a backup only
+if this run created it and it still points where it was made (compare-and-swap delete).
 """
 
 from __future__ import annotations
@@ -72,12 +73,28 @@ def create_backup(
         error = _create(git, name, commit)
         if error is None:
             return _created(name, commit, passed_over)
+        _refuse_if_blocked(git, branch, commit, name)
         last_error = error
     raise StepFailed(
         Status.FAILED_INTEGRATION,
         [ErrorCode.BACKUP_FAILED],
         f"could not create a backup of '{branch}' at {commit[:12]}: {last_error or 'every backup name is taken'}",
     )
+
+
+def _refuse_if_blocked(git: Git, branch: str, commit: str, name: str) -> None:
+    """Fail at once when a branch is named like a folder of ``name`` (``backup-f`` for ``backup-f/x-pre-align``):
+    git cannot have both, and no suffix changes the folder, so the other names are not tried."""
+    parts = name.split("/")
+    for blocker in ("/".join(parts[:end]) for end in range(1, len(parts))):
+        if git.resolve_branch(blocker) is not None:
+            raise StepFailed(
+                Status.FAILED_INTEGRATION,
+                [ErrorCode.BACKUP_FAILED],
+                f"could not create a backup of '{branch}' at {commit[:12]}: the branch '{blocker}' blocks "
+                f"'{name}' (git cannot have a branch inside another branch's name); rename '{blocker}' or set "
+                "orchestration.backup_branch_prefix",
+            )
 
 
 def _create(git: Git, name: str, commit: str) -> str | None:

@@ -538,6 +538,19 @@ def test_backup_that_cannot_be_created_fails_the_branch(repo: Repo, align: Align
     assert repo.tip("f") == old
 
 
+def test_a_branch_named_like_the_backups_folder_fails_at_once_naming_it(repo: Repo, align: Aligner) -> None:
+    old = diverge(repo, "f/x", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("backup-f", "main")  # refs/heads/backup-f is a file where backup-f/x-pre-align needs a folder
+    result = align("f/x")["f/x"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("backup_failed",))
+    assert result.message == (
+        f"could not create a backup of 'f/x' at {old[:12]}: the branch 'backup-f' blocks 'backup-f/x-pre-align' "
+        "(git cannot have a branch inside another branch's name); rename 'backup-f' or set "
+        "orchestration.backup_branch_prefix"
+    )
+    assert repo.tip("f/x") == old
+
+
 def test_unrelated_histories_are_not_merged(repo: Repo, align: Aligner) -> None:
     repo.commit("orphan", {"other.txt": "x\n"}, parents=())
     result = align("orphan")["orphan"]
