@@ -22,6 +22,7 @@ for all-or-nothing, and a branch's result is final only once its push is known: 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from alignment.backup import MAX_SUFFIX, backup_name
@@ -149,6 +150,9 @@ def _push_backups(
                 taken.append(result)  # a backup at another commit exists there: keep it, try the next name
             else:
                 refused = answer.summary if answer else "no answer"
+                blocker = _remote_blocker(git, remote, refs[result.branch])
+                if blocker is not None:
+                    refused = f"{refused}: its ref {blocker} blocks it; rename that or set backup_branch_prefix"
                 failures[result.branch] = _Failure(
                     ErrorCode.PUSH_REJECTED,
                     f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed",
@@ -159,6 +163,18 @@ def _push_backups(
             ErrorCode.PUSH_REJECTED, f"every backup name of '{result.branch}' is taken on '{remote}'; not pushed"
         )
     return backups, failures
+
+
+def _remote_blocker(git: Git, remote: str, ref: str) -> str | None:
+    """The remote's ref named like a folder of ``ref`` (``refs/heads/backup-f`` for ``refs/heads/backup-f/x``),
+    which no backup name under it can get past; None when there is none or the remote does not say."""
+    parts = ref.split("/")
+    folders = ["/".join(parts[:end]) for end in range(3, len(parts))]
+    found: dict[str, str] = {}
+    if folders:
+        with suppress(GitError):
+            found = git.remote_refs(remote, folders)
+    return next((folder for folder in folders if folder in found), None)
 
 
 def _push_branches(

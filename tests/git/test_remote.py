@@ -181,6 +181,17 @@ def test_a_push_that_times_out_may_still_land_and_says_so_and_undo_puts_it_back(
     assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
 
 
+def test_a_remote_branch_named_like_the_backups_folder_is_named_in_the_refusal(origin: Origin) -> None:
+    origin.bare.branch("bk", "main")  # refs/heads/bk is a file where bk/x-feature-a-pre-align needs a folder
+    results = origin.run(names=("feature-a",), backup_branch_prefix="bk/x")
+    assert results["feature-a"]["errors_detected"] == ["push_rejected"]
+    assert results["feature-a"]["error_message"] == (
+        "'origin' refused the backup refs/heads/bk/x-feature-a-pre-align ([remote rejected] (failed to update "
+        "ref): its ref refs/heads/bk blocks it; rename that or set backup_branch_prefix); not pushed"
+    )
+    origin.assert_safe()
+
+
 def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(origin: Origin) -> None:
     origin.bare.path.rename(origin.bare.path.with_name("elsewhere.git"))
     with pytest.raises(RepositoryError, match=r"^--remote origin: fetch failed: fatal: .*does not appear"):
