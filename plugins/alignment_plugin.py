@@ -63,6 +63,7 @@ from plugins.handoff import (
     memory_key,
     result_of,
     shares,
+    show_only,
     worker_number,
     write_node_map,
 )
@@ -92,16 +93,6 @@ NO_NAMES: frozenset[str] = frozenset()
 # nothing but the branches, which have no subtests.
 IDLE_PLUGINS = ("hypothesispytest",)
 IDLE_WITH_BRANCHES_ONLY = ("subtests",)
-# pytest's options that only show what the session holds: under one, an alignment run moves nothing and
-# writes no run (no folder, ``latest``, results or ``--lf`` list of its own), as with ``--collect-only``.
-SHOW_ONLY_OPTIONS = {
-    "collectonly": "--collect-only",
-    "showfixtures": "--fixtures",
-    "show_fixtures_per_test": "--fixtures-per-test",
-    "setupplan": "--setup-plan",
-    "setuponly": "--setup-only",
-    "cacheshow": "--cache-show",
-}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -185,11 +176,6 @@ def pytest_configure(config: pytest.Config) -> None:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
         config.option.json_report_omit = ["log", "keywords"]
-
-
-def show_only(config: pytest.Config) -> str | None:
-    """The option (as typed) by which this session only shows what it holds and runs nothing, else None."""
-    return next((flag for dest, flag in SHOW_ONLY_OPTIONS.items() if config.getoption(dest, None)), None)
 
 
 def _unregister_idle_plugins(config: pytest.Config) -> None:

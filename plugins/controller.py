@@ -34,7 +34,6 @@ from alignment.resources import MemoryGate
 from alignment.scratch import release
 from alignment.session import RunSetup
 from alignment.spill import Spilled, SpillFile
-from plugins.alignment_plugin import show_only
 from plugins.handoff import (
     NOT_STARTED,
     PUSHED_OUTPUT,
@@ -43,6 +42,7 @@ from plugins.handoff import (
     NodeMap,
     memory_key,
     result_of,
+    show_only,
     write_node_map,
 )
 from plugins.scheduler import TargetScheduling

@@ -26,6 +26,17 @@ SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's x
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 SHARE_BLOCK = MergesAhead.BATCH  # a target's consecutive items meant for one worker: one batch of its merges
 
+# pytest's options that only show what the session holds: under one, an alignment run moves nothing and
+# writes no run (no folder, ``latest``, results or ``--lf`` list of its own), as with ``--collect-only``.
+SHOW_ONLY_OPTIONS = {
+    "collectonly": "--collect-only",
+    "showfixtures": "--fixtures",
+    "show_fixtures_per_test": "--fixtures-per-test",
+    "setupplan": "--setup-plan",
+    "setuponly": "--setup-only",
+    "cacheshow": "--cache-show",
+}
+
 
 def memory_key(setup: RunSetup, kind: str) -> str:
     """Where pytest's cache keeps ``kind`` (``--lf``'s memory) of this input and repository: a branch that
@@ -89,3 +100,8 @@ def worker_number(worker_id: str, workers: int) -> int:
     """The share of xdist worker ``gw<N>``: N modulo the worker count (a replacement worker takes a share)."""
     digits = worker_id.removeprefix("gw")
     return int(digits) % max(workers, 1) if digits.isdigit() else 0
+
+
+def show_only(config: pytest.Config) -> str | None:
+    """The option (as typed) by which this session only shows what it holds and runs nothing, else None."""
+    return next((flag for dest, flag in SHOW_ONLY_OPTIONS.items() if config.getoption(dest, None)), None)
