@@ -62,17 +62,23 @@ def test_only_name_and_target_are_required(tmp_path: Path) -> None:
     assert msgspec.json.decode(msgspec.json.encode(loaded), type=BranchInput) == loaded
 
 
+def refused(tmp_path: Path, entries: list[object]) -> tuple[Path, str]:
+    """Write ``entries`` as an input file; the file and the one-line error that refuses it."""
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"branches": entries}), encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        load_branches(path)
+    return path, str(raised.value)
+
+
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     entries = [
         {"branch_name": "a"},
         {"branch_name": "b", "assigned_target": "main", "confidence": 2, "tags": "x"},
         {"branch_name": "a b", "assigned_target": "main", "cluster_id": "one"},
     ]
-    path = tmp_path / "in.json"
-    path.write_text(json.dumps({"branches": entries}), encoding="utf-8")
-    with pytest.raises(InputError) as raised:
-        load_branches(path)
-    assert str(raised.value) == (
+    path, message = refused(tmp_path, entries)
+    assert message == (
         f"{path}: 5 problems: branches[0].assigned_target: required field is missing; "
         "branches[1].confidence: expected a number from 0 to 1, got 2; "
         'branches[1].tags: expected a list of strings, got "x"; '
@@ -90,11 +96,8 @@ def test_names_listed_twice_are_reported_with_the_other_problems(tmp_path: Path)
         {"branch_name": 8, "assigned_target": "main"},
         "not an entry",
     ]
-    path = tmp_path / "in.json"
-    path.write_text(json.dumps({"branches": entries}), encoding="utf-8")
-    with pytest.raises(InputError) as raised:
-        load_branches(path)
-    assert str(raised.value) == (
+    path, message = refused(tmp_path, entries)
+    assert message == (
         f"{path}: 5 problems: branches[2].branch_name: 'a..b' is not a valid git branch name: it contains '..'; "
         "branches[3].assigned_target: expected a branch name (string), got 7; "
         "branches[4].branch_name: expected a branch name (string), got 8; "

@@ -62,9 +62,11 @@ def family(tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _check(argv: list[str], tmp_path: Path, timeout: float = 60, output_limit: int = 1024) -> Completed:
+def _check(
+    argv: list[str], tmp_path: Path, timeout: float = 60, output_limit: int = 1024, memory_limit_mb: int | None = None
+) -> Completed:
     return run_check(
-        argv, cwd=tmp_path, timeout=timeout, env=os.environ, memory_limit_mb=None, output_limit=output_limit
+        argv, cwd=tmp_path, timeout=timeout, env=os.environ, memory_limit_mb=memory_limit_mb, output_limit=output_limit
     )
 
 
@@ -193,15 +195,7 @@ def test_a_killed_worker_takes_its_checks_along(tmp_path: Path, family: tuple[li
 
 
 def test_a_check_runs_under_the_memory_limit(tmp_path: Path) -> None:
-    allocate = "bytearray(400 * 1024 * 1024)"
-    limited = run_check(
-        [sys.executable, "-c", allocate],
-        cwd=tmp_path,
-        timeout=60,
-        env=os.environ,
-        memory_limit_mb=200,
-        output_limit=4096,
-    )
+    limited = _check([sys.executable, "-c", "bytearray(400 * 1024 * 1024)"], tmp_path, memory_limit_mb=200)
     assert limited.returncode == 1
     assert b"MemoryError" in limited.stderr
 
@@ -210,12 +204,5 @@ def test_a_check_that_reserves_much_address_space_starts_under_the_memory_limit(
     """node and java reserve gigabytes they never touch (``PROT_NONE``): the limit bounds memory written to,
     not address space, or they could not start under the default and every such check would check nothing."""
     reserve = "import mmap; mmap.mmap(-1, 4 << 30, prot=0); print('started')"
-    done = run_check(
-        [sys.executable, "-c", reserve],
-        cwd=tmp_path,
-        timeout=60,
-        env=os.environ,
-        memory_limit_mb=200,
-        output_limit=4096,
-    )
+    done = _check([sys.executable, "-c", reserve], tmp_path, memory_limit_mb=200)
     assert (done.returncode, done.stdout) == (0, b"started\n"), done.stderr
