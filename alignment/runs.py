@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -150,15 +150,16 @@ class RunEntry:
         name = _OUTPUT.get(self.state)
         if name is None:
             return {}
-        summary: Mapping[str, Any] = read_run_file(self.folder.path / name, ("overall_summary",))["overall_summary"]
+        results = read_run_file(self.folder.path / name, {"overall_summary": dict})
+        summary: Mapping[str, Any] = results["overall_summary"]
         return summary
 
 
-RECORD_FIELDS = ("repository", "scratch_dir")  # what readers of ``run.json`` use
+RECORD_FIELDS = {"repository": str, "scratch_dir": str}  # what readers of ``run.json`` use, and their types
 
 
-def read_run_file(path: Path, fields: Sequence[str]) -> Mapping[str, Any]:
-    """The JSON object of a run's file, with ``fields``; else a ``FileProblem`` naming the file.
+def read_run_file(path: Path, fields: Mapping[str, type]) -> Mapping[str, Any]:
+    """The JSON object of a run's file, with ``fields`` of their types; else a ``FileProblem`` naming the file.
 
     Files are not ``fsync``'d: after a power cut one may be empty or cut short. Such a run is skipped where
     runs are listed or swept, and named in one line where it is asked for, so one bad file blocks nothing else.
@@ -176,6 +177,9 @@ def read_run_file(path: Path, fields: Sequence[str]) -> Mapping[str, Any]:
     missing = [name for name in fields if name not in data]
     if missing:
         raise FileProblem(path, missing[0], "required field is missing")
+    for name, kind in fields.items():
+        if not isinstance(data[name], kind):  # a reader would crash on it, in every later run
+            raise FileProblem(path, name, f"expected {kind_of(kind())}, got {kind_of(data[name])}")
     return data
 
 

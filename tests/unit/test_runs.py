@@ -89,6 +89,8 @@ def test_a_run_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) ->
         (" \n", "expected a run's JSON object, got an empty file (cut short by a crash or power cut?)"),
         ("[]", "top level: expected a run's JSON object, got a list"),
         ('{"repository": "/r"}', "scratch_dir: required field is missing"),
+        ('{"repository": 5, "scratch_dir": null}', "repository: expected a string, got a number"),
+        ('{"repository": "/r", "scratch_dir": null}', "scratch_dir: expected a string, got null"),
     ]
     for text, problem in cases:
         path.write_text(text)
@@ -100,4 +102,7 @@ def test_a_run_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) ->
     finished = made_run(tmp_path, "one", RESULTS_FILE)
     (finished.path / RESULTS_FILE).write_text("")
     with pytest.raises(FileProblem, match=f"{RESULTS_FILE}: expected a run's JSON object, got an empty file"):
+        list_runs(tmp_path)[0].summary()
+    (finished.path / RESULTS_FILE).write_text('{"overall_summary": []}')
+    with pytest.raises(FileProblem, match="overall_summary: expected an object, got a list"):
         list_runs(tmp_path)[0].summary()
