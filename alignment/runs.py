@@ -79,6 +79,16 @@ class RunFolder:
     def pytest_report_path(self) -> Path:
         return self.path / "pytest-report.json"
 
+    def make(self) -> None:
+        """Make the run's folder, before its scratch directory and record; one that cannot be made is a
+        ``UsageProblem`` (``check_publishable`` cannot see every such case, e.g. a reports directory in ``/proc``)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageProblem(
+                f"reports directory {self.reports_dir}: cannot make the run's folder {self.path} ({exc.strerror})"
+            ) from None
+
     def write_record(self, record: Mapping[str, Any]) -> None:
         write_atomically(self.record_path, json.dumps(record, indent=2) + "\n")
 
@@ -100,9 +110,10 @@ class RunFolder:
 
     def check_publishable(self, *, predict: bool) -> None:
         """Refuse, before the run changes anything, a reports directory it could not finish in: one that is a
-        file (or inside one), or, for a real run, whose ``latest`` is something else than a symlink (a copy made
-        with symlinks followed holds a directory there), which ``point_latest`` would not replace."""
-        existing = next(path for path in (self.reports_dir, *self.reports_dir.parents) if os.path.lexists(path))
+        file (or inside one), or whose ``runs`` is one, or, for a real run, whose ``latest`` is something else
+        than a symlink (a copy made with symlinks followed holds a directory there), which ``point_latest``
+        would not replace."""
+        existing = next(path for path in (self.path, *self.path.parents) if os.path.lexists(path))
         if not existing.is_dir():
             raise UsageProblem(f"reports directory {self.reports_dir}: expected a directory, but {existing} is a file")
         if not predict and os.path.lexists(self.latest) and not self.latest.is_symlink():

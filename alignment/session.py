@@ -268,6 +268,8 @@ def set_up_run(
         f"branch {name!r} points at a {kind}, no commit: it is not aligned (branch_not_found)"
         for name, kind in snapshot.not_commits.items()
     )
+    if record:
+        folder.make()
     scratch = create_scratch(run_id)
     if record:
         folder.write_record(

@@ -62,6 +62,18 @@ def test_a_reports_dir_the_run_could_not_finish_in_is_one_error_line_before_anyt
             align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--reports-dir", str(reports))
         )
         assert error == f"ERROR: reports directory {reports}: expected a directory, but {path} is a file"
+    runs = tmp_path / "other" / "runs"
+    runs.parent.mkdir()
+    runs.write_text("")  # the folder of the runs is a file
+    error = the_error(
+        align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--reports-dir", str(runs.parent))
+    )
+    assert error == f"ERROR: reports directory {runs.parent}: expected a directory, but {runs} is a file"
+    uncreatable = Path("/proc/alignment-reports")  # no one can make a directory there, root included
+    error = the_error(
+        align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--reports-dir", str(uncreatable))
+    )
+    assert error.startswith(f"ERROR: reports directory {uncreatable}: cannot make the run's folder {uncreatable}/")
     latest = tmp_path / "reports" / "latest"
     latest.mkdir(parents=True)  # a reports folder copied with its symlinks followed
     error = the_error(align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path)))
