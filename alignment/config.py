@@ -19,7 +19,7 @@ import msgspec
 
 from alignment.errors import ConfigError, shown
 from alignment.model import Strategy
-from alignment.names import invalid_branch_name
+from alignment.names import NOT_TEXT, invalid_branch_name, lone_surrogate
 from alignment.validation import Check, problems_of
 
 Command = tuple[str, ...]
@@ -227,6 +227,9 @@ def _commands(commands: list[str | list[str]]) -> Iterator[tuple[str, str]]:
         for argument in argv:
             if "\0" in argument:  # no program can be given it: the start would raise on every branch
                 yield f"[{index}]", f"expected no NUL byte in a command, got {shown(argument)}"
+                break
+            if lone_surrogate(argument):  # nor this, for the same reason
+                yield f"[{index}]", f"argument {shown(argument)} {NOT_TEXT}"
                 break
 
 

@@ -22,9 +22,12 @@ def _has_control_character(name: str) -> bool:
     return any(ord(character) < 0x20 or ord(character) == 0x7F for character in name)
 
 
-def _lone_surrogate(name: str) -> bool:
-    """Half of a UTF-16 pair (JSON's ``"\\ud800"``): not text, so no UTF-8 ref name can hold it."""
-    return any(0xD800 <= ord(character) <= 0xDFFF for character in name)
+NOT_TEXT = "contains a lone surrogate (half of a UTF-16 pair), which is not text"
+
+
+def lone_surrogate(text: str) -> bool:
+    """Half of a UTF-16 pair (JSON's ``"\\ud800"``): not text, so no UTF-8 ref name, key or argument can hold it."""
+    return any(0xD800 <= ord(character) <= 0xDFFF for character in text)
 
 
 def _forbidden_character(name: str) -> str | None:
@@ -36,7 +39,7 @@ _RULES: tuple[tuple[Callable[[str], object], str], ...] = (
     (lambda name: name.startswith("-"), "starts with '-'"),
     (lambda name: name in ("HEAD", "@"), "is reserved by git"),
     (_has_control_character, "contains a control character"),
-    (_lone_surrogate, "contains a lone surrogate (half of a UTF-16 pair), which is not text"),
+    (lone_surrogate, NOT_TEXT),
     (_forbidden_character, "contains one of ' ~^:?*[\\'"),
     (lambda name: ".." in name, "contains '..'"),
     (lambda name: "@{" in name, "contains '@{'"),

@@ -20,6 +20,7 @@ import msgspec
 import msgspec.inspect as types
 
 from alignment.errors import kind_of, shown
+from alignment.names import NOT_TEXT, lone_surrogate
 
 Check = Callable[[Any], Iterable[tuple[str, str]]]
 """A rule past the type (a ref name git accepts, a command that splits): the ``(suffix of where, problem)``
@@ -40,11 +41,14 @@ def problems_of(
     ``checks`` apply by field name, at any depth, to values whose type is right.
     """
     fields = _fields(model)
-    problems = []
+    not_text = [key for key in data if isinstance(key, str) and lone_surrogate(key)]  # msgspec cannot read them
+    problems = [f"{_at(where, shown(key))}: {NOT_TEXT}" for key in not_text]
     if model.__struct_config__.forbid_unknown_fields:
         known = sorted(fields)
         problems += [
-            f"{_at(where, key)}: unknown key ({closest(str(key), known)})" for key in data if key not in fields
+            f"{_at(where, key)}: unknown key ({closest(str(key), known)})"
+            for key in data
+            if key not in fields and key not in not_text
         ]
     for name, field in fields.items():
         if name in data:

@@ -129,6 +129,11 @@ def test_settings_round_trip_through_plain_data() -> None:
             {"targets": {"main": {"check_commands": ["echo a\0b"]}}},
             "orchestration.targets.main.check_commands[0]: expected no NUL byte in a command",
         ),
+        (  # nor half of a UTF-16 pair, which is not text
+            {"check_commands": [["echo", "\ud800"]]},
+            'orchestration.check_commands[0]: argument "\\ud800" contains a lone surrogate (half of a UTF-16 pair)',
+        ),
+        ({"\ud800": 1}, 'orchestration."\\ud800": contains a lone surrogate'),
         ({"targets": []}, "orchestration.targets: expected a mapping of target names, got []"),
         ({"targets": [1]}, "orchestration.targets: expected a mapping of target names, got a list"),
         ({"targets": {"a b": {}}}, "orchestration.targets.a b: expected a target branch name"),

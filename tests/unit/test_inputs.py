@@ -162,6 +162,11 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
             {"branches": [entry("f/\ud800")]},  # valid JSON (an escape), but half of a UTF-16 pair: not text
             "branches[0].branch_name: 'f/\\ud800' is not a valid git branch name: it contains a lone surrogate",
         ),
+        (
+            {"branches": [{**entry("a"), "\ud800x": 1}]},  # an unknown key is kept, but msgspec cannot read this one
+            'branches[0]."\\ud800x": contains a lone surrogate (half of a UTF-16 pair), which is not text',
+        ),
+        ({"\udc00": 1, "branches": [entry("a")]}, '"\\udc00": contains a lone surrogate'),
         ({"branches": [entry("a"), entry("a")]}, "branches[1].branch_name: 'a' is listed twice (first at branches[0])"),
         ({"branches": [entry("x", "main"), entry("main", "dev")]}, "branches[1].branch_name: 'main' is also a target"),
     ],
