@@ -68,6 +68,7 @@ class AlignmentController:
         self.nodes = NodeMap(setup)
         self.specs = {spec.name: spec for spec in setup.branches.branches}
         self.failures: dict[str, str] = {}  # test id -> the last line of its first failure
+        self.passed_calls: set[str] = set()  # test ids whose call passed: their branch completed its steps
         self.crashes: dict[str, str] = {}
         self.scheduler: TargetScheduling | None = None
         self.session: pytest.Session | None = None
@@ -147,6 +148,8 @@ class AlignmentController:
         self.reported.add(report.nodeid)
         if report.failed:
             self.failures.setdefault(report.nodeid, _last_line(report.longreprtext))
+        elif when == "call" and report.passed:
+            self.passed_calls.add(report.nodeid)
         branch = self.nodes.branch(report.nodeid)
         if branch is None:
             return
@@ -285,25 +288,53 @@ class AlignmentController:
 
     def _report_unfinished(self) -> None:
         """Each branch that started and whose result never came back (Ctrl-C stopped the run, or the process
-        aligning it, first): whatever the journal says it moved is put back, and it is reported as its
-        worker would have reported it, ``interrupted``: a failed call (an error, its text the message) and a
-        teardown carrying the result."""
+        aligning it, first). One whose call passed had completed its steps (only its teardown was cut short):
+        it is reported ``completed`` at the tips the journal names, by a teardown carrying the result, so that
+        pytest counts it once, as passed. Any other: whatever the journal says it moved is put back, and it is
+        reported as its worker would have reported it, ``interrupted``: a failed call (an error, its text the
+        message) and a teardown carrying the result."""
         nodeids = {branch: nodeid for nodeid, branch in self.nodes.selected.items()}
         for spec in self.ledger.unfinished():
             nodeid = nodeids[spec.name]
-            message = (
-                f"alignment was {self.interrupted or 'interrupted'} before it finished; {self._put_back(spec.name)}"
-            )
             path, _, name = nodeid.partition("::")
-            call = pytest.TestReport(nodeid, (path, None, name), {}, "failed", printable(message), "call")
-            call.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
-            result = self._made_result(spec.name, ErrorCode.INTERRUPTED, message)
+            reports: list[pytest.TestReport] = []
+            if nodeid in self.passed_calls:
+                result = self._completed_result(spec.name)
+            else:
+                message = (
+                    f"alignment was {self.interrupted or 'interrupted'} before it finished; {self._put_back(spec.name)}"
+                )
+                call = pytest.TestReport(nodeid, (path, None, name), {}, "failed", printable(message), "call")
+                call.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
+                reports.append(call)
+                result = self._made_result(spec.name, ErrorCode.INTERRUPTED, message)
             properties = [(RESULT_PROPERTY, json.dumps(result.to_dict()))]
-            teardown = pytest.TestReport(
-                nodeid, (path, None, name), {}, "passed", None, "teardown", user_properties=properties
+            reports.append(
+                pytest.TestReport(
+                    nodeid, (path, None, name), {}, "passed", None, "teardown", user_properties=properties
+                )
             )
-            for report in (call, teardown):
+            for report in reports:
                 self.config.hook.pytest_runtest_logreport(report=report)
+
+    def _completed_result(self, branch: str) -> BranchResult:
+        """A ``completed`` result made here for ``branch``, whose steps ended before its teardown was cut
+        short: at the tips of its move in the journal (none: it needed no move)."""
+        move = MoveJournal(self.setup.folder.moves_dir).get(branch)
+        if move is not None and move.rejected:
+            move = None  # git refused its compare-and-swap: it was not moved
+        now = time.time()
+        return BranchResult(
+            branch,
+            self.specs[branch].target,
+            Status.COMPLETED,
+            0.0,
+            old_tip=None if move is None else move.old_tip,
+            new_tip=None if move is None else move.new_tip,
+            notes=(f"{self.interrupted or 'interrupted'} after its steps: this result was made from the journal",),
+            started_at=now,
+            finished_at=now,
+        )
 
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""

@@ -504,6 +504,24 @@ def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
     assert sorted(rerun.branches()) == ["ctrl-c", "later"]
 
 
+def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(run: Any, repo: Repo, tmp_path: Path) -> None:
+    """README: a branch whose steps had ended when Ctrl-C came (its call passed, its teardown report never came)
+    is reported ``completed`` at its journaled tips, not put back, and pytest counts it once, as passed."""
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("late", "later")}
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("late"), entry("later")])
+    args = ("--input", str(input_path), "--repo", str(repo.path), "-p", "tests.plugin.late_ctrl_c")
+    done = run(*args, no_reraise_ctrlc=True)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    done.result.assert_outcomes(passed=1, skipped=1)
+    late = done.branches()["late"]
+    assert (late["status"], late["old_tip"]) == ("completed", tips["late"])
+    assert repo.tip("late") == late["new_tip"] != tips["late"]
+    assert repo.tip("later") == tips["later"]
+    report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
+    assert [test["outcome"] for test in report["tests"]] == ["passed", "skipped"]
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_control_characters_in_paths_are_printed_escaped(
     run: Any, repo: Repo, tmp_path: Path, workers: str | None
