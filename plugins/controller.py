@@ -50,6 +50,7 @@ from plugins.scheduler import TargetScheduling
 LASTFAILED = "cache/lastfailed"  # where pytest's --lf reads and writes its memory
 RECOVERY_GRACE_SECONDS = 0.5
 SHARED_REPORT_FIELDS = ("when", "outcome", "worker_id", "testrun_uid")
+CTRL_C = "interrupted (Ctrl-C)"  # why the run stopped, when Ctrl-C stopped it
 MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
 
 
@@ -278,13 +279,19 @@ class AlignmentController:
         published, not after (xdist ends them after pytest-json-report has written its report), so that
         the memory the controller needs to publish does not come on top of theirs."""
         nodemanager = getattr(self.config.pluginmanager.getplugin("dsession"), "nodemanager", None)
-        if nodemanager is not None:
+        if nodemanager is None:
+            return
+        try:
             nodemanager.teardown_nodes()
+        except KeyboardInterrupt:  # Ctrl-C while they end: every result came; they are published as usual
+            self.interrupted = CTRL_C
+            if self.session is not None:
+                self.session.exitstatus = pytest.ExitCode.INTERRUPTED
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         """Ctrl-C, not the stop of pytest or xdist (a breaker trip, ``-x``), which raise subclasses of it."""
         if type(excinfo.value) is KeyboardInterrupt:
-            self.interrupted = "interrupted (Ctrl-C)"
+            self.interrupted = CTRL_C
 
     def _report_unfinished(self) -> None:
         """Each branch that started and whose result never came back (Ctrl-C stopped the run, or the process

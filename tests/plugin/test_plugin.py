@@ -522,6 +522,26 @@ def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(run: Any,
     assert [test["outcome"] for test in report["tests"]] == ["passed", "skipped"]
 
 
+def test_ctrl_c_while_the_workers_end_publishes_the_results(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: Ctrl-C while the controller ends its xdist workers (every branch finished) gives the results as
+    usual, the audit trail records ``run_interrupted`` and the exit code is 2, not a traceback."""
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("a", "b")}
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("a"), entry("b")])
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.ctrl_c_ending_workers
+    args = ("--input", str(input_path), "--repo", str(repo.path), "-n", "2", "-p", "tests.plugin.ctrl_c_ending_workers")
+    done = run(*args)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    done.result.assert_outcomes(passed=2)
+    branches = done.branches()
+    assert {name: branches[name]["status"] for name in tips} == {"a": "completed", "b": "completed"}
+    assert {name: repo.tip(name) for name in tips} == {name: branches[name]["new_tip"] for name in tips}
+    assert "run_interrupted" in [record["event"] for record in done.audit()]
+    assert "Traceback" not in done.output
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_control_characters_in_paths_are_printed_escaped(
     run: Any, repo: Repo, tmp_path: Path, workers: str | None
