@@ -15,12 +15,15 @@ import json
 import sys
 import time
 from collections.abc import Generator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from alignment.backup import MAX_SUFFIX, backup_name
+from alignment.document import document_path
 from alignment.errors import counted
 from alignment.git import Git
 from alignment.html_report import headline_numbers
@@ -28,7 +31,7 @@ from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import BranchResult, ErrorCode, Status
 from alignment.names import printable
-from alignment.remote import unpushed
+from alignment.remote import backups_on_remote, unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
@@ -197,9 +200,42 @@ class AlignmentController:
     def _made_result(self, branch: str, code: ErrorCode, message: str) -> BranchResult:
         """An ``exception`` result made here, for a branch whose own never came."""
         now = time.time()
-        return BranchResult(
+        result = BranchResult(
             branch, self.specs[branch].target, Status.EXCEPTION, 0.0, (code,), message, started_at=now, finished_at=now
         )
+        return self._with_what_is_known(result)
+
+    def _with_what_is_known(self, result: BranchResult) -> BranchResult:
+        """``result`` (made here) with what the run knows of its branch without its worker: the old tip (the
+        snapshot's, unless the result has the journal's), its backup (a ref named like one, at that tip) and
+        its change document (where the default generator writes it, if it is there)."""
+        branch, target = result.branch, result.target
+        old_tip = result.old_tip or self.setup.snapshot.tips.get(branch)
+        document = document_path(self.setup.folder.changes_dir, target, branch)
+        return replace(
+            result,
+            old_tip=old_tip,
+            backup_branch=self._backup_of(branch, old_tip) if old_tip else None,
+            document=str(document) if document.is_file() else None,
+        )
+
+    def _backup_of(self, branch: str, old_tip: str) -> str | None:
+        """The local backup of ``branch`` at ``old_tip``, looked for where ``create_backup`` makes it."""
+        settings = self.setup.settings
+        if not settings.enable_backup_branches or backups_on_remote(settings):
+            return None
+        git = Git(self.setup.location, timeout=settings.integration_timeout_seconds)
+        try:
+            for attempt in range(1, MAX_SUFFIX + 1):
+                name = backup_name(settings.backup_branch_prefix, branch, attempt)
+                if name in self.specs:
+                    continue  # a listed branch is never a backup
+                found = git.resolve_branch(name)
+                if found is None or found == old_tip:
+                    return name if found else None
+            return None
+        finally:
+            git.close()
 
     def _stop(self, reason: str) -> None:
         """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
@@ -331,7 +367,7 @@ class AlignmentController:
         if move is not None and move.rejected:
             move = None  # git refused its compare-and-swap: it was not moved
         now = time.time()
-        return BranchResult(
+        result = BranchResult(
             branch,
             self.specs[branch].target,
             Status.COMPLETED,
@@ -342,6 +378,7 @@ class AlignmentController:
             started_at=now,
             finished_at=now,
         )
+        return self._with_what_is_known(result)
 
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""

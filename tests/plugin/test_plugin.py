@@ -488,6 +488,11 @@ def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
     branches = done.branches()
     assert (branches["ctrl-c"]["status"], branches["ctrl-c"]["errors_detected"]) == ("exception", ["interrupted"])
     assert branches["ctrl-c"]["error_message"].startswith("alignment was interrupted (Ctrl-C) before it finished")
+    assert (branches["ctrl-c"]["old_tip"], branches["ctrl-c"]["backup_branch"]) == (
+        tips["ctrl-c"],
+        "backup-ctrl-c-pre-align",
+    )
+    assert repo.tip("backup-ctrl-c-pre-align") == tips["ctrl-c"]
     assert branches["done"]["status"] == "completed"
     assert done.data["orchestration_results"]["main"]["not_run"] == ["later"]
     assert done.data["overall_summary"]["total_not_run"] == 1
@@ -517,6 +522,7 @@ def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(run: Any,
     late = done.branches()["late"]
     assert (late["status"], late["old_tip"]) == ("completed", tips["late"])
     assert repo.tip("late") == late["new_tip"] != tips["late"]
+    assert (late["backup_branch"], Path(late["document"]).is_file()) == ("backup-late-pre-align", True)
     assert repo.tip("later") == tips["later"]
     report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
     assert [test["outcome"] for test in report["tests"]] == ["passed", "skipped"]
