@@ -29,7 +29,7 @@ from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
-from alignment.model import BranchResult, ErrorCode, Status
+from alignment.model import Action, BranchResult, ErrorCode, Status, Strategy
 from alignment.names import printable
 from alignment.remote import backups_on_remote, unpushed
 from alignment.report import html_name
@@ -367,11 +367,13 @@ class AlignmentController:
         if move is not None and move.rejected:
             move = None  # git refused its compare-and-swap: it was not moved
         now = time.time()
+        target = self.specs[branch].target
         result = BranchResult(
             branch,
-            self.specs[branch].target,
+            target,
             Status.COMPLETED,
             0.0,
+            action=self._action_of(branch, target, None if move is None else move.old_tip),
             old_tip=None if move is None else move.old_tip,
             new_tip=None if move is None else move.new_tip,
             notes=(f"{self.interrupted or 'interrupted'} after its steps: this result was made from the journal",),
@@ -379,6 +381,17 @@ class AlignmentController:
             finished_at=now,
         )
         return self._with_what_is_known(result)
+
+    def _action_of(self, branch: str, target: str, old_tip: str | None) -> Action:
+        """What aligning ``branch`` from ``old_tip`` (None: the snapshot's tip) did, as the snapshot tells it;
+        ``none`` when the branch had moved since the snapshot (not known here)."""
+        snapshot = self.setup.snapshot
+        if old_tip is not None and snapshot.tips.get(branch) != old_tip:
+            return Action.NONE
+        relation = snapshot.relation(branch)
+        if relation is Action.MERGE and self.setup.settings.policy(target).strategy is Strategy.REBASE:
+            return Action.REBASE
+        return relation
 
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""

@@ -509,18 +509,31 @@ def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
     assert sorted(rerun.branches()) == ["ctrl-c", "later"]
 
 
-def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(run: Any, repo: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["merge", "rebase"])
+def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(
+    run: Any, repo: Repo, tmp_path: Path, strategy: str
+) -> None:
     """README: a branch whose steps had ended when Ctrl-C came (its call passed, its teardown report never came)
     is reported ``completed`` at its journaled tips, not put back, and pytest counts it once, as passed."""
     tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("late", "later")}
     repo.commit("main", {"m.txt": "m\n"})
     input_path = write_input(tmp_path / "in.json", [entry("late"), entry("later")])
-    args = ("--input", str(input_path), "--repo", str(repo.path), "-p", "tests.plugin.late_ctrl_c")
+    config = config_file(tmp_path, integration_strategy=strategy)
+    args = (
+        "--input",
+        str(input_path),
+        "--repo",
+        str(repo.path),
+        "--config",
+        str(config),
+        "-p",
+        "tests.plugin.late_ctrl_c",
+    )
     done = run(*args, no_reraise_ctrlc=True)
     assert done.result.ret == pytest.ExitCode.INTERRUPTED
     done.result.assert_outcomes(passed=1, skipped=1)
     late = done.branches()["late"]
-    assert (late["status"], late["old_tip"]) == ("completed", tips["late"])
+    assert (late["status"], late["old_tip"], late["action"]) == ("completed", tips["late"], strategy)
     assert repo.tip("late") == late["new_tip"] != tips["late"]
     assert (late["backup_branch"], Path(late["document"]).is_file()) == ("backup-late-pre-align", True)
     assert repo.tip("later") == tips["later"]
