@@ -40,9 +40,10 @@ SHOW_ONLY_OPTIONS = {
 
 def memory_key(setup: RunSetup, kind: str) -> str:
     """Where pytest's cache keeps ``kind`` (``--lf``'s memory) of this input and repository: a branch that
-    failed for one input or repository is not rerun for another."""
+    failed for one input or repository is not rerun for another. The repository's common git dir, not a
+    linked worktree's: a run through one is rerun from the main checkout, or after the worktree is gone."""
     source = Path(setup.branches.source).resolve()
-    digest = hashlib.sha256(f"{source}\0{setup.location.git_dir}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{source}\0{setup.location.common_dir}".encode()).hexdigest()[:16]
     return f"alignment/{kind}/{digest}"
 
 

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import re
+import subprocess
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -337,6 +338,21 @@ def test_a_run_of_the_harness_from_a_checkout_needs_no_dev_extras(
     done.result.assert_outcomes(passed=16, failed=4)
     refused = pytester.runpytest_inprocess("-p", "tests.conftest", "--collect-only")
     assert "the project's own tests need the dev extras (hypothesis is not installed)" in refused.stderr.str()
+
+
+def test_lf_after_a_run_through_a_linked_worktree_reruns_its_failures_from_the_main_checkout(
+    run: Any, demo: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """``--lf`` remembers the failures of an input and a repository: the repository, not the worktree a run
+    went through (a failure was forgotten from the main checkout, and lost once the worktree was removed)."""
+    repo, input_path, _ = demo
+    linked = tmp_path / "linked"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(linked)], check=True)
+    first = run("--input", str(input_path), "--repo", str(linked))
+    first.result.assert_outcomes(passed=16, failed=4)
+    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(linked)], check=True)
+    rerun = run("--input", str(input_path), "--repo", str(repo), "--lf")
+    rerun.result.assert_outcomes(failed=4)
 
 
 def test_passed_branches_are_listed_when_asked(run: Any) -> None:
