@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from alignment.config import Settings, TargetPolicy
-from alignment.errors import StepFailed
+from alignment.errors import StepFailed, seconds
 from alignment.git import Conflict, Git
 from alignment.model import (
     Action,
@@ -48,7 +48,7 @@ class Deadline:
         """A step's timeout: its own limit cut to what is left; ``StepFailed(timeout)`` when nothing is."""
         remaining = self.remaining()
         if remaining <= 0:
-            raise StepFailed(status, [ErrorCode.TIMEOUT], f"branch alignment timed out after {self.seconds:g} s")
+            raise StepFailed(status, [ErrorCode.TIMEOUT], f"branch alignment timed out after {seconds(self.seconds)} s")
         return min(step_seconds, remaining)
 
 

@@ -29,6 +29,7 @@ from alignment.checks.python import python_findings
 from alignment.checks.syntax import GRAMMARS, syntax_findings
 from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
+from alignment.errors import seconds
 from alignment.git import Git, without_repository_variables
 from alignment.model import FileChange, Finding, Severity, Status
 from alignment.processes import ProcessTimeout, run_check
@@ -212,7 +213,7 @@ class ChangeErrorDetector:
                 output_limit=CHECK_OUTPUT_BYTES,
             )
         except ProcessTimeout:
-            return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {timeout:g} s")
+            return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {seconds(timeout)} s")
         except OSError as exc:
             return Finding("check_command_not_found", Severity.ERROR, f"`{label}` could not start: {exc.strerror}")
         if done.returncode == 0:

@@ -86,7 +86,7 @@ class GitTimeout(GitError):
     """A git command ran past its time limit; its whole process group was killed."""
 
     def __init__(self, args: Sequence[str], timeout: float) -> None:
-        super().__init__(args, -9, f"timed out after {timeout:g} s")
+        super().__init__(args, -9, f"timed out after {seconds(timeout)} s")
         self.timeout = timeout
 
 
@@ -114,6 +114,12 @@ class StepFailed(AlignmentError):
         self.codes = tuple(str(code) for code in codes)
         self.message = message
         super().__init__(message)
+
+
+def seconds(value: float) -> str:
+    """A time limit as messages say it: ``2``, ``1.93``, ``1800``; a limit left of a deadline has no more
+    decimals than anyone reads."""
+    return f"{round(value, 2):g}"
 
 
 def one_line(text: str) -> str:

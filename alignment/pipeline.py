@@ -37,7 +37,7 @@ from alignment.components import (
 )
 from alignment.config import Settings
 from alignment.detect import blocking_summary
-from alignment.errors import AlignmentError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem, one_line
+from alignment.errors import AlignmentError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem, one_line, seconds
 from alignment.explain import Budget, explain_conflicts
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
@@ -368,7 +368,7 @@ class BranchAlignment:
     def _interruption(self) -> StepFailed:
         """The failure of steps that stopped without a result: a timeout (pytest-timeout) or an interrupt."""
         if self.deadline.expired:
-            message = f"branch alignment timed out after {self.deadline.seconds:g} s"
+            message = f"branch alignment timed out after {seconds(self.deadline.seconds)} s"
             return StepFailed(self.running_step, [ErrorCode.TIMEOUT], message)
         return StepFailed(Status.EXCEPTION, [ErrorCode.INTERRUPTED], "alignment was interrupted before it finished")
 
@@ -497,7 +497,7 @@ def _timeouts_as(status: Status) -> Iterator[None]:
         yield
     except GitTimeout as error:
         raise StepFailed(
-            status, [ErrorCode.TIMEOUT], f"git {error.args_[0]} timed out after {error.timeout:g} s"
+            status, [ErrorCode.TIMEOUT], f"git {error.args_[0]} timed out after {seconds(error.timeout)} s"
         ) from None
 
 

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from alignment.errors import seconds
+
 SUPERVISED = sys.platform.startswith("linux")
 STOP_GRACE_SECONDS = 2.0  # how long the supervisor may take to kill a check's descendants before SIGKILL
 
@@ -45,7 +47,7 @@ class ProcessTimeout(Exception):
     """The process ran past ``timeout`` seconds; it and its process group were killed."""
 
     def __init__(self, argv: Sequence[str], timeout: float, stdout: bytes = b"", stderr: bytes = b"") -> None:
-        super().__init__(f"{argv[0]} timed out after {timeout:g} s")
+        super().__init__(f"{argv[0]} timed out after {seconds(timeout)} s")
         self.argv = tuple(argv)
         self.timeout = timeout
         self.stdout = stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignment.errors import StepFailed
+from alignment.errors import GitTimeout, StepFailed, seconds
 from alignment.model import BranchResult, ErrorCode, Status
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -21,3 +21,9 @@ def test_codes_leave_the_library_as_plain_strings() -> None:
     result = BranchResult("b", "main", Status.EXCEPTION, 0.0, (ErrorCode.WORKER_CRASHED,))
     assert [type(code) for code in result.to_dict()["errors_detected"]] == [str]
     assert result.to_dict()["errors_detected"] == ["worker_crashed"]
+
+
+def test_time_limits_are_said_with_at_most_two_decimals() -> None:
+    """A limit left of the branch's deadline was said as ``1.93148 s``."""
+    assert [seconds(value) for value in (2.0, 1.93148, 0.5, 1800.0)] == ["2", "1.93", "0.5", "1800"]
+    assert str(GitTimeout(("fetch",), 1.93148)).endswith("timed out after 1.93 s")
