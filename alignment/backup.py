@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from alignment.errors import GitError, StepFailed
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.model import ErrorCode, Status
-from alignment.names import fit_ref_name
+from alignment.names import enclosing_names, fit_ref_name
 
 MAX_SUFFIX = 20
 
@@ -85,8 +85,7 @@ def create_backup(
 def _refuse_if_blocked(git: Git, branch: str, commit: str, name: str) -> None:
     """Fail at once when a branch is named like a folder of ``name`` (``backup-f`` for ``backup-f/x-pre-align``):
     git cannot have both, and no suffix changes the folder, so the other names are not tried."""
-    parts = name.split("/")
-    for blocker in ("/".join(parts[:end]) for end in range(1, len(parts))):
+    for blocker in enclosing_names(name):
         if git.resolve_branch(blocker) is not None:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,

@@ -30,6 +30,14 @@ def lone_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(character) <= 0xDFFF for character in text)
 
 
+def enclosing_names(name: str, *, namespace_parts: int = 0) -> list[str]:
+    """The names a ref would have to be a folder of for ``name`` to exist: ``a`` and ``a/b`` for ``a/b/c``
+    (git cannot hold a ref and a ref inside its name). The first ``namespace_parts`` parts (``refs/heads``)
+    are folders anyway, not names."""
+    parts = name.split("/")
+    return ["/".join(parts[:end]) for end in range(namespace_parts + 1, len(parts))]
+
+
 def _forbidden_character(name: str) -> str | None:
     return next((character for character in name if character in _FORBIDDEN_CHARACTERS), None)
 

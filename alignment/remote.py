@@ -31,6 +31,7 @@ from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryE
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
 from alignment.model import BranchResult, ErrorCode, PushRecord, Status
+from alignment.names import enclosing_names
 
 NAMESPACE = "refs/alignment/"
 LOCAL_BACKUPS = "local"
@@ -168,8 +169,7 @@ def _push_backups(
 def _remote_blocker(git: Git, remote: str, ref: str) -> str | None:
     """The remote's ref named like a folder of ``ref`` (``refs/heads/backup-f`` for ``refs/heads/backup-f/x``),
     which no backup name under it can get past; None when there is none or the remote does not say."""
-    parts = ref.split("/")
-    folders = ["/".join(parts[:end]) for end in range(3, len(parts))]
+    folders = enclosing_names(ref, namespace_parts=2)
     found: dict[str, str] = {}
     if folders:
         with suppress(GitError):
