@@ -218,16 +218,18 @@ def _maybe_landed(remote: str, result: BranchResult, error: GitTimeout) -> str:
 
 
 def _rejection(remote: str, target: str, result: BranchResult, answer: PushedRef | None) -> _Failure:
+    """Why ``result``'s push did not land; "their commit stays" only when another party's push moved it."""
     kept = f"ours is kept at {aligned_ref(remote, result.branch)}"
     if answer is None:
         return _Failure(ErrorCode.PUSH_FAILED, f"'{remote}' gave no answer for '{result.branch}'; {kept}")
     if "stale info" in answer.summary:
         reason = f"the lease was lost: '{result.branch}' moved on '{remote}' since it was fetched at {_old(result)}"
+        kept = f"their commit stays, {kept}"
     elif "atomic" in answer.summary:
         reason = f"the atomic push of target '{target}' failed on another branch"
     else:
         reason = f"'{remote}' refused it: {one_line(answer.summary)}"
-    return _Failure(ErrorCode.PUSH_REJECTED, f"not pushed, {reason}; their commit stays, {kept}")
+    return _Failure(ErrorCode.PUSH_REJECTED, f"not pushed, {reason}; {kept}")
 
 
 def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None) -> BranchResult:

@@ -85,6 +85,7 @@ def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin
     assert lost["status"] == "failed_integration"
     assert lost["errors_detected"] == ["push_rejected"]
     assert "lease was lost" in lost["error_message"]
+    assert "their commit stays" in lost["error_message"]
     assert "refs/alignment/aligned/origin/feature-b" in lost["error_message"]
     assert lost["push"]["pushed"] is False
     assert lost["new_tip"] is None
@@ -112,6 +113,7 @@ def test_a_server_hook_rejects_one_branch_the_others_land(origin: Origin) -> Non
 
     assert results["feature-b"]["errors_detected"] == ["push_rejected"]
     assert "refused it: [remote rejected] (hook declined)" in results["feature-b"]["error_message"]
+    assert "their commit stays" not in results["feature-b"]["error_message"]  # nobody else pushed
     assert origin.remote_tip("feature-b") == origin.olds["feature-b"]
     assert [results[name]["push"]["pushed"] for name in NAMES] == [True, False, True]
     origin.assert_safe()
