@@ -6,6 +6,10 @@ every changed file, conflicts with the target commits that caused them, and find
 says what the run would do. It lives at
 ``<run>/changes/<target>/<branch>.md``, where each name goes through ``branch_file_stem`` so that ``a/b`` and
 ``a-b`` (or any odd name) get distinct, safe file names inside the run folder.
+
+In a ``--remote`` run the branch is pushed at the end of the run, after its document was written: its
+``Push`` row says so, and ``record_push`` then rewrites the rows the push decides (status, new tip, backup,
+push) and adds why it stopped when the push did not land.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from alignment.components import ChangeRecord
 from alignment.config import Settings
-from alignment.model import CommitInfo, Status
+from alignment.model import Action, BranchResult, CommitInfo, ErrorCode, Status
 from alignment.names import branch_file_stem, printable
 from alignment.runs import write_atomically
 
@@ -44,26 +48,82 @@ def render(record: ChangeRecord) -> str:
     """The change document of ``record`` as Markdown."""
     context = record.context
     predicted = " — predicted by a plan; nothing was changed" if context.predict else ""
+    remote = context.settings.remote
+    pushes = remote is not None and not context.predict and record.status is Status.COMPLETED
     lines = [
         f"# {_text(context.branch)} ← {_text(context.target)}",
         "",
-        f"**Status:** {record.status.value} ({record.action.value.replace('_', ' ')}){predicted}",
+        _status_line(record.status, record.action) + predicted,
         "",
         "| | |",
         "|---|---|",
         f"| Branch | `{_code(context.branch)}` |",
         f"| Target | `{_code(context.target)}` at `{context.target_commit}` |",
         f"| Old tip | `{context.old_tip}` |",
-        f"| New tip | {_commit_cell(record)} |",
-        f"| Backup | {f'`{_code(record.backup_branch)}`' if record.backup_branch else 'none'} |",
-        f"| Run | `{context.run_id}` |",
-        "",
+        f"{_NEW_TIP}{_commit_cell(record)} |",
+        _backup_row(record.backup_branch),
     ]
-    if record.message and record.status is not Status.COMPLETED:
-        lines += ["## Why it stopped", "", _text(record.message), ""]
+    if pushes and record.new_tip and record.new_tip != context.old_tip:
+        lines.append(f"{_PUSH}to `{_code(str(remote))}` at the end of the run (this document then says how it went) |")
+    lines += [f"| Run | `{context.run_id}` |", ""]
+    lines += _why_it_stopped(record.status, record.message)
     lines += _commits_section(record) + _files_section(record) + _conflicts_section(record)
     lines += _findings_section(record)
     return "\n".join(lines).rstrip() + "\n"
+
+
+_STATUS = "**Status:** "
+_NEW_TIP = "| New tip | "
+_BACKUP = "| Backup | "
+_PUSH = "| Push | "
+
+
+def _status_line(status: Status, action: Action) -> str:
+    return f"{_STATUS}{status.value} ({action.value.replace('_', ' ')})"
+
+
+def _backup_row(backup: str | None) -> str:
+    return f"{_BACKUP}{f'`{_code(backup)}`' if backup else 'none'} |"
+
+
+def _why_it_stopped(status: Status, message: str | None) -> list[str]:
+    if not message or status is Status.COMPLETED:
+        return []
+    return ["## Why it stopped", "", _text(message), ""]
+
+
+def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
+    """Bring the change document at ``path``, written before the push, up to date with ``result`` (the
+    branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to): its
+    status, new tip, backup and push rows, and why it stopped when the push did not land. A document this
+    module did not write (another ``DocGenerator``'s, or none on this machine) is left as it is; ``OSError``
+    when it cannot be read or replaced."""
+    push = result.push
+    if push is None or not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if not any(line.startswith(_STATUS) for line in lines) or not any(line.startswith(_PUSH) for line in lines):
+        return
+    remote, kept = f"`{_code(push.remote)}`", f"`{_code(push.aligned_ref or '')}`"
+    if push.pushed:
+        tip, pushed = f"`{aligned_commit}`", f"pushed to {remote}"
+    else:
+        landed = "not pushed to" if ErrorCode.PUSH_REJECTED in result.codes else "not known to have landed on"
+        tip = f"`{aligned_commit}` (see the push)"
+        pushed = f"{landed} {remote} ({', '.join(map(str, result.codes))}): ours is kept at {kept}"
+    if push.remote_backup:
+        pushed += f"; remote backup `{_code(push.remote_backup)}`"
+    rows = {
+        _STATUS: _status_line(result.status, result.action),
+        _NEW_TIP: f"{_NEW_TIP}{tip} |",
+        _BACKUP: _backup_row(result.backup_branch),
+        _PUSH: f"{_PUSH}{pushed} |",
+    }
+    updated = [next((row for start, row in rows.items() if line.startswith(start)), line) for line in lines]
+    if "## Why it stopped" not in updated:
+        sections = next((index for index, line in enumerate(updated) if line.startswith("## ")), len(updated))
+        updated[sections:sections] = _why_it_stopped(result.status, result.message)
+    write_atomically(path, "\n".join(updated))
 
 
 def _commit_cell(record: ChangeRecord) -> str:

@@ -24,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
+from alignment.document import record_push
 from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
@@ -119,7 +121,8 @@ def push_branches(
         ready = [result for result in batch if result.branch not in failures]
         failures.update(_push_branches(git, settings, remote, journal, target, ready))
         for result in batch:
-            published[result.branch] = _outcome(result, backups.get(result.branch), failures.get(result.branch))
+            outcome = _outcome(result, backups.get(result.branch), failures.get(result.branch))
+            published[result.branch] = _documented(outcome, _new(result))
     return published
 
 
@@ -252,7 +255,19 @@ def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None)
 def unpushed(result: BranchResult, message: str) -> BranchResult:
     """``result`` of a branch whose push never happened or was never reported (its worker died): ``push_failed``,
     so that ``--lf`` retries it."""
-    return _outcome(result, None, _Failure(ErrorCode.PUSH_FAILED, message))
+    return _documented(_outcome(result, None, _Failure(ErrorCode.PUSH_FAILED, message)), _new(result))
+
+
+def _documented(result: BranchResult, aligned_commit: str) -> BranchResult:
+    """``result``, after its change document was brought up to date with what its push did (a note when it
+    could not be)."""
+    if result.document is None:
+        return result
+    try:
+        record_push(Path(result.document), result, aligned_commit)
+    except OSError as error:
+        return replace(result, notes=(*result.notes, f"change document not updated after the push: {error}"))
+    return result
 
 
 def _backup_branch(result: BranchResult, backup: str | None) -> str | None:

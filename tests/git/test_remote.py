@@ -15,6 +15,7 @@ import pytest
 from alignment.errors import ConfigError, GitError, InputError, MissingRemoteRef, RepositoryError
 from alignment.git import Git, PushUpdate, RepoLocation
 from alignment.model import BranchResult
+from alignment.remote import aligned_ref
 from alignment.undo import undo_run
 from tests.conftest import Repo, settings
 from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
@@ -104,6 +105,30 @@ def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin
     assert rerun["feature-b"]["backup_branch"] == "backup-feature-b-pre-align-2"  # the first one is kept
     assert origin.remote_tip("backup-feature-b-pre-align-2") == theirs["feature-b"]
     assert origin.remote_tip("backup-feature-b-pre-align") == origin.olds["feature-b"]
+
+
+def test_change_documents_say_what_the_push_did(origin: Origin) -> None:
+    """The document written when a branch was aligned is brought up to date by its push: a lost lease makes
+    it say the failure and where our commit is kept; a landed push names the remote backup it made."""
+
+    def colleague_pushes(done: int, total: int, result: BranchResult) -> None:
+        if not origin.bare.git("rev-list", "-1", "feature-b", "--", "colleague.txt"):
+            origin.bare.commit("feature-b", {"colleague.txt": "c\n"})
+
+    results = origin.run(progress=colleague_pushes, max_workers_per_target=1)
+
+    lost = Path(results["feature-b"]["document"]).read_text(encoding="utf-8")
+    assert "**Status:** failed_integration (merge)" in lost
+    assert "**Status:** completed" not in lost
+    kept = aligned_ref("origin", "feature-b")
+    assert f"| Push | not pushed to `origin` (push_rejected): ours is kept at `{kept}`" in lost
+    assert "## Why it stopped\n\nnot pushed, the lease was lost" in lost
+    assert "| Backup | `backup-feature-b-pre-align` |" in lost
+    landed = Path(results["feature-a"]["changes_summary"]).read_text(encoding="utf-8")
+    assert "**Status:** completed (merge)" in landed
+    assert f"| New tip | `{results['feature-a']['new_tip']}` |" in landed
+    assert "| Backup | `backup-feature-a-pre-align` |" in landed
+    assert "| Push | pushed to `origin`; remote backup `refs/heads/backup-feature-a-pre-align` |" in landed
 
 
 def test_a_server_hook_rejects_one_branch_the_others_land(origin: Origin) -> None:
