@@ -26,7 +26,7 @@ from alignment.git import Git
 from alignment.journal import Move, MoveJournal
 from alignment.logs import AuditTrail
 from alignment.model import BranchResult, BranchSpec
-from alignment.remote import push_branches
+from alignment.remote import PushInterrupted, push_branches
 from alignment.report import build_results, publish
 from alignment.session import RunSetup
 from alignment.spill import Spilled, SpillFile
@@ -148,7 +148,8 @@ class RunLedger:
     def push(self) -> frozenset[str]:
         """A ``--remote`` run's last step before ``finish``, by the process that holds the aligned commits:
         push them (``remote.push_branches``), amend each pushed branch's result with what the push did, and record
-        the push; the branches whose push failed. Other runs and plans: nothing happens."""
+        the push; the branches whose push failed. Other runs and plans: nothing happens. Ctrl-C while pushing:
+        what the push did so far is recorded, and so is the interruption, then ``PushInterrupted`` is raised."""
         setup = self.setup
         if setup.remote is None or setup.predict:
             return frozenset()
@@ -156,6 +157,10 @@ class RunLedger:
         git = Git(setup.location, timeout=setup.settings.integration_timeout_seconds)
         try:
             pushed = push_branches(git, setup.settings, MoveJournal(setup.folder.moves_dir), self.results)
+        except PushInterrupted as stopped:
+            self.interrupted(str(stopped))
+            self.record_pushes(stopped.published, time.monotonic() - started)
+            raise
         finally:
             git.close()
         return self.record_pushes(pushed, time.monotonic() - started)

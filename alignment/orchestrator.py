@@ -26,6 +26,7 @@ from alignment.logs import run_logging
 from alignment.model import BranchResult, BranchSpec
 from alignment.pipeline import Runtime
 from alignment.registry import Components
+from alignment.remote import PushInterrupted
 from alignment.resources import MemoryGate
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
@@ -123,7 +124,8 @@ class _Run:
     def execute(self) -> dict[str, Any]:
         """Every target's branches, then the results. Ctrl-C (``KeyboardInterrupt``) starts no further branch,
         stops the running ones before their next step, and once they have ended, the results are written and
-        the ``KeyboardInterrupt`` is raised to the caller. A second Ctrl-C while they end is not waited out."""
+        the ``KeyboardInterrupt`` is raised to the caller. A second Ctrl-C while they end is not waited out. So
+        for a Ctrl-C while a ``--remote`` run pushes (``PushInterrupted``): the results say what landed."""
         self.ledger.start()
         logs_dir = self.setup.folder.logs_dir if self.settings.log_per_branch else None
         interrupted: KeyboardInterrupt | None = None
@@ -134,7 +136,10 @@ class _Run:
                 interrupted = self._run_group(runtime, group)
             if interrupted is not None:
                 self.ledger.interrupted("Ctrl-C (KeyboardInterrupt)")
-        self.ledger.push()
+        try:
+            self.ledger.push()
+        except PushInterrupted as stopped:  # what was pushed is recorded: the results say it
+            interrupted = stopped
         results = self.ledger.finish().results
         if interrupted is not None:
             raise interrupted

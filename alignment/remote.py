@@ -13,6 +13,10 @@
   branch's move is journaled before that push (``alignment undo`` reads it). The outcome of every ref comes
   from ``git push --porcelain``: a result says "pushed" only for a ref git reported as landed.
 
+Ctrl-C while publishing (``PushInterrupted``): the push under way finishes, so that git's answer says what
+landed; no later push starts, and each branch not pushed says so. A second Ctrl-C stops the push at once:
+its branches may still land, as after a timeout, and the journal counts them.
+
 Why at the end and per target, not per branch: one connection per target instead of one per branch
 (a batch costs about a millisecond per branch, DESIGN.md), ``--atomic`` per target when ``push_atomic_per_target`` asks
 for all-or-nothing, and a branch's result is final only once its push is known: ``push_rejected`` or
@@ -21,10 +25,13 @@ for all-or-nothing, and a branch's result is final only once its push is known: 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
@@ -101,13 +108,26 @@ class _Failure:
     message: str
 
 
+class PushInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped publishing: ``published`` holds the result of every branch that waited for its push."""
+
+    def __init__(self, published: dict[str, BranchResult]) -> None:
+        super().__init__("interrupted (Ctrl-C) while pushing")
+        self.published = published
+
+    @property
+    def failed(self) -> frozenset[str]:
+        return frozenset(name for name, result in self.published.items() if not result.succeeded)
+
+
 def push_branches(
     git: Git, settings: Settings, journal: MoveJournal, results: Mapping[str, BranchResult]
 ) -> dict[str, BranchResult]:
     """Push every aligned branch of ``results`` to ``settings.remote``; their results, with what the push did.
 
     Per target: one push of the backups, then one push of the branches whose backup is there. Results
-    that need no push (failed, up to date, a plan) are not in the answer.
+    that need no push (failed, up to date, a plan) are not in the answer. ``PushInterrupted``, with every
+    result, after a Ctrl-C.
     """
     remote = settings.remote
     assert remote is not None
@@ -116,14 +136,52 @@ def push_branches(
         if result.push is not None and result.push.aligned_ref is not None and result.succeeded:
             waiting.setdefault(result.target, []).append(result)
     published = {}
-    for target, batch in waiting.items():
-        backups, failures = _push_backups(git, settings, remote, batch)
-        ready = [result for result in batch if result.branch not in failures]
-        failures.update(_push_branches(git, settings, remote, journal, target, ready))
-        for result in batch:
-            outcome = _outcome(result, backups.get(result.branch), failures.get(result.branch))
-            published[result.branch] = _documented(outcome, _new(result))
+    with _ctrl_c_deferred() as ctrl_c:
+        for target, batch in waiting.items():
+            backups, failures = ({}, {}) if ctrl_c.is_set() else _push_backups(git, settings, remote, batch)
+            ready = [result for result in batch if result.branch not in failures]
+            if ctrl_c.is_set():
+                failures.update((result.branch, _not_reached(remote, result)) for result in ready)
+            else:
+                failures.update(_push_branches(git, settings, remote, journal, target, ready))
+            for result in batch:
+                outcome = _outcome(result, backups.get(result.branch), failures.get(result.branch))
+                published[result.branch] = _documented(outcome, _new(result))
+    if ctrl_c.is_set():
+        raise PushInterrupted(published)
     return published
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[threading.Event]:
+    """Publishing under a Ctrl-C that waits: the first one sets the event (and puts the usual handler back),
+    so the running push ends with git's answer and the caller starts no other; a second one raises at once.
+    Only the main thread receives signals: elsewhere nothing is deferred."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    before = signal.getsignal(signal.SIGINT)
+    usual = before if before is not None else signal.default_int_handler
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        pressed.set()
+        signal.signal(signal.SIGINT, usual)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, usual)
+
+
+def _not_reached(remote: str, result: BranchResult) -> _Failure:
+    """A branch whose push Ctrl-C came before: nothing of it was sent (its backup may be on the remote)."""
+    return _Failure(
+        ErrorCode.PUSH_FAILED,
+        f"not pushed: interrupted (Ctrl-C) before its push; '{result.branch}' on '{remote}' is unchanged at "
+        f"{_old(result)}, ours is kept at {aligned_ref(remote, result.branch)}; a rerun pushes it",
+    )
 
 
 def _push_backups(
@@ -142,8 +200,13 @@ def _push_backups(
         updates = [PushUpdate(refs[result.branch], _old(result), None) for result in pending]
         try:
             answers = git.push(remote, updates)
-        except GitError as error:
-            failure = _Failure(ErrorCode.PUSH_FAILED, f"could not reach '{remote}' to push the backup: {error.cause}")
+        except (GitError, KeyboardInterrupt) as error:  # KeyboardInterrupt: a second Ctrl-C (``_ctrl_c_deferred``)
+            why = (
+                f"could not reach '{remote}' to push the backup: {error.cause}"
+                if isinstance(error, GitError)
+                else f"interrupted (Ctrl-C) while its backup was pushed to '{remote}'; not pushed"
+            )
+            failure = _Failure(ErrorCode.PUSH_FAILED, why)
             return backups, {**failures, **{result.branch: failure for result in pending}}
         taken = []
         for result in pending:
@@ -192,9 +255,11 @@ def _push_branches(
     updates = [PushUpdate(branch_ref(result.branch), _new(result), _old(result)) for result in ready]
     try:
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
-    except GitTimeout as error:  # the remote may still finish it (a slow hook, a receive-pack we cannot kill)
+    except (GitTimeout, KeyboardInterrupt) as error:  # the remote may still finish it (a slow hook, a
+        # receive-pack we cannot kill); KeyboardInterrupt: a second Ctrl-C (``_ctrl_c_deferred``)
+        cause = error.cause if isinstance(error, GitTimeout) else "interrupted (Ctrl-C) while pushing"
         return {
-            result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, error)) for result in ready
+            result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, cause)) for result in ready
         }
     except GitError as error:
         failure = _Failure(
@@ -211,10 +276,11 @@ def _push_branches(
     return failures
 
 
-def _maybe_landed(remote: str, result: BranchResult, error: GitTimeout) -> str:
-    """The message of a push that timed out: its outcome is unknown, and the journal counts it as a move."""
+def _maybe_landed(remote: str, result: BranchResult, cause: str) -> str:
+    """The message of a push that was stopped (timed out, or a second Ctrl-C): its outcome is unknown, and the
+    journal counts it as a move."""
     return (
-        f"could not push to '{remote}': {error.cause}; it may still land (the remote can finish it after we "
+        f"could not push to '{remote}': {cause}; it may still land (the remote can finish it after we "
         f"stop waiting): '{result.branch}' there is at its old tip {_old(result)} or at the merge {_new(result)}; "
         "the run's journal counts it, so `alignment undo RUN_ID` puts it back if it landed and a rerun finishes it"
     )

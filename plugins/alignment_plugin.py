@@ -52,7 +52,7 @@ from alignment.model import BranchResult, BranchSpec, Status
 from alignment.names import printable
 from alignment.pipeline import BranchAlignment, Runtime
 from alignment.registry import Components
-from alignment.remote import push_branches
+from alignment.remote import PushInterrupted, push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from plugins.handoff import (
@@ -332,6 +332,8 @@ class WorkerPublisher:
         try:
             journal = MoveJournal(self.setup.folder.moves_dir)
             pushed = push_branches(git, self.setup.settings, journal, self.results)
+        except PushInterrupted as stopped:  # Ctrl-C reached this worker too: the controller is told what landed
+            pushed = stopped.published
         finally:
             git.close()
         output = {"seconds": time.monotonic() - started, "results": [result.to_dict() for result in pushed.values()]}

@@ -31,7 +31,7 @@ from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import Action, BranchResult, ErrorCode, Status, Strategy
 from alignment.names import printable
-from alignment.remote import backups_on_remote, unpushed
+from alignment.remote import PushInterrupted, backups_on_remote, unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
@@ -274,20 +274,17 @@ class AlignmentController:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
-        """Before pytest's own summary: a ``--remote`` run's branches are pushed (a failed push fails the
-        session, exit code 1, although the branch's item passed); each never-started branch is reported as
-        skipped, so pytest's counts are the run's (skipped = not run); both go into ``--lf``'s list. After:
-        ``--lf``'s memory is kept under this input and repository, and pytest's own (the project's tests) is
-        left as it was."""
+        """Before pytest's own summary: a ``--remote`` run's branches are pushed (``_push``); each never-started
+        branch is reported as skipped, so pytest's counts are the run's (skipped = not run); both go into
+        ``--lf``'s list. After: ``--lf``'s memory is kept under this input and repository, and pytest's own (the
+        project's tests) is left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         self._end_workers()
         if not self.show_only:
             if self.interrupted is not None:
                 self.ledger.interrupted(self.interrupted)
             self._report_unfinished()
-            push_failed = self.ledger.push() if self.worker_pushes is None else self.worker_pushes.publish(self.ledger)
-            if push_failed and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            push_failed = self._push(session)
             self._report_never_started(session)
             finished = self.ledger.results
             for nodeid, branch in self.nodes.selected.items():
@@ -301,6 +298,20 @@ class AlignmentController:
             if self.outer_lastfailed is not None and cache is not None:
                 cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
                 cache.set(LASTFAILED, self.outer_lastfailed)
+
+    def _push(self, session: pytest.Session) -> frozenset[str]:
+        """A ``--remote`` run's branches are pushed (by this process, or by the workers in clones of their own);
+        the branches whose push failed. A failed push fails the session, exit code 1, although the branch's
+        item passed; Ctrl-C while pushing, exit code 2 (the ledger recorded what landed and what did not)."""
+        try:
+            failed = self.ledger.push() if self.worker_pushes is None else self.worker_pushes.publish(self.ledger)
+        except PushInterrupted as stopped:
+            self.interrupted = CTRL_C
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+            return stopped.failed
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return failed
 
     def _remember_not_started(self, finished: Mapping[str, BranchResult]) -> None:
         """The test ids of the branches this run never started, which an ``--lf`` rerun starts first."""

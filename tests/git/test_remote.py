@@ -6,6 +6,8 @@ backup at the old tip, the result says which branch is where, and a rerun finish
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from alignment.errors import ConfigError, GitError, InputError, MissingRemoteRef
 from alignment.git import Git, PushUpdate, RepoLocation
 from alignment.model import BranchResult
 from alignment.remote import aligned_ref
+from alignment.runs import RunFolder
+from alignment.session import moves_made
 from alignment.undo import undo_run
 from tests.conftest import Repo, settings
 from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
@@ -206,6 +210,22 @@ def test_a_push_that_times_out_may_still_land_and_says_so_and_undo_puts_it_back(
     report = undo_run(origin.tmp / "reports", origin.run_id)
     assert [item.outcome.value for item in report.restorations] == ["restored"] * 3
     assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
+
+
+def test_ctrl_c_while_the_backups_are_pushed_pushes_no_branch_and_still_writes_the_results(origin: Origin) -> None:
+    """Ctrl-C while the remote receives the backups: that push finishes, the branches' push never starts, and
+    the results, written before the ``KeyboardInterrupt`` reaches the caller, say so; nothing is journaled."""
+    hook(origin, f'case "$1" in refs/heads/backup-feature-a-pre-align) kill -INT {os.getpid()};; esac\nexit 0\n')
+    with pytest.raises(KeyboardInterrupt):
+        origin.run()
+    data = json.loads((origin.tmp / "reports" / "latest" / "alignment_results.json").read_text())
+    for branch in data["orchestration_results"]["main"]["branches"]:
+        assert branch["errors_detected"] == ["push_failed"]
+        assert branch["error_message"].startswith("not pushed: interrupted (Ctrl-C) before its push")
+        assert branch["push"]["remote_backup"] == f"refs/heads/backup-{branch['branch_name']}-pre-align"
+    assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
+    origin.assert_safe()
+    assert moves_made(RunFolder(origin.tmp / "reports", data["run_id"])) == 0
 
 
 def test_a_remote_branch_named_like_the_backups_folder_is_named_in_the_refusal(origin: Origin) -> None:

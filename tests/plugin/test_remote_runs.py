@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from alignment.scratch import is_alive
+from alignment.undo import undo_run
 from tests.conftest import Repo, entry, write_input
 from tests.plugin.test_faults import wait_until
 from tests.remotes import NAMES, Origin, hold_branch_pushes, hook, make_origin
@@ -105,6 +106,51 @@ def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finish
         assert done[name]["backup_branch"] == f"backup-{name}-pre-align"  # reused: the same commit
         origin.assert_aligned(name)
     origin.assert_safe()
+
+
+def test_ctrl_c_while_pushing_publishes_what_landed_and_what_did_not(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: Ctrl-C while the controller pushes lets the running push finish and starts no other; the
+    results say which branch landed and which was not pushed, the exit code is 2, and undo puts it back."""
+    origin.bare.branch("next", "main")  # a second target: its branches are pushed after main's
+    pid_file = origin.tmp / "controller.pid"
+    monkeypatch.setenv("ALIGNMENT_TEST_PID_FILE", str(pid_file))
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.pid_file
+    hook(origin, f'case "$1" in refs/heads/feature-a) kill -INT "$(cat "{pid_file}")";; esac\nexit 0\n')
+    argv = command(origin, "-p", "tests.plugin.pid_file")
+    write_input(origin.tmp / "in.json", [entry("feature-a"), entry("feature-b", "next"), entry("feature-c", "next")])
+
+    done = subprocess.run(argv, cwd=PROJECT, capture_output=True, text=True, check=False)
+
+    assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    branches = results(origin)
+    landed = branches["feature-a"]
+    assert (landed["status"], landed["push"]["pushed"]) == ("completed", True)
+    assert origin.remote_tip("feature-a") == landed["new_tip"]
+    for name in ("feature-b", "feature-c"):
+        branch = branches[name]
+        assert (branch["status"], branch["errors_detected"], branch["new_tip"]) == (
+            "failed_integration",
+            ["push_failed"],
+            None,
+        )
+        assert branch["error_message"].startswith("not pushed: interrupted (Ctrl-C) before its push")
+        assert origin.remote_tip(name) == origin.olds[name]
+        assert "**Status:** failed_integration" in Path(branch["document"]).read_text(encoding="utf-8")
+    run_id = json.loads((origin.tmp / "reports" / "alignment_results.json").read_text())["run_id"]
+    audit = (origin.tmp / "reports" / "runs" / run_id / "audit.jsonl").read_text()
+    assert '"run_interrupted"' in audit
+    listed = subprocess.run(
+        [sys.executable, "-m", "alignment", "runs", "--reports-dir", str(origin.tmp / "reports")],
+        cwd=PROJECT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"{run_id}  1 ok, 2 failed, 0 not run; 1 branch moved" in listed.stdout
+    undone = undo_run(origin.tmp / "reports", run_id)
+    assert [item.outcome.value for item in undone.restorations] == ["restored"]
+    origin.assert_safe()
+    assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
 
 
 def process_groups(pids: list[int]) -> set[int]:
