@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ RECOVERY_GRACE_SECONDS = 0.5
 SHARED_REPORT_FIELDS = ("when", "outcome", "worker_id", "testrun_uid")
 CTRL_C = "interrupted (Ctrl-C)"  # why the run stopped, when Ctrl-C stopped it
 MAX_FAILURE_LINES = 30  # one line per failed branch in the terminal summary; the rest are in the report
+MAX_CAUSES = 3  # distinct conflict causes named on a branch's failure line; the rest are counted
 
 
 class AlignmentController:
@@ -626,7 +627,7 @@ def _last_line(text: str) -> str:
 
 
 def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> list[str]:
-    """One short line per branch that failed (or would): its name, the reason, and the conflict's cause.
+    """One short line per branch that failed (or would): its name, the reason, and its conflicts' causes.
 
     The reason is never cut, whatever the name's length (pytest's FAILED line drops it for long test ids).
     """
@@ -635,15 +636,22 @@ def failure_lines(results: dict[str, Any], limit: int = MAX_FAILURE_LINES) -> li
         for branch in group["branches"]:
             if branch["status"] == Status.COMPLETED.value:
                 continue
-            line = f"{branch['branch_name']}: {branch.get('error_message') or branch['status']}"
-            culprits = branch.get("culprits") or ()
-            if culprits:
-                cause = culprits[0]
-                line += f' - caused by {cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})'
-            lines.append(line)
+            reason = branch.get("error_message") or branch["status"]
+            lines.append(f"{branch['branch_name']}: {reason}{_caused_by(branch.get('culprits') or ())}")
     if len(lines) > limit:
         lines[limit:] = [f"... and {len(lines) - limit} more: see the report"]
     return lines
+
+
+def _caused_by(culprits: Sequence[Mapping[str, str]], limit: int = MAX_CAUSES) -> str:
+    """`` - caused by <commit> "<subject>" (<author>)`` for each distinct commit behind a branch's conflicted
+    paths, in the order of the paths (the first ``limit``, then a count): paths often share one cause."""
+    causes = list({culprit["commit"]: culprit for culprit in culprits}.values())
+    if not causes:
+        return ""
+    named = "; ".join(f'{cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})' for cause in causes[:limit])
+    more = f"; and {len(causes) - limit} more" if len(causes) > limit else ""
+    return f" - caused by {named}{more}"
 
 
 def _after_the_demo(demo_dir: Path, report: Path, planned: bool) -> list[str]:

@@ -168,6 +168,24 @@ def test_a_plan_of_one_long_named_branch_speaks_in_the_singular_and_keeps_the_re
     assert "circuit breaker closed" not in page
 
 
+def test_a_failure_line_names_each_distinct_cause_up_to_three(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    paths = [f"f{index}.txt" for index in range(6)]
+    repo.commit("feature", dict.fromkeys(paths, "mine\n"), parent=repo.tip("main"))
+    shared = repo.commit("main", dict.fromkeys(paths[:2], "theirs\n"), "change 0 and 1")  # one cause, two paths
+    causes = [shared] + [repo.commit("main", {path: "theirs\n"}, f"change {path}") for path in paths[2:]]
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--plan")
+    result.assert_outcomes(failed=1)
+    named = "; ".join(
+        f'{commit[:10]} "{subject}" (Test Author)'
+        for commit, subject in zip(causes[:3], ["change 0 and 1", "change f2.txt", "change f3.txt"], strict=True)
+    )
+    conflict = f"Merge conflict in {', '.join(paths)} (unresolvable)"
+    assert f"feature: {conflict} - caused by {named}; and 2 more" in result.outlines
+
+
 def test_after_the_demo_what_next_and_one_demo_directory(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
