@@ -44,7 +44,7 @@ class Entry(msgspec.Struct, frozen=True):
 
 
 class CategorizedBranches(msgspec.Struct, frozen=True):
-    """The input file: the spec's input format, and an optional ``$schema`` for editors. Other keys are ignored."""
+    """The input file: the spec's input format and an optional ``$schema`` for editors; other keys are warned of."""
 
     branches: Annotated[
         tuple[Annotated[Entry, msgspec.Meta(extra={"expected": "an object"})], ...], msgspec.Meta(min_length=1)
@@ -53,6 +53,7 @@ class CategorizedBranches(msgspec.Struct, frozen=True):
 
 
 _KNOWN_FIELDS = Entry.__struct_fields__
+_KNOWN_TOP_LEVEL = CategorizedBranches.__struct_encode_fields__  # "$schema", as the file spells it
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,8 @@ def parse_branches(data: object, source: str) -> BranchInput:
     """Validate already-decoded JSON ``data``; ``source`` names it in error messages.
 
     Every problem of the file is collected and raised as one ``InputError``, so a hand-written file is fixed
-    in one pass; unknown keys of an entry are kept (and round-tripped) but named in ``warnings``.
+    in one pass; unknown keys of an entry are kept (and round-tripped) but named in ``warnings``, and so are
+    unknown keys beside ``branches`` (not kept).
     """
     if not isinstance(data, Mapping):
         raise InputError(source, "top level", f'expected an object with a "branches" list, got {kind_of(data)}')
@@ -208,11 +210,14 @@ def parse_branches(data: object, source: str) -> BranchInput:
         )
         for index, (entry, raw) in enumerate(zip(typed, entries, strict=True))
     )
-    return BranchInput(source, specs, _unknown_key_warnings(entries))
+    return BranchInput(source, specs, _unknown_key_warnings(data, entries))
 
 
-def _unknown_key_warnings(entries: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """One warning per unknown key: the first entry that has it, how many do, and the closest known key."""
+def _unknown_key_warnings(data: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """One warning per unknown key: at the top level, the key; in the entries, the first entry that has it and
+    how many do; each with the closest known key."""
+    known = _KNOWN_TOP_LEVEL
+    warnings = [f"{key}: unknown key, not used ({closest(key, known)})" for key in data if key not in known]
     first: dict[str, int] = {}
     counts: dict[str, int] = {}
     for index, entry in enumerate(entries):
@@ -220,7 +225,6 @@ def _unknown_key_warnings(entries: Sequence[Mapping[str, Any]]) -> tuple[str, ..
             if key not in _KNOWN_FIELDS:
                 first.setdefault(key, index)
                 counts[key] = counts.get(key, 0) + 1
-    warnings = []
     for key, index in first.items():
         others = f" (and {counted(counts[key] - 1, 'more entry', 'more entries')})" if counts[key] > 1 else ""
         warnings.append(

@@ -661,7 +661,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"alignment run {setup.run_id}: the input lists {counted(len(setup.branches.branches), 'branch', 'branches')} "
         f"for {counted(len(setup.branches.targets), 'target')}; repository {setup.location.git_dir}"
     ]
-    lines += [f"alignment: warning: {setup.branches.source}: {warning}" for warning in setup.branches.warnings]
     shard = setup.branches.shard
     if shard is not None:
         lines.append(f"alignment shard {shard.spec}: {len(setup.branches.branches)} of {shard.input_branches} branches")

@@ -421,17 +421,39 @@ class AlignmentController:
                 )
                 self.config.hook.pytest_runtest_logreport(report=report)
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.show_only:
-            terminalreporter.write_line(f"branch alignment: {self.show_only}: no run was made and nothing moved")
-        if self.published is None:
-            return
-        results, results_path = self.published.results, self.published.path
+    @property
+    def notes(self) -> list[str]:
+        """What the run's user should know beside the results: unknown keys of the input, leftovers of earlier
+        runs. Said at the end of the summary, where ``-q`` keeps them (it drops pytest's header)."""
+        source = self.setup.branches.source
+        return [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(self.setup.housekeeping)
 
+    def _breaker_line(self, summary: Mapping[str, Any]) -> str:
+        """The circuit breaker's state in the summary: not applied (a plan), open, closed, or disabled."""
+        settings = self.setup.settings
+        if self.setup.predict:
+            return "circuit breaker: not applied to a plan (it predicts every branch); nothing was moved"
+        if summary["circuit_breaker_triggered"]:
+            return f"circuit breaker: OPEN - {summary['circuit_breaker_reason']}"
+        if settings.enable_circuit_breaker:
+            return (
+                f"circuit breaker: closed (trips at >= {settings.failure_threshold_count} failures and >= "
+                f"{settings.failure_threshold_percent:g}% failed)"
+            )
+        return "circuit breaker: disabled"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         def write(line: str, **markup: bool) -> None:
             """Names, paths and notes are data: printed with their control characters escaped."""
             terminalreporter.write_line(printable(line), **markup)
 
+        if self.show_only:
+            write(f"branch alignment: {self.show_only}: no run was made and nothing moved")
+            for note in self.notes:
+                write(f"note: {note}", yellow=True)
+        if self.published is None:
+            return
+        results, results_path = self.published.results, self.published.path
         terminalreporter.write_sep("=", "branch alignment plan" if self.setup.predict else "branch alignment")
         write(headline(results))
         listed, selected = len(self.setup.branches.branches), len(self.nodes.selected)
@@ -448,21 +470,11 @@ class AlignmentController:
             f"{'total':<28}{summary['total_branches_processed']:>10}{summary['total_successful']:>6}"
             f"{summary['total_failed']:>8}{summary['total_not_run']:>9}"
         )
-        settings = self.setup.settings
-        if self.setup.predict:
-            write("circuit breaker: not applied to a plan (it predicts every branch); nothing was moved")
-        elif summary["circuit_breaker_triggered"]:
-            write(f"circuit breaker: OPEN - {summary['circuit_breaker_reason']}", red=True, bold=True)
-        elif settings.enable_circuit_breaker:
-            write(
-                f"circuit breaker: closed (trips at >= {settings.failure_threshold_count} failures and >= "
-                f"{settings.failure_threshold_percent:g}% failed)"
-            )
-        else:
-            write("circuit breaker: disabled")
+        tripped = summary["circuit_breaker_triggered"] and not self.setup.predict
+        write(self._breaker_line(summary), red=tripped, bold=tripped)
         for line in failure_lines(results):
             write(line, red=True)
-        for note in self.setup.housekeeping:
+        for note in self.notes:
             write(f"note: {note}", yellow=True)
         kind = "plan" if self.setup.predict else "results"
         write(f"run {self.setup.run_id}; {kind}: {results_path}")

@@ -108,15 +108,22 @@ def test_an_empty_input_changes_nothing(pytester: pytest.Pytester, repo: Repo, t
     assert len(list((tmp_path / "reports" / "runs").iterdir())) == 1
 
 
-def test_unknown_input_keys_are_warned_in_the_header(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
+def test_unknown_input_keys_are_noted_at_the_end_even_with_q(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
     repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
     path = tmp_path / "in.json"
-    path.write_text(json.dumps({"branches": [{"branch_name": "feature", "assigned_target": "main", "tag": ["x"]}]}))
-    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path))
+    branches = [{"branch_name": "feature", "assigned_target": "main", "tag": ["x"]}]
+    path.write_text(json.dumps({"$schema": "./s.json", "branches": branches, "branchez": []}))
+    notes = [
+        f"note: {path}: branchez: unknown key, not used (did you mean branches?)",
+        f"note: {path}: branches[0].tag: unknown key, kept but not used (did you mean tags?)",
+    ]
+    result = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "-q")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [f"alignment: warning: {path}: branches[0].tag: unknown key, kept but not used (did you mean tags?)"]
-    )
+    assert [line for line in result.outlines if line.startswith("note: ")] == notes
+    collected = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "-q", "--collect-only")
+    assert [line for line in collected.outlines if line.startswith("note: ")] == notes
 
 
 def test_paths_in_errors_are_normalised(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:

@@ -130,6 +130,16 @@ def test_unknown_keys_are_warned_with_the_closest_known_key(tmp_path: Path) -> N
     assert loaded.branches[0].extra == {"confidance": 0.5}
 
 
+def test_unknown_top_level_keys_are_warned_but_not_schema(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    data = {"$schema": "./s.json", "branches": [entry("a")], "schema": "./s.json", "owner": "x"}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert load_branches(path).warnings == (
+        "schema: unknown key, not used (did you mean $schema?)",
+        "owner: unknown key, not used (known keys: branches, $schema)",
+    )
+
+
 def test_round_trip_through_json(tmp_path: Path) -> None:
     loaded = load_branches(write_input(tmp_path / "in.json", [entry("a", note=1)]))
     again = msgspec.json.decode(msgspec.json.encode(loaded), type=BranchInput)
