@@ -27,12 +27,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import hashlib
 import json
 import os
 import re
 import signal
 import time
-from collections.abc import Generator, Iterator
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,8 +161,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
     _unregister_idle_plugins(config)
-    for target in state.setup.branches.targets:
-        config.addinivalue_line("markers", f"{target_marker(target)}: branches aligned with '{target}'")
+    for target, marker in target_markers(state.setup.branches.targets).items():
+        config.addinivalue_line("markers", f"{marker}: branches aligned with '{target}'")
     if show_only(config):
         # --setup-only as --setup-plan: a branch's fixture checks the branch and creates its backup
         config.option.setupplan = config.option.setupplan or config.option.setuponly
@@ -357,9 +359,19 @@ def _arg_paths(config: pytest.Config) -> list[Path]:
     return [(config.invocation_params.dir / arg.split("::", 1)[0]).resolve() for arg in config.args]
 
 
-def target_marker(target: str) -> str:
-    """``target_main``, ``target_orchestration_tools``: usable with ``-m``."""
-    return "target_" + re.sub(r"\W", "_", target)
+def target_markers(targets: Iterable[str]) -> dict[str, str]:
+    """Each target's marker, usable with ``-m``: ``target_main``, ``target_orchestration_tools`` (non-word
+    characters become ``_``). Targets that would share one (``rel-1.0`` and ``rel_1_0``) stay apart: each whose
+    name has such characters ends in the first 6 hex digits of its name's SHA-256 (``target_rel_1_0_59a297``),
+    the same whatever the input's order."""
+    folded = {target: "target_" + re.sub(r"\W", "_", target) for target in targets}
+    shared = Counter(folded.values())
+    return {
+        target: marker
+        if shared[marker] == 1 or not re.search(r"\W", target)
+        else f"{marker}_{hashlib.sha256(target.encode('utf-8')).hexdigest()[:6]}"
+        for target, marker in folded.items()
+    }
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -376,8 +388,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     setup = metafunc.config.stash[STATE].setup
     timeout = pytest.mark.timeout(setup.settings.branch_alignment_timeout_seconds, method="signal", func_only=True)
     params = []
+    markers = target_markers(setup.branches.targets)
     for group in setup.branches.groups:
-        marks = (pytest.mark.xdist_group(group.target), getattr(pytest.mark, target_marker(group.target)), timeout)
+        marks = (pytest.mark.xdist_group(group.target), getattr(pytest.mark, markers[group.target]), timeout)
         params += [pytest.param(spec, id=spec.name, marks=marks) for spec in group.branches]
     metafunc.parametrize("branch_spec", params)
 

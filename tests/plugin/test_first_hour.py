@@ -217,6 +217,26 @@ def test_after_the_demo_what_next_and_one_demo_directory(
     assert len(list(temporary.glob("alignment-demo-*"))) == 1
 
 
+def test_targets_that_fold_to_one_marker_get_distinct_markers(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    for target in ("rel-1.0", "rel_1_0", "orchestration-tools"):
+        repo.branch(target, "main")
+    entries = [entry("a", "rel-1.0"), entry("b", "rel_1_0"), entry("c", "rel_1_0"), entry("d", "orchestration-tools")]
+    path = write_input(tmp_path / "in.json", entries)
+    args = ("--input", str(path), "--repo", str(repo.path))
+
+    def selected(marker: str) -> list[str]:
+        collected = align(pytester, tmp_path, *args, "--collect-only", "-q", "-m", marker)
+        return [line.rpartition("[")[2].rstrip("]") for line in collected.outlines if "::test_branch[" in line]
+
+    assert selected("target_rel_1_0") == ["b", "c"]
+    assert selected("target_rel_1_0_59a297") == ["a"]
+    assert selected("target_orchestration_tools") == ["d"]  # no other target folds to it: no suffix
+    shown = align(pytester, tmp_path, *args, "--markers")
+    shown.stdout.fnmatch_lines(["@pytest.mark.target_rel_1_0_59a297: branches aligned with 'rel-1.0'"])
+
+
 def test_collect_only_writes_no_run(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
     repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
     path = write_input(tmp_path / "in.json", [entry("feature"), entry("other")])
