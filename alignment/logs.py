@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +25,8 @@ from alignment.model import iso_utc
 from alignment.names import branch_file_stem, printable
 
 LIBRARY_LOGGER = "alignment"
+_LINE_BREAK = re.compile(r"\r?\n")
+_CONTINUATION = "\n    "  # before each further line of a record
 _current_branch: ContextVar[str | None] = ContextVar("alignment_branch", default=None)
 
 
@@ -38,10 +41,16 @@ def branch_scope(branch: str) -> Iterator[None]:
 
 
 class _PrintableFormatter(logging.Formatter):
-    """Log lines with control characters escaped: a log file is read in a terminal, and paths are data."""
+    """Log lines with control characters escaped: a log file is read in a terminal, and paths are data.
+
+    A message of several lines (a failed check command's output) keeps its line breaks, each further line
+    indented: escaped, they ran together as one line full of ``\\n``; indented, no line of it can pass for
+    a record of its own, which starts with its time.
+    """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        return printable(super().formatMessage(record))
+        lines = _LINE_BREAK.split(super().formatMessage(record).rstrip("\r\n"))
+        return _CONTINUATION.join(printable(line) for line in lines)
 
 
 class BranchLogFiles(logging.Handler):

@@ -27,3 +27,15 @@ def test_records_reach_their_branch_files_with_a_bounded_number_open(tmp_path: P
         lines = (tmp_path / f"{branch_file_stem(branch)}.log").read_text(encoding="utf-8").splitlines()
         assert [line.split(": ", 1)[1] for line in lines] == [f"first record of {branch}", f"second record of {branch}"]
     assert len(list(tmp_path.iterdir())) == len(branches)
+
+
+def test_a_message_of_several_lines_keeps_its_breaks_indented_and_escapes_the_rest(tmp_path: Path) -> None:
+    """A failed check's output is logged as lines, not as one line of ``\\n``; a terminal escape stays escaped."""
+    with run_logging("INFO", tmp_path), branch_scope("topic"):
+        log.info("`make check` exited 2; its output:\n%s", "one\r\ntwo \x1b[2J\n")
+        log.info("next record")
+    lines = (tmp_path / "topic.log").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4
+    assert lines[0].endswith(" INFO alignment.test: `make check` exited 2; its output:")
+    assert lines[1:3] == ["    one", "    two \\x1b[2J"]
+    assert lines[3].endswith(" INFO alignment.test: next record")
