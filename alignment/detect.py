@@ -234,9 +234,7 @@ def blocking_summary(findings: Sequence[Finding]) -> str:
 
 
 def _describe(finding: Finding) -> str:
-    where = ""
-    if finding.file:
-        where = f" in {finding.file}" + (f":{finding.line}" if finding.line else "")
+    where = f" in {finding.place}" if finding.place else ""
     return f"{finding.code}{where} ({finding.message})"
 
 

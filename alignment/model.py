@@ -116,6 +116,13 @@ class Finding:
         """True when this finding fails the branch: an error the merge introduced."""
         return self.severity is Severity.ERROR and self.introduced
 
+    @property
+    def place(self) -> str:
+        """``file:line``, or ``file``, or empty for a finding of no file (a check command's)."""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line else self.file
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "code": self.code,

@@ -211,14 +211,8 @@ class BranchAlignment:
         """Detect: findings on the integrated commit; an error the merge introduced fails the branch."""
         self.findings = self.runtime.components.error_detector.detect(self._context(), self._integration())
         for finding in self.findings:
-            log.info(
-                "finding %s %s %s:%s %s",
-                finding.severity.value,
-                finding.code,
-                finding.file,
-                finding.line,
-                finding.message,
-            )
+            where = f" {finding.place}" if finding.place else ""
+            log.info("finding %s %s%s: %s", finding.severity.value, finding.code, where, finding.message)
         codes = list(dict.fromkeys(finding.code for finding in self.findings if finding.blocks))
         if codes:
             raise StepFailed(Status.FAILED_ERROR_DETECTION, codes, blocking_summary(self.findings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -88,7 +89,10 @@ def test_a_passing_check_command_completes(repo: Repo, align: Aligner, tmp_path:
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
-def test_a_check_command_the_merge_breaks_fails_detection(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+def test_a_check_command_the_merge_breaks_fails_detection(
+    repo: Repo, align: Aligner, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="alignment")
     old = diverge(repo)
     check = script(
         tmp_path,
@@ -99,6 +103,8 @@ def test_a_check_command_the_merge_breaks_fails_detection(repo: Repo, align: Ali
     result = align("feature", config=settings(check_commands=[[sys.executable, check]]))["feature"]
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_failed",))
     assert "exited 3: both files present" in str(result.message)
+    said = f"finding error check_command_failed: `{sys.executable} {check}` exited 3: both files present"
+    assert said in caplog.messages  # a finding of no file is said without a place (it was "None:None")
     assert repo.tip("feature") == old
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
