@@ -68,13 +68,15 @@ class TargetGroup:
 class BranchInput:
     """A validated input file: branches in input order, groups ordered by the target's first appearance.
 
-    ``shard`` is set when this is one shard's part of the file (``--shard K/N``).
+    ``shard`` is set when this is one shard's part of the file (``--shard K/N``), and ``input_targets`` then
+    holds the targets of the whole file.
     """
 
     source: str
     branches: tuple[BranchSpec, ...]
     warnings: tuple[str, ...] = field(default=(), compare=False)
     shard: Shard | None = None
+    input_targets: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def groups(self) -> tuple[TargetGroup, ...]:
@@ -87,6 +89,11 @@ class BranchInput:
     def targets(self) -> tuple[str, ...]:
         return tuple(group.target for group in self.groups)
 
+    @property
+    def file_targets(self) -> tuple[str, ...]:
+        """The targets of the whole input file, a shard's too: what must not depend on the shard (a marker)."""
+        return self.input_targets or self.targets
+
     def select_shard(self, spec: ShardSpec) -> BranchInput:
         """Shard ``spec`` of these branches (``alignment.shard`` has the rule), still in input order."""
         groups = self.groups
@@ -96,7 +103,7 @@ class BranchInput:
         }
         kept = tuple(branch for branch in self.branches if branch.name in chosen)
         shard = Shard(spec, fingerprint(self.branches), len(self.branches), pieces)
-        return BranchInput(self.source, kept, warnings=self.warnings, shard=shard)
+        return BranchInput(self.source, kept, warnings=self.warnings, shard=shard, input_targets=self.file_targets)
 
 
 def load_branches(path: str | Path, shard: ShardSpec | None = None) -> BranchInput:

@@ -161,8 +161,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
     _unregister_idle_plugins(config)
-    for target, marker in target_markers(state.setup.branches.targets).items():
-        config.addinivalue_line("markers", f"{marker}: branches aligned with '{target}'")
+    markers = target_markers(state.setup.branches.file_targets)
+    for target in state.setup.branches.targets:
+        config.addinivalue_line("markers", f"{markers[target]}: branches aligned with '{target}'")
     if show_only(config):
         # --setup-only as --setup-plan: a branch's fixture checks the branch and creates its backup
         config.option.setupplan = config.option.setupplan or config.option.setuponly
@@ -363,7 +364,7 @@ def target_markers(targets: Iterable[str]) -> dict[str, str]:
     """Each target's marker, usable with ``-m``: ``target_main``, ``target_orchestration_tools`` (non-word
     characters become ``_``). Targets that would share one (``rel-1.0`` and ``rel_1_0``) stay apart: each whose
     name has such characters ends in the first 6 hex digits of its name's SHA-256 (``target_rel_1_0_59a297``),
-    the same whatever the input's order."""
+    the same whatever the input's order, and in every shard of it (``file_targets``)."""
     folded = {target: "target_" + re.sub(r"\W", "_", target) for target in targets}
     shared = Counter(folded.values())
     return {
@@ -388,7 +389,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     setup = metafunc.config.stash[STATE].setup
     timeout = pytest.mark.timeout(setup.settings.branch_alignment_timeout_seconds, method="signal", func_only=True)
     params = []
-    markers = target_markers(setup.branches.targets)
+    markers = target_markers(setup.branches.file_targets)
     for group in setup.branches.groups:
         marks = (pytest.mark.xdist_group(group.target), getattr(pytest.mark, markers[group.target]), timeout)
         params += [pytest.param(spec, id=spec.name, marks=marks) for spec in group.branches]

@@ -226,8 +226,8 @@ def test_targets_that_fold_to_one_marker_get_distinct_markers(
     path = write_input(tmp_path / "in.json", entries)
     args = ("--input", str(path), "--repo", str(repo.path))
 
-    def selected(marker: str) -> list[str]:
-        collected = align(pytester, tmp_path, *args, "--collect-only", "-q", "-m", marker)
+    def selected(marker: str, *more: str) -> list[str]:
+        collected = align(pytester, tmp_path, *args, *more, "--collect-only", "-q", "-m", marker)
         return [line.rpartition("[")[2].rstrip("]") for line in collected.outlines if "::test_branch[" in line]
 
     assert selected("target_rel_1_0") == ["b", "c"]
@@ -235,6 +235,8 @@ def test_targets_that_fold_to_one_marker_get_distinct_markers(
     assert selected("target_orchestration_tools") == ["d"]  # no other target folds to it: no suffix
     shown = align(pytester, tmp_path, *args, "--markers")
     shown.stdout.fnmatch_lines(["@pytest.mark.target_rel_1_0_59a297: branches aligned with 'rel-1.0'"])
+    in_shards = [name for index in (1, 2, 3) for name in selected("target_rel_1_0", "--shard", f"{index}/3")]
+    assert sorted(in_shards) == ["b", "c"]  # 'a' and 'b' are in different shards: their markers stay apart
 
 
 def test_collect_only_writes_no_run(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
