@@ -82,6 +82,21 @@ class RunState:
         self.worker = worker
         self.demo_dir = demo_dir
         self.branches: list[BranchSpec] | None = None  # what this process will align, in order, once collected
+        self.collected = False  # its collection ran to its end (``CollectionEnd``)
+
+
+class CollectionEnd:
+    """Marks a process's collection as ended once every plugin has modified its items. pytest calls
+    ``pytest_collection_finish`` in a ``finally``, so also after a Ctrl-C in collection, with the items found so
+    far (perhaps none), which must not be written as the run's selection."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self) -> Generator[None, None, None]:
+        yield
+        self.state.collected = True
 
 
 STATE = pytest.StashKey[RunState]()
@@ -159,6 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(AlignmentController(config, state.setup, state.demo_dir), "alignment-controller")
     config.stash[STATE] = state
+    config.pluginmanager.register(CollectionEnd(state), "alignment-collection-end")
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
     _unregister_idle_plugins(config)
     markers = target_markers(state.setup.branches.file_targets)
@@ -408,9 +424,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Write the node map before xdist's worker reports its collection: the scheduler reads it at once."""
+    """Write the node map before xdist's worker reports its collection: the scheduler reads it at once. Not
+    after a collection cut short (a Ctrl-C): its items are not the run's selection, and no branch of it runs."""
     state = session.config.stash.get(STATE, None)
-    if state is None:
+    if state is None or not state.collected:
         return
     specs = {item.nodeid: _spec_of(item) for item in session.items}
     write_node_map(state.setup, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})

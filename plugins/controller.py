@@ -267,7 +267,7 @@ class AlignmentController:
         as each test reported, and point the JSON report at it."""
         if self.show_only:
             return
-        if self.refused:
+        if self.made_no_run:
             self.config.option.json_report_file = None  # nothing ran: no pytest report either
             return
         self.published = self.ledger.finish(selected=set(self.nodes.selected.values()))
@@ -281,7 +281,7 @@ class AlignmentController:
         project's tests) is left as it was."""
         lfplugin = self.config.pluginmanager.getplugin("lfplugin")
         self._end_workers()
-        if not self.show_only:
+        if not self.show_only and not self.made_no_run:
             if self.interrupted is not None:
                 self.ledger.interrupted(self.interrupted)
             self._report_unfinished()
@@ -295,10 +295,16 @@ class AlignmentController:
         try:
             return (yield)
         finally:
-            cache = getattr(self.config, "cache", None)
-            if self.outer_lastfailed is not None and cache is not None:
-                cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
-                cache.set(LASTFAILED, self.outer_lastfailed)
+            self._put_back_outer_lastfailed()
+
+    def _put_back_outer_lastfailed(self) -> None:
+        """Keep ``--lf``'s memory of this run under its input and repository, and put pytest's own back, once:
+        at the session's finish, or at the end when the session never got there (a Ctrl-C at its start)."""
+        cache = getattr(self.config, "cache", None)
+        if self.outer_lastfailed is not None and cache is not None:
+            cache.set(self.lastfailed_key, cache.get(LASTFAILED, {}))
+            cache.set(LASTFAILED, self.outer_lastfailed)
+        self.outer_lastfailed = None
 
     def _push(self, session: pytest.Session) -> frozenset[str]:
         """A ``--remote`` run's branches are pushed (by this process, or by the workers in clones of their own);
@@ -428,6 +434,14 @@ class AlignmentController:
         source = self.setup.branches.source
         return [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(self.setup.housekeeping)
 
+    def _no_run_line(self) -> str | None:
+        """Why no run was made, when that is news: an option that only shows, or a Ctrl-C before any branch started."""
+        if self.show_only:
+            return f"branch alignment: {self.show_only}: no run was made and nothing moved"
+        if self.made_no_run and self.interrupted is not None:
+            return f"branch alignment: {self.interrupted} before any branch started: no run was made and nothing moved"
+        return None
+
     def _breaker_line(self, summary: Mapping[str, Any]) -> str:
         """The circuit breaker's state in the summary: not applied (a plan), open, closed, or disabled."""
         settings = self.setup.settings
@@ -447,8 +461,9 @@ class AlignmentController:
             """Names, paths and notes are data: printed with their control characters escaped."""
             terminalreporter.write_line(printable(line), **markup)
 
-        if self.show_only:
-            write(f"branch alignment: {self.show_only}: no run was made and nothing moved")
+        no_run = self._no_run_line()
+        if no_run is not None:
+            write(no_run)
             for note in self.notes:
                 write(f"note: {note}", yellow=True)
         if self.published is None:
@@ -486,17 +501,22 @@ class AlignmentController:
                 write(line)
 
     @property
-    def refused(self) -> bool:
-        """pytest refused the session after the run was set up (a usage error in configure, at session start or
-        in collection): no branch started, so nothing is published and the run's folder goes."""
-        return self.session is None or self.session.exitstatus == pytest.ExitCode.USAGE_ERROR
+    def made_no_run(self) -> bool:
+        """No branch started, so nothing is published and the run's folder goes: pytest refused the session after
+        the run was set up (a usage error in configure, at session start or in collection), or the session
+        ended before any process had collected the branches to the end (a Ctrl-C while xdist's workers start
+        or collect)."""
+        refused = self.session is None or self.session.exitstatus == pytest.ExitCode.USAGE_ERROR
+        return refused or not self.nodes.written
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it, and
-        the folder of a refused run."""
+        the folder of a run that made none; put pytest's own ``--lf`` memory back if the session did not."""
         scratch = self.setup.scratch_dir.resolve()
+        made_no_run = self.made_no_run  # read in the scratch directory
         self.setup.discard_scratch()
-        if self.refused:
+        self._put_back_outer_lastfailed()
+        if made_no_run:
             self.setup.folder.remove()
         if self.demo_dir is not None:
             release(self.demo_dir)  # the next demo may remove it

@@ -65,15 +65,23 @@ class NodeMap:
         return self._branches.get(nodeid)
 
     @property
+    def written(self) -> bool:
+        """Whether a process has written its map: one collected the branches to its end, so one may have run."""
+        return any(self._maps())
+
+    @property
     def selected(self) -> dict[str, str]:
         self._load()
         return dict(self._branches)
 
     def _load(self) -> None:
         """Every collecting process collects the same items: any one map will do."""
-        written = sorted((self.setup.scratch_dir / "nodes").glob("*.json"))
+        written = self._maps()
         if written:
             self._branches = json.loads(written[0].read_text(encoding="utf-8"))
+
+    def _maps(self) -> list[Path]:
+        return sorted((self.setup.scratch_dir / "nodes").glob("*.json"))
 
 
 def result_of(report: pytest.TestReport) -> BranchResult | None:

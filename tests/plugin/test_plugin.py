@@ -577,6 +577,42 @@ def test_ctrl_c_while_the_workers_end_publishes_the_results(
     assert "Traceback" not in done.output
 
 
+@pytest.mark.parametrize(
+    ("when", "workers"),
+    [("starting", ("-n", "2")), ("collecting", ("-n", "2")), ("alone", ())],
+    ids=["workers-starting", "workers-collecting", "collecting-alone"],
+)
+def test_ctrl_c_before_any_branch_started_makes_no_run(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str, workers: tuple[str, ...]
+) -> None:
+    """README: Ctrl-C while xdist's workers start or collect, or while a run without them collects (no branch
+    started), makes no run: no folder, and ``latest``, the results and ``--lf``'s list stay as the last run left
+    them; exit code 2, no traceback."""
+    base = repo.tip("main")
+    repo.commit("ok", {"ok.txt": "x\n"}, parent=base)
+    repo.commit("bad", {"app.py": "mine\n"}, parent=base)
+    repo.commit("main", {"app.py": "theirs\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("ok"), entry("bad")])
+    args = ("--input", str(input_path), "--repo", str(repo.path))
+    first = run(*args)
+    first.result.assert_outcomes(passed=1, failed=1)
+    results, refs = first.data, repo.git("for-each-ref")
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.ctrl_c_collecting
+    monkeypatch.setenv("CTRL_C_WHEN", when)
+    monkeypatch.setenv("CTRL_C_FLAG", str(tmp_path / "ctrl-c"))
+    done = run(*args, *workers, "-p", "tests.plugin.ctrl_c_collecting", no_reraise_ctrlc=True)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    assert "Traceback" not in done.output
+    summary = "branch alignment: interrupted (Ctrl-C) before any branch started: no run was made and nothing moved"
+    assert (summary in done.output) is (when != "starting")  # no summary after a Ctrl-C at session start
+    assert done.data == results
+    assert [path.name for path in (done.reports / "runs").iterdir()] == [results["run_id"]]
+    assert (done.reports / "latest").resolve().name == results["run_id"]
+    assert repo.git("for-each-ref") == refs
+    rerun = run(*args, "--lf")
+    assert sorted(rerun.branches()) == ["bad"]
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_control_characters_in_paths_are_printed_escaped(
     run: Any, repo: Repo, tmp_path: Path, workers: str | None
