@@ -10,12 +10,15 @@ same steps as a prediction: nothing moves, and the output adds the pairwise conf
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from alignment.config import Settings, from_mapping, load_settings
@@ -124,8 +127,9 @@ class _Run:
     def execute(self) -> dict[str, Any]:
         """Every target's branches, then the results. Ctrl-C (``KeyboardInterrupt``) starts no further branch,
         stops the running ones before their next step, and once they have ended, the results are written and
-        the ``KeyboardInterrupt`` is raised to the caller. A second Ctrl-C while they end is not waited out. So
-        for a Ctrl-C while a ``--remote`` run pushes (``PushInterrupted``): the results say what landed."""
+        the ``KeyboardInterrupt`` is raised to the caller. A further Ctrl-C while they end does not cut the wait
+        short (``_later_ctrl_c_waits``). So for a Ctrl-C while a ``--remote`` run pushes (``PushInterrupted``): the
+        results say what landed."""
         self.ledger.start()
         logs_dir = self.setup.folder.logs_dir if self.settings.log_per_branch else None
         interrupted: KeyboardInterrupt | None = None
@@ -148,18 +152,19 @@ class _Run:
     def _run_group(self, runtime: Runtime, group: TargetGroup) -> KeyboardInterrupt | None:
         """The group's branches on a thread pool; the Ctrl-C that stopped them, if one did. Then the branches
         still queued are cancelled, and those running stop before their next step; the pool is left once
-        they have their results."""
+        every thread has ended, whatever Ctrl-C comes meanwhile."""
         workers = self.settings.policy(group.target).max_workers
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"align-{group.target}")
-        try:
-            for future in [pool.submit(self._run_branch, runtime, spec) for spec in group.branches]:
-                future.result()
-        except KeyboardInterrupt as error:
-            runtime.interrupt()
-            return error
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return None
+        with _later_ctrl_c_waits(runtime):
+            try:
+                for future in [pool.submit(self._run_branch, runtime, spec) for spec in group.branches]:
+                    future.result()
+            except KeyboardInterrupt as error:  # a Ctrl-C, or one raised on a branch's thread (a component)
+                runtime.interrupt()
+                return error
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return KeyboardInterrupt() if runtime.interrupted else None  # the caller's own handler did not raise
 
     def _run_branch(self, runtime: Runtime, spec: BranchSpec) -> None:
         if not self._admit(runtime):
@@ -203,3 +208,30 @@ class _Run:
                     self._running += 1
                     return True
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _later_ctrl_c_waits(runtime: Runtime) -> Iterator[None]:
+    """While a group's branches run: a Ctrl-C interrupts the run (``Runtime.interrupt``), then goes to the
+    handler it would have gone to (Python's raises ``KeyboardInterrupt``); once the run is interrupted, a
+    further one is only logged. So the wait for the running branches is not cut short: leaving it would
+    remove the scratch directory under threads still running, and those threads stop before their next
+    step anyway (a compare-and-swap under way is finished first). Only where Python takes signals, the main
+    thread, and only over a handler written in Python (SIGINT ignored stays ignored)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+
+    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        if runtime.interrupted:
+            log.warning("Ctrl-C again: waiting for the running branches to stop before their next step")
+            return
+        runtime.interrupt()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

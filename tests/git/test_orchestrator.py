@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -234,6 +235,51 @@ def test_ctrl_c_starts_no_branch_and_stops_the_running_ones_with_results_written
     assert [branch for event, branch in events if event == "branch_start"] == ["a", "b"]
     assert ("run_interrupted", None) in events
     assert events[-1][0] == "run_end"
+
+
+class CtrlCTwice(MergeOrRebaseIntegrator):
+    """Merges like the default, except that while integrating it sends this process Ctrl-C (SIGINT) twice, the
+    second once the run waits for it to stop, and then takes a while to end its step."""
+
+    PAUSE_SECONDS = 0.5
+
+    def integrate(self, context: BranchContext) -> Integration:
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(self.PAUSE_SECONDS)
+        return super().integrate(context)
+
+
+def test_a_second_ctrl_c_waits_for_the_running_branches_to_stop(
+    repo: Repo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README: a further Ctrl-C while the running branches stop does not cut the wait short: ``run`` raises only
+    once no branch thread runs (none is left to find its scratch directory gone), with the results written."""
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("a", "b")}
+    repo.commit("main", {"main.txt": "m\n"})
+    config = settings(max_workers_per_target=1)
+    components = Components(CtrlCTwice(config), ChangeErrorDetector(config), MarkdownDocGenerator(config))
+    orchestrator = BranchAlignmentOrchestrator(config, components=components, reports_dir=tmp_path / "r")
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            orchestrator.run(write_input(tmp_path / "in.json", [entry("a"), entry("b")]), repo.path)
+        running = [thread for thread in threading.enumerate() if thread.name.startswith("align-")]
+    finally:
+        for thread in threading.enumerate():
+            if thread.name.startswith("align-"):
+                thread.join(10)
+    assert running == []
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert "Ctrl-C again: waiting for the running branches to stop before their next step" in caplog.messages
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert {name: repo.tip(name) for name in tips} == tips
+    results = json.loads((tmp_path / "r" / "alignment_results.json").read_text(encoding="utf-8"))
+    group = results["orchestration_results"]["main"]
+    assert [(branch["branch_name"], branch["errors_detected"]) for branch in group["branches"]] == [
+        ("a", ["interrupted"])
+    ]
+    assert group["not_run"] == ["b"]
 
 
 def test_error_detection_integration(repo: Repo, many: list[str], tmp_path: Path) -> None:
