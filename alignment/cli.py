@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from alignment.errors import AlignmentError, FileProblem, UsageProblem, counted
-from alignment.journal import Outcome
+from alignment.journal import Outcome, PutBack
 from alignment.merge import merge_results
 from alignment.report import html_name, write_results
 from alignment.runs import RESULTS_FILE, RunEntry, RunState, list_runs
@@ -126,7 +126,8 @@ def _runs(reports_dir: Path) -> int:
 
 
 def _run_line(run: RunEntry) -> str:
-    """``<run id>  <how it ended>; <n> branches moved  <repository>``."""
+    """``<run id>  <how it ended>; <n> branches moved[, <m> undone]  <repository>``: the branches the run has
+    moved now; those ``alignment undo`` put back are said apart, those the run put back itself not at all."""
     summary = run.summary()
     if run.state is RunState.FINISHED:
         ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
@@ -135,8 +136,11 @@ def _run_line(run: RunEntry) -> str:
         state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
     else:
         state = "did not finish"
-    moved = counted(moves_made(run.folder), "branch", "branches")
-    return f"{run.run_id}  {state}; {moved} moved  {run.folder.record()['repository']}"
+    moved = f"{counted(moves_made(run.folder), 'branch', 'branches')} moved"
+    undone = moves_made(run.folder, PutBack.UNDO)
+    if undone:
+        moved += f", {undone} undone"
+    return f"{run.run_id}  {state}; {moved}  {run.folder.record()['repository']}"
 
 
 if __name__ == "__main__":  # pragma: no cover

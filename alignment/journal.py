@@ -13,7 +13,8 @@ Each process appends its records, one JSON line each, to a file of its own (``<h
 and reuse process ids; appends from several machines to one file are not atomic on NFS): a record
 costs an append, not a new file (creating a file costs 0.3-0.6 ms here, as much as a git round trip).
 A branch's latest record is the one that counts. A line cut short by a crash is skipped: the record is
-written before its move, so that move was never started.
+written before its move, so that move was never started. A move put back (by the run itself, or by
+``alignment undo``) gets a record saying so: ``alignment runs`` counts what a run has moved now.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def journal_name() -> str:
     return f"{host}-{os.getpid()}-{_TOKEN}.jsonl"
 
 
+class PutBack(str, Enum):
+    """Who put a move back to its old tip: the run itself (the teardown of a failed or interrupted branch,
+    the controller after a worker's crash) or ``alignment undo``."""
+
+    RUN = "run"
+    UNDO = "undo"
+
+
 @dataclass(frozen=True)
 class Move:
     """A branch moved (or about to be moved) from ``old_tip`` to ``new_tip``: a local branch, or with
@@ -51,6 +60,7 @@ class Move:
     new_tip: str
     rejected: bool = False  # git refused the compare-and-swap: this run did not move the branch
     remote: str | None = None
+    put_back: PutBack | None = None  # the branch went back to ``old_tip`` since (None: the move stands)
 
 
 class Outcome(str, Enum):
@@ -90,13 +100,17 @@ class MoveJournal:
         """Record that git refused ``move``: it was never made."""
         self.record(replace(move, rejected=True))
 
+    def put_back(self, move: Move, by: PutBack) -> None:
+        """Record that ``move`` was put back to its old tip ``by`` the run or by ``alignment undo``."""
+        self.record(replace(move, put_back=by))
+
     def get(self, branch: str) -> Move | None:
         """The move of ``branch`` that may have been made, or None (none journaled, or rejected)."""
         move = self._latest().get(branch)
         return None if move is None or move.rejected else move
 
     def moves(self) -> list[Move]:
-        """The moves that may have been made (rejected ones left out), by branch file name."""
+        """The moves that may have been made (rejected ones left out, put back ones kept), by branch file name."""
         latest = self._latest()
         return [latest[name] for name in sorted(latest, key=branch_file_stem) if not latest[name].rejected]
 
@@ -142,6 +156,9 @@ def _records(text: str) -> dict[str, tuple[int, Move]]:
             data = json.loads(line)
         except ValueError:
             continue
-        move = Move(data["branch"], data["old_tip"], data["new_tip"], data.get("rejected", False), data.get("remote"))
+        put_back = PutBack(data["put_back"]) if data.get("put_back") else None
+        move = Move(
+            data["branch"], data["old_tip"], data["new_tip"], data.get("rejected", False), data.get("remote"), put_back
+        )
         records[move.branch] = (int(data.get("at", 0)), move)
     return records

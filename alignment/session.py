@@ -24,7 +24,7 @@ from alignment.config import Settings
 from alignment.errors import FileProblem, InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
-from alignment.journal import MoveJournal
+from alignment.journal import MoveJournal, PutBack
 from alignment.model import Action
 from alignment.remote import check_remote, fetch_listed, tracking_root
 from alignment.runs import RunFolder, RunState, list_runs, new_run_id
@@ -323,6 +323,7 @@ def _undo_hint(folder: RunFolder) -> str:
     )
 
 
-def moves_made(folder: RunFolder) -> int:
-    """How many branches the run of ``folder`` moved, or may have moved (its journal less the rejected moves)."""
-    return len(MoveJournal(folder.moves_dir).moves())
+def moves_made(folder: RunFolder, put_back: PutBack | None = None) -> int:
+    """How many branches the run of ``folder`` moved, or may have moved, and are still moved (its journal less
+    the rejected moves and those put back since); with ``put_back``, how many that one put back instead."""
+    return sum(move.put_back is put_back for move in MoveJournal(folder.moves_dir).moves())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alignment.errors import FileProblem, UsageProblem
 from alignment.git import Git, RepoLocation
-from alignment.journal import Move, MoveJournal, Outcome, Restoration, restore
+from alignment.journal import Move, MoveJournal, Outcome, PutBack, Restoration, restore
 from alignment.logs import AuditTrail
 from alignment.remote import restore_pushed
 from alignment.runs import RunFolder
@@ -44,7 +44,8 @@ def undo_run(
         )
     repository = str(repo_path) if repo_path is not None else _recorded_repository(folder)
     git = Git(RepoLocation.discover(repository))
-    moves = MoveJournal(folder.moves_dir).moves()
+    journal = MoveJournal(folder.moves_dir)
+    moves = journal.moves()
     try:
         busy = {checkout.branch: checkout for checkout in git.checkouts()}
         restorations = [
@@ -61,10 +62,20 @@ def undo_run(
         git.close()
     report = UndoReport(run_id, repository, dry_run, tuple(restorations))
     if not dry_run:
+        _journal_put_back(journal, restorations)
         AuditTrail(folder.audit_path).record(
             "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}
         )
     return report
+
+
+def _journal_put_back(journal: MoveJournal, restorations: list[Restoration]) -> None:
+    """Journal each move that is put back now (restored, or found at its old tip and not yet recorded as put
+    back): ``alignment runs`` then counts it as undone, not as moved."""
+    for item in restorations:
+        at_old_tip = item.outcome is Outcome.RESTORED or (item.outcome is Outcome.NOT_MOVED and not item.move.put_back)
+        if at_old_tip:
+            journal.put_back(item.move, PutBack.UNDO)
 
 
 def _recorded_repository(folder: RunFolder) -> str:

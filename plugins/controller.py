@@ -27,7 +27,7 @@ from alignment.document import document_path
 from alignment.errors import counted
 from alignment.git import Git
 from alignment.html_report import headline_numbers
-from alignment.journal import MoveJournal, restore
+from alignment.journal import MoveJournal, Outcome, PutBack, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import Action, BranchResult, ErrorCode, Status, Strategy
 from alignment.names import printable
@@ -182,15 +182,19 @@ class AlignmentController:
 
     def _put_back(self, branch: str) -> str:
         """Put back whatever the journal says a process that did not finish ``branch`` moved; what happened."""
-        move = MoveJournal(self.setup.folder.moves_dir).get(branch)
+        journal = MoveJournal(self.setup.folder.moves_dir)
+        move = journal.get(branch)
         if move is None:
             return f"'{branch}' was not moved"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
         git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
         try:
-            return restore(git, move).message
+            restoration = restore(git, move)
         finally:
             git.close()
+        if restoration.outcome is Outcome.RESTORED:
+            journal.put_back(move, PutBack.RUN)  # not a move of the run (``alignment runs``)
+        return restoration.message
 
     def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
         """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""

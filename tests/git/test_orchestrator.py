@@ -27,7 +27,7 @@ from alignment.model import BranchResult, Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
-from alignment.session import set_up_run
+from alignment.session import moves_made, set_up_run
 from alignment.shard import ShardSpec
 from tests.conftest import Repo, entry, load_schema, settings, write_input
 from tests.fakes import (
@@ -184,6 +184,7 @@ def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Pat
     assert (result.status, result.codes) == (Status.EXCEPTION, ("interrupted",))
     assert repo.tip("late") == old
     assert any("restored 'late' to its old tip" in note for note in result.notes)
+    assert moves_made(setup.folder) == 0  # `alignment runs` counts no move: the run put it back
 
 
 class CtrlCWhileAnotherRuns(MergeOrRebaseIntegrator):

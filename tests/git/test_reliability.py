@@ -71,10 +71,14 @@ def test_undo_puts_back_every_branch_a_run_moved(
     assert f"       ok  restored 'topic-0' to its old tip {olds['topic-0']}" in out.splitlines()
     assert "restored 3, unchanged 0, refused 0 of 3 moved branches" in out
     assert {name: repo.tip(name) for name in olds} == olds
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert f"{run_id}  3 ok, 0 failed, 0 not run; 0 branches moved, 3 undone  " in capsys.readouterr().out
     assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 0
     again = capsys.readouterr().out
     assert f"unchanged  'topic-0' is at its old tip {olds['topic-0']}" in again.splitlines()
     assert "restored 0, unchanged 3" in again
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert "; 0 branches moved, 3 undone  " in capsys.readouterr().out  # undone once, counted once
     rows = [row.split() for row in (out + again).splitlines() if not row.startswith("run ")]
     assert all(len(set(words)) == len(words) for words in rows)  # each row says each word once
     audit = (tmp_path / "reports" / "runs" / run_id / "audit.jsonl").read_text().splitlines()

@@ -18,7 +18,8 @@ import pytest
 from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from alignment.runs import RESULTS_FILE
+from alignment.runs import RESULTS_FILE, RunFolder
+from alignment.session import moves_made
 from tests import conftest
 from tests.conftest import Repo, entry, load_schema, write_input
 from tests.fakes import max_overlap
@@ -820,6 +821,7 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     ), victim["error_message"]
     assert repo.tip("topic-1") == olds["topic-1"]
     assert repo.tip("backup-topic-1-pre-align") == olds["topic-1"]
+    assert moves_made(RunFolder(done.reports, done.data["run_id"])) == 3  # `alignment runs`: topic-1 is put back
     for name in ("topic-0", "topic-2", "topic-3"):
         assert done.branches()[name]["status"] == "completed"
     assert len(repo.git("worktree", "list").splitlines()) == 1
