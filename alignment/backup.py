@@ -5,9 +5,10 @@ An existing backup at the same commit is reused; one at another commit is never 
 free suffixed name (``-2``, ``-3``, ...) is used instead and the result says so. A name that is itself
 listed for alignment is never a backup (the run may move that branch): it is passed over the same way.
 A branch named like a folder of the backup name (``backup-f`` for ``backup-f/x-pre-align``) fails the
-branch at once, naming it: no suffix can get past it. A name too long for a ref file is shortened
-(``names.fit_ref_name``), the same way every time, so a later run finds it. Cleanup deletes a backup only
-if this run created it and it still points where it was made (compare-and-swap delete).
+branch at once, naming it: no suffix can get past it (a plan predicts this failure). A name too long for a
+ref file is shortened (``names.fit_ref_name``), the same way every time, so a later run finds it. Cleanup
+deletes a backup only if this run created it and it still points where it was made (compare-and-swap
+delete).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def create_backup(
         error = _create(git, name, commit)
         if error is None:
             return _created(name, commit, passed_over)
-        _refuse_if_blocked(git, branch, commit, name)
+        refuse_if_blocked(git, branch, commit, name)
         last_error = error
     raise StepFailed(
         Status.FAILED_INTEGRATION,
@@ -82,9 +83,10 @@ def create_backup(
     )
 
 
-def _refuse_if_blocked(git: Git, branch: str, commit: str, name: str) -> None:
+def refuse_if_blocked(git: Git, branch: str, commit: str, name: str) -> None:
     """Fail at once when a branch is named like a folder of ``name`` (``backup-f`` for ``backup-f/x-pre-align``):
-    git cannot have both, and no suffix changes the folder, so the other names are not tried."""
+    git cannot have both, and no suffix changes the folder, so the other names are not tried. A plan, which
+    creates no backup, asks this of the first name: the failure ``create_backup`` would meet."""
     for blocker in enclosing_names(name):
         if git.resolve_branch(blocker) is not None:
             raise StepFailed(

@@ -8,8 +8,8 @@ it documents a failure, restores the branch if anything moved it, removes worktr
 
 A conflict is explained before the branch fails: the target commit behind each conflicted path is found by
 one search shared by all its paths (``explain.explain_conflicts``), within a budget of merges and seconds.
-In a plan (``RunSetup.predict``) the same steps predict the outcome: no backup, no worktree, and
-``finalize`` moves nothing.
+In a plan (``RunSetup.predict``) the same steps predict the outcome: no backup (one git could not create
+still fails the branch), no worktree, and ``finalize`` moves nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar, cast
 
-from alignment.backup import Backup, create_backup, remove_backup
+from alignment.backup import Backup, backup_name, create_backup, refuse_if_blocked, remove_backup
 from alignment.components import (
     BranchContext,
     ChangeRecord,
@@ -172,13 +172,16 @@ class BranchAlignment:
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
         local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
-        if relation is not Action.UP_TO_DATE and local_backup and not setup.predict:
-            prefix = self.settings.backup_branch_prefix
-            existing = setup.snapshot.backups
-            self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed, existing)
-            if self.backup.note:
-                self.notes.append(self.backup.note)
-            log.info("backup '%s' at %s", self.backup.name, tip)
+        if relation is Action.UP_TO_DATE or not local_backup:
+            return
+        prefix = self.settings.backup_branch_prefix
+        if setup.predict:  # no backup; one that git could not create fails the branch as in a run
+            refuse_if_blocked(self.git, self.spec.name, tip, backup_name(prefix, self.spec.name))
+            return
+        self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed, setup.snapshot.backups)
+        if self.backup.note:
+            self.notes.append(self.backup.note)
+        log.info("backup '%s' at %s", self.backup.name, tip)
 
     @_step(Status.FAILED_INTEGRATION)
     def integrate(self) -> None:

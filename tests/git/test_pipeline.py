@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Action, Finding, Status
+from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.session import RunSetup, set_up_run
@@ -538,16 +540,23 @@ def test_backup_that_cannot_be_created_fails_the_branch(repo: Repo, align: Align
     assert repo.tip("f") == old
 
 
-def test_a_branch_named_like_the_backups_folder_fails_at_once_naming_it(repo: Repo, align: Aligner) -> None:
+def test_a_branch_named_like_the_backups_folder_fails_at_once_naming_it(
+    repo: Repo, align: Aligner, make_input: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The plan predicts the failure the run meets, with the same message."""
     old = diverge(repo, "f/x", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     repo.branch("backup-f", "main")  # refs/heads/backup-f is a file where backup-f/x-pre-align needs a folder
-    result = align("f/x")["f/x"]
-    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("backup_failed",))
-    assert result.message == (
+    message = (
         f"could not create a backup of 'f/x' at {old[:12]}: the branch 'backup-f' blocks 'backup-f/x-pre-align' "
         "(git cannot have a branch inside another branch's name); rename 'backup-f' or set "
         "orchestration.backup_branch_prefix"
     )
+    plan = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(make_input("f/x"), repo.path)
+    (predicted,) = plan["orchestration_results"]["main"]["branches"]
+    assert (predicted["status"], predicted["errors_detected"]) == ("failed_integration", ["backup_failed"])
+    assert predicted["error_message"] == message
+    result = align("f/x")["f/x"]
+    assert (result.status, result.codes, result.message) == (Status.FAILED_INTEGRATION, ("backup_failed",), message)
     assert repo.tip("f/x") == old
 
 
