@@ -174,7 +174,10 @@ def _files_section(record: ChangeRecord) -> list[str]:
     for change in record.merged_files:
         plus = "binary" if change.added is None else str(change.added)
         minus = "" if change.deleted is None else str(change.deleted)
-        lines.append(f"| `{_code(change.path)}` | {change.status} | {plus} | {minus} |")
+        path = f"`{_code(change.path)}`"
+        if change.old_path is not None:
+            path = f"`{_code(change.old_path)}` → {path}"
+        lines.append(f"| {path} | {change.status} | {plus} | {minus} |")
     return [*lines, ""]
 
 

@@ -92,7 +92,7 @@ _HEADS = "refs/heads/"
 _REMOTES = "refs/remotes/"
 # Where git's name guessing looks for ``refs/heads/<name>`` when that ref is absent (git's ref_rev_parse_rules).
 _GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
-_DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-renames", "--no-commit-id", "--abbrev=64")
+_DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-commit-id", "--abbrev=64")  # + renames or not
 _COMMIT_FORMAT = "%H%n%an%n%s"  # read by _commit_info
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
@@ -721,20 +721,22 @@ class Git:
             level = deeper
         return changes
 
-    def changed_files(self, old: str, new: str, paths: Sequence[str]) -> tuple[FileChange, ...]:
-        """Those of ``paths`` that differ between commits ``old`` and ``new``, with line counts and blob ids.
+    def changed_files(
+        self, old: str, new: str, paths: Sequence[str], *, renames: bool = False
+    ) -> tuple[FileChange, ...]:
+        """Those of ``paths`` that differ between commits ``old`` and ``new``, with line counts and blob ids;
+        with ``renames``, a deleted and an added one of them that git pairs (``-M``) are one rename.
 
         One ``diff-tree`` limited to ``paths``, so line counts are computed for just them (beyond
         ``PATHSPEC_BYTES`` of paths, the whole diff filtered).
         """
         if not paths:
             return ()
+        diff = (*_DIFF_TREE, "-M" if renames else "--no-renames", old, new)
         if sum(len(path) for path in paths) > PATHSPEC_BYTES:
             wanted = frozenset(paths)
-            changes = _parse_diff(self._run(*_DIFF_TREE, old, new).stdout)
-            return tuple(change for change in changes if change.path in wanted)
-        pathspecs = [_literal(path) for path in paths]
-        return _parse_diff(self._run(*_DIFF_TREE, old, new, "--", *pathspecs).stdout)
+            return tuple(change for change in _parse_diff(self._run(*diff).stdout) if change.path in wanted)
+        return _parse_diff(self._run(*diff, "--", *(_literal(path) for path in paths)).stdout)
 
     def combined_files(
         self, old_tip: str, new_tip: str, candidates: Mapping[str, tuple[str, str] | None]
@@ -752,7 +754,23 @@ class Git:
         if len(merged) != len(paths):  # each of them differs from the old tip: git must list every one
             missing = sorted(set(paths) - {change.path for change in merged})
             raise GitError(("diff-tree", old_tip, new_tip), 1, f"git did not list changed files {missing[:5]}")
-        return merged
+        return self._renamed(old_tip, new_tip, merged)
+
+    def _renamed(self, old_tip: str, new_tip: str, merged: tuple[FileChange, ...]) -> tuple[FileChange, ...]:
+        """``merged`` with each added file that is a file of the old tip renamed (a file the target renamed and
+        the branch changed) shown as that rename, as ``git diff -M`` shows it: ``old -> new``, +/- against the
+        old file. Looked for only when a merged file is added (rare): one name-only diff lists the files the
+        new tip lacks, and if there are any, one diff with rename detection limited to them and the added."""
+        added = [change.path for change in merged if change.status == "A"]
+        if not added:
+            return merged
+        out = self._run("diff-tree", "-r", "-z", "--name-only", "--no-renames", "--diff-filter=D", old_tip, new_tip)
+        deleted = [path.decode("utf-8", "surrogateescape") for path in out.stdout.split(b"\0") if path]
+        if not deleted:
+            return merged
+        found = self.changed_files(old_tip, new_tip, [*deleted, *added], renames=True)
+        renamed = {change.path: change for change in found if change.old_path is not None}
+        return tuple(renamed.get(change.path, change) for change in merged)
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""
@@ -1387,20 +1405,25 @@ def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str]
 def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:
     """Parse ``diff-tree -z --raw --numstat`` output: raw records first, then numstat records."""
     fields = raw.decode("utf-8", "surrogateescape").split("\0")
-    raw_records: dict[str, tuple[str, str | None, str | None, str]] = {}
+    raw_records: dict[str, tuple[str, str | None, str | None, str, str | None]] = {}
     index = 0
     while index < len(fields) and fields[index].startswith(":"):
         _, new_mode, old_blob, new_blob, status = fields[index][1:].split(" ")
-        raw_records[fields[index + 1]] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob), new_mode)
-        index += 2
+        source = fields[index + 1] if status[0] == "R" else None  # a rename: both paths follow, the new one last
+        index += 3 if source is not None else 2
+        raw_records[fields[index - 1]] = (status[0], _unless_zero(old_blob), _unless_zero(new_blob), new_mode, source)
     counts: dict[str, tuple[int | None, int | None]] = {}
-    for record in fields[index:]:
+    while index < len(fields):
+        record = fields[index]
+        index += 1
         if record:
             added, deleted, name = record.split("\t", 2)
+            if not name:  # a rename: its two paths follow, the new one last
+                name, index = fields[index + 1], index + 2
             counts[name] = (None if added == "-" else int(added), None if deleted == "-" else int(deleted))
     return tuple(
-        FileChange(path, status, *counts.get(path, (None, None)), old, new, new_mode)
-        for path, (status, old, new, new_mode) in raw_records.items()
+        FileChange(path, status, *counts.get(path, (None, None)), old, new, new_mode, source)
+        for path, (status, old, new, new_mode, source) in raw_records.items()
     )
 
 

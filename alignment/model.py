@@ -150,7 +150,8 @@ class FileChange:
     """A file the alignment changes on the branch; counts are None for binary files.
 
     ``new_mode`` is git's file mode after the change: ``120000`` for a symbolic link, ``160000`` for a
-    submodule (whose "blob" is a commit of another repository).
+    submodule (whose "blob" is a commit of another repository). A renamed file (status ``R``) has the path
+    it had before in ``old_path``, and ``old_blob`` and the counts are of that file.
     """
 
     path: str
@@ -160,6 +161,7 @@ class FileChange:
     old_blob: str | None
     new_blob: str | None
     new_mode: str = "100644"
+    old_path: str | None = None
 
     @property
     def is_regular_file(self) -> bool:

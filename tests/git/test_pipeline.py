@@ -89,6 +89,37 @@ def test_files_both_sides_changed_are_documented_against_the_old_tip(repo: Repo,
     assert "their.txt" not in text
 
 
+def test_a_file_renamed_on_one_side_and_changed_on_the_other_is_documented_as_a_rename(
+    repo: Repo, align: Aligner
+) -> None:
+    """As ``git diff -M`` shows it: the old tip's file under its new name, with the lines that changed, not
+    a file added whole. Files merely added or renamed stay as they were."""
+    base = "".join(f"line {number}\n" for number in range(20))
+    repo.commit("main", {"old name.txt": base, "kept.txt": base, "gone.txt": "gone\n"})
+    old = diverge(
+        repo,
+        "both",
+        {"old name.txt": base.replace("line 1\n", "line one\n"), "kept.txt": base.replace("line 2\n", "two\n")},
+        {
+            "old name.txt": None,
+            "new name.txt": base.replace("line 18\n", "line eighteen\n"),
+            "kept.txt": base.replace("line 12\n", "twelve\n"),
+            "gone.txt": None,
+            "fresh.txt": "fresh\n",
+        },
+    )
+    result = align("both")["both"]
+    assert result.status is Status.COMPLETED
+    text = Path(str(result.document)).read_text()
+    assert "## Files merged (2, +2 -2)" in text
+    assert "| `old name.txt` → `new name.txt` | R | 1 | 1 |" in text
+    assert "| `kept.txt` | M | 1 | 1 |" in text
+    assert "fresh.txt" not in text
+    assert "gone.txt" not in text
+    renamed = repo.git("diff", "-M", "--numstat", old, str(result.new_tip), "--", "old name.txt", "new name.txt")
+    assert renamed == "1\t1\told name.txt => new name.txt"
+
+
 def test_conflict_fails_integration_and_leaves_the_branch(repo: Repo, align: Aligner) -> None:
     old = diverge(
         repo,
