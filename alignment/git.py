@@ -750,27 +750,24 @@ class Git:
         """
         before = self.entries_at(old_tip, candidates)
         paths = sorted(path for path, entry in candidates.items() if before[path] != entry)
-        merged = self.changed_files(old_tip, new_tip, paths)
-        if len(merged) != len(paths):  # each of them differs from the old tip: git must list every one
-            missing = sorted(set(paths) - {change.path for change in merged})
+        sources = self._rename_sources(old_tip, new_tip, [path for path in paths if before[path] is None])
+        wanted = frozenset(paths)
+        changed = self.changed_files(old_tip, new_tip, [*paths, *sources], renames=bool(sources))
+        merged = tuple(change for change in changed if change.path in wanted)
+        listed = {change.path for change in merged} | {change.old_path for change in merged if change.old_path}
+        if not wanted <= listed:  # each of them differs from the old tip: git must list every one
+            missing = sorted(wanted - listed)
             raise GitError(("diff-tree", old_tip, new_tip), 1, f"git did not list changed files {missing[:5]}")
-        return self._renamed(old_tip, new_tip, merged)
+        return merged
 
-    def _renamed(self, old_tip: str, new_tip: str, merged: tuple[FileChange, ...]) -> tuple[FileChange, ...]:
-        """``merged`` with each added file that is a file of the old tip renamed (a file the target renamed and
-        the branch changed) shown as that rename, as ``git diff -M`` shows it: ``old -> new``, +/- against the
-        old file. Looked for only when a merged file is added (rare): one name-only diff lists the files the
-        new tip lacks, and if there are any, one diff with rename detection limited to them and the added."""
-        added = [change.path for change in merged if change.status == "A"]
+    def _rename_sources(self, old_tip: str, new_tip: str, added: Sequence[str]) -> list[str]:
+        """The files a merged file ``added`` since the old tip may be a rename of (one the target renamed and
+        the branch changed): the old tip's files the new tip lacks, for the diff to pair as ``git diff -M``
+        does (``old -> new``, +/- against the old file). Read only when a file was added (rare), through the
+        long-lived ``cat-file``: the diff stays one process, with rename detection limited to these files."""
         if not added:
-            return merged
-        out = self._run("diff-tree", "-r", "-z", "--name-only", "--no-renames", "--diff-filter=D", old_tip, new_tip)
-        deleted = [path.decode("utf-8", "surrogateescape") for path in out.stdout.split(b"\0") if path]
-        if not deleted:
-            return merged
-        found = self.changed_files(old_tip, new_tip, [*deleted, *added], renames=True)
-        renamed = {change.path: change for change in found if change.old_path is not None}
-        return tuple(renamed.get(change.path, change) for change in merged)
+            return []
+        return [path for path, entry in self.tree_changes(old_tip, new_tip).items() if entry is None]
 
     def history_window(self, tip: str, limit: int) -> list[tuple[str, tuple[str, ...], str, str]]:
         """The newest ``limit`` commits of ``tip`` in topological order: ``(oid, parents, author, subject)``."""

@@ -216,7 +216,7 @@ def test_git_not_listing_a_combined_file_fails_the_branch_instead_of_skipping_it
 ) -> None:
     repo.commit("main", {"both.txt": "a\nb\nc\nd\ne\n"})
     old = diverge(repo, "feature", {"both.txt": "A\nb\nc\nd\ne\n"}, {"both.txt": "a\nb\nc\nd\nE\n"})
-    monkeypatch.setattr(Git, "changed_files", lambda self, old, new, paths: ())
+    monkeypatch.setattr(Git, "changed_files", lambda self, old, new, paths, renames: ())
     result = align("feature")["feature"]
     assert result.status is Status.EXCEPTION
     assert "git did not list changed files ['both.txt']" in str(result.message)
