@@ -68,6 +68,7 @@ from alignment.workspace import Workspace
 log = logging.getLogger(__name__)
 COMMITS_LISTED = 50
 HISTORY_WINDOW = 2000  # target commits read once per process to list what each merge brings in
+CONFLICTS_NAMED = 10  # paths an error_message names; the change document lists them all
 Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
 
 
@@ -195,11 +196,10 @@ class BranchAlignment:
         self.integration = integration
         if integration.conflicts:
             self._explain(integration)
-            paths = ", ".join(conflict.path for conflict in integration.conflicts)
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.MERGE_CONFLICT_UNRESOLVABLE],
-                f"Merge conflict in {paths} (unresolvable)",
+                conflict_message([conflict.path for conflict in integration.conflicts]),
             )
         if integration.new_tip is None:
             raise StepFailed(
@@ -488,6 +488,14 @@ class BranchAlignment:
         integration = self.integration
         moved = self.completed and integration is not None and integration.new_tip != self._context().old_tip
         return push_record(remote, self.spec.name, moved)
+
+
+def conflict_message(paths: Sequence[str]) -> str:
+    """The spec's ``error_message`` of a conflict: the first ``CONFLICTS_NAMED`` paths, so that a branch
+    with thousands of them still fails with a line one can read."""
+    named = ", ".join(paths[:CONFLICTS_NAMED])
+    more = f", and {len(paths) - CONFLICTS_NAMED} more" if len(paths) > CONFLICTS_NAMED else ""
+    return f"Merge conflict in {named}{more} (unresolvable)"
 
 
 @contextlib.contextmanager

@@ -145,6 +145,19 @@ def test_conflict_fails_integration_and_leaves_the_branch(repo: Repo, align: Ali
     assert "Why it stopped" in text
 
 
+def test_a_conflict_message_names_ten_paths_and_the_document_all(repo: Repo, align: Aligner) -> None:
+    """A branch with hundreds of conflicted paths must not get an error_message of hundreds of paths."""
+    paths = [f"f{number:02}.txt" for number in range(12)]
+    diverge(repo, "wide", dict.fromkeys(paths, "mine\n"), dict.fromkeys(paths, "theirs\n"))
+
+    result = align("wide")["wide"]
+
+    assert result.message == f"Merge conflict in {', '.join(paths[:10])}, and 2 more (unresolvable)"
+    text = Path(str(result.document)).read_text()
+    assert all(f"- `{path}` (contents)" in text for path in paths)
+    assert [culprit.path for culprit in result.culprits] == paths
+
+
 def test_control_characters_in_paths_and_subjects_are_escaped_in_the_document(repo: Repo, align: Aligner) -> None:
     """A ``\\r`` would end the table row and let the rest render as raw HTML; ``\\x1b`` drives terminals."""
     lines = "".join(f"line {number}\n" for number in range(10))
