@@ -37,7 +37,16 @@ from alignment.components import (
 )
 from alignment.config import Settings
 from alignment.detect import blocking_summary
-from alignment.errors import AlignmentError, GitTimeout, RefUpdateRejected, StepFailed, UsageProblem, one_line, seconds
+from alignment.errors import (
+    AlignmentError,
+    GitTimeout,
+    RefUpdateRejected,
+    StepFailed,
+    UsageProblem,
+    counted,
+    one_line,
+    seconds,
+)
 from alignment.explain import Budget, explain_conflicts
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
@@ -340,11 +349,11 @@ class BranchAlignment:
             return
         self.culprits, self.unexplained = explanation.culprits, explanation.unexplained
         log.info(
-            "conflict causes of '%s': %d paths explained, %d left unexplained, with %d in-memory merges",
+            "conflict causes of '%s': %s explained, %d left unexplained, with %s",
             self.spec.name,
-            len(explanation.culprits),
+            counted(len(explanation.culprits), "path"),
             sum(len(group.paths) for group in explanation.unexplained),
-            explanation.merges,
+            counted(explanation.merges, "in-memory merge"),
         )
 
     def _relation(self, tip: str, target_commit: str) -> Action:

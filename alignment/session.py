@@ -283,10 +283,10 @@ def set_up_run(
             }
         )
     log.info(
-        "run %s: %d branches over %d targets in %s",
+        "run %s: %s over %s in %s",
         run_id,
-        len(branches.branches),
-        len(branches.targets),
+        counted(len(branches.branches), "branch", "branches"),
+        counted(len(branches.targets), "target"),
         location.git_dir,
     )
     return RunSetup(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, predict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,6 +157,20 @@ def test_a_conflict_message_names_ten_paths_and_the_document_all(repo: Repo, ali
     text = Path(str(result.document)).read_text()
     assert all(f"- `{path}` (contents)" in text for path in paths)
     assert [culprit.path for culprit in result.culprits] == paths
+
+
+def test_log_lines_of_one_branch_and_one_conflict_say_it_in_the_singular(
+    repo: Repo, align: Aligner, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="alignment")
+    diverge(repo, "f", {"app.py": "mine\n"}, {"app.py": "theirs\n"})
+
+    align("f")
+
+    assert any(
+        message.endswith(": 1 branch over 1 target in " + str(repo.path / ".git")) for message in caplog.messages
+    )
+    assert "conflict causes of 'f': 1 path explained, 0 left unexplained, with 0 in-memory merges" in caplog.messages
 
 
 def test_control_characters_in_paths_and_subjects_are_escaped_in_the_document(repo: Repo, align: Aligner) -> None:
