@@ -228,6 +228,61 @@ def test_ctrl_c_while_the_backups_are_pushed_pushes_no_branch_and_still_writes_t
     assert moves_made(RunFolder(origin.tmp / "reports", data["run_id"])) == 0
 
 
+def ctrl_c_twice(origin: Origin, refs: str) -> Path:
+    """A server hook that sends this process Ctrl-C as it receives the first ref matching ``refs`` (a glob under
+    refs/heads/), which then lands, and again at the second, which it holds: that one cannot land before the
+    second Ctrl-C kills the push (and the hook with it: one process group), and no later ref is sent."""
+    seen = origin.tmp / "first-ref-seen"
+    per_ref = f'kill -INT {os.getpid()}; [ -e "{seen}" ] && sleep 10; touch "{seen}"'
+    return hook(origin, f'case "$1" in refs/heads/{refs}) {per_ref};; esac\nexit 0\n')
+
+
+def interrupted_results(origin: Origin) -> dict[str, dict[str, Any]]:
+    """Run until Ctrl-C reaches the caller; the branches' results that were written before it did."""
+    with pytest.raises(KeyboardInterrupt):
+        origin.run()
+    data = json.loads((origin.tmp / "reports" / "latest" / "alignment_results.json").read_text())
+    origin.run_id = data["run_id"]
+    return {branch["branch_name"]: branch for branch in data["orchestration_results"]["main"]["branches"]}
+
+
+def test_a_second_ctrl_c_while_the_branches_are_pushed_stops_it_and_undo_puts_back_what_landed(
+    origin: Origin,
+) -> None:
+    """README: a second Ctrl-C stops the push at once. One branch landed, one was held, one never sent, and
+    git's answer never came: each may still land and stays journaled, and undo restores the one that did."""
+    server_hook = ctrl_c_twice(origin, "feature-*")
+
+    results = interrupted_results(origin)
+
+    for name in NAMES:
+        assert results[name]["errors_detected"] == ["push_failed"]
+        assert "interrupted (Ctrl-C) while pushing; it may still land" in results[name]["error_message"]
+    landed = [name for name, old in origin.olds.items() if origin.remote_tip(name) != old]
+    assert len(landed) == 1
+    origin.assert_safe()
+    assert moves_made(RunFolder(origin.tmp / "reports", origin.run_id)) == 3
+    server_hook.unlink()  # undo pushes too
+    report = undo_run(origin.tmp / "reports", origin.run_id)
+    outcomes = {item.move.branch: item.outcome.value for item in report.restorations}
+    assert outcomes == {name: "restored" if name in landed else "not_moved" for name in NAMES}
+    assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
+
+
+def test_a_second_ctrl_c_while_the_backups_are_pushed_stops_it_and_pushes_no_branch(origin: Origin) -> None:
+    ctrl_c_twice(origin, "backup-*")
+
+    results = interrupted_results(origin)
+
+    for name in NAMES:
+        assert results[name]["errors_detected"] == ["push_failed"]
+        message = results[name]["error_message"]
+        assert message == "interrupted (Ctrl-C) while its backup was pushed to 'origin'; not pushed"
+        assert origin.remote_tip(name) == origin.olds[name]
+    origin.assert_safe()
+    assert moves_made(RunFolder(origin.tmp / "reports", origin.run_id)) == 0
+
+
 def test_a_remote_branch_named_like_the_backups_folder_is_named_in_the_refusal(origin: Origin) -> None:
     origin.bare.branch("bk", "main")  # refs/heads/bk is a file where bk/x-feature-a-pre-align needs a folder
     results = origin.run(names=("feature-a",), backup_branch_prefix="bk/x")
