@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alignment.errors import GitError, GitTimeout
+from alignment.errors import GitError, GitTimeout, counted
 from alignment.git import Git
 from alignment.inputs import BranchInput
 from alignment.model import BranchResult, CommitInfo, Culprit, Unexplained
@@ -237,7 +237,7 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
         try:  # each pair gets the time one merge may take
             merges = git.probe_merges([(tips[a], tips[b]) for a, b in batch], timeout=git.timeout * len(batch))
         except GitError as error:  # too slow, or refused: these pairs stay unknown, the others are still merged
-            log.warning("conflict matrix: %d pairs not merged: %s", len(batch), error)
+            log.warning("conflict matrix: %s not merged: %s", counted(len(batch), "pair"), error)
             failed += len(batch)
             continue
         for (first, second), merged in zip(batch, merges, strict=True):

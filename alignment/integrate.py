@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
-from alignment.errors import GitError, GitTimeout, StepFailed, UnrelatedHistories, one_line
+from alignment.errors import GitError, GitTimeout, StepFailed, UnrelatedHistories, counted, one_line
 from alignment.git import Conflict, Git
 from alignment.model import Action, ErrorCode, Status, Strategy
 
@@ -129,7 +129,9 @@ class MergesAhead:
         try:
             self._git.merge_ahead(batch, timeout=timeout)
         except GitError as error:  # each of these branches merges on its own, as before
-            log.debug("merges of %d branches not done ahead: %s", len(batch), one_line(str(error)))
+            log.debug(
+                "merges of %s not done ahead: %s", counted(len(batch), "branch", "branches"), one_line(str(error))
+            )
             if isinstance(error, GitTimeout):
                 self._stopped = True
         finally:

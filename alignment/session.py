@@ -256,7 +256,9 @@ def set_up_run(
             check_remote(git, settings.remote)
             names = [spec.name for spec in branches.branches] + list(branches.targets)
             missing = fetch_listed(git, settings.remote, names, timeout=settings.integration_timeout_seconds)
-            log.info("fetched %d refs from '%s'; missing there: %s", len(names), settings.remote, sorted(missing))
+            log.info(
+                "fetched %s from '%s'; missing there: %s", counted(len(names), "ref"), settings.remote, sorted(missing)
+            )
         snapshot = take_snapshot(
             git, branches, settings.write_commit_graph, require_targets, settings.remote, settings.backup_branch_prefix
         )
