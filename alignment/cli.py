@@ -86,6 +86,15 @@ def _merge(paths: Sequence[Path], output: Path) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     target = output / RESULTS_FILE
+    written = (target, target.with_name(html_name(target.name)))
+    replaced = next((path for path in paths for file in written if _same_file(file, path)), None)
+    if replaced is not None:  # -o a shard's own run folder: its results would be gone, its run misreported
+        print(
+            f"error: {output}: -o: writing there would replace {replaced}, one of the results being merged; "
+            "give another directory",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         write_results(target, merged)
     except OSError as error:  # -o names a file, or a folder under one, or one we may not write
@@ -106,8 +115,17 @@ def _merge(paths: Sequence[Path], output: Path) -> int:
         f"{breaker if summary['circuit_breaker_triggered'] else 'closed'}"
     )
     print(f"results: {target}")
-    print(f"report: {target.with_name(html_name(target.name))}")
+    print(f"report: {written[1]}")
     return 0
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether the two paths name one file (through symbolic links, hard links, ``..``); False when either
+    is not there."""
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
 
 
 def _runs(reports_dir: Path) -> int:

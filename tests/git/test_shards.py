@@ -201,6 +201,32 @@ def test_refusals_are_one_line_exit_4_and_write_nothing(tmp_path: Path, capsys: 
         merge_results([])
 
 
+def test_merge_results_never_writes_over_the_results_it_merges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o`` a shard's own run folder (by any path) would replace that shard's results with the merged
+    ones, and `alignment runs` would then list the merged counts as the shard's run: refused, nothing written."""
+    first, second = shard_files(tmp_path, 2)
+    run_folder = (first.parent / "latest").resolve()
+    (tmp_path / "link").symlink_to(run_folder)
+    inputs = [run_folder / "alignment_results.json", second]
+    before = {path: path.read_bytes() for path in tmp_path.rglob("alignment_results.*")}
+    capsys.readouterr()
+    for output, replaced in [
+        (run_folder, inputs[0]),
+        (tmp_path / "link", inputs[0]),
+        (second.parent / "runs" / ".." / ".", second),
+    ]:
+        assert cli(["merge-results", *map(str, inputs), "-o", str(output)]) == 4, output
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == (
+            f"error: {output}: -o: writing there would replace {replaced}, one of the results being merged; "
+            "give another directory\n"
+        )
+    assert {path: path.read_bytes() for path in tmp_path.rglob("alignment_results.*")} == before
+
+
 def test_merge_results_from_the_command_line(tmp_path: Path) -> None:
     paths = shard_files(tmp_path, 2)
     done = subprocess.run(
