@@ -1,18 +1,19 @@
 """Undo a run: put back every branch it moved, from the run's move journal, by compare-and-swap.
 
 The journal (``<reports>/runs/<run id>/moves/``) is written before each move, so undo works for a run that
-finished, failed, or died half-way. A branch that moved again since the run, or that is checked out in a
-worktree now, is refused and left alone; backups are never deleted. Branches a ``--remote`` run pushed are
-put back on that remote, with a lease on the commit the run pushed (``remote.restore_pushed``).
+finished, failed, or died half-way. A branch that moved again since the run, or that would move but is
+checked out in a worktree now, is refused and left alone; backups are never deleted. Branches a ``--remote``
+run pushed are put back on that remote, with a lease on the commit the run pushed (``remote.restore_pushed``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignment.errors import FileProblem, UsageProblem
-from alignment.git import Git, RepoLocation
+from alignment.git import Checkout, Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, PutBack, Restoration, restore
 from alignment.logs import AuditTrail
 from alignment.remote import restore_pushed
@@ -48,13 +49,7 @@ def undo_run(
     moves = journal.moves()
     try:
         busy = {checkout.branch: checkout for checkout in git.checkouts()}
-        restorations = [
-            _refused_checked_out(move, busy[move.branch].path)
-            if move.branch in busy
-            else restore(git, move, dry_run=dry_run)
-            for move in moves
-            if move.remote is None
-        ]
+        restorations = [_restore_local(git, move, busy, dry_run) for move in moves if move.remote is None]
         for remote in sorted({move.remote for move in moves if move.remote is not None}):
             pushed = [move for move in moves if move.remote == remote]
             restorations.extend(restore_pushed(git, remote, pushed, dry_run=dry_run))
@@ -86,6 +81,11 @@ def _recorded_repository(folder: RunFolder) -> str:
         raise UsageProblem(f"{error}; pass --repo PATH, the repository the run aligned, to undo it anyway") from None
 
 
-def _refused_checked_out(move: Move, worktree: str) -> Restoration:
-    message = f"'{move.branch}' is checked out in the worktree at {worktree}; not touched"
+def _restore_local(git: Git, move: Move, busy: Mapping[str | None, Checkout], dry_run: bool) -> Restoration:
+    """Restore one branch of this repository; one checked out in a worktree is refused only when it would
+    move: one already at its old tip is unchanged, wherever it is checked out."""
+    checkout = busy.get(move.branch)
+    if checkout is None or git.resolve_branch(move.branch) == move.old_tip:
+        return restore(git, move, dry_run=dry_run)
+    message = f"'{move.branch}' is checked out in the worktree at {checkout.path}; not touched"
     return Restoration(move, Outcome.CHECKED_OUT, message)

@@ -124,6 +124,26 @@ def test_undo_refuses_a_branch_moved_again_deleted_or_checked_out(repo: Repo, tm
     assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "reports")]) == 1
 
 
+def test_undo_leaves_a_checked_out_branch_at_its_old_tip_unchanged(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A branch already back at its old tip needs no move, so its checkout does not matter: `unchanged`,
+    exit 0, for the branch checked out in the main worktree or in a linked one."""
+    olds = topics(repo, 2)
+    run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
+    reports = str(tmp_path / "reports")
+    assert cli(["undo", run_id, "--reports-dir", reports]) == 0
+    repo.git("checkout", "-q", "topic-0")
+    repo.git("worktree", "add", "-q", str(tmp_path / "wt"), "topic-1")
+    capsys.readouterr()
+    for dry_run in ([], ["--dry-run"]):
+        assert cli(["undo", run_id, "--reports-dir", reports, *dry_run]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[:2] == [f"unchanged  '{name}' is at its old tip {olds[name]}" for name in olds], out
+        assert "unchanged 2, refused 0 of 2 moved branches" in out[2]
+    assert {name: repo.tip(name) for name in olds} == olds
+
+
 class AnotherRunMovesItFirst(MergeOrRebaseIntegrator):
     """A concurrent run wins the race: it moves the branch to the very merge this run computes (fixed dates
     make the two commits identical), before this run's compare-and-swap."""
