@@ -86,6 +86,19 @@ def _backup_row(backup: str | None) -> str:
     return f"{_BACKUP}{f'`{_code(backup)}`' if backup else 'none'} |"
 
 
+def record_backup_removed(path: Path) -> None:
+    """Say in the change document at ``path``, written before the move, that ``auto_cleanup_backups`` removed
+    the backup its ``Backup`` row names. A document without that row (another ``DocGenerator``'s) is left as
+    it is; ``OSError`` when it cannot be read or replaced."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").split("\n")
+    removed = " (removed after the alignment: auto_cleanup_backups) |"
+    updated = [line.removesuffix(" |") + removed if line.startswith(_BACKUP) else line for line in lines]
+    if updated != lines:
+        write_atomically(path, "\n".join(updated))
+
+
 def _why_it_stopped(status: Status, message: str | None) -> list[str]:
     if not message or status is Status.COMPLETED:
         return []
@@ -95,9 +108,9 @@ def _why_it_stopped(status: Status, message: str | None) -> list[str]:
 def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
     """Bring the change document at ``path``, written before the push, up to date with ``result`` (the
     branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to): its
-    status, new tip, backup and push rows, and why it stopped when the push did not land. A document this
-    module did not write (another ``DocGenerator``'s, or none on this machine) is left as it is; ``OSError``
-    when it cannot be read or replaced."""
+    status, new tip, push and (when the backup is on the remote) backup rows, and why it stopped when the
+    push did not land. A document this module did not write (another ``DocGenerator``'s, or none on this
+    machine) is left as it is; ``OSError`` when it cannot be read or replaced."""
     push = result.push
     if push is None or not path.is_file():
         return
@@ -116,9 +129,10 @@ def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
     rows = {
         _STATUS: _status_line(result.status, result.action),
         _NEW_TIP: f"{_NEW_TIP}{tip} |",
-        _BACKUP: _backup_row(result.backup_branch),
         _PUSH: f"{_PUSH}{pushed} |",
     }
+    if push.remote_backup:  # a local backup keeps its row as written (auto_cleanup_backups may have noted it)
+        rows[_BACKUP] = _backup_row(result.backup_branch)
     updated = [next((row for start, row in rows.items() if line.startswith(start)), line) for line in lines]
     if "## Why it stopped" not in updated:
         sections = next((index for index, line in enumerate(updated) if line.startswith("## ")), len(updated))

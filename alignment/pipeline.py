@@ -37,6 +37,7 @@ from alignment.components import (
 )
 from alignment.config import Settings
 from alignment.detect import blocking_summary
+from alignment.document import record_backup_removed
 from alignment.errors import (
     AlignmentError,
     GitTimeout,
@@ -437,6 +438,11 @@ class BranchAlignment:
             self.notes.append(f"backup '{self.backup.name}' kept: it holds commits the new tip does not contain")
         elif remove_backup(self.git, self.backup):
             self.notes.append(f"backup '{self.backup.name}' removed (auto_cleanup_backups)")
+            try:
+                if self.document_path is not None:
+                    record_backup_removed(Path(self.document_path))
+            except OSError as error:
+                self.notes.append(f"change document not updated after removing the backup: {error}")
 
     def _rejection(self, rejected: RefUpdateRejected) -> StepFailed:
         """Why a compare-and-swap was refused: someone moved the branch, or its ref is locked."""

@@ -729,6 +729,16 @@ def test_auto_cleanup_keeps_the_backup_of_a_rebased_branch(repo: Repo, align: Al
     assert result.status is Status.COMPLETED
     assert repo.tip("backup-f-pre-align") == old
     assert any("holds commits the new tip does not contain" in note for note in result.notes)
+    assert "| Backup | `backup-f-pre-align` |" in Path(str(result.document)).read_text().splitlines()
+
+
+def test_auto_cleanup_says_in_the_change_document_that_the_backup_is_gone(repo: Repo, align: Aligner) -> None:
+    """The document, written before the move, named the backup that the cleanup after it removed."""
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    result = align("f", config=settings(auto_cleanup_backups=True))["f"]
+    assert not repo.exists("backup-f-pre-align")
+    row = "| Backup | `backup-f-pre-align` (removed after the alignment: auto_cleanup_backups) |"
+    assert row in Path(str(result.document)).read_text().splitlines()
 
 
 def test_check_commands_do_not_inherit_a_repository_location(

@@ -334,6 +334,15 @@ def test_backups_can_stay_local_or_go_to_another_namespace(origin: Origin) -> No
     assert results["feature-b"]["backup_branch"] == ref
 
 
+def test_a_local_backup_auto_cleanup_removed_stays_said_so_after_the_push(origin: Origin) -> None:
+    """The push brings the document up to date; the Backup row of a local backup keeps its removal note."""
+    results = origin.run(names=("feature-a",), remote_backups="local", auto_cleanup_backups=True)
+    assert not origin.clone.exists("backup-feature-a-pre-align")
+    text = Path(results["feature-a"]["document"]).read_text(encoding="utf-8").splitlines()
+    assert "| Backup | `backup-feature-a-pre-align` (removed after the alignment: auto_cleanup_backups) |" in text
+    assert "| Push | pushed to `origin` |" in text
+
+
 def test_undo_puts_a_remote_run_back_with_a_lease_on_the_pushed_commit(origin: Origin) -> None:
     results = origin.run()
     theirs = origin.bare.commit("feature-c", {"later.txt": "l\n"})  # moved again since the run
