@@ -37,18 +37,12 @@ class WorkerClones:
 
 def clones_for(location: RepoLocation, remote: str, directory: str) -> WorkerClones:
     """The controller's side: workers' clones under ``directory``, fetching from the URL of ``remote`` as
-    workers elsewhere can use it (a relative local path made absolute against the repository, where git
-    itself reads it)."""
+    workers elsewhere can use it (``Git.remote_url``: a relative local path made absolute)."""
     git = Git(location)
     try:
-        url = git.remote_url(remote)
+        return WorkerClones(directory, git.remote_url(remote))
     finally:
         git.close()
-    local = "://" not in url and ":" not in url.split("/", 1)[0]
-    if local and not Path(url).is_absolute():
-        base = location.main_work_tree or location.git_dir
-        url = str((base / url).resolve())
-    return WorkerClones(directory, url)
 
 
 class Clone:

@@ -129,6 +129,17 @@ class RepoLocation:
     def bare(self) -> bool:
         return self.main_work_tree is None
 
+    @property
+    def url_base(self) -> Path:
+        """Where git resolves a remote URL that is a relative path: the directory git runs in for this
+        repository, the top of its worktree (a linked worktree's own, which its ``gitdir`` file names), or
+        the git dir of a bare repository (as ``git -C REPO fetch`` does)."""
+        if self.git_dir != self.common_dir:
+            top = Path(_read_text(self.git_dir / "gitdir")).parent  # ``gitdir``: the linked worktree's ``.git``
+            if top.is_absolute() and top.is_dir():
+                return top
+        return self.main_work_tree or self.git_dir
+
     @classmethod
     def discover(cls, path: str | Path) -> RepoLocation:
         """The repository at ``path`` (its top level, its ``.git`` or a bare repository)."""
@@ -303,16 +314,20 @@ class Git:
         known: Mapping[str, type[GitError]] | None = None,
         options: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        at_url_base: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run one git command; raise ``GitError`` unless its exit code is in ``ok`` (the subclass ``known``
         gives for a phrase of git's stderr, so callers catch types). ``options``: git's own (``-c`` ...), before
-        the command and left out of its errors, which name the command; ``env``: instead of ``self.env``. Private:
-        other modules call (or add) a method here that names what they want of git."""
+        the command and left out of its errors, which name the command; ``env``: instead of ``self.env``;
+        ``at_url_base``: run in ``RepoLocation.url_base`` (commands that reach a remote: a relative remote URL
+        means there what it means to git, wherever this process runs). Private: other modules call (or add) a
+        method here that names what they want of git."""
         limit = timeout if timeout is not None else self.timeout
         argv = ("git", *_SAFETY_OPTIONS, *options, *args) if cwd is not None else (*self._base, *options, *args)
+        where = self.location.url_base if at_url_base else cwd
         with self.limiter.slot():
             try:
-                done = run_process(argv, cwd=cwd, stdin=stdin, timeout=limit, env=env or self.env)
+                done = run_process(argv, cwd=where, stdin=stdin, timeout=limit, env=env or self.env)
             except ProcessTimeout:
                 raise GitTimeout(args, limit) from None
             except FileNotFoundError:
@@ -421,13 +436,14 @@ class Git:
         first), ``GitError`` when the remote fails otherwise."""
         specs = [f"+{source}:{destination}" for source, destination in refspecs.items()]
         self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
-                  "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout,
+                  "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout, at_url_base=True,
                   known={"couldn't find remote ref": MissingRemoteRef})  # fmt: skip
 
     def remote_refs(self, remote: str, refs: Iterable[str], timeout: float | None = None) -> dict[str, str]:
         """The commits the remote holds at the full refs ``refs`` (absent ones are left out): ``ls-remote``."""
         wanted = frozenset(refs)
-        out = self._run("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted), timeout=timeout).stdout
+        args = ("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted))
+        out = self._run(*args, timeout=timeout, at_url_base=True).stdout
         found = (line.split("\t", 1) for line in out.decode("utf-8", "surrogateescape").splitlines())
         return {ref: oid for oid, ref in found if ref in wanted}
 
@@ -443,7 +459,7 @@ class Git:
         args = ("push", "--porcelain", "--no-follow-tags", "--recurse-submodules=no", "--no-signed",
                 "--atomic" if atomic else "--no-atomic", *(update.lease_option() for update in updates),
                 "--end-of-options", remote, *(update.refspec() for update in updates))  # fmt: skip
-        done = self._run(*args, ok=(0, 1), timeout=timeout)
+        done = self._run(*args, ok=(0, 1), timeout=timeout, at_url_base=True)
         answers = _parse_push(done.stdout)
         if done.returncode != 0 and not answers:
             raise GitError(args[:2], done.returncode, done.stderr.decode("utf-8", "replace"))
@@ -958,8 +974,11 @@ class Git:
         self._run("fast-import", "--quiet", "--force", stdin=stream, timeout=max(self.timeout, 600))
 
     def remote_url(self, remote: str) -> str:
-        """The URL ``remote`` fetches from (``git remote get-url``), as configured."""
-        return self._run("remote", "get-url", "--end-of-options", remote).stdout.decode().strip()
+        """The URL ``remote`` fetches from (``git remote get-url``), as git reads it here: a local path that is
+        relative made absolute against ``RepoLocation.url_base``, so that it means the same anywhere."""
+        url = self._run("remote", "get-url", "--end-of-options", remote).stdout.decode().strip()
+        local = "://" not in url and ":" not in url.split("/", 1)[0]  # git's rule: no colon before the first slash
+        return str((self.location.url_base / url).resolve()) if local else url
 
     def set_remote_url(self, remote: str, url: str) -> None:
         """Point ``remote`` at ``url``, adding it if missing (a worker's clone; no fetch refspec: the run

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +302,42 @@ def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(or
         origin.run()
     with pytest.raises(RepositoryError, match=r"^--remote upstream: no such remote in .* \(remotes: origin\)$"):
         origin.run(remote="upstream")
+
+
+def through(origin: Origin, kind: str) -> tuple[Origin, str]:
+    """``origin`` run through its clone, a linked worktree of it or a bare clone of the remote; and the remote's
+    URL relative to where git resolves it there (the worktree's top, the bare repository's git dir)."""
+    if kind == "clone":
+        return origin, "../remote.git"
+    path = origin.tmp / "deep" / kind
+    if kind == "linked":
+        origin.clone.git("worktree", "add", "-q", "--detach", str(path))
+    else:
+        subprocess.run(["git", "clone", "-q", "--bare", str(origin.bare.path), str(path)], check=True)
+    return replace(origin, clone=Repo(path)), "../../remote.git"
+
+
+@pytest.mark.parametrize("kind", ["clone", "linked", "bare"])
+def test_a_relative_remote_url_is_the_one_git_reads_in_the_repository_not_in_the_cwd(
+    origin: Origin, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a directory where the relative URL names another repository: that one stays untouched."""
+    origin, url = through(origin, kind)
+    origin.clone.git("remote", "set-url", "origin", url)
+    cwd = origin.tmp / "w" / "x" / "y"
+    cwd.mkdir(parents=True)
+    decoy = Repo((cwd / url).resolve())
+    subprocess.run(["git", "clone", "-q", "--bare", str(origin.bare.path), str(decoy.path)], check=True)
+    before = decoy.git("for-each-ref")
+    monkeypatch.chdir(cwd)
+
+    results = origin.run()
+
+    assert {name: branch["status"] for name, branch in results.items()} == dict.fromkeys(NAMES, "completed")
+    for name in NAMES:
+        origin.assert_aligned(name)
+    origin.assert_safe()
+    assert decoy.git("for-each-ref") == before
 
 
 def test_a_branch_missing_on_the_remote_is_not_found_and_its_stale_copy_is_not_used(origin: Origin) -> None:
