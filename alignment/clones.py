@@ -3,8 +3,10 @@
 Remote workers (``--tx ssh=host//python=python3``, ``--tx socket=host:port``) do not share the controller's
 disk, so they cannot read its repository. Each worker keeps a bare repository ``DIR/<worker>.git`` on its
 own machine whose remote (the run's ``--remote`` name) points at the controller's remote URL: made on
-first use, refreshed by fetch on later runs (a cache: objects fetched once are not fetched again). A lock
-file beside it keeps two runs on one machine out of one clone; the second takes ``<worker>-2.git``.
+first use, with the object format (sha1, sha256) of the controller's repository, and refreshed by fetch on
+later runs (a cache: objects fetched once are not fetched again). A lock file beside it keeps two runs on
+one machine out of one clone; the second takes ``<worker>-2.git``, as does a run whose repository has
+another object format than the clone (git cannot fetch across formats).
 
 In the clone the worker fetches the listed branches and targets into the run's namespace and, by commit id,
 any target the controller pinned at another commit; it aligns there and pushes its own branches at the end
@@ -29,10 +31,12 @@ MAX_CLONES_PER_WORKER = 8  # runs on one machine at once that each want the clon
 
 @dataclass(frozen=True)
 class WorkerClones:
-    """Where workers keep their clones (a path on each worker's machine) and the URL they fetch and push."""
+    """Where workers keep their clones (a path on each worker's machine), the URL they fetch and push, and the
+    object format (``sha1``, ``sha256``) their clones need for it."""
 
     directory: str
     url: str
+    object_format: str
 
 
 def clones_for(location: RepoLocation, remote: str, directory: str) -> WorkerClones:
@@ -40,7 +44,7 @@ def clones_for(location: RepoLocation, remote: str, directory: str) -> WorkerClo
     workers elsewhere can use it (``Git.remote_url``: a relative local path made absolute)."""
     git = Git(location)
     try:
-        return WorkerClones(directory, git.remote_url(remote))
+        return WorkerClones(directory, git.remote_url(remote), git.object_format())
     finally:
         git.close()
 
@@ -69,7 +73,8 @@ class Clone:
 
 def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
     """Lock and return ``worker``'s clone under ``clones.directory``, made on first use; its ``remote``
-    points at ``clones.url``. A clone another run holds is skipped for the next free ``<worker>-N``."""
+    points at ``clones.url``. A clone another run holds, or one of another object format, is skipped for the
+    next free ``<worker>-N``."""
     directory = Path(clones.directory).expanduser().resolve()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -83,22 +88,37 @@ def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
             raise RepositoryError(f"--worker-clones {directory}: cannot lock {name} ({error.strerror})") from None
         if lock is None:
             continue
-        path = directory / f"{name}.git"
-        created = not path.exists()
+        location = RepoLocation(directory / f"{name}.git", directory / f"{name}.git", None)
         try:
-            git = Git.init_bare(path) if created else Git(RepoLocation(path, path, None))
-            try:
-                git.set_remote_url(remote, clones.url)
-            finally:
-                git.close()
+            created = _prepare(location, clones, remote)
         except BaseException:
             os.close(lock)
             raise
-        return Clone(git.location, created, lock)
+        if created is None:
+            os.close(lock)
+            continue
+        return Clone(location, created, lock)
     raise RepositoryError(
         f"--worker-clones {directory}: every clone of worker {worker} "
-        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run"
+        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run "
+        f"or is of another object format than {clones.object_format}"
     )
+
+
+def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool | None:
+    """Make the clone at ``location`` unless it exists, and point its ``remote`` at ``clones.url``: whether it
+    was made now. None, and left as it is, when it is of another object format than ``clones`` needs."""
+    created = not location.git_dir.exists()
+    if created:
+        Git.init_bare(location.git_dir, object_format=clones.object_format).close()
+    git = Git(location)
+    try:
+        if git.object_format() != clones.object_format:
+            return None
+        git.set_remote_url(remote, clones.url)
+    finally:
+        git.close()
+    return created
 
 
 def _try_lock(path: Path) -> int | None:

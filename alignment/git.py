@@ -644,6 +644,10 @@ class Git:
         self._parsed.keep_commit(commit, tree, tuple(parents))  # the next reader of this commit wants its tree
         return commit
 
+    def object_format(self) -> str:
+        """The repository's hash (``sha1``, ``sha256``): a repository can fetch only from one of its own kind."""
+        return self._object_store().hash_name
+
     def _object_store(self) -> _ObjectStore:
         with self._lazy_lock:
             if self._store is None:
@@ -955,9 +959,11 @@ class Git:
         self._run("commit-graph", "write", "--reachable", timeout=max(self.timeout, 600))
 
     @classmethod
-    def init_bare(cls, path: Path, *, default_branch: str = "main") -> Git:
-        """Create an empty bare repository at ``path`` (demo and benchmark repositories, worker clones)."""
-        args = ("init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(path))
+    def init_bare(cls, path: Path, *, default_branch: str = "main", object_format: str | None = None) -> Git:
+        """Create an empty bare repository at ``path`` (demo and benchmark repositories, worker clones);
+        ``object_format``: its hash (``sha1``, ``sha256``; git's default when None)."""
+        formats = () if object_format is None else (f"--object-format={object_format}",)
+        args = ("init", "--quiet", "--bare", f"--initial-branch={default_branch}", *formats, str(path))
         done = run_process(["git", *_SAFETY_OPTIONS, *args], env=git_environment(), timeout=60)
         if done.returncode != 0:
             raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))

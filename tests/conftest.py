@@ -163,8 +163,12 @@ class Repo:
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     """A repository whose ``main`` has one commit with ``app.py`` and ``README.md``; worktree in sync."""
-    path = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    return new_repo(tmp_path / "repo")
+
+
+def new_repo(path: Path, object_format: str = "sha1") -> Repo:
+    """The repository of the ``repo`` fixture at ``path``, of ``object_format`` (``sha1``, ``sha256``)."""
+    subprocess.run(["git", "init", "-q", "-b", "main", f"--object-format={object_format}", str(path)], check=True)
     created = Repo(path)
     created.commit("main", {"app.py": "def main():\n    return 1\n", "README.md": "# Project\n\nText.\n"}, "initial")
     created.git("reset", "-q", "--hard", "main")

@@ -62,7 +62,10 @@ def make_origin(repo: Repo, tmp_path: Path) -> Origin:
     olds = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=base) for name in NAMES}
     target = repo.commit("main", {"m.txt": "m\n"})
     bare = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    object_format = repo.git("rev-parse", "--show-object-format")
+    subprocess.run(
+        ["git", "init", "-q", "--bare", "-b", "main", f"--object-format={object_format}", str(bare)], check=True
+    )
     repo.git("push", "-q", str(bare), "refs/heads/*:refs/heads/*")
     subprocess.run(["git", "clone", "-q", str(bare), str(tmp_path / "clone")], check=True)
     return Origin(Repo(bare), Repo(tmp_path / "clone"), olds, target, tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +21,15 @@ from alignment.remote import tracking_root
 from alignment.session import RunSetup, set_up_run
 from plugins.controller import WorkerPushes
 from plugins.handoff import NodeMap
-from tests.conftest import Repo, entry, write_input
+from tests.conftest import Repo, entry, new_repo, write_input
 from tests.remotes import NAMES, Origin, make_origin
 
 
 @pytest.fixture
-def origin(repo: Repo, tmp_path: Path) -> Origin:
-    return make_origin(repo, tmp_path)
+def origin(repo: Repo, tmp_path: Path, request: pytest.FixtureRequest) -> Origin:
+    """The remote and its clone; parametrized indirectly with an object format, of that format."""
+    object_format = getattr(request, "param", "sha1")
+    return make_origin(repo if object_format == "sha1" else new_repo(tmp_path / "source", object_format), tmp_path)
 
 
 class SetupMaker(Protocol):
@@ -55,18 +58,22 @@ def setup_of(origin: Origin) -> Iterator[SetupMaker]:
 
 def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin, setup_of: SetupMaker) -> None:
     setup = setup_of(url="../remote.git")  # relative: to the repository's working tree
-    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path.resolve()))
+    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path.resolve()), "sha1")
     assert RunSetup.from_json(setup.to_json()).clones == setup.clones
 
 
+@pytest.mark.parametrize("origin", ["sha1", "sha256"], indirect=True)
 def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(
     origin: Origin, setup_of: SetupMaker
 ) -> None:
     setup = setup_of()
     assert setup.clones is not None
+    object_format = origin.bare.git("rev-parse", "--show-object-format")
+    assert setup.clones.object_format == object_format
     with open_clone(setup.clones, "gw0", "origin") as clone:
         assert clone.created
         assert clone.location.git_dir == origin.tmp / "clones" / "gw0.git"
+        assert Repo(clone.location.git_dir).git("rev-parse", "--show-object-format") == object_format
         worker = setup.in_clone(clone)
         assert worker.location == clone.location
         copy = Repo(clone.location.git_dir)
@@ -94,7 +101,7 @@ def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(
 
 
 def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
-    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path), "sha1")
     held: list[Clone] = []
     try:
         for expected in ("gw0", "gw0-2", "gw0-3"):
@@ -107,9 +114,29 @@ def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
         assert reused.location.git_dir.name == "gw0.git"
 
 
+@pytest.mark.parametrize("origin", ["sha256"], indirect=True)
+def test_a_clone_of_another_object_format_is_left_alone_for_the_next_name(
+    origin: Origin, setup_of: SetupMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sha1 clone cannot fetch from a sha256 remote: a run of the other format takes ``<worker>-2``."""
+    setup = setup_of()
+    assert setup.clones is not None
+    other = origin.tmp / "clones" / "gw0.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--object-format=sha1", str(other)], check=True)
+    before = Repo(other).git("config", "--list", "--local")
+    with open_clone(setup.clones, "gw0", "origin") as clone:
+        assert (clone.location.git_dir.name, clone.created) == ("gw0-2.git", True)
+        setup.in_clone(clone)
+        assert Repo(clone.location.git_dir).git("rev-parse", "--show-object-format") == "sha256"
+    assert Repo(other).git("config", "--list", "--local") == before
+    monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
+    with pytest.raises(RepositoryError, match=r"gw0 \(1 clone\) is in use by another run or is of another object"):
+        open_clone(setup.clones, "gw0", "origin")
+
+
 def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
-    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path), "sha1")
     with (
         open_clone(clones, "gw0", "origin"),
         pytest.raises(RepositoryError, match=r"every clone of worker gw0 \(1 clone\) is in use by another run"),
@@ -119,7 +146,7 @@ def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monke
 
 def test_a_clones_dir_that_cannot_be_made_is_one_clear_error(origin: Origin) -> None:
     (origin.tmp / "file").write_text("x")
-    clones = WorkerClones(str(origin.tmp / "file" / "clones"), str(origin.bare.path))
+    clones = WorkerClones(str(origin.tmp / "file" / "clones"), str(origin.bare.path), "sha1")
     with pytest.raises(RepositoryError, match=r"--worker-clones .*/file/clones: cannot create it"):
         open_clone(clones, "gw0", "origin")
 
@@ -203,6 +230,6 @@ def test_a_lock_that_cannot_be_opened_is_one_clear_error(origin: Origin) -> None
     """An OSError at the lock (here a directory in its place; a read-only DIR for a user) is the worker's
     RepositoryError, which fails its branches, not a crash at configure that xdist answers with a new worker."""
     (origin.tmp / "clones" / "gw0.lock").mkdir(parents=True)
-    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path))
+    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path), "sha1")
     with pytest.raises(RepositoryError, match=r"--worker-clones .*/clones: cannot lock gw0 \(Is a directory\)"):
         open_clone(clones, "gw0", "origin")
