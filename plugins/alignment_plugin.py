@@ -288,6 +288,11 @@ def _worker_clones_option(config: pytest.Config, settings: Settings) -> str | No
         raise UsageProblem(f"{name}: expected --remote NAME too (workers fetch from the remote and push to it)")
     if config.getoption("dist", "no") == "no" or not config.getoption("tx", None):
         raise UsageProblem(f"{name}: expected xdist workers too (-n N, or --tx SPEC with --dist load)")
+    if config.getoption("alignment_plan_only"):
+        raise UsageProblem(
+            f"{name}: --plan cannot use it, the conflict matrix merges the predicted commits, which stay in the "
+            f"workers' clones; plan without {name}"
+        )
     if settings.remote_backups == "local":
         raise UsageProblem(f"{name}: remote_backups: local would leave each backup in a worker's clone; use remote")
     if settings.push_atomic_per_target:

@@ -173,6 +173,10 @@ def test_a_worker_without_its_clone_fails_each_branch_with_the_reason_and_moves_
             ("-n", "2", "--remote", "origin", "--config", "atomic.yaml"),
             "ERROR: --worker-clones: push_atomic_per_target cannot hold, each worker pushes only its own part",
         ),
+        (
+            ("-n", "2", "--remote", "origin", "--plan"),
+            "ERROR: --worker-clones: --plan cannot use it, the conflict matrix merges the predicted commits",
+        ),
     ],
 )
 def test_worker_clones_without_a_remote_or_workers_is_one_error_line(
@@ -188,3 +192,4 @@ def test_worker_clones_without_a_remote_or_workers_is_one_error_line(
     assert any(line.startswith(message) for line in result.errlines), result.errlines
     assert not origin.clone.git("for-each-ref", "refs/alignment/")
     assert not (origin.tmp / "clones").exists()
+    assert not list(pytester.path.glob("**/run.json"))  # no run: the next one reports none that did not finish
