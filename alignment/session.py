@@ -295,17 +295,18 @@ def set_up_run(
 
 
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
-    """Earlier runs that died before writing their results, and how many moves each journaled."""
+    """Earlier runs that died before writing their results, and how many moves each journaled. A plan that died
+    is not one of them: it moved nothing, there is nothing to undo."""
     notes = []
     for run in list_runs(reports_dir):
         if run.state is not RunState.UNFINISHED:
             continue
         try:
-            scratch = Path(run.folder.record()["scratch_dir"])
+            record = run.folder.record()
         except FileProblem as error:  # one unreadable record (a power cut) blocks no later run
             notes.append(f"run {run.run_id} skipped: {error}{_undo_hint(run.folder)}")
             continue
-        if is_alive(scratch):
+        if record.get("predict") is True or is_alive(Path(record["scratch_dir"])):
             continue
         notes.append(
             f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "

@@ -315,6 +315,15 @@ def test_an_unfinished_run_is_pointed_out_with_its_undo_command(repo: Repo, tmp_
     assert {name: repo.tip(name) for name in olds} == olds
 
 
+def test_a_plan_that_died_is_not_pointed_out_as_a_run_to_undo(repo: Repo, tmp_path: Path) -> None:
+    path = write_input(tmp_path / "in.json", [entry(name) for name in topics(repo, 2)])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(path, repo.path)["run_id"])
+    (tmp_path / "reports" / "runs" / run_id / "alignment_plan.json").unlink()  # as if the controller died
+    setup = set_up_run(Settings(), BranchInput("t", ()), repo.path, reports_dir=tmp_path / "reports")
+    setup.discard_scratch()
+    assert not [note for note in setup.housekeeping if run_id in note]
+
+
 # -- concurrency ---------------------------------------------------------------------------------------------
 
 
