@@ -110,19 +110,23 @@ def test_a_timed_out_check_takes_its_escaped_daemon_along(tmp_path: Path, family
     assert _gone([int(pid) for pid in pids.read_text().split()])
 
 
-def test_an_interrupted_check_is_killed_with_its_whole_tree(tmp_path: Path, family: tuple[list[str], Path]) -> None:
-    """Ctrl-C (or the branch's timeout signal) while a check runs: nothing of it is left."""
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, pytest.fail.Exception], ids=["ctrl-c", "branch-timeout"])
+def test_an_interrupted_check_is_killed_with_its_whole_tree(
+    tmp_path: Path, family: tuple[list[str], Path], interruption: type[BaseException]
+) -> None:
+    """Ctrl-C, or the branch's timeout (pytest-timeout's signal raises ``Failed``, a ``BaseException`` but no
+    ``KeyboardInterrupt``), while a check runs: nothing of it is left."""
     argv, pids = family
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         if pids.exists():
             signal.setitimer(signal.ITIMER_REAL, 0)
-            raise KeyboardInterrupt
+            raise interruption("interrupted")
 
     previous = signal.signal(signal.SIGALRM, interrupt)
     signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(interruption):
             _check([*argv, "wait"], tmp_path)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
