@@ -290,3 +290,57 @@ def test_a_conflicted_path_that_is_not_utf8_is_written_into_both_reports(repo: R
     assert [culprit["path"] for culprit in branch["culprits"]] == [name]
     page = Page((tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8"))
     assert "caf\\xe9.txt" in page.text()
+
+
+def test_quotes_in_names_and_paths_stay_inside_attributes_and_every_cause_row_is_escaped(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A ``"`` ends an attribute: branch names in the matrix's header titles and paths in its cells' titles
+    must not open elements; the target's name in a cause row, and the branch, target and path of a cause
+    left unexplained (no budget for the search), are shown as text too."""
+    target, one, many, both = 'r"><u>t', 'p1"><em>.txt', 'p2"><s>.txt', 'm"><em>.txt'
+    failing, left, right = 'a"><i>x', 'c"><q>y', 'd"><q>z'
+    base = repo.commit(target, {one: "base\n", many: "base\n"}, parent=repo.tip("main"))
+    repo.commit(failing, {one: "branch\n", many: "branch\n"}, parent=base)
+    repo.commit(left, {both: "left\n"}, parent=base)
+    repo.commit(right, {both: "right\n"}, parent=base)
+    repo.commit(target, {one: "target\n"})
+    repo.commit(target, {many: "target 1\n"})
+    repo.commit(target, {many: "target 2\n"})  # two commits: without a budget, a cause left unexplained
+    input_path = write_input(tmp_path / "in.json", [entry(name, target) for name in (failing, left, right)])
+    orchestrator = BranchAlignmentOrchestrator(settings(explain_budget_merges=0), reports_dir=tmp_path / "reports")
+    group = orchestrator.plan(input_path, repo.path)["orchestration_results"][target]
+    [unexplained] = group["branches"][0]["unexplained"]
+    assert unexplained["paths"] == [many]
+    assert [culprit["path"] for culprit in group["branches"][0]["culprits"]] == [one]
+    assert group["conflict_matrix"]["conflicts"] == [{"branches": [left, right], "paths": [both]}]
+
+    page = Page((tmp_path / "reports" / "alignment_plan.html").read_text(encoding="utf-8"))
+
+    assert [element["tag"] for element in page.elements if element["tag"] in ("u", "em", "s", "i", "q")] == []
+    assert [header["attrs"]["title"] for header in page.all("th") if "title" in header["attrs"]] == [left, right]
+    assert [cell["attrs"]["title"] for cell in page.all("td", **{"class": "hit"})] == [both, both]
+    causes = [row["text"] for row in page.all("tr") if row["text"].startswith(failing + target)]
+    assert len(causes) == 2  # the cause found and the one left unexplained
+    assert [many in cause for cause in causes] == [False, True]
+    assert len(page.all("script")) == 1
+
+
+def test_a_branch_that_never_started_is_escaped_in_the_page(repo: Repo, tmp_path: Path) -> None:
+    """The rows of branches the tripped breaker left unstarted show their names as text and in attributes."""
+    base = repo.tip("main")
+    repo.commit("first", {"README.md": "ours\n"}, parent=base)
+    never = 'n"><u>x'
+    repo.commit(never, {"n.txt": "n\n"}, parent=base)
+    repo.commit("main", {"README.md": "theirs\n"})
+    config = settings(enable_parallelization=False, failure_threshold_count=1, failure_threshold_percent=1)
+    orchestrator = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports")
+    result = orchestrator.run(write_input(tmp_path / "in.json", [entry("first"), entry(never)]), repo.path)
+    assert result["orchestration_results"]["main"]["not_run"] == [never]
+
+    page = Page((tmp_path / "reports" / "alignment_results.html").read_text(encoding="utf-8"))
+
+    assert page.all("u") == []
+    [row] = page.all("tr", **{"data-status": "not_run"})
+    assert row["attrs"]["data-branch"] == never
+    assert never in row["text"]
