@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from alignment.errors import RepositoryError, UsageProblem
 from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.integrate import MergeOrRebaseIntegrator
-from alignment.journal import Outcome
+from alignment.journal import Move, Outcome, restore
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.registry import Components
 from alignment.scratch import create_scratch, is_alive, memory_dir, release
@@ -142,6 +143,67 @@ def test_undo_leaves_a_checked_out_branch_at_its_old_tip_unchanged(
         assert out[:2] == [f"unchanged  '{name}' is at its old tip {olds[name]}" for name in olds], out
         assert "unchanged 2, refused 0 of 2 moved branches" in out[2]
     assert {name: repo.tip(name) for name in olds} == olds
+
+
+class MovesItBeforeTheSwap(Git):
+    """Someone commits to ``branch`` after undo read it, just before its compare-and-swap."""
+
+    def __init__(self, repo: Repo, branch: str) -> None:
+        super().__init__(RepoLocation.discover(repo.path))
+        self.repo, self.branch = repo, branch
+
+    def update_refs(self, updates: Sequence[RefUpdate]) -> None:
+        self.repo.commit(self.branch, {"theirs.txt": "theirs\n"})
+        super().update_refs(updates)
+
+
+def test_a_restore_keeps_a_commit_made_after_it_read_the_branch(repo: Repo) -> None:
+    """Putting a branch back is a compare-and-swap from the tip the run gave it, not a plain set: a commit
+    made between undo's read and its update stays."""
+    old = repo.tip("main")
+    moved = repo.commit("topic", {"t.txt": "t\n"}, parent=old)
+    git = MovesItBeforeTheSwap(repo, "topic")
+    try:
+        restoration = restore(git, Move("topic", old, moved))
+    finally:
+        git.close()
+    assert restoration.outcome is Outcome.FAILED
+    assert repo.git("rev-parse", "topic^") == moved
+
+
+KILLED_RIGHT_AFTER_THE_MOVE = """
+import os, sys
+from alignment.git import Git
+from alignment.orchestrator import BranchAlignmentOrchestrator
+
+update_refs = Git.update_refs
+
+def killed_once_git_moved_the_branch(self, updates):
+    update_refs(self, updates)
+    if any(update.ref == "refs/heads/topic-0" and update.old is not None for update in updates):
+        os._exit(9)  # as a SIGKILL would: git made the move, nothing after it runs
+
+Git.update_refs = killed_once_git_moved_the_branch
+BranchAlignmentOrchestrator(reports_dir=sys.argv[1]).run(sys.argv[2], sys.argv[3])
+"""
+
+
+def test_a_process_killed_right_after_git_moved_a_branch_leaves_the_move_in_the_journal(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """The move is journaled before it is made: a process killed the instant git committed it leaves a
+    journal from which the next run counts it and undo puts it back."""
+    olds = topics(repo, 1)
+    path = write_input(tmp_path / "in.json", [entry("topic-0")])
+    script = [sys.executable, "-c", KILLED_RIGHT_AFTER_THE_MOVE, str(tmp_path / "reports"), str(path), str(repo.path)]
+    assert subprocess.run(script, check=False).returncode == 9
+    assert repo.tip("topic-0") != olds["topic-0"]
+    [run] = (tmp_path / "reports" / "runs").iterdir()
+    setup = set_up_run(Settings(), BranchInput("t", ()), repo.path, reports_dir=tmp_path / "reports")
+    setup.discard_scratch()
+    assert any(f"run {run.name} did not finish; it moved 1 branch" in note for note in setup.housekeeping)
+    assert [item.outcome for item in undo_run(tmp_path / "reports", run.name).restorations] == [Outcome.RESTORED]
+    assert repo.tip("topic-0") == olds["topic-0"]
 
 
 class AnotherRunMovesItFirst(MergeOrRebaseIntegrator):
