@@ -385,6 +385,7 @@ def test_branch_checked_out_in_another_worktree_is_not_touched(repo: Repo, align
     assert str(worktree) in str(result.message)
     assert "checked out" in str(result.message)
     assert repo.tip("busy") == old
+    assert not repo.exists("backup-busy-pre-align")  # refused before anything was made for it
 
 
 def test_the_users_checked_out_branch_is_not_touched(repo: Repo, align: Aligner) -> None:
@@ -395,9 +396,10 @@ def test_the_users_checked_out_branch_is_not_touched(repo: Repo, align: Aligner)
     assert str(repo.path) in str(result.message)
 
 
-def test_branch_being_rebased_elsewhere_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["rebase-merge", "rebase-apply"])  # rebase-apply: `git am`, `rebase --apply`
+def test_branch_being_rebased_elsewhere_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path, kind: str) -> None:
     diverge(repo, "rebasing", {"a.txt": "a\n"}, {"b.txt": "b\n"})
-    admin = Path(repo.git("rev-parse", "--absolute-git-dir")) / "rebase-merge"
+    admin = Path(repo.git("rev-parse", "--absolute-git-dir")) / kind
     admin.mkdir()
     (admin / "head-name").write_text("refs/heads/rebasing\n")
     result = align("rebasing")["rebasing"]
@@ -721,6 +723,16 @@ def test_a_locked_ref_is_reported_as_locked_not_moved(repo: Repo, align: Aligner
     assert "locked.lock" in str(result.message)
     assert repo.tip("locked") == old
     assert lock.exists()  # someone else's lock: not ours to remove
+
+
+def test_auto_cleanup_keeps_a_backup_the_run_did_not_make(repo: Repo, align: Aligner) -> None:
+    """An existing backup at the old tip is reused, and it is not this run's to delete."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("backup-f-pre-align", old)
+    result = align("f", config=settings(auto_cleanup_backups=True))["f"]
+    assert result.status is Status.COMPLETED
+    assert repo.tip("backup-f-pre-align") == old
+    assert not any("removed" in note for note in result.notes)
 
 
 def test_auto_cleanup_keeps_the_backup_of_a_rebased_branch(repo: Repo, align: Aligner) -> None:
