@@ -514,12 +514,14 @@ def test_user_hooks_never_run_and_config_is_never_written(repo: Repo, tmp_path: 
         "post-commit",
         "post-merge",
         "pre-auto-gc",
+        "fsmonitor",  # not a hook by name: core.fsmonitor names it, below
     ):
         script = hooks / hook
         script.write_text(f"#!/bin/sh\necho {hook} >> {marker}\n")
         script.chmod(0o755)
     olds = topics(repo, 2)
     repo.git("config", "core.hooksPath", str(hooks))  # after the setup, which runs git itself
+    repo.git("config", "core.fsmonitor", str(hooks / "fsmonitor"))  # run by worktree checkouts unless turned off
     config_before = repo.git("config", "--list", "--local")
     check = ["python3", "-c", "pass"]
     orchestrate(repo, tmp_path / "merge", list(olds), settings(check_commands=[check]))
