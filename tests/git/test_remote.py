@@ -103,6 +103,8 @@ def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin
     for name in ("feature-a", "feature-c"):
         assert results[name]["push"]["pushed"] is True
         origin.assert_aligned(name)
+    undo = undo_run(origin.tmp / "reports", origin.run_id, dry_run=True)
+    assert [item.move.branch for item in undo.restorations] == ["feature-a", "feature-c"]  # the refused one: no move
 
     rerun = origin.run()
     assert rerun["feature-b"]["status"] == "completed"
