@@ -118,8 +118,9 @@ class StepFailed(AlignmentError):
 
 def seconds(value: float) -> str:
     """A time limit as messages say it: ``2``, ``1.93``, ``1800``; a limit left of a deadline has no more
-    decimals than anyone reads."""
-    return f"{round(value, 2):g}"
+    decimals than anyone reads, but a positive limit below a hundredth keeps its first digits (``0.001``),
+    never ``0``."""
+    return f"{round(value, 2):g}" if round(value, 2) or not value else f"{value:.2g}"
 
 
 def one_line(text: str) -> str:

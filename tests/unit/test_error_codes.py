@@ -27,3 +27,8 @@ def test_time_limits_are_said_with_at_most_two_decimals() -> None:
     """A limit left of the branch's deadline was said as ``1.93148 s``."""
     assert [seconds(value) for value in (2.0, 1.93148, 0.5, 1800.0)] == ["2", "1.93", "0.5", "1800"]
     assert str(GitTimeout(("fetch",), 1.93148)).endswith("timed out after 1.93 s")
+
+
+def test_a_positive_limit_below_a_hundredth_is_not_said_as_zero() -> None:
+    """``integration_timeout_seconds: 0.001`` gave "timed out after 0 s"."""
+    assert [seconds(value) for value in (0.001, 0.0047, 0.0)] == ["0.001", "0.0047", "0"]
