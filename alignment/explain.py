@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -220,17 +221,23 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
 
     Candidates are the branches with a predicted new tip that adds changes of their own to the target; a
     pair is merged only when those changes share a path, and at most ``pair_limit`` pairs are merged
-    (``PAIR_BATCH`` to a git process). Pairs not merged (beyond the limit, or in a batch git could not merge
-    in time) are counted as skipped.
+    (``PAIR_BATCH`` to a git process). Pairs not merged (beyond the limit, in a batch git could not merge in
+    time, or of a branch whose changes git could not list) are counted as skipped.
     """
-    own_paths: dict[str, frozenset[str]] = {}
+    own_paths: dict[str, frozenset[str] | None] = {}  # None: git could not list them, every pair is skipped
     tips: dict[str, str] = {}
     for result in results:
         if result.succeeded and result.new_tip and result.target_commit and result.new_tip != result.target_commit:
-            paths = frozenset(git.tree_changes(result.target_commit, result.new_tip))
-            if paths:
+            try:
+                paths: frozenset[str] | None = frozenset(git.tree_changes(result.target_commit, result.new_tip))
+            except GitError as error:  # too slow, or refused: its pairs stay unknown, the others are still merged
+                log.warning("conflict matrix: changes of %s not listed: %s", result.branch, error)
+                paths = None
+            if paths != frozenset():
                 own_paths[result.branch], tips[result.branch] = paths, result.new_tip
-    overlapping = [(a, b) for a, b in itertools.combinations(own_paths, 2) if own_paths[a] & own_paths[b]]
+    listed = {branch: paths for branch, paths in own_paths.items() if paths is not None}
+    unlisted = math.comb(len(own_paths), 2) - math.comb(len(listed), 2)
+    overlapping = [(a, b) for a, b in itertools.combinations(listed, 2) if listed[a] & listed[b]]
     conflicts, failed = [], 0
     for start in range(0, min(len(overlapping), pair_limit), PAIR_BATCH):
         batch = overlapping[start : min(start + PAIR_BATCH, pair_limit)]
@@ -246,8 +253,8 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
     beyond = max(0, len(overlapping) - pair_limit)
     if beyond:
         log.warning("conflict matrix: %d overlapping pairs not merged (limit %d)", beyond, pair_limit)
-    skipped = beyond + failed
-    checked = len(overlapping) - skipped
+    checked = len(overlapping) - beyond - failed
+    skipped = beyond + failed + unlisted
     return ConflictMatrix(tuple(own_paths), checked, skipped, tuple(conflicts))
 
 

@@ -13,6 +13,7 @@ import pytest
 from alignment import explain
 from alignment.cli import main as cli
 from alignment.demo import History
+from alignment.errors import GitTimeout
 from alignment.explain import Budget, Explanation, conflict_matrix, explain_conflicts
 from alignment.git import Git, RepoLocation
 from alignment.model import BranchResult, Status, Unexplained
@@ -486,6 +487,38 @@ def test_matrix_pairs_git_cannot_merge_are_skipped_and_the_others_still_merged(
         git.close()
     assert (matrix.pairs_checked, matrix.pairs_skipped) == (1, 2)  # git refuses to merge unrelated histories
     assert [(conflict.first, conflict.second) for conflict in matrix.conflicts] == [("a", "b")]
+
+
+class SlowToList(Git):
+    """A ``Git`` that runs out of time listing the changes of one tip, as a tiny
+    ``integration_timeout_seconds`` makes it do now and then."""
+
+    def __init__(self, location: RepoLocation, slow_tip: str) -> None:
+        super().__init__(location)
+        self.slow_tip = slow_tip
+
+    def tree_changes(self, old: str, new: str) -> dict[str, tuple[str, str] | None]:
+        if new == self.slow_tip:
+            raise GitTimeout(("cat-file", "--batch"), 0.001)
+        return super().tree_changes(old, new)
+
+
+def test_matrix_pairs_of_a_branch_whose_changes_git_cannot_list_are_skipped(repo: Repo) -> None:
+    """A git timeout listing a branch's changes escaped ``--plan`` as a traceback, with no plan written."""
+    base = repo.tip("main")
+    tips = {name: repo.commit(name, {"app.py": f"def main():\n    return '{name}'\n"}, parent=base) for name in "abc"}
+    tips["apart"] = repo.commit("apart", {"apart.txt": "alone\n"}, parent=base)
+    results = [
+        BranchResult(name, "main", Status.COMPLETED, 0.0, target_commit=base, new_tip=tip) for name, tip in tips.items()
+    ]
+    git = SlowToList(RepoLocation.discover(repo.path), tips["b"])
+    try:
+        matrix = conflict_matrix(git, results)
+    finally:
+        git.close()
+    assert matrix.branches == ("a", "b", "c", "apart")
+    assert (matrix.pairs_checked, matrix.pairs_skipped) == (1, 3)  # a/c merged; b with a, c and apart unknown
+    assert [(conflict.first, conflict.second) for conflict in matrix.conflicts] == [("a", "c")]
 
 
 def test_plans_are_listed_apart_from_runs_and_not_taken_for_dead_runs(
