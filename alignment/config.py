@@ -81,6 +81,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     detect_python_flakes: bool = True
     detect_removed_names: bool = True
     detect_other_languages: bool = True
+    detect_max_parsed_kb: PositiveInt = 512
     integration_utility: Text | None = None
     error_detector: Text | None = None
     doc_generator: Text | None = None
@@ -90,6 +91,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     targets: Annotated[dict[str, TargetOverride], msgspec.Meta(extra={"expected": "a mapping of target names"})] = (
         msgspec.field(default_factory=dict)
     )
+
+    @property
+    def max_parsed_bytes(self) -> int:
+        """The largest file error detection parses: parsing takes 75-190 times the file's size in memory."""
+        return self.detect_max_parsed_kb * 1024
 
     def policy(self, target: str) -> TargetPolicy:
         """The effective strategy, check commands and worker limit for ``target``."""

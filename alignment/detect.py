@@ -101,8 +101,9 @@ _BY_SUFFIX: dict[str, tuple[FileCheck, ...]] = {
 _EVERY_TEXT_FILE: tuple[FileCheck, ...] = (conflict_markers, trailing_whitespace)
 
 
-def file_checks(path: str, settings: Settings) -> tuple[FileCheck, ...]:
-    """The checks that apply to ``path`` under the configuration's switches."""
+def parsers(path: str, settings: Settings) -> tuple[FileCheck, ...]:
+    """The checks that parse ``path`` under the configuration's switches (beyond the line checks every text
+    file gets)."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix in (".py", ".pyi"):
         python = functools.partial(
@@ -110,18 +111,29 @@ def file_checks(path: str, settings: Settings) -> tuple[FileCheck, ...]:
             compile_check=settings.detect_python_compile,
             flakes=settings.detect_python_flakes,
         )
-        return (*_EVERY_TEXT_FILE, python)
+        return (python,)
     if suffix in GRAMMARS and settings.detect_other_languages:
-        return (*_EVERY_TEXT_FILE, syntax_findings)
-    return _EVERY_TEXT_FILE + _BY_SUFFIX.get(suffix, ())
+        return (syntax_findings,)
+    return _BY_SUFFIX.get(suffix, ())
 
 
 def check_file(path: str, content: bytes, settings: Settings | None = None) -> list[Finding]:
-    """Every file check that applies to ``path``; binary and very large files are skipped."""
-    if len(content) > MAX_CHECKED_BYTES or b"\0" in content[:_BINARY_PROBE]:
+    """Every file check that applies to ``path``; binary and very large files are skipped, and a file above
+    ``detect_max_parsed_kb`` is not parsed (an ``info`` finding says so)."""
+    if b"\0" in content[:_BINARY_PROBE]:
         return []
+    settings = settings or Settings()
+    checks = parsers(path, settings)
+    findings = []
+    if checks and len(content) > settings.max_parsed_bytes:
+        checks = ()
+        size, limit = len(content), settings.detect_max_parsed_kb
+        message = f"not parsed, so not checked for errors: {size:,} bytes, above detect_max_parsed_kb ({limit} KB)"
+        findings.append(Finding("file_too_large_to_parse", Severity.INFO, message, path))
+    if len(content) > MAX_CHECKED_BYTES:
+        return findings
     text = content.decode("utf-8", "replace")
-    return [finding for check in file_checks(path, settings or Settings()) for finding in check(path, text)]
+    return findings + [finding for check in (*_EVERY_TEXT_FILE, *checks) for finding in check(path, text)]
 
 
 class ChangeErrorDetector:
@@ -136,7 +148,7 @@ class ChangeErrorDetector:
         self._findings: functools._lru_cache_wrapper[tuple[Finding, ...]] = functools.lru_cache(maxsize=65536)(
             self._check_blob
         )
-        self._modules = ModuleIndex()
+        self._modules = ModuleIndex(settings.max_parsed_bytes)
 
     def blob_findings(self, git: Git, path: str, blob: str) -> tuple[Finding, ...]:
         """The file checks of ``path`` with the content of ``blob``."""
@@ -178,11 +190,15 @@ class ChangeErrorDetector:
         """
         assert change.new_blob is not None
         findings = self.blob_findings(context.git, change.path, change.new_blob)
+        problems = [finding for finding in findings if finding.severity is not Severity.INFO]  # not notes
         seen: set[tuple[str, str]] = set()
         for blob in (context.git.blob_at(context.target_commit, change.path), change.old_blob):
-            if blob is not None and not all(_identity(finding) in seen for finding in findings):
+            if blob is not None and not all(_identity(finding) in seen for finding in problems):
                 seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
-        return [_predates(finding) if _identity(finding) in seen else finding for finding in findings]
+        return [
+            _predates(finding) if finding in problems and _identity(finding) in seen else finding
+            for finding in findings
+        ]
 
     def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:
         """A failing exit is compared with the state before the merge; a hang or a start failure never is."""

@@ -349,8 +349,9 @@ class Snapshot:
 class ModuleIndex:
     """Python files read from git objects and scanned, by blob id, shared by every branch a process aligns."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_parsed_bytes: int) -> None:
         self._files = functools.lru_cache(maxsize=16384)(self._scan)
+        self._max_parsed_bytes = max_parsed_bytes
 
     def references(self, git: Git, path: str, blob: str) -> tuple[Reference, ...]:
         return self._files(git, path, blob).references
@@ -358,9 +359,12 @@ class ModuleIndex:
     def names(self, git: Git, path: str, blob: str) -> frozenset[str] | None:
         return self._files(git, path, blob).names
 
-    @staticmethod
-    def _scan(git: Git, path: str, blob: str) -> ModuleFile:
-        tree = parse_quietly(git.read_blob(blob).decode("utf-8", "replace"), path)
+    def _scan(self, git: Git, path: str, blob: str) -> ModuleFile:
+        """A file that does not parse, or is too large to parse, has no references and unknown names."""
+        content = git.read_blob(blob)
+        if len(content) > self._max_parsed_bytes:
+            return ModuleFile((), None)
+        tree = parse_quietly(content.decode("utf-8", "replace"), path)
         return ModuleFile((), None) if tree is None else ModuleFile.scan(path, tree)
 
 

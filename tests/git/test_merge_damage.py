@@ -191,6 +191,46 @@ def test_file_level_switches() -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "broken"),
+    [("a.py", "def f(:\n"), ("a.json", "{,"), ("a.yaml", "a: [\n"), ("a.toml", "a = ]\n"), ("a.js", "function f( {\n")],
+)
+def test_a_file_above_the_parse_limit_is_not_parsed_and_a_note_says_so(path: str, broken: str) -> None:
+    """A 3 MB generated module took about 1 GB and 20-30 s to parse and check: far past ``max_memory_mb``."""
+    content = (broken + "\n" * 1100).encode()
+    assert [finding.severity for finding in check_file(path, content)] == [Severity.ERROR]
+    (note,) = check_file(path, content, settings(detect_max_parsed_kb=1))
+    assert (note.code, note.severity, note.file) == ("file_too_large_to_parse", Severity.INFO, path)
+    assert (
+        note.message
+        == f"not parsed, so not checked for errors: {len(content):,} bytes, above detect_max_parsed_kb (1 KB)"
+    )
+
+
+def test_a_file_above_the_parse_limit_still_has_its_lines_checked() -> None:
+    markers = b"x = 1\n<<<<<<< ours\na = 1\n=======\na = 2\n>>>>>>> theirs\n" + b"y = 2\n" * 300
+    codes = [finding.code for finding in check_file("a.py", markers, settings(detect_max_parsed_kb=1))]
+    assert codes == ["file_too_large_to_parse", "conflict_markers"]
+
+
+def test_a_merge_of_a_module_above_the_parse_limit_is_noted_not_failed(repo: Repo, align: Aligner) -> None:
+    """Both sides add ``def extra()`` to a module too large to parse: the merge is not failed on what was not
+    checked, and the note is the merge's own (not ``before the merge too``)."""
+    module = MODULE + "\n\nVALUES = [\n" + "    1,\n" * 200 + "]\n"
+    diverge(
+        repo,
+        {"mod.py": module},
+        {"mod.py": module.replace("def first", "def extra():\n    return 3\n\n\ndef first")},
+        {"mod.py": module + "\n\ndef extra():\n    return 4\n"},
+    )
+    assert align("feature")["feature"].codes == ("duplicate_definition",)
+    result = align("feature", config=settings(detect_max_parsed_kb=1))["feature"]
+    assert result.status is Status.COMPLETED
+    (note,) = result.findings
+    assert (note.code, note.severity, note.introduced) == ("file_too_large_to_parse", Severity.INFO, True)
+    assert note.message.endswith("bytes, above detect_max_parsed_kb (1 KB)")
+
+
+@pytest.mark.parametrize(
     ("path", "source"),
     [
         (
@@ -229,6 +269,16 @@ def test_an_import_of_a_name_the_target_renamed_fails_with_the_commit_that_did_i
     )
 
 
+def test_a_module_above_the_parse_limit_is_not_judged_by_the_names_check(repo: Repo, align: Aligner) -> None:
+    padded = UTIL + "\n\nVALUES = [\n" + "    1,\n" * 200 + "]\n"
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": padded}, "base")
+    repo.commit("feature", {"app.py": "from pkg.util import helper\n\nprint(helper())\n"}, parent=fork)
+    repo.commit("main", {"pkg/util.py": padded.replace("def helper", "def assist")}, "Rename helper to assist")
+    assert align("feature")["feature"].codes == ("name_removed_by_other_side",)
+    result = align("feature", config=settings(detect_max_parsed_kb=1))["feature"]
+    assert (result.status, result.findings) == (Status.COMPLETED, ())
+
+
 def test_a_target_file_using_a_name_the_branch_removed_is_caught(repo: Repo, align: Aligner) -> None:
     user = "from . import util\n\n\ndef run():\n    return util.helper()\n"
     fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": UTIL}, "base")
@@ -255,7 +305,7 @@ def test_modules_neither_side_changed_are_not_read(repo: Repo) -> None:
     git = Git(RepoLocation.discover(repo.path))
     try:
         merged = git.commit_tree(git.merge_tree(tip, target).tree, [tip, target], "merge")
-        assert removed_names(git, tip, target, merged, git.tree_changes(target, merged), Recording()) == []
+        assert removed_names(git, tip, target, merged, git.tree_changes(target, merged), Recording(512 * 1024)) == []
     finally:
         git.close()
     assert "pkg/core.py" in read, "the target changed core: its names are read"
