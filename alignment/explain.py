@@ -14,9 +14,9 @@ worktree is made and no ref moves.
   it); that commit brought in the change the path conflicts with (a merge commit on the target's
   first-parent line stands for everything it merged). The cost follows the number of distinct causes times
   log2 of the commits, not the number of paths; the probes of one round (one per group) run in one
-  ``merge-tree --stdin`` process. When no commit changed a path itself (a directory/file conflict reports
-  ``p~<ours>``), its search runs over all of ``C1 .. Cn``. A budget of merges and seconds bounds the search:
-  the paths left are listed as unexplained with the commits they lie among.
+  ``merge-tree --stdin`` process. When no commit changed a path itself (a file/directory conflict's ``p``
+  where the commits changed ``p/...``), its search runs over all of ``C1 .. Cn``. A budget of merges and
+  seconds bounds the search: the paths left are listed as unexplained with the commits they lie among.
 * ``conflict_matrix``: two branches of one target that both merge cleanly may still conflict with each other
   once both have landed. Only pairs whose own changes (merge result against the target) touch a common path
   can conflict; those pairs are merged with each other in memory, 32 to a process.

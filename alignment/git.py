@@ -1401,18 +1401,22 @@ def _merge_at(fields: Sequence[bytes], index: int, *, conflicted: bool) -> tuple
     index += 1
     if not conflicted:
         return MergeTree(tree, ()), index
-    paths = []
+    listed = []
     while index < len(fields) and fields[index]:
-        paths.append(fields[index].decode("utf-8", "surrogateescape"))
+        listed.append(fields[index].decode("utf-8", "surrogateescape"))
         index += 1
-    kinds, index = _conflict_kinds(fields, index + 1)
+    kinds, moved, index = _conflict_kinds(fields, index + 1)
+    paths = dict.fromkeys(moved.get(path, path) for path in listed)
     return MergeTree(tree, tuple(Conflict(path, kinds.get(path, "contents")) for path in paths)), index
 
 
-def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str], int]:
+def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str], dict[str, str], int]:
     """Map each path to git's conflict type from the ``-z`` informational messages starting at
-    ``fields[index]``; also the index of the first field after them."""
+    ``fields[index]``; also the temporary names git moved a side's file to, to their real paths (a
+    file/directory conflict lists ``d~<commit>``, a path neither side has, for ``d``), and the index of the
+    first field after the messages."""
     kinds: dict[str, str] = {}
+    moved: dict[str, str] = {}
     while index < len(fields) and fields[index].isdigit():
         count = int(fields[index])
         paths = [field.decode("utf-8", "surrogateescape") for field in fields[index + 1 : index + 1 + count]]
@@ -1421,7 +1425,9 @@ def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str]
         if kind.startswith("CONFLICT (") and kind.endswith(")"):
             for path in paths:
                 kinds.setdefault(path, kind[len("CONFLICT (") : -1])
-    return kinds, index
+        if kind == "CONFLICT (file/directory)":
+            moved.update((path, real) for path in paths for real in paths if path.startswith(f"{real}~"))
+    return kinds, moved, index
 
 
 def _parse_diff(raw: bytes) -> tuple[FileChange, ...]:

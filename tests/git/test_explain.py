@@ -283,7 +283,8 @@ def test_a_merge_right_after_the_fork_is_a_candidate_like_any_other(repo: Repo) 
 
 
 def test_a_path_no_target_commit_changed_is_searched_over_all_of_them(repo: Repo) -> None:
-    """A file/directory conflict is reported as ``docs~<ours>``, a path no commit changed."""
+    """A file/directory conflict is reported as ``docs``, a path no target commit changed (they changed
+    ``docs/index.md``)."""
     base = repo.tip("main")
     repo.commit("topic", {"docs": "a file\n"}, parent=base)
     directory = repo.commit("main", {"docs/index.md": "a directory\n"}, "docs become a directory")

@@ -204,6 +204,20 @@ def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> No
     assert "(modify/delete)" in Path(str(result.document)).read_text()
 
 
+@pytest.mark.parametrize("branch_has_the_file", [True, False])
+def test_a_file_directory_conflict_is_named_by_its_real_path(
+    repo: Repo, align: Aligner, branch_has_the_file: bool
+) -> None:
+    """git moves the file aside as ``d~<commit>``, a path in neither commit: that name was the conflict's."""
+    file, directory = {"d": "a file\n"}, {"d/h.txt": "a directory\n"}
+    diverge(repo, "b", *((file, directory) if branch_has_the_file else (directory, file)))
+    result = align("b")["b"]
+    assert result.codes == ("merge_conflict_unresolvable",)
+    assert result.message == "Merge conflict in d (unresolvable)"
+    assert [culprit.path for culprit in result.culprits] == ["d"]
+    assert "- `d` (file/directory)" in Path(str(result.document)).read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("pathspec_mode", [None, "GIT_LITERAL_PATHSPECS", "GIT_ICASE_PATHSPECS"])
 def test_merge_that_breaks_python_fails_error_detection(
     repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch, pathspec_mode: str | None
