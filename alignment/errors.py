@@ -72,14 +72,29 @@ class GitError(AlignmentError):
         self.stderr = stderr.strip()
         lines = self.stderr.splitlines()
         reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
-        self.reason = (reasons or lines or [f"exit code {returncode}"])[-1]
+        self.reason = self._telling(reasons, lines) or f"exit code {returncode}"
         self.cause = (reasons or [self.reason])[0]  # the first complaint: a transport's real reason comes first
         super().__init__(f"git {' '.join(self.args_[:2])} failed: {self.reason}")
+
+    @staticmethod
+    def _telling(reasons: Sequence[str], lines: Sequence[str]) -> str | None:
+        """The line the message quotes: git's last complaint (its conclusion), else its last line."""
+        return reasons[-1] if reasons else lines[-1] if lines else None
 
     @property
     def detail(self) -> str:
         """``reason`` without git's ``fatal:`` prefix, to quote inside our own messages."""
         return self.reason.removeprefix("fatal: ")
+
+
+class CheckoutFailed(GitError):
+    """git could not check a commit out into a worktree. Run quietly, so all it writes is complaints, and the
+    first is the cause: a clean/smudge filter's own words (``git-lfs: not found``) come before what git
+    concludes from them, which varies from run to run (``the remote end hung up unexpectedly``)."""
+
+    @staticmethod
+    def _telling(reasons: Sequence[str], lines: Sequence[str]) -> str | None:
+        return lines[0] if lines else None
 
 
 class GitTimeout(GitError):

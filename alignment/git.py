@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from alignment.errors import (
+    CheckoutFailed,
     GitError,
     GitTimeout,
     MissingRemoteRef,
@@ -901,7 +902,13 @@ class Git:
         return None, tuple(path.decode("utf-8", "surrogateescape") for path in unmerged.split(b"\0") if path)
 
     def add_worktree(self, path: Path, commit: str, timeout: float | None = None) -> None:
-        self._run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
+        """A detached worktree of ``commit`` at ``path``; ``CheckoutFailed`` names why git could not make it."""
+        try:
+            self._run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
+        except GitTimeout:
+            raise
+        except GitError as error:
+            raise CheckoutFailed(error.args_, error.returncode, error.stderr) from None
 
     def remove_worktree(self, path: Path) -> None:
         """Remove a worktree of ours; its files and administrative entry go even if git refuses."""

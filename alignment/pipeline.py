@@ -40,6 +40,7 @@ from alignment.detect import blocking_summary
 from alignment.document import record_backup_removed
 from alignment.errors import (
     AlignmentError,
+    GitError,
     GitTimeout,
     RefUpdateRejected,
     StepFailed,
@@ -273,7 +274,8 @@ class BranchAlignment:
             if isinstance(error, StepFailed):
                 self.failure = error
             else:
-                log.exception("unexpected error while aligning '%s'", self.spec.name, exc_info=error)
+                said = f"; git said:\n{error.stderr}" if isinstance(error, GitError) and error.stderr else ""
+                log.exception("unexpected error while aligning '%s'%s", self.spec.name, said, exc_info=error)
                 message = f"{type(error).__name__}: {error}"
                 self.failure = StepFailed(Status.EXCEPTION, [ErrorCode.UNEXPECTED_ERROR], message)
             log.info("'%s' failed: %s", self.spec.name, self.failure.message)

@@ -89,6 +89,25 @@ def test_a_passing_check_command_completes(repo: Repo, align: Aligner, tmp_path:
     assert len(repo.git("worktree", "list").splitlines()) == 1
 
 
+def test_a_worktree_git_cannot_check_out_names_the_real_cause(
+    repo: Repo, align: Aligner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A required filter whose program is missing (git-lfs not installed) failed the branch with "the remote
+    end hung up unexpectedly" in about half the runs: git's last line, the cause in neither result nor log."""
+    caplog.set_level(logging.INFO, logger="alignment")
+    repo.commit("main", {".gitattributes": "*.bin filter=lfs -text\n", "big.bin": "a pointer\n"}, "lfs")
+    repo.git("config", "filter.lfs.process", "no-such-filter-program filter-process")
+    repo.git("config", "filter.lfs.required", "true")
+    old = diverge(repo)
+    result = align("feature", config=settings(check_commands=[["true"]]))["feature"]
+    assert result.status is Status.EXCEPTION
+    assert "git worktree add failed: " in str(result.message)
+    assert "no-such-filter-program" in str(result.message)
+    (logged,) = [message for message in caplog.messages if "git said:" in message]
+    assert "no-such-filter-program" in logged
+    assert repo.tip("feature") == old
+
+
 def test_a_check_command_the_merge_breaks_fails_detection(
     repo: Repo, align: Aligner, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
