@@ -100,9 +100,13 @@ class MoveJournal:
         """Record that git refused ``move``: it was never made."""
         self.record(replace(move, rejected=True))
 
-    def put_back(self, move: Move, by: PutBack) -> None:
-        """Record that ``move`` was put back to its old tip ``by`` the run or by ``alignment undo``."""
-        self.record(replace(move, put_back=by))
+    def put_back(self, restoration: Restoration, by: PutBack) -> None:
+        """Record the move of ``restoration`` as put back ``by`` the run or by ``alignment undo`` when its branch
+        is at the old tip now (restored now, or found there: a move journaled but never made) and no record
+        says so yet: ``alignment runs`` then counts it as undone or not at all, never as moved."""
+        move = restoration.move
+        if restoration.outcome is Outcome.RESTORED or (restoration.outcome is Outcome.NOT_MOVED and not move.put_back):
+            self.record(replace(move, put_back=by))
 
     def get(self, branch: str) -> Move | None:
         """The move of ``branch`` that may have been made, or None (none journaled, or rejected)."""
@@ -127,8 +131,18 @@ class MoveJournal:
         return {branch: move for branch, (_, move) in latest.items()}
 
 
-def restore(git: Git, move: Move, *, dry_run: bool = False) -> Restoration:
-    """Put ``move.branch`` back to its old tip if it is still where the move left it."""
+def restore(
+    git: Git, move: Move, *, journal: MoveJournal | None = None, by: PutBack = PutBack.RUN, dry_run: bool = False
+) -> Restoration:
+    """Put ``move.branch`` back to its old tip if it is still where the move left it; with ``journal`` (and
+    not ``dry_run``), the move is recorded there as put back ``by`` the run or ``alignment undo``."""
+    restoration = _restoration(git, move, dry_run)
+    if journal is not None and not dry_run:
+        journal.put_back(restoration, by)
+    return restoration
+
+
+def _restoration(git: Git, move: Move, dry_run: bool) -> Restoration:
     now = git.resolve_branch(move.branch)
     if now == move.old_tip:
         return Restoration(move, Outcome.NOT_MOVED, f"'{move.branch}' is at its old tip {move.old_tip}")

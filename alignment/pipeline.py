@@ -54,7 +54,7 @@ from alignment.git import Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.integrate import MergeOrRebaseIntegrator, MergesAhead
-from alignment.journal import Move, MoveJournal, Outcome, PutBack, restore
+from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
 from alignment.model import (
     Action,
@@ -422,9 +422,7 @@ class BranchAlignment:
         if self.moving_to is None or self.context is None:
             return
         move = Move(self.spec.name, self.context.old_tip, self.moving_to)
-        restoration = restore(self.git, move)
-        if restoration.outcome is Outcome.RESTORED:
-            self.runtime.journal.put_back(move, PutBack.RUN)  # not a move of the run (``alignment runs``)
+        restoration = restore(self.git, move, journal=self.runtime.journal)  # ``alignment runs`` counts no move
         if restoration.outcome is not Outcome.NOT_MOVED:
             backup = f"; backup '{self.backup.name}' holds the old tip" if self.backup else ""
             failed = restoration.outcome is Outcome.FAILED

@@ -49,28 +49,21 @@ def undo_run(
     moves = journal.moves()
     try:
         busy = {checkout.branch: checkout for checkout in git.checkouts()}
-        restorations = [_restore_local(git, move, busy, dry_run) for move in moves if move.remote is None]
+        restorations = [_restore_local(git, move, busy, journal, dry_run) for move in moves if move.remote is None]
         for remote in sorted({move.remote for move in moves if move.remote is not None}):
-            pushed = [move for move in moves if move.remote == remote]
-            restorations.extend(restore_pushed(git, remote, pushed, dry_run=dry_run))
+            pushed = restore_pushed(git, remote, [move for move in moves if move.remote == remote], dry_run=dry_run)
+            if not dry_run:
+                for item in pushed:
+                    journal.put_back(item, PutBack.UNDO)
+            restorations.extend(pushed)
     finally:
         git.close()
     report = UndoReport(run_id, repository, dry_run, tuple(restorations))
     if not dry_run:
-        _journal_put_back(journal, restorations)
         AuditTrail(folder.audit_path).record(
             "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}
         )
     return report
-
-
-def _journal_put_back(journal: MoveJournal, restorations: list[Restoration]) -> None:
-    """Journal each move that is put back now (restored, or found at its old tip and not yet recorded as put
-    back): ``alignment runs`` then counts it as undone, not as moved."""
-    for item in restorations:
-        at_old_tip = item.outcome is Outcome.RESTORED or (item.outcome is Outcome.NOT_MOVED and not item.move.put_back)
-        if at_old_tip:
-            journal.put_back(item.move, PutBack.UNDO)
 
 
 def _recorded_repository(folder: RunFolder) -> str:
@@ -81,11 +74,13 @@ def _recorded_repository(folder: RunFolder) -> str:
         raise UsageProblem(f"{error}; pass --repo PATH, the repository the run aligned, to undo it anyway") from None
 
 
-def _restore_local(git: Git, move: Move, busy: Mapping[str | None, Checkout], dry_run: bool) -> Restoration:
-    """Restore one branch of this repository; one checked out in a worktree is refused only when it would
-    move: one already at its old tip is unchanged, wherever it is checked out."""
+def _restore_local(
+    git: Git, move: Move, busy: Mapping[str | None, Checkout], journal: MoveJournal, dry_run: bool
+) -> Restoration:
+    """Restore one branch of this repository (journaled as put back by undo); one checked out in a worktree is
+    refused only when it would move: one already at its old tip is unchanged, wherever it is checked out."""
     checkout = busy.get(move.branch)
     if checkout is None or git.resolve_branch(move.branch) == move.old_tip:
-        return restore(git, move, dry_run=dry_run)
+        return restore(git, move, journal=journal, by=PutBack.UNDO, dry_run=dry_run)
     message = f"'{move.branch}' is checked out in the worktree at {checkout.path}; not touched"
     return Restoration(move, Outcome.CHECKED_OUT, message)

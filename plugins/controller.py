@@ -27,7 +27,7 @@ from alignment.document import document_path
 from alignment.errors import counted
 from alignment.git import Git
 from alignment.html_report import headline_numbers
-from alignment.journal import MoveJournal, Outcome, PutBack, restore
+from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import Action, BranchResult, ErrorCode, Status, Strategy
 from alignment.names import printable
@@ -189,12 +189,9 @@ class AlignmentController:
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
         git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
         try:
-            restoration = restore(git, move)
+            return restore(git, move, journal=journal).message  # ``alignment runs`` counts no move
         finally:
             git.close()
-        if restoration.outcome is Outcome.RESTORED:
-            journal.put_back(move, PutBack.RUN)  # not a move of the run (``alignment runs``)
-        return restoration.message
 
     def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
         """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""

@@ -20,13 +20,16 @@ from alignment.demo import EXPECTED_FILE, build_demo
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
 from alignment.errors import ConfigError, InputError, RepositoryError, UsageProblem
+from alignment.git import Git, RefUpdate
 from alignment.inputs import load_branches
 from alignment.integrate import MergeOrRebaseIntegrator
+from alignment.journal import MoveJournal
 from alignment.ledger import RunLedger
 from alignment.model import BranchResult, Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.pipeline import Runtime
 from alignment.registry import Components
+from alignment.runs import RunFolder
 from alignment.session import moves_made, set_up_run
 from alignment.shard import ShardSpec
 from tests.conftest import Repo, entry, load_schema, settings, write_input
@@ -158,7 +161,9 @@ class SignalAfterTheMove(logging.Handler):
             raise KeyboardInterrupt
 
 
-def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Path) -> None:
+def align_interrupted(repo: Repo, tmp_path: Path) -> tuple[BranchResult, RunFolder]:
+    """Align 'late' (behind main, with a commit of its own) in a run that a KeyboardInterrupt stops: it ends
+    at its old tip; its result and the run's folder."""
     old = repo.commit("late", {"late.txt": "x\n"}, parent=repo.tip("main"))
     repo.commit("main", {"main.txt": "m\n"})
     setup = set_up_run(
@@ -167,10 +172,6 @@ def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Pat
         repo.path,
         reports_dir=tmp_path / "reports",
     )
-    logger = logging.getLogger("alignment.pipeline")
-    handler, level = SignalAfterTheMove(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
     try:
         with Runtime(setup) as runtime:
             alignment = runtime.alignment(setup.branches.branches[0])
@@ -178,13 +179,42 @@ def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Pat
                 alignment.run()
             result = alignment.finish()
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
         setup.discard_scratch()
     assert (result.status, result.codes) == (Status.EXCEPTION, ("interrupted",))
     assert repo.tip("late") == old
+    return result, setup.folder
+
+
+def test_rollback_when_interrupted_after_the_ref_moved(repo: Repo, tmp_path: Path) -> None:
+    logger = logging.getLogger("alignment.pipeline")
+    handler, level = SignalAfterTheMove(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        result, folder = align_interrupted(repo, tmp_path)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     assert any("restored 'late' to its old tip" in note for note in result.notes)
-    assert moves_made(setup.folder) == 0  # `alignment runs` counts no move: the run put it back
+    assert moves_made(folder) == 0  # `alignment runs` counts no move: the run put it back
+
+
+def test_a_move_interrupted_before_the_compare_and_swap_is_no_move(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move is journaled, then the signal arrives before git ran it: `alignment runs` counts no move."""
+    update_refs = Git.update_refs
+
+    def interrupt_the_move(self: Git, updates: list[RefUpdate]) -> None:
+        if updates[0].ref == "refs/heads/late":
+            raise KeyboardInterrupt
+        update_refs(self, updates)
+
+    monkeypatch.setattr(Git, "update_refs", interrupt_the_move)
+    result, folder = align_interrupted(repo, tmp_path)
+    assert not any("restored" in note for note in result.notes)
+    assert MoveJournal(folder.moves_dir).get("late") is not None  # journaled before the compare-and-swap
+    assert moves_made(folder) == 0
 
 
 class CtrlCWhileAnotherRuns(MergeOrRebaseIntegrator):
