@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from alignment.config import Settings, from_mapping, load_settings
 from alignment.errors import UsageProblem
 from alignment.inputs import BranchInput, TargetGroup, load_branches
+from alignment.interrupts import on_ctrl_c
 from alignment.ledger import RunLedger
 from alignment.logs import run_logging
 from alignment.model import BranchResult, BranchSpec
@@ -210,28 +209,18 @@ class _Run:
             time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def _later_ctrl_c_waits(runtime: Runtime) -> Iterator[None]:
+def _later_ctrl_c_waits(runtime: Runtime) -> contextlib.AbstractContextManager[None]:
     """While a group's branches run: a Ctrl-C interrupts the run (``Runtime.interrupt``), then goes to the
     handler it would have gone to (Python's raises ``KeyboardInterrupt``); once the run is interrupted, a
     further one is only logged. So the wait for the running branches is not cut short: leaving it would
     remove the scratch directory under threads still running, and those threads stop before their next
-    step anyway (a compare-and-swap under way is finished first). Only where Python takes signals, the main
-    thread, and only over a handler written in Python (SIGINT ignored stays ignored)."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
+    step anyway (a compare-and-swap under way is finished first). Where Ctrl-C is taken: ``on_ctrl_c``."""
 
-    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    def first_interrupts() -> bool:
         if runtime.interrupted:
             log.warning("Ctrl-C again: waiting for the running branches to stop before their next step")
-            return
+            return False
         runtime.interrupt()
-        previous(signum, frame)
+        return True
 
-    signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return on_ctrl_c(first_interrupts)

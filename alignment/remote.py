@@ -25,19 +25,19 @@ for all-or-nothing, and a branch's result is final only once its push is known: 
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
-from types import FrameType
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.config import Settings
 from alignment.document import record_push
 from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
+from alignment.interrupts import on_ctrl_c
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
 from alignment.model import BranchResult, ErrorCode, PushRecord, Status
 from alignment.names import enclosing_names
@@ -135,44 +135,67 @@ def push_branches(
     for result in results.values():
         if result.push is not None and result.push.aligned_ref is not None and result.succeeded:
             waiting.setdefault(result.target, []).append(result)
-    published = {}
-    with _ctrl_c_deferred() as ctrl_c:
+    published: dict[str, BranchResult] = {}
+    pressed = threading.Event()
+    with on_ctrl_c(lambda: _again(pressed)):
         for target, batch in waiting.items():
-            backups, failures = ({}, {}) if ctrl_c.is_set() else _push_backups(git, settings, remote, batch)
-            ready = [result for result in batch if result.branch not in failures]
-            if ctrl_c.is_set():
-                failures.update((result.branch, _not_reached(remote, result)) for result in ready)
-            else:
-                failures.update(_push_branches(git, settings, remote, journal, target, ready))
-            for result in batch:
-                outcome = _outcome(result, backups.get(result.branch), failures.get(result.branch))
-                published[result.branch] = _documented(outcome, _new(result))
-    if ctrl_c.is_set():
+            stage = _Stage.NOT_REACHED
+            backups: dict[str, str] = {}
+            failures: dict[str, _Failure] = {}
+            try:
+                if not pressed.is_set():
+                    stage = _Stage.BACKUPS
+                    failures = _push_backups(git, settings, remote, batch, backups)
+                    stage = _Stage.NOT_REACHED
+                ready = [result for result in batch if result.branch not in failures]
+                if pressed.is_set():
+                    failures.update((result.branch, _not_reached(remote, result)) for result in ready)
+                else:
+                    stage = _Stage.BRANCHES
+                    failures.update(_push_branches(git, settings, remote, journal, target, ready))
+                stage = _Stage.PUSHED
+                for result in batch:
+                    outcome = _outcome(result, backups.get(result.branch), failures.get(result.branch))
+                    published[result.branch] = _documented(outcome, _new(result))
+            except KeyboardInterrupt:  # a second Ctrl-C (the first one waits): what this target's push did so far
+                for result in batch:
+                    if result.branch not in published:
+                        failure = failures.get(result.branch) or _interrupted(stage, remote, result)
+                        published[result.branch] = _outcome(result, backups.get(result.branch), failure)
+    if pressed.is_set():
         raise PushInterrupted(published)
     return published
 
 
-@contextmanager
-def _ctrl_c_deferred() -> Iterator[threading.Event]:
-    """Publishing under a Ctrl-C that waits: the first one sets the event (and puts the usual handler back),
-    so the running push ends with git's answer and the caller starts no other; a second one raises at once.
-    Only the main thread receives signals: elsewhere nothing is deferred."""
-    pressed = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
-    before = signal.getsignal(signal.SIGINT)
-    usual = before if before is not None else signal.default_int_handler
+def _again(pressed: threading.Event) -> bool:
+    """Publishing under a Ctrl-C that waits (``on_ctrl_c``): the first one sets ``pressed``, so the running push
+    ends with git's answer and no other starts; a second one raises at once (True)."""
+    again = pressed.is_set()
+    pressed.set()
+    return again
 
-    def note(signum: int, frame: FrameType | None) -> None:
-        pressed.set()
-        signal.signal(signal.SIGINT, usual)
 
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, usual)
+class _Stage(Enum):
+    """How far a target's publishing had come when a second Ctrl-C stopped it."""
+
+    NOT_REACHED = "not reached"  # no push of its branches had started
+    BACKUPS = "backups"  # the backups were being pushed
+    BRANCHES = "branches"  # the branches' push had started (journaled first): it may land
+    PUSHED = "pushed"  # every push had its answer; the change documents were being updated
+
+
+def _interrupted(stage: _Stage, remote: str, result: BranchResult) -> _Failure | None:
+    """Why ``result`` was not (or may not have been) pushed, a second Ctrl-C having stopped ``stage``; None once
+    its push landed (its change document then says nothing of the push)."""
+    if stage is _Stage.PUSHED:
+        return None
+    if stage is _Stage.BACKUPS:
+        return _Failure(
+            ErrorCode.PUSH_FAILED, f"interrupted (Ctrl-C) while its backup was pushed to '{remote}'; not pushed"
+        )
+    if stage is _Stage.BRANCHES:
+        return _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, "interrupted (Ctrl-C) while pushing"))
+    return _not_reached(remote, result)
 
 
 def _not_reached(remote: str, result: BranchResult) -> _Failure:
@@ -185,12 +208,12 @@ def _not_reached(remote: str, result: BranchResult) -> _Failure:
 
 
 def _push_backups(
-    git: Git, settings: Settings, remote: str, batch: Sequence[BranchResult]
-) -> tuple[dict[str, str], dict[str, _Failure]]:
-    """Create (or reuse) each branch's backup on the remote at its old tip: the backup refs, the failures."""
+    git: Git, settings: Settings, remote: str, batch: Sequence[BranchResult], backups: dict[str, str]
+) -> dict[str, _Failure]:
+    """Create (or reuse) each branch's backup on the remote at its old tip: the failures; each backup ref goes
+    into ``backups`` as it lands (a second Ctrl-C keeps those)."""
     if not backups_on_remote(settings):
-        return {}, {}
-    backups: dict[str, str] = {}
+        return {}
     failures: dict[str, _Failure] = {}
     pending = list(batch)
     for attempt in range(1, MAX_SUFFIX + 1):
@@ -200,14 +223,9 @@ def _push_backups(
         updates = [PushUpdate(refs[result.branch], _old(result), None) for result in pending]
         try:
             answers = git.push(remote, updates)
-        except (GitError, KeyboardInterrupt) as error:  # KeyboardInterrupt: a second Ctrl-C (``_ctrl_c_deferred``)
-            why = (
-                f"could not reach '{remote}' to push the backup: {error.cause}"
-                if isinstance(error, GitError)
-                else f"interrupted (Ctrl-C) while its backup was pushed to '{remote}'; not pushed"
-            )
-            failure = _Failure(ErrorCode.PUSH_FAILED, why)
-            return backups, {**failures, **{result.branch: failure for result in pending}}
+        except GitError as error:
+            failure = _Failure(ErrorCode.PUSH_FAILED, f"could not reach '{remote}' to push the backup: {error.cause}")
+            return {**failures, **{result.branch: failure for result in pending}}
         taken = []
         for result in pending:
             answer = answers.get(refs[result.branch])
@@ -229,7 +247,7 @@ def _push_backups(
         failures[result.branch] = _Failure(
             ErrorCode.PUSH_REJECTED, f"every backup name of '{result.branch}' is taken on '{remote}'; not pushed"
         )
-    return backups, failures
+    return failures
 
 
 def _remote_blocker(git: Git, remote: str, ref: str) -> str | None:
@@ -255,11 +273,10 @@ def _push_branches(
     updates = [PushUpdate(branch_ref(result.branch), _new(result), _old(result)) for result in ready]
     try:
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
-    except (GitTimeout, KeyboardInterrupt) as error:  # the remote may still finish it (a slow hook, a
-        # receive-pack we cannot kill); KeyboardInterrupt: a second Ctrl-C (``_ctrl_c_deferred``)
-        cause = error.cause if isinstance(error, GitTimeout) else "interrupted (Ctrl-C) while pushing"
+    except GitTimeout as error:  # the remote may still finish it (a slow hook, a receive-pack we cannot kill)
         return {
-            result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, cause)) for result in ready
+            result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, error.cause))
+            for result in ready
         }
     except GitError as error:
         failure = _Failure(

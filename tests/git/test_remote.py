@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from alignment import remote
 from alignment.errors import ConfigError, GitError, InputError, MissingRemoteRef, RepositoryError
 from alignment.git import Git, PushUpdate, RepoLocation
 from alignment.model import BranchResult
@@ -285,6 +287,28 @@ def test_a_second_ctrl_c_while_the_backups_are_pushed_stops_it_and_pushes_no_bra
         assert origin.remote_tip(name) == origin.olds[name]
     origin.assert_safe()
     assert moves_made(RunFolder(origin.tmp / "reports", origin.run_id)) == 0
+
+
+def test_a_second_ctrl_c_after_the_push_still_records_what_landed(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the branches are pushed, again while the first change document is updated (outside any
+    push): every branch landed, and the results say so."""
+    hook(origin, f'case "$1" in refs/heads/feature-a) kill -INT {os.getpid()};; esac\nexit 0\n')
+
+    def ctrl_c_again(*args: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # Python runs the handler between two bytecodes of the main thread: here
+
+    monkeypatch.setattr(remote, "record_push", ctrl_c_again)
+
+    results = interrupted_results(origin)
+
+    for name in NAMES:
+        assert (results[name]["errors_detected"], results[name]["push"]["pushed"]) == ([], True)
+        assert origin.remote_tip(name) != origin.olds[name]
+    origin.assert_safe()
+    assert moves_made(RunFolder(origin.tmp / "reports", origin.run_id)) == 3
 
 
 def test_a_remote_branch_named_like_the_backups_folder_is_named_in_the_refusal(origin: Origin) -> None:
