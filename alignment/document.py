@@ -8,14 +8,15 @@ says what the run would do. It lives at
 ``a-b`` (or any odd name) get distinct, safe file names inside the run folder.
 
 In a ``--remote`` run the branch is pushed at the end of the run, after its document was written: its
-``Push`` row says so, and ``record_push`` then rewrites the rows the push decides (status, new tip, backup,
-push) and adds why it stopped when the push did not land.
+``Push`` row says so, and ``record_push`` then rewrites the rows the push decides (status, new tip, push, and
+for a backup on the remote the backup) and adds why it stopped when the push did not land.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from alignment.components import ChangeRecord
@@ -90,11 +91,24 @@ def record_backup_removed(path: Path) -> None:
     """Say in the change document at ``path``, written before the move, that ``auto_cleanup_backups`` removed
     the backup its ``Backup`` row names. A document without that row (another ``DocGenerator``'s) is left as
     it is; ``OSError`` when it cannot be read or replaced."""
+    removed = " (removed after the alignment: auto_cleanup_backups) |"
+    _rewrite_rows(path, {_BACKUP: lambda line: line.removesuffix(" |") + removed})
+
+
+def _rewrite_rows(path: Path, rows: Mapping[str, Callable[[str], str]], section: Sequence[str] = ()) -> None:
+    """Rewrite the change document at ``path``: each line that starts with a key of ``rows`` becomes what that
+    key's function makes of it, and ``section`` (a heading and its lines) goes before the first section unless
+    its heading is there. Written only when that changes it; a document without a row for every key (none,
+    or another ``DocGenerator``'s) is left as it is."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").split("\n")
-    removed = " (removed after the alignment: auto_cleanup_backups) |"
-    updated = [line.removesuffix(" |") + removed if line.startswith(_BACKUP) else line for line in lines]
+    if not all(any(line.startswith(start) for line in lines) for start in rows):
+        return
+    updated = [next((row(line) for start, row in rows.items() if line.startswith(start)), line) for line in lines]
+    if section and section[0] not in updated:
+        first = next((index for index, line in enumerate(updated) if line.startswith("## ")), len(updated))
+        updated[first:first] = section
     if updated != lines:
         write_atomically(path, "\n".join(updated))
 
@@ -112,10 +126,7 @@ def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
     push did not land. A document this module did not write (another ``DocGenerator``'s, or none on this
     machine) is left as it is; ``OSError`` when it cannot be read or replaced."""
     push = result.push
-    if push is None or not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if not any(line.startswith(_STATUS) for line in lines) or not any(line.startswith(_PUSH) for line in lines):
+    if push is None:
         return
     remote, kept = f"`{_code(push.remote)}`", f"`{_code(push.aligned_ref or '')}`"
     if push.pushed:
@@ -127,17 +138,18 @@ def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
     if push.remote_backup:
         pushed += f"; remote backup `{_code(push.remote_backup)}`"
     rows = {
-        _STATUS: _status_line(result.status, result.action),
-        _NEW_TIP: f"{_NEW_TIP}{tip} |",
-        _PUSH: f"{_PUSH}{pushed} |",
+        _STATUS: _row(_status_line(result.status, result.action)),
+        _NEW_TIP: _row(f"{_NEW_TIP}{tip} |"),
+        _PUSH: _row(f"{_PUSH}{pushed} |"),
     }
     if push.remote_backup:  # a local backup keeps its row as written (auto_cleanup_backups may have noted it)
-        rows[_BACKUP] = _backup_row(result.backup_branch)
-    updated = [next((row for start, row in rows.items() if line.startswith(start)), line) for line in lines]
-    if "## Why it stopped" not in updated:
-        sections = next((index for index, line in enumerate(updated) if line.startswith("## ")), len(updated))
-        updated[sections:sections] = _why_it_stopped(result.status, result.message)
-    write_atomically(path, "\n".join(updated))
+        rows[_BACKUP] = _row(_backup_row(result.backup_branch))
+    _rewrite_rows(path, rows, _why_it_stopped(result.status, result.message))
+
+
+def _row(text: str) -> Callable[[str], str]:
+    """A row's new text, whatever it said before."""
+    return lambda line: text
 
 
 def _commit_cell(record: ChangeRecord) -> str:
