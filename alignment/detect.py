@@ -29,7 +29,7 @@ from alignment.checks.python import python_findings
 from alignment.checks.syntax import GRAMMARS, syntax_findings
 from alignment.components import BranchContext, Integration
 from alignment.config import Command, Settings
-from alignment.errors import seconds
+from alignment.errors import counted, first_and_more, seconds
 from alignment.git import Git, without_repository_variables
 from alignment.model import FileChange, Finding, Severity, Status
 from alignment.processes import ProcessTimeout, run_check
@@ -88,7 +88,7 @@ def toml_syntax(path: str, text: str) -> Iterable[Finding]:
 def trailing_whitespace(path: str, text: str) -> Iterable[Finding]:
     numbers = [number for number, line in enumerate(text.splitlines(), 1) if line != line.rstrip(" \t")]
     if numbers:
-        message = f"trailing whitespace on {len(numbers)} line{'s' if len(numbers) > 1 else ''}"
+        message = f"trailing whitespace on {counted(len(numbers), 'line')}"
         yield Finding("trailing_whitespace", Severity.WARNING, message, path, numbers[0])
 
 
@@ -243,10 +243,8 @@ class ChangeErrorDetector:
 def blocking_summary(findings: Sequence[Finding]) -> str:
     """The ``error_message`` of a branch that error detection stopped."""
     blocking = [finding for finding in findings if finding.blocks]
-    described = "; ".join(_describe(finding) for finding in blocking[:5])
-    more = f"; and {len(blocking) - 5} more" if len(blocking) > 5 else ""
-    noun = "error" if len(blocking) == 1 else "errors"
-    return f"Error detection found {len(blocking)} {noun} introduced by the merge: {described}{more}"
+    described = first_and_more([_describe(finding) for finding in blocking], 5)
+    return f"Error detection found {counted(len(blocking), 'error')} introduced by the merge: {described}"
 
 
 def _describe(finding: Finding) -> str:

@@ -42,9 +42,7 @@ class FileProblem(UsageProblem):
         if len(problems) == 1:
             where, _, problem = problems[0].partition(": ")
             return cls(path, where, problem)
-        listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
-        more = len(problems) - MAX_LISTED_PROBLEMS
-        return cls(path, "", f"{len(problems)} problems: {listed}" + (f"; and {more} more" if more > 0 else ""))
+        return cls(path, "", f"{len(problems)} problems: {first_and_more(problems, MAX_LISTED_PROBLEMS)}")
 
 
 class InputError(FileProblem):
@@ -146,6 +144,13 @@ def one_line(text: str) -> str:
 def noun(count: int, singular: str, plural: str | None = None) -> str:
     """The noun for ``count`` things: ``branch`` for one, ``branches`` for others (default plural: + ``s``)."""
     return singular if count == 1 else plural or singular + "s"
+
+
+def first_and_more(items: Sequence[str], limit: int, separator: str = "; ") -> str:
+    """``a; b; and 3 more``: the first ``limit`` of ``items`` joined by ``separator``, then how many more there
+    are, so that thousands of them still make a line one can read."""
+    more = f"{separator}and {len(items) - limit} more" if len(items) > limit else ""
+    return separator.join(items[:limit]) + more
 
 
 def counted(count: int, singular: str, plural: str | None = None) -> str:

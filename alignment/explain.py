@@ -252,7 +252,7 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
                 conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
     beyond = max(0, len(overlapping) - pair_limit)
     if beyond:
-        log.warning("conflict matrix: %d overlapping pairs not merged (limit %d)", beyond, pair_limit)
+        log.warning("conflict matrix: %s not merged (limit %d)", counted(beyond, "overlapping pair"), pair_limit)
     checked = len(overlapping) - beyond - failed
     skipped = beyond + failed + unlisted
     return ConflictMatrix(tuple(own_paths), checked, skipped, tuple(conflicts))

@@ -46,6 +46,7 @@ from alignment.errors import (
     StepFailed,
     UsageProblem,
     counted,
+    first_and_more,
     one_line,
     seconds,
 )
@@ -508,9 +509,7 @@ class BranchAlignment:
 def conflict_message(paths: Sequence[str]) -> str:
     """The spec's ``error_message`` of a conflict: the first ``CONFLICTS_NAMED`` paths, so that a branch
     with thousands of them still fails with a line one can read."""
-    named = ", ".join(paths[:CONFLICTS_NAMED])
-    more = f", and {len(paths) - CONFLICTS_NAMED} more" if len(paths) > CONFLICTS_NAMED else ""
-    return f"Merge conflict in {named}{more} (unresolvable)"
+    return f"Merge conflict in {first_and_more(paths, CONFLICTS_NAMED, ', ')} (unresolvable)"
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import pytest
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.document import document_path
-from alignment.errors import counted
+from alignment.errors import counted, first_and_more
 from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
@@ -682,9 +682,8 @@ def _caused_by(culprits: Sequence[Mapping[str, str]], limit: int = MAX_CAUSES) -
     causes = list({culprit["commit"]: culprit for culprit in culprits}.values())
     if not causes:
         return ""
-    named = "; ".join(f'{cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})' for cause in causes[:limit])
-    more = f"; and {len(causes) - limit} more" if len(causes) > limit else ""
-    return f" - caused by {named}{more}"
+    named = [f'{cause["commit"][:10]} "{cause["subject"]}" ({cause["author"]})' for cause in causes]
+    return f" - caused by {first_and_more(named, limit)}"
 
 
 def _after_the_demo(demo_dir: Path, report: Path, planned: bool) -> list[str]:
