@@ -83,12 +83,20 @@ def create_backup(
     )
 
 
-def refuse_if_blocked(git: Git, branch: str, commit: str, name: str) -> None:
+def refuse_if_blocked(
+    git: Git, branch: str, commit: str, name: str, prefix: str | None = None, existing: Collection[str] | None = None
+) -> None:
     """Fail at once when a branch is named like a folder of ``name`` (``backup-f`` for ``backup-f/x-pre-align``):
     git cannot have both, and no suffix changes the folder, so the other names are not tried. A plan, which
-    creates no backup, asks this of the first name: the failure ``create_backup`` would meet."""
+    creates no backup, asks this of the first name: the failure ``create_backup`` would meet. ``existing``:
+    the branches named ``<prefix>...`` when the run started; a folder name starting with ``prefix`` is looked
+    up there instead of read (a round trip to git each)."""
     for blocker in enclosing_names(name):
-        if git.resolve_branch(blocker) is not None:
+        if existing is not None and prefix is not None and blocker.startswith(prefix):
+            found = blocker in existing
+        else:
+            found = git.resolve_branch(blocker) is not None
+        if found:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.BACKUP_FAILED],

@@ -189,7 +189,8 @@ class BranchAlignment:
             return
         prefix = self.settings.backup_branch_prefix
         if setup.predict:  # no backup; one that git could not create fails the branch as in a run
-            refuse_if_blocked(self.git, self.spec.name, tip, backup_name(prefix, self.spec.name))
+            name = backup_name(prefix, self.spec.name)
+            refuse_if_blocked(self.git, self.spec.name, tip, name, prefix, setup.snapshot.backups)
             return
         self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed, setup.snapshot.backups)
         if self.backup.note:

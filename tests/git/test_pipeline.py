@@ -635,6 +635,29 @@ def test_a_branch_named_like_the_backups_folder_fails_at_once_naming_it(
     assert repo.tip("f/x") == old
 
 
+def test_a_plan_finds_the_backups_folder_in_the_snapshot(
+    repo: Repo, make_input: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan asks git nothing per branch to find a blocker named with the backup prefix: the run's snapshot
+    lists those branches."""
+    diverge(repo, "f/x", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    diverge(repo, "g/y", {"c.txt": "c\n"}, {"d.txt": "d\n"})
+    repo.branch("backup-f", "main")
+    resolve_branch, read = Git.resolve_branch, []
+
+    def reading(self: Git, name: str) -> str | None:
+        read.append(name)
+        return resolve_branch(self, name)
+
+    monkeypatch.setattr(Git, "resolve_branch", reading)
+    plan = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(make_input("f/x", "g/y"), repo.path)
+    codes = {
+        branch["branch_name"]: branch["errors_detected"] for branch in plan["orchestration_results"]["main"]["branches"]
+    }
+    assert codes == {"f/x": ["backup_failed"], "g/y": []}
+    assert not {"backup-f", "backup-g"} & set(read)
+
+
 def test_unrelated_histories_are_not_merged(repo: Repo, align: Aligner) -> None:
     repo.commit("orphan", {"other.txt": "x\n"}, parents=())
     result = align("orphan")["orphan"]
