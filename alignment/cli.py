@@ -15,7 +15,7 @@ from alignment.merge import merge_results
 from alignment.report import html_name, write_results
 from alignment.runs import RESULTS_FILE, RunEntry, RunState, list_runs
 from alignment.schemas import SCHEMAS, schema_text
-from alignment.session import moves_made
+from alignment.session import moves_by_put_back
 from alignment.undo import undo_run
 
 EXIT_USAGE = 4
@@ -154,10 +154,10 @@ def _run_line(run: RunEntry) -> str:
         state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
     else:
         state = "did not finish"
-    moved = f"{counted(moves_made(run.folder), 'branch', 'branches')} moved"
-    undone = moves_made(run.folder, PutBack.UNDO)
-    if undone:
-        moved += f", {undone} undone"
+    moves = moves_by_put_back(run.folder)
+    moved = f"{counted(moves[None], 'branch', 'branches')} moved"
+    if moves[PutBack.UNDO]:
+        moved += f", {moves[PutBack.UNDO]} undone"
     return f"{run.run_id}  {state}; {moved}  {run.folder.record()['repository']}"
 
 

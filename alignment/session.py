@@ -12,6 +12,7 @@ import difflib
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -326,7 +327,13 @@ def _undo_hint(folder: RunFolder) -> str:
     )
 
 
-def moves_made(folder: RunFolder, put_back: PutBack | None = None) -> int:
+def moves_made(folder: RunFolder) -> int:
     """How many branches the run of ``folder`` moved, or may have moved, and are still moved (its journal less
-    the rejected moves and those put back since); with ``put_back``, how many that one put back instead."""
-    return sum(move.put_back is put_back for move in MoveJournal(folder.moves_dir).moves())
+    the rejected moves and those put back since)."""
+    return moves_by_put_back(folder)[None]
+
+
+def moves_by_put_back(folder: RunFolder) -> Counter[PutBack | None]:
+    """The moves of the run of ``folder`` (rejected ones left out) by who put them back: None for those still
+    moved, ``PutBack.RUN`` and ``PutBack.UNDO`` for the others; the journal is read once."""
+    return Counter(move.put_back for move in MoveJournal(folder.moves_dir).moves())
