@@ -190,13 +190,13 @@ class ChangeErrorDetector:
         """
         assert change.new_blob is not None
         findings = self.blob_findings(context.git, change.path, change.new_blob)
-        problems = [finding for finding in findings if finding.severity is not Severity.INFO]  # not notes
+        problems = [finding for finding in findings if _is_problem(finding)]
         seen: set[tuple[str, str]] = set()
         for blob in (context.git.blob_at(context.target_commit, change.path), change.old_blob):
             if blob is not None and not all(_identity(finding) in seen for finding in problems):
                 seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
         return [
-            _predates(finding) if finding in problems and _identity(finding) in seen else finding
+            _predates(finding) if _is_problem(finding) and _identity(finding) in seen else finding
             for finding in findings
         ]
 
@@ -250,6 +250,11 @@ def blocking_summary(findings: Sequence[Finding]) -> str:
 def _describe(finding: Finding) -> str:
     where = f" in {finding.place}" if finding.place else ""
     return f"{finding.code}{where} ({finding.message})"
+
+
+def _is_problem(finding: Finding) -> bool:
+    """A finding that may block the branch, not a note (``info``): the ones compared with the state before."""
+    return finding.severity is not Severity.INFO
 
 
 def _identity(finding: Finding) -> tuple[str, str]:
