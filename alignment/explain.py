@@ -233,7 +233,7 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
             except GitError as error:  # too slow, or refused: its pairs stay unknown, the others are still merged
                 log.warning("conflict matrix: changes of %s not listed: %s", result.branch, error)
                 paths = None
-            if paths != frozenset():
+            if paths is None or paths:
                 own_paths[result.branch], tips[result.branch] = paths, result.new_tip
     listed = {branch: paths for branch, paths in own_paths.items() if paths is not None}
     unlisted = math.comb(len(own_paths), 2) - math.comb(len(listed), 2)
