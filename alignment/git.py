@@ -22,6 +22,7 @@ Design, measured on git 2.39:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -130,7 +131,7 @@ class RepoLocation:
     def bare(self) -> bool:
         return self.main_work_tree is None
 
-    @property
+    @functools.cached_property  # read once: every command that reaches a remote runs there
     def url_base(self) -> Path:
         """Where git resolves a remote URL that is a relative path: the directory git runs in for this
         repository, the top of its worktree (a linked worktree's own, which its ``gitdir`` file names), or
