@@ -55,6 +55,7 @@ class RunLedger:
         self._read: dict[str, BranchResult] | None = None  # the results as last read back, until one changes
         self._started: dict[str, BranchSpec] = {}  # branches whose start was recorded, in order
         self._lock = threading.Lock()
+        self._interrupted = False  # ``run_interrupted`` is recorded
 
     @property
     def tripped(self) -> bool:
@@ -99,9 +100,13 @@ class RunLedger:
             return [spec for name, spec in self._started.items() if name not in self._results]
 
     def interrupted(self, reason: str) -> None:
-        """The run was interrupted (Ctrl-C): no branch starts after this; the audit trail says so."""
+        """The run was interrupted (Ctrl-C): no branch starts after this; the audit trail says so once (a
+        Ctrl-C during the branches and another during the push are one interruption of the run)."""
         log.warning("run interrupted: %s", reason)
-        self.audit.record("run_interrupted", reason=reason)
+        with self._lock:
+            first, self._interrupted = not self._interrupted, True
+        if first:
+            self.audit.record("run_interrupted", reason=reason)
 
     def branch_finished(self, result: BranchResult, *, failed: bool | None = None) -> int:
         """Record ``result`` and count it for the breaker as a failure when ``failed`` (default: it did not

@@ -40,6 +40,16 @@ def audit(run_setup: RunSetup) -> list[dict[str, Any]]:
     return [json.loads(line) for line in run_setup.folder.audit_path.read_text().splitlines()]
 
 
+def test_an_interruption_is_recorded_once(run_setup: RunSetup) -> None:
+    """Ctrl-C during the branches, then again during the push: one ``run_interrupted``, with the first reason."""
+    ledger = RunLedger(run_setup)
+    ledger.interrupted("Ctrl-C (KeyboardInterrupt)")
+    ledger.interrupted("interrupted (Ctrl-C) while pushing")
+    assert [(event["event"], event["reason"]) for event in audit(run_setup)] == [
+        ("run_interrupted", "Ctrl-C (KeyboardInterrupt)")
+    ]
+
+
 def test_a_run_is_recorded_from_start_to_end(run_setup: RunSetup) -> None:
     ledger = RunLedger(run_setup)
     ledger.start()
