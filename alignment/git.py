@@ -782,12 +782,14 @@ class Git:
             raise GitError(("diff-tree", old_tip, new_tip), 1, f"git did not list changed files {missing[:5]}")
         return merged
 
-    def _rename_sources(self, old_tip: str, new_tip: str, added: Sequence[str]) -> list[str]:
-        """The files a merged file ``added`` since the old tip may be a rename of (one the target renamed and
-        the branch changed): the old tip's files the new tip lacks, for the diff to pair as ``git diff -M``
-        does (``old -> new``, +/- against the old file). Read only when a file was added (rare), through the
-        long-lived ``cat-file``: the diff stays one process, with rename detection limited to these files."""
-        if not added:
+    def _rename_sources(self, old_tip: str, new_tip: str, renamed: Sequence[str]) -> list[str]:
+        """Where the merged files ``renamed`` come from. A file the merge combined that the old tip lacks is
+        not one the branch added (that one the target lacks too, so the merge takes it unchanged): it is one
+        the target renamed and the branch changed, the branch's change carried over to the new name. Its
+        source is among the old tip's files the new tip lacks: those, for the diff to pair as ``git diff -M``
+        does (``old -> new``, +/- against the old file). Read only when there is such a file (rare), through
+        the long-lived ``cat-file``: the diff stays one process, with rename detection limited to these files."""
+        if not renamed:
             return []
         return [path for path, entry in self.tree_changes(old_tip, new_tip).items() if entry is None]
 
