@@ -14,9 +14,10 @@ worktree is made and no ref moves.
   it); that commit brought in the change the path conflicts with (a merge commit on the target's
   first-parent line stands for everything it merged). The cost follows the number of distinct causes times
   log2 of the commits, not the number of paths; the probes of one round (one per group) run in one
-  ``merge-tree --stdin`` process. When no commit changed a path itself (a file/directory conflict's ``p``
-  where the commits changed ``p/...``), its search runs over all of ``C1 .. Cn``. A budget of merges and
-  seconds bounds the search: the paths left are listed as unexplained with the commits they lie among.
+  ``merge-tree --stdin`` process. A commit that changed ``p/...`` changed ``p`` (a file/directory conflict is
+  named by the directory's path). When no commit changed a path (the new name of a file the branch renamed),
+  its search runs over all of ``C1 .. Cn``. A budget of merges and seconds bounds the search: the paths left
+  are listed as unexplained with the commits they lie among.
 * ``conflict_matrix``: two branches of one target that both merge cleanly may still conflict with each other
   once both have landed. Only pairs whose own changes (merge result against the target) touch a common path
   can conflict; those pairs are merged with each other in memory, 32 to a process.
@@ -125,6 +126,13 @@ class _Group:
         return Unexplained(self.paths, commits[positions[0]].oid, commits[positions[-1]].oid, len(positions))
 
 
+def _containing(name: str, paths: frozenset[str]) -> list[str]:
+    """The ``paths`` that ``name``, a path a commit changed, is or lies under: a change to ``d/q`` is a change
+    to the directory of a file/directory conflict named ``d`` (git's path-limited log lists ``d/q`` for ``d``)."""
+    parts = name.split("/")
+    return [prefix for prefix in ("/".join(parts[:end]) for end in range(1, len(parts) + 1)) if prefix in paths]
+
+
 def explain_conflicts(
     git: Git, tip: str, target_commit: str, paths: Sequence[str], budget: Budget, *, timeout: float | None = None
 ) -> Explanation:
@@ -135,17 +143,17 @@ def explain_conflicts(
     """
     started = time.monotonic()
     touching = git.first_parent_line(tip, target_commit, paths)
-    changed = {path for _, names in touching for path in names}
+    asked = frozenset(paths)
+    positions: dict[str, list[int]] = {path: [] for path in paths}
+    for position, (_, names) in enumerate(touching):
+        for path in {owner for name in names for owner in _containing(name, asked)}:
+            positions[path].append(position)
     groups = []
-    touched = tuple(path for path in paths if path in changed)
+    touched = tuple(path for path in paths if positions[path])
     if touched:
-        positions: dict[str, list[int]] = {path: [] for path in touched}
-        for position, (_, names) in enumerate(touching):
-            for path in names:
-                positions[path].append(position)
-        line = _Line(tuple(commit for commit, _ in touching), positions)
+        line = _Line(tuple(commit for commit, _ in touching), {path: positions[path] for path in touched})
         groups.append(_Group(line, touched, -1, len(touching) - 1))
-    untouched = tuple(path for path in paths if path not in changed)
+    untouched = tuple(path for path in paths if not positions[path])
     if untouched:
         whole = tuple(commit for commit, _ in git.first_parent_line(tip, target_commit))
         if whole and whole[-1].oid == target_commit:  # else the target brings no commit of its own line

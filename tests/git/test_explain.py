@@ -282,22 +282,46 @@ def test_a_merge_right_after_the_fork_is_a_candidate_like_any_other(repo: Repo) 
     assert [culprit.commit.oid for culprit in found.culprits] == [merge]
 
 
-def test_a_path_no_target_commit_changed_is_searched_over_all_of_them(repo: Repo) -> None:
-    """A file/directory conflict is reported as ``docs``, a path no target commit changed (they changed
-    ``docs/index.md``)."""
+@pytest.mark.parametrize("branch_has_the_file", [True, False])
+def test_a_change_under_a_conflicted_directory_is_a_change_to_it(repo: Repo, branch_has_the_file: bool) -> None:
+    """A file/directory conflict is named ``docs``; the target's commits changed ``docs`` or
+    ``docs/index.md``, and along with another conflicted path, each finds its own cause."""
     base = repo.tip("main")
-    repo.commit("topic", {"docs": "a file\n"}, parent=base)
-    directory = repo.commit("main", {"docs/index.md": "a directory\n"}, "docs become a directory")
+    file, directory = {"docs": "a file\n"}, {"docs/index.md": "a directory\n"}
+    repo.commit("topic", {**(file if branch_has_the_file else directory), "app.py": "topic\n"}, parent=base)
+    app = repo.commit("main", {"app.py": "main\n"}, "app changes")
+    docs = repo.commit("main", directory if branch_has_the_file else file, "docs change")
+    repo.commit("main", {"NEWS.txt": "news\n"}, "unrelated")
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
+        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, UNLIMITED)
+    finally:
+        git.close()
+    assert paths == ["app.py", "docs"]
+    assert [(culprit.path, culprit.commit.oid) for culprit in found.culprits] == [("app.py", app), ("docs", docs)]
+    assert (found.unexplained, found.merges) == ((), 0), "one commit changed each: no merge needed"
+
+
+def test_a_path_no_target_commit_changed_is_searched_over_all_of_them(repo: Repo) -> None:
+    """The branch renamed ``settings.txt`` and changed a line the target changed: the conflict is named
+    ``options.txt``, a path no target commit changed."""
+    base = repo.commit("main", {"settings.txt": "".join(CONFIG)})
+    repo.commit(
+        "topic", {"settings.txt": None, "options.txt": "".join([*CONFIG[:4], "topic\n", *CONFIG[5:]])}, parent=base
+    )
+    change = repo.commit("main", {"settings.txt": "".join([*CONFIG[:4], "main\n", *CONFIG[5:]])}, "settings change")
     repo.commit("main", {"NEWS.txt": "news\n"}, "unrelated")
     git = Git(RepoLocation.discover(repo.path))
     try:
         conflicts = git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts
         found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), [c.path for c in conflicts], UNLIMITED)
-        nothing_new = explain_conflicts(git, repo.tip("main"), base, ["docs"], UNLIMITED)
+        nothing_new = explain_conflicts(git, repo.tip("main"), base, ["options.txt"], UNLIMITED)
     finally:
         git.close()
-    assert [culprit.commit.oid for culprit in found.culprits] == [directory] * len(conflicts)
-    assert conflicts
+    assert [conflict.path for conflict in conflicts] == ["options.txt"]
+    assert [culprit.commit.oid for culprit in found.culprits] == [change]
+    assert found.merges > 0, "searched over the target's commits"
     assert nothing_new == Explanation((), (), 0), "the target brings nothing new: nothing to blame"
 
 

@@ -218,6 +218,24 @@ def test_a_file_directory_conflict_is_named_by_its_real_path(
     assert "- `d` (file/directory)" in Path(str(result.document)).read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("branch_has_the_file", [True, False])
+def test_a_file_directory_conflict_with_another_conflict_names_both_causes(
+    repo: Repo, align: Aligner, branch_has_the_file: bool
+) -> None:
+    """The cause search reads ``d/h.txt`` as a change to the conflicted ``d`` (it once ended the branch with
+    ``KeyError: 'd/h.txt'``)."""
+    file, directory = {"d": "a file\n"}, {"d/h.txt": "a directory\n"}
+    ours, theirs = (file, directory) if branch_has_the_file else (directory, file)
+    diverge(repo, "b", {**ours, "app.py": "b\n"}, {**theirs, "app.py": "main\n"})
+    result = align("b")["b"]
+    assert result.codes == ("merge_conflict_unresolvable",)
+    assert result.message == "Merge conflict in app.py, d (unresolvable)"
+    assert [(culprit.path, culprit.commit.oid) for culprit in result.culprits] == [
+        ("app.py", repo.tip("main")),
+        ("d", repo.tip("main")),
+    ]
+
+
 @pytest.mark.parametrize("pathspec_mode", [None, "GIT_LITERAL_PATHSPECS", "GIT_ICASE_PATHSPECS"])
 def test_merge_that_breaks_python_fails_error_detection(
     repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch, pathspec_mode: str | None
