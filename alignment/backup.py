@@ -3,7 +3,10 @@
 A backup is created only where none exists (a create-only ref update, so two runs cannot both create it).
 An existing backup at the same commit is reused; one at another commit is never overwritten: the next
 free suffixed name (``-2``, ``-3``, ...) is used instead and the result says so. A name that is itself
-listed for alignment is never a backup (the run may move that branch): it is passed over the same way.
+listed for alignment is never a backup (the run may move that branch): it is passed over the same way, and
+so is a name that is a folder of another listed branch's backup name (``backup-a-pre-align`` for
+``a-pre-align/b``'s ``backup-a-pre-align/b-pre-align``): git cannot hold both, so whichever came first would
+fail the other; the folder's branch takes ``-2`` instead, whatever the order.
 A branch named like a folder of the backup name (``backup-f`` for ``backup-f/x-pre-align``) fails the
 branch at once, naming it: no suffix can get past it (a plan predicts this failure). A name too long for a
 ref file is shortened (``names.fit_ref_name``), the same way every time, so a later run finds it. Cleanup
@@ -13,7 +16,8 @@ delete).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from alignment.errors import GitError, StepFailed
@@ -47,7 +51,7 @@ def create_backup(
     existing: Collection[str] | None = None,
 ) -> Backup:
     """Make (or reuse) the backup of ``branch`` at ``commit``; never overwrite an existing backup, never use
-    a name in ``listed`` (the branches of the run).
+    a name in ``listed`` (the branches of the run) or a folder of one's backup name.
 
     ``existing``: the branches named ``<prefix>...`` when the run started (None: not known). A name not among
     them is created at once, without reading it first: the create-only update still refuses it if it was
@@ -55,10 +59,16 @@ def create_backup(
     """
     last_error = ""
     passed_over: list[str] = []
+    folders = _backup_folders(prefix, frozenset(listed))
     for attempt in range(1, MAX_SUFFIX + 1):
         name = backup_name(prefix, branch, attempt)
         if name in listed:
             passed_over.append(f"'{name}' is itself listed for alignment and was not used")
+            continue
+        if name in folders:
+            passed_over.append(
+                f"'{name}' is a folder of '{folders[name]}', another listed branch's backup name, and was not used"
+            )
             continue
         absent_at_start = existing is not None and name.startswith(prefix) and name not in existing
         if absent_at_start and _create(git, name, commit) is None:
@@ -81,6 +91,13 @@ def create_backup(
         [ErrorCode.BACKUP_FAILED],
         f"could not create a backup of '{branch}' at {commit[:12]}: {last_error or 'every backup name is taken'}",
     )
+
+
+@functools.lru_cache(maxsize=1)  # one run asks it of the same branches for each of them
+def _backup_folders(prefix: str, listed: frozenset[str]) -> Mapping[str, str]:
+    """The folders of the backup names of ``listed``, each with the backup name it holds."""
+    names = (backup_name(prefix, branch) for branch in listed)
+    return {folder: name for name in names for folder in enclosing_names(name)}
 
 
 def refuse_if_blocked(

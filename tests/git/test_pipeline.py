@@ -586,6 +586,28 @@ def test_a_branch_listed_for_alignment_is_never_taken_as_a_backup(repo: Repo, al
     assert repo.tip("backup-a-pre-align") == results["backup-a-pre-align"].new_tip != old
 
 
+@pytest.mark.parametrize("order", [("a", "a-pre-align/b"), ("a-pre-align/b", "a")])
+def test_a_backup_name_that_is_a_folder_of_another_listed_branchs_backup_is_passed_over(
+    repo: Repo, align: Aligner, make_input: Callable[..., Path], tmp_path: Path, order: tuple[str, str]
+) -> None:
+    """``backup-a-pre-align`` and ``backup-a-pre-align/b-pre-align``: git cannot hold both. Whichever came
+    second once failed, told to rename the run's own backup; the plan predicted both to pass."""
+    old = {name: diverge(repo, name, {f"{name}.txt": "mine\n"}, {}) for name in order}
+    plan = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(make_input(*order), repo.path)
+    results = align(*order)
+    assert [branch["status"] for branch in plan["orchestration_results"]["main"]["branches"]] == ["completed"] * 2
+    assert [results[name].status for name in order] == [Status.COMPLETED] * 2
+    assert (results["a"].backup_branch, results["a-pre-align/b"].backup_branch) == (
+        "backup-a-pre-align-2",
+        "backup-a-pre-align/b-pre-align",
+    )
+    assert results["a"].notes == (
+        "'backup-a-pre-align' is a folder of 'backup-a-pre-align/b-pre-align', another listed branch's backup "
+        "name, and was not used; backup is 'backup-a-pre-align-2'",
+    )
+    assert {name: repo.tip(str(results[name].backup_branch)) for name in order} == old
+
+
 @pytest.mark.parametrize(
     "name", ["x" * 240, "x" * 250, "ü" * 125, "deep/" + "y" * 250], ids=["240", "250", "utf8", "deep"]
 )
