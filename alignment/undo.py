@@ -36,6 +36,11 @@ def undo_run(
     reports_dir: Path, run_id: str, *, repo_path: str | Path | None = None, dry_run: bool = False
 ) -> UndoReport:
     """Restore every branch run ``run_id`` moved (or say what would happen, with ``dry_run``)."""
+    if run_id in ("", ".", "..") or Path(run_id).name != run_id:  # a path would reach outside <reports>/runs/
+        raise UsageProblem(
+            f"{run_id!r} is no run id: a run id is the name of a folder in {(reports_dir / 'runs').resolve()}, as "
+            "`alignment runs --reports-dir DIR` lists it (e.g. 20261125T101500Z-3fa9c1)"
+        )
     folder = RunFolder(reports_dir, run_id)
     record_path = folder.record_path
     if not record_path.exists():

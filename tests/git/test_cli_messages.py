@@ -43,6 +43,27 @@ def test_away_from_the_reports_the_commands_say_where_to_look(
     assert "pass the --reports-dir your pytest run wrote to" in error
 
 
+@pytest.mark.parametrize("given", ["../runs/{run_id}", "{run_id}/", "../../etc", "..", ".", ""])
+def test_undo_refuses_a_run_id_that_is_a_path(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """A path would reach outside ``<reports>/runs/``; ``../runs/<id>`` once undid that run by another name."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, repo.path)["run_id"])
+    moved = repo.tip("feature")
+    capsys.readouterr()
+    given = given.format(run_id=run_id)
+    assert cli(["undo", given, "--reports-dir", str(tmp_path / "reports")]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"error: {given!r} is no run id: a run id is the name of a folder in {tmp_path / 'reports' / 'runs'}, "
+        "as `alignment runs --reports-dir DIR` lists it (e.g. 20261125T101500Z-3fa9c1)\n",
+    )
+    assert repo.tip("feature") == moved
+
+
 def test_every_argument_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli(["undo", "--help"])
