@@ -492,7 +492,7 @@ def _culprit(
 ) -> CommitInfo | None:
     """The first commit on the remover's first-parent line (since the sides forked) after which the reference
     no longer resolves: bisection over the commits that changed the module's file (or the submodule's), as
-    conflict causes are found (``explain.find_culprits``), here by reading the module at each probe."""
+    conflict causes are found (``explain.explain_conflicts``), here by reading the module at each probe."""
     files = [path for path in reference.candidates() if kept.blob(path)]  # the module, or the submodule
     line = [commit for commit, changed in git.first_parent_line(kept.commit, remover.commit, files)
             if changed & set(files)]  # fmt: skip
