@@ -282,6 +282,16 @@ def test_a_merge_right_after_the_fork_is_a_candidate_like_any_other(repo: Repo) 
     assert [culprit.commit.oid for culprit in found.culprits] == [merge]
 
 
+def explained_topic_conflicts(repo: Repo, *budgets: Budget) -> tuple[list[str], list[Explanation]]:
+    """The paths where ``topic`` conflicts with ``main``, and their causes searched under each of ``budgets``."""
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
+        return paths, [explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, budget) for budget in budgets]
+    finally:
+        git.close()
+
+
 @pytest.mark.parametrize("branch_has_the_file", [True, False])
 def test_a_change_under_a_conflicted_directory_is_a_change_to_it(repo: Repo, branch_has_the_file: bool) -> None:
     """A file/directory conflict is named ``docs``; the target's commits changed ``docs`` or
@@ -292,12 +302,7 @@ def test_a_change_under_a_conflicted_directory_is_a_change_to_it(repo: Repo, bra
     app = repo.commit("main", {"app.py": "main\n"}, "app changes")
     docs = repo.commit("main", directory if branch_has_the_file else file, "docs change")
     repo.commit("main", {"NEWS.txt": "news\n"}, "unrelated")
-    git = Git(RepoLocation.discover(repo.path))
-    try:
-        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
-        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, UNLIMITED)
-    finally:
-        git.close()
+    paths, [found] = explained_topic_conflicts(repo, UNLIMITED)
     assert paths == ["app.py", "docs"]
     assert [(culprit.path, culprit.commit.oid) for culprit in found.culprits] == [("app.py", app), ("docs", docs)]
     assert (found.unexplained, found.merges) == ((), 0), "one commit changed each: no merge needed"
@@ -377,12 +382,7 @@ def two_causes(tmp_path: Path) -> TwoCauses:
 
 def test_one_search_explains_many_paths_with_two_causes_in_few_merges(two_causes: TwoCauses) -> None:
     repo = two_causes.repo
-    git = Git(RepoLocation.discover(repo.path))
-    try:
-        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
-        found = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, UNLIMITED)
-    finally:
-        git.close()
+    paths, [found] = explained_topic_conflicts(repo, UNLIMITED)
 
     assert sorted(paths) == sorted(two_causes.a_files + two_causes.b_files)
     assert {culprit.path: culprit.commit.oid for culprit in found.culprits} == {
@@ -396,13 +396,9 @@ def test_one_search_explains_many_paths_with_two_causes_in_few_merges(two_causes
 
 def test_the_budget_cut_lists_the_paths_left_with_the_commits_they_lie_among(two_causes: TwoCauses) -> None:
     repo, line = two_causes.repo, two_causes.line
-    git = Git(RepoLocation.discover(repo.path))
-    try:
-        paths = [conflict.path for conflict in git.merge_tree(repo.tip("topic"), repo.tip("main")).conflicts]
-        cut = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, Budget(merges=2, seconds=600))
-        no_time = explain_conflicts(git, repo.tip("topic"), repo.tip("main"), paths, Budget(merges=99, seconds=1e-9))
-    finally:
-        git.close()
+    paths, [cut, no_time] = explained_topic_conflicts(
+        repo, Budget(merges=2, seconds=600), Budget(merges=99, seconds=1e-9)
+    )
 
     assert cut.merges == 2
     assert cut.culprits == ()
