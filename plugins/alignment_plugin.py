@@ -110,6 +110,9 @@ NO_NAMES: frozenset[str] = frozenset()
 # nothing but the branches, which have no subtests.
 IDLE_PLUGINS = ("hypothesispytest",)
 IDLE_WITH_BRANCHES_ONLY = ("subtests",)
+# pytest plugins an alignment run cannot do without, by the name ``-p no:NAME`` disables: what to install.
+# The JSON report's completion publishes the results; pytest-timeout's mark is each branch's time limit.
+REQUIRED_PLUGINS = {"pytest_jsonreport": "pytest-json-report", "timeout": "pytest-timeout"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -212,8 +215,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         if _names_the_collected_module(config):
             raise pytest.UsageError("pytest alignment/ needs --input FILE and --repo PATH (or --demo)")
         return None
-    if not config.pluginmanager.has_plugin("pytest_jsonreport"):
-        raise pytest.UsageError("an alignment run needs pytest-json-report: do not disable it with -p no:...")
+    for name, package in REQUIRED_PLUGINS.items():
+        if not config.pluginmanager.has_plugin(name):
+            raise pytest.UsageError(f"an alignment run needs {package}: do not disable it with -p no:{name}")
     try:
         shard = _shard_option(config)
         settings = load_settings(_path_option(config, "alignment_config"))

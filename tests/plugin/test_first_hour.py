@@ -50,6 +50,27 @@ def test_a_missing_target_is_one_error_line_before_anything_runs(
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "package"), [("timeout", "pytest-timeout"), ("pytest_jsonreport", "pytest-json-report")]
+)
+def test_a_plugin_the_run_needs_disabled_is_one_error_line_and_keeps_the_last_run(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, name: str, package: str
+) -> None:
+    """Without pytest-timeout the branches' timeout mark was an unknown mark: a collection error, and a run of
+    "0 branches" replaced ``latest`` and the results."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    args = ("--input", str(path), "--repo", str(repo.path))
+    align(pytester, tmp_path, *args).assert_outcomes(passed=1)
+    reports = tmp_path / "reports"
+    before = {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()}
+    latest = (reports / "latest").resolve()
+    error = the_error(align(pytester, tmp_path, *args, "-p", f"no:{name}"))
+    assert error == f"ERROR: an alignment run needs {package}: do not disable it with -p no:{name}"
+    assert {item: item.read_bytes() for item in reports.rglob("*") if item.is_file()} == before
+    assert (reports / "latest").resolve() == latest
+
+
 def test_a_reports_dir_the_run_could_not_finish_in_is_one_error_line_before_anything_moves(
     pytester: pytest.Pytester, repo: Repo, tmp_path: Path
 ) -> None:
