@@ -577,6 +577,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A step's failure is reported with the spec's ``error_message`` only; an ``exception`` keeps its trace.
+    Only a branch's call can be an ``exception``: another test collected beside the branches fails as usual.
 
     Nothing per branch outlives its reports unless a report needs it: the item drops the result it attached
     once the teardown report carries it, and its call spec (the parameters, their indices and scopes, read
@@ -598,7 +599,7 @@ def pytest_runtest_makereport(
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
         _report_step_failure(report, failure)
-    elif call.excinfo is not None and isinstance(call.excinfo.value, Exception):
+    elif call.excinfo is not None and isinstance(call.excinfo.value, Exception) and _spec_of(item) is not None:
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
     return report
 

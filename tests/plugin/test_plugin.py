@@ -204,6 +204,22 @@ def test_a_run_that_also_collects_other_tests_keeps_their_subtests(
     done.result.assert_outcomes(passed=16, failed=4 + 2)  # the demo's 4, the subtest and the test that holds it
 
 
+def test_another_test_s_failed_assertion_beside_the_branches_is_a_failure_not_an_error(
+    run: Any, repo: Repo, tmp_path: Path, pytester: pytest.Pytester
+) -> None:
+    """Only a branch's call is an ``exception`` (an error): another test's failure stays pytest's failure."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    input_path = write_input(tmp_path / "in.json", [entry("feature")])
+    other = pytester.makepyfile(test_other="def test_bad():\n    assert 1 == 2\n")
+    done = run("--input", str(input_path), "--repo", str(repo.path), str(other))
+    done.result.assert_outcomes(passed=1, failed=1)
+    tests = json.loads((done.reports / "latest" / "pytest-report.json").read_text())["tests"]
+    assert {test["nodeid"].rpartition("::")[2]: test["outcome"] for test in tests} == {
+        "test_bad": "failed",
+        "test_branch[feature]": "passed",
+    }
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_demo_run_with_and_without_xdist(
     run: Any,
