@@ -28,6 +28,7 @@ import contextlib
 import functools
 import gc
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -389,15 +390,19 @@ def target_markers(targets: Iterable[str]) -> dict[str, str]:
     """Each target's marker, usable with ``-m``: ``target_main``, ``target_orchestration_tools`` (non-word
     characters become ``_``). Targets that would share one (``rel-1.0`` and ``rel_1_0``) stay apart: each whose
     name has such characters ends in the first 6 hex digits of its name's SHA-256 (``target_rel_1_0_59a297``),
-    the same whatever the input's order, and in every shard of it (``file_targets``)."""
-    folded = {target: "target_" + re.sub(r"\W", "_", target) for target in targets}
+    or more while that is another target's marker (a target named ``rel_1_0_59a297``). The same whatever the
+    input's order, and in every shard of it (``file_targets``)."""
+    folded = {target: "target_" + re.sub(r"\W", "_", target) for target in sorted(set(targets))}
     shared = Counter(folded.values())
-    return {
-        target: marker
-        if shared[marker] == 1 or not re.search(r"\W", target)
-        else f"{marker}_{hashlib.sha256(target.encode('utf-8')).hexdigest()[:6]}"
-        for target, marker in folded.items()
+    markers = {
+        target: marker for target, marker in folded.items() if shared[marker] == 1 or not re.search(r"\W", target)
     }
+    for target in sorted(folded.keys() - markers.keys()):
+        digest = hashlib.sha256(target.encode("utf-8")).hexdigest()
+        suffixes = itertools.chain((digest[:digits] for digits in range(6, len(digest) + 1)), itertools.count())
+        taken = set(markers.values())
+        markers[target] = next(marker for suffix in suffixes if (marker := f"{folded[target]}_{suffix}") not in taken)
+    return markers
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -260,6 +260,28 @@ def test_targets_that_fold_to_one_marker_get_distinct_markers(
     assert sorted(in_shards) == ["b", "c"]  # 'a' and 'b' are in different shards: their markers stay apart
 
 
+def test_a_target_named_like_another_s_suffixed_marker_keeps_its_own(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    """``rel-1.0`` would take ``target_rel_1_0_59a297``, the plain marker of a target of that name: its suffix
+    grows by a digit, and each marker selects one target."""
+    targets = ("rel-1.0", "rel_1_0", "rel_1_0_59a297")
+    for target in targets:
+        repo.branch(target, "main")
+    path = write_input(tmp_path / "in.json", [entry(f"f-{target}", target) for target in targets])
+    args = ("--input", str(path), "--repo", str(repo.path))
+    shown = align(pytester, tmp_path, *args, "--markers").outlines
+    assert [line for line in shown if "target_" in line] == [
+        "@pytest.mark.target_rel_1_0_59a2978: branches aligned with 'rel-1.0'",
+        "@pytest.mark.target_rel_1_0: branches aligned with 'rel_1_0'",
+        "@pytest.mark.target_rel_1_0_59a297: branches aligned with 'rel_1_0_59a297'",
+    ]
+    collected = align(pytester, tmp_path, *args, "--collect-only", "-q", "-m", "target_rel_1_0_59a297").outlines
+    assert [line for line in collected if "::test_branch[" in line] == [
+        "alignment/test_branches.py::test_branch[f-rel_1_0_59a297]"
+    ]
+
+
 def test_collect_only_writes_no_run(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
     repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
     path = write_input(tmp_path / "in.json", [entry("feature"), entry("other")])
