@@ -78,10 +78,13 @@ ALIGNMENT_DIR = COLLECTED_MODULE.parent
 class RunState:
     """What one process (controller or worker) knows about the run."""
 
-    def __init__(self, setup: RunSetup, worker: str, demo_dir: Path | None = None) -> None:
+    def __init__(
+        self, setup: RunSetup, worker: str, demo_dir: Path | None = None, made_dirs: tuple[Path, ...] = ()
+    ) -> None:
         self.setup = setup
         self.worker = worker
         self.demo_dir = demo_dir
+        self.made_dirs = made_dirs  # the reports directories its set-up made, deepest first
         self.branches: list[BranchSpec] | None = None  # what this process will align, in order, once collected
         self.collected = False  # its collection ran to its end (``CollectionEnd``)
 
@@ -176,7 +179,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.set_blocked("lfplugin")  # a prediction must not change what --lf reruns
         from plugins.controller import AlignmentController  # noqa: PLC0415 - the controlling process only
 
-        config.pluginmanager.register(AlignmentController(config, state.setup, state.demo_dir), "alignment-controller")
+        controller = AlignmentController(config, state.setup, state.demo_dir, state.made_dirs)
+        config.pluginmanager.register(controller, "alignment-controller")
     config.stash[STATE] = state
     config.pluginmanager.register(CollectionEnd(state), "alignment-collection-end")
     config.pluginmanager.register(LeanTerminalStats(config), "alignment-lean-terminal-stats")
@@ -210,6 +214,8 @@ def _unregister_idle_plugins(config: pytest.Config) -> None:
 
 def _controller_state(config: pytest.Config) -> RunState | None:
     """Plan the run from the options, or None when no run was asked for. Bad options: ``UsageError``."""
+    if config.option.help:
+        return None  # the options are shown: no run to set up, nothing to check
     demo = bool(config.getoption("alignment_demo"))
     input_path = _path_option(config, "alignment_input")
     if input_path is None and not demo:
@@ -221,10 +227,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             raise pytest.UsageError(f"an alignment run needs {package}: do not disable it with -p no:{name}")
     try:
         shard = _shard_option(config)
-        settings = load_settings(_path_option(config, "alignment_config"))
-        remote = config.getoption("alignment_remote") or config.getini("alignment_remote")
-        if remote:
-            settings = msgspec.structs.replace(settings, remote=check_remote_name(str(remote), "--remote"))
+        settings = _settings(config)
         demo_dir = None
         repo: Path | str | None
         if demo:
@@ -240,12 +243,16 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         clones = _worker_clones_option(config, settings)
         branches = load_branches(input_path, shard)
         Components.from_settings(settings)
-        reports = _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
+        reports_dir = config.invocation_params.dir / (
+            _path_option(config, "alignment_reports_dir") or Path(settings.reports_dir)
+        )
+        runs = reports_dir / "runs"
+        made_dirs = tuple(path for path in (runs, *runs.parents) if not os.path.lexists(path))
         setup = set_up_run(
             settings,
             branches,
             repo,
-            reports_dir=config.invocation_params.dir / reports,
+            reports_dir=reports_dir,
             predict=bool(config.getoption("alignment_plan_only")),
             record=show_only(config) is None,
         )
@@ -255,7 +262,19 @@ def _controller_state(config: pytest.Config) -> RunState | None:
         raise pytest.UsageError(printable(str(error))) from None
     except AlignmentError as error:
         raise pytest.UsageError(printable(f"cannot prepare the run: {error}")) from None
-    return RunState(setup, "main", demo_dir)
+    return RunState(setup, "main", demo_dir, made_dirs)
+
+
+def _settings(config: pytest.Config) -> Settings:
+    """``--config``'s settings (the defaults without it) with ``--remote``. A session that only shows writes
+    nothing into the repository either: not git's commit-graph cache."""
+    settings = load_settings(_path_option(config, "alignment_config"))
+    remote = config.getoption("alignment_remote") or config.getini("alignment_remote")
+    if remote:
+        settings = msgspec.structs.replace(settings, remote=check_remote_name(str(remote), "--remote"))
+    if show_only(config):
+        settings = msgspec.structs.replace(settings, write_commit_graph=False)
+    return settings
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:

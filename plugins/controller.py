@@ -11,6 +11,7 @@ entry in it (the result itself is kept once, by the ledger).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -61,10 +62,13 @@ MAX_CAUSES = 3  # distinct conflict causes named on a branch's failure line; the
 class AlignmentController:
     """Hooks of the controlling process."""
 
-    def __init__(self, config: pytest.Config, setup: RunSetup, demo_dir: Path | None) -> None:
+    def __init__(
+        self, config: pytest.Config, setup: RunSetup, demo_dir: Path | None, made_dirs: tuple[Path, ...] = ()
+    ) -> None:
         self.config = config
         self.setup = setup
         self.demo_dir = demo_dir
+        self.made_dirs = made_dirs  # the reports directories the set-up made (deepest first): gone with no run
         self.show_only = show_only(config)  # an option that runs nothing: no run is made
         self.reported: set[str] = set()  # test ids pytest has a report for
         self.outer_lastfailed: dict[str, bool] | None = None  # pytest's --lf memory outside this run
@@ -512,13 +516,17 @@ class AlignmentController:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Remove the run's scratch directory and the entries of any worktree a crashed worker left in it, and
-        the folder of a run that made none; put pytest's own ``--lf`` memory back if the session did not."""
+        the folder of a run that made none (and the reports directories made for it, left empty); put pytest's
+        own ``--lf`` memory back if the session did not."""
         scratch = self.setup.scratch_dir.resolve()
         made_no_run = self.made_no_run  # read in the scratch directory
         self.setup.discard_scratch()
         self._put_back_outer_lastfailed()
         if made_no_run:
             self.setup.folder.remove()
+            for directory in self.made_dirs:
+                with contextlib.suppress(OSError):  # not empty, or never made (an option that only shows)
+                    directory.rmdir()
         if self.demo_dir is not None:
             release(self.demo_dir)  # the next demo may remove it
         git = Git(self.setup.location)

@@ -35,6 +35,7 @@ SHOW_ONLY_OPTIONS = {
     "setupplan": "--setup-plan",
     "setuponly": "--setup-only",
     "cacheshow": "--cache-show",
+    "markers": "--markers",
 }
 
 

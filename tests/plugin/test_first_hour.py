@@ -402,6 +402,24 @@ def test_an_option_that_runs_nothing_writes_no_run_and_touches_no_ref(
     align(pytester, tmp_path, *args, "--lf").assert_outcomes(failed=1)  # --lf's list is the real run's
 
 
+@pytest.mark.parametrize(
+    ("given", "writes_the_graph"),
+    [(["--help"], False), (["--markers"], False), (["--collect-only"], False), (["--log-level=bogus"], True)],
+    ids=["help", "markers", "collect-only", "refused-after-set-up"],
+)
+def test_a_session_that_runs_nothing_makes_no_reports_directory(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, given: list[str], writes_the_graph: bool
+) -> None:
+    """No empty ``reports/`` and ``reports/runs/`` where none was. A session that only shows writes no commit-graph
+    cache into the repository either; one pytest refuses after the set-up (its own ``--log-level`` check comes
+    after the run is set up) has written it."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), *given)
+    assert not (tmp_path / "reports").exists()
+    assert (repo.path / ".git" / "objects" / "info" / "commit-graph").exists() is writes_the_graph
+
+
 def test_lf_after_a_trip_starts_the_never_started_branches_first(
     pytester: pytest.Pytester, repo: Repo, tmp_path: Path
 ) -> None:
