@@ -622,23 +622,29 @@ def pytest_runtest_makereport(
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
-        _report_step_failure(report, failure)
+        _report_step_failure(report, failure, line=item.config.option.tbstyle == "line")
     elif call.excinfo is not None and isinstance(call.excinfo.value, Exception) and _spec_of(item) is not None:
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
     return report
 
 
-def _report_step_failure(report: pytest.TestReport, failure: StepFailed) -> None:
+def _report_step_failure(report: pytest.TestReport, failure: StepFailed, *, line: bool) -> None:
     """Make a branch test's call report failed by ``failure``: its text is the ``error_message`` alone (control
     characters escaped), as pytest's ``value`` style shows a failure without a trace, and the summary line
-    says it without "Failed: "."""
+    says it without "Failed: ". Its crash is at the branch's test, not in this module; with ``--tb=line``
+    (``line``) the crash is all that is shown, one line naming the branch: ``<test id>:<line>: <message>``."""
     message = printable(failure.message)
     try:
         raise pytest.fail.Exception(message, pytrace=False)
     except pytest.fail.Exception as shown:  # raised here: a trace of one frame, which is all pytest needs
         longrepr = pytest.ExceptionInfo.from_exception(shown).getrepr(style="value", tbfilter=False)
-    if longrepr.reprcrash is not None:
+    if longrepr.reprcrash is not None:  # changed in place: the chain of the longrepr holds it, and xdist sends that
+        path, lineno, _ = report.location
+        longrepr.reprcrash.path = report.nodeid if line else path
+        longrepr.reprcrash.lineno = (lineno or 0) + 1  # the test function's line (pytest's location counts from 0)
         longrepr.reprcrash.message = message
+    if line:
+        longrepr.reprtraceback.reprentries = []  # pytest's line style prints the entries, then the crash's line
     report.outcome = "failed"
     report.longrepr = longrepr
     report.alignment_status = failure.status.value  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -212,6 +213,21 @@ def test_a_failure_line_names_each_distinct_cause_up_to_three(
     )
     conflict = f"Merge conflict in {', '.join(paths)} (unresolvable)"
     assert f"feature: {conflict} - caused by {named}; and 2 more" in result.outlines
+
+
+def test_tb_line_shows_each_failed_branch_on_one_line_naming_it(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    """pytest's line style prints a failure's entries, then its crash: the entries were the message again and
+    the crash this plugin's own source line."""
+    repo.commit("clash", {"app.py": "clash\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"app.py": "main\n"})
+    path = write_input(tmp_path / "in.json", [entry("clash")])
+    shown = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--tb=line").outlines
+    failures = shown[shown.index(next(line for line in shown if "= FAILURES =" in line)) + 1 :]
+    assert list(itertools.takewhile(lambda line: not line.startswith(("=", "-")), failures)) == [
+        "alignment/test_branches.py::test_branch[clash]:10: Merge conflict in app.py (unresolvable)"
+    ]
 
 
 def test_after_the_demo_what_next_and_one_demo_directory(
