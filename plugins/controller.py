@@ -25,7 +25,7 @@ import pytest
 
 from alignment.backup import MAX_SUFFIX, backup_name
 from alignment.document import document_path
-from alignment.errors import counted, first_and_more
+from alignment.errors import counted, first_and_more, seconds
 from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
@@ -435,9 +435,18 @@ class AlignmentController:
     @property
     def notes(self) -> list[str]:
         """What the run's user should know beside the results: unknown keys of the input, leftovers of earlier
-        runs. Said at the end of the summary, where ``-q`` keeps them (it drops pytest's header)."""
+        runs, a ``--timeout`` the branches' own limit overrides. Said at the end of the summary, where ``-q``
+        keeps them (it drops pytest's header)."""
         source = self.setup.branches.source
-        return [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(self.setup.housekeeping)
+        notes = [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(self.setup.housekeeping)
+        given = self.config.getoption("timeout", None)
+        if given is not None:
+            limit = seconds(self.setup.settings.branch_alignment_timeout_seconds)
+            notes.append(
+                f"--timeout {seconds(given)} does not apply to the branches: each has the limit of the config key "
+                f"branch_alignment_timeout_seconds ({limit} s) instead"
+            )
+        return notes
 
     def _no_run_line(self) -> str | None:
         """Why no run was made, when that is news: an option that only shows, or a Ctrl-C before any branch started."""

@@ -148,6 +148,20 @@ def test_unknown_input_keys_are_noted_at_the_end_even_with_q(
     assert [line for line in collected.outlines if line.startswith("note: ")] == notes
 
 
+def test_timeout_option_is_noted_as_not_applying_to_the_branches(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    """Each branch's own timeout mark overrides pytest-timeout's ``--timeout``: the summary says so, even with -q."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    done = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--timeout", "7", "-q")
+    done.assert_outcomes(passed=1)
+    assert (
+        "note: --timeout 7 does not apply to the branches: each has the limit of the config key "
+        "branch_alignment_timeout_seconds (300 s) instead"
+    ) in done.outlines
+
+
 def test_paths_in_errors_are_normalised(pytester: pytest.Pytester, repo: Repo, tmp_path: Path) -> None:
     roundabout = tmp_path / "sub" / ".." / "bad" / "x.json"
     error = the_error(align(pytester, tmp_path, "--input", str(roundabout), "--repo", str(repo.path)))
