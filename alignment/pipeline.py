@@ -220,6 +220,7 @@ class BranchAlignment:
                 [ErrorCode.INTEGRATION_FAILED],
                 f"integration of '{self.spec.target}' into '{self.spec.name}' produced no commit",
             )
+        self._refuse_to_drop_the_old_tip(integration.new_tip)
         log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
 
     @_step(Status.FAILED_ERROR_DETECTION)
@@ -409,6 +410,29 @@ class BranchAlignment:
 
     def _write_document(self, status: Status, message: str | None) -> str:
         return self.runtime.components.doc_generator.document(self._record(status, message))
+
+    def _refuse_to_drop_the_old_tip(self, new_tip: str) -> None:
+        """Whatever integration utility made it, a merge's or fast-forward's new tip must contain the old tip:
+        one that does not would take the branch's own commits off it. A rebase's does not by design (its
+        backup holds the old commits; the configuration refuses a rebase without backups).
+
+        Free where the pipeline knows the answer: the old tip itself, the target a fast-forward goes to, a
+        commit whose parents include the old tip (the default merge, read from the commit it wrote); else
+        one ``merge-base --is-ancestor``.
+        """
+        context = self._context()
+        if context.policy.strategy is Strategy.REBASE and context.relation is Action.MERGE:
+            return
+        if new_tip == context.old_tip or (context.relation is Action.FAST_FORWARD and new_tip == context.target_commit):
+            return
+        if context.old_tip in self.git.commit_parents(new_tip) or self.git.is_ancestor(context.old_tip, new_tip):
+            return
+        raise StepFailed(
+            Status.FAILED_INTEGRATION,
+            [ErrorCode.INTEGRATION_FAILED],
+            f"integration of '{self.spec.target}' into '{self.spec.name}' produced {new_tip}, which does not "
+            f"contain the branch's tip {context.old_tip}: moving there would drop its commits; not moved",
+        )
 
     def _document_failure(self, failure: StepFailed) -> None:
         if self.context is None:

@@ -784,6 +784,70 @@ def test_an_integration_without_a_commit_or_conflicts_is_a_failure(repo: Repo, a
     assert repo.tip("f") == old
 
 
+class Replaces(MergeOrRebaseIntegrator):
+    """Integrates like the default, then returns the commit ``replace`` makes of the context and its result."""
+
+    def __init__(self, replace: Callable[[BranchContext, str], str]) -> None:
+        super().__init__(CONFIG)
+        self.replace = replace
+
+    def integrate(self, context: BranchContext) -> Integration:
+        done = super().integrate(context)
+        return Integration(done.action, self.replace(context, str(done.new_tip)))
+
+
+@pytest.mark.parametrize("behind", [False, True], ids=["diverged, moved to the target", "behind, moved to a root"])
+def test_an_integration_that_drops_the_branchs_commits_fails_and_leaves_the_branch(
+    repo: Repo, align: Aligner, behind: bool
+) -> None:
+    """A custom integrator's new tip that lacks the old tip would take the branch's commits off it (here with
+    no backup to hold them): refused before the move, whatever the integrator called its action."""
+    if behind:
+        old = repo.branch("f", "main")
+        repo.commit("main", {"b.txt": "b\n"})
+    else:
+        old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    root = repo.git("commit-tree", "main^{tree}", input="a root commit\n")
+    integrator = Replaces(lambda context, _: root if behind else context.target_commit)
+    components = Components(integrator, ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("f", config=settings(enable_backup_branches=False), components=components)["f"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("integration_failed",))
+    dropped = root if behind else repo.tip("main")
+    assert result.message == (
+        f"integration of 'main' into 'f' produced {dropped}, which does not contain the branch's tip {old}: "
+        "moving there would drop its commits; not moved"
+    )
+    assert (repo.tip("f"), result.new_tip) == (old, None)
+
+
+def test_an_integration_that_contains_the_old_tip_further_back_moves_the_branch(repo: Repo, align: Aligner) -> None:
+    """A merge whose parent is not the old tip but a commit on top of it keeps every commit: accepted."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+
+    def on_top(context: BranchContext, merge: str) -> str:
+        extra = repo.git("commit-tree", f"{context.old_tip}^{{tree}}", "-p", context.old_tip, input="extra\n")
+        return repo.git("commit-tree", f"{merge}^{{tree}}", "-p", extra, "-p", context.target_commit, input="m\n")
+
+    components = Components(Replaces(on_top), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("f", config=settings(enable_backup_branches=False), components=components)["f"]
+    assert result.status is Status.COMPLETED
+    assert repo.tip("f") == result.new_tip != old
+    assert repo.git("merge-base", "--is-ancestor", old, "f") == ""
+
+
+def test_the_default_merge_and_fast_forward_are_known_to_keep_the_old_tip_without_asking_git(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge's parents (from the commit it wrote) and the snapshot's fast-forward say it: no extra process."""
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    repo.branch("behind", "main~1")
+    asked: list[tuple[str, str]] = []
+    monkeypatch.setattr(Git, "is_ancestor", lambda self, ancestor, descendant: asked.append((ancestor, descendant)))
+    results = align("f", "behind")
+    assert [result.status for result in results.values()] == [Status.COMPLETED] * 2
+    assert asked == []
+
+
 def test_a_locked_ref_is_reported_as_locked_not_moved(repo: Repo, align: Aligner) -> None:
     old = diverge(repo, "locked", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     lock = Path(repo.git("rev-parse", "--git-common-dir"))
