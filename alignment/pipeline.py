@@ -18,12 +18,13 @@ import contextlib
 import functools
 import logging
 import os
+import reprlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import TypeGuard, TypeVar, cast
 
 from alignment.backup import Backup, backup_name, create_backup, refuse_if_blocked, remove_backup
 from alignment.components import (
@@ -51,7 +52,7 @@ from alignment.errors import (
     seconds,
 )
 from alignment.explain import Budget, explain_conflicts
-from alignment.git import Git, RefUpdate, branch_ref
+from alignment.git import Conflict, Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
 from alignment.integrate import MergeOrRebaseIntegrator, MergesAhead
@@ -82,6 +83,8 @@ COMMITS_LISTED = 50
 HISTORY_WINDOW = 2000  # target commits read once per process to list what each merge brings in
 CONFLICTS_NAMED = 10  # paths an error_message names; the change document lists them all
 Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
+RETURNED = reprlib.Repr()  # a component's wrong return value as a message shows it: an object's repr up to 160
+RETURNED.maxother = 160
 
 
 def _step(status: Status) -> Callable[[Step], Step]:
@@ -205,7 +208,10 @@ class BranchAlignment:
         if merges is not None and context.relation is Action.MERGE:
             timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
             merges.prepare(context.old_tip, context.target_commit, timeout / 2)  # the rest: its own merge
-        integration = self.runtime.components.integration_utility.integrate(context)
+        integration: object = self.runtime.components.integration_utility.integrate(context)
+        if not _is_integration(integration):
+            expected = "an Integration (action an Action, new_tip a str or None, conflicts a tuple of Conflict)"
+            raise self._wrong_return("integration_utility", "integrate()", integration, expected)
         self.integration = integration
         if integration.conflicts:
             self._explain(integration)
@@ -226,7 +232,10 @@ class BranchAlignment:
     @_step(Status.FAILED_ERROR_DETECTION)
     def detect(self) -> None:
         """Detect: findings on the integrated commit; an error the merge introduced fails the branch."""
-        self.findings = self.runtime.components.error_detector.detect(self._context(), self._integration())
+        findings: object = self.runtime.components.error_detector.detect(self._context(), self._integration())
+        if not isinstance(findings, (tuple, list)) or not all(isinstance(found, Finding) for found in findings):
+            raise self._wrong_return("error_detector", "detect()", findings, "a tuple of Finding")
+        self.findings = tuple(findings)
         for finding in self.findings:
             where = f" {finding.place}" if finding.place else ""
             log.info("finding %s %s%s: %s", finding.severity.value, finding.code, where, finding.message)
@@ -409,7 +418,22 @@ class BranchAlignment:
         )
 
     def _write_document(self, status: Status, message: str | None) -> str:
-        return self.runtime.components.doc_generator.document(self._record(status, message))
+        path: object = self.runtime.components.doc_generator.document(self._record(status, message))
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str):
+            raise self._wrong_return("doc_generator", "document()", path, "the document's path, a str")
+        return path
+
+    def _wrong_return(self, key: str, call: str, value: object, expected: str) -> StepFailed:
+        """A component's return value of the wrong type: this branch's ``exception``, naming the component, raised
+        where the pipeline receives it, before the value can move the branch or break its result or report."""
+        kind = type(getattr(self.runtime.components, key))
+        return StepFailed(
+            Status.EXCEPTION,
+            [ErrorCode.UNEXPECTED_ERROR],
+            f"{key} {kind.__module__}.{kind.__qualname__}: {call} returned {RETURNED.repr(value)}, expected {expected}",
+        )
 
     def _refuse_to_drop_the_old_tip(self, new_tip: str) -> None:
         """Whatever integration utility made it, a merge's or fast-forward's new tip must contain the old tip:
@@ -529,6 +553,17 @@ class BranchAlignment:
         integration = self.integration
         moved = self.completed and integration is not None and integration.new_tip != self._context().old_tip
         return push_record(remote, self.spec.name, moved)
+
+
+def _is_integration(value: object) -> TypeGuard[Integration]:
+    """Whether an integration utility returned what the pipeline can act on."""
+    return (
+        isinstance(value, Integration)
+        and isinstance(value.action, Action)
+        and (value.new_tip is None or isinstance(value.new_tip, str))
+        and isinstance(value.conflicts, tuple)
+        and all(isinstance(conflict, Conflict) for conflict in value.conflicts)
+    )
 
 
 def conflict_message(paths: Sequence[str]) -> str:

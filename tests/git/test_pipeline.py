@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import alignment.detect
 from alignment.backup import create_backup
-from alignment.components import BranchContext, Integration
+from alignment.components import BranchContext, ChangeRecord, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
 from alignment.document import MarkdownDocGenerator
@@ -846,6 +848,74 @@ def test_the_default_merge_and_fast_forward_are_known_to_keep_the_old_tip_withou
     results = align("f", "behind")
     assert [result.status for result in results.values()] == [Status.COMPLETED] * 2
     assert asked == []
+
+
+class NoneDetector(ChangeErrorDetector):
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        return None  # type: ignore[return-value]
+
+
+class WordsDetector(ChangeErrorDetector):
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        return ["looks wrong"]  # type: ignore[return-value]
+
+
+class DictIntegrator(MergeOrRebaseIntegrator):
+    def integrate(self, context: BranchContext) -> Integration:
+        return {"new_tip": context.target_commit}  # type: ignore[return-value]
+
+
+class NumberTipIntegrator(MergeOrRebaseIntegrator):
+    def integrate(self, context: BranchContext) -> Integration:
+        return Integration(Action.MERGE, 42)  # type: ignore[arg-type]
+
+
+class NumberDocGenerator(MarkdownDocGenerator):
+    def document(self, record: ChangeRecord) -> str:
+        super().document(record)
+        return 42  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("key", "component", "said"),
+    [
+        ("error_detector", NoneDetector(CONFIG), "detect() returned None, expected a tuple of Finding"),
+        ("error_detector", WordsDetector(CONFIG), "detect() returned ['looks wrong'], expected a tuple of Finding"),
+        ("integration_utility", DictIntegrator(CONFIG), "integrate() returned {'new_tip': '"),
+        (
+            "integration_utility",
+            NumberTipIntegrator(CONFIG),
+            "integrate() returned Integration(action=<Action.MERGE: 'merge'>, new_tip=42, conflicts=()), expected",
+        ),
+        ("doc_generator", NumberDocGenerator(CONFIG), "document() returned 42, expected the document's path, a str"),
+    ],
+    ids=["detect None", "detect strings", "integrate dict", "integrate a number as tip", "document a number"],
+)
+def test_a_component_returning_the_wrong_type_is_its_branchs_exception_before_anything_moves(
+    repo: Repo, align: Aligner, key: str, component: Any, said: str
+) -> None:
+    """Caught where the pipeline receives it: the branch stays, and its result is one a report can write."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    defaults = Components(MergeOrRebaseIntegrator(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("f", components=dataclasses.replace(defaults, **{key: component}))["f"]
+    assert (result.status, result.codes) == (Status.EXCEPTION, ("unexpected_error",))
+    assert str(result.message).startswith(f"{key} {__name__}.{type(component).__name__}: {said}")
+    assert repo.tip("f") == old
+    assert json.loads(json.dumps(result.to_dict()))["error_message"] == result.message
+
+
+class PathDocGenerator(MarkdownDocGenerator):
+    def document(self, record: ChangeRecord) -> str:
+        return Path(super().document(record))  # type: ignore[return-value]
+
+
+def test_a_change_document_given_as_a_path_object_is_taken_as_its_path(repo: Repo, align: Aligner) -> None:
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    components = Components(MergeOrRebaseIntegrator(CONFIG), ChangeErrorDetector(CONFIG), PathDocGenerator(CONFIG))
+    result = align("f", components=components)["f"]
+    assert result.status is Status.COMPLETED
+    assert isinstance(result.document, str)
+    assert Path(result.document).is_file()
 
 
 def test_a_locked_ref_is_reported_as_locked_not_moved(repo: Repo, align: Aligner) -> None:

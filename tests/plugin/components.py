@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 from types import CodeType
 
-from alignment.components import BranchContext, Integration
+from alignment.components import BranchContext, ChangeRecord, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
+from alignment.document import MarkdownDocGenerator
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.model import Finding
 
@@ -93,3 +94,18 @@ class CtrlCDetector(ChangeErrorDetector):
         if context.branch == "ctrl-c":
             raise KeyboardInterrupt
         return super().detect(context, integration)
+
+
+class NoneDetector(ChangeErrorDetector):
+    """An error detector with a bug: it returns None instead of a tuple of findings."""
+
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        return None  # type: ignore[return-value]
+
+
+class NumberDocGenerator(MarkdownDocGenerator):
+    """A doc generator with a bug: it writes the document, then returns a number instead of its path."""
+
+    def document(self, record: ChangeRecord) -> str:
+        super().document(record)
+        return 42  # type: ignore[return-value]

@@ -505,6 +505,31 @@ def test_a_component_bug_is_an_error_not_a_failure(run: Any, repo: Repo, tmp_pat
     assert repo.tip("feature") == old
 
 
+@pytest.mark.parametrize(
+    ("key", "component", "said"),
+    [
+        ("error_detector", "NoneDetector", "detect() returned None"),
+        ("doc_generator", "NumberDocGenerator", "document() returned 42"),
+    ],
+)
+def test_a_component_returning_the_wrong_type_is_one_error_with_results_and_report(
+    run: Any, repo: Repo, tmp_path: Path, key: str, component: str, said: str
+) -> None:
+    """Counted once (not a failure and an error), named in the results, and the controller writes its report."""
+    old = repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(tmp_path, **{key: f"tests.plugin.components:{component}"})
+    input_path = write_input(tmp_path / "in.json", [entry("feature")])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config))
+    assert re.search(r"^=+ 1 error in ", done.result.outlines[-1])
+    assert done.result.ret == pytest.ExitCode.TESTS_FAILED
+    branch = done.branches()["feature"]
+    assert branch["status"] == "exception"
+    assert branch["error_message"].startswith(f"{key} tests.plugin.components.{component}: {said}, expected ")
+    assert (done.reports / "alignment_results.html").is_file()
+    assert repo.tip("feature") == old
+
+
 def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
     run: Any, repo: Repo, tmp_path: Path
 ) -> None:
