@@ -22,7 +22,7 @@ import msgspec
 from alignment import housekeeping
 from alignment.clones import Clone, WorkerClones, clones_for, fetch_run_refs
 from alignment.config import Settings
-from alignment.errors import FileProblem, InputError, RepositoryError, counted
+from alignment.errors import FileProblem, GitError, InputError, RepositoryError, counted
 from alignment.git import Git, RepoLocation, branch_ref
 from alignment.inputs import BranchInput
 from alignment.journal import MoveJournal, PutBack
@@ -76,10 +76,7 @@ def take_snapshot(
     all_tips = {name: oid for name, (kind, oid) in objects.items() if kind == "commit"}
     if require_targets:
         _require_targets(git, branches, objects, remote)
-    graph_written = False
-    if write_commit_graph and not git.has_commit_graph():
-        git.write_commit_graph()
-        graph_written = True
+    graph_written = write_commit_graph and not git.has_commit_graph() and _wrote_commit_graph(git)
     listed = {spec.name for spec in branches.branches}
     targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
     up_to_date: set[str] = set()
@@ -98,6 +95,18 @@ def take_snapshot(
     if backup_prefix is not None and remote is None:
         backups = frozenset(name for name in all_tips if name.startswith(backup_prefix))
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups, not_commits)
+
+
+def _wrote_commit_graph(git: Git) -> bool:
+    """Write git's commit-graph cache; whether it was written. Only a cache: a write that fails (its lock held
+    by another run or by ``git gc`` / ``git maintenance``, a full disk, a timeout) is noted and the run goes on
+    without it."""
+    try:
+        git.write_commit_graph()
+    except GitError as error:
+        log.info("commit-graph cache not written, the run goes on without it: %s", error)
+        return False
+    return True
 
 
 def _require_targets(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,12 +26,13 @@ from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import Move, Outcome, restore
+from alignment.model import Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.registry import Components
 from alignment.scratch import create_scratch, is_alive, memory_dir, release
 from alignment.session import set_up_run
 from alignment.undo import undo_run
-from tests.conftest import Repo, entry, settings, write_input
+from tests.conftest import Aligner, Repo, entry, settings, write_input
 
 CONFIG = Settings()
 
@@ -463,6 +465,25 @@ def test_a_shallow_clone_is_refused(repo: Repo, tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo.path}", str(clone)], check=True)
     with pytest.raises(RepositoryError, match="shallow clone"):
         set_up_run(Settings(), BranchInput("t", ()), clone, reports_dir=tmp_path / "r")
+
+
+def test_a_held_commit_graph_lock_only_skips_the_cache(
+    repo: Repo, align: Aligner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``git gc``, ``git maintenance`` or another run starting at the same moment holds the lock of git's
+    commit-graph cache while it writes it: the run aligns without the cache and notes it in its log."""
+    caplog.set_level(logging.INFO, logger="alignment")
+    topics(repo, 1)
+    repo.commit("main", {"main.txt": "moved on\n"})
+    info = repo.path / ".git" / "objects" / "info"
+    (info / "commit-graph.lock").touch()
+
+    result = align("topic-0")["topic-0"]
+
+    assert result.status is Status.COMPLETED
+    assert repo.tip("topic-0") == result.new_tip
+    assert sorted(path.name for path in info.iterdir()) == ["commit-graph.lock"]  # the holder's, untouched
+    assert any(message.startswith("commit-graph cache not written") for message in caplog.messages)
 
 
 def test_a_merge_in_progress_in_the_users_worktree_is_left_as_it_is(repo: Repo, tmp_path: Path) -> None:
