@@ -676,6 +676,12 @@ def _merge_queues(setup: RunSetup, branches: Sequence[BranchSpec] | None = None)
     return list(queues.values())
 
 
+def _require_type(argument: str, value: object, expected: type | tuple[type, ...], what: str) -> None:
+    """Refuse an argument of the wrong type with one ``TypeError`` naming it and what it must be (``what``)."""
+    if not isinstance(value, expected):
+        raise TypeError(f"{argument} must be {what}, not {type(value).__name__}")
+
+
 def run_alignment_for_branch(
     branch_name: str,
     target_branch: str,
@@ -688,9 +694,19 @@ def run_alignment_for_branch(
 
     Uses the default settings (backup ``backup-<branch>-pre-align``, merge strategy) and writes the change
     document under ``./reports/runs/<run id>/changes/``. Returns the spec's per-branch dict with ``status``
-    one of ``completed|failed_integration|failed_error_detection|exception``. Raises only for invalid input
-    (a name git would refuse, a path that is not a repository); anything unexpected becomes ``exception``.
+    one of ``completed|failed_integration|failed_error_detection|exception``. Raises only for invalid input:
+    ``TypeError`` for an argument of the wrong type, ``ValueError`` for a name git would refuse,
+    ``RepositoryError`` for a path that is not a repository; anything unexpected becomes ``exception``.
     """
+    _require_type("branch_name", branch_name, str, "a str")
+    _require_type("target_branch", target_branch, str, "a str")
+    _require_type("repo_path", repo_path, (str, os.PathLike), "a str or an os.PathLike")
+    for argument, component, protocol in (
+        ("integration_utility", integration_utility, IntegrationUtility),
+        ("error_detector", error_detector, ErrorDetector),
+        ("doc_generator", doc_generator, DocGenerator),
+    ):
+        _require_type(argument, component, protocol, f"an object with {protocol.__name__}'s method")
     for name in (branch_name, target_branch):
         problem = invalid_branch_name(name)
         if problem:

@@ -65,3 +65,36 @@ def test_invalid_input_raises(tmp_path: Path) -> None:
         run_alignment_for_branch("bad name", "main", str(tmp_path), *STEPS)
     with pytest.raises(RepositoryError):
         run_alignment_for_branch("ok", "main", str(tmp_path), *STEPS)
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "message"),
+    [
+        (0, 7, "branch_name must be a str, not int"),
+        (0, b"feature", "branch_name must be a str, not bytes"),
+        (1, None, "target_branch must be a str, not NoneType"),
+        (2, 5, "repo_path must be a str or an os.PathLike, not int"),
+        (3, None, "integration_utility must be an object with IntegrationUtility's method, not NoneType"),
+        (4, STEPS[0], "error_detector must be an object with ErrorDetector's method, not MergeOrRebaseIntegrator"),
+        (5, "docs", "doc_generator must be an object with DocGenerator's method, not str"),
+    ],
+)
+def test_an_argument_of_the_wrong_type_is_a_type_error_naming_it(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, position: int, value: object, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo.commit("feature", {"x.txt": "x\n"}, parent=repo.tip("main"))
+    arguments: list[object] = ["feature", "main", str(repo.path), *STEPS]
+    arguments[position] = value
+    before = repo.git("for-each-ref")
+    with pytest.raises(TypeError) as raised:
+        run_alignment_for_branch(*arguments)  # type: ignore[arg-type]
+    assert str(raised.value) == message
+    assert repo.git("for-each-ref") == before
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_repository_path_may_be_a_path(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo.commit("feature", {"x.txt": "x\n"}, parent=repo.tip("main"))
+    assert run_alignment_for_branch("feature", "main", repo.path, *STEPS)["status"] == "completed"  # type: ignore[arg-type]
