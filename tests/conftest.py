@@ -50,12 +50,20 @@ FIXED_DATE = "1700000000 +0000"
 
 def pytest_configure(config: pytest.Config) -> None:
     """The project's own tests need the dev extras: without them, one line saying so (``--help`` still works).
-    Not for a run of the harness: pytest loads this file in a checkout even for ``--pyargs`` with no path."""
-    if MISSING_DEV_EXTRA is not None and not config.option.help and ALIGNMENT_RUN not in config.stash:
+    And every warning is an error in them, from the collection (a test module's imports) to the session's end.
+
+    Not for a run of the harness: pytest loads this file in a checkout even for ``--pyargs`` with no path, and
+    a run keeps pytest's default warning filters (a user's component that warns must not change an outcome),
+    which is why the filter is here and not in pyproject.toml, which every pytest session in the checkout reads.
+    """
+    if ALIGNMENT_RUN in config.stash:
+        return
+    if MISSING_DEV_EXTRA is not None and not config.option.help:
         raise pytest.UsageError(
             f"the project's own tests need the dev extras ({MISSING_DEV_EXTRA} is not installed): "
             "pip install -e '.[dev]', or run tox"
         )
+    config.addinivalue_line("filterwarnings", "error")
 
 
 _indexes = itertools.count()

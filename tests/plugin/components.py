@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from types import CodeType
 
@@ -109,3 +110,20 @@ class NumberDocGenerator(MarkdownDocGenerator):
     def document(self, record: ChangeRecord) -> str:
         super().document(record)
         return 42  # type: ignore[return-value]
+
+
+class WarningDetector(ChangeErrorDetector):
+    """Detects like the default, after a DeprecationWarning: a component written against an old API."""
+
+    def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
+        warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+        return super().detect(context, integration)
+
+
+class LeakingDocGenerator(MarkdownDocGenerator):
+    """Documents like the default, then reads its document and leaves the file unclosed: a ResourceWarning."""
+
+    def document(self, record: ChangeRecord) -> str:
+        path = super().document(record)
+        open(path, encoding="utf-8").read()  # noqa: SIM115 - the leak is the point
+        return path

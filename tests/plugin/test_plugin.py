@@ -530,6 +530,24 @@ def test_a_component_returning_the_wrong_type_is_one_error_with_results_and_repo
     assert repo.tip("feature") == old
 
 
+def test_a_component_that_warns_changes_no_outcome(run: Any, repo: Repo, tmp_path: Path) -> None:
+    """A run keeps pytest's default warning filters, whatever the checkout's own tests use: a component's
+    DeprecationWarning is shown in pytest's summary, an unclosed file is ignored; every branch is aligned."""
+    old = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("a", "b")}
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(
+        tmp_path,
+        error_detector="tests.plugin.components:WarningDetector",
+        doc_generator="tests.plugin.components:LeakingDocGenerator",
+    )
+    input_path = write_input(tmp_path / "in.json", [entry("a"), entry("b")])
+    done = run("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), subprocess=True)
+    done.result.assert_outcomes(passed=2, warnings=2)
+    assert "DeprecationWarning: an old API" in done.output
+    assert {name: branch["status"] for name, branch in done.branches().items()} == {"a": "completed", "b": "completed"}
+    assert all(repo.tip(name) != tip for name, tip in old.items())
+
+
 def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
     run: Any, repo: Repo, tmp_path: Path
 ) -> None:

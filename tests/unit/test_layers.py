@@ -89,3 +89,21 @@ def test_a_worker_does_not_load_the_controllers_side() -> None:
     assert "plugins.handoff" in loaded
     controller_side = {"plugins.controller", "plugins.scheduler", "alignment.ledger", "alignment.html_report"}
     assert controller_side.isdisjoint(loaded)
+
+
+def test_nothing_of_ours_warns_when_imported() -> None:
+    """The suite's warnings-are-errors filter (tests/conftest.py, not pyproject.toml: a run of the harness keeps
+    pytest's defaults) starts once that file is loaded, after what it imports: every module is checked here."""
+    modules = [name for name in sorted(module_graph()) if not name.endswith("__main__")]
+    imported = subprocess.run(
+        [sys.executable, "-W", "error", "-c", IMPORT_ALL, "conftest", "tests.conftest", *modules],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (imported.returncode, imported.stderr) == (0, "")
+    assert imported.stdout.split() == ["conftest", "tests.conftest", *modules]
+
+
+IMPORT_ALL = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n    print(name)"
