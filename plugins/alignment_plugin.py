@@ -59,10 +59,11 @@ from alignment.remote import PushInterrupted, push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from plugins.handoff import (
-    NOT_STARTED,
     PUSHED_OUTPUT,
     RESULT_PROPERTY,
     SETUP_INPUT,
+    TRIED,
+    laid_out,
     memory_key,
     result_of,
     shares,
@@ -445,16 +446,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("branch_spec", params)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In an ``--lf`` rerun, the branches the last run never started go first (in every collecting process,
-    so all agree): the known failures first would trip the circuit breaker again before any of them ran."""
-    state, cache = config.stash.get(STATE, None), getattr(config, "cache", None)
-    if state is None or cache is None or not config.getoption("lf", False):
-        return
-    never_started = set(cache.get(memory_key(state.setup, NOT_STARTED), []))
-    items.sort(key=lambda item: item.nodeid not in never_started)
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Write the node map before xdist's worker reports its collection: the scheduler reads it at once. Not
@@ -462,6 +453,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or not state.collected:
         return
+    if session.config.getoption("lf", False):
+        session.items[:] = _least_recently_tried_first(session.config, session.items)
     specs = {item.nodeid: _spec_of(item) for item in session.items}
     write_node_map(state.setup, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
     state.branches = _own_branches(session.config, state.worker, list(specs.values()))
@@ -496,16 +489,38 @@ def _thaw(config: pytest.Config) -> None:
         gc.unfreeze()
 
 
+def _least_recently_tried_first(config: pytest.Config, items: list[pytest.Item]) -> list[pytest.Item]:
+    """An ``--lf`` rerun's items, the least recently tried first: those never tried, then by the run that
+    last tried them, laid out so that under xdist every worker starts with them (``laid_out``; here, after
+    ``--lf`` and ``-k`` have chosen the items, which decides each one's share). Each collecting process
+    orders them alike. The failures of the last run first would trip the circuit breaker again before any
+    other ran, and rerun after rerun would try the same few."""
+    cache = getattr(config, "cache", None)
+    tried = cache.get(memory_key(config.stash[STATE].setup, TRIED), {}).get("tried", {}) if cache else {}
+    ranked = sorted(items, key=lambda item: tried.get(item.nodeid, 0))
+    return laid_out(ranked, _target_of, _workers(config))
+
+
 def _own_branches(config: pytest.Config, worker: str, specs: list[BranchSpec | None]) -> list[BranchSpec]:
     """The collected branches in the order this process is meant to align them: under xdist its own share,
     then the others' from the end (the order ``scheduler`` hands them out), else all of them (only those
     ``-k`` or ``--lf`` kept). Their merges are done ahead in batches, in this order."""
-    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    workers = _workers(config)
     targets = [spec.target if spec else "" for spec in specs]
     number = worker_number(worker, workers)
     meant = list(zip(specs, shares(targets, workers), strict=True))
     own = [spec for spec, share in meant if spec and share == number]
     return own + [spec for spec, share in reversed(meant) if spec and share != number]
+
+
+def _workers(config: pytest.Config) -> int:
+    """How many xdist workers share the run (1 without xdist)."""
+    return int(getattr(config, "workerinput", {}).get("workercount", 1))
+
+
+def _target_of(item: pytest.Item) -> str:
+    spec = _spec_of(item)
+    return spec.target if spec else ""
 
 
 def _slim(item: pytest.Item) -> None:

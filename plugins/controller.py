@@ -39,10 +39,10 @@ from alignment.scratch import release
 from alignment.session import RunSetup
 from alignment.spill import Spilled, SpillFile
 from plugins.handoff import (
-    NOT_STARTED,
     PUSHED_OUTPUT,
     RESULT_PROPERTY,
     SETUP_INPUT,
+    TRIED,
     NodeMap,
     memory_key,
     result_of,
@@ -296,7 +296,8 @@ class AlignmentController:
             for nodeid, branch in self.nodes.selected.items():
                 if (branch not in finished or branch in push_failed) and lfplugin is not None:
                     lfplugin.lastfailed[nodeid] = True
-            self._remember_not_started(finished)
+            if lfplugin is not None:
+                self._remember_tried(finished, {str(nodeid) for nodeid in lfplugin.lastfailed})
         try:
             return (yield)
         finally:
@@ -325,13 +326,21 @@ class AlignmentController:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return failed
 
-    def _remember_not_started(self, finished: Mapping[str, BranchResult]) -> None:
-        """The test ids of the branches this run never started, which an ``--lf`` rerun starts first."""
+    def _remember_tried(self, finished: Mapping[str, BranchResult], lastfailed: set[str]) -> None:
+        """Count this run, and note it as the last run that tried each branch it started, for the test ids in
+        ``--lf``'s list (``lastfailed``; pytest may key its own by structured ids): a rerun tries the least
+        recently tried first, so that rerun after rerun, each cut short by the circuit breaker, every one of
+        them gets its turn."""
         cache = getattr(self.config, "cache", None)
         if self.outer_lastfailed is None or cache is None:
             return  # this run keeps no --lf memory (a plan, -p no:cacheprovider)
-        never = [nodeid for nodeid, branch in self.nodes.selected.items() if branch not in finished]
-        cache.set(memory_key(self.setup, NOT_STARTED), never)
+        key = memory_key(self.setup, TRIED)
+        memory = cache.get(key, {})
+        run = memory.get("runs", 0) + 1
+        tried = {nodeid: at for nodeid, at in memory.get("tried", {}).items() if nodeid in lastfailed}
+        started = (nodeid for nodeid, branch in self.nodes.selected.items() if branch in finished)
+        tried.update((nodeid, run) for nodeid in started if nodeid in lastfailed)
+        cache.set(key, {"runs": run, "tried": tried})
 
     def _end_workers(self) -> None:
         """xdist's workers have finished their session: end their processes now, before the results are

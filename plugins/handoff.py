@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -20,10 +22,11 @@ from alignment.model import BranchResult
 from alignment.runs import write_atomically
 from alignment.session import RunSetup
 
-NOT_STARTED = "not_started"  # the test ids a run never started, which an ``--lf`` rerun starts first
+TRIED = "last_tried"  # the runs counted, and the run in which each test id of ``--lf``'s list was last tried
 RESULT_PROPERTY = "alignment_result"
 SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
+T = TypeVar("T")
 SHARE_BLOCK = MergesAhead.BATCH  # a target's consecutive items meant for one worker: one batch of its merges
 
 # pytest's options that only show what the session holds: under one, an alignment run moves nothing and
@@ -104,6 +107,38 @@ def shares(targets: Sequence[str], workers: int) -> list[int]:
         seen[target] = position + 1
         found.append(position // SHARE_BLOCK % max(workers, 1))
     return found
+
+
+def take_one(queues: Mapping[int, deque[T]], share: int) -> T | None:
+    """The next of a target's items (queued per share) for the worker of ``share``: the first of its own
+    share; once those are done, the last of the largest other share, farthest from what its own worker
+    (which works from the front) has merged ahead. None when none is left."""
+    own = queues.get(share)
+    if own:
+        return own.popleft()
+    others = [queue for queue in queues.values() if queue]
+    return max(others, key=len).pop() if others else None
+
+
+def laid_out(ranked: Sequence[T], target_of: Callable[[T], str], workers: int) -> list[T]:
+    """``ranked`` (the first to be run first) laid out so that workers taking them in turn, each as the
+    scheduler hands them out (``shares``, ``take_one``), reach them in that order: without it, a worker
+    with no share of its own, or a share at the back, would start with the last ranked. Each target keeps
+    the positions it has in ``ranked``; only its own items trade places."""
+    targets = [target_of(item) for item in ranked]
+    queues: dict[str, dict[int, deque[int]]] = {}
+    for position, (target, share) in enumerate(zip(targets, shares(targets, workers), strict=True)):
+        queues.setdefault(target, {}).setdefault(share, deque()).append(position)
+    laid = list(ranked)
+    for target, by_share in queues.items():
+        visits: list[int] = []
+        while any(by_share.values()):
+            taken = (take_one(by_share, worker) for worker in range(max(workers, 1)))
+            visits += [position for position in taken if position is not None]
+        mine = [item for item, its_target in zip(ranked, targets, strict=True) if its_target == target]
+        for item, position in zip(mine, visits, strict=True):
+            laid[position] = item
+    return laid
 
 
 def worker_number(worker_id: str, workers: int) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 from xdist.report import report_collection_diff
 from xdist.workermanage import parse_tx_spec_config
 
-from plugins.handoff import shares, worker_number
+from plugins.handoff import shares, take_one, worker_number
 
 Node = Any  # xdist.workermanage.WorkerController
 
@@ -89,20 +89,11 @@ class Pending:
         return sum(map(len, self.by_target.get(target, {}).values()))
 
     def take(self, target: str, count: int, share: int = 0) -> list[int]:
-        """Up to ``count`` items of ``target``, removed: the first ones of ``share`` (the asking worker's);
-        once those are done, the last ones of the largest other share, farthest from what its own worker
-        (which works from the front) has merged ahead."""
+        """Up to ``count`` items of ``target``, removed, as ``take_one`` picks them for the worker of ``share``."""
         queues = self.by_target.get(target, {})
         taken: list[int] = []
-        while len(taken) < count:
-            own = queues.get(share)
-            others = [queue for queue in queues.values() if queue]
-            if own:
-                taken.append(own.popleft()[1])
-            elif others:
-                taken.append(max(others, key=len).pop()[1])
-            else:
-                break
+        while len(taken) < count and (item := take_one(queues, share)) is not None:
+            taken.append(item[1])
         self.count -= len(taken)
         return taken
 

@@ -814,6 +814,23 @@ def test_breaker_trips_under_xdist_and_lf_reruns_failed_and_never_started(run: A
     second.result.assert_outcomes(passed=len(rerun_clean), failed=len((failed | not_run) - rerun_clean))
 
 
+def test_lf_reruns_cut_short_by_the_breaker_try_the_least_recently_tried_first(
+    run: Any, repo: Repo, tmp_path: Path
+) -> None:
+    """README: a rerun starts with the branches tried least recently (never tried, then by the run that last
+    tried them), so rerun after rerun, each cut short by the breaker, every failed branch gets its turn: none
+    is tried twice before all are tried once, then round again."""
+    names = conflicting_repo(repo, clean=0, conflicting=8)
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    config = config_file(tmp_path, failure_threshold_count=2, failure_threshold_percent=50)
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--config", str(config))
+    tried = [list(run(*args).branches())]
+    tried += [list(run(*args, "--lf").branches()) for _ in range(3)]  # ceil(8 branches / 2 a run) runs in all
+    assert [len(one_run) for one_run in tried] == [2, 2, 2, 2]
+    assert sorted(name for one_run in tried for name in one_run) == sorted(names)
+    assert list(run(*args, "--lf").branches()) == tried[0]
+
+
 def test_breaker_without_xdist_stops_before_the_next_branch(run: Any, repo: Repo, tmp_path: Path) -> None:
     names = conflicting_repo(repo, clean=0, conflicting=6)
     input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])

@@ -10,7 +10,7 @@ import pytest
 
 from alignment.model import BranchSpec
 from plugins.alignment_plugin import _own_branches
-from plugins.handoff import SHARE_BLOCK, shares, worker_number
+from plugins.handoff import SHARE_BLOCK, laid_out, shares, worker_number
 from plugins.scheduler import Pending, TargetScheduling
 
 
@@ -277,3 +277,30 @@ def test_a_worker_merges_ahead_its_own_share_in_order_then_the_others_from_the_e
     assert order == [f"b{index}" for index in (*range(32, 64), *range(69, 63, -1), *range(31, -1, -1))]
     alone = [spec.name for spec in _own_branches(cast(pytest.Config, SimpleNamespace()), "", specs)]
     assert alone == [f"b{index}" for index in range(70)]
+
+
+def target_of(nodeid: str) -> str:
+    return nodeid.split("-", maxsplit=1)[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("count", [5, SHARE_BLOCK + 5, 3 * SHARE_BLOCK + 1])
+def test_items_laid_out_reach_the_workers_first_ranked_first(count: int, workers: int) -> None:
+    """An ``--lf`` rerun's least recently tried items are what every worker gets first, although a worker
+    works through its own share from the front and another's from the back; taken one by one in turn, the
+    items come in their ranking's order."""
+    ranked = [f"main-{rank}" for rank in range(count)]
+    laid = laid_out(ranked, target_of, workers)
+    cluster = Cluster(laid, workers, limits={})
+    queued = sorted(int(laid[index].split("-")[1]) for node in cluster.nodes for index in node.queue)
+    assert queued == list(range(len(queued)))
+    pending = Pending(["main"] * count, shares(["main"] * count, workers))
+    pending.extend(range(count))
+    in_turn = (pending.take("main", 1, worker) for _ in range(count) for worker in range(workers))
+    assert [laid[index] for taken in in_turn for index in taken] == ranked
+
+
+def test_items_laid_out_keep_each_targets_places() -> None:
+    ranked = ["a-0", "b-0", "a-1", "b-1", "a-2"]
+    assert laid_out(ranked, target_of, 2) == ["a-0", "b-0", "a-2", "b-1", "a-1"]  # the second worker takes the last
+    assert laid_out(ranked, target_of, 1) == ranked
