@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
@@ -219,6 +220,8 @@ class ChangeErrorDetector:
         )
         label = " ".join(command)
         timeout = context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
+        log.info("running `%s` at %s", label, commit)
+        started = time.monotonic()
         try:
             done = run_check(
                 command,
@@ -229,14 +232,18 @@ class ChangeErrorDetector:
                 output_limit=CHECK_OUTPUT_BYTES,
             )
         except ProcessTimeout:
+            log.info("`%s` timed out after %s s", label, seconds(timeout))
             return Finding("check_command_timeout", Severity.ERROR, f"`{label}` timed out after {seconds(timeout)} s")
         except OSError as exc:
+            log.info("`%s` could not start: %s", label, exc.strerror)
             return Finding("check_command_not_found", Severity.ERROR, f"`{label}` could not start: {exc.strerror}")
+        took = seconds(time.monotonic() - started)
         if done.returncode == 0:
+            log.info("`%s` exited 0 after %s s", label, took)
             return None
         output = (done.stdout + done.stderr).decode("utf-8", "replace")
         dropped = f" (the first {done.dropped} bytes not kept)" if done.dropped else ""
-        log.info("`%s` exited %d at %s; its output%s:\n%s", label, done.returncode, commit, dropped, output)
+        log.info("`%s` exited %d after %s s; its output%s:\n%s", label, done.returncode, took, dropped, output)
         return Finding("check_command_failed", Severity.ERROR, f"`{label}` exited {done.returncode}{_tail(output)}")
 
 

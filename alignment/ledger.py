@@ -33,6 +33,8 @@ from alignment.spill import Spilled, SpillFile
 
 log = logging.getLogger(__name__)
 
+AUDIT_MESSAGE_CHARS = 500  # of a failed branch's error message in its ``branch_end`` record
+
 
 @dataclass(frozen=True)
 class Published:
@@ -121,6 +123,8 @@ class RunLedger:
             old_tip=result.old_tip,
             new_tip=result.new_tip,
             seconds=round(result.seconds, 3),
+            backup_branch=result.backup_branch,
+            **_why_it_failed(result),
         )
         if self.breaker.record(not result.succeeded if failed is None else failed):
             reason = str(self.breaker.state().reason)
@@ -225,3 +229,14 @@ class RunLedger:
             return conflict_matrices(git, self.setup.branches, results)
         finally:
             git.close()
+
+
+def _why_it_failed(result: BranchResult) -> dict[str, Any]:
+    """What the audit trail says of a failed branch's outcome: its codes and its message, cut at
+    ``AUDIT_MESSAGE_CHARS`` (the results file has it whole); nothing for a branch that succeeded."""
+    if result.succeeded:
+        return {}
+    message = result.message or result.status.value
+    if len(message) > AUDIT_MESSAGE_CHARS:
+        message = message[: AUDIT_MESSAGE_CHARS - 3] + "..."
+    return {"errors_detected": [str(code) for code in result.codes], "error_message": message}

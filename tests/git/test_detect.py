@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -78,7 +79,11 @@ def script(tmp_path: Path, name: str, body: str) -> str:
     return str(path)
 
 
-def test_a_passing_check_command_completes(repo: Repo, align: Aligner, tmp_path: Path) -> None:
+def test_a_passing_check_command_completes(
+    repo: Repo, align: Aligner, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The branch's log says when each check command started and how it ended (a long check is no silent gap)."""
+    caplog.set_level(logging.INFO, logger="alignment")
     diverge(repo)
     seen = tmp_path / "seen.txt"
     check = script(tmp_path, "check.py", f"open({str(seen)!r}, 'w').write(' '.join(sorted(os.listdir('.'))))")
@@ -87,6 +92,9 @@ def test_a_passing_check_command_completes(repo: Repo, align: Aligner, tmp_path:
     assert "feature.txt" in seen.read_text()
     assert "main.txt" in seen.read_text()
     assert len(repo.git("worktree", "list").splitlines()) == 1
+    said = [message for message in caplog.messages if check in message]
+    assert said[0] == f"running `{sys.executable} {check}` at {result.new_tip}"
+    assert re.fullmatch(rf"`{re.escape(sys.executable)} {re.escape(check)}` exited 0 after [0-9.]+ s", said[1])
 
 
 def test_a_worktree_git_cannot_check_out_names_the_real_cause(
@@ -124,6 +132,8 @@ def test_a_check_command_the_merge_breaks_fails_detection(
     assert "exited 3: both files present" in str(result.message)
     said = f"finding error check_command_failed: `{sys.executable} {check}` exited 3: both files present"
     assert said in caplog.messages  # a finding of no file is said without a place (it was "None:None")
+    ended = f"`{sys.executable} {check}` exited 3 after "
+    assert any(message.startswith(ended) and "its output:" in message for message in caplog.messages)
     assert repo.tip("feature") == old
     assert len(repo.git("worktree", "list").splitlines()) == 1
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from alignment.inputs import load_branches
-from alignment.ledger import RunLedger
+from alignment.ledger import AUDIT_MESSAGE_CHARS, RunLedger
 from alignment.model import BranchResult, Status
 from alignment.session import RunSetup, set_up_run
 from alignment.spill import Spilled
@@ -70,7 +70,31 @@ def test_a_run_is_recorded_from_start_to_end(run_setup: RunSetup) -> None:
         "old_tip": "1" * 40,
         "new_tip": "2" * 40,
         "seconds": 1.235,
+        "backup_branch": None,
     }
+
+
+def test_a_failed_branch_end_says_why_and_names_its_backup(run_setup: RunSetup) -> None:
+    """An auditor reading the audit trail alone learns the outcome: the codes and the message (cut short; the
+    results file has it whole), and the backup the branch can be put back from."""
+    ledger = RunLedger(run_setup)
+    long_message = "Merge conflict in " + ", ".join(f"file{index}.py" for index in range(100))
+    failed = BranchResult(
+        "a",
+        "main",
+        Status.FAILED_INTEGRATION,
+        0.5,
+        codes=("merge_conflict_unresolvable",),
+        message=long_message,
+        old_tip="1" * 40,
+        backup_branch="backup-a-pre-align",
+    )
+    ledger.branch_finished(failed)
+    (end,) = [event for event in audit(run_setup) if event["event"] == "branch_end"]
+    assert end["backup_branch"] == "backup-a-pre-align"
+    assert end["errors_detected"] == ["merge_conflict_unresolvable"]
+    assert len(end["error_message"]) == AUDIT_MESSAGE_CHARS
+    assert end["error_message"] == long_message[: AUDIT_MESSAGE_CHARS - 3] + "..."
 
 
 def test_a_trip_is_handed_to_the_front_end_then_recorded(run_setup: RunSetup) -> None:
