@@ -9,7 +9,6 @@ meanwhile into ``<run>/logs/<branch>.log``. The audit trail appends one JSON obj
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from alignment.model import iso_utc
-from alignment.names import branch_file_stem, printable
+from alignment.names import branch_file_stem, json_text, printable
 
 LIBRARY_LOGGER = "alignment"
 _LINE_BREAK = re.compile(r"\r?\n")
@@ -124,7 +123,7 @@ class AuditTrail:
     def record(self, event: str, **fields: Any) -> None:
         if self.path is None:
             return
-        line = json.dumps({"time": iso_utc(time.time()), "event": event, **fields}, ensure_ascii=False) + "\n"
+        line = json_text({"time": iso_utc(time.time()), "event": event, **fields}) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -9,8 +9,10 @@ cost seconds on 1000 branches); a property test compares the two on random names
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 _FORBIDDEN_CHARACTERS = frozenset(" ~^:?*[\\")
 _SAFE_FILE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -22,12 +24,13 @@ def _has_control_character(name: str) -> bool:
     return any(ord(character) < 0x20 or ord(character) == 0x7F for character in name)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 NOT_TEXT = "contains a lone surrogate (half of a UTF-16 pair), which is not text"
 
 
 def lone_surrogate(text: str) -> bool:
     """Half of a UTF-16 pair (JSON's ``"\\ud800"``): not text, so no UTF-8 ref name, key or argument can hold it."""
-    return any(0xD800 <= ord(character) <= 0xDFFF for character in text)
+    return _LONE_SURROGATE.search(text) is not None
 
 
 def enclosing_names(name: str, *, namespace_parts: int = 0) -> list[str]:
@@ -127,6 +130,14 @@ def as_utf8(text: str) -> str:
     """``text`` with the bytes that were not UTF-8 (decoded with ``surrogateescape``) written ``\\xNN``, as
     ``printable`` shows them: a file must be valid UTF-8, and such a byte has no character to write."""
     return _UNDECODED_BYTE.sub(lambda found: _NOT_UTF8[ord(found[0])], text)  # 14x translate's speed on a page
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON that a UTF-8 file can hold: a lone surrogate (a byte that was not UTF-8, decoded with
+    ``surrogateescape``, in a path git gave) is written as its ``\\u`` escape, which reads back as the same
+    string; every other character as itself."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 
 def printable(text: str) -> str:

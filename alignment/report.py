@@ -14,8 +14,6 @@ HTML report beside it. A plan writes ``alignment_plan.json`` instead and leaves 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,8 @@ from alignment.explain import ConflictMatrix
 from alignment.html_report import render_report
 from alignment.inputs import BranchInput
 from alignment.model import SCHEMA_VERSION, BranchResult, iso_utc
-from alignment.names import as_utf8
+from alignment.names import as_utf8, json_text
 from alignment.runs import PLAN_FILE, RESULTS_FILE, RunFolder, write_atomically
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def build_results(
@@ -129,10 +125,7 @@ def write_results(path: Path, results: Mapping[str, Any]) -> None:
     no UTF-8 file can hold: the JSON writes it as its ``\\u`` escape (read back, it is the same string),
     the HTML as ``\\xNN``, as the terminal shows it.
     """
-    text = _LONE_SURROGATE.sub(
-        lambda found: f"\\u{ord(found[0]):04x}", json.dumps(results, indent=2, ensure_ascii=False)
-    )
-    write_atomically(path, text + "\n")
+    write_atomically(path, json_text(results, indent=2) + "\n")
     write_atomically(path.with_name(html_name(path.name)), as_utf8(render_report(results, path.parent)))
 
 
