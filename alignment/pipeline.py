@@ -226,7 +226,7 @@ class BranchAlignment:
                 [ErrorCode.INTEGRATION_FAILED],
                 f"integration of '{self.spec.target}' into '{self.spec.name}' produced no commit",
             )
-        self._refuse_to_drop_the_old_tip(integration.new_tip)
+        self._refuse_to_drop_the_old_tip(integration.action, integration.new_tip)
         log.info("integrated '%s': %s -> %s", self.spec.name, integration.action.value, integration.new_tip)
 
     @_step(Status.FAILED_ERROR_DETECTION)
@@ -435,17 +435,18 @@ class BranchAlignment:
             f"{key} {kind.__module__}.{kind.__qualname__}: {call} returned {RETURNED.repr(value)}, expected {expected}",
         )
 
-    def _refuse_to_drop_the_old_tip(self, new_tip: str) -> None:
+    def _refuse_to_drop_the_old_tip(self, action: Action, new_tip: str) -> None:
         """Whatever integration utility made it, a merge's or fast-forward's new tip must contain the old tip:
-        one that does not would take the branch's own commits off it. A rebase's does not by design (its
-        backup holds the old commits; the configuration refuses a rebase without backups).
+        one that does not would take the branch's own commits off it. Only a rebase under the rebase strategy
+        is exempt: its new tip does not by design (its backup holds the old commits; the configuration refuses
+        the rebase strategy without backups); an integrator that calls its commit a merge there is held to it.
 
         Free where the pipeline knows the answer: the old tip itself, the target a fast-forward goes to, a
         commit whose parents include the old tip (the default merge, read from the commit it wrote); else
         one ``merge-base --is-ancestor``.
         """
         context = self._context()
-        if context.policy.strategy is Strategy.REBASE and context.relation is Action.MERGE:
+        if context.policy.strategy is Strategy.REBASE and action is Action.REBASE:
             return
         if new_tip == context.old_tip or (context.relation is Action.FAST_FORWARD and new_tip == context.target_commit):
             return

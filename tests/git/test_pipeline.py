@@ -822,6 +822,23 @@ def test_an_integration_that_drops_the_branchs_commits_fails_and_leaves_the_bran
     assert (repo.tip("f"), result.new_tip) == (old, None)
 
 
+class CallsTheTargetAMerge(MergeOrRebaseIntegrator):
+    """Whatever the strategy, says it merged, and gives the target commit."""
+
+    def integrate(self, context: BranchContext) -> Integration:
+        return Integration(Action.MERGE, context.target_commit)
+
+
+def test_under_the_rebase_strategy_a_commit_called_a_merge_must_contain_the_old_tip(repo: Repo, align: Aligner) -> None:
+    """Only a rebase is exempt under the rebase strategy: an integrator that calls the target commit a merge
+    there would take the branch's commits off it, and is refused as under the merge strategy."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    components = Components(CallsTheTargetAMerge(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("f", config=settings(integration_strategy="rebase"), components=components)["f"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("integration_failed",))
+    assert repo.tip("f") == old
+
+
 def test_an_integration_that_contains_the_old_tip_further_back_moves_the_branch(repo: Repo, align: Aligner) -> None:
     """A merge whose parent is not the old tip but a commit on top of it keeps every commit: accepted."""
     old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
