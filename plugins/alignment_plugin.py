@@ -62,9 +62,9 @@ from plugins.handoff import (
     PUSHED_OUTPUT,
     RESULT_PROPERTY,
     SETUP_INPUT,
-    TRIED,
+    TRIED_INPUT,
     laid_out,
-    memory_key,
+    last_tried,
     result_of,
     shares,
     show_only,
@@ -80,10 +80,16 @@ class RunState:
     """What one process (controller or worker) knows about the run."""
 
     def __init__(
-        self, setup: RunSetup, worker: str, demo_dir: Path | None = None, made_dirs: tuple[Path, ...] = ()
+        self,
+        setup: RunSetup,
+        worker: str,
+        demo_dir: Path | None = None,
+        made_dirs: tuple[Path, ...] = (),
+        tried: dict[str, int] | None = None,
     ) -> None:
         self.setup = setup
         self.worker = worker
+        self.tried = tried  # a worker's ``last_tried``, from the controller (None: this is the controller)
         self.demo_dir = demo_dir
         self.made_dirs = made_dirs  # the reports directories its set-up made, deepest first
         self.branches: list[BranchSpec] | None = None  # what this process will align, in order, once collected
@@ -168,7 +174,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:
         if SETUP_INPUT not in workerinput:
             return
-        state = RunState(RunSetup.from_json(workerinput.pop(SETUP_INPUT)), workerinput["workerid"])  # read once
+        setup = RunSetup.from_json(workerinput.pop(SETUP_INPUT))  # read once
+        state = RunState(setup, workerinput["workerid"], tried=workerinput.pop(TRIED_INPUT))
         if state.setup.clones is not None:
             state = _in_own_clone(config, state)
     else:
@@ -344,7 +351,7 @@ def _in_own_clone(config: pytest.Config, state: RunState) -> RunState:
         config.pluginmanager.register(CloneUnavailable(f"worker {state.worker}: {error}"), "alignment-no-clone")
         return state
     config.pluginmanager.register(WorkerPublisher(config, setup, clone), "alignment-worker-publisher")
-    return RunState(setup, state.worker)
+    return RunState(setup, state.worker, tried=state.tried)
 
 
 class CloneUnavailable:
@@ -494,9 +501,10 @@ def _least_recently_tried_first(config: pytest.Config, items: list[pytest.Item])
     last tried them, laid out so that under xdist every worker starts with them (``laid_out``; here, after
     ``--lf`` and ``-k`` have chosen the items, which decides each one's share). Each collecting process
     orders them alike. The failures of the last run first would trip the circuit breaker again before any
-    other ran, and rerun after rerun would try the same few."""
-    cache = getattr(config, "cache", None)
-    tried = cache.get(memory_key(config.stash[STATE].setup, TRIED), {}).get("tried", {}) if cache else {}
+    other ran, and rerun after rerun would try the same few. A worker's memory of the tries is the
+    controller's (``last_tried``)."""
+    state = config.stash[STATE]
+    tried = last_tried(config, state.setup) if state.tried is None else state.tried
     ranked = sorted(items, key=lambda item: tried.get(item.nodeid, 0))
     return laid_out(ranked, _target_of, _workers(config))
 

@@ -12,6 +12,7 @@ entry in it (the result itself is kept once, by the ledger).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 import time
@@ -43,7 +44,9 @@ from plugins.handoff import (
     RESULT_PROPERTY,
     SETUP_INPUT,
     TRIED,
+    TRIED_INPUT,
     NodeMap,
+    last_tried,
     memory_key,
     result_of,
     show_only,
@@ -92,11 +95,19 @@ class AlignmentController:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[SETUP_INPUT] = self.setup.to_json()
+        node.workerinput[TRIED_INPUT] = self.tried
+
+    @functools.cached_property
+    def tried(self) -> dict[str, int]:
+        """``--lf``'s memory of when each test id was last tried, read once: every worker, a replacement
+        too, orders its items by the same map."""
+        return last_tried(self.config, self.setup)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodeready(self, node: Any) -> None:
         """The worker has read the setup: its text (about 200 bytes per branch) is not kept for the session."""
         node.workerinput.pop(SETUP_INPUT, None)
+        node.workerinput.pop(TRIED_INPUT, None)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> TargetScheduling:

@@ -25,6 +25,7 @@ from alignment.session import RunSetup
 TRIED = "last_tried"  # the runs counted, and the run in which each test id of ``--lf``'s list was last tried
 RESULT_PROPERTY = "alignment_result"
 SETUP_INPUT = "alignment_setup"  # the run's setup as JSON text, in a worker's xdist ``workerinput``
+TRIED_INPUT = "alignment_tried"  # the controller's ``last_tried``, in a worker's xdist ``workerinput``
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 T = TypeVar("T")
 SHARE_BLOCK = MergesAhead.BATCH  # a target's consecutive items meant for one worker: one batch of its merges
@@ -49,6 +50,15 @@ def memory_key(setup: RunSetup, kind: str) -> str:
     source = Path(setup.branches.source).resolve()
     digest = hashlib.sha256(f"{source}\0{setup.location.common_dir}".encode()).hexdigest()[:16]
     return f"alignment/{kind}/{digest}"
+
+
+def last_tried(config: pytest.Config, setup: RunSetup) -> dict[str, int]:
+    """The run in which each test id of ``--lf``'s list was last tried, from this process's pytest cache. Read
+    by the controller only, which hands it to its workers: a worker's own setup (in a clone of its own) or
+    cache (on another machine) would give another map, and a worker ordering its items otherwise has its
+    collection dropped by the scheduler."""
+    cache = getattr(config, "cache", None)
+    return dict(cache.get(memory_key(setup, TRIED), {}).get("tried", {})) if cache is not None else {}
 
 
 def write_node_map(setup: RunSetup, worker: str, branches: Mapping[str, str]) -> None:

@@ -193,3 +193,27 @@ def test_worker_clones_without_a_remote_or_workers_is_one_error_line(
     assert not origin.clone.git("for-each-ref", "refs/alignment/")
     assert not (origin.tmp / "clones").exists()
     assert not list(pytester.path.glob("**/run.json"))  # no run: the next one reports none that did not finish
+
+
+def test_lf_workers_in_clones_order_their_items_by_the_controllers_memory_of_the_tries(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's clone is another repository, so its own key of ``--lf``'s memory would find nothing: the
+    controller hands it the memory, and every worker starts with the branch tried least recently."""
+    assert run(origin).returncode == 0
+    cache = origin.tmp / "cache" / "v" / "alignment"
+    (tried,) = (cache / "last_tried").iterdir()  # the memory of the controller's input and repository
+    (failed,) = (cache / "lastfailed").iterdir()
+    ids = {name: f"::test_branch[{name}]" for name in NAMES}  # as workers collecting with --pyargs name them
+    failed.write_text(json.dumps(dict.fromkeys(ids.values(), True)))
+    runs = {ids["feature-a"]: 2, ids["feature-b"]: 1}  # feature-c never tried, feature-a tried last
+    tried.write_text(json.dumps({"runs": 2, "tried": runs}))
+    order = origin.tmp / "order"
+    order.mkdir()
+    monkeypatch.setenv("ALIGNMENT_TEST_ORDER", str(order))
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.collected_order
+    done = run(origin, "--lf", "-p", "tests.plugin.collected_order")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    laid = [ids["feature-c"], ids["feature-a"], ids["feature-b"]]  # gw0 takes the first, gw1 the last: c, b, a
+    for worker in ("gw0", "gw1"):
+        assert json.loads((order / f"{worker}.json").read_text()) == laid
