@@ -17,7 +17,7 @@ delete).
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 from alignment.errors import GitError, StepFailed
@@ -38,8 +38,33 @@ class Backup:
     note: str | None = None
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A backup name in the order they are tried, and why it is passed over without a look (None: tried)."""
+
+    name: str
+    passed_over: str | None = None
+
+
 def backup_name(prefix: str, branch: str, attempt: int = 1) -> str:
     return fit_ref_name(f"{prefix}-{branch}", "-pre-align" if attempt == 1 else f"-pre-align-{attempt}")
+
+
+def candidate_names(
+    prefix: str, branch: str, listed: Collection[str], folders: Mapping[str, str]
+) -> Iterator[Candidate]:
+    """The ``MAX_SUFFIX`` backup names of ``branch``, in order: a name in ``listed`` (the branches of the run)
+    or in ``folders`` (``backup_folders`` of them) is passed over, saying why. The one rule by which
+    ``create_backup`` makes a backup and a backup is looked for where it was made."""
+    for attempt in range(1, MAX_SUFFIX + 1):
+        name = backup_name(prefix, branch, attempt)
+        if name in listed:
+            yield Candidate(name, f"'{name}' is itself listed for alignment and was not used")
+        elif name in folders:
+            why = f"'{name}' is a folder of '{folders[name]}', another listed branch's backup name, and was not used"
+            yield Candidate(name, why)
+        else:
+            yield Candidate(name)
 
 
 def create_backup(
@@ -59,16 +84,10 @@ def create_backup(
     """
     last_error = ""
     passed_over: list[str] = []
-    folders = _backup_folders(prefix, frozenset(listed))
-    for attempt in range(1, MAX_SUFFIX + 1):
-        name = backup_name(prefix, branch, attempt)
-        if name in listed:
-            passed_over.append(f"'{name}' is itself listed for alignment and was not used")
-            continue
-        if name in folders:
-            passed_over.append(
-                f"'{name}' is a folder of '{folders[name]}', another listed branch's backup name, and was not used"
-            )
+    for candidate in candidate_names(prefix, branch, listed, backup_folders(prefix, frozenset(listed))):
+        name = candidate.name
+        if candidate.passed_over is not None:
+            passed_over.append(candidate.passed_over)
             continue
         absent_at_start = existing is not None and name.startswith(prefix) and name not in existing
         if absent_at_start and _create(git, name, commit) is None:
@@ -94,7 +113,7 @@ def create_backup(
 
 
 @functools.lru_cache(maxsize=1)  # one run asks it of the same branches for each of them
-def _backup_folders(prefix: str, listed: frozenset[str]) -> Mapping[str, str]:
+def backup_folders(prefix: str, listed: frozenset[str]) -> Mapping[str, str]:
     """The folders of the backup names of ``listed``, each with the backup name it holds."""
     names = (backup_name(prefix, branch) for branch in listed)
     return {folder: name for name in names for folder in enclosing_names(name)}

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from alignment.backup import MAX_SUFFIX, backup_name
+from alignment.backup import backup_folders, candidate_names
 from alignment.document import document_path
 from alignment.errors import counted, first_and_more, seconds
 from alignment.git import Git
@@ -241,15 +241,15 @@ class AlignmentController:
         settings = self.setup.settings
         if not settings.enable_backup_branches or backups_on_remote(settings):
             return None
+        prefix, listed = settings.backup_branch_prefix, frozenset(self.specs)
         git = Git(self.setup.location, timeout=settings.integration_timeout_seconds)
         try:
-            for attempt in range(1, MAX_SUFFIX + 1):
-                name = backup_name(settings.backup_branch_prefix, branch, attempt)
-                if name in self.specs:
-                    continue  # a listed branch is never a backup
-                found = git.resolve_branch(name)
+            for candidate in candidate_names(prefix, branch, listed, backup_folders(prefix, listed)):
+                if candidate.passed_over is not None:
+                    continue
+                found = git.resolve_branch(candidate.name)
                 if found is None or found == old_tip:
-                    return name if found else None
+                    return candidate.name if found else None
             return None
         finally:
             git.close()

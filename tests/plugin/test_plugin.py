@@ -904,6 +904,24 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     assert list((tmp_path / "tmp").glob("alignment-*")) == []  # the killed worker's files went with the run
 
 
+def test_a_killed_workers_branch_names_its_backup_past_a_folder_of_another_listed_backup(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``backup-a-pre-align`` is a folder of ``a-pre-align/b``'s backup name: ``a``'s backup is ``-2``, and the
+    controller, making the result of ``a``'s crashed worker, finds it there."""
+    base = repo.tip("main")
+    olds = {name: repo.commit(name, {"x.txt": name}, parent=base) for name in ("a", "a-pre-align/b")}
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    monkeypatch.setenv("ALIGNMENT_TEST_KILL", "a:before")
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.crash_plugin
+    done = run("--input", str(input_path), "--repo", str(repo.path), "-n", "2", "-p", "tests.plugin.crash_plugin")
+    victim = done.branches()["a"]
+    assert (victim["status"], victim["errors_detected"]) == ("exception", ["worker_crashed"])
+    assert victim["backup_branch"] == "backup-a-pre-align-2"
+    assert repo.tip("backup-a-pre-align-2") == olds["a"]
+
+
 def seconds_taken(branch: dict[str, Any]) -> float:
     return parse_iso_utc(branch["finished_at"]) - parse_iso_utc(branch["started_at"])
 
