@@ -86,6 +86,11 @@ class BranchInput:
         return tuple(TargetGroup(target, tuple(specs)) for target, specs in order.items())
 
     @property
+    def names(self) -> frozenset[str]:
+        """The branches' names: none of them is ever a backup, or a folder of one."""
+        return frozenset(spec.name for spec in self.branches)
+
+    @property
     def targets(self) -> tuple[str, ...]:
         return tuple(group.target for group in self.groups)
 

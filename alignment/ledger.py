@@ -165,7 +165,9 @@ class RunLedger:
         started = time.monotonic()
         git = Git(setup.location, timeout=setup.settings.integration_timeout_seconds)
         try:
-            pushed = push_branches(git, setup.settings, MoveJournal(setup.folder.moves_dir), self.results)
+            pushed = push_branches(
+                git, setup.settings, MoveJournal(setup.folder.moves_dir), self.results, setup.branches.names
+            )
         except PushInterrupted as stopped:
             self.interrupted(str(stopped))
             self.record_pushes(stopped.published, time.monotonic() - started)

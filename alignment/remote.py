@@ -26,13 +26,13 @@ for all-or-nothing, and a branch's result is final only once its push is known: 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from alignment.backup import MAX_SUFFIX, backup_name
+from alignment.backup import backup_folders, candidate_names
 from alignment.config import Settings
 from alignment.document import record_push
 from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryError, one_line
@@ -91,10 +91,14 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
     return frozenset(ref.removeprefix("refs/heads/") for ref in missing)
 
 
-def remote_backup_ref(settings: Settings, branch: str, attempt: int = 1) -> str:
-    """The full ref of ``branch``'s backup on the remote (``remote_backups``: ``remote`` or a namespace)."""
-    name = backup_name(settings.backup_branch_prefix, branch, attempt)
-    return branch_ref(name) if settings.remote_backups == REMOTE_BACKUPS else settings.remote_backups + name
+def remote_backup_refs(settings: Settings, branch: str, listed: frozenset[str]) -> Iterator[str]:
+    """The full refs on the remote (``remote_backups``: ``remote`` or a namespace) to try for ``branch``'s backup,
+    in order: ``candidate_names``, less those it passes over. A listed name is passed over only where backups
+    are the remote's branches; a folder of another listed branch's backup name, in either place."""
+    prefix, branches = settings.backup_branch_prefix, settings.remote_backups == REMOTE_BACKUPS
+    for candidate in candidate_names(prefix, branch, listed if branches else (), backup_folders(prefix, listed)):
+        if candidate.passed_over is None:
+            yield branch_ref(candidate.name) if branches else settings.remote_backups + candidate.name
 
 
 def backups_on_remote(settings: Settings) -> bool:
@@ -121,9 +125,10 @@ class PushInterrupted(KeyboardInterrupt):
 
 
 def push_branches(
-    git: Git, settings: Settings, journal: MoveJournal, results: Mapping[str, BranchResult]
+    git: Git, settings: Settings, journal: MoveJournal, results: Mapping[str, BranchResult], listed: frozenset[str]
 ) -> dict[str, BranchResult]:
     """Push every aligned branch of ``results`` to ``settings.remote``; their results, with what the push did.
+    ``listed``: the branches of the run, whose names and backup names a backup's name keeps clear of.
 
     Per target: one push of the backups, then one push of the branches whose backup is there. Results
     that need no push (failed, up to date, a plan) are not in the answer. ``PushInterrupted``, with every
@@ -145,7 +150,7 @@ def push_branches(
             try:
                 if not pressed.is_set():
                     stage = _Stage.BACKUPS
-                    failures = _push_backups(git, settings, remote, batch, backups)
+                    failures = _push_backups(git, settings, remote, batch, backups, listed)
                     stage = _Stage.NOT_REACHED
                 ready = [result for result in batch if result.branch not in failures]
                 if pressed.is_set():
@@ -208,18 +213,30 @@ def _not_reached(remote: str, result: BranchResult) -> _Failure:
 
 
 def _push_backups(
-    git: Git, settings: Settings, remote: str, batch: Sequence[BranchResult], backups: dict[str, str]
+    git: Git,
+    settings: Settings,
+    remote: str,
+    batch: Sequence[BranchResult],
+    backups: dict[str, str],
+    listed: frozenset[str],
 ) -> dict[str, _Failure]:
     """Create (or reuse) each branch's backup on the remote at its old tip: the failures; each backup ref goes
     into ``backups`` as it lands (a second Ctrl-C keeps those)."""
     if not backups_on_remote(settings):
         return {}
     failures: dict[str, _Failure] = {}
+    names = {result.branch: remote_backup_refs(settings, result.branch, listed) for result in batch}
     pending = list(batch)
-    for attempt in range(1, MAX_SUFFIX + 1):
+    while pending:
+        tries = {result.branch: next(names[result.branch], None) for result in pending}
+        refs = {branch: ref for branch, ref in tries.items() if ref is not None}
+        for branch in (branch for branch in tries if branch not in refs):
+            failures[branch] = _Failure(
+                ErrorCode.PUSH_REJECTED, f"every backup name of '{branch}' is taken on '{remote}'; not pushed"
+            )
+        pending = [result for result in pending if result.branch in refs]
         if not pending:
             break
-        refs = {result.branch: remote_backup_ref(settings, result.branch, attempt) for result in pending}
         updates = [PushUpdate(refs[result.branch], _old(result), None) for result in pending]
         try:
             answers = git.push(remote, updates)
@@ -243,10 +260,6 @@ def _push_backups(
                     f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed",
                 )
         pending = taken
-    for result in pending:
-        failures[result.branch] = _Failure(
-            ErrorCode.PUSH_REJECTED, f"every backup name of '{result.branch}' is taken on '{remote}'; not pushed"
-        )
     return failures
 
 

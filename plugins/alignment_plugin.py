@@ -387,7 +387,7 @@ class WorkerPublisher:
         git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
         try:
             journal = MoveJournal(self.setup.folder.moves_dir)
-            pushed = push_branches(git, self.setup.settings, journal, self.results)
+            pushed = push_branches(git, self.setup.settings, journal, self.results, self.setup.branches.names)
         except PushInterrupted as stopped:  # Ctrl-C reached this worker too: the controller is told what landed
             pushed = stopped.published
         finally:

@@ -241,7 +241,7 @@ class AlignmentController:
         settings = self.setup.settings
         if not settings.enable_backup_branches or backups_on_remote(settings):
             return None
-        prefix, listed = settings.backup_branch_prefix, frozenset(self.specs)
+        prefix, listed = settings.backup_branch_prefix, self.setup.branches.names
         git = Git(self.setup.location, timeout=settings.integration_timeout_seconds)
         try:
             for candidate in candidate_names(prefix, branch, listed, backup_folders(prefix, listed)):

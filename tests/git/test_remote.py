@@ -398,6 +398,23 @@ def test_backups_can_stay_local_or_go_to_another_namespace(origin: Origin) -> No
     assert results["feature-b"]["backup_branch"] == ref
 
 
+@pytest.mark.parametrize("where", ["remote", "refs/backups/"])
+def test_a_backup_name_that_is_a_folder_of_another_listed_branchs_backup_is_passed_over_on_the_remote(
+    origin: Origin, repo: Repo, where: str
+) -> None:
+    """``backup-a-pre-align`` and ``backup-a-pre-align/b-pre-align`` cannot both be refs: pushed as one batch, the
+    remote refused one; ``a``'s backup takes ``-2``, as a local one does."""
+    olds = {name: repo.commit(name, {"x.txt": name}, parent=f"{origin.target}~1") for name in ("a", "a-pre-align/b")}
+    repo.git("push", "-q", str(origin.bare.path), *(f"refs/heads/{name}" for name in olds))
+    results = origin.run(names=tuple(olds), remote_backups=where)
+    refs = {"a": "backup-a-pre-align-2", "a-pre-align/b": "backup-a-pre-align/b-pre-align"}
+    namespace = "refs/heads/" if where == "remote" else where
+    for name, backup in refs.items():
+        assert results[name]["push"]["pushed"] is True, results[name]["error_message"]
+        assert results[name]["push"]["remote_backup"] == namespace + backup
+        assert origin.bare.git("rev-parse", namespace + backup) == olds[name]
+
+
 def test_a_local_backup_auto_cleanup_removed_stays_said_so_after_the_push(origin: Origin) -> None:
     """The push brings the document up to date; the Backup row of a local backup keeps its removal note."""
     results = origin.run(names=("feature-a",), remote_backups="local", auto_cleanup_backups=True)
