@@ -16,8 +16,7 @@ delete).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from alignment.errors import GitError, StepFailed
@@ -74,9 +73,11 @@ def create_backup(
     commit: str,
     listed: Collection[str] = (),
     existing: Collection[str] | None = None,
+    folders: Mapping[str, str] | None = None,
 ) -> Backup:
     """Make (or reuse) the backup of ``branch`` at ``commit``; never overwrite an existing backup, never use
-    a name in ``listed`` (the branches of the run) or a folder of one's backup name.
+    a name in ``listed`` (the branches of the run) or a folder of one's backup name (``folders``: the run's
+    ``backup_folders``, made from ``listed`` when not given).
 
     ``existing``: the branches named ``<prefix>...`` when the run started (None: not known). A name not among
     them is created at once, without reading it first: the create-only update still refuses it if it was
@@ -84,7 +85,8 @@ def create_backup(
     """
     last_error = ""
     passed_over: list[str] = []
-    for candidate in candidate_names(prefix, branch, listed, backup_folders(prefix, frozenset(listed))):
+    folders = backup_folders(prefix, listed) if folders is None else folders
+    for candidate in candidate_names(prefix, branch, listed, folders):
         name = candidate.name
         if candidate.passed_over is not None:
             passed_over.append(candidate.passed_over)
@@ -112,9 +114,9 @@ def create_backup(
     )
 
 
-@functools.lru_cache(maxsize=1)  # one run asks it of the same branches for each of them
-def backup_folders(prefix: str, listed: frozenset[str]) -> Mapping[str, str]:
-    """The folders of the backup names of ``listed``, each with the backup name it holds."""
+def backup_folders(prefix: str, listed: Iterable[str]) -> dict[str, str]:
+    """The folders of the backup names of ``listed``, each with the backup name it holds: made once per run
+    (or push), not per branch, which over thousands of branches would be quadratic."""
     names = (backup_name(prefix, branch) for branch in listed)
     return {folder: name for name in names for folder in enclosing_names(name)}
 

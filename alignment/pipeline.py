@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeGuard, TypeVar, cast
 
-from alignment.backup import Backup, backup_name, create_backup, refuse_if_blocked, remove_backup
+from alignment.backup import Backup, backup_folders, backup_name, create_backup, refuse_if_blocked, remove_backup
 from alignment.components import (
     BranchContext,
     ChangeRecord,
@@ -195,7 +195,10 @@ class BranchAlignment:
             name = backup_name(prefix, self.spec.name)
             refuse_if_blocked(self.git, self.spec.name, tip, name, prefix, setup.snapshot.backups)
             return
-        self.backup = create_backup(self.git, prefix, self.spec.name, tip, self.runtime.listed, setup.snapshot.backups)
+        runtime = self.runtime
+        self.backup = create_backup(
+            self.git, prefix, self.spec.name, tip, runtime.listed, setup.snapshot.backups, runtime.backup_folders
+        )
         if self.backup.note:
             self.notes.append(self.backup.note)
         log.info("backup '%s' at %s", self.backup.name, tip)
@@ -609,7 +612,8 @@ class Runtime:
         default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)
         self.merges = MergesAhead(self.git, _merge_queues(setup, branches)) if default else None
         self.journal = MoveJournal(setup.folder.moves_dir)
-        self.listed = frozenset(spec.name for spec in setup.branches.branches)  # never a backup
+        self.listed = setup.branches.names  # never a backup
+        self.backup_folders = backup_folders(settings.backup_branch_prefix, self.listed)  # nor one of these
         self._windows: dict[str, HistoryWindow] = {}
         self._windows_lock = threading.Lock()
         self._interrupted = threading.Event()

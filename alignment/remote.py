@@ -91,12 +91,14 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
     return frozenset(ref.removeprefix("refs/heads/") for ref in missing)
 
 
-def remote_backup_refs(settings: Settings, branch: str, listed: frozenset[str]) -> Iterator[str]:
+def remote_backup_refs(
+    settings: Settings, branch: str, listed: frozenset[str], folders: Mapping[str, str]
+) -> Iterator[str]:
     """The full refs on the remote (``remote_backups``: ``remote`` or a namespace) to try for ``branch``'s backup,
     in order: ``candidate_names``, less those it passes over. A listed name is passed over only where backups
-    are the remote's branches; a folder of another listed branch's backup name, in either place."""
+    are the remote's branches; a folder of another listed branch's backup name (``folders``), in either place."""
     prefix, branches = settings.backup_branch_prefix, settings.remote_backups == REMOTE_BACKUPS
-    for candidate in candidate_names(prefix, branch, listed if branches else (), backup_folders(prefix, listed)):
+    for candidate in candidate_names(prefix, branch, listed if branches else (), folders):
         if candidate.passed_over is None:
             yield branch_ref(candidate.name) if branches else settings.remote_backups + candidate.name
 
@@ -225,7 +227,8 @@ def _push_backups(
     if not backups_on_remote(settings):
         return {}
     failures: dict[str, _Failure] = {}
-    names = {result.branch: remote_backup_refs(settings, result.branch, listed) for result in batch}
+    folders = backup_folders(settings.backup_branch_prefix, listed)
+    names = {result.branch: remote_backup_refs(settings, result.branch, listed, folders) for result in batch}
     pending = list(batch)
     while pending:
         tries = {result.branch: next(names[result.branch], None) for result in pending}

@@ -244,7 +244,7 @@ class AlignmentController:
         prefix, listed = settings.backup_branch_prefix, self.setup.branches.names
         git = Git(self.setup.location, timeout=settings.integration_timeout_seconds)
         try:
-            for candidate in candidate_names(prefix, branch, listed, backup_folders(prefix, listed)):
+            for candidate in candidate_names(prefix, branch, listed, self.backup_folders):
                 if candidate.passed_over is not None:
                     continue
                 found = git.resolve_branch(candidate.name)
@@ -253,6 +253,11 @@ class AlignmentController:
             return None
         finally:
             git.close()
+
+    @functools.cached_property
+    def backup_folders(self) -> dict[str, str]:
+        """The run's ``backup_folders``, made once: every branch made here may look for its backup."""
+        return backup_folders(self.setup.settings.backup_branch_prefix, self.setup.branches.names)
 
     def _stop(self, reason: str) -> None:
         """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
