@@ -449,7 +449,7 @@ class BranchAlignment:
         one ``merge-base --is-ancestor``.
         """
         context = self._context()
-        if context.policy.strategy is Strategy.REBASE and action is Action.REBASE:
+        if self._may_drop_the_old_tip(action):
             return
         if new_tip == context.old_tip or (context.relation is Action.FAST_FORWARD and new_tip == context.target_commit):
             return
@@ -461,6 +461,10 @@ class BranchAlignment:
             f"integration of '{self.spec.target}' into '{self.spec.name}' produced {new_tip}, which does not "
             f"contain the branch's tip {context.old_tip}: moving there would drop its commits; not moved",
         )
+
+    def _may_drop_the_old_tip(self, action: Action) -> bool:
+        """Only a rebase under the rebase strategy: any other new tip was made to contain the old tip."""
+        return self._context().policy.strategy is Strategy.REBASE and action is Action.REBASE
 
     def _document_failure(self, failure: StepFailed) -> None:
         if self.context is None:
@@ -484,11 +488,16 @@ class BranchAlignment:
         self.moving_to = None
 
     def _remove_backup(self) -> None:
-        """auto_cleanup_backups: only a backup whose commits all stay reachable from the new tip."""
+        """auto_cleanup_backups: only a backup whose commits all stay reachable from the new tip.
+
+        A backup at the old tip of a branch that was not rebased needs no git call: ``integrate`` refused any
+        other new tip that does not contain the old tip (``_refuse_to_drop_the_old_tip``).
+        """
         integration = self.integration
         if self.backup is None or integration is None or integration.new_tip is None:
             return
-        if not self.git.is_ancestor(self.backup.commit, integration.new_tip):
+        known = self.backup.commit == self._context().old_tip and not self._may_drop_the_old_tip(integration.action)
+        if not known and not self.git.is_ancestor(self.backup.commit, integration.new_tip):
             self.notes.append(f"backup '{self.backup.name}' kept: it holds commits the new tip does not contain")
         elif remove_backup(self.git, self.backup):
             self.notes.append(f"backup '{self.backup.name}' removed (auto_cleanup_backups)")

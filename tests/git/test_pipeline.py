@@ -972,6 +972,27 @@ def test_auto_cleanup_keeps_the_backup_of_a_rebased_branch(repo: Repo, align: Al
     assert "| Backup | `backup-f-pre-align` |" in Path(str(result.document)).read_text().splitlines()
 
 
+@pytest.mark.parametrize(("strategy", "removed"), [("merge", True), ("rebase", False)])
+def test_auto_cleanup_asks_git_about_the_backup_only_after_a_rebase(
+    repo: Repo, align: Aligner, monkeypatch: pytest.MonkeyPatch, strategy: str, removed: bool
+) -> None:
+    """A merge's new tip was checked to contain the old tip, where the backup is: no extra process. A rebase's
+    new tip was not, so git is asked whether the backup's commits stay reachable."""
+    old = diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    asked: list[tuple[str, str]] = []
+    is_ancestor = Git.is_ancestor
+
+    def counted(self: Git, ancestor: str, descendant: str) -> bool:
+        asked.append((ancestor, descendant))
+        return is_ancestor(self, ancestor, descendant)
+
+    monkeypatch.setattr(Git, "is_ancestor", counted)
+    result = align("f", config=settings(integration_strategy=strategy, auto_cleanup_backups=True))["f"]
+    assert result.status is Status.COMPLETED
+    assert repo.exists("backup-f-pre-align") is not removed
+    assert asked == ([] if removed else [(old, result.new_tip)])
+
+
 def test_auto_cleanup_says_in_the_change_document_that_the_backup_is_gone(repo: Repo, align: Aligner) -> None:
     """The document, written before the move, named the backup that the cleanup after it removed."""
     diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
