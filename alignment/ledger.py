@@ -238,7 +238,7 @@ def _why_it_failed(result: BranchResult) -> dict[str, Any]:
     ``AUDIT_MESSAGE_CHARS`` (the results file has it whole); nothing for a branch that succeeded."""
     if result.succeeded:
         return {}
-    message = result.message or result.status.value
+    message = result.error_message
     if len(message) > AUDIT_MESSAGE_CHARS:
         message = message[: AUDIT_MESSAGE_CHARS - 3] + "..."
-    return {"errors_detected": [str(code) for code in result.codes], "error_message": message}
+    return {"errors_detected": result.errors_detected, "error_message": message}

@@ -276,18 +276,28 @@ class BranchResult:
     def succeeded(self) -> bool:
         return self.status is Status.COMPLETED
 
+    @property
+    def errors_detected(self) -> list[str]:
+        """The codes as the results file and the audit trail write them: an ErrorCode as its plain value."""
+        return [str(code) for code in self.codes]
+
+    @property
+    def error_message(self) -> str:
+        """What a failed branch's results say went wrong: its message, else its status."""
+        return self.message or self.status.value
+
     def to_dict(self) -> dict[str, Any]:
         """Spec keys first (``error_message`` only on failure, ``changes_summary`` only on success)."""
         data: dict[str, Any] = {
             "branch_name": self.branch,
             "status": self.status.value,
             "integration_time_seconds": round(self.seconds, 3),
-            "errors_detected": [str(code) for code in self.codes],  # an ErrorCode as its plain value
+            "errors_detected": self.errors_detected,
         }
         if self.succeeded:
             data["changes_summary"] = self.document or ""
         else:
-            data["error_message"] = self.message or self.status.value
+            data["error_message"] = self.error_message
         data.update(
             {
                 "target_branch": self.target,
