@@ -15,6 +15,7 @@ still fails the branch), no worktree, and ``finalize`` moves nothing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeGuard, TypeVar, cast
+from typing import TypeVar, cast
 
 from alignment.backup import Backup, backup_folders, backup_name, create_backup, refuse_if_blocked, remove_backup
 from alignment.components import (
@@ -83,6 +84,7 @@ COMMITS_LISTED = 50
 HISTORY_WINDOW = 2000  # target commits read once per process to list what each merge brings in
 CONFLICTS_NAMED = 10  # paths an error_message names; the change document lists them all
 Step = TypeVar("Step", bound=Callable[["BranchAlignment"], None])
+Item = TypeVar("Item")
 RETURNED = reprlib.Repr()  # a component's wrong return value as a message shows it: an object's repr up to 160
 RETURNED.maxother = 160
 
@@ -211,10 +213,11 @@ class BranchAlignment:
         if merges is not None and context.relation is Action.MERGE:
             timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
             merges.prepare(context.old_tip, context.target_commit, timeout / 2)  # the rest: its own merge
-        integration: object = self.runtime.components.integration_utility.integrate(context)
-        if not _is_integration(integration):
+        returned: object = self.runtime.components.integration_utility.integrate(context)
+        integration = _as_integration(returned)
+        if integration is None:
             expected = "an Integration (action an Action, new_tip a str or None, conflicts a tuple of Conflict)"
-            raise self._wrong_return("integration_utility", "integrate()", integration, expected)
+            raise self._wrong_return("integration_utility", "integrate()", returned, expected)
         self.integration = integration
         if integration.conflicts:
             self._explain(integration)
@@ -235,10 +238,11 @@ class BranchAlignment:
     @_step(Status.FAILED_ERROR_DETECTION)
     def detect(self) -> None:
         """Detect: findings on the integrated commit; an error the merge introduced fails the branch."""
-        findings: object = self.runtime.components.error_detector.detect(self._context(), self._integration())
-        if not isinstance(findings, (tuple, list)) or not all(isinstance(found, Finding) for found in findings):
-            raise self._wrong_return("error_detector", "detect()", findings, "a tuple of Finding")
-        self.findings = tuple(findings)
+        returned: object = self.runtime.components.error_detector.detect(self._context(), self._integration())
+        findings = _tuple_of(Finding, returned)
+        if findings is None:
+            raise self._wrong_return("error_detector", "detect()", returned, "a tuple of Finding")
+        self.findings = findings
         for finding in self.findings:
             where = f" {finding.place}" if finding.place else ""
             log.info("finding %s %s%s: %s", finding.severity.value, finding.code, where, finding.message)
@@ -568,15 +572,22 @@ class BranchAlignment:
         return push_record(remote, self.spec.name, moved)
 
 
-def _is_integration(value: object) -> TypeGuard[Integration]:
-    """Whether an integration utility returned what the pipeline can act on."""
-    return (
-        isinstance(value, Integration)
-        and isinstance(value.action, Action)
-        and (value.new_tip is None or isinstance(value.new_tip, str))
-        and isinstance(value.conflicts, tuple)
-        and all(isinstance(conflict, Conflict) for conflict in value.conflicts)
-    )
+def _tuple_of(kind: type[Item], value: object) -> tuple[Item, ...] | None:
+    """A component's tuple or list of ``kind`` as a tuple; None for anything else."""
+    if isinstance(value, (tuple, list)) and all(isinstance(item, kind) for item in value):
+        return tuple(value)
+    return None
+
+
+def _as_integration(value: object) -> Integration | None:
+    """What an integration utility returned, if the pipeline can act on it (conflicts as a tuple); else None."""
+    if not isinstance(value, Integration):
+        return None
+    conflicts = _tuple_of(Conflict, value.conflicts)
+    tip = value.new_tip is None or isinstance(value.new_tip, str)
+    if conflicts is None or not isinstance(value.action, Action) or not tip:
+        return None
+    return value if isinstance(value.conflicts, tuple) else dataclasses.replace(value, conflicts=conflicts)
 
 
 def conflict_message(paths: Sequence[str]) -> str:

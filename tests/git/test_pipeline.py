@@ -867,6 +867,25 @@ def test_the_default_merge_and_fast_forward_are_known_to_keep_the_old_tip_withou
     assert asked == []
 
 
+class ListsConflicts(MergeOrRebaseIntegrator):
+    """Integrates like the default, with the conflicts as a list."""
+
+    def integrate(self, context: BranchContext) -> Integration:
+        done = super().integrate(context)
+        return dataclasses.replace(done, conflicts=list(done.conflicts))  # type: ignore[arg-type]
+
+
+def test_an_integration_may_list_its_conflicts_as_detect_may_list_its_findings(repo: Repo, align: Aligner) -> None:
+    """A list of Conflict is taken as a tuple: the branch fails with its conflict, as with the default."""
+    old = diverge(repo, "f", {"app.py": "1\n"}, {"app.py": "2\n"})
+    components = Components(ListsConflicts(CONFIG), ChangeErrorDetector(CONFIG), MarkdownDocGenerator(CONFIG))
+    result = align("f", components=components)["f"]
+    assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("merge_conflict_unresolvable",))
+    assert result.message == "Merge conflict in app.py (unresolvable)"
+    assert [culprit.path for culprit in result.culprits] == ["app.py"]
+    assert repo.tip("f") == old
+
+
 class NoneDetector(ChangeErrorDetector):
     def detect(self, context: BranchContext, integration: Integration) -> tuple[Finding, ...]:
         return None  # type: ignore[return-value]
