@@ -137,16 +137,17 @@ def laid_out(ranked: Sequence[T], target_of: Callable[[T], str], workers: int) -
     the positions it has in ``ranked``; only its own items trade places."""
     targets = [target_of(item) for item in ranked]
     queues: dict[str, dict[int, deque[int]]] = {}
-    for position, (target, share) in enumerate(zip(targets, shares(targets, workers), strict=True)):
+    items: dict[str, list[T]] = {}  # each target's items, in ranked order
+    for position, (item, target, share) in enumerate(zip(ranked, targets, shares(targets, workers), strict=True)):
         queues.setdefault(target, {}).setdefault(share, deque()).append(position)
+        items.setdefault(target, []).append(item)
     laid = list(ranked)
     for target, by_share in queues.items():
         visits: list[int] = []
         while any(by_share.values()):
             taken = (take_one(by_share, worker) for worker in range(max(workers, 1)))
             visits += [position for position in taken if position is not None]
-        mine = [item for item, its_target in zip(ranked, targets, strict=True) if its_target == target]
-        for item, position in zip(mine, visits, strict=True):
+        for item, position in zip(items[target], visits, strict=True):
             laid[position] = item
     return laid
 
