@@ -146,19 +146,19 @@ def _runs(reports_dir: Path) -> int:
 def _run_line(run: RunEntry) -> str:
     """``<run id>  <how it ended>; <n> branches moved[, <m> undone]  <repository>``: the branches the run has
     moved now; those ``alignment undo`` put back are said apart, those the run put back itself not at all."""
-    summary = run.summary()
+    summary, record = run.summary(), run.folder.record()
     if run.state is RunState.FINISHED:
         ok, failed, skipped = (summary[key] for key in ("total_successful", "total_failed", "total_not_run"))
         state = f"{ok} ok, {failed} failed, {skipped} not run"
     elif run.state is RunState.PLANNED:
         state = f"plan: {summary['total_successful']} would align, {summary['total_failed']} would fail"
-    else:
-        state = "did not finish"
+    else:  # the record says whether it was a plan (``--plan``) that died
+        state = "plan: did not finish" if record.get("predict") is True else "did not finish"
     moves = moves_by_put_back(run.folder)
     moved = f"{counted(moves[None], 'branch', 'branches')} moved"
     if moves[PutBack.UNDO]:
         moved += f", {moves[PutBack.UNDO]} undone"
-    return f"{run.run_id}  {state}; {moved}  {run.folder.record()['repository']}"
+    return f"{run.run_id}  {state}; {moved}  {record['repository']}"
 
 
 if __name__ == "__main__":  # pragma: no cover

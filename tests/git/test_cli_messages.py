@@ -9,7 +9,7 @@ import pytest
 from alignment.cli import main as cli
 from alignment.journal import Move, MoveJournal
 from alignment.orchestrator import BranchAlignmentOrchestrator
-from alignment.runs import RunFolder
+from alignment.runs import PLAN_FILE, RunFolder
 from alignment.session import unfinished_runs
 from tests.conftest import Repo, entry, write_input
 
@@ -25,6 +25,19 @@ def test_undo_dry_run_rows_and_counts_of_one(repo: Repo, tmp_path: Path, capsys:
     assert rows[1].startswith(f"run {run_id}: would restore 1, unchanged 0, refused 0 of 1 moved branch in ")
     assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
     assert f"{run_id}  1 ok, 0 failed, 0 not run; 1 branch moved" in capsys.readouterr().out
+
+
+def test_a_plan_that_did_not_finish_is_listed_as_a_plan(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its record says it predicted (``predict``): a dead ``--plan`` is not taken for a run that moved nothing."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    plan_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(path, repo.path)["run_id"])
+    (RunFolder(tmp_path / "reports", plan_id).path / PLAN_FILE).unlink()  # as if it had died before writing it
+    assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert capsys.readouterr().out.startswith(f"{plan_id}  plan: did not finish; 0 branches moved  ")
 
 
 def test_away_from_the_reports_the_commands_say_where_to_look(
