@@ -441,13 +441,18 @@ class Git:
                   "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout, at_url_base=True,
                   known={"couldn't find remote ref": MissingRemoteRef})  # fmt: skip
 
-    def remote_refs(self, remote: str, refs: Iterable[str], timeout: float | None = None) -> dict[str, str]:
-        """The commits the remote holds at the full refs ``refs`` (absent ones are left out): ``ls-remote``."""
+    def remote_refs(
+        self, remote: str, refs: Iterable[str], timeout: float | None = None, *, inside: str | None = None
+    ) -> dict[str, str]:
+        """The commits the remote holds at the full refs ``refs`` (absent ones are left out) and, given a full
+        ref ``inside``, at every ref inside its name (``inside/...``, a folder there): one ``ls-remote``."""
         wanted = frozenset(refs)
-        args = ("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted))
+        folder = () if inside is None else (f"{inside}/",)
+        patterns = (f"{name}*" for name in folder)  # a ref name cannot hold a glob character
+        args = ("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted), *patterns)
         out = self._run(*args, timeout=timeout, at_url_base=True).stdout
         found = (line.split("\t", 1) for line in out.decode("utf-8", "surrogateescape").splitlines())
-        return {ref: oid for oid, ref in found if ref in wanted}
+        return {ref: oid for oid, ref in found if ref in wanted or ref.startswith(folder)}
 
     def push(
         self, remote: str, updates: Sequence[PushUpdate], *, atomic: bool = False, timeout: float | None = None

@@ -255,7 +255,10 @@ def _push_backups(
                 taken.append(result)  # a backup at another commit exists there: keep it, try the next name
             else:
                 refused = answer.summary if answer else "no answer"
-                blocker = _remote_blocker(git, remote, refs[result.branch])
+                blocker, folder = _remote_obstacle(git, remote, refs[result.branch])
+                if folder and blocker is None:
+                    taken.append(result)  # the name is a folder of the remote's refs there: try the next name
+                    continue
                 if blocker is not None:
                     refused = f"{refused}: its ref {blocker} blocks it; rename that or set backup_branch_prefix"
                 failures[result.branch] = _Failure(
@@ -266,15 +269,17 @@ def _push_backups(
     return failures
 
 
-def _remote_blocker(git: Git, remote: str, ref: str) -> str | None:
-    """The remote's ref named like a folder of ``ref`` (``refs/heads/backup-f`` for ``refs/heads/backup-f/x``),
-    which no backup name under it can get past; None when there is none or the remote does not say."""
+def _remote_obstacle(git: Git, remote: str, ref: str) -> tuple[str | None, bool]:
+    """What the remote holds in the way of ``ref``, by one ``ls-remote``: its ref named like a folder of ``ref``
+    (``refs/heads/backup-f`` for ``refs/heads/backup-f/x``), which no backup name under it can get past (None:
+    none); and whether it holds refs inside ``ref``'s name (``ref/old``), which pass over only this name (as
+    they do a local backup's). Neither when the remote does not say."""
     folders = enclosing_names(ref, namespace_parts=2)
     found: dict[str, str] = {}
-    if folders:
-        with suppress(GitError):
-            found = git.remote_refs(remote, folders)
-    return next((folder for folder in folders if folder in found), None)
+    with suppress(GitError):
+        found = git.remote_refs(remote, folders, inside=ref)
+    blocker = next((folder for folder in folders if folder in found), None)
+    return blocker, any(name.startswith(f"{ref}/") for name in found)
 
 
 def _push_branches(

@@ -322,6 +322,21 @@ def test_a_remote_branch_named_like_the_backups_folder_is_named_in_the_refusal(o
     origin.assert_safe()
 
 
+@pytest.mark.parametrize("where", ["remote", "refs/backups/"])
+def test_a_remote_ref_inside_the_backup_name_passes_that_name_over_as_a_local_branch_does(
+    origin: Origin, where: str
+) -> None:
+    """``backup-feature-a-pre-align/old`` on the remote makes ``backup-feature-a-pre-align`` a folder there: the
+    remote refuses that name, and the backup takes ``-2`` (it failed the branch on every run)."""
+    namespace = "refs/heads/" if where == "remote" else where
+    origin.bare.git("update-ref", f"{namespace}backup-feature-a-pre-align/old", "main")
+    results = origin.run(names=("feature-a",), remote_backups=where)
+    assert results["feature-a"]["push"]["pushed"] is True, results["feature-a"]["error_message"]
+    assert results["feature-a"]["push"]["remote_backup"] == f"{namespace}backup-feature-a-pre-align-2"
+    assert origin.bare.git("rev-parse", f"{namespace}backup-feature-a-pre-align-2") == origin.olds["feature-a"]
+    origin.assert_aligned("feature-a")
+
+
 def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(origin: Origin) -> None:
     origin.bare.path.rename(origin.bare.path.with_name("elsewhere.git"))
     with pytest.raises(RepositoryError, match=r"^--remote origin: fetch failed: fatal: .*does not appear"):
