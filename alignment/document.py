@@ -119,12 +119,13 @@ def _why_it_stopped(status: Status, message: str | None) -> list[str]:
     return ["## Why it stopped", "", _text(message), ""]
 
 
-def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
+def record_push(path: Path, result: BranchResult, aligned_commit: str, *, sent: bool) -> None:
     """Bring the change document at ``path``, written before the push, up to date with ``result`` (the
-    branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to): its
-    status, new tip, push and (when the backup is on the remote) backup rows, and why it stopped when the
-    push did not land. A document this module did not write (another ``DocGenerator``'s, or none on this
-    machine) is left as it is; ``OSError`` when it cannot be read or replaced."""
+    branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to; ``sent``:
+    its push had started, False when it never did, so it did not land): its status, new tip, push and (when
+    the backup is on the remote) backup rows, and why it stopped when the push did not land. A document this
+    module did not write (another ``DocGenerator``'s, or none on this machine) is left as it is; ``OSError``
+    when it cannot be read or replaced."""
     push = result.push
     if push is None:
         return
@@ -132,7 +133,8 @@ def record_push(path: Path, result: BranchResult, aligned_commit: str) -> None:
     if push.pushed:
         tip, pushed = f"`{aligned_commit}`", f"pushed to {remote}"
     else:
-        landed = "not pushed to" if ErrorCode.PUSH_REJECTED in result.codes else "not known to have landed on"
+        refused = not sent or ErrorCode.PUSH_REJECTED in result.codes
+        landed = "not pushed to" if refused else "not known to have landed on"
         tip = f"`{aligned_commit}` (see the push)"
         pushed = f"{landed} {remote} ({', '.join(map(str, result.codes))}): ours is kept at {kept}"
     if push.remote_backup:

@@ -110,8 +110,12 @@ def backups_on_remote(settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class _Failure:
+    """Why a branch was not (or may not have been) pushed; ``sent``: its own push had started (False: nothing of
+    it was sent, so it did not land)."""
+
     code: ErrorCode
     message: str
+    sent: bool = True
 
 
 class PushInterrupted(KeyboardInterrupt):
@@ -162,8 +166,9 @@ def push_branches(
                     failures.update(_push_branches(git, settings, remote, journal, target, ready))
                 stage = _Stage.PUSHED
                 for result in batch:
-                    outcome = _outcome(result, backups.get(result.branch), failures.get(result.branch))
-                    published[result.branch] = _documented(outcome, _new(result))
+                    failure = failures.get(result.branch)
+                    outcome = _outcome(result, backups.get(result.branch), failure)
+                    published[result.branch] = _documented(outcome, _new(result), failure)
             except KeyboardInterrupt:  # a second Ctrl-C (the first one waits): what this target's push did so far
                 for result in batch:
                     if result.branch not in published:
@@ -197,20 +202,22 @@ def _interrupted(stage: _Stage, remote: str, result: BranchResult) -> _Failure |
     if stage is _Stage.PUSHED:
         return None
     if stage is _Stage.BACKUPS:
-        return _Failure(
-            ErrorCode.PUSH_FAILED, f"interrupted (Ctrl-C) while its backup was pushed to '{remote}'; not pushed"
-        )
+        message = f"interrupted (Ctrl-C) while its backup was pushed to '{remote}'; not pushed"
+        return _Failure(ErrorCode.PUSH_FAILED, message, sent=False)
     if stage is _Stage.BRANCHES:
         return _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, "interrupted (Ctrl-C) while pushing"))
     return _not_reached(remote, result)
 
 
 def _not_reached(remote: str, result: BranchResult) -> _Failure:
-    """A branch whose push Ctrl-C came before: nothing of it was sent (its backup may be on the remote)."""
+    """A branch whose push Ctrl-C came before: nothing of it was sent (its backup may be on the remote). Where
+    the remote branch is now is not known: the lease of a push that never started was never checked."""
     return _Failure(
         ErrorCode.PUSH_FAILED,
-        f"not pushed: interrupted (Ctrl-C) before its push; '{result.branch}' on '{remote}' is unchanged at "
-        f"{_old(result)}, ours is kept at {aligned_ref(remote, result.branch)}; a rerun pushes it",
+        f"not pushed: interrupted (Ctrl-C) before its push; this run did not change '{result.branch}' on "
+        f"'{remote}' (fetched at {_old(result)}; it may have moved since), ours is kept at "
+        f"{aligned_ref(remote, result.branch)}; a rerun pushes it",
+        sent=False,
     )
 
 
@@ -234,9 +241,8 @@ def _push_backups(
         tries = {result.branch: next(names[result.branch], None) for result in pending}
         refs = {branch: ref for branch, ref in tries.items() if ref is not None}
         for branch in (branch for branch in tries if branch not in refs):
-            failures[branch] = _Failure(
-                ErrorCode.PUSH_REJECTED, f"every backup name of '{branch}' is taken on '{remote}'; not pushed"
-            )
+            message = f"every backup name of '{branch}' is taken on '{remote}'; not pushed"
+            failures[branch] = _Failure(ErrorCode.PUSH_REJECTED, message, sent=False)
         pending = [result for result in pending if result.branch in refs]
         if not pending:
             break
@@ -244,7 +250,8 @@ def _push_backups(
         try:
             answers = git.push(remote, updates)
         except GitError as error:
-            failure = _Failure(ErrorCode.PUSH_FAILED, f"could not reach '{remote}' to push the backup: {error.cause}")
+            cause = f"could not reach '{remote}' to push the backup: {error.cause}"
+            failure = _Failure(ErrorCode.PUSH_FAILED, cause, sent=False)
             return {**failures, **{result.branch: failure for result in pending}}
         taken = []
         for result in pending:
@@ -264,6 +271,7 @@ def _push_backups(
                 failures[result.branch] = _Failure(
                     ErrorCode.PUSH_REJECTED,
                     f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed",
+                    sent=False,
                 )
         pending = taken
     return failures
@@ -359,16 +367,17 @@ def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None)
 def unpushed(result: BranchResult, message: str) -> BranchResult:
     """``result`` of a branch whose push never happened or was never reported (its worker died): ``push_failed``,
     so that ``--lf`` retries it."""
-    return _documented(_outcome(result, None, _Failure(ErrorCode.PUSH_FAILED, message)), _new(result))
+    failure = _Failure(ErrorCode.PUSH_FAILED, message)
+    return _documented(_outcome(result, None, failure), _new(result), failure)
 
 
-def _documented(result: BranchResult, aligned_commit: str) -> BranchResult:
-    """``result``, after its change document was brought up to date with what its push did (a note when it
-    could not be)."""
+def _documented(result: BranchResult, aligned_commit: str, failure: _Failure | None) -> BranchResult:
+    """``result``, after its change document was brought up to date with what its push did (``failure``: why it
+    did not land; a note when the document could not be updated)."""
     if result.document is None:
         return result
     try:
-        record_push(Path(result.document), result, aligned_commit)
+        record_push(Path(result.document), result, aligned_commit, sent=failure is None or failure.sent)
     except OSError as error:
         return replace(result, notes=(*result.notes, f"change document not updated after the push: {error}"))
     return result

@@ -227,8 +227,13 @@ def test_ctrl_c_while_the_backups_are_pushed_pushes_no_branch_and_still_writes_t
     data = json.loads((origin.tmp / "reports" / "latest" / "alignment_results.json").read_text())
     for branch in data["orchestration_results"]["main"]["branches"]:
         assert branch["errors_detected"] == ["push_failed"]
-        assert branch["error_message"].startswith("not pushed: interrupted (Ctrl-C) before its push")
-        assert branch["push"]["remote_backup"] == f"refs/heads/backup-{branch['branch_name']}-pre-align"
+        message, name = branch["error_message"], branch["branch_name"]
+        assert message.startswith("not pushed: interrupted (Ctrl-C) before its push; this run did not change")
+        assert f"(fetched at {origin.olds[name]}; it may have moved since)" in message  # its lease was never checked
+        assert "unchanged" not in message
+        assert branch["push"]["remote_backup"] == f"refs/heads/backup-{name}-pre-align"
+        row = f"| Push | not pushed to `origin` (push_failed): ours is kept at `{aligned_ref('origin', name)}`"
+        assert row in Path(branch["document"]).read_text(encoding="utf-8")  # a push that never started
     assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
     origin.assert_safe()
     assert moves_made(RunFolder(origin.tmp / "reports", data["run_id"])) == 0
@@ -296,7 +301,7 @@ def test_a_second_ctrl_c_after_the_push_still_records_what_landed(
     push): every branch landed, and the results say so."""
     hook(origin, f'case "$1" in refs/heads/feature-a) kill -INT {os.getpid()};; esac\nexit 0\n')
 
-    def ctrl_c_again(*args: Any) -> None:
+    def ctrl_c_again(*args: Any, **kwargs: Any) -> None:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)  # Python runs the handler between two bytecodes of the main thread: here
 
