@@ -35,7 +35,7 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from alignment.remote import PushInterrupted, push_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from plugins.handoff import (
+    ANY,
     PUSHED_OUTPUT,
     RESULT_PROPERTY,
     SETUP_INPUT,
@@ -464,7 +465,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.items[:] = _least_recently_tried_first(session.config, session.items)
     specs = {item.nodeid: _spec_of(item) for item in session.items}
     write_node_map(state.setup, state.worker, {nodeid: spec.name for nodeid, spec in specs.items() if spec})
-    state.branches = _own_branches(session.config, state.worker, list(specs.values()))
+    state.branches = _own_branches(session.config, state.worker, list(specs.values()), _limit_of(session.config))
     for item in session.items:
         _slim(item)
     _freeze_what_lives_to_the_end(session.config)
@@ -506,19 +507,28 @@ def _least_recently_tried_first(config: pytest.Config, items: list[pytest.Item])
     state = config.stash[STATE]
     tried = last_tried(config, state.setup) if state.tried is None else state.tried
     ranked = sorted(items, key=lambda item: tried.get(item.nodeid, 0))
-    return laid_out(ranked, _target_of, _workers(config))
+    return laid_out(ranked, _target_of, _workers(config), _limit_of(config))
 
 
-def _own_branches(config: pytest.Config, worker: str, specs: list[BranchSpec | None]) -> list[BranchSpec]:
-    """The collected branches in the order this process is meant to align them: under xdist its own share,
-    then the others' from the end (the order ``scheduler`` hands them out), else all of them (only those
-    ``-k`` or ``--lf`` kept). Their merges are done ahead in batches, in this order."""
+def _own_branches(
+    config: pytest.Config, worker: str, specs: list[BranchSpec | None], limit_of: Callable[[str], int]
+) -> list[BranchSpec]:
+    """The collected branches in the order this process is meant to align them: under xdist its own share
+    and the branches of targets not dealt out (``ANY``: whichever worker runs one takes them in order), then
+    the others' from the end (the order ``scheduler`` hands them out), else all of them (only those ``-k``
+    or ``--lf`` kept). Their merges are done ahead in batches, in this order."""
     workers = _workers(config)
     targets = [spec.target if spec else "" for spec in specs]
     number = worker_number(worker, workers)
-    meant = list(zip(specs, shares(targets, workers), strict=True))
-    own = [spec for spec, share in meant if spec and share == number]
-    return own + [spec for spec, share in reversed(meant) if spec and share != number]
+    meant = list(zip(specs, shares(targets, workers, limit_of), strict=True))
+    own = [spec for spec, share in meant if spec and share in (number, ANY)]
+    return own + [spec for spec, share in reversed(meant) if spec and share not in (number, ANY)]
+
+
+def _limit_of(config: pytest.Config) -> Callable[[str], int]:
+    """Each target's worker limit, as the scheduler reads it: the shares depend on it."""
+    settings = config.stash[STATE].setup.settings
+    return lambda target: settings.policy(target).max_workers
 
 
 def _workers(config: pytest.Config) -> int:

@@ -29,6 +29,7 @@ TRIED_INPUT = "alignment_tried"  # the controller's ``last_tried``, in a worker'
 PUSHED_OUTPUT = "alignment_pushed"  # a worker clone's pushed results, in its xdist ``workeroutput``
 T = TypeVar("T")
 SHARE_BLOCK = MergesAhead.BATCH  # a target's consecutive items meant for one worker: one batch of its merges
+ANY = -1  # the share of a target not dealt out: whichever worker runs it takes its next items, in order
 
 # pytest's options that only show what the session holds: under one, an alignment run moves nothing and
 # writes no run (no folder, ``latest``, results or ``--lf`` list of its own), as with ``--collect-only``.
@@ -106,39 +107,47 @@ def result_of(report: pytest.TestReport) -> BranchResult | None:
     return None
 
 
-def shares(targets: Sequence[str], workers: int) -> list[int]:
+def shares(targets: Sequence[str], workers: int, limit_of: Callable[[str], int]) -> list[int]:
     """The share (worker number) of each item, given the items' targets in collection order: each target's
-    items in blocks of ``SHARE_BLOCK``, dealt to the workers in turn. The scheduler and each worker compute
-    it from the same collection."""
+    items in blocks of ``SHARE_BLOCK``, dealt to the workers in turn. A target whose worker limit
+    (``limit_of``) is below the worker count is not dealt out (``ANY``): not every worker may run it at once,
+    so a worker's share of it could wait while another worker takes the rest from the end, out of order.
+    The scheduler and each worker compute it from the same collection and settings."""
     seen: dict[str, int] = {}
+    dealt: dict[str, bool] = {}
     found = []
     for target in targets:
         position = seen.get(target, 0)
         seen[target] = position + 1
-        found.append(position // SHARE_BLOCK % max(workers, 1))
+        if target not in dealt:
+            dealt[target] = limit_of(target) >= workers
+        found.append(position // SHARE_BLOCK % max(workers, 1) if dealt[target] else ANY)
     return found
 
 
 def take_one(queues: Mapping[int, deque[T]], share: int) -> T | None:
     """The next of a target's items (queued per share) for the worker of ``share``: the first of its own
-    share; once those are done, the last of the largest other share, farthest from what its own worker
-    (which works from the front) has merged ahead. None when none is left."""
-    own = queues.get(share)
+    share, or of a target not dealt out (``ANY``); once those are done, the last of the largest other share,
+    farthest from what its own worker (which works from the front) has merged ahead. None when none is left."""
+    own = queues.get(share) or queues.get(ANY)
     if own:
         return own.popleft()
     others = [queue for queue in queues.values() if queue]
     return max(others, key=len).pop() if others else None
 
 
-def laid_out(ranked: Sequence[T], target_of: Callable[[T], str], workers: int) -> list[T]:
+def laid_out(
+    ranked: Sequence[T], target_of: Callable[[T], str], workers: int, limit_of: Callable[[str], int]
+) -> list[T]:
     """``ranked`` (the first to be run first) laid out so that workers taking them in turn, each as the
     scheduler hands them out (``shares``, ``take_one``), reach them in that order: without it, a worker
     with no share of its own, or a share at the back, would start with the last ranked. Each target keeps
-    the positions it has in ``ranked``; only its own items trade places."""
+    the positions it has in ``ranked``; only its own items trade places (none of a target not dealt out)."""
     targets = [target_of(item) for item in ranked]
     queues: dict[str, dict[int, deque[int]]] = {}
     items: dict[str, list[T]] = {}  # each target's items, in ranked order
-    for position, (item, target, share) in enumerate(zip(ranked, targets, shares(targets, workers), strict=True)):
+    item_shares = shares(targets, workers, limit_of)
+    for position, (item, target, share) in enumerate(zip(ranked, targets, item_shares, strict=True)):
         queues.setdefault(target, {}).setdefault(share, deque()).append(position)
         items.setdefault(target, []).append(item)
     laid = list(ranked)

@@ -18,7 +18,10 @@ Each item has a share: the worker number meant to run it (``handoff.shares``: a 
 ``handoff.SHARE_BLOCK``, the blocks dealt to the workers in turn). A worker is given its own share's items first,
 from the front, and once they are done the last items of another share, so each worker knows ahead which
 merges it will do and batches those (``integrate.MergesAhead``): its own in order, then the others' from the
-end. The limits and the breaker are unchanged; items put back run first within their share.
+end. A target whose limit is below the worker count is not dealt out (``handoff.ANY``): whichever workers
+may run it take its items from the front, so they start in their order (``--lf``'s least recently tried
+first) however few workers may run it at once. The limits and the breaker are unchanged; items put back run
+first within their share.
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ class TargetScheduling:
                 return
             self.collection = collections[0]
             self.targets = [self.target_of(nodeid) for nodeid in self.collection]
-            self.pending = Pending(self.targets, shares(self.targets, self.numnodes))
+            self.pending = Pending(self.targets, shares(self.targets, self.numnodes, self.limit_of))
             self.pending.extend(range(len(self.collection)))
         self._assign()
 

@@ -3,6 +3,7 @@ its worker has received the next item or shutdown."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import cast
 
@@ -10,21 +11,29 @@ import pytest
 
 from alignment.model import BranchSpec
 from plugins.alignment_plugin import _own_branches
-from plugins.handoff import SHARE_BLOCK, laid_out, shares, worker_number
+from plugins.handoff import ANY, SHARE_BLOCK, laid_out, shares, worker_number
 from plugins.scheduler import Pending, TargetScheduling
 
 
-class FakeNode:
-    """A worker: a queue of indices, the item it runs, and whether shutdown arrived."""
+def limits_of(limits: dict[str, int]) -> Callable[[str], int]:
+    """Each target's worker limit: ``limits``, else more than any worker count here."""
+    return lambda target: limits.get(target, 99)
 
-    def __init__(self, name: str) -> None:
+
+class FakeNode:
+    """A worker: a queue of indices, the item it runs, and whether shutdown arrived; what it was sent is also
+    added to ``sent``, every worker's items in the order they were handed out."""
+
+    def __init__(self, name: str, sent: list[int] | None = None) -> None:
         self.gateway = SimpleNamespace(id=name)
         self.queue: list[int] = []
         self.shutting_down = False
+        self.sent = [] if sent is None else sent
 
     def send_runtest_some(self, indices: list[int]) -> None:
         assert not self.shutting_down, "items sent after shutdown"
         self.queue.extend(indices)
+        self.sent.extend(indices)
 
     def shutdown(self) -> None:
         self.shutting_down = True
@@ -47,10 +56,11 @@ class Cluster:
         self.sched = TargetScheduling(
             config,
             lambda nodeid: nodeid.split("-")[0],
-            lambda t: limits.get(t, 99),
+            limits_of(limits),
             lambda running: memory_ok or running == 0,
         )
-        self.nodes = [FakeNode(f"gw{index}") for index in range(workers)]
+        self.sent: list[int] = []
+        self.nodes = [FakeNode(f"gw{index}", self.sent) for index in range(workers)]
         self.peak: dict[str, int] = {}
         self.done: list[str] = []
         for node in self.nodes:
@@ -234,12 +244,13 @@ def test_pending_items_keep_their_order_per_target_and_items_put_back_come_first
 
 def test_shares_deal_each_targets_items_to_the_workers_in_blocks() -> None:
     targets = ["main"] * (SHARE_BLOCK * 3 + 1) + ["next"] * 2
-    found = shares(targets, 2)
+    found = shares(targets, 2, limits_of({}))
     assert found[:SHARE_BLOCK] == [0] * SHARE_BLOCK
     assert found[SHARE_BLOCK : 2 * SHARE_BLOCK] == [1] * SHARE_BLOCK
     assert found[2 * SHARE_BLOCK : 3 * SHARE_BLOCK + 1] == [0] * SHARE_BLOCK + [1]
     assert found[-2:] == [0, 0]  # each target's blocks are counted from its own first item
-    assert shares(targets, 1) == [0] * len(targets)
+    assert shares(targets, 1, limits_of({})) == [0] * len(targets)
+    assert shares(targets, 2, limits_of({"next": 1})) == [*found[:-2], ANY, ANY]  # one worker at a time: not dealt
     assert [worker_number(name, 2) for name in ("gw0", "gw1", "gw2", "gw3", "odd")] == [0, 1, 0, 1, 0]
 
 
@@ -273,10 +284,12 @@ def test_a_worker_merges_ahead_its_own_share_in_order_then_the_others_from_the_e
     specs: list[BranchSpec | None] = [BranchSpec(f"b{index}", "main", 1.0, (), index, 0) for index in range(70)]
     specs.insert(5, None)  # an item that is no branch takes no place in a share
     second = SimpleNamespace(workerinput={"workercount": 2})
-    order = [spec.name for spec in _own_branches(cast(pytest.Config, second), "gw1", specs)]
+    order = [spec.name for spec in _own_branches(cast(pytest.Config, second), "gw1", specs, limits_of({}))]
     assert order == [f"b{index}" for index in (*range(32, 64), *range(69, 63, -1), *range(31, -1, -1))]
-    alone = [spec.name for spec in _own_branches(cast(pytest.Config, SimpleNamespace()), "", specs)]
+    alone = [spec.name for spec in _own_branches(cast(pytest.Config, SimpleNamespace()), "", specs, limits_of({}))]
     assert alone == [f"b{index}" for index in range(70)]
+    one_at_a_time = _own_branches(cast(pytest.Config, second), "gw1", specs, limits_of({"main": 1}))
+    assert [spec.name for spec in one_at_a_time] == alone  # not dealt out: whichever worker runs it, in order
 
 
 def target_of(nodeid: str) -> str:
@@ -290,11 +303,11 @@ def test_items_laid_out_reach_the_workers_first_ranked_first(count: int, workers
     works through its own share from the front and another's from the back; taken one by one in turn, the
     items come in their ranking's order."""
     ranked = [f"main-{rank}" for rank in range(count)]
-    laid = laid_out(ranked, target_of, workers)
+    laid = laid_out(ranked, target_of, workers, limits_of({}))
     cluster = Cluster(laid, workers, limits={})
     queued = sorted(int(laid[index].split("-")[1]) for node in cluster.nodes for index in node.queue)
     assert queued == list(range(len(queued)))
-    pending = Pending(["main"] * count, shares(["main"] * count, workers))
+    pending = Pending(["main"] * count, shares(["main"] * count, workers, limits_of({})))
     pending.extend(range(count))
     in_turn = (pending.take("main", 1, worker) for _ in range(count) for worker in range(workers))
     assert [laid[index] for taken in in_turn for index in taken] == ranked
@@ -302,5 +315,26 @@ def test_items_laid_out_reach_the_workers_first_ranked_first(count: int, workers
 
 def test_items_laid_out_keep_each_targets_places() -> None:
     ranked = ["a-0", "b-0", "a-1", "b-1", "a-2"]
-    assert laid_out(ranked, target_of, 2) == ["a-0", "b-0", "a-2", "b-1", "a-1"]  # the second worker takes the last
-    assert laid_out(ranked, target_of, 1) == ranked
+    assert laid_out(ranked, target_of, 2, limits_of({})) == ["a-0", "b-0", "a-2", "b-1", "a-1"]  # gw1 takes the last
+    assert laid_out(ranked, target_of, 1, limits_of({})) == ranked
+    assert laid_out(ranked, target_of, 2, limits_of({"a": 1})) == ["a-0", "b-0", "a-1", "b-1", "a-2"]  # not dealt
+
+
+@pytest.mark.parametrize(
+    ("workers", "limit", "count"), [(2, 1, 8), (2, 1, SHARE_BLOCK + 5), (3, 2, 3 * SHARE_BLOCK + 1), (3, 1, 10)]
+)
+def test_a_target_fewer_workers_may_run_than_there_are_is_handed_out_in_its_ranked_order(
+    workers: int, limit: int, count: int
+) -> None:
+    """README, "Rerun failures": where ``max_workers_per_target`` is below ``-n``, a worker that may take the
+    target's next branch takes the next in ``--lf``'s order, never one from the end (the last run's failures,
+    which would trip the breaker again before the branches it did not reach had their turn)."""
+    ranked = [name for rank in range(count) for name in (f"main-{rank}", f"sci-{rank}")]
+    limits = {"main": limit}
+    laid = laid_out(ranked, target_of, workers, limits_of(limits))
+    cluster = Cluster(laid, workers, limits)
+    run_to_end(cluster)
+    handed_out = [laid[index] for index in cluster.sent]
+    assert [name for name in handed_out if name.startswith("main-")] == [f"main-{rank}" for rank in range(count)]
+    assert sorted(cluster.done) == sorted(ranked)
+    assert cluster.peak["main"] <= limit
