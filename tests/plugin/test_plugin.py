@@ -831,6 +831,25 @@ def test_lf_reruns_cut_short_by_the_breaker_try_the_least_recently_tried_first(
     assert list(run(*args, "--lf").branches()) == tried[0]
 
 
+def test_lf_reruns_under_xdist_with_one_worker_per_target_try_the_least_recently_tried_first(
+    run: Any, repo: Repo, tmp_path: Path
+) -> None:
+    """As above with ``-n 2`` and ``max_workers_per_target: 1`` (README, "Rerun failures"): the worker that may
+    run the target takes its next branch in the rerun's order, never one from the end (the last run's failures,
+    which tripped the breaker again before the others had their turn). A trip stops two or three branches in."""
+    names = conflicting_repo(repo, clean=0, conflicting=8)
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
+    config = config_file(tmp_path, failure_threshold_count=2, failure_threshold_percent=50, max_workers_per_target=1)
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "2")
+    last_run: dict[str, int] = {}  # the run that last tried each branch
+    for number in range(4):  # at least 2 tried a run: every branch within 4 runs
+        tried = set(run(*args, *(("--lf",) if number else ())).branches())
+        passed_over = [last_run.get(name, -1) for name in names if name not in tried]
+        assert max(last_run.get(name, -1) for name in tried) <= min(passed_over, default=number), (number, tried)
+        last_run.update(dict.fromkeys(tried, number))
+    assert set(last_run) == set(names)
+
+
 def test_breaker_without_xdist_stops_before_the_next_branch(run: Any, repo: Repo, tmp_path: Path) -> None:
     names = conflicting_repo(repo, clean=0, conflicting=6)
     input_path = write_input(tmp_path / "in.json", [entry(name) for name in names])
