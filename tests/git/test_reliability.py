@@ -551,6 +551,23 @@ def test_user_hooks_never_run_and_config_is_never_written(repo: Repo, tmp_path: 
     assert repo.git("config", "--list", "--local") == config_before
 
 
+@pytest.mark.parametrize("strategy", ["merge", "rebase"])
+def test_commits_are_never_signed_even_when_the_repository_asks_for_it(
+    repo: Repo, tmp_path: Path, strategy: str
+) -> None:
+    """README: merge commits are written unsigned whatever ``commit.gpgSign`` says (a rebase writes commits
+    through git, which would sign them and, with this failing signer, fail)."""
+    olds = topics(repo, 2)
+    repo.git("config", "commit.gpgSign", "true")
+    repo.git("config", "gpg.program", "false")
+    result = orchestrate(repo, tmp_path, list(olds), settings(integration_strategy=strategy))
+    assert result["overall_summary"]["total_failed"] == 0  # type: ignore[index]
+    for name, old in olds.items():
+        new = repo.tip(name)
+        assert new != old
+        assert "gpgsig" not in repo.git("cat-file", "commit", new)
+
+
 def test_rerere_is_never_used_even_when_the_repository_enables_it(repo: Repo, tmp_path: Path) -> None:
     repo.git("config", "rerere.enabled", "true")
     repo.commit("clash", {"app.py": "mine\n"}, parent=repo.tip("main"))
