@@ -34,6 +34,7 @@ import os
 import re
 import signal
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -621,6 +622,54 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         failure = stopped
     pyfuncitem.stash[STEP_FAILURE] = failure
     return True  # the call is done: its report is made failed
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _outcome_stands(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _outcome_stands(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _outcome_stands(item))
+
+
+def _outcome_stands(item: pytest.Item) -> Generator[None, None, None]:
+    """A branch's outcome is its result: an exception no step could catch (raised in an object's finalizer, such
+    as a component's unclosed file: a ``ResourceWarning`` under ``-W error``) does not change it. pytest
+    collects such "unraisable" exceptions at the end of each phase and, under ``-W error``, raises them there
+    as ``PytestUnraisableExceptionWarning``: the branch, completed and moved, was reported an error. It is
+    shown as the warning it is without ``-W error``, in pytest's warnings summary, and the phase goes on."""
+    try:
+        return (yield)
+    except Exception as error:
+        raised = tuple(getattr(error, "exceptions", (error,)))  # pytest raises several as an ExceptionGroup
+        unraisable = [one for one in raised if isinstance(one, pytest.PytestUnraisableExceptionWarning)]
+        if _spec_of(item) is None or len(unraisable) < len(raised):
+            raise
+    for warning in unraisable:
+        _show_warning(item, warning)
+    return None
+
+
+def _show_warning(item: pytest.Item, warning: pytest.PytestUnraisableExceptionWarning) -> None:
+    """Record ``warning`` for ``item`` as pytest records a warning its filters let pass (xdist's workers send it
+    on to the controller's summary)."""
+    cause = warning.__cause__
+    text = str(warning) if cause is None else f"{warning}\n{type(cause).__name__}: {cause}"
+    shown = pytest.PytestUnraisableExceptionWarning(
+        f"{text}\n(raised where no step could catch it: the outcome stands)"
+    )
+    path, line, _ = item.location
+    message = warnings.WarningMessage(shown, type(shown), path, (line or 0) + 1)
+    item.ihook.pytest_warning_recorded.call_historic(
+        kwargs={"warning_message": message, "when": "runtest", "nodeid": item.nodeid, "location": None}
+    )
 
 
 def _cancel_alarm() -> None:

@@ -548,6 +548,28 @@ def test_a_component_that_warns_changes_no_outcome(run: Any, repo: Repo, tmp_pat
     assert all(repo.tip(name) != tip for name, tip in old.items())
 
 
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_an_unclosed_file_under_w_error_is_a_warning_not_an_error_of_the_completed_branch(
+    run: Any, repo: Repo, tmp_path: Path, workers: str | None
+) -> None:
+    """Under the user's ``-W error`` pytest raises a finalizer's ResourceWarning at the end of the branch's call:
+    the branch, completed and moved, was an ERROR that ``--lf`` reran. Its outcome stands; pytest's warnings
+    summary shows what was raised."""
+    old = repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    config = config_file(tmp_path, doc_generator="tests.plugin.components:LeakingDocGenerator")
+    input_path = write_input(tmp_path / "in.json", [entry("feature")])
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-W", "error")
+    done = run(*args, *(("-n", workers) if workers else ()), subprocess=True)
+    done.result.assert_outcomes(passed=1, warnings=1)
+    assert "ResourceWarning: unclosed file" in done.output
+    assert "(raised where no step could catch it: the outcome stands)" in done.output
+    assert done.branches()["feature"]["status"] == "completed"
+    assert repo.tip("feature") != old
+    tests = json.loads((done.reports / "latest" / "pytest-report.json").read_text())["tests"]
+    assert [test["outcome"] for test in tests] == ["passed"]
+
+
 def test_ctrl_c_reports_the_branch_in_flight_interrupted_and_the_rest_not_run(
     run: Any, repo: Repo, tmp_path: Path
 ) -> None:
