@@ -126,31 +126,32 @@ IDLE_WITH_BRANCHES_ONLY = ("subtests",)
 # pytest plugins an alignment run cannot do without, by the name ``-p no:NAME`` disables: what to install.
 # The JSON report's completion publishes the results; pytest-timeout's mark is each branch's time limit.
 REQUIRED_PLUGINS = {"pytest_jsonreport": "pytest-json-report", "timeout": "pytest-timeout"}
+# This plugin's options that take a value: flag, ini twin, metavar, help.
+VALUE_OPTIONS = (
+    ("--input", "alignment_input", "PATH", "categorized_branches.json to align (the spec's input format)"),
+    ("--repo", "alignment_repo", "PATH", "the git repository holding the branches (no default)"),
+    ("--config", "alignment_config", "PATH", "YAML configuration with an 'orchestration:' block (default: none)"),
+    ("--reports-dir", "alignment_reports_dir", "PATH", "where runs write their reports (default: reports)"),
+    (
+        "--remote",
+        "alignment_remote",
+        "NAME",
+        "the branches live on this remote (config key: remote): fetch them, align, push each with a lease",
+    ),
+    ("--shard", "alignment_shard", "K/N", "align only part K of N of the input (a CI matrix; see the README)"),
+    (
+        "--worker-clones",
+        "alignment_worker_clones",
+        "DIR",
+        "with --remote and xdist workers (-n, --tx): each worker aligns and pushes in a clone of its own, "
+        "kept in DIR on its machine",
+    ),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("alignment", "branch alignment: pytest alignment/ --input FILE --repo PATH")
-    options = (
-        ("--input", "alignment_input", "PATH", "categorized_branches.json to align (the spec's input format)"),
-        ("--repo", "alignment_repo", "PATH", "the git repository holding the branches (no default)"),
-        ("--config", "alignment_config", "PATH", "YAML configuration with an 'orchestration:' block (default: none)"),
-        ("--reports-dir", "alignment_reports_dir", "PATH", "where runs write their reports (default: reports)"),
-        (
-            "--remote",
-            "alignment_remote",
-            "NAME",
-            "the branches live on this remote (config key: remote): fetch them, align, push each with a lease",
-        ),
-        ("--shard", "alignment_shard", "K/N", "align only part K of N of the input (a CI matrix; see the README)"),
-        (
-            "--worker-clones",
-            "alignment_worker_clones",
-            "DIR",
-            "with --remote and xdist workers (-n, --tx): each worker aligns and pushes in a clone of its own, "
-            "kept in DIR on its machine",
-        ),
-    )
-    for flag, ini, metavar, text in options:
+    for flag, ini, metavar, text in VALUE_OPTIONS:
         group.addoption(flag, dest=ini, metavar=metavar, help=f"{text}; ini: {ini}")
         relative = " (relative to the ini file)" if metavar == "PATH" else ""
         parser.addini(ini, f"{text}{relative}", default=None)
@@ -185,6 +186,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if controller_state is None:
             return
         state = controller_state
+        config.invocation_params = pytest.Config.InvocationParams(
+            args=_values_joined(config.invocation_params.args),
+            plugins=config.invocation_params.plugins,
+            dir=config.invocation_params.dir,
+        )
         if state.setup.predict:
             config.pluginmanager.set_blocked("lfplugin")  # a prediction must not change what --lf reruns
         from plugins.controller import AlignmentController  # noqa: PLC0415 - the controlling process only
@@ -213,6 +219,23 @@ def pytest_configure(config: pytest.Config) -> None:
         # Each branch's log records are in its log file; copied into every test's JSON they cost the workers
         # and the controller memory per branch (about 30 MB at 1,000 branches) and triple the file.
         config.option.json_report_omit = ["log", "keywords"]
+
+
+def _values_joined(args: Iterable[str]) -> tuple[str, ...]:
+    """The command line with this plugin's options written with their values (``--input in.json`` as
+    ``--input=in.json``), as xdist hands it to its workers. For a worker that starts in another directory
+    (``--tx popen//chdir=DIR``, ssh, socket), xdist rewrites every argument naming an existing path relative to
+    its rsync roots, and stops the session with an internal error at one outside them; a flag's value joined
+    to it is not a path. A worker reads none of these values: it gets the run's set-up whole."""
+    flags = {flag for flag, *_ in VALUE_OPTIONS}
+    joined: list[str] = []
+    given = iter(args)
+    for arg in given:
+        if arg == "--":  # the rest are positional
+            return (*joined, arg, *given)
+        value = next(given, None) if arg in flags else None
+        joined.append(arg if value is None else f"{arg}={value}")
+    return tuple(joined)
 
 
 def _unregister_idle_plugins(config: pytest.Config) -> None:

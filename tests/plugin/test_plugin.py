@@ -792,6 +792,26 @@ def test_ini_twins_of_the_options(run: Any, demo: tuple[Path, Path, dict[str, st
     done.result.assert_outcomes(passed=1)
 
 
+def test_path_options_as_separate_arguments_reach_workers_in_another_directory(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    """xdist rewrites each argument that names an existing path for a worker started in another directory
+    (``--tx popen//chdir=``, ssh): ``--input PATH`` (the path alone an argument) stopped the run with an
+    INTERNALERROR, as the path is outside xdist's rsync roots."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("feature")])
+    (tmp_path / "workers").mkdir()
+    result = pytester.runpytest_subprocess(
+        "-p", "plugins.alignment_plugin", "--pyargs", "alignment.test_branches", "-o", f"cache_dir={tmp_path / 'c'}",
+        "--input", str(input_path), "--repo", str(repo.path), "--reports-dir", str(tmp_path / "reports"),
+        "--tx", f"2*popen//chdir={tmp_path / 'workers'}", "--dist", "load", timeout=300,
+    )  # fmt: skip
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1)
+    assert repo.git("merge-base", "main", "feature") == repo.tip("main")
+
+
 def conflicting_repo(repo: Repo, clean: int, conflicting: int) -> list[str]:
     """``clean`` branches that merge, then ``conflicting`` branches that conflict with main."""
     base = repo.tip("main")
