@@ -76,7 +76,7 @@ def take_snapshot(
     all_tips = {name: oid for name, (kind, oid) in objects.items() if kind == "commit"}
     if require_targets:
         _require_targets(git, branches, objects, remote)
-    graph_written = write_commit_graph and not git.has_commit_graph() and _wrote_commit_graph(git)
+    graph_written = write_commit_graph and _wrote_missing_commit_graph(git)
     listed = {spec.name for spec in branches.branches}
     targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
     up_to_date: set[str] = set()
@@ -97,10 +97,12 @@ def take_snapshot(
     return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups, not_commits)
 
 
-def _wrote_commit_graph(git: Git) -> bool:
-    """Write git's commit-graph cache; whether it was written. Only a cache: a write that fails (its lock held
-    by another run or by ``git gc`` / ``git maintenance``, a full disk, a timeout) is noted and the run goes on
-    without it."""
+def _wrote_missing_commit_graph(git: Git) -> bool:
+    """Write git's commit-graph cache when there is none; whether it was written. Only a cache: a write that
+    fails (its lock held by another run or by ``git gc`` / ``git maintenance``, a full disk, a timeout) is noted
+    and the run goes on without it."""
+    if git.has_commit_graph():
+        return False
     try:
         git.write_commit_graph()
     except GitError as error:
@@ -235,6 +237,7 @@ def set_up_run(
     predict: bool = False,
     require_targets: bool = True,
     record: bool = True,
+    tidy: bool = True,
 ) -> RunSetup:
     """Discover the repository, snapshot it and create the run folder. Moves no ref.
 
@@ -242,6 +245,8 @@ def set_up_run(
     ``require_targets``: refuse the run when a target does not exist (the single-branch entry point instead
     reports ``target_not_found`` in the branch's result, as the spec's error codes say).
     ``record``: False when only collecting (``pytest --collect-only``): no run folder, no run record.
+    ``tidy``: False to leave the repository as it is (``tidy_repository`` does that part later, once the pytest
+    session is known to run): no cleanup after dead runs, no commit-graph cache.
     With ``settings.remote``, the listed branches and targets are fetched first (``remote.fetch_listed``)
     and the run reads those copies; a plan fetches too, but never pushes.
     """
@@ -256,7 +261,7 @@ def set_up_run(
             raise RepositoryError(
                 f"{repo_path}: a shallow clone; merges need the whole history (run `git fetch --unshallow` first)"
             )
-        notes = housekeeping.sweep(git) + unfinished_runs(folder.reports_dir)
+        notes = (housekeeping.sweep(git) if tidy else ()) + unfinished_runs(folder.reports_dir)
         identity = git.identity_problem()
         if identity is not None:
             raise RepositoryError(
@@ -270,7 +275,12 @@ def set_up_run(
                 "fetched %s from '%s'; missing there: %s", counted(len(names), "ref"), settings.remote, sorted(missing)
             )
         snapshot = take_snapshot(
-            git, branches, settings.write_commit_graph, require_targets, settings.remote, settings.backup_branch_prefix
+            git,
+            branches,
+            settings.write_commit_graph and tidy,
+            require_targets,
+            settings.remote,
+            settings.backup_branch_prefix,
         )
     finally:
         git.close()
@@ -302,6 +312,21 @@ def set_up_run(
         location.git_dir,
     )
     return RunSetup(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, predict)
+
+
+def tidy_repository(setup: RunSetup) -> tuple[str, ...]:
+    """What a set-up made with ``tidy=False`` left out: clean up after dead runs (``housekeeping.sweep``) and
+    write git's commit-graph cache when missing (``settings.write_commit_graph``). One note per thing done or
+    found. The pytest front end calls it once pytest runs the session: one it refuses after the set-up (a bad
+    ``--log-level``, ``-k`` or path) or that only shows changes nothing in the repository."""
+    git = Git(setup.location, timeout=setup.settings.branch_alignment_timeout_seconds)
+    try:
+        notes = housekeeping.sweep(git)
+        if setup.settings.write_commit_graph and _wrote_missing_commit_graph(git):
+            notes += ("wrote git's commit-graph cache (it speeds up every merge; it changes no ref)",)
+    finally:
+        git.close()
+    return notes
 
 
 def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:

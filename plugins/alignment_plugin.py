@@ -288,6 +288,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             reports_dir=reports_dir,
             predict=bool(config.getoption("alignment_plan_only")),
             record=show_only(config) is None,
+            tidy=False,  # the controller tidies once pytest runs the session (``tidy_repository``)
         )
         if clones is not None:
             setup = setup.with_clones(clones)
@@ -299,14 +300,11 @@ def _controller_state(config: pytest.Config) -> RunState | None:
 
 
 def _settings(config: pytest.Config) -> Settings:
-    """``--config``'s settings (the defaults without it) with ``--remote``. A session that only shows writes
-    nothing into the repository either: not git's commit-graph cache."""
+    """``--config``'s settings (the defaults without it) with ``--remote``."""
     settings = load_settings(_path_option(config, "alignment_config"))
     remote = config.getoption("alignment_remote") or config.getini("alignment_remote")
     if remote:
         settings = msgspec.structs.replace(settings, remote=check_remote_name(str(remote), "--remote"))
-    if show_only(config):
-        settings = msgspec.structs.replace(settings, write_commit_graph=False)
     return settings
 
 
@@ -840,8 +838,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     shard = setup.branches.shard
     if shard is not None:
         lines.append(f"alignment shard {shard.spec}: {len(setup.branches.branches)} of {shard.input_branches} branches")
-    if setup.snapshot.commit_graph_written:
-        lines.append("alignment: wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     if state.demo_dir is not None:
         lines.append(f"alignment demo: repository and input in {state.demo_dir}")
     return lines

@@ -37,7 +37,7 @@ from alignment.remote import PushInterrupted, backups_on_remote, unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
-from alignment.session import RunSetup
+from alignment.session import RunSetup, tidy_repository
 from alignment.spill import Spilled, SpillFile
 from plugins.handoff import (
     PUSHED_OUTPUT,
@@ -86,6 +86,7 @@ class AlignmentController:
         self.session: pytest.Session | None = None
         self.published: Published | None = None
         self.interrupted: str | None = None  # why, when Ctrl-C stopped the run
+        self.tidied: tuple[str, ...] = ()  # what tidying the repository did or found (``tidy_repository``)
         self.worker_pushes = WorkerPushes(setup) if setup.clones is not None else None
         if self.worker_pushes is not None:
             config.pluginmanager.register(self.worker_pushes, "alignment-worker-pushes")
@@ -136,6 +137,15 @@ class AlignmentController:
         PackedTestEntries.install(self.config, SpillFile(self.setup.folder.path))
         if not self.show_only:
             self.ledger.start()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Tidy the repository (clean up after dead runs, write the commit-graph cache) before any branch runs,
+        now that pytest runs the session: not for one it refused after the set-up (in configure, at session start
+        or in collection: those never get here), nor one that only shows, or that a collection error stops."""
+        stopped = session.testsfailed and not session.config.option.continue_on_collection_errors
+        if not self.show_only and not stopped:
+            self.tidied = tidy_repository(self.setup)
 
     @property
     def lastfailed_key(self) -> str:
@@ -463,7 +473,9 @@ class AlignmentController:
         runs, a ``--timeout`` the branches' own limit overrides. Said at the end of the summary, where ``-q``
         keeps them (it drops pytest's header)."""
         source = self.setup.branches.source
-        notes = [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(self.setup.housekeeping)
+        notes = [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(
+            self.tidied + self.setup.housekeeping
+        )
         given = self.config.getoption("timeout", None)
         if given is not None:
             limit = seconds(self.setup.settings.branch_alignment_timeout_seconds)

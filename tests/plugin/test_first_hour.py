@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from alignment.scratch import create_scratch, release
 from tests.conftest import Repo, entry, write_input
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -433,21 +434,35 @@ def test_an_option_that_runs_nothing_writes_no_run_and_touches_no_ref(
 
 
 @pytest.mark.parametrize(
-    ("given", "writes_the_graph"),
-    [(["--help"], False), (["--markers"], False), (["--collect-only"], False), (["--log-level=bogus"], True)],
-    ids=["help", "markers", "collect-only", "refused-after-set-up"],
+    "given",
+    [["--help"], ["--markers"], ["--collect-only"], ["--fixtures"], ["--log-level=bogus"], ["-k", "a and"]],
+    ids=["help", "markers", "collect-only", "fixtures", "bad-log-level", "bad-k"],
 )
-def test_a_session_that_runs_nothing_makes_no_reports_directory(
-    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, given: list[str], writes_the_graph: bool
+def test_a_session_that_runs_nothing_changes_nothing_in_the_repository(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, given: list[str]
 ) -> None:
-    """No empty ``reports/`` and ``reports/runs/`` where none was. A session that only shows writes no commit-graph
-    cache into the repository either; one pytest refuses after the set-up (its own ``--log-level`` check comes
-    after the run is set up) has written it."""
+    """No empty ``reports/`` and ``reports/runs/`` where none was; no commit-graph cache and no cleanup after a
+    dead run in the repository, whether the session only shows or pytest refuses it after the set-up (its
+    ``--log-level`` check comes after the run is set up, its ``-k`` check in collection): both were done in the
+    set-up. A session that runs does both."""
     repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    (tmp_path / "tmp").mkdir()
+    dead = create_scratch("20260101T000000Z-abcdef", tmp_path / "tmp")
+    release(dead)  # its owner is gone
+    (dead / "worktrees").mkdir()
+    repo.git("worktree", "add", "-q", "--detach", str(dead / "worktrees" / "wt-1"), "main")
+    graph = repo.path / ".git" / "objects" / "info" / "commit-graph"
     path = write_input(tmp_path / "in.json", [entry("feature")])
-    align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), *given)
+    args = ("--input", str(path), "--repo", str(repo.path))
+    align(pytester, tmp_path, *args, *given)
     assert not (tmp_path / "reports").exists()
-    assert (repo.path / ".git" / "objects" / "info" / "commit-graph").exists() is writes_the_graph
+    assert not graph.exists()
+    assert str(dead) in repo.git("worktree", "list")
+    done = align(pytester, tmp_path, *args)
+    done.assert_outcomes(passed=1)
+    assert graph.exists()
+    assert str(dead) not in repo.git("worktree", "list")
+    done.stdout.fnmatch_lines([f"note: removed worktree {dead}* left by a run that did not finish"])
 
 
 def test_lf_after_a_trip_starts_the_never_started_branches_first(
