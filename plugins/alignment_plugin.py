@@ -47,6 +47,7 @@ import pytest
 import alignment
 from alignment.clones import Clone, open_clone
 from alignment.config import Settings, check_remote_name, load_settings
+from alignment.document import document_path
 from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.git import Git
 from alignment.inputs import load_branches
@@ -725,17 +726,29 @@ def pytest_runtest_makereport(
     failure = item.stash.get(STEP_FAILURE, None)
     if failure is not None:
         del item.stash[STEP_FAILURE]  # an item that runs again starts without it
-        _report_step_failure(report, failure, line=item.config.option.tbstyle == "line")
+        line = item.config.option.tbstyle == "line"
+        _report_step_failure(report, failure, document=_document_shown(item) if line else None)
     elif call.excinfo is not None and isinstance(call.excinfo.value, Exception) and _spec_of(item) is not None:
         report.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]
     return report
 
 
-def _report_step_failure(report: pytest.TestReport, failure: StepFailed, *, line: bool) -> None:
+def _document_shown(item: pytest.Item) -> str:
+    """The change document of ``item``'s branch, where the default ``doc_generator`` writes it (in teardown, for
+    a failure), relative to the current directory when inside it: the place ``--tb=line`` names."""
+    spec = _spec_of(item)
+    assert spec is not None
+    path = document_path(item.config.stash[STATE].setup.folder.changes_dir, spec.target, spec.name)
+    here = item.config.invocation_params.dir.resolve()
+    return str(path.relative_to(here) if path.is_relative_to(here) else path)
+
+
+def _report_step_failure(report: pytest.TestReport, failure: StepFailed, *, document: str | None) -> None:
     """Make a branch test's call report failed by ``failure``: its text is the ``error_message`` alone (control
     characters escaped), as pytest's ``value`` style shows a failure without a trace, and the summary line
-    says it without "Failed: ". Its crash is at the branch's test, not in this module; with ``--tb=line``
-    (``line``) the crash is all that is shown, one line naming the branch: ``<test id>:<line>: <message>``."""
+    says it without "Failed: ". Its crash is at the branch's test, not in this module. With ``--tb=line``
+    (``document``: the branch's change document) the crash is all that is shown, one line an editor opens:
+    ``<change document>:1: <message>``."""
     message = printable(failure.message)
     try:
         raise pytest.fail.Exception(message, pytrace=False)
@@ -743,10 +756,11 @@ def _report_step_failure(report: pytest.TestReport, failure: StepFailed, *, line
         longrepr = pytest.ExceptionInfo.from_exception(shown).getrepr(style="value", tbfilter=False)
     if longrepr.reprcrash is not None:  # changed in place: the chain of the longrepr holds it, and xdist sends that
         path, lineno, _ = report.location
-        longrepr.reprcrash.path = report.nodeid if line else path
-        longrepr.reprcrash.lineno = (lineno or 0) + 1  # the test function's line (pytest's location counts from 0)
+        longrepr.reprcrash.path = path if document is None else document
+        # the test function's line (pytest's location counts from 0), or the document's first
+        longrepr.reprcrash.lineno = (lineno or 0) + 1 if document is None else 1
         longrepr.reprcrash.message = message
-    if line:
+    if document is not None:
         longrepr.reprtraceback.reprentries = []  # pytest's line style prints the entries, then the crash's line
     report.outcome = "failed"
     report.longrepr = longrepr

@@ -230,18 +230,26 @@ def test_a_failure_line_names_each_distinct_cause_up_to_three(
     assert f"feature: {conflict} - caused by {named}; and 2 more" in result.outlines
 
 
-def test_tb_line_shows_each_failed_branch_on_one_line_naming_it(
-    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+@pytest.mark.parametrize("inside", [False, True], ids=["reports-elsewhere", "reports-here"])
+def test_tb_line_shows_each_failed_branch_on_one_line_an_editor_opens_at_its_change_document(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path, inside: bool
 ) -> None:
     """pytest's line style prints a failure's entries, then its crash: the entries were the message again and
-    the crash this plugin's own source line."""
+    the crash this plugin's own source line; then the test id, which no editor parsing ``file:line:`` opens.
+    The line names the branch's change document (relative to the current directory when inside it)."""
     repo.commit("clash", {"app.py": "clash\n"}, parent=repo.tip("main"))
     repo.commit("main", {"app.py": "main\n"})
     path = write_input(tmp_path / "in.json", [entry("clash")])
-    shown = align(pytester, tmp_path, "--input", str(path), "--repo", str(repo.path), "--tb=line").outlines
+    reports = pytester.path / "reports" if inside else tmp_path / "reports"
+    args = ("--input", str(path), "--repo", str(repo.path), "--tb=line", "--reports-dir", str(reports))
+    shown = align(pytester, tmp_path, *args).outlines
     failures = shown[shown.index(next(line for line in shown if "= FAILURES =" in line)) + 1 :]
+    data = json.loads((reports / "alignment_results.json").read_text())
+    document = Path(data["orchestration_results"]["main"]["branches"][0]["document"])
+    assert document.is_file()
+    named = document.relative_to(pytester.path) if inside else document
     assert list(itertools.takewhile(lambda line: not line.startswith(("=", "-")), failures)) == [
-        "alignment/test_branches.py::test_branch[clash]:10: Merge conflict in app.py (unresolvable)"
+        f"{named}:1: Merge conflict in app.py (unresolvable)"
     ]
 
 
