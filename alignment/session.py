@@ -316,14 +316,14 @@ def set_up_run(
 
 def tidy_repository(setup: RunSetup) -> tuple[str, ...]:
     """What a set-up made with ``tidy=False`` left out: clean up after dead runs (``housekeeping.sweep``) and
-    write git's commit-graph cache when missing (``settings.write_commit_graph``). One note per thing done or
-    found. The pytest front end calls it once pytest runs the session: one it refuses after the set-up (a bad
-    ``--log-level``, ``-k`` or path) or that only shows changes nothing in the repository."""
+    write git's commit-graph cache when missing (``settings.write_commit_graph``; logged, a cache is no news).
+    The sweep's notes. The pytest front end calls it once pytest runs the session: one it refuses after the
+    set-up (a bad ``--log-level``, ``-k`` or path) or that only shows changes nothing in the repository."""
     git = Git(setup.location, timeout=setup.settings.branch_alignment_timeout_seconds)
     try:
         notes = housekeeping.sweep(git)
         if setup.settings.write_commit_graph and _wrote_missing_commit_graph(git):
-            notes += ("wrote git's commit-graph cache (it speeds up every merge; it changes no ref)",)
+            log.info("wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     finally:
         git.close()
     return notes
