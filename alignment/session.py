@@ -45,7 +45,6 @@ class Snapshot:
     tips: Mapping[str, str]
     up_to_date: frozenset[str]
     behind: frozenset[str]
-    commit_graph_written: bool
     backups: frozenset[str] | None = None  # local branches named like a backup; None when not read
     not_commits: Mapping[str, str] = field(default_factory=dict)  # listed branches whose ref is no commit: its kind
 
@@ -59,7 +58,6 @@ class Snapshot:
 def take_snapshot(
     git: Git,
     branches: BranchInput,
-    write_commit_graph: bool,
     require_targets: bool = True,
     remote: str | None = None,
     backup_prefix: str | None = None,
@@ -76,7 +74,6 @@ def take_snapshot(
     all_tips = {name: oid for name, (kind, oid) in objects.items() if kind == "commit"}
     if require_targets:
         _require_targets(git, branches, objects, remote)
-    graph_written = write_commit_graph and _wrote_missing_commit_graph(git)
     listed = {spec.name for spec in branches.branches}
     targets = {target: all_tips[target] for target in branches.targets if target in all_tips}
     up_to_date: set[str] = set()
@@ -94,7 +91,7 @@ def take_snapshot(
     backups = None
     if backup_prefix is not None and remote is None:
         backups = frozenset(name for name in all_tips if name.startswith(backup_prefix))
-    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), graph_written, backups, not_commits)
+    return Snapshot(targets, tips, frozenset(up_to_date), frozenset(behind), backups, not_commits)
 
 
 def _wrote_missing_commit_graph(git: Git) -> bool:
@@ -261,7 +258,6 @@ def set_up_run(
             raise RepositoryError(
                 f"{repo_path}: a shallow clone; merges need the whole history (run `git fetch --unshallow` first)"
             )
-        notes = (housekeeping.sweep(git) if tidy else ()) + unfinished_runs(folder.reports_dir)
         identity = git.identity_problem()
         if identity is not None:
             raise RepositoryError(
@@ -274,14 +270,9 @@ def set_up_run(
             log.info(
                 "fetched %s from '%s'; missing there: %s", counted(len(names), "ref"), settings.remote, sorted(missing)
             )
-        snapshot = take_snapshot(
-            git,
-            branches,
-            settings.write_commit_graph and tidy,
-            require_targets,
-            settings.remote,
-            settings.backup_branch_prefix,
-        )
+        snapshot = take_snapshot(git, branches, require_targets, settings.remote, settings.backup_branch_prefix)
+        # once the input's targets are known to exist, and after the fetch, so the commit-graph covers it
+        notes = (_tidy(git, settings) if tidy else ()) + unfinished_runs(folder.reports_dir)
     finally:
         git.close()
     if branches.shard is None:  # a shard holds only some of the input's targets
@@ -321,11 +312,16 @@ def tidy_repository(setup: RunSetup) -> tuple[str, ...]:
     set-up (a bad ``--log-level``, ``-k`` or path) or that only shows changes nothing in the repository."""
     git = Git(setup.location, timeout=setup.settings.branch_alignment_timeout_seconds)
     try:
-        notes = housekeeping.sweep(git)
-        if setup.settings.write_commit_graph and _wrote_missing_commit_graph(git):
-            log.info("wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
+        return _tidy(git, setup.settings)
     finally:
         git.close()
+
+
+def _tidy(git: Git, settings: Settings) -> tuple[str, ...]:
+    """Clean up after dead runs and write the missing commit-graph cache; the cleanup's notes."""
+    notes = housekeeping.sweep(git)
+    if settings.write_commit_graph and _wrote_missing_commit_graph(git):
+        log.info("wrote git's commit-graph cache (it speeds up every merge; it changes no ref)")
     return notes
 
 
