@@ -68,8 +68,8 @@ class TargetGroup:
 class BranchInput:
     """A validated input file: branches in input order, groups ordered by the target's first appearance.
 
-    ``shard`` is set when this is one shard's part of the file (``--shard K/N``), and ``input_targets`` then
-    holds the targets of the whole file.
+    ``shard`` is set when this is one shard's part of the file (``--shard K/N``), and ``input_targets`` and
+    ``input_names`` then hold the targets and the branch names of the whole file.
     """
 
     source: str
@@ -77,6 +77,7 @@ class BranchInput:
     warnings: tuple[str, ...] = field(default=(), compare=False)
     shard: Shard | None = None
     input_targets: tuple[str, ...] = field(default=(), compare=False)
+    input_names: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def groups(self) -> tuple[TargetGroup, ...]:
@@ -87,8 +88,9 @@ class BranchInput:
 
     @property
     def names(self) -> frozenset[str]:
-        """The branches' names: none of them is ever a backup, or a folder of one."""
-        return frozenset(spec.name for spec in self.branches)
+        """The names of the whole input file's branches, a shard's too: none of them is ever a backup, or a
+        folder of one, so every shard picks the backup names one unsharded run would, in any order."""
+        return self.input_names or frozenset(spec.name for spec in self.branches)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -108,7 +110,9 @@ class BranchInput:
         }
         kept = tuple(branch for branch in self.branches if branch.name in chosen)
         shard = Shard(spec, fingerprint(self.branches), len(self.branches), pieces)
-        return BranchInput(self.source, kept, warnings=self.warnings, shard=shard, input_targets=self.file_targets)
+        return BranchInput(
+            self.source, kept, self.warnings, shard, input_targets=self.file_targets, input_names=self.names
+        )
 
 
 def load_branches(path: str | Path, shard: ShardSpec | None = None) -> BranchInput:

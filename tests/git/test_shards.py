@@ -102,6 +102,60 @@ def test_shards_merged_equal_the_unsharded_run(tmp_path: Path, capsys: pytest.Ca
     assert "3 of 3 shards merged" in page
 
 
+# Backup names that clash across shards: ``a``'s first backup name is a folder of ``a-pre-align/b``'s, and
+# ``x``'s is the listed branch ``backup-x-pre-align`` (at x's very tip, so a run blind to it would reuse it).
+CLASHING = [("a", "main"), ("x", "main"), ("a-pre-align/b", "dev"), ("backup-x-pre-align", "dev")]
+
+
+def clashing_repo(path: Path) -> Repo:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    repo = Repo(path)
+    base = repo.commit("main", {"app.py": "1\n"}, "initial")
+    repo.branch("dev", base)
+    for name, _ in CLASHING[:3]:
+        repo.commit(name, {f"{name.replace('/', '-')}.txt": "x\n"}, parent=base)
+    repo.branch("backup-x-pre-align", repo.tip("x"))
+    repo.commit("main", {"main.txt": "m\n"})
+    repo.commit("dev", {"dev.txt": "d\n"})
+    return repo
+
+
+def outcomes(results: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Each branch's status and backup, from a run's (or a plan's) results."""
+    return {
+        branch["branch_name"]: (branch["status"], branch["backup_branch"])
+        for group in results["orchestration_results"].values()
+        for branch in group["branches"]
+    }
+
+
+@pytest.mark.parametrize("order", [(1, 2), (2, 1)])
+def test_backup_names_clashing_across_shards_are_chosen_as_in_one_unsharded_run(
+    tmp_path: Path, order: tuple[int, int]
+) -> None:
+    """Each shard keeps clear of the whole input's branches and their backup names, whichever shard runs
+    first; each shard's plan predicts what its run does."""
+    path = write_input(tmp_path / "in.json", [entry(*item) for item in CLASHING])
+    whole = outcomes(
+        BranchAlignmentOrchestrator(reports_dir=tmp_path / "whole").run(path, clashing_repo(tmp_path / "w").path)
+    )
+    assert whole == {
+        "a": ("completed", "backup-a-pre-align-2"),
+        "x": ("completed", "backup-x-pre-align-2"),
+        "a-pre-align/b": ("completed", "backup-a-pre-align/b-pre-align"),
+        "backup-x-pre-align": ("completed", "backup-backup-x-pre-align-pre-align"),
+    }
+    repo = clashing_repo(tmp_path / "sharded")
+    planned: dict[str, tuple[str, str | None]] = {}
+    sharded: dict[str, tuple[str, str | None]] = {}
+    for index in order:
+        orchestrator = BranchAlignmentOrchestrator(reports_dir=tmp_path / f"shard-{index}", shard=f"{index}/2")
+        planned |= outcomes(orchestrator.plan(path, repo.path))
+        sharded |= outcomes(orchestrator.run(path, repo.path))
+    assert sharded == whole
+    assert {name: status for name, (status, _) in planned.items()} == {name: "completed" for name in whole}
+
+
 def test_each_shards_circuit_breaker_is_kept_and_any_trip_trips_the_whole(tmp_path: Path) -> None:
     entries = [entry(name, "main") for name in ("bad-0", "bad-1", "ok-0", "ok-1")]
     entries += [entry(name, "dev") for name in ("dev-0", "dev-1", "dev-2", "ok-2")]

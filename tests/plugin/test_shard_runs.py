@@ -14,6 +14,8 @@ from alignment.demo import build_demo
 from alignment.inputs import load_branches
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.shard import ShardSpec
+from tests.conftest import entry, write_input
+from tests.git.test_shards import CLASHING, clashing_repo, outcomes
 from tests.plugin.test_plugin import ALIGNMENT_DIR, normalized
 
 pytestmark = pytest.mark.slow
@@ -48,6 +50,18 @@ def test_two_shards_by_both_front_ends_merge_to_the_unsharded_run(pytester: pyte
     merged = json.loads((tmp_path / "merged" / "alignment_results.json").read_text(encoding="utf-8"))
     assert normalized(merged) == normalized(whole)
     assert [run["run_id"] for run in merged["shards"]["runs"]] == [first["run_id"], second["run_id"]]
+
+
+def test_xdist_workers_of_a_shard_keep_clear_of_the_other_shards_backup_names(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The whole input's branch names reach each worker with the run's setup: ``x`` of shard 1 passes over
+    ``backup-x-pre-align``, a branch of shard 2, and ``a`` over the folder of ``a-pre-align/b``'s backup."""
+    repo = clashing_repo(tmp_path / "repo")
+    input_path = write_input(tmp_path / "in.json", [entry(*item) for item in CLASHING])
+    first = aligned(pytester, tmp_path / "first", "--input", str(input_path), "--repo", str(repo.path), "--shard",
+                    "1/2", "-n", "2")  # fmt: skip
+    assert outcomes(first) == {"a": ("completed", "backup-a-pre-align-2"), "x": ("completed", "backup-x-pre-align-2")}
 
 
 def test_the_shard_is_in_the_header_and_the_ini_twin_works(pytester: pytest.Pytester, tmp_path: Path) -> None:

@@ -134,6 +134,7 @@ def test_a_shard_keeps_input_order_and_says_what_it_holds() -> None:
         [spec.name for spec in first.branches],
         first.shard,
     )
+    assert first.names == second.names == received.names == branches.names  # kept clear of by every backup
 
 
 def test_the_fingerprint_is_of_the_entries_not_the_formatting() -> None:
