@@ -339,11 +339,22 @@ def unfinished_runs(reports_dir: Path) -> tuple[str, ...]:
             continue
         if record.get("predict") is True or is_alive(Path(record["scratch_dir"])):
             continue
-        notes.append(
-            f"run {run.run_id} did not finish; it moved {counted(moves_made(run.folder), 'branch', 'branches')} to "
-            f"checked merges (`alignment undo {run.run_id}` puts them back)"
-        )
+        notes.append(f"run {run.run_id} did not finish; {_moved_now(run.folder)}")
     return tuple(notes)
+
+
+def _moved_now(folder: RunFolder) -> str:
+    """What a run that died has moved now, as ``alignment runs`` counts it: an undo hint only when some branch
+    is still moved (a move its own teardown put back counts as none)."""
+    moves = moves_by_put_back(folder)
+    if moves[None]:
+        return (
+            f"it moved {counted(moves[None], 'branch', 'branches')} to checked merges "
+            f"(`alignment undo {folder.run_id}` puts them back)"
+        )
+    if moves[PutBack.UNDO]:
+        return f"it moved {counted(moves[PutBack.UNDO], 'branch', 'branches')}, put back since by `alignment undo`"
+    return "it moved nothing"
 
 
 def _undo_hint(folder: RunFolder) -> str:

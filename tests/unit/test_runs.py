@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from alignment.cli import main as cli
 from alignment.errors import FileProblem
-from alignment.journal import Move, MoveJournal
+from alignment.journal import Move, MoveJournal, PutBack
 from alignment.runs import (
     PLAN_FILE,
     RECORD_FIELDS,
@@ -19,6 +21,7 @@ from alignment.runs import (
     read_run_file,
     write_atomically,
 )
+from alignment.session import unfinished_runs
 
 
 def made_run(reports: Path, run_id: str, output: str | None) -> RunFolder:
@@ -106,3 +109,24 @@ def test_a_run_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) ->
     (finished.path / RESULTS_FILE).write_text('{"overall_summary": []}')
     with pytest.raises(FileProblem, match="overall_summary: expected an object, got a list"):
         list_runs(tmp_path)[0].summary()
+
+
+def test_a_run_that_died_says_what_it_has_moved_now(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The next run's note and `alignment runs` agree; an undo hint only where there is something to undo."""
+    nothing, moved, undone = (made_run(tmp_path, f"2026010{day}T000000Z-000000", None) for day in (1, 2, 3))
+    move = Move("feature", "a" * 40, "b" * 40)
+    MoveJournal(moved.moves_dir).record(move)
+    MoveJournal(undone.moves_dir).record(replace(move, put_back=PutBack.UNDO))
+    MoveJournal(nothing.moves_dir).record(replace(move, put_back=PutBack.RUN))  # its own teardown put it back
+    assert unfinished_runs(tmp_path) == (
+        f"run {nothing.run_id} did not finish; it moved nothing",
+        f"run {moved.run_id} did not finish; it moved 1 branch to checked merges (`alignment undo {moved.run_id}` "
+        "puts them back)",
+        f"run {undone.run_id} did not finish; it moved 1 branch, put back since by `alignment undo`",
+    )
+    assert cli(["runs", "--reports-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{nothing.run_id}  did not finish; 0 branches moved  /r",
+        f"{moved.run_id}  did not finish; 1 branch moved  /r",
+        f"{undone.run_id}  did not finish; 0 branches moved, 1 undone  /r",
+    ]
