@@ -63,12 +63,19 @@ def undo_run(
             restorations.extend(pushed)
     finally:
         git.close()
-    report = UndoReport(run_id, repository, dry_run, tuple(restorations))
+    report = UndoReport(run_id, repository, dry_run, tuple(item for item in restorations if _still_the_runs(item)))
     if not dry_run:
         AuditTrail(folder.audit_path).record(
             "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}
         )
     return report
+
+
+def _still_the_runs(restoration: Restoration) -> bool:
+    """Whether ``restoration`` is of a move the run made and did not put back itself: one it put back (an
+    interrupted branch's teardown, the controller after a crash or Ctrl-C) is none of its moves, as ``alignment
+    runs`` counts them, unless its branch is at that move's new tip after all (then it is restored)."""
+    return restoration.move.put_back is not PutBack.RUN or restoration.outcome is Outcome.RESTORED
 
 
 def _recorded_repository(folder: RunFolder) -> str:

@@ -25,10 +25,11 @@ from alignment.errors import RepositoryError, UsageProblem
 from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import BranchInput
 from alignment.integrate import MergeOrRebaseIntegrator
-from alignment.journal import Move, Outcome, restore
+from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.model import Status
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.registry import Components
+from alignment.runs import RunFolder
 from alignment.scratch import create_scratch, is_alive, memory_dir, release
 from alignment.session import set_up_run
 from alignment.undo import undo_run
@@ -145,6 +146,34 @@ def test_undo_leaves_a_checked_out_branch_at_its_old_tip_unchanged(
         assert out[:2] == [f"unchanged  '{name}' is at its old tip {olds[name]}" for name in olds], out
         assert "unchanged 2, refused 0 of 2 moved branches" in out[2]
     assert {name: repo.tip(name) for name in olds} == olds
+
+
+def test_undo_and_runs_count_the_same_moves_when_the_run_put_one_back_itself(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A move the run put back (an interrupted branch's teardown, the controller after Ctrl-C) is none of its
+    moves for `alignment runs`, and so for undo: not listed, not counted, not refused when moved since."""
+    olds = topics(repo, 2)
+    run_id = str(orchestrate(repo, tmp_path, list(olds))["run_id"])
+    folder = RunFolder(tmp_path / "reports", run_id)
+    journal = MoveJournal(folder.moves_dir)
+    git = Git(RepoLocation.discover(repo.path))
+    try:
+        move = journal.get("topic-0")
+        assert move is not None
+        assert restore(git, move, journal=journal).outcome is Outcome.RESTORED  # as the run's teardown does
+    finally:
+        git.close()
+    repo.commit("topic-0", {"theirs.txt": "x\n"})  # someone works on it since
+    reports = str(tmp_path / "reports")
+    capsys.readouterr()
+    assert cli(["runs", "--reports-dir", reports]) == 0
+    assert "; 1 branch moved  " in capsys.readouterr().out
+    assert cli(["undo", run_id, "--reports-dir", reports, "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"    ready  would restore 'topic-1' to {olds['topic-1']}",
+        f"run {run_id}: would restore 1, unchanged 0, refused 0 of 1 moved branch in {repo.path / '.git'}",
+    ]
 
 
 class MovesItBeforeTheSwap(Git):
