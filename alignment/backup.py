@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from alignment.document import record_backup_removed
 from alignment.errors import GitError, StepFailed
 from alignment.git import Git, RefUpdate, branch_ref
 from alignment.model import ErrorCode, Status
@@ -174,3 +176,17 @@ def remove_backup(git: Git, backup: Backup) -> bool:
     except GitError:
         return False
     return True
+
+
+def clean_up(git: Git, backup: Backup, document: str | None) -> list[str]:
+    """auto_cleanup_backups, once the branch is safely aligned: remove ``backup`` (``remove_backup``) and say so
+    in the change document at ``document``; the notes the result gets for it."""
+    if not remove_backup(git, backup):
+        return []
+    notes = [f"backup '{backup.name}' removed (auto_cleanup_backups)"]
+    try:
+        if document is not None:
+            record_backup_removed(Path(document))
+    except OSError as error:
+        notes.append(f"change document not updated after removing the backup: {error}")
+    return notes

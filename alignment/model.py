@@ -222,6 +222,8 @@ class PushRecord:
 
     ``pushed`` is True only when ``git push`` reported the ref as landed; ``replaced_tip`` is then the remote
     tip it replaced (the tip that was fetched). ``aligned_ref`` is None when there was nothing to push.
+    ``local_backup``: until the push, the local backup (one this run made) that ``auto_cleanup_backups``
+    removes once the push landed, so that a push that fails keeps it (in the result only while it waits).
     """
 
     remote: str
@@ -229,20 +231,29 @@ class PushRecord:
     pushed: bool = False
     replaced_tip: str | None = None
     remote_backup: str | None = None
+    local_backup: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "remote": self.remote,
             "pushed": self.pushed,
             "replaced_remote_tip": self.replaced_tip,
             "aligned_ref": self.aligned_ref,
             "remote_backup": self.remote_backup,
         }
+        if self.local_backup is not None:
+            data["local_backup"] = self.local_backup
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PushRecord:
         return cls(
-            data["remote"], data["aligned_ref"], data["pushed"], data["replaced_remote_tip"], data["remote_backup"]
+            data["remote"],
+            data["aligned_ref"],
+            data["pushed"],
+            data["replaced_remote_tip"],
+            data["remote_backup"],
+            data.get("local_backup"),
         )
 
 

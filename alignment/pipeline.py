@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar, cast
 
-from alignment.backup import Backup, backup_folders, backup_name, create_backup, refuse_if_blocked, remove_backup
+from alignment.backup import Backup, backup_folders, backup_name, clean_up, create_backup, refuse_if_blocked
 from alignment.components import (
     BranchContext,
     ChangeRecord,
@@ -39,7 +39,6 @@ from alignment.components import (
 )
 from alignment.config import Settings
 from alignment.detect import blocking_summary
-from alignment.document import record_backup_removed
 from alignment.errors import (
     AlignmentError,
     GitError,
@@ -130,6 +129,7 @@ class BranchAlignment:
         self._started = time.monotonic()
         self.context: BranchContext | None = None
         self.backup: Backup | None = None
+        self.backup_after_push: str | None = None  # auto_cleanup_backups: the push removes it once it landed
         self.integration: Integration | None = None
         self.findings: tuple[Finding, ...] = ()
         self.culprits: tuple[Culprit, ...] = ()
@@ -492,7 +492,9 @@ class BranchAlignment:
         self.moving_to = None
 
     def _remove_backup(self) -> None:
-        """auto_cleanup_backups: only a backup whose commits all stay reachable from the new tip.
+        """auto_cleanup_backups: only a backup whose commits all stay reachable from the new tip. In a
+        ``--remote`` run, the backup of a branch still to be pushed is left to the push, which removes it once
+        the push landed (``backup_after_push``): a push that fails keeps it.
 
         A backup at the old tip of a branch that was not rebased needs no git call: ``integrate`` refused any
         other new tip that does not contain the old tip (``_refuse_to_drop_the_old_tip``).
@@ -503,13 +505,10 @@ class BranchAlignment:
         known = self.backup.commit == self._context().old_tip and not self._may_drop_the_old_tip(integration.action)
         if not known and not self.git.is_ancestor(self.backup.commit, integration.new_tip):
             self.notes.append(f"backup '{self.backup.name}' kept: it holds commits the new tip does not contain")
-        elif remove_backup(self.git, self.backup):
-            self.notes.append(f"backup '{self.backup.name}' removed (auto_cleanup_backups)")
-            try:
-                if self.document_path is not None:
-                    record_backup_removed(Path(self.document_path))
-            except OSError as error:
-                self.notes.append(f"change document not updated after removing the backup: {error}")
+        elif self.runtime.setup.remote is not None and integration.new_tip != self._context().old_tip:
+            self.backup_after_push = self.backup.name if self.backup.created else None
+        else:
+            self.notes.extend(clean_up(self.git, self.backup, self.document_path))
 
     def _rejection(self, rejected: RefUpdateRejected) -> StepFailed:
         """Why a compare-and-swap was refused: someone moved the branch, or its ref is locked."""
@@ -569,7 +568,7 @@ class BranchAlignment:
             return None
         integration = self.integration
         moved = self.completed and integration is not None and integration.new_tip != self._context().old_tip
-        return push_record(remote, self.spec.name, moved)
+        return push_record(remote, self.spec.name, moved, self.backup_after_push)
 
 
 def _tuple_of(kind: type[Item], value: object) -> tuple[Item, ...] | None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from alignment.backup import backup_folders, candidate_names
+from alignment.backup import Backup, backup_folders, candidate_names, clean_up
 from alignment.config import Settings
 from alignment.document import record_push
 from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryError, one_line
@@ -168,12 +168,13 @@ def push_branches(
                 for result in batch:
                     failure = failures.get(result.branch)
                     outcome = _outcome(result, backups.get(result.branch), failure)
-                    published[result.branch] = _documented(outcome, _new(result), failure)
+                    published[result.branch] = _local_backup_settled(_documented(outcome, _new(result), failure), git)
             except KeyboardInterrupt:  # a second Ctrl-C (the first one waits): what this target's push did so far
                 for result in batch:
                     if result.branch not in published:
                         failure = failures.get(result.branch) or _interrupted(stage, remote, result)
-                        published[result.branch] = _outcome(result, backups.get(result.branch), failure)
+                        outcome = _outcome(result, backups.get(result.branch), failure)
+                        published[result.branch] = _local_backup_settled(outcome, None)
     if pressed.is_set():
         raise PushInterrupted(published)
     return published
@@ -368,7 +369,22 @@ def unpushed(result: BranchResult, message: str) -> BranchResult:
     """``result`` of a branch whose push never happened or was never reported (its worker died): ``push_failed``,
     so that ``--lf`` retries it."""
     failure = _Failure(ErrorCode.PUSH_FAILED, message)
-    return _documented(_outcome(result, None, failure), _new(result), failure)
+    return _local_backup_settled(_documented(_outcome(result, None, failure), _new(result), failure), None)
+
+
+def _local_backup_settled(result: BranchResult, git: Git | None) -> BranchResult:
+    """``result`` once the local backup the pipeline left to the push (``PushRecord.local_backup``) is settled:
+    removed (auto_cleanup_backups) by ``git`` when the push landed; kept, as its notes say, when the push did
+    not land or ``git`` is None (a second Ctrl-C: nothing more is done)."""
+    record = result.push
+    if record is None or record.local_backup is None:
+        return result
+    if record.pushed and git is not None:
+        notes = clean_up(git, Backup(record.local_backup, _old(result), created=True), result.document)
+    else:
+        why = "the push did not land" if not record.pushed else "interrupted (Ctrl-C) before it was removed"
+        notes = [f"backup '{record.local_backup}' kept: {why}"]
+    return replace(result, notes=(*result.notes, *notes), push=replace(record, local_backup=None))
 
 
 def _documented(result: BranchResult, aligned_commit: str, failure: _Failure | None) -> BranchResult:
@@ -447,6 +463,7 @@ def _push_back(git: Git, remote: str, moves: Sequence[Move]) -> dict[str, Restor
     return done
 
 
-def push_record(remote: str, branch: str, moved: bool) -> PushRecord:
-    """A branch's push state before publishing: nothing pushed yet; its aligned commit's ref if it moved."""
-    return PushRecord(remote, aligned_ref(remote, branch) if moved else None, pushed=False)
+def push_record(remote: str, branch: str, moved: bool, local_backup: str | None = None) -> PushRecord:
+    """A branch's push state before publishing: nothing pushed yet; its aligned commit's ref if it moved, and the
+    local backup auto_cleanup_backups removes once its push landed."""
+    return PushRecord(remote, aligned_ref(remote, branch) if moved else None, pushed=False, local_backup=local_backup)

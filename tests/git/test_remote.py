@@ -444,6 +444,21 @@ def test_a_local_backup_auto_cleanup_removed_stays_said_so_after_the_push(origin
     assert "| Push | pushed to `origin` |" in text
 
 
+def test_a_local_backup_auto_cleanup_would_remove_is_kept_when_the_push_fails(origin: Origin) -> None:
+    """auto_cleanup_backups removes a local backup only once the branch's push landed: a refused push keeps it
+    (the result says so), and the Backup row of the change document says nothing of a removal."""
+    hook(origin, 'case "$1" in refs/heads/feature-a) exit 1;; esac\nexit 0\n')
+    results = origin.run(names=("feature-a",), remote_backups="local", auto_cleanup_backups=True)
+    branch = results["feature-a"]
+    assert branch["errors_detected"] == ["push_rejected"]
+    assert origin.remote_tip("feature-a") == origin.olds["feature-a"]
+    assert origin.clone.tip("backup-feature-a-pre-align") == origin.olds["feature-a"]
+    assert branch["backup_branch"] == "backup-feature-a-pre-align"
+    assert "backup 'backup-feature-a-pre-align' kept: the push did not land" in branch["notes"]
+    text = Path(branch["document"]).read_text(encoding="utf-8").splitlines()
+    assert "| Backup | `backup-feature-a-pre-align` |" in text
+
+
 def test_undo_puts_a_remote_run_back_with_a_lease_on_the_pushed_commit(origin: Origin) -> None:
     results = origin.run()
     theirs = origin.bare.commit("feature-c", {"later.txt": "l\n"})  # moved again since the run

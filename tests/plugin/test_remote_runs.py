@@ -65,6 +65,24 @@ def test_a_refused_push_fails_the_run_and_lf_retries_exactly_that_branch(origin:
         origin.assert_aligned(name)
 
 
+def test_xdist_workers_leave_a_local_backup_to_the_controllers_push_to_remove_once_it_landed(origin: Origin) -> None:
+    """The workers align, the controller pushes: auto_cleanup_backups removes each local backup the workers
+    made only after its branch's push landed, and keeps the one of the branch the remote refused."""
+    hook(origin, 'case "$1" in refs/heads/feature-b) exit 1;; esac\nexit 0\n')
+    config = origin.tmp / "config.yaml"
+    config.write_text("orchestration:\n  remote_backups: local\n  auto_cleanup_backups: true\n")
+    done = subprocess.run(
+        command(origin, "-n", "2", "--config", str(config)), cwd=PROJECT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    branches = results(origin)
+    assert [branches[name]["push"]["pushed"] for name in NAMES] == [True, False, True]
+    assert [origin.clone.exists(f"backup-{name}-pre-align") for name in NAMES] == [False, True, False]
+    assert "backup 'backup-feature-a-pre-align' removed (auto_cleanup_backups)" in branches["feature-a"]["notes"]
+    assert "backup 'backup-feature-b-pre-align' kept: the push did not land" in branches["feature-b"]["notes"]
+    assert all("local_backup" not in branches[name]["push"] for name in NAMES)
+
+
 def test_killed_between_pushing_the_backups_and_the_branches_then_a_rerun_finishes(
     origin: Origin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
