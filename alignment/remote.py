@@ -35,7 +35,7 @@ from pathlib import Path
 from alignment.backup import Backup, backup_folders, candidate_names, clean_up
 from alignment.config import Settings
 from alignment.document import record_push
-from alignment.errors import GitError, GitTimeout, MissingRemoteRef, RepositoryError, one_line
+from alignment.errors import GitError, MissingRemoteRef, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.interrupts import on_ctrl_c
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
@@ -303,16 +303,11 @@ def _push_branches(
     updates = [PushUpdate(branch_ref(result.branch), _new(result), _old(result)) for result in ready]
     try:
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
-    except GitTimeout as error:  # the remote may still finish it (a slow hook, a receive-pack we cannot kill)
+    except GitError as error:  # no answer: what was sent may have landed, and a timed-out push may still land
         return {
             result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, error.cause))
             for result in ready
         }
-    except GitError as error:
-        failure = _Failure(
-            ErrorCode.PUSH_FAILED, f"could not push to '{remote}': {error.cause}; the remote branch is unchanged"
-        )
-        return {result.branch: failure for result in ready}
     failures = {}
     for result in ready:
         answer = answers.get(branch_ref(result.branch))
@@ -324,12 +319,15 @@ def _push_branches(
 
 
 def _maybe_landed(remote: str, result: BranchResult, cause: str) -> str:
-    """The message of a push that was stopped (timed out, or a second Ctrl-C): its outcome is unknown, and the
-    journal counts it as a move."""
+    """The message of a branch push that got no answer (git failed or was killed, the connection dropped, a
+    timeout, a second Ctrl-C): git may have sent it before the answer was lost, and the remote can finish a push
+    we stopped waiting for, so its outcome is unknown; the journal counts it as a move."""
     return (
-        f"could not push to '{remote}': {cause}; it may still land (the remote can finish it after we "
-        f"stop waiting): '{result.branch}' there is at its old tip {_old(result)} or at the merge {_new(result)}; "
-        "the run's journal counts it, so `alignment undo RUN_ID` puts it back if it landed and a rerun finishes it"
+        f"could not push to '{remote}': {cause}; it may have landed, or may still land (git may have sent it "
+        "before its answer was lost, and the remote can finish it after we stop waiting): "
+        f"'{result.branch}' there is at its old tip {_old(result)} or at the merge {_new(result)} "
+        f"(`git fetch {remote}` shows which); the run's journal counts it, so `alignment undo RUN_ID` puts it "
+        "back if it landed and a rerun finishes it"
     )
 
 

@@ -205,7 +205,7 @@ def test_a_push_that_times_out_may_still_land_and_says_so_and_undo_puts_it_back(
     for name in NAMES:
         message = results[name]["error_message"]
         assert results[name]["errors_detected"] == ["push_failed"]
-        assert "timed out after 2 s; it may still land" in message
+        assert "timed out after 2 s; it may have landed, or may still land" in message
         assert "unchanged" not in message
         assert f"at its old tip {origin.olds[name]} or at the merge" in message
     deadline = time.monotonic() + 60
@@ -216,6 +216,41 @@ def test_a_push_that_times_out_may_still_land_and_says_so_and_undo_puts_it_back(
     report = undo_run(origin.tmp / "reports", origin.run_id)
     assert [item.outcome.value for item in report.restorations] == ["restored"] * 3
     assert all(origin.remote_tip(name) == old for name, old in origin.olds.items())
+
+
+def test_a_push_that_lands_but_loses_its_answer_may_have_landed_and_undo_finds_it(origin: Origin) -> None:
+    """git push killed once the remote committed the branch, before it answered (a connection that drops after
+    sending looks the same): the branch landed, the result says it may have, and the journal counts it."""
+    client = origin.tmp / "client.pid"
+    server = origin.tmp / "receive-pack.sh"  # writes down the git push that runs it (through a shell)
+    server.write_text(
+        "#!/bin/sh\npid=$PPID\n"
+        'while [ "$pid" -gt 1 ] && ! ps -o args= -p "$pid" | grep -q " push --porcelain"; do\n'
+        '  pid=$(ps -o ppid= -p "$pid" | tr -d " ")\ndone\n'
+        f'[ "$pid" -gt 1 ] && echo "$pid" > "{client}"\nexec git-receive-pack "$@"\n'
+    )
+    server.chmod(0o755)
+    origin.clone.git("config", "remote.origin.receivepack", str(server))
+    committed = origin.bare.path / "hooks" / "reference-transaction"
+    committed.write_text(
+        f'#!/bin/sh\n[ "$1" = committed ] && grep -q " refs/heads/feature-a$" && kill -9 "$(cat "{client}")"\nexit 0\n'
+    )
+    committed.chmod(0o755)
+
+    results = origin.run(names=("feature-a",))
+
+    branch = results["feature-a"]
+    assert branch["errors_detected"] == ["push_failed"]
+    assert branch["push"]["pushed"] is False
+    assert "unchanged" not in branch["error_message"]
+    assert "may have landed" in branch["error_message"]
+    assert "`git fetch origin` shows which" in branch["error_message"]
+    assert origin.remote_tip("feature-a") == origin.clone.git("rev-parse", aligned_ref("origin", "feature-a"))
+    origin.assert_safe()
+    committed.unlink()
+    report = undo_run(origin.tmp / "reports", origin.run_id)
+    assert [item.outcome.value for item in report.restorations] == ["restored"]
+    assert origin.remote_tip("feature-a") == origin.olds["feature-a"]
 
 
 def test_ctrl_c_while_the_backups_are_pushed_pushes_no_branch_and_still_writes_the_results(origin: Origin) -> None:
@@ -268,7 +303,7 @@ def test_a_second_ctrl_c_while_the_branches_are_pushed_stops_it_and_undo_puts_ba
 
     for name in NAMES:
         assert results[name]["errors_detected"] == ["push_failed"]
-        assert "interrupted (Ctrl-C) while pushing; it may still land" in results[name]["error_message"]
+        assert "interrupted (Ctrl-C) while pushing; it may have landed" in results[name]["error_message"]
     landed = [name for name, old in origin.olds.items() if origin.remote_tip(name) != old]
     assert len(landed) == 1
     origin.assert_safe()
