@@ -2,7 +2,8 @@
 
 Remote workers (``--tx ssh=host//python=python3``, ``--tx socket=host:port``) do not share the controller's
 disk, so they cannot read its repository. Each worker keeps a bare repository ``DIR/<worker>.git`` on its
-own machine whose remote (the run's ``--remote`` name) points at the controller's remote URL: made on
+own machine whose remote (the run's ``--remote`` name) fetches from the controller's remote URL and pushes
+where ``git push`` pushes in the controller's repository (its ``pushurl``, ``pushInsteadOf``): made on
 first use, with the object format (sha1, sha256) of the controller's repository, and refreshed by fetch on
 later runs (a cache: objects fetched once are not fetched again). A lock file beside it keeps two runs on
 one machine out of one clone; the second takes ``<worker>-2.git``, as does a run whose repository has
@@ -31,20 +32,22 @@ MAX_CLONES_PER_WORKER = 8  # runs on one machine at once that each want the clon
 
 @dataclass(frozen=True)
 class WorkerClones:
-    """Where workers keep their clones (a path on each worker's machine), the URL they fetch and push, and the
-    object format (``sha1``, ``sha256``) their clones need for it."""
+    """Where workers keep their clones (a path on each worker's machine), the URL they fetch from, the object
+    format (``sha1``, ``sha256``) their clones need for it, and the URLs they push to."""
 
     directory: str
     url: str
     object_format: str
+    push_urls: tuple[str, ...]
 
 
 def clones_for(location: RepoLocation, remote: str, directory: str) -> WorkerClones:
-    """The controller's side: workers' clones under ``directory``, fetching from the URL of ``remote`` as
-    workers elsewhere can use it (``Git.remote_url``: a relative local path made absolute)."""
+    """The controller's side: workers' clones under ``directory``, fetching from the URL of ``remote`` and
+    pushing where ``git push REMOTE`` does in the repository (its ``pushurl``s, else the URL), as workers
+    elsewhere can use them (``Git.remote_url``: a relative local path made absolute)."""
     git = Git(location)
     try:
-        return WorkerClones(directory, git.remote_url(remote), git.object_format())
+        return WorkerClones(directory, git.remote_url(remote), git.object_format(), git.remote_push_urls(remote))
     finally:
         git.close()
 
@@ -115,7 +118,7 @@ def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool 
     try:
         if git.object_format() != clones.object_format:
             return None
-        git.set_remote_url(remote, clones.url)
+        git.set_remote_urls(remote, clones.url, clones.push_urls)
     finally:
         git.close()
     return created

@@ -997,14 +997,30 @@ class Git:
     def remote_url(self, remote: str) -> str:
         """The URL ``remote`` fetches from (``git remote get-url``), as git reads it here: a local path that is
         relative made absolute against ``RepoLocation.url_base``, so that it means the same anywhere."""
-        url = self._run("remote", "get-url", "--end-of-options", remote).stdout.decode().strip()
-        local = "://" not in url and ":" not in url.split("/", 1)[0]  # git's rule: no colon before the first slash
+        return self._remote_urls(remote)[0]
+
+    def remote_push_urls(self, remote: str) -> tuple[str, ...]:
+        """The URLs ``git push REMOTE`` pushes to here (``git remote get-url --push --all``: each ``pushurl``,
+        else the URL, ``pushInsteadOf`` applied), a relative local path made absolute as in ``remote_url``."""
+        return self._remote_urls(remote, "--push", "--all")
+
+    def _remote_urls(self, remote: str, *options: str) -> tuple[str, ...]:
+        out = self._run("remote", "get-url", *options, "--end-of-options", remote).stdout.decode()
+        return tuple(self._absolute_url(url) for url in out.splitlines() if url)
+
+    def _absolute_url(self, url: str) -> str:
+        """``url``, or a local path (git's rule: no colon before the first slash) made absolute."""
+        local = "://" not in url and ":" not in url.split("/", 1)[0]
         return str((self.location.url_base / url).resolve()) if local else url
 
-    def set_remote_url(self, remote: str, url: str) -> None:
-        """Point ``remote`` at ``url``, adding it if missing (a worker's clone; no fetch refspec: the run
-        fetches explicit refspecs)."""
+    def set_remote_urls(self, remote: str, url: str, push_urls: Sequence[str]) -> None:
+        """Point ``remote`` at ``url`` to fetch and at ``push_urls`` to push (a ``pushurl`` each, none when
+        that is ``url`` alone), adding it if missing (a worker's clone; no fetch refspec: the run fetches
+        explicit refspecs)."""
         self._run("config", f"remote.{remote}.url", url)
+        self._run("config", "--unset-all", f"remote.{remote}.pushurl", ok=(0, 5))  # 5: there was none
+        for push_url in () if tuple(push_urls) == (url,) else push_urls:
+            self._run("config", "--add", f"remote.{remote}.pushurl", push_url)
 
     def merge_ahead(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> None:
         """Do the merges of ``pairs`` now, in one ``merge-tree --stdin`` process (``merge_trees``), and keep

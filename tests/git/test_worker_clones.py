@@ -32,6 +32,12 @@ def origin(repo: Repo, tmp_path: Path, request: pytest.FixtureRequest) -> Origin
     return make_origin(repo if object_format == "sha1" else new_repo(tmp_path / "source", object_format), tmp_path)
 
 
+def clones_of(origin: Origin, directory: Path | None = None) -> WorkerClones:
+    """Clones of the sha1 ``origin`` under ``directory`` (default: ``clones`` in its temporary directory)."""
+    url = str(origin.bare.path)
+    return WorkerClones(str(directory or origin.tmp / "clones"), url, "sha1", (url,))
+
+
 class SetupMaker(Protocol):
     def __call__(self, url: str | None = None, names: tuple[str, ...] = NAMES) -> RunSetup: ...
 
@@ -58,7 +64,8 @@ def setup_of(origin: Origin) -> Iterator[SetupMaker]:
 
 def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin, setup_of: SetupMaker) -> None:
     setup = setup_of(url="../remote.git")  # relative: to the repository's working tree
-    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path.resolve()), "sha1")
+    url = str(origin.bare.path.resolve())
+    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), url, "sha1", (url,))
     assert RunSetup.from_json(setup.to_json()).clones == setup.clones
 
 
@@ -87,6 +94,34 @@ def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(
         assert Repo(again.location.git_dir).git("rev-parse", tracking_root("origin") + "feature-b") == new
 
 
+@pytest.mark.parametrize("how", ["pushurl", "pushInsteadOf"])
+def test_a_clone_pushes_where_git_push_in_the_repository_pushes(origin: Origin, setup_of: SetupMaker, how: str) -> None:
+    """The remote's ``pushurl`` (users fetch over https and push over ssh), or a ``pushInsteadOf`` rule: the
+    clone fetches from the URL and pushes where the repository pushes; once that rule is gone, so is the
+    clone's push URL."""
+    mirror = origin.tmp / "push.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(mirror)], check=True)
+    if how == "pushurl":  # relative, as git reads it in the repository
+        rule = ("remote.origin.pushurl", "../push.git")
+    else:
+        rule = (f"url.{mirror}.pushInsteadOf", str(origin.bare.path))
+    origin.clone.git("config", *rule)
+    setup = setup_of()
+    assert setup.clones is not None
+    with open_clone(setup.clones, "gw0", "origin") as clone:
+        setup.in_clone(clone)
+        Repo(clone.location.git_dir).git("push", "-q", "origin", f"{tracking_root('origin')}feature-b:refs/heads/x")
+    assert Repo(mirror).git("rev-parse", "refs/heads/x") == origin.olds["feature-b"]
+    assert origin.remote_tip("x") is None
+
+    origin.clone.git("config", "--unset", rule[0])
+    again = setup_of().clones
+    assert again is not None
+    with open_clone(again, "gw0", "origin") as clone:
+        pushed = Repo(clone.location.git_dir).git("remote", "get-url", "--push", "origin")
+    assert pushed == str(origin.bare.path.resolve())
+
+
 def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(
     origin: Origin, setup_of: SetupMaker, repo: Repo
 ) -> None:
@@ -101,7 +136,7 @@ def test_a_target_that_moved_on_the_remote_is_fetched_at_its_pinned_commit(
 
 
 def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
-    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path), "sha1")
+    clones = clones_of(origin)
     held: list[Clone] = []
     try:
         for expected in ("gw0", "gw0-2", "gw0-3"):
@@ -136,7 +171,7 @@ def test_a_clone_of_another_object_format_is_left_alone_for_the_next_name(
 
 def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
-    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path), "sha1")
+    clones = clones_of(origin)
     with (
         open_clone(clones, "gw0", "origin"),
         pytest.raises(RepositoryError, match=r"every clone of worker gw0 \(1 clone\) is in use by another run"),
@@ -146,7 +181,7 @@ def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monke
 
 def test_a_clones_dir_that_cannot_be_made_is_one_clear_error(origin: Origin) -> None:
     (origin.tmp / "file").write_text("x")
-    clones = WorkerClones(str(origin.tmp / "file" / "clones"), str(origin.bare.path), "sha1")
+    clones = clones_of(origin, origin.tmp / "file" / "clones")
     with pytest.raises(RepositoryError, match=r"--worker-clones .*/file/clones: cannot create it"):
         open_clone(clones, "gw0", "origin")
 
@@ -230,6 +265,6 @@ def test_a_lock_that_cannot_be_opened_is_one_clear_error(origin: Origin) -> None
     """An OSError at the lock (here a directory in its place; a read-only DIR for a user) is the worker's
     RepositoryError, which fails its branches, not a crash at configure that xdist answers with a new worker."""
     (origin.tmp / "clones" / "gw0.lock").mkdir(parents=True)
-    clones = WorkerClones(str(origin.tmp / "clones"), str(origin.bare.path), "sha1")
+    clones = clones_of(origin)
     with pytest.raises(RepositoryError, match=r"--worker-clones .*/clones: cannot lock gw0 \(Is a directory\)"):
         open_clone(clones, "gw0", "origin")
