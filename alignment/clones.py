@@ -6,8 +6,8 @@ own machine whose remote (the run's ``--remote`` name) fetches from the controll
 where ``git push`` pushes in the controller's repository (its ``pushurl``, ``pushInsteadOf``): made on
 first use, with the object format (sha1, sha256) of the controller's repository, and refreshed by fetch on
 later runs (a cache: objects fetched once are not fetched again). A lock file beside it keeps two runs on
-one machine out of one clone; the second takes ``<worker>-2.git``, as does a run whose repository has
-another object format than the clone (git cannot fetch across formats).
+one machine out of one clone; the second takes ``<worker>-2.git``. A clone of another object format than
+the run's repository (git cannot fetch across formats) is removed and made anew by the run that locks it.
 
 In the clone the worker fetches the listed branches and targets into the run's namespace and, by commit id,
 any target the controller pinned at another commit; it aligns there and pushes its own branches at the end
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,8 @@ class Clone:
 
 def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
     """Lock and return ``worker``'s clone under ``clones.directory``, made on first use; its ``remote``
-    points at ``clones.url``. A clone another run holds, or one of another object format, is skipped for the
-    next free ``<worker>-N``."""
+    points at ``clones.url``. A clone another run holds is skipped for the next free ``<worker>-N``; one of
+    another object format is made anew (``_prepare``)."""
     directory = Path(clones.directory).expanduser().resolve()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -97,31 +98,45 @@ def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
         except BaseException:
             os.close(lock)
             raise
-        if created is None:
-            os.close(lock)
-            continue
         return Clone(location, created, lock)
     raise RepositoryError(
         f"--worker-clones {directory}: every clone of worker {worker} "
-        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run "
-        f"or is of another object format than {clones.object_format}"
+        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run"
     )
 
 
-def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool | None:
-    """Make the clone at ``location`` unless it exists, and point its ``remote`` at ``clones.url``: whether it
-    was made now. None, and left as it is, when it is of another object format than ``clones`` needs."""
-    created = not location.git_dir.exists()
+def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool:
+    """Make the clone at ``location`` unless it exists, and point its ``remote`` at ``clones``' URLs: whether it
+    was made now. One of another object format than ``clones`` needs (git cannot fetch across formats) is
+    removed and made anew, as a cache of a format no run may use again."""
+    created = not location.git_dir.exists() or _remove_if_of_another_format(location, clones.object_format)
     if created:
         Git.init_bare(location.git_dir, object_format=clones.object_format).close()
     git = Git(location)
     try:
-        if git.object_format() != clones.object_format:
-            return None
         git.set_remote_urls(remote, clones.url, clones.push_urls)
     finally:
         git.close()
     return created
+
+
+def _remove_if_of_another_format(location: RepoLocation, object_format: str) -> bool:
+    """Remove the clone at ``location`` (locked by this process) if its object format is not ``object_format``;
+    whether it did."""
+    git = Git(location)
+    try:
+        if git.object_format() == object_format:
+            return False
+    finally:
+        git.close()
+    try:
+        shutil.rmtree(location.git_dir)
+    except OSError as error:
+        raise RepositoryError(
+            f"--worker-clones {location.git_dir.parent}: cannot remove {location.git_dir.name}, a clone of "
+            f"another object format than {object_format} ({error.strerror})"
+        ) from None
+    return True
 
 
 def _try_lock(path: Path) -> int | None:

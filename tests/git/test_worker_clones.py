@@ -149,24 +149,20 @@ def test_a_clone_in_use_by_another_run_is_not_shared(origin: Origin) -> None:
         assert reused.location.git_dir.name == "gw0.git"
 
 
-@pytest.mark.parametrize("origin", ["sha256"], indirect=True)
-def test_a_clone_of_another_object_format_is_left_alone_for_the_next_name(
-    origin: Origin, setup_of: SetupMaker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A sha1 clone cannot fetch from a sha256 remote: a run of the other format takes ``<worker>-2``."""
+@pytest.mark.parametrize("origin", ["sha1", "sha256"], indirect=True)
+def test_a_clone_of_the_other_object_format_is_made_anew_in_its_place(origin: Origin, setup_of: SetupMaker) -> None:
+    """A sha1 clone cannot fetch from a sha256 remote, nor the reverse: a run that locks a clone of the other
+    format removes it and makes its own there, so clones of a format no run uses any more do not pile up."""
     setup = setup_of()
     assert setup.clones is not None
-    other = origin.tmp / "clones" / "gw0.git"
-    subprocess.run(["git", "init", "-q", "--bare", "--object-format=sha1", str(other)], check=True)
-    before = Repo(other).git("config", "--list", "--local")
+    other = "sha256" if setup.clones.object_format == "sha1" else "sha1"
+    stale = origin.tmp / "clones" / "gw0.git"
+    subprocess.run(["git", "init", "-q", "--bare", f"--object-format={other}", str(stale)], check=True)
     with open_clone(setup.clones, "gw0", "origin") as clone:
-        assert (clone.location.git_dir.name, clone.created) == ("gw0-2.git", True)
+        assert (clone.location.git_dir, clone.created) == (stale, True)
         setup.in_clone(clone)
-        assert Repo(clone.location.git_dir).git("rev-parse", "--show-object-format") == "sha256"
-    assert Repo(other).git("config", "--list", "--local") == before
-    monkeypatch.setattr("alignment.clones.MAX_CLONES_PER_WORKER", 1)
-    with pytest.raises(RepositoryError, match=r"gw0 \(1 clone\) is in use by another run or is of another object"):
-        open_clone(setup.clones, "gw0", "origin")
+        assert Repo(stale).git("rev-parse", "--show-object-format") == setup.clones.object_format
+    assert sorted(path.name for path in stale.parent.glob("*.git")) == ["gw0.git"]
 
 
 def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
