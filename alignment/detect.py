@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from alignment.checks import NAMED_CODES
+from alignment.checks import NAMED_CODES, file_text
 from alignment.checks.interface import ModuleIndex, removed_names
 from alignment.checks.python import python_findings
 from alignment.checks.syntax import GRAMMARS, syntax_findings
@@ -133,7 +133,7 @@ def check_file(path: str, content: bytes, settings: Settings | None = None) -> l
         findings.append(Finding("file_too_large_to_parse", Severity.INFO, message, path))
     if len(content) > MAX_CHECKED_BYTES:
         return findings
-    text = content.decode("utf-8", "replace")
+    text = file_text(content)
     return findings + [finding for check in (*_EVERY_TEXT_FILE, *checks) for finding in check(path, text)]
 
 

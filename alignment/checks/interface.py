@@ -30,6 +30,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
+from alignment.checks import file_text
 from alignment.checks.python import parse_quietly
 from alignment.git import Git
 from alignment.model import CommitInfo, Finding, Severity
@@ -364,7 +365,7 @@ class ModuleIndex:
         content = git.read_blob(blob)
         if len(content) > self._max_parsed_bytes:
             return ModuleFile((), None)
-        tree = parse_quietly(content.decode("utf-8", "replace"), path)
+        tree = parse_quietly(file_text(content), path)
         return ModuleFile((), None) if tree is None else ModuleFile.scan(path, tree)
 
 

@@ -20,20 +20,19 @@ from alignment.processes import run_process
 from alignment.workspace import Workspace
 from tests.conftest import Aligner, Repo, alive, settings, with_merge_of_its_own
 
+FILE_PROBLEMS = [
+    ("a.py", "def f(:\n", "python_syntax_error", 1),
+    ("a.pyi", "x: = 1\n", "python_syntax_error", 1),
+    ("a.json", '{"a": 1,}', "json_parse_error", 1),
+    ("a.yml", "a: [\n", "yaml_parse_error", 2),
+    ("a.yaml", "a: b: c\n", "yaml_parse_error", 1),
+    ("a.toml", "a = 1\na = 2\n", "toml_parse_error", None),
+    ("notes.md", "x\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n", "conflict_markers", 2),
+    ("notes.md", "ok  \nfine\nbad\t\n", "trailing_whitespace", 1),
+]
 
-@pytest.mark.parametrize(
-    ("path", "content", "code", "line"),
-    [
-        ("a.py", "def f(:\n", "python_syntax_error", 1),
-        ("a.pyi", "x: = 1\n", "python_syntax_error", 1),
-        ("a.json", '{"a": 1,}', "json_parse_error", 1),
-        ("a.yml", "a: [\n", "yaml_parse_error", 2),
-        ("a.yaml", "a: b: c\n", "yaml_parse_error", 1),
-        ("a.toml", "a = 1\na = 2\n", "toml_parse_error", None),
-        ("notes.md", "x\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n", "conflict_markers", 2),
-        ("notes.md", "ok  \nfine\nbad\t\n", "trailing_whitespace", 1),
-    ],
-)
+
+@pytest.mark.parametrize(("path", "content", "code", "line"), FILE_PROBLEMS)
 def test_file_checks_find_the_problem_and_its_line(path: str, content: str, code: str, line: int | None) -> None:
     findings = [finding for finding in check_file(path, content.encode()) if finding.code == code]
     assert len(findings) == 1
@@ -64,6 +63,54 @@ def test_binary_and_huge_files_are_skipped(monkeypatch: pytest.MonkeyPatch) -> N
     assert check_file("a.py", b"\x00\x01def f(:") == []
     monkeypatch.setattr("alignment.detect.MAX_CHECKED_BYTES", 4)
     assert check_file("a.py", b"def f(:\n") == []
+
+
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        *((path, content) for path, content, _, _ in FILE_PROBLEMS),
+        ("a.py", "def f():\n    return 1\n"),
+        ("a.py", "f(\n    a=1,\n    a=2,\n)\n"),
+        ("a.py", "x = 1\n\n\nprint(y)\n"),
+        ("a.json", '{"a": [1, 2]}'),
+        ("a.toml", "[x]\na = 1\n"),
+        ("a.toml", "a = [\n"),
+        ("a.go", "package main\n\nfunc f() {}\n\nfunc f() {}\n"),
+        ("notes.md", "<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n"),
+    ],
+)
+def test_a_byte_order_mark_is_the_files_encoding_not_its_content(path: str, content: str) -> None:
+    """Python, JSON (RFC 8259 lets parsers ignore it), YAML, TOML and the other languages' compilers all accept
+    a UTF-8 file that starts with a BOM: such a file has the findings it has without one, on the same lines.
+    Python and JSON found "invalid non-printable character U+FEFF" / "Unexpected UTF-8 BOM" in every version,
+    TOML "Invalid statement", so an error the merge made was taken for one the file had before."""
+    assert check_file(path, (BOM + content).encode()) == check_file(path, content.encode())
+
+
+def test_an_error_the_merge_makes_in_a_file_with_a_byte_order_mark_fails_detection(repo: Repo, align: Aligner) -> None:
+    call = BOM + "g(\n    a=1,\n    b=2,\n    c=3,\n    d=4,\n    e=5,\n)\n"
+    fork = repo.commit("main", {"bom.py": call}, "base")
+    old = repo.commit("feature", {"bom.py": call.replace("e=5", "x=5")}, parent=fork)
+    repo.commit("main", {"bom.py": call.replace("a=1", "x=1")}, "target work")
+    result = align("feature")["feature"]
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("python_compile_error",))
+    (finding,) = result.findings
+    assert (finding.file, finding.line) == ("bom.py", 6)
+    assert finding.message == "Python does not compile: keyword argument repeated: x"
+    assert repo.tip("feature") == old
+
+
+def test_the_names_check_reads_modules_with_a_byte_order_mark(repo: Repo, align: Aligner) -> None:
+    """Neither the module nor the file importing from it parsed with its BOM, so the name was "unknown"."""
+    util = BOM + "def helper():\n    return 1\n"
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/util.py": util}, "base")
+    repo.commit("feature", {"app.py": BOM + "from pkg.util import helper\n\nprint(helper())\n"}, parent=fork)
+    repo.commit("main", {"pkg/util.py": util.replace("def helper", "def assist")}, "Rename helper to assist")
+    (finding,) = align("feature")["feature"].findings
+    assert (finding.code, finding.file, finding.line) == ("name_removed_by_other_side", "app.py", 1)
 
 
 def diverge(repo: Repo) -> str:
