@@ -10,6 +10,9 @@ Design, measured on git 2.39:
   (and a ``diff-tree`` for line counts when the merge combined files).
 * Every call passes ``-c core.hooksPath=/dev/null`` (plumbing must not run the user's hooks, e.g.
   ``reference-transaction`` on update-ref, ``post-checkout`` on worktree add) and disables auto-gc.
+* Every process runs where git runs for the repository (``RepoLocation.run_dir``), never in this process's
+  directory: with ``--git-dir``, git takes the directory it runs in as the worktree, whose ``.gitattributes``
+  decide merges.
 * Names from input files are passed as arguments after ``--end-of-options`` or as full ``refs/heads/`` names,
   never through a shell and never where git could read them as options.
 * GitPython is used for repository discovery only (``RepoLocation.discover``), in the controller. Measured
@@ -131,11 +134,13 @@ class RepoLocation:
     def bare(self) -> bool:
         return self.main_work_tree is None
 
-    @functools.cached_property  # read once: every command that reaches a remote runs there
-    def url_base(self) -> Path:
-        """Where git resolves a remote URL that is a relative path: the directory git runs in for this
-        repository, the top of its worktree (a linked worktree's own, which its ``gitdir`` file names), or
-        the git dir of a bare repository (as ``git -C REPO fetch`` does)."""
+    @functools.cached_property  # read once: every git process of the repository runs there
+    def run_dir(self) -> Path:
+        """The directory git runs in for this repository, as ``git -C REPO ...`` would: the top of its
+        worktree (a linked worktree's own, which its ``gitdir`` file names), or the git dir of a bare
+        repository. git takes the directory it runs in as the worktree (``--git-dir`` alone says nothing of
+        it): there it reads ``.gitattributes`` (merge drivers) and finds submodules' repositories, and a
+        remote URL that is a relative path means what it means to git."""
         if self.git_dir != self.common_dir:
             top = Path(_read_text(self.git_dir / "gitdir")).parent  # ``gitdir``: the linked worktree's ``.git``
             if top.is_absolute() and top.is_dir():
@@ -316,17 +321,16 @@ class Git:
         known: Mapping[str, type[GitError]] | None = None,
         options: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
-        at_url_base: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run one git command; raise ``GitError`` unless its exit code is in ``ok`` (the subclass ``known``
         gives for a phrase of git's stderr, so callers catch types). ``options``: git's own (``-c`` ...), before
         the command and left out of its errors, which name the command; ``env``: instead of ``self.env``;
-        ``at_url_base``: run in ``RepoLocation.url_base`` (commands that reach a remote: a relative remote URL
-        means there what it means to git, wherever this process runs). Private: other modules call (or add) a
-        method here that names what they want of git."""
+        ``cwd``: run in that worktree of ours, as its git finds it (no ``--git-dir``); otherwise in
+        ``RepoLocation.run_dir``, wherever this process runs. Private: other modules call (or add) a method
+        here that names what they want of git."""
         limit = timeout if timeout is not None else self.timeout
         argv = ("git", *_SAFETY_OPTIONS, *options, *args) if cwd is not None else (*self._base, *options, *args)
-        where = self.location.url_base if at_url_base else cwd
+        where = cwd or self.location.run_dir
         with self.limiter.slot():
             try:
                 done = run_process(argv, cwd=where, stdin=stdin, timeout=limit, env=env or self.env)
@@ -438,7 +442,7 @@ class Git:
         first), ``GitError`` when the remote fails otherwise."""
         specs = [f"+{source}:{destination}" for source, destination in refspecs.items()]
         self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
-                  "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout, at_url_base=True,
+                  "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout,
                   known={"couldn't find remote ref": MissingRemoteRef})  # fmt: skip
 
     def remote_refs(
@@ -450,7 +454,7 @@ class Git:
         folder = () if inside is None else (f"{inside}/",)
         patterns = (f"{name}*" for name in folder)  # a ref name cannot hold a glob character
         args = ("ls-remote", "--refs", "--end-of-options", remote, *sorted(wanted), *patterns)
-        out = self._run(*args, timeout=timeout, at_url_base=True).stdout
+        out = self._run(*args, timeout=timeout).stdout
         found = (line.split("\t", 1) for line in out.decode("utf-8", "surrogateescape").splitlines())
         return {ref: oid for oid, ref in found if ref in wanted or ref.startswith(folder)}
 
@@ -466,7 +470,7 @@ class Git:
         args = ("push", "--porcelain", "--no-follow-tags", "--recurse-submodules=no", "--no-signed",
                 "--atomic" if atomic else "--no-atomic", *(update.lease_option() for update in updates),
                 "--end-of-options", remote, *(update.refspec() for update in updates))  # fmt: skip
-        done = self._run(*args, ok=(0, 1), timeout=timeout, at_url_base=True)
+        done = self._run(*args, ok=(0, 1), timeout=timeout)
         answers = _parse_push(done.stdout)
         if done.returncode != 0 and not answers:
             raise GitError(args[:2], done.returncode, done.stderr.decode("utf-8", "replace"))
@@ -996,7 +1000,7 @@ class Git:
 
     def remote_url(self, remote: str) -> str:
         """The URL ``remote`` fetches from (``git remote get-url``), as git reads it here: a local path that is
-        relative made absolute against ``RepoLocation.url_base``, so that it means the same anywhere."""
+        relative made absolute against ``RepoLocation.run_dir``, so that it means the same anywhere."""
         return self._remote_urls(remote)[0]
 
     def remote_push_urls(self, remote: str) -> tuple[str, ...]:
@@ -1011,7 +1015,7 @@ class Git:
     def _absolute_url(self, url: str) -> str:
         """``url``, or a local path (git's rule: no colon before the first slash) made absolute."""
         local = "://" not in url and ":" not in url.split("/", 1)[0]
-        return str((self.location.url_base / url).resolve()) if local else url
+        return str((self.location.run_dir / url).resolve()) if local else url
 
     def set_remote_urls(self, remote: str, url: str, push_urls: Sequence[str]) -> None:
         """Point ``remote`` at ``url`` to fetch and at ``push_urls`` to push (a ``pushurl`` each, none when
@@ -1371,6 +1375,7 @@ class _Persistent:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
+                cwd=self._git.location.run_dir,
                 env=self._git.env,
                 start_new_session=True,
             )

@@ -33,6 +33,7 @@ from alignment.errors import (
     UnrelatedHistories,
 )
 from alignment.git import (
+    Conflict,
     Git,
     RefUpdate,
     RepoLocation,
@@ -47,7 +48,7 @@ from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
 from alignment.resources import MemoryGate, SlotLimiter
 from alignment.scratch import is_alive, is_scratch, memory_dir, scratch_places
 from alignment.session import set_up_run
-from tests.conftest import Repo, entry
+from tests.conftest import Repo, entry, new_repo
 
 
 @pytest.fixture
@@ -1025,3 +1026,83 @@ def test_a_path_limited_line_that_brings_nothing_or_reaches_a_root_commit(git: G
     line = git.first_parent_line(step, third, ["app.py"])
     assert [(commit.oid, sorted(changed)) for commit, changed in line] == [(first, ["app.py"]), (third, ["app.py"])]
     assert [commit.oid for commit, _ in git.first_parent_line(step, third)] == [first, second, third]
+
+
+def _commit_entry(repo: Repo, branch: str, parent: str, path: str, mode: str, oid: str) -> str:
+    """Commit on ``branch``, on top of ``parent``, ``path`` as an entry of ``mode`` pointing at ``oid`` (a
+    symlink, a gitlink: entries ``Repo.commit`` does not write)."""
+    index = repo.path.parent / ".entry-index"
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        repo.git("read-tree", parent, env=env)
+        repo.git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{path}", env=env)
+        tree = repo.git("write-tree", env=env)
+    finally:
+        index.unlink(missing_ok=True)
+    commit = repo.git("commit-tree", tree, "-p", parent, input="entry")
+    repo.git("update-ref", branch_ref(branch), commit)
+    return commit
+
+
+MERGES = {
+    "merge_tree": lambda git, pairs: tuple(git.merge_tree(ours, theirs) for ours, theirs in pairs),
+    "merge_trees": Git.merge_trees,
+    "probe_merges": Git.probe_merges,
+}
+
+
+@pytest.mark.parametrize("merge", MERGES)
+@pytest.mark.parametrize("linked", [False, True], ids=["main-worktree", "linked-worktree"])
+def test_merges_follow_the_merge_attributes_of_the_repository_not_of_the_directory_the_run_is_in(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merge: str, linked: bool
+) -> None:
+    """As ``git merge`` there: ``merge=union`` merges both sides' new lines, ``merge=binary`` refuses a merge
+    text would make. They are read from the worktree the repository was given as (a linked one has its own
+    checkout); the run's own directory says the opposite and must not count."""
+    attributes = "union.txt merge=union\nbin.dat merge=binary\n"
+    base = repo.commit("main", {".gitattributes": attributes, "union.txt": "u1\n", "bin.dat": "b1\nb2\nb3\nb4\n"})
+    union = repo.commit("union", {"union.txt": "u1\nbranch\n"}, parent=base)
+    binary = repo.commit("binary", {"bin.dat": "b1\nb2\nb3\nb4 branch\n"}, parent=base)
+    target = repo.commit("main", {"union.txt": "u1\nmain\n", "bin.dat": "b1 main\nb2\nb3\nb4\n"})
+    if linked:  # the main worktree keeps its first checkout, without the attributes
+        repo.git("worktree", "add", "-q", "--detach", str(tmp_path / "linked"), "main")
+    else:
+        repo.git("reset", "-q", "--hard", "main")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".gitattributes").write_text("union.txt merge=binary\nbin.dat merge=union\n")
+    monkeypatch.chdir(elsewhere)
+    door = Git(RepoLocation.discover(tmp_path / "linked" if linked else repo.path), timeout=10)
+    try:
+        merged = MERGES[merge](door, [(union, target), (binary, target)])
+    finally:
+        door.close()
+    assert [result.conflicts for result in merged] == [(), (Conflict("bin.dat", "binary"),)]
+
+
+def test_a_submodule_whose_repository_is_in_the_worktree_is_merged_as_git_merge_does(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gitlink the target moved to a commit the branch's contains is fast-forwarded: git finds the
+    submodule's repository at ``sm/.git`` of the worktree (a clone added as a submodule), not of the
+    directory the run is in."""
+    sub = new_repo(tmp_path / "sub")
+    first = sub.tip("main")
+    second = sub.commit("main", {"a": "2\n"})
+    third = sub.commit("main", {"a": "3\n"})
+    subprocess.run(["git", "clone", "-q", str(sub.path), str(repo.path / "sm")], check=True)
+    gitmodules = f'[submodule "sm"]\n\tpath = sm\n\turl = {sub.path}\n'
+    base = _commit_entry(repo, "main", repo.commit("main", {".gitmodules": gitmodules}), "sm", "160000", first)
+    target = _commit_entry(repo, "main", base, "sm", "160000", second)
+    branch = _commit_entry(repo, "smff", base, "sm", "160000", third)
+    monkeypatch.chdir(tmp_path)
+    door = Git(RepoLocation.discover(repo.path), timeout=10)
+    try:
+        merged = door.merge_tree(branch, target)
+        assert merged.clean
+        assert door.entries_at(door.commit_tree(merged.tree, [branch, target], "merge"), ["sm"])["sm"] == (
+            "160000",
+            third,
+        )
+    finally:
+        door.close()
