@@ -169,7 +169,33 @@ class RepoLocation:
         finally:
             repo.close()
         main = None if main_bare else (top if git_dir == common_dir else common_dir.parent)
-        return cls(git_dir, common_dir, main)
+        location = cls(git_dir, common_dir, main)
+        _check_ownership(candidate, location)
+        return location
+
+
+def _check_ownership(given: Path, location: RepoLocation) -> None:
+    """Refuse a repository git itself refuses: one owned by another user that no ``safe.directory`` setting
+    trusts (its configuration could run commands as us, e.g. ``remote.<name>.uploadpack``). Our other git
+    processes name the repository (``--git-dir``), which skips git's check; this one lets git find it where
+    it runs for the repository, and so applies the check, with git's own rules and settings.
+    ``safe.bareRepository=all``: the user named this repository, as ``--git-dir`` does; without it, a
+    setting of ``explicit`` would answer for a bare repository before the ownership check does."""
+    args = ("rev-parse", "--git-dir")
+    argv = ("git", *_SAFETY_OPTIONS, "-c", "safe.bareRepository=all", *args)
+    try:
+        done = run_process(argv, cwd=location.run_dir, env=git_environment(), timeout=60)
+    except ProcessTimeout:
+        raise GitTimeout(args, 60) from None
+    if done.returncode == 0:
+        return
+    stderr = done.stderr.decode("utf-8", "replace")
+    fix = re.search(r"git config --global --add safe\.directory .*", stderr)
+    if "dubious ownership" in stderr and fix is not None:
+        raise RepositoryError(
+            f"{given}: owned by another user, git refuses it (dubious ownership); if you trust it: `{fix[0]}`"
+        )
+    raise RepositoryError(f"{given}: git cannot use this repository ({GitError(args, done.returncode, stderr).detail})")
 
 
 @dataclass(frozen=True)

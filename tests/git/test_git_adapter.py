@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import stat
@@ -86,6 +87,22 @@ def test_discovery_finds_bare_repositories_and_linked_worktrees(repo: Repo, tmp_
     subprocess.run(["git", "-C", str(bare), "worktree", "add", "-q", str(tmp_path / "of-bare"), "main"], check=True)
     of_bare = RepoLocation.discover(tmp_path / "of-bare")
     assert (of_bare.common_dir, of_bare.bare) == (bare.resolve(), True)
+
+
+@pytest.mark.parametrize("bare_repositories", [None, "explicit"])
+def test_discovery_refuses_a_bare_repository_of_another_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bare_repositories: str | None
+) -> None:
+    """git's ownership check, whatever ``safe.bareRepository`` says (``explicit`` would answer first)."""
+    Git.init_bare(tmp_path / "other.git").close()
+    if bare_repositories is not None:
+        config = tmp_path / "global.gitconfig"
+        config.write_text(f"[safe]\n\tbareRepository = {bare_repositories}\n")
+        monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")
+    fix = f"git config --global --add safe.directory {(tmp_path / 'other.git').resolve()}"
+    with pytest.raises(RepositoryError, match=f"owned by another user.*`{re.escape(fix)}`$"):
+        RepoLocation.discover(tmp_path / "other.git")
 
 
 def test_a_dead_helper_is_restarted_on_the_next_request(git: Git, repo: Repo) -> None:

@@ -1,14 +1,20 @@
-"""The run setup crosses from the controller to each xdist worker as JSON text, whole and unchanged."""
+"""The run setup: it refuses a repository git refuses, and crosses from the controller to each xdist worker as
+JSON text, whole and unchanged."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
 from alignment.config import from_mapping
+from alignment.errors import RepositoryError
 from alignment.inputs import parse_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from tests.conftest import Repo, entry
+from tests.remotes import make_origin
 
 
 def test_the_setup_survives_its_json(repo: Repo, tmp_path: Path) -> None:
@@ -31,3 +37,33 @@ def test_the_setup_survives_its_json(repo: Repo, tmp_path: Path) -> None:
     assert received.branches.shard == setup.branches.shard
     assert received.settings.policy("main").check_commands == (("make", "check"),)
     assert received.snapshot.tips == setup.snapshot.tips
+
+
+@pytest.mark.parametrize("trusted", [None, "exact", "*"])
+def test_a_repository_of_another_user_is_refused_as_git_refuses_it(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted: str | None
+) -> None:
+    """Its configuration would otherwise be obeyed, here a command that runs on fetch; a ``safe.directory``
+    setting that trusts it (its path, or ``*``) lets it through, as it does for git."""
+    origin = make_origin(repo, tmp_path)
+    marker = tmp_path / "ran"
+    origin.clone.git("config", "remote.origin.uploadpack", f"touch {marker}; git-upload-pack")
+    top = origin.clone.path.resolve()
+    if trusted is not None:
+        config = tmp_path / "global.gitconfig"
+        trusting = [top, origin.bare.path.resolve()] if trusted == "exact" else [trusted]  # the fetch: the remote too
+        config.write_text("[safe]\n" + "".join(f"\tdirectory = {path}\n" for path in trusting))
+        monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # what git's own tests use for a foreign owner
+    settings = from_mapping({"orchestration": {"remote": "origin"}})
+    branches = parse_branches({"branches": [entry("feature-a")]}, "in.json")
+    if trusted is None:
+        fix = re.escape(f"`git config --global --add safe.directory {top}`")
+        with pytest.raises(
+            RepositoryError, match=f"^{re.escape(str(origin.clone.path))}: owned by another user.*{fix}$"
+        ):
+            set_up_run(settings, branches, origin.clone.path, reports_dir=tmp_path / "r", predict=True)
+        assert not marker.exists()
+    else:
+        set_up_run(settings, branches, origin.clone.path, reports_dir=tmp_path / "r", predict=True).discard_scratch()
+        assert marker.exists()
