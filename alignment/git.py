@@ -1456,6 +1456,10 @@ def _parse_push(out: bytes) -> dict[str, PushedRef]:
     return answers
 
 
+# The conflicts for which git records one side's file under a temporary name, ``<path>~<commit>``.
+_SIDE_MOVED_ASIDE = frozenset({"CONFLICT (file/directory)", "CONFLICT (distinct modes)"})
+
+
 def _merge_at(fields: Sequence[bytes], index: int, *, conflicted: bool) -> tuple[MergeTree, int]:
     """One merge of ``merge-tree --write-tree -z --name-only`` output split at NULs, from ``fields[index]``:
     the tree, then (conflicted) the paths, an empty field and the typed messages. Also the index after it."""
@@ -1475,8 +1479,9 @@ def _merge_at(fields: Sequence[bytes], index: int, *, conflicted: bool) -> tuple
 def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str], dict[str, str], int]:
     """Map each path to git's conflict type from the ``-z`` informational messages starting at
     ``fields[index]``; also the temporary names git moved a side's file to, to their real paths (a
-    file/directory conflict lists ``d~<commit>``, a path neither side has, for ``d``), and the index of the
-    first field after the messages."""
+    file/directory conflict lists ``d~<commit>``, a path neither side has, for ``d``; one of distinct types,
+    ``distinct modes`` such as a file against a symlink, ``f~<commit>`` for ``f``), and the index of the first
+    field after the messages."""
     kinds: dict[str, str] = {}
     moved: dict[str, str] = {}
     while index < len(fields) and fields[index].isdigit():
@@ -1487,7 +1492,7 @@ def _conflict_kinds(fields: Sequence[bytes], index: int) -> tuple[dict[str, str]
         if kind.startswith("CONFLICT (") and kind.endswith(")"):
             for path in paths:
                 kinds.setdefault(path, kind[len("CONFLICT (") : -1])
-        if kind == "CONFLICT (file/directory)":
+        if kind in _SIDE_MOVED_ASIDE:
             moved.update((path, real) for path in paths for real in paths if path.startswith(f"{real}~"))
     return kinds, moved, index
 

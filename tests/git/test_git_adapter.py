@@ -1123,3 +1123,13 @@ def test_a_submodule_whose_repository_is_in_the_worktree_is_merged_as_git_merge_
         )
     finally:
         door.close()
+
+
+def test_a_file_symlink_conflict_is_named_by_its_real_path(git: Git, repo: Repo) -> None:
+    """git records one side as ``plainfile~<commit>``, a path neither side has: that name was the conflict's."""
+    base = repo.commit("main", {"target.txt": "t\n", "plainfile": "plain\n"})
+    link = repo.git("hash-object", "-w", "--stdin", input="target.txt")
+    target = _commit_entry(repo, "main", base, "plainfile", "120000", link)
+    branch = repo.commit("symconf", {"plainfile": "changed\n"}, parent=base)
+    for ours, theirs in ((branch, target), (target, branch)):
+        assert git.merge_tree(ours, theirs).conflicts == (Conflict("plainfile", "distinct modes"),)
