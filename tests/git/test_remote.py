@@ -225,7 +225,7 @@ def test_a_push_that_lands_but_loses_its_answer_may_have_landed_and_undo_finds_i
     server = origin.tmp / "receive-pack.sh"  # writes down the git push that runs it (through a shell)
     server.write_text(
         "#!/bin/sh\npid=$PPID\n"
-        'while [ "$pid" -gt 1 ] && ! ps -o args= -p "$pid" | grep -q " push --porcelain"; do\n'
+        'while [ "$pid" -gt 1 ] && ! ps -ww -o args= -p "$pid" | grep -q " push --porcelain"; do\n'
         '  pid=$(ps -o ppid= -p "$pid" | tr -d " ")\ndone\n'
         f'[ "$pid" -gt 1 ] && echo "$pid" > "{client}"\nexec git-receive-pack "$@"\n'
     )
