@@ -111,6 +111,15 @@ class MissingRemoteRef(GitError):
     """A fetch named a ref the remote does not have (git names the first one and fetches nothing)."""
 
 
+class FetchRejected(GitError):
+    """A fetch left refs as they were, which git only warns of (exit code 0: the new tips are a shallow remote's
+    roots). ``refs``: each such local ref, with git's reason."""
+
+    def __init__(self, args: Sequence[str], stderr: str, refs: Mapping[str, str]) -> None:
+        super().__init__(args, 0, stderr)
+        self.refs = dict(refs)
+
+
 class UnrelatedHistories(GitError):
     """A merge was asked of two commits with no common ancestor: git refuses it, our steps report it."""
 

@@ -46,6 +46,7 @@ from typing import IO, TypeVar
 
 from alignment.errors import (
     CheckoutFailed,
+    FetchRejected,
     GitError,
     GitTimeout,
     MissingRemoteRef,
@@ -72,6 +73,8 @@ _SAFE_CONFIG = (
     "rerere.enabled=false",  # no recorded resolutions applied, none written to the user's rr-cache
     "core.fsmonitor=false",
 )
+# git's warning for a fetched ref it leaves as it was (``reject`` before git 2.5); its exit code stays 0.
+_FETCH_REJECTED = re.compile(r"^warning: rejected? (\S+) because (.+)$", re.MULTILINE)
 _SAFETY_OPTIONS = tuple(option for setting in _SAFE_CONFIG for option in ("-c", setting))
 # Long-lived helpers read many objects; git's delta base cache (96 MB by default) would grow in each of them.
 # 256 KB: at 1 MB each reading helper of a 50-branch run held ~0.9 MB more; reading 4,010 objects of
@@ -465,11 +468,16 @@ class Git:
     def fetch(self, remote: str, refspecs: Mapping[str, str], timeout: float | None = None) -> None:
         """One ``git fetch`` of exactly ``refspecs`` (remote ref -> local ref, forced): no tags, no other refs,
         no ``FETCH_HEAD``, no submodules. ``MissingRemoteRef`` when a listed ref is missing (git stops at the
-        first), ``GitError`` when the remote fails otherwise."""
+        first), ``FetchRejected`` when git left local refs as they were (it says so only in a warning),
+        ``GitError`` when the remote fails otherwise."""
         specs = [f"+{source}:{destination}" for source, destination in refspecs.items()]
-        self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
-                  "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout,
-                  known={"couldn't find remote ref": MissingRemoteRef})  # fmt: skip
+        done = self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
+                         "--no-auto-gc", "--end-of-options", remote, *specs, timeout=timeout,
+                         known={"couldn't find remote ref": MissingRemoteRef})  # fmt: skip
+        stderr = done.stderr.decode("utf-8", "surrogateescape")
+        rejected = dict(_FETCH_REJECTED.findall(stderr))
+        if rejected:
+            raise FetchRejected(("fetch", remote), stderr, rejected)
 
     def remote_refs(
         self, remote: str, refs: Iterable[str], timeout: float | None = None, *, inside: str | None = None

@@ -35,7 +35,7 @@ from pathlib import Path
 from alignment.backup import Backup, backup_folders, candidate_names, clean_up
 from alignment.config import Settings
 from alignment.document import record_push
-from alignment.errors import GitError, MissingRemoteRef, RepositoryError, one_line
+from alignment.errors import FetchRejected, GitError, MissingRemoteRef, RepositoryError, one_line
 from alignment.git import Git, PushedRef, PushUpdate, RefUpdate, branch_ref
 from alignment.interrupts import on_ctrl_c
 from alignment.journal import Move, MoveJournal, Outcome, Restoration
@@ -70,12 +70,12 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
 
     One fetch when every name exists. git stops at the first missing ref, so then one ``ls-remote`` finds
     all missing names, their earlier fetched copies are deleted (the run must not align a stale one), and
-    the rest is fetched.
+    the rest is fetched. ``RepositoryError`` when the fetch fails or git leaves a copy as it was.
     """
     root = tracking_root(remote)
     wanted = {branch_ref(name): root + name for name in sorted(set(names))}
     try:
-        git.fetch(remote, wanted, timeout=timeout)
+        _fetch(git, remote, wanted, timeout)
         return frozenset()
     except MissingRemoteRef:
         pass
@@ -87,8 +87,24 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
     if stale:
         git.update_refs(stale)
     if present:
-        git.fetch(remote, {ref: wanted[ref] for ref in present}, timeout=timeout)
+        _fetch(git, remote, {ref: wanted[ref] for ref in present}, timeout)
     return frozenset(ref.removeprefix("refs/heads/") for ref in missing)
+
+
+def _fetch(git: Git, remote: str, refspecs: Mapping[str, str], timeout: float | None) -> None:
+    """``git.fetch`` into ``tracking_root``; copies git fetched but left as they were (it only warns: the tips are
+    a shallow remote's roots) are one ``RepositoryError`` naming them: the run must not read an old copy, nor
+    call a branch the remote has missing there."""
+    try:
+        git.fetch(remote, refspecs, timeout=timeout)
+    except FetchRejected as error:
+        names = ", ".join(sorted(ref.removeprefix(tracking_root(remote)) for ref in error.refs))
+        reasons = "; ".join(sorted(set(error.refs.values())))
+        raise RepositoryError(
+            f"--remote {remote}: git fetched {names} but did not update its copies of them (rejected because "
+            f"{reasons}: is '{remote}' a shallow clone?); the run would read old ones: fetch from a complete "
+            "repository"
+        ) from None
 
 
 def remote_backup_refs(

@@ -385,6 +385,31 @@ def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(or
         origin.run(remote="upstream")
 
 
+def test_a_fetch_git_rejects_stops_the_run_naming_the_refs_and_why(origin: Origin) -> None:
+    """A shallow mirror as the remote: git fetches, leaves the refs whose new tips are its shallow roots as they
+    were, warns and exits 0. The run stops in one line: it neither calls such a branch missing on the remote nor
+    reads the copy an earlier run fetched (an old target)."""
+    origin.run(plan=True)  # copies of every branch and target, which later runs must not read for current ones
+    origin.bare.commit("main", {"later.txt": "l\n"})
+    origin.bare.commit("feature-a", {"later.txt": "l\n"})
+    mirror = origin.tmp / "mirror.git"
+    shallow = ["git", "clone", "-q", "--bare", "--depth", "1", "--no-single-branch", f"file://{origin.bare.path}"]
+    subprocess.run([*shallow, str(mirror)], check=True)
+    origin.clone.git("remote", "set-url", "origin", str(mirror))
+    origin.clone.git("update-ref", "-d", "refs/alignment/remotes/origin/heads/feature-a")  # as in a fresh clone
+    fetched = origin.clone.git("for-each-ref", "refs/alignment/remotes/")
+
+    with pytest.raises(RepositoryError) as raised:
+        origin.run(plan=True)
+
+    assert str(raised.value) == (
+        "--remote origin: git fetched feature-a, main but did not update its copies of them (rejected because "
+        "shallow roots are not allowed to be updated: is 'origin' a shallow clone?); the run would read "
+        "old ones: fetch from a complete repository"
+    )
+    assert origin.clone.git("for-each-ref", "refs/alignment/remotes/") == fetched
+
+
 def through(origin: Origin, kind: str) -> tuple[Origin, str]:
     """``origin`` run through its clone, a linked worktree of it or a bare clone of the remote; and the remote's
     URL relative to where git resolves it there (the worktree's top, the bare repository's git dir)."""
