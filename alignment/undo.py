@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignment.errors import FileProblem, UsageProblem
+from alignment.errors import FileProblem, RepositoryError, UsageProblem
 from alignment.git import Checkout, Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, PutBack, Restoration, restore
 from alignment.logs import AuditTrail
@@ -29,6 +29,7 @@ class UndoReport:
 
     @property
     def refused(self) -> tuple[Restoration, ...]:
+        """Every branch not put back: refused (moved since, checked out) or failed."""
         return tuple(item for item in self.restorations if item.outcome not in (Outcome.RESTORED, Outcome.NOT_MOVED))
 
 
@@ -53,9 +54,16 @@ def undo_run(
     journal = MoveJournal(folder.moves_dir)
     moves = journal.moves()
     try:
+        remotes = sorted({move.remote for move in moves if move.remote is not None})
+        if remotes and git.is_shallow():  # git cannot push the old tips from it: refused before anything changes
+            raise RepositoryError(
+                f"{repository}: a shallow clone; putting back what the run pushed to "
+                f"{', '.join(map(repr, remotes))} needs the whole history (run `git fetch --unshallow` first, or "
+                "pass --repo a complete clone)"
+            )
         busy = {checkout.branch: checkout for checkout in git.checkouts()}
         restorations = [_restore_local(git, move, busy, journal, dry_run) for move in moves if move.remote is None]
-        for remote in sorted({move.remote for move in moves if move.remote is not None}):
+        for remote in remotes:
             pushed = restore_pushed(git, remote, [move for move in moves if move.remote == remote], dry_run=dry_run)
             if not dry_run:
                 for item in pushed:

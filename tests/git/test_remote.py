@@ -536,6 +536,25 @@ def test_undo_puts_a_remote_run_back_with_a_lease_on_the_pushed_commit(origin: O
     assert [item.outcome.value for item in again.restorations] == ["not_moved", "not_moved", "moved_since"]
 
 
+def test_undo_from_a_shallow_clone_is_refused_before_anything_changes(origin: Origin) -> None:
+    """A CI job's default checkout (``--depth 1``) cannot push the old tips back: its dry run would promise
+    restores its undo then fails one by one. Both are one error, as a run from such a clone is."""
+    origin.run()
+    remote_before = origin.bare.git("for-each-ref")
+    checkout = origin.tmp / "ci-checkout"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{origin.bare.path}", str(checkout)], check=True)
+    for dry_run in (True, False):
+        with pytest.raises(RepositoryError) as raised:
+            undo_run(origin.tmp / "reports", origin.run_id, repo_path=checkout, dry_run=dry_run)
+        assert str(raised.value) == (
+            f"{checkout}: a shallow clone; putting back what the run pushed to 'origin' needs the whole history "
+            "(run `git fetch --unshallow` first, or pass --repo a complete clone)"
+        )
+    assert origin.bare.git("for-each-ref") == remote_before
+    audit = RunFolder(origin.tmp / "reports", origin.run_id).audit_path.read_text(encoding="utf-8").splitlines()
+    assert "undo" not in [json.loads(line)["event"] for line in audit]
+
+
 def test_the_push_reports_each_ref_and_raises_only_without_an_answer(origin: Origin) -> None:
     git = Git(RepoLocation.discover(origin.clone.path))
     try:
