@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -68,12 +69,12 @@ def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> in
     marks = {**_MARKS, **_DRY_RUN_MARKS} if dry_run else _MARKS
     for item in report.restorations:
         print(f"{marks[item.outcome]:>9}  {item.message}")
-    counts = {outcome: sum(item.outcome is outcome for item in report.restorations) for outcome in Outcome}
+    counts = Counter(_MARKS[item.outcome] for item in report.restorations)  # as the rows say, dry run or not
     verb = "would restore" if dry_run else "restored"
+    failed = f", failed {counts['FAILED']}" if counts["FAILED"] else ""
     print(
-        f"run {run_id}: {verb} {counts[Outcome.RESTORED]}, unchanged {counts[Outcome.NOT_MOVED]}, "
-        f"refused {len(report.refused)} of {counted(len(report.restorations), 'moved branch', 'moved branches')} "
-        f"in {report.repository}"
+        f"run {run_id}: {verb} {counts['ok']}, unchanged {counts['unchanged']}, refused {counts['REFUSED']}{failed} "
+        f"of {counted(len(report.restorations), 'moved branch', 'moved branches')} in {report.repository}"
     )
     return 1 if report.refused else 0
 

@@ -12,6 +12,7 @@ from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.runs import PLAN_FILE, RunFolder
 from alignment.session import unfinished_runs
 from tests.conftest import Repo, entry, write_input
+from tests.remotes import hook, make_origin
 
 
 def test_undo_dry_run_rows_and_counts_of_one(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,6 +26,18 @@ def test_undo_dry_run_rows_and_counts_of_one(repo: Repo, tmp_path: Path, capsys:
     assert rows[1].startswith(f"run {run_id}: would restore 1, unchanged 0, refused 0 of 1 moved branch in ")
     assert cli(["runs", "--reports-dir", str(tmp_path / "reports")]) == 0
     assert f"{run_id}  1 ok, 0 failed, 0 not run; 1 branch moved" in capsys.readouterr().out
+
+
+def test_undo_counts_each_row_as_it_is_marked(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A push back the remote refused is FAILED in its row and in the count, a branch moved since REFUSED."""
+    origin = make_origin(repo, tmp_path)
+    origin.run()
+    origin.bare.commit("feature-c", {"later.txt": "l\n"})
+    hook(origin, 'case "$1" in refs/heads/feature-b) exit 1;; esac\n')
+    assert cli(["undo", origin.run_id, "--reports-dir", str(tmp_path / "reports")]) == 1
+    rows = capsys.readouterr().out.splitlines()
+    assert [row.split()[0] for row in rows[:3]] == ["ok", "FAILED", "REFUSED"]
+    assert rows[3].startswith(f"run {origin.run_id}: restored 1, unchanged 0, refused 1, failed 1 of 3 moved branches ")
 
 
 def test_a_plan_that_did_not_finish_is_listed_as_a_plan(
