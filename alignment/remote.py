@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -279,32 +278,48 @@ def _push_backups(
                 taken.append(result)  # a backup at another commit exists there: keep it, try the next name
             else:
                 refused = answer.summary if answer else "no answer"
-                blocker, folder = _remote_obstacle(git, remote, refs[result.branch])
-                if folder and blocker is None:
+                obstacle = _remote_obstacle(git, remote, refs[result.branch])
+                if obstacle.inside and obstacle.blocker is None:
                     taken.append(result)  # the name is a folder of the remote's refs there: try the next name
                     continue
-                if blocker is not None:
-                    refused = f"{refused}: its ref {blocker} blocks it; rename that or set backup_branch_prefix"
-                failures[result.branch] = _Failure(
-                    ErrorCode.PUSH_REJECTED,
-                    f"'{remote}' refused the backup {refs[result.branch]} ({refused}); not pushed",
-                    sent=False,
-                )
+                message = _backup_refused(remote, refs[result.branch], refused, obstacle)
+                failures[result.branch] = _Failure(ErrorCode.PUSH_REJECTED, message, sent=False)
         pending = taken
     return failures
 
 
-def _remote_obstacle(git: Git, remote: str, ref: str) -> tuple[str | None, bool]:
-    """What the remote holds in the way of ``ref``, by one ``ls-remote``: its ref named like a folder of ``ref``
-    (``refs/heads/backup-f`` for ``refs/heads/backup-f/x``), which no backup name under it can get past (None:
-    none); and whether it holds refs inside ``ref``'s name (``ref/old``), which pass over only this name (as
-    they do a local backup's). Neither when the remote does not say."""
+@dataclass(frozen=True)
+class _Obstacle:
+    """What the remote holds in the way of a backup ref, by one ``ls-remote`` (nothing when it does not say):
+    ``tip``: the ref itself, at that commit (another push created it since ours read the remote's refs);
+    ``blocker``: its ref named like a folder of the backup ref (``refs/heads/backup-f`` for
+    ``refs/heads/backup-f/x``), which no backup name under it can get past; ``inside``: whether it holds refs
+    inside the backup ref's name (``ref/old``), which pass over only this name (as they do a local backup's)."""
+
+    tip: str | None = None
+    blocker: str | None = None
+    inside: bool = False
+
+
+def _remote_obstacle(git: Git, remote: str, ref: str) -> _Obstacle:
+    """What the remote holds in the way of ``ref`` (``_Obstacle``)."""
     folders = enclosing_names(ref, namespace_parts=2)
-    found: dict[str, str] = {}
-    with suppress(GitError):
-        found = git.remote_refs(remote, folders, inside=ref)
+    try:
+        found = git.remote_refs(remote, (ref, *folders), inside=ref)
+    except GitError:
+        return _Obstacle()
     blocker = next((folder for folder in folders if folder in found), None)
-    return blocker, any(name.startswith(f"{ref}/") for name in found)
+    return _Obstacle(found.get(ref), blocker, any(name.startswith(f"{ref}/") for name in found))
+
+
+def _backup_refused(remote: str, ref: str, refused: str, obstacle: _Obstacle) -> str:
+    """Why the remote refused the backup ``ref`` (git's ``refused``), with what is in its way there."""
+    if obstacle.blocker is not None:
+        refused += f": its ref {obstacle.blocker} blocks it; rename that or set backup_branch_prefix"
+    since = ""
+    if obstacle.tip is not None:  # absent when our push read the remote's refs: another push created it since
+        since = f": it was created there since the fetch, at {obstacle.tip} (another run aligning the same branch?)"
+    return f"'{remote}' refused the backup {ref} ({refused}){since}; not pushed"
 
 
 def _push_branches(

@@ -362,6 +362,38 @@ def test_a_remote_branch_named_like_the_backups_folder_is_named_in_the_refusal(o
     origin.assert_safe()
 
 
+def test_a_backup_another_run_creates_meanwhile_fails_the_branch_saying_so_and_a_rerun_finds_it_aligned(
+    origin: Origin,
+) -> None:
+    """Two jobs align the same input at once: the other one's create-only backup push lands between our push
+    reading the remote's refs and updating them, so the remote refuses ours ("failed to update ref"). The branch
+    fails push_rejected, untouched by us, saying another run created the backup; once the other run has pushed
+    the branch, a rerun of the failures finds it aligned."""
+    backup = "refs/heads/backup-feature-a-pre-align"
+    hook(origin, f'[ "$1" = {backup} ] && env -u GIT_QUARANTINE_PATH git update-ref "$1" "$3"\nexit 0\n')
+    results = origin.run()
+
+    lost = results["feature-a"]
+    assert lost["errors_detected"] == ["push_rejected"]
+    assert lost["error_message"] == (
+        f"'origin' refused the backup {backup} ([remote rejected] (failed to update ref)): it was created there "
+        f"since the fetch, at {origin.olds['feature-a']} (another run aligning the same branch?); not pushed"
+    )
+    assert origin.remote_tip("feature-a") == origin.olds["feature-a"]  # the lease was never used
+    for name in ("feature-b", "feature-c"):
+        origin.assert_aligned(name)
+    origin.assert_safe()
+
+    (origin.bare.path / "hooks" / "update").unlink()
+    other = replace(origin, clone=Repo(origin.tmp / "other"))  # the other job ends: it pushes feature-a
+    subprocess.run(["git", "clone", "-q", str(origin.bare.path), str(other.clone.path)], check=True)
+    assert other.run(names=("feature-a",))["feature-a"]["push"]["pushed"] is True
+    rerun = origin.run(names=("feature-a",))["feature-a"]
+    assert (rerun["status"], rerun["action"], rerun["push"]["pushed"]) == ("completed", "up_to_date", False)
+    origin.assert_aligned("feature-a")
+    origin.assert_safe()
+
+
 @pytest.mark.parametrize("where", ["remote", "refs/backups/"])
 def test_a_remote_ref_inside_the_backup_name_passes_that_name_over_as_a_local_branch_does(
     origin: Origin, where: str
