@@ -16,12 +16,17 @@ or uses ``globals()``, ``vars()``, ``exec``, ``eval``, ``setattr`` or ``sys.modu
 followed; imports in a ``try`` block are skipped (optional imports), as are aliases rebound in the file and
 attributes the file assigns; the standard library's names are never taken for the repository's modules;
 a module name that matches more than one file (several source roots) is not resolved.
+
+Source roots, where an absolute import's module is looked for: every folder above the importing file, the
+top folder, ``src/`` and the folders the merged tree's ``pyproject.toml`` gives setuptools (``package-dir``'s
+root entry, ``packages.find``'s ``where``), so that ``tests/`` of a ``src/`` layout reach its package.
 """
 
 from __future__ import annotations
 
 import ast
 import bisect
+import dataclasses
 import enum
 import functools
 import posixpath
@@ -35,10 +40,16 @@ from alignment.checks.python import parse_quietly
 from alignment.git import Git
 from alignment.model import CommitInfo, Finding, Severity
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 only
+    import tomli as tomllib
+
 _DYNAMIC = frozenset({"globals", "vars", "exec", "eval", "setattr", "__import__"})
 _IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_SOURCE_ROOTS = ("src",)  # looked at in every project, besides those its pyproject.toml declares
 Entry = tuple[str, str]  # (mode, object id) of a tree entry
 
 
@@ -70,6 +81,14 @@ class Reference:
     def key(self) -> tuple[tuple[str, ...], str]:
         """The same name from the same module: an import and a use of it are one reference (the import's)."""
         return self.bases, self.name
+
+    def under(self, roots: Sequence[str]) -> Reference:
+        """The reference with its module also looked for under ``roots`` (an absolute import only)."""
+        if not roots or self.module.startswith("."):
+            return self
+        parts = self.module.split(".")
+        more = tuple(base for root in roots if (base := posixpath.join(root, *parts)) not in self.bases)
+        return dataclasses.replace(self, bases=self.bases + more) if more else self
 
     def candidates(self) -> Iterable[str]:
         """Every path the reference's resolution looks at."""
@@ -352,13 +371,29 @@ class ModuleIndex:
 
     def __init__(self, max_parsed_bytes: int) -> None:
         self._files = functools.lru_cache(maxsize=16384)(self._scan)
+        self.source_roots = functools.lru_cache(maxsize=64)(self._source_roots)
         self._max_parsed_bytes = max_parsed_bytes
 
-    def references(self, git: Git, path: str, blob: str) -> tuple[Reference, ...]:
-        return self._files(git, path, blob).references
+    def references(self, git: Git, path: str, blob: str, roots: Sequence[str] = ()) -> tuple[Reference, ...]:
+        """What the file takes from modules, each module looked for under ``roots`` too."""
+        return tuple(reference.under(roots) for reference in self._files(git, path, blob).references)
 
     def names(self, git: Git, path: str, blob: str) -> frozenset[str] | None:
         return self._files(git, path, blob).names
+
+    def _source_roots(self, git: Git, pyproject: str | None) -> tuple[str, ...]:
+        """``src`` and the folders a ``pyproject.toml`` (its blob id) gives setuptools for packages: ``package-dir``'s
+        entry for the root package (``""``) and ``packages.find``'s ``where``. A file that does not parse, or a
+        value that is not a relative folder inside the repository, declares nothing."""
+        try:
+            pyproject_toml = tomllib.loads(file_text(git.read_blob(pyproject))) if pyproject else {}
+        except tomllib.TOMLDecodeError:
+            pyproject_toml = {}
+        setuptools = _lookup(pyproject_toml, "tool", "setuptools")
+        where = _lookup(setuptools, "packages", "find", "where")
+        declared = [_lookup(setuptools, "package-dir", ""), *(where if isinstance(where, list) else ())]
+        roots = [*_SOURCE_ROOTS, *(folder for value in declared if (folder := _folder(value)) is not None)]
+        return tuple(dict.fromkeys(roots))
 
     def _scan(self, git: Git, path: str, blob: str) -> ModuleFile:
         """A file that does not parse, or is too large to parse, has no references and unknown names."""
@@ -376,6 +411,7 @@ class _Sides:
     branch: Snapshot
     target: Snapshot
     merged: Snapshot
+    roots: tuple[str, ...]  # the project's source roots (``ModuleIndex.source_roots``), the same for the three
 
 
 def removed_names(
@@ -391,7 +427,9 @@ def removed_names(
     own = {path: entry for path, entry in changes.items() if path.endswith(".py")}
     if not own:
         return []
-    sides = _Sides(Snapshot(git, old_tip, index), Snapshot(git, target, index), Snapshot(git, merged, index))
+    merged_tree = Snapshot(git, merged, index)
+    roots = index.source_roots(git, merged_tree.file("pyproject.toml"))
+    sides = _Sides(Snapshot(git, old_tip, index), Snapshot(git, target, index), merged_tree, roots)
     brought = {path: entry for path, entry in git.tree_changes(old_tip, merged).items() if path.endswith(".py")}
     modules = {_module_name(path) for path in brought}
     relative = any(path.endswith("__init__.py") for path in brought)
@@ -399,12 +437,12 @@ def removed_names(
     for path, entry in own.items():
         blob = _blob_of(entry)
         if blob is not None and (path in brought or _mentions(git.read_blob(blob), modules, relative)):
-            wanted[path] = index.references(git, path, blob)
+            wanted[path] = index.references(git, path, blob, roots)
     words = _removed_by_branch(git, sides, own, index)
     for path, entry in brought.items() if words else ():
         blob = _blob_of(entry)
         if path not in own and blob is not None and _mentions(git.read_blob(blob), words, False):
-            wanted[path] = tuple(ref for ref in index.references(git, path, blob) if ref.name in words)
+            wanted[path] = tuple(ref for ref in index.references(git, path, blob, roots) if ref.name in words)
     differs = brought.keys() | own.keys()
     wanted = {path: tuple(ref for ref in refs if _may_differ(ref, differs)) for path, refs in wanted.items()}
     sides.merged.load(ref for refs in wanted.values() for ref in refs)
@@ -413,6 +451,23 @@ def removed_names(
         side.load(ref for _, ref in broken)
     found = (_introduced(git, sides, path, reference, index) for path, reference in broken)
     return [finding for finding in found if finding is not None]
+
+
+def _lookup(table: object, *keys: str) -> object:
+    """``table[key][key]...``; None where a level is missing or is not a table."""
+    for key in keys:
+        table = table.get(key) if isinstance(table, dict) else None
+    return table
+
+
+def _folder(value: object) -> str | None:
+    """``value`` as a folder of the repository (``""`` for its top), None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    folder = posixpath.normpath(value.replace("\\", "/")) if value else "."
+    if folder.startswith("/") or folder == ".." or folder.startswith("../"):
+        return None
+    return "" if folder == "." else folder
 
 
 def _module_name(path: str) -> str:
@@ -466,7 +521,7 @@ def _introduced(git: Git, sides: _Sides, path: str, reference: Reference, index:
     had = False
     for side in (sides.branch, sides.target):
         blob = side.file(path)
-        if blob is not None and reference.key in {ref.key for ref in index.references(git, path, blob)}:
+        if blob is not None and reference.key in {ref.key for ref in index.references(git, path, blob, sides.roots)}:
             if side not in resolved:
                 return None
             had = True

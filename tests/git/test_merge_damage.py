@@ -387,6 +387,43 @@ def test_a_module_two_source_roots_define_is_not_judged(repo: Repo, align: Align
 
 
 @pytest.mark.parametrize(
+    ("root", "pyproject"),
+    [
+        ("src/", ""),
+        ("lib/", '[tool.setuptools]\npackage-dir = {"" = "lib"}\n'),
+        ("python/", '[tool.setuptools.packages.find]\nwhere = ["./python/", "../elsewhere", 3]\n'),
+        ("src/", "[tool.setuptools\n"),
+    ],
+    ids=["src", "package-dir", "find-where", "unreadable-pyproject"],
+)
+def test_a_package_under_a_source_root_is_found_from_files_outside_it(
+    repo: Repo, align: Aligner, root: str, pyproject: str
+) -> None:
+    """``tests/`` and scripts import the package of a ``src/`` layout (or the root pyproject.toml declares)."""
+    base = {f"{root}pkg/__init__.py": "", f"{root}pkg/core.py": UTIL, "pyproject.toml": pyproject}
+    fork = repo.commit("main", base, "base")
+    repo.commit("feature", {"tests/test_h.py": "from pkg.core import helper\n"}, parent=fork)
+    repo.commit("main", {f"{root}pkg/core.py": RENAMED}, "Rename helper")
+    (finding,) = align("feature")["feature"].findings
+    assert (finding.code, finding.file, finding.line) == ("name_removed_by_other_side", "tests/test_h.py", 1)
+
+
+def test_a_module_a_flat_package_and_a_source_root_both_hold_is_not_judged(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/core.py": UTIL, "src/pkg/core.py": UTIL}, "base")
+    repo.commit("feature", {"tests/test_h.py": "from pkg.core import helper\n"}, parent=fork)
+    repo.commit("main", {"src/pkg/core.py": RENAMED})
+    assert align("feature")["feature"].status is Status.COMPLETED
+
+
+def test_a_package_the_target_moved_into_src_still_resolves(repo: Repo, align: Aligner) -> None:
+    fork = repo.commit("main", {"pkg/__init__.py": "", "pkg/core.py": UTIL}, "base")
+    repo.commit("feature", {"tests/test_h.py": "from pkg.core import helper\n"}, parent=fork)
+    moved = {"pkg/__init__.py": None, "pkg/core.py": None, "src/pkg/__init__.py": "", "src/pkg/core.py": UTIL}
+    repo.commit("main", moved, "Move to a src layout")
+    assert align("feature")["feature"].status is Status.COMPLETED
+
+
+@pytest.mark.parametrize(
     "key", ["detect_python_compile", "detect_python_flakes", "detect_removed_names", "detect_other_languages"]
 )
 def test_a_switch_that_is_not_a_boolean_is_refused_naming_it(key: str) -> None:
