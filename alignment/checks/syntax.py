@@ -63,13 +63,27 @@ _RUST_VALUES = ("function_item", "const_item", "static_item")
 _RUST_TYPES = ("struct_item", "enum_item", "union_item", "trait_item", "type_item", "mod_item")
 
 
+# Built-in attributes after which the item is always there as written; any other (``cfg``, ``cfg_attr``, a macro's,
+# a tool's) may remove or rename it.
+_RUST_KEEPING = frozenset(
+    {"allow", "cold", "deny", "deprecated", "derive", "doc", "expect", "forbid", "inline", "must_use",
+     "non_exhaustive", "repr", "track_caller", "warn"}
+)  # fmt: skip
+
+
 def _rust_definitions(root: Node) -> Iterator[tuple[str, Node]]:
-    """Items of the file's module, per namespace; items under an attribute (``#[cfg(...)]``) are skipped."""
-    previous: Node | None = None
+    """Items of the file's module, per namespace; an item is skipped when one of the attributes above it (comments
+    may sit among them) is not one of ``_RUST_KEEPING`` (a ``#[cfg(...)]`` variant, say)."""
+    conditional = False
     for node in root.named_children:
-        attributed = previous is not None and previous.type == "attribute_item"
-        previous = node
-        if attributed or node.type not in _RUST_VALUES + _RUST_TYPES:
+        if node.type in ("line_comment", "block_comment"):
+            continue
+        if node.type == "attribute_item":
+            path = node.named_children[0].named_children[:1] if node.named_children else []
+            conditional |= not path or _text(path[0]) not in _RUST_KEEPING
+            continue
+        skipped, conditional = conditional, False
+        if skipped or node.type not in _RUST_VALUES + _RUST_TYPES:
             continue
         name = _text(node.child_by_field_name("name"))
         yield (name if node.type in _RUST_VALUES else f"type {name}"), node

@@ -240,6 +240,12 @@ def test_a_merge_of_a_module_above_the_parse_limit_is_noted_not_failed(repo: Rep
         ),
         ("a.c", "#ifdef A\nint f(void) { return 1; }\n#else\nint f(void) { return 2; }\n#endif\n"),
         ("a.rs", "#[cfg(unix)]\nfn f() {}\n#[cfg(windows)]\nfn f() {}\nstruct S;\nfn s() {}\n"),
+        (
+            "b.rs",
+            "#[cfg(unix)]\n/// Reads /proc.\nfn f() {}\n#[cfg(windows)]\n// plain\n/* block */\n#[inline]\nfn f() {}\n"
+            "#[cfg(unix)]\n#[inline]\n/** doc */\nfn g() {}\n#[cfg(windows)]\n#[inline]\nfn g() {}\n"
+            "#[my_macro]\n// may rename it\nfn h() {}\nfn h() {}\n",
+        ),
         ("a.go", "package a\nfunc init() {}\nfunc init() {}\nfunc (a A) M() {}\nfunc (b B) M() {}\n"),
         ("a.ts", "function f(a: string): void;\nfunction f(a: any) {}\ninterface I {}\ninterface I {}\n"),
         ("a.cpp", "int f(int a) { return a; }\nint f(double a) { return 0; }\n"),
@@ -247,6 +253,16 @@ def test_a_merge_of_a_module_above_the_parse_limit_is_noted_not_failed(repo: Rep
 )
 def test_legal_repetitions_are_not_findings(path: str, source: str) -> None:
     assert check_file(path, source.encode()) == []
+
+
+def test_rust_items_under_attributes_that_keep_them_are_still_duplicates() -> None:
+    first = "#[derive(Debug)]\n/// One.\nstruct S;\n#[inline]\nfn f() {}\n"
+    source = first + "#[derive(Debug)]\n#[repr(C)]\nstruct S;\nfn f() {}\n"
+    findings = check_file("a.rs", source.encode())
+    assert [(finding.code, finding.line) for finding in findings] == [
+        ("duplicate_definition", 8),
+        ("duplicate_definition", 9),
+    ]
 
 
 UTIL = "def helper():\n    return 1\n\n\ndef other():\n    return 2\n"
