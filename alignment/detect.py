@@ -2,10 +2,10 @@
 
 File checks read the files the merge combined from git objects (no checkout): committed conflict markers,
 Python that no longer parses or compiles and pyflakes' signs of collided edits (``checks.python``), syntax
-and twice-defined names in other languages (``checks.syntax``), JSON / YAML / TOML that no longer parses,
-and trailing whitespace (a warning). Across files, imports and module attributes that one side uses and the
-other removed (``checks.interface``). Check commands from the configuration run in a worktree of the
-integrated commit under ``error_detection_timeout_seconds``.
+and twice-defined names in other languages (``checks.syntax``), JSON / YAML / TOML that no longer parses
+or has a key twice in a mapping, and trailing whitespace (a warning). Across files, imports and module
+attributes that one side uses and the other removed (``checks.interface``). Check commands from the
+configuration run in a worktree of the integrated commit under ``error_detection_timeout_seconds``.
 
 The files checked are the merge's own: those whose merged content neither the branch tip nor the target
 had (``BranchContext.merged_files``). Every other file is exactly as on one side, so whatever is wrong in
@@ -15,14 +15,18 @@ that the same file had on either side already is reported as a warning with ``in
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import itertools
 import json
 import logging
 import os
+import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from typing import Any, Protocol
 
 from alignment.checks import NAMED_CODES, file_text
 from alignment.checks.interface import ModuleIndex, removed_names
@@ -54,23 +58,140 @@ def conflict_markers(path: str, text: str) -> Iterable[Finding]:
 
 
 def json_syntax(path: str, text: str) -> Iterable[Finding]:
+    """JSON that no longer parses, or an object given a key twice with different values (RFC 8259 lets
+    parsers keep either value, and Python's keeps the last: one side's value is silently lost)."""
+    repeated: dict[int, set[str]] = {}  # an object's number, in the order objects close -> keys repeated
+    closed = itertools.count()
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        number, value = next(closed), dict(pairs)
+        if len(value) < len(pairs) and (keys := _keys_with_two_values(pairs)):
+            repeated[number] = keys
+        return value
+
     try:
-        json.loads(text)
+        json.loads(text, object_pairs_hook=pairs_hook)
     except json.JSONDecodeError as exc:
         yield Finding("json_parse_error", Severity.ERROR, f"invalid JSON: {exc.msg}", path, exc.lineno)
+        return
+    for key, line in _repeated_key_lines(text, repeated):
+        message = f"object key {key!r} repeated with different values"
+        yield Finding("duplicate_dict_key", Severity.ERROR, message, path, line)
+
+
+def jsonc_syntax(path: str, text: str) -> Iterable[Finding]:
+    """JSON with comments and trailing commas (JSONC: tsconfig.json, VS Code's settings), as JSON once they
+    are blanked out."""
+    return json_syntax(path, _JSONC_TRAILING_COMMA.sub(_blank, _JSONC_COMMENT.sub(_blank, text)))
+
+
+_JSON_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_JSONC_COMMENT = re.compile(rf"({_JSON_STRING})|//[^\n]*|/\*.*?\*/", re.DOTALL)
+_JSONC_TRAILING_COMMA = re.compile(rf"({_JSON_STRING})|,(?=\s*[}}\]])")
+_JSON_TOKEN = re.compile(rf"{_JSON_STRING}|[{{}}\[\]:]")
+
+
+def _blank(match: re.Match[str]) -> str:
+    """A comment or a trailing comma as spaces (line breaks kept, so every line keeps its number); a string
+    (group 1) as it is."""
+    return match.group(1) or re.sub(r"[^\n]", " ", match.group())
+
+
+def _keys_with_two_values(pairs: list[tuple[str, object]]) -> set[str]:
+    values: dict[str, list[object]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+    return {key for key, found in values.items() if any(value != found[0] for value in found[1:])}
+
+
+def _repeated_key_lines(text: str, repeated: dict[int, set[str]]) -> Iterator[tuple[str, int]]:
+    """Each of ``repeated``'s keys with the line of its second occurrence, in valid JSON ``text``; objects are
+    numbered as they close, as the parser's hook sees them. Read only for a file that has such a key."""
+    if not repeated:
+        return
+    opened: list[dict[str, list[int]] | None] = []  # open objects: key -> its offsets; None for an array
+    closed = 0
+    key = None
+    for token in _JSON_TOKEN.finditer(text):
+        kind = token.group()
+        if kind in ("{", "["):
+            opened.append({} if kind == "{" else None)
+        elif kind in ("}", "]"):
+            keys = opened.pop()
+            if keys is not None:
+                for name in sorted(repeated.get(closed, ()), key=lambda name, keys=keys: keys[name][1]):
+                    yield name, text.count("\n", 0, keys[name][1]) + 1
+                closed += 1
+        elif kind == ":":
+            keys = opened[-1]
+            if keys is not None and key is not None:
+                keys.setdefault(json.loads(key.group()), []).append(key.start())
+        else:
+            key = token
 
 
 def yaml_syntax(path: str, text: str) -> Iterable[Finding]:
+    """YAML that no longer composes, or a mapping given a key twice (the YAML spec makes keys unique: strict
+    loaders refuse the file, PyYAML keeps the last value). Composed, not constructed: any tag is accepted
+    (CloudFormation's ``!Ref``, mkdocs' ``!!python/name:``, GitLab's ``!reference``) and nothing is built."""
     import yaml  # noqa: PLC0415 - parsers load on first use: most runs check no YAML or TOML file
 
+    composer = _yaml_composer()(text)
     try:
-        for _ in yaml.safe_load_all(text):
-            pass
+        while composer.check_node():
+            composer.get_node()
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         yield Finding("yaml_parse_error", Severity.ERROR, f"invalid YAML: {exc.problem}", path, line)
+        return
     except yaml.YAMLError as exc:
         yield Finding("yaml_parse_error", Severity.ERROR, f"invalid YAML: {exc}", path, None)
+        return
+    finally:
+        composer.dispose()
+    for key, line in composer.repeated:
+        message = f"mapping key {key!r} repeated (YAML keys are unique)"
+        yield Finding("duplicate_dict_key", Severity.ERROR, message, path, line)
+
+
+class _Composer(Protocol):
+    repeated: list[tuple[str, int]]
+
+    def check_node(self) -> bool: ...
+    def get_node(self) -> object: ...
+    def dispose(self) -> None: ...
+
+
+@functools.cache
+def _yaml_composer() -> Callable[[str], _Composer]:
+    """PyYAML's reader, scanner, parser, composer and resolver (``SafeLoader`` without its constructor), noting
+    each scalar key a mapping has twice: its value and the line of its second occurrence."""
+    import yaml  # noqa: PLC0415
+
+    merge = "tag:yaml.org,2002:merge"
+
+    class Composer(
+        yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, yaml.resolver.Resolver
+    ):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self.repeated: list[tuple[str, int]] = []
+
+        def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:  # str | None; the stubs say a dict
+            node = super().compose_mapping_node(anchor)
+            seen = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != merge:
+                    if (key.tag, key.value) in seen:
+                        self.repeated.append((key.value, key.start_mark.line + 1))
+                    seen.add((key.tag, key.value))
+            return node
+
+    return Composer
 
 
 def toml_syntax(path: str, text: str) -> Iterable[Finding]:
@@ -95,10 +216,23 @@ def trailing_whitespace(path: str, text: str) -> Iterable[Finding]:
 
 _BY_SUFFIX: dict[str, tuple[FileCheck, ...]] = {
     ".json": (json_syntax,),
+    ".geojson": (json_syntax,),
+    ".ipynb": (json_syntax,),  # Jupyter notebooks
+    ".jsonc": (jsonc_syntax,),
+    ".code-workspace": (jsonc_syntax,),  # VS Code
     ".yaml": (yaml_syntax,),
     ".yml": (yaml_syntax,),
     ".toml": (toml_syntax,),
 }
+_BY_NAME: dict[str, tuple[FileCheck, ...]] = {
+    "composer.lock": (json_syntax,),
+    "pipfile.lock": (json_syntax,),
+    ".babelrc": (jsonc_syntax,),
+}
+# .json files their tools read as JSONC (so is every .json file in a .vscode folder)
+_JSONC_NAMES = ("tsconfig*.json", "jsconfig*.json", "devcontainer.json", ".devcontainer.json", "appsettings*.json",
+                ".eslintrc.json", ".babelrc.json")  # fmt: skip
+_JSONC_JSON = re.compile("|".join(map(fnmatch.translate, _JSONC_NAMES)))
 _EVERY_TEXT_FILE: tuple[FileCheck, ...] = (conflict_markers, trailing_whitespace)
 
 
@@ -115,7 +249,16 @@ def parsers(path: str, settings: Settings) -> tuple[FileCheck, ...]:
         return (python,)
     if suffix in GRAMMARS and settings.detect_other_languages:
         return (syntax_findings,)
-    return _BY_SUFFIX.get(suffix, ())
+    return _data_checks(path)
+
+
+def _data_checks(path: str) -> tuple[FileCheck, ...]:
+    """The parse check of a data file, by its name (case ignored) or suffix: JSON, JSONC, YAML or TOML."""
+    folder, _, name = path.lower().rpartition("/")
+    suffix = os.path.splitext(name)[1]
+    if suffix == ".json" and (_JSONC_JSON.match(name) or folder.rpartition("/")[2] == ".vscode"):
+        return (jsonc_syntax,)
+    return _BY_NAME.get(name) or _BY_SUFFIX.get(suffix, ())
 
 
 def check_file(path: str, content: bytes, settings: Settings | None = None) -> list[Finding]:
@@ -266,7 +409,12 @@ def _is_problem(finding: Finding) -> bool:
 
 def _identity(finding: Finding) -> tuple[str, str]:
     """What makes two findings of one file the same: the code, and the message where it names its subject
-    (an undefined name the merge adds is new even when the file lacked another one before)."""
+    (an undefined name the merge adds is new even when the file lacked another one before).
+
+    A parse error is its code alone: a parser stops at the first error, so a version that did not parse says
+    nothing of the rest of the file. Its message would fail a branch whose merge only changed which of a
+    side's errors comes first (the target's own two, the branch having fixed the first); what a side's
+    parse error would hide is kept small by parsing each file's dialect (JSONC, YAML's tags) instead."""
     return finding.code, finding.message if finding.code in NAMED_CODES else ""
 
 

@@ -27,6 +27,13 @@ FILE_PROBLEMS = [
     ("a.yml", "a: [\n", "yaml_parse_error", 2),
     ("a.yaml", "a: b: c\n", "yaml_parse_error", 1),
     ("a.toml", "a = 1\na = 2\n", "toml_parse_error", None),
+    ("analysis.ipynb", '{"cells": [],\n "nbformat": 4,}', "json_parse_error", 2),
+    ("map.geojson", '{"type": "Feature",\n}', "json_parse_error", 2),
+    ("php/composer.lock", '{"packages": [\n  {"name": "a"}\n  {"name": "b"}\n]}', "json_parse_error", 3),
+    ("Pipfile.lock", "{\n  // no comments in JSON\n}", "json_parse_error", 2),
+    ("tsconfig.json", '{\n  /* a comment\n     of lines */\n  "a": 1\n  "b": 2\n}', "json_parse_error", 5),
+    ("a.json", '{\n  "a": 1,\n  "b": 2,\n  "a": 3\n}', "duplicate_dict_key", 4),
+    ("a.yaml", "server:\n  timeout: 30\n  host: a\n  'timeout': 30\n", "duplicate_dict_key", 4),
     ("notes.md", "x\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n", "conflict_markers", 2),
     ("notes.md", "ok  \nfine\nbad\t\n", "trailing_whitespace", 1),
 ]
@@ -48,6 +55,37 @@ def test_clean_files_and_lookalikes_have_no_findings() -> None:
     assert check_file("a.toml", b"[x]\na = 1\n") == []
     assert check_file("title.rst", b"Title\n=======\n") == []
     assert check_file("half.md", b"<<<<<<< only an opening\n") == []
+
+
+VALID_DIALECTS = [
+    (
+        "template.yaml",
+        "Resources:\n  B:\n    Name: !Ref Bucket\n    Arn: !GetAtt [Queue, Arn]\n    S: !Sub\n      - x\n",
+    ),
+    (
+        "mkdocs.yml",
+        "markdown_extensions:\n  - pymdownx.emoji:\n      emoji_index: !!python/name:material.emoji.twemoji\n",
+    ),
+    (".gitlab-ci.yml", "test:\n  script:\n    - !reference [.setup, script]\n"),
+    ("base.yaml", "base: &base {timeout: 1, host: a}\nprod:\n  <<: *base\n  timeout: 2\n"),
+    ("tsconfig.json", '{\n  // TypeScript settings\n  "include": ["src", /* and */ "test",],\n}\n'),
+    ("web/tsconfig.app.json", '{"url": "http://x//y", "glob": "/*", /* c */ "a": [1,]}'),
+    ("x/.vscode/settings.json", '{\n  "editor.tabSize": 2, // two\n}'),
+    ("appsettings.Development.json", '{\n  /* local */\n  "Logging": {"Level": "Debug",},\n}'),
+    ("settings.jsonc", '{"a": 1, // one\n}'),
+    ("app.code-workspace", '{"folders": [{"path": "."},],}'),
+    (".babelrc", '{\n  // presets\n  "presets": ["@babel/env",],\n}'),
+    ("same.json", '{"a": 1, "b": 2, "a": 1}'),
+]
+
+
+@pytest.mark.parametrize(("path", "content"), VALID_DIALECTS)
+def test_valid_files_of_their_tools_dialects_parse(path: str, content: str) -> None:
+    """YAML with custom tags and JSON with comments and trailing commas (JSONC) where the file's tool reads
+    them: such files were refused in every version, so an error a merge added to one was taken for one it had
+    before the merge (`(before the merge too)`) and the branch moved. A JSON key repeated with its value loses
+    nothing."""
+    assert check_file(path, content.encode()) == []
 
 
 def test_trailing_whitespace_is_only_a_warning() -> None:
@@ -111,6 +149,75 @@ def test_the_names_check_reads_modules_with_a_byte_order_mark(repo: Repo, align:
     repo.commit("main", {"pkg/util.py": util.replace("def helper", "def assist")}, "Rename helper to assist")
     (finding,) = align("feature")["feature"].findings
     assert (finding.code, finding.file, finding.line) == ("name_removed_by_other_side", "app.py", 1)
+
+
+BROKEN_BY_A_CLEAN_MERGE = [  # base, target's change, branch's change (git merges them cleanly): the merge breaks
+    (
+        "template.yaml",
+        "R:\n  B:\n    N: !Ref Name\n  P:\n    Type: Q\n\n  O: 1\n",
+        ("  P:\n    Type: Q\n", "  P: !GetAtt Q.Arn\n"),
+        ("\n\n  O: 1", "\n\n    Extra: 1\n  O: 1"),
+        ("yaml_parse_error", 6, "invalid YAML: mapping values are not allowed here"),
+    ),
+    (
+        "tsconfig.json",
+        '{\n  // settings\n  "include": [\n    "a",\n\n\n    "b"\n  ]\n}\n',
+        ('"include": [\n    "a",\n\n\n    "b"\n  ]', '"include": {\n    "a": 1,\n\n\n    "b": 2\n  }'),
+        ("\n\n\n", '\n\n    "c",\n\n'),
+        ("json_parse_error", 6, "invalid JSON: Expecting ':' delimiter"),
+    ),
+    (
+        "config.yaml",
+        "server:\n  host: a\n  port: 1\n  name: x\n  user: u\n",
+        ("  host", "  timeout: 30\n  host"),
+        ("  user", "  timeout: 300\n  user"),
+        ("duplicate_dict_key", 6, "mapping key 'timeout' repeated (YAML keys are unique)"),
+    ),
+    (
+        "settings.json",
+        '{\n  "host": "a",\n  "port": 1,\n  "name": "x",\n  "user": "u"\n}\n',
+        ('  "host"', '  "timeout": 30,\n  "host"'),
+        ('  "user"', '  "timeout": 300,\n  "user"'),
+        ("duplicate_dict_key", 6, "object key 'timeout' repeated with different values"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "base", "ours", "theirs", "expected"),
+    BROKEN_BY_A_CLEAN_MERGE,
+    ids=[case[0] for case in BROKEN_BY_A_CLEAN_MERGE],
+)
+def test_a_data_file_a_clean_merge_breaks_fails_detection(
+    repo: Repo,
+    align: Aligner,
+    path: str,
+    base: str,
+    ours: tuple[str, str],
+    theirs: tuple[str, str],
+    expected: tuple[str, int, str],
+) -> None:
+    """A YAML file with CloudFormation tags, a tsconfig.json with a comment: both sides' versions are valid
+    for their tools, the merge's is not. Both sides add a key to one mapping: the merged file has it twice."""
+    fork = repo.commit("main", {path: base}, "base")
+    old = repo.commit("feature", {path: base.replace(*theirs)}, parent=fork)
+    repo.commit("main", {path: base.replace(*ours)}, "target work")
+    result = align("feature")["feature"]
+    assert result.status is Status.FAILED_ERROR_DETECTION
+    assert [(f.code, f.line, f.message, f.introduced) for f in result.findings] == [(*expected, True)]
+    assert repo.tip("feature") == old
+
+
+def test_a_repeated_key_a_side_had_already_does_not_fail_detection(repo: Repo, align: Aligner) -> None:
+    base = "a: 1\nb: 2\na: 3\nc: 4\n"
+    fork = repo.commit("main", {"c.yaml": base}, "base")
+    repo.commit("feature", {"c.yaml": base.replace("b: 2", "b: 20")}, parent=fork)
+    repo.commit("main", {"c.yaml": base.replace("c: 4", "c: 40")}, "target work")
+    result = align("feature")["feature"]
+    assert result.status is Status.COMPLETED
+    (finding,) = result.findings
+    assert (finding.code, finding.severity, finding.line) == ("duplicate_dict_key", Severity.WARNING, 3)
+    assert finding.message == "mapping key 'a' repeated (YAML keys are unique) (before the merge too)"
 
 
 def diverge(repo: Repo) -> str:
