@@ -311,7 +311,7 @@ class ChangeErrorDetector:
                 and change.is_regular_file
                 and self.blob_findings(context.git, change.path, change.new_blob)
             ):
-                findings.extend(self._check_change(context, change))
+                findings.extend(self._check_change(context, change, integration.new_tip))
         if self.settings.detect_removed_names:
             git, tip, target = context.git, integration.new_tip, context.target_commit
             own = context.own_changes(tip)
@@ -324,9 +324,10 @@ class ChangeErrorDetector:
                 findings.extend(self._run_check(context, command, integration.new_tip))
         return tuple(findings)
 
-    def _check_change(self, context: BranchContext, change: FileChange) -> list[Finding]:
+    def _check_change(self, context: BranchContext, change: FileChange, tip: str) -> list[Finding]:
         """The findings of a changed file with any, each marked as introduced by the merge or not: not when the
-        same file had it before the merge, on the target or on the branch tip.
+        same file had it before the merge, on the target (at the path, or where the branch renamed it from) or
+        on the branch tip.
 
         The target's version is checked first: every branch of the target that merges the file shares it, so it
         is usually checked already. The tip's version is checked only for findings the target's does not have
@@ -334,11 +335,11 @@ class ChangeErrorDetector:
         """
         assert change.new_blob is not None
         findings = self.blob_findings(context.git, change.path, change.new_blob)
-        problems = [finding for finding in findings if _is_problem(finding)]
+        problems = {_identity(finding) for finding in findings if _is_problem(finding)}
         seen: set[tuple[str, str]] = set()
-        for blob in (context.git.blob_at(context.target_commit, change.path), change.old_blob):
-            if blob is not None and not all(_identity(finding) in seen for finding in problems):
-                seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
+        earlier = _earlier_versions(context, change, tip)
+        while not problems <= seen and (blob := next(earlier, None)) is not None:
+            seen.update(_identity(finding) for finding in self.blob_findings(context.git, change.path, blob))
         return [
             _predates(finding) if _is_problem(finding) and _identity(finding) in seen else finding
             for finding in findings
@@ -400,6 +401,24 @@ def blocking_summary(findings: Sequence[Finding]) -> str:
 def _describe(finding: Finding) -> str:
     where = f" in {finding.place}" if finding.place else ""
     return f"{finding.code}{where} ({finding.message})"
+
+
+def _earlier_versions(context: BranchContext, change: FileChange, tip: str) -> Iterator[str]:
+    """The blobs of a merged file before the merge, cheapest first: the target's, the branch tip's, and where
+    the target has no file at the path, the target's file that the branch renamed to it (found as
+    ``git diff -M`` pairs them, a ``diff-tree`` process: read only when the others leave a finding unexplained).
+    """
+    git = context.git
+    target = git.blob_at(context.target_commit, change.path)
+    if target is not None:
+        yield target
+    if change.old_blob is not None:
+        yield change.old_blob
+    if target is None:
+        gone = [path for path, entry in context.own_changes(tip).items() if entry is None]
+        for renamed in git.changed_files(context.target_commit, tip, [change.path, *gone], renames=True):
+            if renamed.path == change.path and renamed.old_path and renamed.old_blob:
+                yield renamed.old_blob
 
 
 def _is_problem(finding: Finding) -> bool:

@@ -220,6 +220,29 @@ def test_a_repeated_key_a_side_had_already_does_not_fail_detection(repo: Repo, a
     assert finding.message == "mapping key 'a' repeated (YAML keys are unique) (before the merge too)"
 
 
+def test_a_finding_the_target_had_before_the_branch_renamed_the_file_predates_the_merge(
+    repo: Repo, align: Aligner
+) -> None:
+    """The target's version is where the branch renamed the file from, not at the new path (where the target has
+    nothing): gettext's ``_`` (a builtin at run time) was taken for an undefined name the merge added."""
+    views = (
+        'def index():\n    return "hello"\n\n\ndef about():\n    return "about"\n\n\ndef contact():\n    return "c"\n'
+    )
+    fork = repo.commit("main", {"app/views.py": views}, "base")
+    moved = {"app/views.py": None, "app/web/views.py": views.replace('"c"', '"contact"')}
+    repo.commit("feature", moved, parent=fork)
+    repo.commit("main", {"app/views.py": views.replace('return "hello"', 'return _("hello")')}, "translate")
+    result = align("feature")["feature"]
+    assert result.status is Status.COMPLETED
+    (finding,) = result.findings
+    assert (finding.code, finding.file, finding.line, finding.introduced) == (
+        "undefined_name",
+        "app/web/views.py",
+        2,
+        False,
+    )
+
+
 def diverge(repo: Repo) -> str:
     base = repo.tip("main")
     old = repo.commit("feature", {"feature.txt": "f\n"}, parent=base)
