@@ -270,7 +270,8 @@ class AlignmentController:
         return backup_folders(self.setup.settings.backup_branch_prefix, self.setup.branches.names)
 
     def _stop(self, reason: str) -> None:
-        """The breaker tripped: workers see the stop flag, pytest and xdist's scheduler stop handing out items."""
+        """The breaker tripped, or Ctrl-C came: workers see the stop flag, pytest and xdist's scheduler stop
+        handing out items."""
         self.setup.stop_flag.write_text(reason, encoding="utf-8")
         if self.session is not None:
             self.session.shouldstop = reason
@@ -382,9 +383,13 @@ class AlignmentController:
             if self.session is not None:
                 self.session.exitstatus = pytest.ExitCode.INTERRUPTED
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        """Ctrl-C, not the stop of pytest or xdist (a breaker trip, ``-x``), which raise subclasses of it."""
+        """Ctrl-C, not the stop of pytest or xdist (a breaker trip, ``-x``), which raise subclasses of it: no
+        further branch starts, first of all. A Ctrl-C that reached the controller alone leaves its workers
+        running until they are ended, each with branches queued on it: they skip them, as after a trip."""
         if type(excinfo.value) is KeyboardInterrupt:
+            self._stop(CTRL_C)
             self.interrupted = CTRL_C
 
     def _report_unfinished(self) -> None:
@@ -394,6 +399,7 @@ class AlignmentController:
         pytest counts it once, as passed. Any other: whatever the journal says it moved is put back, and it is
         reported as its worker would have reported it, ``interrupted``: a failed call (an error, its text the
         message) and a teardown carrying the result."""
+        self._start_unheard_moves()
         nodeids = {branch: nodeid for nodeid, branch in self.nodes.selected.items()}
         for spec in self.ledger.unfinished():
             nodeid = nodeids[spec.name]
@@ -417,6 +423,14 @@ class AlignmentController:
             )
             for report in reports:
                 self.config.hook.pytest_runtest_logreport(report=report)
+
+    def _start_unheard_moves(self) -> None:
+        """Each branch the journal says a worker moved, with no report of it read here (Ctrl-C stopped this
+        process before it read the branch's start), started: it is one of the unfinished, not never started."""
+        moved = {move.branch for move in MoveJournal(self.setup.folder.moves_dir).moves()}
+        for nodeid, branch in self.nodes.selected.items():
+            if branch in moved and nodeid not in self.reported:
+                self.ledger.branch_started(self.specs[branch])
 
     def _completed_result(self, branch: str) -> BranchResult:
         """A ``completed`` result made here for ``branch``, whose steps ended before its teardown was cut

@@ -1115,3 +1115,36 @@ def test_plan_flag_predicts_moves_nothing_and_leaves_lf_alone(
     rerun = run("--input", str(input_path), "--repo", str(repo), "--lf", *extra)
     rerun.result.assert_outcomes(failed=1)
     assert list(rerun.branches()) == ["feature/auth"], "--lf reruns what the last real run left failed"
+
+
+def test_ctrl_c_to_the_controller_alone_starts_no_further_branch_and_reports_every_moved_one(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: no further branch starts after Ctrl-C. Sent to the controller alone (not to its workers), it
+    left the workers aligning the branches queued on them until xdist ended them, unheard: those moved and
+    were reported ``not_run``. Now none starts after the Ctrl-C but those already running (at most one per
+    worker), and one whose start the controller never heard is put back from the journal and ``interrupted``."""
+    base = repo.tip("main")
+    olds = {f"topic-{i}": repo.commit(f"topic-{i}", {f"t{i}.txt": "x\n"}, parent=base) for i in range(16)}
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    config = config_file(tmp_path, integration_utility="tests.plugin.components:MeetingIntegrator")
+    (tmp_path / "integrating").mkdir()
+    monkeypatch.setenv("ALIGNMENT_TEST_MEET", f"topic-:1:{tmp_path / 'integrating'}")  # one: none waits
+    monkeypatch.setenv("ALIGNMENT_TEST_SLEEP", ":1")
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.ctrl_c_controller
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--config", str(config), "-n", "2")
+    done = run(*args, "-p", "tests.plugin.ctrl_c_controller")
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    branches, not_run = done.branches(), done.data["orchestration_results"]["main"]["not_run"]
+    moved = {name: repo.tip(name) for name, old in olds.items() if repo.tip(name) != old}
+    reported = {name: (branches[name]["status"], branches[name]["new_tip"]) for name in moved if name in branches}
+    assert reported == {name: ("completed", tip) for name, tip in moved.items()}
+    for name in not_run:
+        assert (repo.tip(name), repo.exists(f"backup-{name}-pre-align")) == (olds[name], False), name
+    started = [name for name in olds if repo.exists(f"backup-{name}-pre-align")]
+    assert len(started) <= 4, f"started: {started}"  # the first to end, one unheard, at most two running
+    put_back = {name: branches[name]["errors_detected"] for name in started if name not in moved}
+    assert put_back, "the branch the controller never heard start is put back"
+    assert put_back == {name: ["interrupted"] for name in put_back}
+    assert "Traceback" not in done.output
