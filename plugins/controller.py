@@ -75,6 +75,7 @@ class AlignmentController:
         self.show_only = show_only(config)  # an option that runs nothing: no run is made
         self.reported: set[str] = set()  # test ids pytest has a report for
         self.outer_lastfailed: dict[str, bool] | None = None  # pytest's --lf memory outside this run
+        self.nothing_to_rerun: str | None = None  # why --lf found no branch of this input to rerun
         self.ledger = RunLedger(setup, on_trip=self._stop)
         self.memory = MemoryGate(setup.settings.max_memory_mb)
         self.nodes = NodeMap(setup)
@@ -158,7 +159,14 @@ class AlignmentController:
         if lfplugin is None or cache is None or self.show_only == "--cache-show":
             return  # a plan (it leaves --lf alone), -p no:cacheprovider, or the cache shown as it is
         self.outer_lastfailed = cache.get(LASTFAILED, {})
-        cache.set(LASTFAILED, cache.get(self.lastfailed_key, {}))
+        memory = cache.get(self.lastfailed_key, {})
+        cache.set(LASTFAILED, memory)
+        if self.config.getoption("lf") and not memory:
+            self.nothing_to_rerun = (
+                "the last run with this input and repository left no branch failed or not run"
+                if cache.get(memory_key(self.setup, TRIED), {}).get("runs")
+                else f"pytest's cache ({cache._cachedir}) has no earlier run with this input and repository"
+            )
         for name in ("lfplugin-collwrapper", "lfplugin"):
             if self.config.pluginmanager.has_plugin(name):
                 self.config.pluginmanager.unregister(name=name)
@@ -484,12 +492,17 @@ class AlignmentController:
     @property
     def notes(self) -> list[str]:
         """What the run's user should know beside the results: unknown keys of the input, leftovers of earlier
-        runs, a ``--timeout`` the branches' own limit overrides. Said at the end of the summary, where ``-q``
+        runs, an ``--lf`` that found nothing to rerun (pytest says so in the header ``-q`` drops), a
+        ``--timeout`` the branches' own limit overrides. Said at the end of the summary, where ``-q``
         keeps them (it drops pytest's header)."""
         source = self.setup.branches.source
         notes = [f"{source}: {warning}" for warning in self.setup.branches.warnings] + list(
             self.tidied + self.setup.housekeeping
         )
+        if self.nothing_to_rerun is not None:
+            every = "every branch" if len(self.nodes.selected) == len(self.specs) else "every selected branch"
+            ran = "no branch" if self.config.getoption("last_failed_no_failures") == "none" else every
+            notes.append(f"--lf: {self.nothing_to_rerun}, so {ran} ran")
         given = self.config.getoption("timeout", None)
         if given is not None:
             limit = seconds(self.setup.settings.branch_alignment_timeout_seconds)

@@ -1148,3 +1148,29 @@ def test_ctrl_c_to_the_controller_alone_starts_no_further_branch_and_reports_eve
     assert put_back, "the branch the controller never heard start is put back"
     assert put_back == {name: ["interrupted"] for name in put_back}
     assert "Traceback" not in done.output
+
+
+def test_lf_without_a_failure_to_rerun_says_so_under_q(run: Any, repo: Repo, tmp_path: Path) -> None:
+    """README: ``--lf`` in a fresh CI job (nothing in pytest's cache for this input and repository) reruns every
+    branch; pytest's own line says so only in the header ``-q`` drops, so the summary's notes say why, and
+    tell it apart from a last run that left nothing to rerun."""
+    base = repo.tip("main")
+    for name in ("a", "b"):
+        repo.commit(name, {f"{name}.txt": "x\n"}, parent=base)
+    repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("a"), entry("b")])
+    args = ("--input", str(input_path), "--repo", str(repo.path), "-q")
+    fresh = run(*args, "--lf")
+    fresh.result.assert_outcomes(passed=2)
+    cache = tmp_path / "cache"
+    assert (
+        f"note: --lf: pytest's cache ({cache}) has no earlier run with this input and repository, so every branch "
+        "ran" in fresh.output
+    )
+    again = run(*args, "--lf")
+    again.result.assert_outcomes(passed=2)
+    assert (
+        "note: --lf: the last run with this input and repository left no branch failed or not run, so every "
+        "branch ran" in again.output
+    )
+    assert "note: --lf" not in run(*args).output
