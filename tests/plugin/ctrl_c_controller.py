@@ -12,10 +12,16 @@ import pytest
 
 WAIT_SECONDS = 60
 heard: set[str] = set()  # the branches whose setup report the controller has read
+roles: list[bool] = []  # whether this process is the controller; not from PYTEST_XDIST_WORKER, which the
+# processes of a run inherit from a project test that itself runs in an xdist worker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    roles.append(not hasattr(config, "workerinput"))
 
 
 def _controller() -> bool:
-    return "PYTEST_XDIST_WORKER" not in os.environ
+    return roles[0]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
