@@ -320,8 +320,7 @@ class ChangeErrorDetector:
             message = "check commands were not run: a plan makes no worktree (the real run runs them)"
             findings.append(Finding("check_commands_not_run", Severity.INFO, message))
         else:
-            for command in context.policy.check_commands:
-                findings.extend(self._run_check(context, command, integration.new_tip))
+            findings.extend(self._run_checks(context, integration.new_tip))
         return tuple(findings)
 
     def _check_change(self, context: BranchContext, change: FileChange, tip: str) -> list[Finding]:
@@ -345,16 +344,33 @@ class ChangeErrorDetector:
             for finding in findings
         ]
 
-    def _run_check(self, context: BranchContext, command: Command, commit: str) -> list[Finding]:
-        """A failing exit is compared with the state before the merge; a hang or a start failure never is."""
-        finding = self._command_finding(context, command, commit)
-        if finding is None or finding.code != "check_command_failed":
-            return [] if finding is None else [finding]
-        for before in (context.old_tip, context.target_commit):
-            earlier = self._command_finding(context, command, before)
-            if earlier is not None and earlier.code == "check_command_failed":
-                return [_predates(finding)]
-        return [finding]
+    def _run_checks(self, context: BranchContext, tip: str) -> list[Finding]:
+        """The check commands in order, in one worktree of ``tip``: each sees what the ones before it left there.
+
+        A failing exit is compared with the state before the merge; a hang or a start failure never is. The old
+        tip, then (if the command passed there) the target replay the same sequence, each in a worktree of its
+        own, as far as the failing command and whatever the ones before it did (a build, then the test that
+        needs it); a later failure goes on from there. Checks that pass on the merge run nowhere else.
+        """
+        commands = context.policy.check_commands
+        runs: dict[str, list[Finding | None]] = {}  # commit -> the outcome of each command run there so far
+
+        def outcome(commit: str, index: int) -> Finding | None:
+            done = runs.setdefault(commit, [])
+            while len(done) <= index:
+                done.append(self._command_finding(context, commands[len(done)], commit))
+            return done[index]
+
+        findings = []
+        for index in range(len(commands)):
+            finding = outcome(tip, index)
+            if finding is None:
+                continue
+            before = (context.old_tip, context.target_commit)
+            if _failed(finding) and any(_failed(outcome(commit, index)) for commit in before):
+                finding = _predates(finding)
+            findings.append(finding)
+        return findings
 
     def _command_finding(self, context: BranchContext, command: Command, commit: str) -> Finding | None:
         """Run ``command`` in a worktree of ``commit``; a finding when it fails, None when it passes."""
@@ -419,6 +435,11 @@ def _earlier_versions(context: BranchContext, change: FileChange, tip: str) -> I
         for renamed in git.changed_files(context.target_commit, tip, [change.path, *gone], renames=True):
             if renamed.path == change.path and renamed.old_path and renamed.old_blob:
                 yield renamed.old_blob
+
+
+def _failed(finding: Finding | None) -> bool:
+    """Whether a check command ran and exited non-zero: it did not pass, hang, or fail to start."""
+    return finding is not None and finding.code == "check_command_failed"
 
 
 def _is_problem(finding: Finding) -> bool:

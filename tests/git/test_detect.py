@@ -324,6 +324,92 @@ def test_a_check_that_failed_before_the_merge_is_a_warning(repo: Repo, align: Al
     assert (finding.code, finding.severity, finding.introduced) == ("check_command_failed", Severity.WARNING, False)
 
 
+def sequence(tmp_path: Path, log: Path, steps: dict[str, str]) -> list[list[str]]:
+    """Check commands named as ``steps``' keys, each logging ``name cwd`` to ``log`` before its body runs."""
+    record = f"open({str(log)!r}, 'a').write(f'{{sys.argv[1]}} {{os.getcwd()}}\\n')"
+    return [[sys.executable, script(tmp_path, f"{name}.py", f"{record}\n{body}"), name] for name, body in steps.items()]
+
+
+def runs_by_worktree(log: Path) -> dict[str, list[str]]:
+    """The commands ``sequence`` logged, in order, by the worktree they ran in."""
+    runs: dict[str, list[str]] = {}
+    for line in log.read_text().splitlines():
+        name, cwd = line.split(" ", 1)
+        runs.setdefault(cwd, []).append(name)
+    return runs
+
+
+def test_a_check_the_merge_breaks_after_an_earlier_check_fails_detection(
+    repo: Repo, align: Aligner, tmp_path: Path
+) -> None:
+    """A build, then the test that needs it (``npm ci``, ``npm test``): the test fails on the merge, and on
+    the old tip and the target it passes once built. The comparison ran the test alone in a worktree of
+    each, where it failed for want of the build: "(before the merge too)", and the broken merge moved."""
+    old = diverge(repo)
+    log = tmp_path / "runs.txt"
+    checks = sequence(
+        tmp_path,
+        log,
+        {
+            "build": "os.makedirs('build', exist_ok=True); open('build/out', 'w').write(' '.join(os.listdir('.')))",
+            "test": "sys.exit(2 if {'feature.txt', 'main.txt'} <= set(open('build/out').read().split()) else 0)",
+        },
+    )
+    result = align("feature", config=settings(check_commands=checks))["feature"]
+    assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_failed",))
+    assert "exited 2" in str(result.message)
+    assert repo.tip("feature") == old
+    assert list(runs_by_worktree(log).values()) == [["build", "test"]] * 3  # the merge, the old tip, the target
+
+
+def test_a_check_that_fails_after_an_earlier_check_before_the_merge_too_is_a_warning(
+    repo: Repo, align: Aligner, tmp_path: Path
+) -> None:
+    """``python -m compileall -q .`` (leaves ``__pycache__``), then a "the tree is clean" check: in this
+    order it fails on the old tip as on the merge. Run alone on the old tip and the target it passed, and the
+    merge was blamed for it."""
+    diverge(repo)
+    log = tmp_path / "runs.txt"
+    checks = sequence(
+        tmp_path,
+        log,
+        {
+            "compile": "open('leftover.pyc', 'w').close()",
+            "clean": "sys.exit(1 if os.path.exists('leftover.pyc') else 0)",
+        },
+    )
+    result = align("feature", config=settings(check_commands=checks))["feature"]
+    assert result.status is Status.COMPLETED
+    (finding,) = result.findings
+    assert (finding.code, finding.severity, finding.introduced) == ("check_command_failed", Severity.WARNING, False)
+    assert list(runs_by_worktree(log).values()) == [["compile", "clean"]] * 2  # the merge, the old tip
+
+
+def test_the_state_before_the_merge_replays_each_commands_predecessors_once(
+    repo: Repo, align: Aligner, tmp_path: Path
+) -> None:
+    """Two failing checks after a build: the old tip's worktree runs the build once, then each check in turn,
+    failing or not, as the merge's did (a command that fails does not stop the ones after it); passing
+    commands on the merge are not compared, and a branch whose checks pass runs them in one worktree."""
+    diverge(repo)
+    log = tmp_path / "runs.txt"
+    checks = sequence(
+        tmp_path,
+        log,
+        {"build": "pass", "first": "sys.exit(1)", "ok": "pass", "second": "sys.exit(1)", "last": "pass"},
+    )
+    result = align("feature", config=settings(check_commands=checks))["feature"]
+    assert result.status is Status.COMPLETED
+    assert [finding.severity for finding in result.findings] == [Severity.WARNING, Severity.WARNING]
+    every = ["build", "first", "ok", "second", "last"]
+    assert list(runs_by_worktree(log).values()) == [every, every[:4]]
+    log.unlink()
+    diverge(repo)
+    passing = sequence(tmp_path, log, {"build": "pass", "test": "pass"})
+    assert align("feature", config=settings(check_commands=passing))["feature"].status is Status.COMPLETED
+    assert list(runs_by_worktree(log).values()) == [["build", "test"]]
+
+
 def test_per_target_check_commands(repo: Repo, align: Aligner, tmp_path: Path) -> None:
     diverge(repo)
     check = script(
