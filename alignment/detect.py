@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from alignment.checks import NAMED_CODES, file_text
@@ -43,6 +44,18 @@ log = logging.getLogger(__name__)
 MAX_CHECKED_BYTES = 8 * 1024 * 1024
 CHECK_OUTPUT_BYTES = 64 * 1024  # of each stream of a check command, the last ones: for the report and the log
 _BINARY_PROBE = 8000
+# What pytest and xdist set in the harness's own process: a check gets the same environment under ``-n 0``,
+# ``-n N`` and the orchestrator. The user's PYTEST_ADDOPTS, PYTEST_PLUGINS, ... pass: they may be meant for
+# a check that runs pytest (README says how to keep them from one).
+_HARNESS_VARIABLES = frozenset(
+    {
+        "PYTEST_CURRENT_TEST",
+        "PYTEST_VERSION",
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_XDIST_TESTRUNUID",
+    }
+)
 
 FileCheck = Callable[[str, str], Iterable[Finding]]
 
@@ -387,7 +400,7 @@ class ChangeErrorDetector:
                 command,
                 cwd=worktree,
                 timeout=timeout,
-                env=without_repository_variables(),
+                env=_check_environment(context.workspace.temp_dir(worktree)),
                 memory_limit_mb=self.settings.max_memory_mb,
                 output_limit=CHECK_OUTPUT_BYTES,
             )
@@ -405,6 +418,15 @@ class ChangeErrorDetector:
         dropped = f" (the first {done.dropped} bytes not kept)" if done.dropped else ""
         log.info("`%s` exited %d after %s s; its output%s:\n%s", label, done.returncode, took, dropped, output)
         return Finding("check_command_failed", Severity.ERROR, f"`{label}` exited {done.returncode}{_tail(output)}")
+
+
+def _check_environment(temp_dir: Path) -> dict[str, str]:
+    """This process's environment for a check command: no repository location (``Git``'s own), none of
+    ``_HARNESS_VARIABLES``, and ``temp_dir`` as ``TMPDIR``."""
+    env = without_repository_variables()
+    for name in _HARNESS_VARIABLES:
+        env.pop(name, None)
+    return {**env, "TMPDIR": str(temp_dir)}
 
 
 def blocking_summary(findings: Sequence[Finding]) -> str:

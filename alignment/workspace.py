@@ -2,7 +2,8 @@
 
 Worktrees are created one at a time across every process of a run (parallel ``git worktree add`` races on
 the repository's common dir), live in the run's scratch directory, and are all removed by ``close()``,
-whatever happened. The default merge strategy without check commands never creates one.
+whatever happened, with the temporary directory of each (``temp_dir``). The default merge strategy without
+check commands never creates one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from alignment.git import Git
 from alignment.housekeeping import WORKTREES
 
 _counter = itertools.count()
+_TEMP_DIRS = "tmp"
 
 
 class Workspace:
@@ -31,6 +34,7 @@ class Workspace:
     def __init__(self, git: Git, scratch_dir: Path, label: str) -> None:
         self._git = git
         self._root = scratch_dir / WORKTREES
+        self._temp_root = scratch_dir / _TEMP_DIRS
         self._lock_path = scratch_dir / "worktree.lock"
         self._label = label
         self._trees: dict[str, Path] = {}
@@ -46,16 +50,26 @@ class Workspace:
             self._git.add_worktree(path, commit, timeout=timeout)
         return path
 
+    def temp_dir(self, worktree: Path) -> Path:
+        """The ``TMPDIR`` of the commands run in ``worktree`` (one of ``checkout``'s): made on first use, in the
+        run's scratch directory, so no two branches' temporary files meet; removed with the worktree."""
+        path = self._temp_root / worktree.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def moved(self, old_commit: str, new_commit: str) -> None:
         """Record that the worktree at ``old_commit`` now has ``new_commit`` checked out (after a rebase)."""
         self._trees[new_commit] = self._trees.pop(old_commit)
 
     def close(self) -> None:
-        """Remove every worktree of this branch, each one even if removing another failed."""
+        """Remove every worktree of this branch and their temporary directories, each one even if removing
+        another failed."""
         trees, self._trees = list(self._trees.values()), {}
         if not trees:
             return
         failures = []
+        for path in trees:
+            shutil.rmtree(self._temp_root / path.name, ignore_errors=True)
         with self._exclusive():
             for path in trees:
                 try:

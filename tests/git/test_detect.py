@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -408,6 +409,43 @@ def test_the_state_before_the_merge_replays_each_commands_predecessors_once(
     passing = sequence(tmp_path, log, {"build": "pass", "test": "pass"})
     assert align("feature", config=settings(check_commands=passing))["feature"].status is Status.COMPLETED
     assert list(runs_by_worktree(log).values()) == [["build", "test"]]
+
+
+def test_check_commands_see_neither_the_harness_pytest_nor_another_branchs_temporary_files(
+    repo: Repo, align: Aligner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What pytest and xdist set in the harness's own process differed between ``-n 0``, ``-n 2`` and the
+    orchestrator, and every branch's checks shared the system's temporary directory. The user's own pytest
+    settings are theirs to give a check that runs pytest."""
+    for name in ("CURRENT_TEST", "VERSION", "XDIST_WORKER", "XDIST_WORKER_COUNT", "XDIST_TESTRUNUID"):
+        monkeypatch.setenv(f"PYTEST_{name}", "harness")  # as they are in an xdist worker, whatever -n says
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    monkeypatch.setenv("PYTEST_PLUGINS", "mine")
+    base = repo.tip("main")
+    for name in ("one", "two"):
+        repo.commit(name, {f"{name}.txt": "x\n"}, parent=base)
+    repo.commit("main", {"main.txt": "m\n"})
+    seen = tmp_path / "seen.jsonl"
+    body = (
+        "import json, tempfile\n"
+        "tmp = tempfile.gettempdir()\n"
+        "record = {'env': sorted(k for k in os.environ if k.startswith('PYTEST')), 'tmp': tmp,"
+        " 'beside': os.listdir(os.path.dirname(tmp)), 'cwd': os.getcwd()}\n"
+        f"open({str(seen)!r}, 'a').write(json.dumps(record) + '\\n')"
+    )
+    check = [sys.executable, script(tmp_path, "env.py", body)]
+    results = align("one", "two", config=settings(check_commands=[check, check]))
+    assert {result.status for result in results.values()} == {Status.COMPLETED}
+    records = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [record["env"] for record in records] == [["PYTEST_ADDOPTS", "PYTEST_PLUGINS"]] * 4
+    one, again, two, _ = (Path(record["tmp"]) for record in records)
+    assert one == again  # the commands of a worktree share its TMPDIR, as they share the worktree
+    assert one != two
+    for record in records:  # in the run's scratch directory, beside no other branch's (the first one's is gone)
+        tmp, worktree = Path(record["tmp"]), Path(record["cwd"])
+        assert (tmp.name, record["beside"]) == (worktree.name, [tmp.name])
+        assert tmp.parent.parent == worktree.parent.parent
+        assert not tmp.exists()
 
 
 def test_per_target_check_commands(repo: Repo, align: Aligner, tmp_path: Path) -> None:
