@@ -94,7 +94,17 @@ _THROWAWAY_OPTIONS = (*_BATCH_OPTIONS, "-c", "core.looseCompression=0")
 # after every 250 transactions, at most 4.2 MB, in the same time (a fresh process costs ~2 ms, and reads again
 # the loose refs a transaction needs).
 REF_HELPER_LIFETIME = 250
-_LOCATION_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
+# Variables that point git at another repository or at other parts of one: git sets most of them for its hooks
+# (a pre-receive hook's GIT_OBJECT_DIRECTORY / GIT_QUARANTINE_PATH), a user's shell may hold them. With
+# GIT_OBJECT_DIRECTORY, merge commits were written elsewhere while the branches moved here, at commits this
+# repository lacks. ``git rev-parse --local-env-vars`` lists them, less the configuration ones (GIT_CONFIG,
+# GIT_CONFIG_PARAMETERS / COUNT: a CI job's ``http.extraHeader`` for the remote) and the replace-ref ones,
+# which mean what they say to ``git merge`` too.
+_LOCATION_VARIABLES = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE",
+    "GIT_INTERNAL_SUPER_PREFIX", "GIT_QUARANTINE_PATH",
+)  # fmt: skip
 _PATHSPEC_MODES = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HEADS = "refs/heads/"
 _REMOTES = "refs/remotes/"

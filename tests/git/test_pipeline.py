@@ -1032,6 +1032,25 @@ def test_check_commands_do_not_inherit_a_repository_location(
     assert seen.read_text() == "unset"
 
 
+@pytest.mark.parametrize(
+    "variable", ["GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH"]
+)
+def test_a_hooks_object_directory_in_the_environment_is_not_where_merges_go(
+    repo: Repo, align: Aligner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """git sets these inside a hook (a user's shell may hold them): with GIT_OBJECT_DIRECTORY the merge commit
+    was written there while the branch moved here, to a commit this repository lacks."""
+    diverge(repo, "f", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    elsewhere = tmp_path / "elsewhere-objects"
+    elsewhere.mkdir()
+    monkeypatch.setenv(variable, str(elsewhere))
+    assert align("f")["f"].status is Status.COMPLETED
+    monkeypatch.delenv(variable)
+    repo.git("fsck", "--strict", "--no-dangling")
+    assert repo.git("cat-file", "-t", repo.tip("f")) == "commit"
+    assert not any(elsewhere.iterdir())
+
+
 def _merge_tree_runs(trace: Path) -> list[list[str]]:
     """The argv of every ``git merge-tree`` process a GIT_TRACE2_EVENT file recorded."""
     events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()] if trace.exists() else []
