@@ -150,7 +150,12 @@ class BranchAlignment:
 
     @_step(Status.FAILED_INTEGRATION)
     def prepare(self) -> None:
-        """Pin the target, read the branch, refuse what must not be touched, then create the backup."""
+        """Pin the target, read the branch, refuse what must not be touched, then create the backup.
+
+        A branch checked out (rebased, bisected) in a worktree is refused unless it is up to date: nothing
+        moves it then, so there is nothing to protect the worktree from (``git merge`` says "Already up to
+        date." there). ``finalize`` asks again right before a move, whatever integration made of it.
+        """
         setup = self.runtime.setup
         target_commit = setup.snapshot.target_commits.get(self.spec.target)
         if target_commit is None:
@@ -170,10 +175,10 @@ class BranchAlignment:
                 [ErrorCode.BRANCH_NOT_FOUND],
                 f"branch '{self.spec.name}' does not exist{where}",
             )
-        if setup.remote is None:
-            self._refuse_if_checked_out()
         pinned = setup.snapshot.tips.get(self.spec.name) == tip
         relation = setup.snapshot.relation(self.spec.name) if pinned else self._relation(tip, target_commit)
+        if setup.remote is None and relation is not Action.UP_TO_DATE:  # one up to date never moves
+            self._refuse_if_checked_out()
         self.context = BranchContext(
             git=self.git,
             spec=self.spec,

@@ -430,6 +430,25 @@ def test_the_users_checked_out_branch_is_not_touched(repo: Repo, align: Aligner)
     assert str(repo.path) in str(result.message)
 
 
+@pytest.mark.parametrize("where", ["another worktree", "the user's worktree"])
+def test_a_checked_out_branch_already_up_to_date_is_completed_untouched(
+    repo: Repo, align: Aligner, tmp_path: Path, where: str
+) -> None:
+    """Nothing moves a branch that already contains its target (``git merge`` there says "Already up to
+    date."), so no worktree needs protecting from it: completed, no backup, as when it is not checked out."""
+    tip = repo.commit("ahead", {"x.txt": "x\n"}, parent=repo.tip("main"))
+    if where == "another worktree":
+        repo.git("worktree", "add", "-q", str(tmp_path / "elsewhere"), "ahead")
+    else:
+        repo.git("checkout", "-q", "ahead")
+    status_before = repo.status()
+    result = align("ahead")["ahead"]
+    assert (result.status, result.action, result.codes) == (Status.COMPLETED, Action.UP_TO_DATE, ())
+    assert repo.tip("ahead") == result.new_tip == tip
+    assert not repo.exists("backup-ahead-pre-align")
+    assert repo.status() == status_before
+
+
 @pytest.mark.parametrize("kind", ["rebase-merge", "rebase-apply"])  # rebase-apply: `git am`, `rebase --apply`
 def test_branch_being_rebased_elsewhere_is_not_touched(repo: Repo, align: Aligner, tmp_path: Path, kind: str) -> None:
     diverge(repo, "rebasing", {"a.txt": "a\n"}, {"b.txt": "b\n"})

@@ -516,9 +516,9 @@ def test_a_held_commit_graph_lock_only_skips_the_cache(
 
 
 def test_a_merge_in_progress_in_the_users_worktree_is_left_as_it_is(repo: Repo, tmp_path: Path) -> None:
-    olds = topics(repo, 2)
     repo.commit("mine", {"app.py": "mine\n"}, parent=repo.tip("main"))
     repo.commit("theirs", {"app.py": "theirs\n"}, parent=repo.tip("main"))
+    olds = topics(repo, 2)  # main moves on: aligning "mine" would move it
     repo.git("checkout", "-q", "-f", "mine")
     subprocess.run(["git", "-C", str(repo.path), "merge", "-q", "theirs"], capture_output=True, check=False)
     status = repo.status()
