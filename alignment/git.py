@@ -331,14 +331,19 @@ class Git:
         limiter: OpsLimiter | None = None,
         timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
+        reflog_message: str = "",
     ) -> None:
+        """``reflog_message``: what the reflog says moved a ref that ``update_refs`` moves (or created), where
+        the repository keeps reflogs (``core.logAllRefUpdates``: a non-bare repository's branches by default);
+        empty, git writes an entry without one."""
         self.location = location
         self.timeout = timeout
         self.limiter = limiter or Unlimited()
         self.env = git_environment(env)
         self._base = ("git", *_SAFETY_OPTIONS, f"--git-dir={location.git_dir}")
         self._objects = _Helpers(self, ("cat-file", "--batch"))
-        self._refs = _Helpers(self, ("update-ref", "--stdin"), lifetime=REF_HELPER_LIFETIME)
+        message = ("-m", reflog_message) if reflog_message else ()
+        self._refs = _Helpers(self, ("update-ref", *message, "--stdin"), lifetime=REF_HELPER_LIFETIME)
         self._lazy_lock = threading.Lock()  # for what is set up on first use: the object store, the probes' place
         self._store: _ObjectStore | None = None
         self._probes: Path | None = None  # throwaway object directories of probe merges (``probe_merges``)

@@ -631,6 +631,7 @@ class Runtime:
             setup.location,
             limiter=self.limiter,
             timeout=settings.integration_timeout_seconds,
+            reflog_message=f"branch-alignment run {setup.run_id}",  # its moves', backups' and restores' reflogs
         )
         self.components = components or Components.from_settings(settings)
         default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)

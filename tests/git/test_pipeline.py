@@ -725,6 +725,16 @@ def test_unrelated_histories_are_not_merged(repo: Repo, align: Aligner) -> None:
     assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("unrelated_histories",))
 
 
+def test_the_reflog_names_the_run_that_moved_the_branch_and_made_its_backup(repo: Repo, align: Aligner) -> None:
+    """As ``git merge`` writes what moved a branch in its reflog, for whoever recovers with git."""
+    diverge(repo, "feature", {"a.txt": "a\n"}, {"b.txt": "b\n"})
+    result = align("feature")["feature"]
+    trailer = repo.git("log", "-1", "--format=%(trailers:key=Aligned-By,valueonly)", str(result.new_tip))
+    assert trailer.startswith("branch-alignment run ")
+    for ref in ("feature", "backup-feature-pre-align"):
+        assert repo.git("reflog", "show", "-1", "--format=%gs", ref) == trailer
+
+
 def test_git_timeout_is_a_timeout_result(repo: Repo, align: Aligner) -> None:
     old = diverge(repo, "slow", {"a.txt": "a\n"}, {"b.txt": "b\n"})
     result = align("slow", config=settings(integration_timeout_seconds=0.000001))["slow"]
