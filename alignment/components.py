@@ -100,11 +100,13 @@ class BranchContext:
 
 @dataclass(frozen=True)
 class Integration:
-    """What integration produced: the commit the branch should move to, or the conflicts that stop it."""
+    """What integration produced: the commit the branch should move to, or the conflicts that stop it;
+    ``notes`` for the branch's result, log and change document (e.g. the commits a rebase dropped)."""
 
     action: Action
     new_tip: str | None
     conflicts: tuple[Conflict, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class ChangeRecord:
     message: str | None
     culprits: tuple[Culprit, ...] = ()
     unexplained: tuple[Unexplained, ...] = ()
+    notes: tuple[str, ...] = ()  # the result's notes so far
 
 
 @runtime_checkable

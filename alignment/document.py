@@ -1,8 +1,9 @@
 """Documentation: one Markdown change document per branch.
 
-The document says what the alignment did or would have done: old and new tip, backup, the target commits
-brought in, the files the merge combined (changed on both sides) with +/- counts and the command that lists
-every changed file, conflicts with the target commits that caused them, and findings. A plan's document
+The document says what the alignment did or would have done: old and new tip, backup, the result's notes
+(e.g. the commits a rebase dropped), the target commits brought in, the files the merge combined (changed
+on both sides) with +/- counts and the command that lists every changed file, conflicts with the target
+commits that caused them, and findings. A plan's document
 says what the run would do. It lives at
 ``<run>/changes/<target>/<branch>.md``, where each name goes through ``branch_file_stem`` so that ``a/b`` and
 ``a-b`` (or any odd name) get distinct, safe file names inside the run folder.
@@ -67,7 +68,7 @@ def render(record: ChangeRecord) -> str:
     if pushes and record.new_tip and record.new_tip != context.old_tip:
         lines.append(f"{_PUSH}to `{_code(str(remote))}` at the end of the run (this document then says how it went) |")
     lines += [f"| Run | `{context.run_id}` |", ""]
-    lines += _why_it_stopped(record.status, record.message)
+    lines += _why_it_stopped(record.status, record.message) + _notes_section(record.notes)
     lines += _commits_section(record) + _files_section(record) + _conflicts_section(record)
     lines += _findings_section(record)
     return "\n".join(lines).rstrip() + "\n"
@@ -117,6 +118,14 @@ def _why_it_stopped(status: Status, message: str | None) -> list[str]:
     if not message or status is Status.COMPLETED:
         return []
     return ["## Why it stopped", "", _text(message), ""]
+
+
+def _notes_section(notes: Sequence[str]) -> list[str]:
+    """The result's notes when the document was written (a backup reused or named past others, the commits a
+    rebase dropped)."""
+    if not notes:
+        return []
+    return ["## Notes", "", *(f"- {_text(note)}" for note in notes), ""]
 
 
 def record_push(path: Path, result: BranchResult, aligned_commit: str, *, sent: bool) -> None:

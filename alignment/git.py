@@ -112,6 +112,7 @@ _REMOTES = "refs/remotes/"
 _GUESSED_PREFIXES = ("refs/", "refs/tags/", "refs/heads/", "refs/remotes/")
 _DIFF_TREE = ("diff-tree", "-r", "-z", "--raw", "--numstat", "--no-commit-id", "--abbrev=64")  # + renames or not
 _COMMIT_FORMAT = "%H%n%an%n%s"  # read by _commit_info
+_OWN_FORMAT = "%H%x00%P%x00%an <%ae> %at%x00%s%x00"  # read by _commits_of: no field holds a NUL
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
 PATHSPEC_BYTES = 64 * 1024  # paths passed as arguments at most; beyond, the whole diff is read and filtered
@@ -229,6 +230,28 @@ class MergeTree:
     @property
     def clean(self) -> bool:
         return not self.conflicts
+
+
+@dataclass(frozen=True)
+class OwnCommit:
+    """A commit of a branch's own (reachable from it, not from its target), as a rebase sees it.
+
+    ``identity``: what a rebase keeps of it (author, author date, subject), to tell which it replayed.
+    """
+
+    oid: str
+    parents: tuple[str, ...]
+    identity: str
+
+
+@dataclass(frozen=True)
+class Rebased:
+    """What a rebase made: the new HEAD and the commits it wrote on ``onto`` (newest first), or, stopped by
+    a conflict, no HEAD and the conflicted paths."""
+
+    new_tip: str | None
+    replayed: tuple[OwnCommit, ...] = ()
+    conflicted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -945,22 +968,37 @@ class Git:
 
     # -- worktrees and maintenance ---------------------------------------------------------------------------
 
-    def first_merge(self, include: str, exclude: str, timeout: float | None = None) -> str | None:
-        """A merge commit reachable from ``include`` but not from ``exclude``, or None when there is none."""
-        args = ("rev-list", "--min-parents=2", "--max-count=1", include, f"^{exclude}", "--")
-        return self._run(*args, timeout=timeout).stdout.decode().strip() or None
+    def own_commits(self, include: str, exclude: str, timeout: float | None = None) -> tuple[OwnCommit, ...]:
+        """The commits reachable from ``include`` but not from ``exclude``, newest first (children before parents)."""
+        return self._commits_of(include, f"^{exclude}", timeout=timeout)
 
-    def rebase(self, worktree: Path, onto: str, timeout: float | None = None) -> tuple[str | None, tuple[str, ...]]:
-        """Rebase the detached HEAD of ``worktree`` onto ``onto``: the new HEAD, or None and the conflicted paths.
+    def rebase(self, worktree: Path, onto: str, timeout: float | None = None) -> Rebased:
+        """Rebase the detached HEAD of ``worktree`` (a branch without merges) onto ``onto``.
 
-        A rebase that stops on a conflict is aborted, so the worktree is left clean for removal.
+        A rebase that stops on a conflict is aborted, so the worktree is left clean for removal. One that
+        finishes made a line of commits on ``onto`` (none when it dropped them all: HEAD is ``onto``), listed
+        by the process that would otherwise only read HEAD.
         """
         done = self._run("rebase", "--no-update-refs", onto, cwd=worktree, ok=(0, 1), timeout=timeout)
         if done.returncode == 0:
-            return self._run("rev-parse", "HEAD", cwd=worktree).stdout.decode().strip(), ()
+            replayed = self._commits_of("HEAD", f"^{onto}", cwd=worktree, timeout=timeout)
+            return Rebased(replayed[0].oid if replayed else onto, replayed)
         unmerged = self._run("diff", "--name-only", "-z", "--diff-filter=U", cwd=worktree).stdout
         self._run("rebase", "--abort", cwd=worktree, ok=(0, 128))
-        return None, tuple(path.decode("utf-8", "surrogateescape") for path in unmerged.split(b"\0") if path)
+        paths = tuple(path.decode("utf-8", "surrogateescape") for path in unmerged.split(b"\0") if path)
+        return Rebased(None, conflicted=paths)
+
+    def _commits_of(
+        self, *revisions: str, cwd: Path | None = None, timeout: float | None = None
+    ) -> tuple[OwnCommit, ...]:
+        """``OwnCommit`` of each commit ``rev-list REVISIONS`` walks, in topological order (children first)."""
+        args = ("rev-list", "--topo-order", "--no-commit-header", f"--format={_OWN_FORMAT}", *revisions, "--")
+        out = self._run(*args, cwd=cwd, timeout=timeout).stdout
+        commits = []
+        for record in out.split(b"\0\n")[:-1]:
+            oid, parents, identity = record.decode("utf-8", "surrogateescape").split("\0", 2)
+            commits.append(OwnCommit(oid, tuple(parents.split()), identity))
+        return tuple(commits)
 
     def add_worktree(self, path: Path, commit: str, timeout: float | None = None) -> None:
         """A detached worktree of ``commit`` at ``path``; ``CheckoutFailed`` names why git could not make it."""

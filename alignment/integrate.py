@@ -4,7 +4,8 @@
 and the target as parents, no worktree and no checkout. ``rebase`` replays the branch's own commits onto
 the target in a detached worktree made for that branch. Either way the result is a commit id; the pipeline
 moves the branch to it only after error detection passed. A plan (``context.predict``) never makes a
-worktree: it predicts a rebase's conflicts and findings with the in-memory merge.
+worktree: it predicts a rebase's conflicts and findings with the in-memory merge (its action still
+``rebase``); which commits a rebase drops only the rebase tells, in a note of the branch's result.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ from collections.abc import Sequence
 
 from alignment.components import BranchContext, Integration
 from alignment.config import Settings
-from alignment.errors import GitError, GitTimeout, StepFailed, UnrelatedHistories, counted, one_line
-from alignment.git import Conflict, Git
+from alignment.errors import (
+    GitError,
+    GitTimeout,
+    StepFailed,
+    UnrelatedHistories,
+    counted,
+    first_and_more,
+    one_line,
+)
+from alignment.git import Conflict, Git, OwnCommit
 from alignment.model import Action, ErrorCode, Status, Strategy
 
 log = logging.getLogger(__name__)
+DROPPED_NAMED = 10  # commits a rebase dropped that its note names by id
 
 
 class MergeOrRebaseIntegrator:
@@ -34,44 +44,64 @@ class MergeOrRebaseIntegrator:
             new_tip = context.old_tip if context.relation is Action.UP_TO_DATE else context.target_commit
             return Integration(context.relation, new_tip)
         timeout = context.deadline.limit(self.settings.integration_timeout_seconds, Status.FAILED_INTEGRATION)
-        if context.policy.strategy is Strategy.REBASE:
-            _refuse_to_flatten_merges(context, timeout)
-            if not context.predict:
-                return self._rebase(context, timeout)
-        return self._merge(context, timeout)
+        if context.policy.strategy is not Strategy.REBASE:
+            return self._merge(context, timeout, Action.MERGE)
+        own = _commits_to_rebase(context, timeout)
+        if context.predict:
+            return self._merge(context, timeout, Action.REBASE)
+        return self._rebase(context, timeout, own)
 
-    def _merge(self, context: BranchContext, timeout: float) -> Integration:
+    def _merge(self, context: BranchContext, timeout: float, action: Action) -> Integration:
+        """The in-memory merge; under ``action`` ``rebase``, a plan's prediction of the rebase."""
         try:
             merged = context.git.merge_tree(context.old_tip, context.target_commit, timeout=timeout)
         except UnrelatedHistories:
-            raise StepFailed(
-                Status.FAILED_INTEGRATION,
-                [ErrorCode.UNRELATED_HISTORIES],
-                f"'{context.branch}' and '{context.target}' have no common history; not merged",
-            ) from None
+            raise _unrelated(context) from None
         if not merged.clean:
-            return Integration(Action.MERGE, None, merged.conflicts)
+            return Integration(action, None, merged.conflicts)
         message = (
             f"Merge branch '{context.target}' into {context.branch}\n\n"
             f"Aligned-By: branch-alignment run {context.run_id}\n"
         )
         commit = context.git.commit_tree(merged.tree, [context.old_tip, context.target_commit], message)
-        return Integration(Action.MERGE, commit)
+        return Integration(action, commit)
 
-    def _rebase(self, context: BranchContext, timeout: float) -> Integration:
+    def _rebase(self, context: BranchContext, timeout: float, own: tuple[OwnCommit, ...]) -> Integration:
         worktree = context.workspace.checkout(context.old_tip, timeout=timeout)
-        new_tip, conflicted = context.git.rebase(worktree, context.target_commit, timeout=timeout)
-        if new_tip is None:
-            return Integration(Action.REBASE, None, tuple(Conflict(path, "contents") for path in conflicted))
-        context.workspace.moved(context.old_tip, new_tip)
-        return Integration(Action.REBASE, new_tip)
+        rebased = context.git.rebase(worktree, context.target_commit, timeout=timeout)
+        if rebased.new_tip is None:
+            return Integration(Action.REBASE, None, tuple(Conflict(path, "contents") for path in rebased.conflicted))
+        context.workspace.moved(context.old_tip, rebased.new_tip)
+        dropped = _dropped(own, rebased.replayed)
+        if not dropped:
+            return Integration(Action.REBASE, rebased.new_tip)
+        ids = first_and_more([commit.oid[:12] for commit in dropped], DROPPED_NAMED, ", ")
+        note = (
+            f"{len(dropped)} of its {counted(len(own), 'commit')} dropped by the rebase (already on the target or "
+            f"empty): {ids}"
+        )
+        return Integration(Action.REBASE, rebased.new_tip, notes=(note,))
 
 
-def _refuse_to_flatten_merges(context: BranchContext, timeout: float) -> None:
-    """A branch with merge commits of its own is not rebased: ``git rebase`` replays only the commits they
+def _unrelated(context: BranchContext) -> StepFailed:
+    return StepFailed(
+        Status.FAILED_INTEGRATION,
+        [ErrorCode.UNRELATED_HISTORIES],
+        f"'{context.branch}' and '{context.target}' have no common history; not merged",
+    )
+
+
+def _commits_to_rebase(context: BranchContext, timeout: float) -> tuple[OwnCommit, ...]:
+    """The branch's own commits, newest first, once it is known that a rebase may replay them.
+
+    A branch with merge commits of its own is not rebased: ``git rebase`` replays only the commits they
     merged, so whatever a merge itself changed (a conflict's resolution, an edit made in the merge) would be
-    gone from the branch without a word. Refused, it stays where it was; the merge strategy keeps them."""
-    merge = context.git.first_merge(context.old_tip, context.target_commit, timeout=timeout)
+    gone from the branch without a word. Refused, it stays where it was; the merge strategy keeps them.
+    Nor is a branch with no history in common with the target (its own line reaches a root commit), as
+    ``git merge`` refuses it: ``git rebase`` would graft all of it onto the target.
+    """
+    own = context.git.own_commits(context.old_tip, context.target_commit, timeout=timeout)
+    merge = next((commit.oid for commit in own if len(commit.parents) > 1), None)
     if merge is not None:
         raise StepFailed(
             Status.FAILED_INTEGRATION,
@@ -79,6 +109,28 @@ def _refuse_to_flatten_merges(context: BranchContext, timeout: float) -> None:
             f"'{context.branch}' has merge commits of its own ({merge[:10]}); a rebase would drop what they "
             f"changed, so it was not rebased (integration_strategy: merge keeps them)",
         )
+    if any(not commit.parents for commit in own):
+        raise _unrelated(context)
+    return own
+
+
+def _dropped(own: Sequence[OwnCommit], replayed: Sequence[OwnCommit]) -> list[OwnCommit]:
+    """The commits of ``own`` (a line, newest first) that the rebase did not replay as one of ``replayed``
+    (newest first): as ``git rebase`` does, those already on the target and those that became empty.
+
+    Both are walked oldest first; a commit is replayed when its identity (author, author date, subject: what
+    the rebase kept) is the next replayed one's. Two commits alike in all of that may be told apart wrongly,
+    never counted wrongly.
+    """
+    waiting = iter(reversed(replayed))
+    next_one = next(waiting, None)
+    dropped = []
+    for commit in reversed(own):
+        if next_one is not None and next_one.identity == commit.identity:
+            next_one = next(waiting, None)
+        else:
+            dropped.append(commit)
+    return dropped
 
 
 class MergesAhead:

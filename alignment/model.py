@@ -69,6 +69,12 @@ class Action(str, Enum):
     REBASE = "rebase"
 
 
+def intended_action(relation: Action, strategy: Strategy) -> Action:
+    """What aligning a branch that relates to its target as ``relation`` does: a diverged one (``merge``) is
+    merged or rebased, as its target's ``strategy`` says."""
+    return Action.REBASE if relation is Action.MERGE and strategy is Strategy.REBASE else relation
+
+
 @dataclass(frozen=True, slots=True)
 class BranchSpec:
     """One entry of ``categorized_branches.json``; ``index`` is its position in the file.

@@ -70,6 +70,7 @@ from alignment.model import (
     Status,
     Strategy,
     Unexplained,
+    intended_action,
 )
 from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.registry import Components
@@ -221,15 +222,21 @@ class BranchAlignment:
         returned: object = self.runtime.components.integration_utility.integrate(context)
         integration = _as_integration(returned)
         if integration is None:
-            expected = "an Integration (action an Action, new_tip a str or None, conflicts a tuple of Conflict)"
+            expected = (
+                "an Integration (action an Action, new_tip a str or None, conflicts a tuple of Conflict, "
+                "notes a tuple of str)"
+            )
             raise self._wrong_return("integration_utility", "integrate()", returned, expected)
         self.integration = integration
+        for note in integration.notes:
+            log.info("'%s': %s", self.spec.name, note)
+        self.notes.extend(integration.notes)
         if integration.conflicts:
             self._explain(integration)
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.MERGE_CONFLICT_UNRESOLVABLE],
-                conflict_message([conflict.path for conflict in integration.conflicts]),
+                conflict_message([conflict.path for conflict in integration.conflicts], integration.action),
             )
         if integration.new_tip is None:
             raise StepFailed(
@@ -416,7 +423,7 @@ class BranchAlignment:
         return ChangeRecord(
             context=context,
             status=status,
-            action=integration.action if integration else context.relation,
+            action=self._action(),
             new_tip=new_tip,
             backup_branch=self.backup.name if self.backup else None,
             merged_files=context.merged_files(new_tip) if new_tip else (),
@@ -427,7 +434,16 @@ class BranchAlignment:
             message=message,
             culprits=self.culprits,
             unexplained=self.unexplained,
+            notes=tuple(self.notes),
         )
+
+    def _action(self) -> Action:
+        """What the alignment did, or would have done had it not stopped before integration returned (a
+        diverged branch: the merge or rebase its target's strategy says)."""
+        if self.integration is not None:
+            return self.integration.action
+        context = self._context()
+        return intended_action(context.relation, context.policy.strategy)
 
     def _write_document(self, status: Status, message: str | None) -> str:
         path: object = self.runtime.components.doc_generator.document(self._record(status, message))
@@ -550,7 +566,7 @@ class BranchAlignment:
             codes=failure.codes if failure else (),
             message=failure.message if failure else None,
             document=self.document_path,
-            action=integration.action if integration else (context.relation if context else Action.NONE),
+            action=self._action() if context else Action.NONE,
             target_commit=context.target_commit if context else None,
             old_tip=context.old_tip if context else None,
             new_tip=integration.new_tip if self.completed and integration else None,
@@ -584,20 +600,23 @@ def _tuple_of(kind: type[Item], value: object) -> tuple[Item, ...] | None:
 
 
 def _as_integration(value: object) -> Integration | None:
-    """What an integration utility returned, if the pipeline can act on it (conflicts as a tuple); else None."""
+    """What an integration utility returned, if the pipeline can act on it (conflicts and notes as tuples);
+    else None."""
     if not isinstance(value, Integration):
         return None
     conflicts = _tuple_of(Conflict, value.conflicts)
+    notes = _tuple_of(str, value.notes)
     tip = value.new_tip is None or isinstance(value.new_tip, str)
-    if conflicts is None or not isinstance(value.action, Action) or not tip:
+    if conflicts is None or notes is None or not isinstance(value.action, Action) or not tip:
         return None
-    return value if isinstance(value.conflicts, tuple) else dataclasses.replace(value, conflicts=conflicts)
+    return dataclasses.replace(value, conflicts=conflicts, notes=notes)
 
 
-def conflict_message(paths: Sequence[str]) -> str:
-    """The spec's ``error_message`` of a conflict: the first ``CONFLICTS_NAMED`` paths, so that a branch
-    with thousands of them still fails with a line one can read."""
-    return f"Merge conflict in {first_and_more(paths, CONFLICTS_NAMED, ', ')} (unresolvable)"
+def conflict_message(paths: Sequence[str], action: Action = Action.MERGE) -> str:
+    """The spec's ``error_message`` of a conflict of ``action`` (a merge's, a rebase's): the first
+    ``CONFLICTS_NAMED`` paths, so that a branch with thousands of them still fails with a line one can read."""
+    kind = "Rebase" if action is Action.REBASE else "Merge"
+    return f"{kind} conflict in {first_and_more(paths, CONFLICTS_NAMED, ', ')} (unresolvable)"
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
-from alignment.model import Action, BranchResult, ErrorCode, Status, Strategy
+from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action
 from alignment.names import printable
 from alignment.remote import PushInterrupted, backups_on_remote, unpushed
 from alignment.report import html_name
@@ -468,10 +468,7 @@ class AlignmentController:
         snapshot = self.setup.snapshot
         if old_tip is not None and snapshot.tips.get(branch) != old_tip:
             return Action.NONE
-        relation = snapshot.relation(branch)
-        if relation is Action.MERGE and self.setup.settings.policy(target).strategy is Strategy.REBASE:
-            return Action.REBASE
-        return relation
+        return intended_action(snapshot.relation(branch), self.setup.settings.policy(target).strategy)
 
     def _report_never_started(self, session: pytest.Session) -> None:
         """A skipped report for each selected item that never reached a worker (xdist or pytest stopped)."""

@@ -583,7 +583,7 @@ def test_rebase_conflict_is_aborted_and_cleaned_up(repo: Repo, align: Aligner) -
         ("merge_conflict_unresolvable",),
         Action.REBASE,
     )
-    assert result.message == "Merge conflict in app.py (unresolvable)"
+    assert result.message == "Rebase conflict in app.py (unresolvable)"
     assert repo.tip("feature") == old
     assert len(repo.git("worktree", "list").splitlines()) == 1
     assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))

@@ -32,7 +32,7 @@ from alignment.registry import Components
 from alignment.runs import RunFolder
 from alignment.session import moves_made, set_up_run
 from alignment.shard import ShardSpec
-from tests.conftest import Repo, entry, load_schema, settings, write_input
+from tests.conftest import Repo, entry, load_schema, settings, with_merge_of_its_own, write_input
 from tests.fakes import (
     OLD_WARNING,
     SYNTAX,
@@ -410,6 +410,29 @@ def test_error_handling_and_recovery(repo: Repo, tmp_path: Path) -> None:
         "busy": ("failed_integration", ["branch_checked_out"]),
         "gone": ("failed_integration", ["branch_not_found"]),
     }
+
+
+def test_the_action_of_a_rebase_target_is_rebase_in_its_plan_and_its_run(repo: Repo, tmp_path: Path) -> None:
+    """A plan predicts a rebase with the in-memory merge, but a rebase is what it predicts; and a branch
+    refused before its rebase (merge commits of its own) or stopped by a conflict was to be rebased too."""
+    base = repo.tip("main")
+    repo.commit("simple", {"x.txt": "x\n"}, parent=base)
+    with_merge_of_its_own(repo, "merged", base)
+    repo.commit("clash", {"app.py": "mine\n"}, parent=base)
+    repo.commit("main", {"app.py": "theirs\n"})
+    path = write_input(tmp_path / "in.json", [entry(name) for name in ("simple", "merged", "clash")])
+    config = settings(integration_strategy="rebase")
+    orchestrator = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports")
+    for data in (orchestrator.plan(path, repo.path), orchestrator.run(path, repo.path)):
+        branches = {branch["branch_name"]: branch for branch in data["orchestration_results"]["main"]["branches"]}
+        assert {name: (branch["status"], branch["action"]) for name, branch in branches.items()} == {
+            "simple": ("completed", "rebase"),
+            "merged": ("failed_integration", "rebase"),
+            "clash": ("failed_integration", "rebase"),
+        }
+        assert branches["clash"]["error_message"] == "Rebase conflict in app.py (unresolvable)"
+        for name, status in (("simple", "completed"), ("merged", "failed_integration")):
+            assert f"**Status:** {status} (rebase)" in Path(branches[name]["document"]).read_text()
 
 
 def test_a_target_that_does_not_exist_refuses_the_run_before_anything_runs(repo: Repo, tmp_path: Path) -> None:

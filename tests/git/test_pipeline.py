@@ -725,6 +725,61 @@ def test_unrelated_histories_are_not_merged(repo: Repo, align: Aligner) -> None:
     assert (result.status, result.codes) == (Status.FAILED_INTEGRATION, ("unrelated_histories",))
 
 
+def test_under_rebase_a_branch_with_no_common_history_is_refused_as_its_plan_says(
+    repo: Repo, make_input: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``git rebase`` would graft the whole orphan onto the target; refused as ``git merge`` refuses it, by the
+    run as by its plan, before any worktree is made."""
+    old = repo.commit("orphan", {"other.txt": "x\n"}, parents=())
+    repo.commit("main", {"m.txt": "m\n"})
+    config = settings(integration_strategy="rebase")
+    orchestrator = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports")
+    expected = {
+        "status": "failed_integration",
+        "errors_detected": ["unrelated_histories"],
+        "action": "rebase",
+        "error_message": "'orphan' and 'main' have no common history; not merged",
+    }
+    for data in (orchestrator.plan(make_input("orphan"), repo.path), orchestrator.run(make_input("orphan"), repo.path)):
+        branch = data["orchestration_results"]["main"]["branches"][0]
+        assert {key: branch[key] for key in expected} == expected
+    assert repo.tip("orphan") == old
+    assert len(repo.git("worktree", "list").splitlines()) == 1
+
+
+def test_a_rebase_names_the_commits_it_dropped(repo: Repo, make_input: Callable[..., Path], tmp_path: Path) -> None:
+    """As ``git rebase`` does (and warns), a commit already on the target and one that becomes empty are not
+    replayed: the result's notes, the branch's log and its change document say which, and of how many."""
+    base = repo.tip("main")
+    hotfix = repo.commit("gone", {"fix.txt": "fix\n"}, "hotfix", parent=base)
+    same = repo.commit("partly", {"app.py": "def main():\n    return 2\n"}, "return 2 (main too)", parent=base)
+    repo.commit("partly", {"own.txt": "own\n"}, "own work")
+    repo.commit("kept", {"kept.txt": "k\n"}, "kept work", parent=base)
+    repo.commit("main", {"fix.txt": "fix\n"}, "hotfix, cherry-picked")
+    target = repo.commit("main", {"app.py": "def main():\n    return 2\n", "m.txt": "m\n"}, "return 2, and m")
+    config = settings(integration_strategy="rebase")
+    data = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports").run(
+        make_input("gone", "partly", "kept"), repo.path
+    )
+    results = {branch["branch_name"]: branch for branch in data["orchestration_results"]["main"]["branches"]}
+    why = "dropped by the rebase (already on the target or empty)"
+    assert {name: result["notes"] for name, result in results.items()} == {
+        "gone": [f"1 of its 1 commit {why}: {hotfix[:12]}"],
+        "partly": [f"1 of its 2 commits {why}: {same[:12]}"],
+        "kept": [],
+    }
+    assert {result["status"] for result in results.values()} == {"completed"}
+    assert repo.tip("gone") == target
+    assert repo.git("rev-list", "--format=%s", "--no-commit-header", f"{target}..partly") == "own work"
+    logs = tmp_path / "reports" / "runs" / data["run_id"] / "logs"
+    for name, commit in (("gone", hotfix), ("partly", same)):
+        assert f"{why}: {commit[:12]}" in (logs / f"{name}.log").read_text()
+        document = Path(results[name]["document"]).read_text()
+        assert "## Notes" in document
+        assert f"dropped by the rebase \\(already on the target or empty\\): {commit[:12]}" in document
+    assert "## Notes" not in Path(results["kept"]["document"]).read_text()
+
+
 def test_the_reflog_names_the_run_that_moved_the_branch_and_made_its_backup(repo: Repo, align: Aligner) -> None:
     """As ``git merge`` writes what moved a branch in its reflog, for whoever recovers with git."""
     diverge(repo, "feature", {"a.txt": "a\n"}, {"b.txt": "b\n"})
@@ -950,7 +1005,8 @@ class NumberDocGenerator(MarkdownDocGenerator):
         (
             "integration_utility",
             NumberTipIntegrator(CONFIG),
-            "integrate() returned Integration(action=<Action.MERGE: 'merge'>, new_tip=42, conflicts=()), expected",
+            "integrate() returned Integration(action=<Action.MERGE: 'merge'>, new_tip=42, conflicts=(), notes=()), "
+            "expected",
         ),
         ("doc_generator", NumberDocGenerator(CONFIG), "document() returned 42, expected the document's path, a str"),
     ],
