@@ -63,30 +63,58 @@ _RUST_VALUES = ("function_item", "const_item", "static_item")
 _RUST_TYPES = ("struct_item", "enum_item", "union_item", "trait_item", "type_item", "mod_item")
 
 
-# Built-in attributes after which the item is always there as written; any other (``cfg``, ``cfg_attr``, a macro's,
-# a tool's) may remove or rename it.
+# Built-in attributes after which the item is always there as written; any other (``cfg``, a macro's, a tool's) may
+# remove or rename it. ``cfg_attr`` applies its attributes or none: it keeps the item when all of them do.
 _RUST_KEEPING = frozenset(
     {"allow", "cold", "deny", "deprecated", "derive", "doc", "expect", "forbid", "inline", "must_use",
      "non_exhaustive", "repr", "track_caller", "warn"}
 )  # fmt: skip
 
 
+def _rust_keeps(attribute: Node) -> bool:
+    """Whether the item under ``attribute`` (``#[...]``'s content) is there as written whatever it expands to."""
+    path = attribute.named_children[:1]
+    name = _text(path[0]) if path else ""
+    arguments = attribute.child_by_field_name("arguments")
+    if name != "cfg_attr" or arguments is None:
+        return name in _RUST_KEEPING
+    groups: list[list[Node]] = [[]]  # the predicate, then each attribute: tokens between top-level commas
+    for token in arguments.children[1:-1]:
+        if token.type == ",":
+            groups.append([])
+        else:
+            groups[-1].append(token)
+    applied = [group for group in groups[1:] if group]
+    return bool(applied) and all(
+        group[0].type == "identifier"
+        and _text(group[0]) in _RUST_KEEPING
+        and all(token.type != "::" for token in group)
+        for group in applied
+    )
+
+
 def _rust_definitions(root: Node) -> Iterator[tuple[str, Node]]:
-    """Items of the file's module, per namespace; an item is skipped when one of the attributes above it (comments
-    may sit among them) is not one of ``_RUST_KEEPING`` (a ``#[cfg(...)]`` variant, say)."""
+    """Items of the file's module, per namespace (a unit or tuple struct is a value too: its constructor); an item
+    is skipped when one of the attributes above it (comments may sit among them) may remove or rename it (a
+    ``#[cfg(...)]`` variant, say)."""
     conditional = False
     for node in root.named_children:
         if node.type in ("line_comment", "block_comment"):
             continue
         if node.type == "attribute_item":
-            path = node.named_children[0].named_children[:1] if node.named_children else []
-            conditional |= not path or _text(path[0]) not in _RUST_KEEPING
+            conditional |= not node.named_children or not _rust_keeps(node.named_children[0])
             continue
         skipped, conditional = conditional, False
         if skipped or node.type not in _RUST_VALUES + _RUST_TYPES:
             continue
         name = _text(node.child_by_field_name("name"))
-        yield (name if node.type in _RUST_VALUES else f"type {name}"), node
+        if node.type in _RUST_VALUES:
+            yield name, node
+            continue
+        yield f"type {name}", node
+        body = node.child_by_field_name("body")
+        if node.type == "struct_item" and (body is None or body.type == "ordered_field_declaration_list"):
+            yield name, node
 
 
 _JS_DEFINITIONS = ("function_declaration", "generator_function_declaration", "class_declaration")
@@ -158,14 +186,12 @@ def syntax_findings(path: str, text: str) -> list[Finding]:
     if grammar.definitions is None:
         return []
     first: dict[str, Node] = {}
-    findings = []
+    findings: dict[int, Finding] = {}  # by node: one finding for a definition that repeats two names
     for name, node in grammar.definitions(root):
-        if name in first:
+        if first.setdefault(name, node) is not node and node.id not in findings:
             message = f"`{name}` is defined twice at the top level of this {grammar.name} file"
-            findings.append(Finding("duplicate_definition", Severity.ERROR, message, path, node.start_point[0] + 1))
-        else:
-            first[name] = node
-    return findings
+            findings[node.id] = Finding("duplicate_definition", Severity.ERROR, message, path, node.start_point[0] + 1)
+    return list(findings.values())
 
 
 def _syntax_error(path: str, grammar: Grammar, root: Node) -> Finding:

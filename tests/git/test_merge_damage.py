@@ -244,7 +244,10 @@ def test_a_merge_of_a_module_above_the_parse_limit_is_noted_not_failed(repo: Rep
             "b.rs",
             "#[cfg(unix)]\n/// Reads /proc.\nfn f() {}\n#[cfg(windows)]\n// plain\n/* block */\n#[inline]\nfn f() {}\n"
             "#[cfg(unix)]\n#[inline]\n/** doc */\nfn g() {}\n#[cfg(windows)]\n#[inline]\nfn g() {}\n"
-            "#[my_macro]\n// may rename it\nfn h() {}\nfn h() {}\n",
+            "#[my_macro]\n// may rename it\nfn h() {}\nfn h() {}\n"
+            "#[cfg_attr(test, my_macro)]\nfn i() {}\nfn i() {}\n"
+            "#[cfg_attr(unix, inline, cfg(x))]\nfn j() {}\nfn j() {}\n"
+            "#[cfg_attr(test, derive(Debug), my::mac)]\nstruct K;\nstruct K;\nstruct R { x: u8 }\nfn R() {}\n",
         ),
         ("a.go", "package a\nfunc init() {}\nfunc init() {}\nfunc (a A) M() {}\nfunc (b B) M() {}\n"),
         ("a.ts", "function f(a: string): void;\nfunction f(a: any) {}\ninterface I {}\ninterface I {}\n"),
@@ -263,6 +266,31 @@ def test_rust_items_under_attributes_that_keep_them_are_still_duplicates() -> No
         ("duplicate_definition", 8),
         ("duplicate_definition", 9),
     ]
+
+
+def test_rust_items_under_cfg_attr_are_still_duplicates() -> None:
+    """``cfg_attr`` adds its attributes when the predicate holds and none otherwise: the item stays either way
+    (rustc's E0428), unlike under ``cfg``."""
+    source = '#[cfg_attr(feature = "serde", derive(Serialize),)]\npub fn build() {}\n'
+    findings = check_file("a.rs", (source + source.replace("derive(Serialize),", "inline")).encode())
+    assert [(finding.line, finding.message) for finding in findings] == [
+        (4, "`build` is defined twice at the top level of this Rust file")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("struct A;\nfn A() {}\n", "A"),
+        ("fn A() {}\nstruct A(u8);\n", "A"),
+        ("struct A<T>(T);\nconst A: u8 = 1;\n", "A"),
+        ("struct A;\nstruct A(u8);\n", "type A"),
+    ],
+)
+def test_a_unit_or_tuple_struct_and_a_function_of_its_name_are_duplicates(source: str, name: str) -> None:
+    """Such a struct's constructor is a value: a function or constant of its name is defined twice (E0428)."""
+    (finding,) = check_file("a.rs", source.encode())
+    assert (finding.line, finding.message) == (2, f"`{name}` is defined twice at the top level of this Rust file")
 
 
 UTIL = "def helper():\n    return 1\n\n\ndef other():\n    return 2\n"
