@@ -111,10 +111,12 @@ def _blank(match: re.Match[str]) -> str:
 
 
 def _keys_with_two_values(pairs: list[tuple[str, object]]) -> set[str]:
-    values: dict[str, list[object]] = {}
+    """The keys given different values, compared as canonical JSON: ``1``, ``1.0`` and ``true`` differ (Python's
+    ``==`` holds them equal, yet the one kept changes what the file's reader gets)."""
+    values: dict[str, set[str]] = {}
     for key, value in pairs:
-        values.setdefault(key, []).append(value)
-    return {key for key, found in values.items() if any(value != found[0] for value in found[1:])}
+        values.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    return {key for key, found in values.items() if len(found) > 1}
 
 
 def _repeated_key_lines(text: str, repeated: dict[int, set[str]]) -> Iterator[tuple[str, int]]:

@@ -34,6 +34,9 @@ FILE_PROBLEMS = [
     ("Pipfile.lock", "{\n  // no comments in JSON\n}", "json_parse_error", 2),
     ("tsconfig.json", '{\n  /* a comment\n     of lines */\n  "a": 1\n  "b": 2\n}', "json_parse_error", 5),
     ("a.json", '{\n  "a": 1,\n  "b": 2,\n  "a": 3\n}', "duplicate_dict_key", 4),
+    ("a.json", '{"verbose": 1,\n "x": 0,\n "verbose": true}', "duplicate_dict_key", 3),
+    ("a.json", '{"on": false,\n "on": 0}', "duplicate_dict_key", 2),
+    ("a.json", '{"n": [1, {"a": 1}],\n "n": [1, {"a": 1.0}]}', "duplicate_dict_key", 2),
     ("a.yaml", "server:\n  timeout: 30\n  host: a\n  'timeout': 30\n", "duplicate_dict_key", 4),
     ("notes.md", "x\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n", "conflict_markers", 2),
     ("notes.md", "ok  \nfine\nbad\t\n", "trailing_whitespace", 1),
@@ -77,6 +80,7 @@ VALID_DIALECTS = [
     ("app.code-workspace", '{"folders": [{"path": "."},],}'),
     (".babelrc", '{\n  // presets\n  "presets": ["@babel/env",],\n}'),
     ("same.json", '{"a": 1, "b": 2, "a": 1}'),
+    ("same-object.json", '{"a": {"x": 1, "y": NaN}, "a": {"y": NaN,"x": 1}}'),
 ]
 
 
