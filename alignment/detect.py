@@ -180,7 +180,9 @@ class _Composer(Protocol):
 @functools.cache
 def _yaml_composer() -> Callable[[str], _Composer]:
     """PyYAML's reader, scanner, parser, composer and resolver (``SafeLoader`` without its constructor), noting
-    each scalar key a mapping has twice: its value and the line of its second occurrence."""
+    each scalar key a mapping has twice: its value and the line of its second occurrence. An anchor may be
+    defined again, as YAML allows (libyaml, ruamel, Go's yaml.v3 and Psych accept it; PyYAML alone refuses
+    it): an alias means the latest node of its name."""
     import yaml  # noqa: PLC0415
 
     merge = "tag:yaml.org,2002:merge"
@@ -195,6 +197,11 @@ def _yaml_composer() -> Callable[[str], _Composer]:
             yaml.composer.Composer.__init__(self)
             yaml.resolver.Resolver.__init__(self)
             self.repeated: list[tuple[str, int]] = []
+
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            if not self.check_event(yaml.AliasEvent):  # the node's first event, now ``current_event``
+                self.anchors.pop(self.current_event.anchor, None)
+            return super().compose_node(parent, index)
 
         def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:  # str | None; the stubs say a dict
             node = super().compose_mapping_node(anchor)

@@ -38,6 +38,8 @@ FILE_PROBLEMS = [
     ("a.json", '{"on": false,\n "on": 0}', "duplicate_dict_key", 2),
     ("a.json", '{"n": [1, {"a": 1}],\n "n": [1, {"a": 1.0}]}', "duplicate_dict_key", 2),
     ("a.yaml", "server:\n  timeout: 30\n  host: a\n  'timeout': 30\n", "duplicate_dict_key", 4),
+    ("a.yml", ".a: &d {x: 1}\nj: *d\n.b: &d\n  x: 2\n  x: 3\nk: *d\n", "duplicate_dict_key", 5),
+    ("a.yml", ".a: &d {x: 1}\nj: *e\n", "yaml_parse_error", 2),
     ("notes.md", "x\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n", "conflict_markers", 2),
     ("notes.md", "ok  \nfine\nbad\t\n", "trailing_whitespace", 1),
 ]
@@ -72,6 +74,7 @@ VALID_DIALECTS = [
     ),
     (".gitlab-ci.yml", "test:\n  script:\n    - !reference [.setup, script]\n"),
     ("base.yaml", "base: &base {timeout: 1, host: a}\nprod:\n  <<: *base\n  timeout: 2\n"),
+    (".gitlab-ci.yml", ".d: &defaults\n  image: a\nunit:\n  <<: *defaults\n.e: &defaults {image: b}\ne2e: *defaults\n"),
     ("tsconfig.json", '{\n  // TypeScript settings\n  "include": ["src", /* and */ "test",],\n}\n'),
     ("web/tsconfig.app.json", '{"url": "http://x//y", "glob": "/*", /* c */ "a": [1,]}'),
     ("x/.vscode/settings.json", '{\n  "editor.tabSize": 2, // two\n}'),
@@ -86,10 +89,10 @@ VALID_DIALECTS = [
 
 @pytest.mark.parametrize(("path", "content"), VALID_DIALECTS)
 def test_valid_files_of_their_tools_dialects_parse(path: str, content: str) -> None:
-    """YAML with custom tags and JSON with comments and trailing commas (JSONC) where the file's tool reads
-    them: such files were refused in every version, so an error a merge added to one was taken for one it had
-    before the merge (`(before the merge too)`) and the branch moved. A JSON key repeated with its value loses
-    nothing."""
+    """YAML with custom tags or an anchor defined again (YAML allows it) and JSON with comments and trailing commas
+    (JSONC) where the file's tool reads them: such files were refused in every version, so an error a merge added
+    to one was taken for one it had before the merge (`(before the merge too)`) and the branch moved. A JSON key
+    repeated with its value loses nothing."""
     assert check_file(path, content.encode()) == []
 
 
