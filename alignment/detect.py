@@ -87,6 +87,9 @@ def json_syntax(path: str, text: str) -> Iterable[Finding]:
     except json.JSONDecodeError as exc:
         yield Finding("json_parse_error", Severity.ERROR, f"invalid JSON: {exc.msg}", path, exc.lineno)
         return
+    except RecursionError:
+        yield _too_deep("json_parse_error", "JSON", path)
+        return
     for key, line in _repeated_key_lines(text, repeated):
         message = f"object key {key!r} repeated with different values"
         yield Finding("duplicate_dict_key", Severity.ERROR, message, path, line)
@@ -162,6 +165,9 @@ def yaml_syntax(path: str, text: str) -> Iterable[Finding]:
     except yaml.YAMLError as exc:
         yield Finding("yaml_parse_error", Severity.ERROR, f"invalid YAML: {exc}", path, None)
         return
+    except RecursionError:
+        yield _too_deep("yaml_parse_error", "YAML", path)
+        return
     finally:
         composer.dispose()
     for key, line in composer.repeated:
@@ -227,6 +233,14 @@ def toml_syntax(path: str, text: str) -> Iterable[Finding]:
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         yield Finding("toml_parse_error", Severity.ERROR, f"invalid TOML: {str(exc).split(' (at')[0]}", path, line)
+    except RecursionError:
+        yield _too_deep("toml_parse_error", "TOML", path)
+
+
+def _too_deep(code: str, language: str, path: str) -> Finding:
+    """The parse error of a file nested deeper than its parser's recursion reaches (Python's limit): a thousand
+    JSON arrays, a few hundred YAML levels. Whether it parses elsewhere or not, nothing in it was checked."""
+    return Finding(code, Severity.ERROR, f"{language} nested too deeply to parse", path)
 
 
 def trailing_whitespace(path: str, text: str) -> Iterable[Finding]:

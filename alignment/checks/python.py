@@ -52,6 +52,8 @@ def _parsed(text: str, path: str) -> ast.Module | Finding:
             return Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc.msg}", path, exc.lineno)
         except ValueError as exc:  # null bytes
             return Finding("python_syntax_error", Severity.ERROR, f"invalid Python: {exc}", path, None)
+        except (RecursionError, MemoryError):  # Python 3.11's parser: MemoryError past its own stack (6,000)
+            return Finding("python_syntax_error", Severity.ERROR, "Python nested too deeply to parse", path, None)
 
 
 def parse_quietly(text: str, path: str) -> ast.Module | None:
@@ -72,6 +74,9 @@ def python_findings(path: str, text: str, *, compile_check: bool = True, flakes:
             except SyntaxError as exc:
                 message = f"Python does not compile: {exc.msg}"
                 return [Finding("python_compile_error", Severity.ERROR, message, path, exc.lineno)]
+            except RecursionError:  # as when Python imports it
+                message = "Python does not compile: nested too deeply"
+                return [Finding("python_compile_error", Severity.ERROR, message, path, None)]
     return list(_flake_findings(path, tree)) if flakes else []
 
 
@@ -80,7 +85,10 @@ def _flake_findings(path: str, tree: ast.Module) -> Iterable[Finding]:
     one finding per name (at its first line)."""
     from pyflakes import checker  # noqa: PLC0415 - loaded only when a merge combined a Python file
 
-    messages = sorted(checker.Checker(tree, filename=path).messages, key=lambda m: (m.lineno, m.col))
+    try:
+        messages = sorted(checker.Checker(tree, filename=path).messages, key=lambda m: (m.lineno, m.col))
+    except RecursionError:  # a tree deeper than pyflakes' recursion reaches, though Python compiles it: unchecked
+        return
     definitions = set()
     if any(type(message).__name__ == "RedefinedWhileUnused" for message in messages):
         definitions = {(node.lineno, node.name) for node in ast.walk(tree) if isinstance(node, _DEFINITIONS)}

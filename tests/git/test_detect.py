@@ -111,6 +111,48 @@ def test_binary_and_huge_files_are_skipped(monkeypatch: pytest.MonkeyPatch) -> N
     assert check_file("a.py", b"def f(:\n") == []
 
 
+TOO_DEEP = [  # past Python's recursion limit in the parser (or pyflakes): RecursionError escaped the detector
+    ("fixture.json", '{"data": ' + "[" * 1500 + "]" * 1500 + "}", "json_parse_error", "JSON"),
+    ("tsconfig.json", '{"data": ' + "[" * 1500 + "]" * 1500 + ",}", "json_parse_error", "JSON"),
+    ("deep.json", '{"a": ' + "[" * 900 + "]" * 900 + ', "a": 1}', "duplicate_dict_key", None),
+    (
+        "deep.yaml",
+        "".join("  " * level + f"k{level}:\n" for level in range(330)) + "  " * 330 + "1\n",
+        "yaml_parse_error",
+        "YAML",
+    ),
+    ("deep.toml", "a = " + "[" * 3000 + "]" * 3000 + "\n", "toml_parse_error", "TOML"),
+    ("gen.py", "x = 1" + " + 1" * 3000 + "\n", "python_syntax_error", "Python"),
+    ("gen.py", "x = " + "-" * 10000 + "1\n", "python_syntax_error", "Python"),
+    ("gen.py", "x = " + "-" * 1000 + "1\n", "python_compile_error", None),
+    ("gen.py", "x = " + "-" * 500 + "1\n", None, None),
+]
+
+
+@pytest.mark.parametrize(("path", "content", "code", "language"), TOO_DEEP, ids=[case[0] for case in TOO_DEEP])
+def test_a_file_nested_too_deeply_to_parse_is_a_parse_finding(
+    path: str, content: str, code: str | None, language: str | None
+) -> None:
+    findings = [(finding.code, finding.message) for finding in check_file(path, content.encode())]
+    if language is not None:
+        assert findings == [(code, f"{language} nested too deeply to parse")]
+    else:
+        assert [found for found, _ in findings] == ([code] if code else [])
+
+
+def test_a_file_nested_too_deeply_before_the_merge_too_is_a_warning(repo: Repo, align: Aligner) -> None:
+    """Both sides edit a JSON fixture 1,500 arrays deep: the branch was ``exception``, its merge unchecked."""
+    fixture = '{"name": "fixture",\n "data": ' + "[" * 1500 + "]" * 1500 + ',\n "end": 1}\n'
+    fork = repo.commit("main", {"deep.json": fixture}, "base")
+    repo.commit("feature", {"deep.json": fixture.replace('"fixture"', '"fixture-b"')}, parent=fork)
+    repo.commit("main", {"deep.json": fixture.replace('"end": 1', '"end": 2')}, "target work")
+    result = align("feature")["feature"]
+    assert result.status is Status.COMPLETED
+    (finding,) = result.findings
+    assert (finding.code, finding.severity, finding.file) == ("json_parse_error", Severity.WARNING, "deep.json")
+    assert finding.message == "JSON nested too deeply to parse (before the merge too)"
+
+
 BOM = "\ufeff"
 
 
