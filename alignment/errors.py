@@ -103,6 +103,14 @@ class GitTimeout(GitError):
         self.timeout = timeout
 
 
+class RepositoryGone(GitError):
+    """git could not start: the directory it runs in for the repository (``RepoLocation.run_dir``) is gone, e.g.
+    the linked worktree given as ``--repo`` was removed during the run. No git call can work there any more."""
+
+    def __init__(self, args: Sequence[str], where: object) -> None:
+        super().__init__(args, 128, f"fatal: the directory git runs in is gone: {where}")
+
+
 class RefUpdateRejected(GitError):
     """A compare-and-swap ref update found the ref somewhere other than expected (or locked)."""
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from alignment.errors import (
+    AlignmentError,
     CheckoutFailed,
     FetchRejected,
     GitError,
@@ -53,6 +54,7 @@ from alignment.errors import (
     ObjectWriteError,
     RefUpdateRejected,
     RepositoryError,
+    RepositoryGone,
     UnrelatedHistories,
 )
 from alignment.model import CommitInfo, FileChange
@@ -172,7 +174,7 @@ class RepoLocation:
         try:
             repo = gitpython.Repo(candidate)
         except gitpython.InvalidGitRepositoryError:
-            raise RepositoryError(f"{candidate}: not a git repository (give its top-level directory)") from None
+            raise RepositoryError(_not_a_repository(candidate)) from None
         except gitpython.NoSuchPathError:
             raise RepositoryError(f"{candidate}: no such directory") from None
         try:
@@ -186,6 +188,22 @@ class RepoLocation:
         location = cls(git_dir, common_dir, main)
         _check_ownership(candidate, location)
         return location
+
+
+def _not_a_repository(path: Path) -> str:
+    """Why ``path`` is no repository to work on: it is inside one, named with its top to give instead (taking
+    that top silently could align a repository around a folder that was not meant), or in none."""
+    import git as gitpython  # noqa: PLC0415 - as in ``RepoLocation.discover``
+
+    try:
+        outer = gitpython.Repo(path, search_parent_directories=True)
+    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
+        return f"{path}: not a git repository (give its top-level directory)"
+    try:
+        top = outer.git_dir if outer.bare else outer.working_tree_dir
+    finally:
+        outer.close()
+    return f"{path} is inside the repository at {top}: give its top-level directory"
 
 
 def _check_ownership(given: Path, location: RepoLocation) -> None:
@@ -326,6 +344,14 @@ class Checkout:
     state: str
 
 
+def _not_started(args: Sequence[str], where: Path) -> AlignmentError:
+    """Why git did not start in ``where`` (``FileNotFoundError``): that directory is gone (a removed worktree:
+    ``RepositoryGone``, a ``GitError`` as any failed git call), or git is not installed."""
+    if not where.is_dir():
+        return RepositoryGone(args, where)
+    return RepositoryError("git is not installed or not on PATH")
+
+
 def branch_ref(name: str) -> str:
     return _HEADS + name
 
@@ -404,7 +430,7 @@ class Git:
             except ProcessTimeout:
                 raise GitTimeout(args, limit) from None
             except FileNotFoundError:
-                raise RepositoryError("git is not installed or not on PATH") from None
+                raise _not_started(args, where) from None
         if done.returncode not in tuple(ok):
             stderr = done.stderr.decode("utf-8", "replace")
             kind = next((kind for phrase, kind in (known or {}).items() if phrase in stderr), GitError)
@@ -1004,7 +1030,7 @@ class Git:
         """A detached worktree of ``commit`` at ``path``; ``CheckoutFailed`` names why git could not make it."""
         try:
             self._run("worktree", "add", "--detach", "--quiet", str(path), commit, timeout=timeout)
-        except GitTimeout:
+        except (GitTimeout, RepositoryGone):
             raise
         except GitError as error:
             raise CheckoutFailed(error.args_, error.returncode, error.stderr) from None
@@ -1457,15 +1483,18 @@ class _Persistent:
         if self._process is None or self._process.poll() is not None:
             self._stop()
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
-            self._process = subprocess.Popen(
-                (*self._git._base, *_HELPER_OPTIONS, *self._args),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                cwd=self._git.location.run_dir,
-                env=self._git.env,
-                start_new_session=True,
-            )
+            try:
+                self._process = subprocess.Popen(
+                    (*self._git._base, *_HELPER_OPTIONS, *self._args),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=self._stderr,
+                    cwd=self._git.location.run_dir,
+                    env=self._git.env,
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                raise _not_started(self._args, self._git.location.run_dir) from None
             assert self._process.stdout is not None
             self._selector = selectors.DefaultSelector()
             self._selector.register(self._process.stdout, selectors.EVENT_READ)

@@ -44,6 +44,7 @@ from alignment.errors import (
     GitError,
     GitTimeout,
     RefUpdateRejected,
+    RepositoryGone,
     StepFailed,
     UsageProblem,
     counted,
@@ -106,7 +107,7 @@ def _step(status: Status) -> Callable[[Step], Step]:
                 raise self.failure
             self.running_step = status
             try:
-                with branch_scope(self.spec.name), _timeouts_as(status):
+                with branch_scope(self.spec.name), _git_failures_as(status):
                     method(self)
             except Exception as error:
                 self.fail(error)
@@ -620,14 +621,18 @@ def conflict_message(paths: Sequence[str], action: Action = Action.MERGE) -> str
 
 
 @contextlib.contextmanager
-def _timeouts_as(status: Status) -> Iterator[None]:
-    """Turn a git timeout inside a step into that step's failure status with the ``timeout`` code."""
+def _git_failures_as(status: Status) -> Iterator[None]:
+    """Turn a git timeout inside a step into that step's failure status with the ``timeout`` code, and git's
+    directory gone (``RepositoryGone``: no fault of the branch, no bug to trace) into ``exception`` with the
+    ``unexpected_error`` code."""
     try:
         yield
     except GitTimeout as error:
         raise StepFailed(
             status, [ErrorCode.TIMEOUT], f"git {error.args_[0]} timed out after {seconds(error.timeout)} s"
         ) from None
+    except RepositoryGone as error:
+        raise StepFailed(Status.EXCEPTION, [ErrorCode.UNEXPECTED_ERROR], error.detail) from None
 
 
 class Runtime:

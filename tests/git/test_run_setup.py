@@ -67,3 +67,15 @@ def test_a_repository_of_another_user_is_refused_as_git_refuses_it(
     else:
         set_up_run(settings, branches, origin.clone.path, reports_dir=tmp_path / "r", predict=True).discard_scratch()
         assert marker.exists()
+
+
+def test_a_folder_inside_a_repository_is_refused_naming_its_top(repo: Repo, tmp_path: Path) -> None:
+    """Not "not a git repository" (git works there): the repository around it, and what to give instead."""
+    inside = repo.path / "sub"
+    inside.mkdir()
+    branches = parse_branches({"branches": [entry("feature")]}, "in.json")
+    expected = f"{inside} is inside the repository at {repo.path.resolve()}: give its top-level directory"
+    with pytest.raises(RepositoryError, match=f"^{re.escape(expected)}$"):
+        set_up_run(from_mapping({}), branches, inside, reports_dir=tmp_path / "r", predict=True)
+    with pytest.raises(RepositoryError, match="not a git repository"):
+        set_up_run(from_mapping({}), branches, tmp_path, reports_dir=tmp_path / "r", predict=True)
