@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _undo(reports_dir: Path, run_id: str, repo: str | None, dry_run: bool) -> int:
     report = undo_run(reports_dir, run_id, repo_path=repo, dry_run=dry_run)
+    if report.note is not None:
+        print(f"note: {report.note}", file=sys.stderr)
     marks = {**_MARKS, **_DRY_RUN_MARKS} if dry_run else _MARKS
     for item in report.restorations:
         print(f"{marks[item.outcome]:>9}  {item.message}")

@@ -289,6 +289,7 @@ def set_up_run(
             {
                 "run_id": run_id,
                 "repository": str(location.common_dir),  # not a linked worktree's git dir: undo outlives the worktree
+                "run_dir": str(location.run_dir),  # where undo works while it is there: as the run saw the repository
                 "started": started,
                 "input": branches.source,
                 "scratch_dir": str(scratch),

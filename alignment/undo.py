@@ -26,6 +26,7 @@ class UndoReport:
     repository: str
     dry_run: bool
     restorations: tuple[Restoration, ...]
+    note: str | None = None  # why undo works elsewhere than where the run worked
 
     @property
     def refused(self) -> tuple[Restoration, ...]:
@@ -49,8 +50,11 @@ def undo_run(
             f"{folder.path.resolve()}: no such run (no {record_path.name}); `alignment runs --reports-dir DIR` lists "
             "the runs of a reports directory: pass the --reports-dir your pytest run wrote to"
         )
-    repository = str(repo_path) if repo_path is not None else _recorded_repository(folder)
-    git = Git(RepoLocation.discover(repository))
+    if repo_path is not None:
+        repository, location, note = str(repo_path), RepoLocation.discover(repo_path), None
+    else:
+        repository, location, note = _where_the_run_worked(folder)
+    git = Git(location)
     journal = MoveJournal(folder.moves_dir)
     moves = journal.moves()
     try:
@@ -71,7 +75,8 @@ def undo_run(
             restorations.extend(pushed)
     finally:
         git.close()
-    report = UndoReport(run_id, repository, dry_run, tuple(item for item in restorations if _still_the_runs(item)))
+    kept = tuple(item for item in restorations if _still_the_runs(item))
+    report = UndoReport(run_id, repository, dry_run, kept, note)
     if not dry_run:
         AuditTrail(folder.audit_path).record(
             "undo", run_id=run_id, outcomes={item.move.branch: item.outcome.value for item in restorations}
@@ -86,12 +91,33 @@ def _still_the_runs(restoration: Restoration) -> bool:
     return restoration.move.put_back is not PutBack.RUN or restoration.outcome is Outcome.RESTORED
 
 
-def _recorded_repository(folder: RunFolder) -> str:
-    """The repository the run's record names; an unreadable record is one line that says how to go on."""
+def _where_the_run_worked(folder: RunFolder) -> tuple[str, RepoLocation, str | None]:
+    """Where undo works, the repository found there, and why that is not where the run worked, if it is not.
+
+    Where the run's git processes ran (``RepoLocation.run_dir``, which its record keeps), as the run saw the
+    repository there: a linked worktree's remote URLs are relative to it, it may have remotes of its own
+    (``config.worktree``) and a ``safe.directory`` entry of its own. Gone (the worktree removed), or another
+    repository's now: the common git dir the record names too. An unreadable record, or a repository git
+    refuses, is one line that says how to go on."""
     try:
-        return str(folder.record()["repository"])
+        record = folder.record()
     except FileProblem as error:
         raise UsageProblem(f"{error}; pass --repo PATH, the repository the run aligned, to undo it anyway") from None
+    repository, ran_in = str(record["repository"]), record.get("run_dir")  # no run_dir: an older run's record
+    note = None
+    try:
+        if isinstance(ran_in, str) and Path(ran_in).is_dir():
+            location = RepoLocation.discover(ran_in)
+            if location.common_dir == Path(repository):
+                return ran_in, location, None
+            note = f"{ran_in}, where run {folder.run_id} worked, is another repository's now: undoing in {repository}"
+        elif isinstance(ran_in, str):
+            note = f"{ran_in}, where run {folder.run_id} worked, is gone: undoing in {repository}"
+        return repository, RepoLocation.discover(repository), note
+    except RepositoryError as error:
+        raise RepositoryError(
+            f"{error}; or pass --repo PATH, a worktree of the repository run {folder.run_id} aligned"
+        ) from None
 
 
 def _restore_local(

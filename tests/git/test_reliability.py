@@ -34,6 +34,7 @@ from alignment.scratch import create_scratch, is_alive, memory_dir, release
 from alignment.session import set_up_run
 from alignment.undo import undo_run
 from tests.conftest import Aligner, Repo, entry, settings, write_input
+from tests.remotes import make_origin
 
 CONFIG = Settings()
 
@@ -172,7 +173,7 @@ def test_undo_and_runs_count_the_same_moves_when_the_run_put_one_back_itself(
     assert cli(["undo", run_id, "--reports-dir", reports, "--dry-run"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"    ready  would restore 'topic-1' to {olds['topic-1']}",
-        f"run {run_id}: would restore 1, unchanged 0, refused 0 of 1 moved branch in {repo.path / '.git'}",
+        f"run {run_id}: would restore 1, unchanged 0, refused 0 of 1 moved branch in {repo.path}",
     ]
 
 
@@ -618,6 +619,7 @@ def test_run_records_its_repository_for_undo(repo: Repo, tmp_path: Path) -> None
     run_id = orchestrate(repo, tmp_path, list(olds))["run_id"]
     record = json.loads((tmp_path / "reports" / "runs" / str(run_id) / "run.json").read_text())
     assert record["repository"] == str((repo.path / ".git").resolve())
+    assert record["run_dir"] == str(repo.path.resolve())  # where undo works, as the run did
 
 
 def test_a_run_through_a_linked_worktree_is_undone_after_the_worktree_is_removed(
@@ -630,5 +632,79 @@ def test_a_run_through_a_linked_worktree_is_undone_after_the_worktree_is_removed
     assert all(repo.tip(name) != old for name, old in olds.items())
     repo.git("worktree", "remove", "--force", str(tmp_path / "linked"))
     assert cli(["undo", str(run_id), "--reports-dir", str(tmp_path / "reports")]) == 0
-    assert "restored 2, unchanged 0, refused 0 of 2 moved branches" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "restored 2, unchanged 0, refused 0 of 2 moved branches" in said.out
+    gone, common = tmp_path.resolve() / "linked", (repo.path / ".git").resolve()
+    assert said.err == f"note: {gone}, where run {run_id} worked, is gone: undoing in {common}\n"
+    assert {name: repo.tip(name) for name in olds} == olds
+
+
+@pytest.mark.parametrize("remote_in", ["a relative URL", "config.worktree"])
+def test_undo_of_a_remote_run_through_a_linked_worktree_pushes_back_where_the_run_pushed(
+    repo: Repo, tmp_path: Path, remote_in: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Undo works from where the run worked (its record's ``run_dir``): a relative remote URL means another
+    repository from the main worktree (which once said "restored 0, unchanged 3" and left the remote aligned),
+    and a remote of the worktree's own ``config.worktree`` does not exist there."""
+    origin = make_origin(repo, tmp_path)
+    linked = tmp_path / "deep" / "linked"
+    origin.clone.git("worktree", "add", "-q", "--detach", str(linked))
+    pushed_to = Repo(tmp_path / "deep" / "remote.git")
+    shutil.copytree(origin.bare.path, pushed_to.path)  # ../remote.git from the worktree
+    if remote_in == "a relative URL":
+        origin.clone.git("remote", "set-url", "origin", "../remote.git")  # from the clone: tmp_path/remote.git
+    else:
+        origin.clone.git("config", "extensions.worktreeConfig", "true")
+        Repo(linked).git("config", "--worktree", "remote.mine.url", str(pushed_to.path))
+    remote = "origin" if remote_in == "a relative URL" else "mine"
+    path = write_input(tmp_path / "in.json", [entry(name) for name in origin.olds])
+    orchestrator = BranchAlignmentOrchestrator({"orchestration": {"remote": remote}}, reports_dir=tmp_path / "r")
+    run_id = str(orchestrator.run(path, linked)["run_id"])
+    assert all(pushed_to.tip(name) != old for name, old in origin.olds.items())
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "r")]) == 0
+    assert f"restored 3, unchanged 0, refused 0 of 3 moved branches in {linked.resolve()}\n" in capsys.readouterr().out
+    assert {name: pushed_to.tip(name) for name in origin.olds} == origin.olds
+
+
+def test_undo_of_a_run_through_a_trusted_worktree_of_another_users_repository(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``safe.directory`` trusts the worktree the run went through, not the main repository: undo checks where
+    the run worked, as the run did; once that worktree is gone, the refusal of the main one names --repo."""
+    olds = topics(repo, 2)
+    linked = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "--detach", str(linked), "main")
+    config = tmp_path / "global.gitconfig"
+    config.write_text(f"[safe]\n\tdirectory = {linked.resolve()}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # every repository is another user's
+    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, linked)["run_id"])
+    reports = str(tmp_path / "r")
+    assert cli(["undo", run_id, "--reports-dir", reports, "--dry-run"]) == 0
+    assert "would restore 2, unchanged 0, refused 0 of 2 moved branches" in capsys.readouterr().out
+    shutil.rmtree(linked)
+    assert cli(["undo", run_id, "--reports-dir", reports]) == 2
+    error = capsys.readouterr().err
+    assert "owned by another user, git refuses it (dubious ownership)" in error
+    assert error.endswith(f"; or pass --repo PATH, a worktree of the repository run {run_id} aligned\n")
+    monkeypatch.delenv("GIT_TEST_ASSUME_DIFFERENT_OWNER")
+    assert all(repo.tip(name) != old for name, old in olds.items())  # refused: nothing put back
+
+
+def test_a_worktree_given_as_repo_removed_during_the_run_fails_its_branches_without_a_trace(
+    repo: Repo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """git runs in the worktree's top (``RepoLocation.run_dir``): gone, every git call fails to start. That is
+    said as it is (not "git is not installed"), a failure of the branch without a trace, and no ref moves."""
+    olds = topics(repo, 1)
+    linked = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "--detach", str(linked), "main")
+    removal = settings(check_commands=[["rm", "-rf", str(linked)]], auto_cleanup_backups=False)
+    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    result = BranchAlignmentOrchestrator(removal, reports_dir=tmp_path / "r").run(path, linked)
+    branch = result["orchestration_results"]["main"]["branches"][0]  # type: ignore[index]
+    assert (branch["status"], branch["errors_detected"]) == ("exception", ["unexpected_error"])
+    assert branch["error_message"] == f"the directory git runs in is gone: {linked.resolve()}"
+    assert not [record for record in caplog.records if record.exc_info]
     assert {name: repo.tip(name) for name in olds} == olds
