@@ -65,7 +65,7 @@ def test_discovery_accepts_the_top_level_and_the_git_dir(repo: Repo) -> None:
     assert top.main_work_tree == repo.path.resolve()
 
 
-@pytest.mark.parametrize(("relative", "message"), [("missing", "no such directory"), ("sub", "not a git repository")])
+@pytest.mark.parametrize(("relative", "message"), [("missing", "no such directory"), ("sub", "inside the repository")])
 def test_discovery_refuses_what_is_not_a_repository_top(repo: Repo, relative: str, message: str) -> None:
     (repo.path / "sub").mkdir()
     with pytest.raises(RepositoryError, match=message):
