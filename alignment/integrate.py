@@ -27,7 +27,7 @@ from alignment.errors import (
     one_line,
 )
 from alignment.git import Conflict, Git, OwnCommit
-from alignment.model import Action, ErrorCode, Status, Strategy
+from alignment.model import Action, ErrorCode, Status, Strategy, run_signature
 
 log = logging.getLogger(__name__)
 DROPPED_NAMED = 10  # commits a rebase dropped that its note names by id
@@ -60,8 +60,7 @@ class MergeOrRebaseIntegrator:
         if not merged.clean:
             return Integration(action, None, merged.conflicts)
         message = (
-            f"Merge branch '{context.target}' into {context.branch}\n\n"
-            f"Aligned-By: branch-alignment run {context.run_id}\n"
+            f"Merge branch '{context.target}' into {context.branch}\n\nAligned-By: {run_signature(context.run_id)}\n"
         )
         commit = context.git.commit_tree(merged.tree, [context.old_tip, context.target_commit], message)
         return Integration(action, commit)

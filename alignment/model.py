@@ -376,3 +376,9 @@ def iso_utc(timestamp: float, timespec: str = "milliseconds") -> str:
 
 def parse_iso_utc(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def run_signature(run_id: str) -> str:
+    """How a run signs what it writes into the repository: its merge commits' ``Aligned-By`` trailer and the
+    reflog entries of the refs it moves, backs up and puts back."""
+    return f"branch-alignment run {run_id}"

@@ -72,6 +72,7 @@ from alignment.model import (
     Strategy,
     Unexplained,
     intended_action,
+    run_signature,
 )
 from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.registry import Components
@@ -655,7 +656,7 @@ class Runtime:
             setup.location,
             limiter=self.limiter,
             timeout=settings.integration_timeout_seconds,
-            reflog_message=f"branch-alignment run {setup.run_id}",  # its moves', backups' and restores' reflogs
+            reflog_message=run_signature(setup.run_id),  # its moves', backups' and restores' reflogs
         )
         self.components = components or Components.from_settings(settings)
         default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)

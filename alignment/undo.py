@@ -16,6 +16,7 @@ from alignment.errors import FileProblem, RepositoryError, UsageProblem
 from alignment.git import Checkout, Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, PutBack, Restoration, restore
 from alignment.logs import AuditTrail
+from alignment.model import run_signature
 from alignment.remote import restore_pushed
 from alignment.runs import RunFolder
 
@@ -54,7 +55,7 @@ def undo_run(
         repository, location, note = str(repo_path), RepoLocation.discover(repo_path), None
     else:
         repository, location, note = _where_the_run_worked(folder)
-    git = Git(location)
+    git = Git(location, reflog_message=f"{run_signature(run_id)}: undone")
     journal = MoveJournal(folder.moves_dir)
     moves = journal.moves()
     try:

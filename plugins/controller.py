@@ -31,7 +31,7 @@ from alignment.git import Git
 from alignment.html_report import headline_numbers
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
-from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action
+from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
 from alignment.names import printable
 from alignment.remote import PushInterrupted, backups_on_remote, unpushed
 from alignment.report import html_name
@@ -220,7 +220,8 @@ class AlignmentController:
         if move is None:
             return f"'{branch}' was not moved"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
-        git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
+        timeout = self.setup.settings.integration_timeout_seconds
+        git = Git(self.setup.location, timeout=timeout, reflog_message=f"{run_signature(self.setup.run_id)}: put back")
         try:
             return restore(git, move, journal=journal).message  # ``alignment runs`` counts no move
         finally:

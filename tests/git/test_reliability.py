@@ -104,6 +104,8 @@ def test_undo_puts_back_the_run_it_names_not_another(repo: Repo, tmp_path: Path)
     assert (repo.tip("one"), repo.tip("two")) == (olds["one"], moved["two"])
     assert cli(["undo", runs["two"], "--reports-dir", reports]) == 0
     assert (repo.tip("one"), repo.tip("two")) == (olds["one"], olds["two"])
+    for name, run_id in runs.items():  # the reflog says which run's undo put it back
+        assert repo.git("reflog", "show", "-1", "--format=%gs", name) == f"branch-alignment run {run_id}: undone"
 
 
 def test_undo_refuses_a_branch_moved_again_deleted_or_checked_out(repo: Repo, tmp_path: Path) -> None:

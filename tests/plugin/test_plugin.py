@@ -958,6 +958,9 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     ), victim["error_message"]
     assert repo.tip("topic-1") == olds["topic-1"]
     assert repo.tip("backup-topic-1-pre-align") == olds["topic-1"]
+    if moment == "after":  # the reflog says who put it back
+        put_back = repo.git("reflog", "show", "-1", "--format=%gs", "topic-1")
+        assert put_back == f"branch-alignment run {done.data['run_id']}: put back"
     assert moves_made(RunFolder(done.reports, done.data["run_id"])) == 3  # `alignment runs`: topic-1 is put back
     for name in ("topic-0", "topic-2", "topic-3"):
         assert done.branches()[name]["status"] == "completed"
