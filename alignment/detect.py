@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -414,7 +415,7 @@ class ChangeErrorDetector:
         worktree = context.workspace.checkout(
             commit, timeout=context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
         )
-        label = " ".join(command)
+        label = shlex.join(command)  # as a shell would run it: pasted, it runs this check
         timeout = context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
         log.info("running `%s` at %s", label, commit)
         started = time.monotonic()
