@@ -3,14 +3,17 @@
 Everything lives under one top-level ``orchestration:`` mapping. ``targets:`` overrides the integration
 strategy, check commands and worker count for one target. The models are msgspec structs: their types
 check the file and give its JSON Schema (``alignment schema config``); the rules past a type (a prefix git
-accepts as part of a branch name, a command that splits) are the ``_CHECKS`` below. Every problem of a file
-is one ``ConfigError`` that names the key and, for an unknown key, the closest known one.
+accepts as part of a branch name, a command that splits, its program on PATH) are the ``_CHECKS`` below.
+Every problem of a file is one ``ConfigError`` that names the key and, for an unknown key, the closest known
+one. A file's ``repo_path`` and ``reports_dir`` are relative to its directory.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import shlex
+import shutil
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -153,7 +156,27 @@ def load_settings(path: str | Path | None) -> Settings:
         raise ConfigError(source, where, f"invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, "", f"invalid YAML: {exc}") from None
-    return from_mapping(data, str(source))
+    return _from_directory(from_mapping(data, str(source)), data, source)
+
+
+PATH_KEYS = ("repo_path", "reports_dir")
+
+
+def _from_directory(settings: Settings, data: object, source: Path) -> Settings:
+    """``settings`` with the file's own ``PATH_KEYS`` relative to its directory, as pytest's ini paths are to
+    the ini file (not to wherever the run starts: a ``repo_path: .`` kept in the repository means it); ``~`` is
+    the home directory. A ``repo_path`` that does not exist is refused here, naming the path it came to."""
+    given = data.get("orchestration") if isinstance(data, Mapping) else None
+    if not isinstance(given, Mapping):
+        return settings
+    base = os.path.abspath(source.parent)
+    given_paths = {key: os.path.expanduser(given[key]) for key in PATH_KEYS if given.get(key) is not None}
+    paths = {key: os.path.normpath(os.path.join(base, path)) for key, path in given_paths.items()}
+    repo = paths.get("repo_path")
+    if repo is not None and not os.path.exists(repo):
+        relative = "" if os.path.isabs(given_paths["repo_path"]) else " (relative to this file's directory)"
+        raise ConfigError(source, "orchestration.repo_path", f"no such directory: {repo}{relative}")
+    return msgspec.structs.replace(settings, **paths)
 
 
 def from_mapping(data: object, source: str = "<config>") -> Settings:
@@ -228,15 +251,24 @@ def _commands(commands: list[str | list[str]]) -> Iterator[tuple[str, str]]:
         except ValueError as exc:
             yield f"[{index}]", f"cannot split command: {exc}"
             continue
-        if not argv:
-            yield f"[{index}]", "expected a command, got an empty one"
-        for argument in argv:
-            if "\0" in argument:  # no program can be given it: the start would raise on every branch
-                yield f"[{index}]", f"expected no NUL byte in a command, got {shown(argument)}"
-                break
-            if lone_surrogate(argument):  # nor this, for the same reason
-                yield f"[{index}]", f"argument {shown(argument)} {NOT_TEXT}"
-                break
+        problem = _argv_problem(argv)
+        if problem:
+            yield f"[{index}]", problem
+
+
+def _argv_problem(argv: Command) -> str | None:
+    """Why ``argv`` cannot start on any branch, or None: found now, not as a failure of every merged branch."""
+    if not argv:
+        return "expected a command, got an empty one"
+    for argument in argv:
+        if "\0" in argument:  # no program can be given it
+            return f"expected no NUL byte in a command, got {shown(argument)}"
+        if lone_surrogate(argument):  # nor this
+            return f"argument {shown(argument)} {NOT_TEXT}"
+    # a program named by its path may be one the repository or an earlier check command holds: found when run
+    if os.sep not in argv[0] and shutil.which(argv[0]) is None:
+        return f"program {shown(argv[0])} not found on PATH"
+    return None
 
 
 def _target_names(targets: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -507,10 +507,21 @@ def test_per_target_check_commands(repo: Repo, align: Aligner, tmp_path: Path) -
 
 
 def test_a_missing_check_command_is_a_failure_not_a_crash(repo: Repo, align: Aligner) -> None:
+    """Named by its path, the program is looked for in the worktree (one not on PATH is a ``ConfigError``)."""
     diverge(repo)
-    result = align("feature", config=settings(check_commands=["no-such-command-xyz --flag"]))["feature"]
+    result = align("feature", config=settings(check_commands=["./no-such-command-xyz --flag"]))["feature"]
     assert (result.status, result.codes) == (Status.FAILED_ERROR_DETECTION, ("check_command_not_found",))
-    assert "`no-such-command-xyz --flag` could not start" in str(result.message)
+    assert "`./no-such-command-xyz --flag` could not start" in str(result.message)
+
+
+def test_a_list_check_command_is_shown_as_a_shell_would_run_it(repo: Repo, align: Aligner) -> None:
+    """Joined with spaces, ``["sh", "-c", "test ! -f x || test ! -f y"]`` read as ``sh -c test ! -f x || ...``:
+    pasted into a shell, that runs ``test`` alone, then a second command."""
+    diverge(repo)
+    check = ["sh", "-c", "test ! -f main.txt || test ! -f feature.txt"]  # fails where both sides' files are
+    result = align("feature", config=settings(check_commands=[check]))["feature"]
+    assert result.codes == ("check_command_failed",)
+    assert "(`sh -c 'test ! -f main.txt || test ! -f feature.txt'` exited 1)" in str(result.message)
 
 
 @pytest.mark.slow

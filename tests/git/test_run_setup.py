@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from alignment.config import from_mapping
+from alignment.config import from_mapping, load_settings
 from alignment.errors import RepositoryError
 from alignment.inputs import parse_branches
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
-from tests.conftest import Repo, entry
+from tests.conftest import Repo, entry, new_repo
 from tests.remotes import make_origin
 
 
 def test_the_setup_survives_its_json(repo: Repo, tmp_path: Path) -> None:
     repo.commit("feature", {"app.py": "def main():\n    return 2\n"})
     settings = from_mapping(
-        {"orchestration": {"check_commands": ["make check"], "targets": {"main": {"max_workers": 2}}}}
+        {"orchestration": {"check_commands": ["git status"], "targets": {"main": {"max_workers": 2}}}}
     )
     branches = parse_branches({"branches": [entry("feature", note={"kept": [1]}), entry("other")]}, "in.json")
     setup = set_up_run(
@@ -35,8 +35,25 @@ def test_the_setup_survives_its_json(repo: Repo, tmp_path: Path) -> None:
     assert isinstance(received.location.git_dir, Path)
     assert received.branches.branches[0].extra == {"note": {"kept": [1]}}
     assert received.branches.shard == setup.branches.shard
-    assert received.settings.policy("main").check_commands == (("make", "check"),)
+    assert received.settings.policy("main").check_commands == (("git", "status"),)
     assert received.snapshot.tips == setup.snapshot.tips
+
+
+def test_a_repo_path_of_the_config_file_is_relative_to_the_file(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``repo_path: .`` kept in the repository aligns that repository, not the one the run starts in."""
+    repo.commit("feature", {"app.py": "x = 1\n"})
+    (repo.path / "alignment.yaml").write_text("orchestration:\n  repo_path: .\n", encoding="utf-8")
+    elsewhere = new_repo(tmp_path / "harness")
+    monkeypatch.chdir(elsewhere.path)
+    settings = load_settings(repo.path / "alignment.yaml")
+    assert settings.repo_path is not None
+    branches = parse_branches({"branches": [entry("feature")]}, "in.json")
+    setup = set_up_run(settings, branches, settings.repo_path, reports_dir=tmp_path / "r", predict=True)
+    setup.discard_scratch()
+    assert setup.location.common_dir == (repo.path / ".git").resolve()
+    assert not (elsewhere.path / ".git" / "objects" / "info" / "commit-graph").exists()
 
 
 @pytest.mark.parametrize("trusted", [None, "exact", "*"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def test_our_keys_and_per_target_overrides() -> None:
             "orchestration": {
                 "max_workers_per_target": 3,
                 "integration_strategy": "merge",
-                "check_commands": ["python -m compileall -q .", ["make", "check"]],
+                "check_commands": ["git diff --check", ["git", "status"]],
                 "reports_dir": "out",
                 "repo_path": "/repo",
                 "targets": {"scientific": {"integration_strategy": "rebase", "max_workers": 1, "check_commands": []}},
@@ -71,7 +72,7 @@ def test_our_keys_and_per_target_overrides() -> None:
     )
     main = settings.policy("main")
     assert (main.strategy, main.max_workers) == (Strategy.MERGE, 3)
-    assert main.check_commands == (("python", "-m", "compileall", "-q", "."), ("make", "check"))
+    assert main.check_commands == (("git", "diff", "--check"), ("git", "status"))
     scientific = settings.policy("scientific")
     assert (scientific.strategy, scientific.max_workers, scientific.check_commands) == (Strategy.REBASE, 1, ())
 
@@ -84,7 +85,7 @@ def test_disabling_parallelization_means_one_worker_per_target() -> None:
 
 def test_settings_round_trip_through_plain_data() -> None:
     settings = from_mapping(
-        {"orchestration": {"check_commands": ["a b"], "targets": {"t": {"integration_strategy": "rebase"}}}}
+        {"orchestration": {"check_commands": ["git a"], "targets": {"t": {"integration_strategy": "rebase"}}}}
     )
     assert from_mapping({"orchestration": msgspec.to_builtins(settings)}) == settings
 
@@ -221,3 +222,60 @@ def test_every_problem_of_a_file_is_reported_at_once() -> None:
 def test_rules_past_the_type_name_the_key(orchestration: dict[object, object], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_mapping({"orchestration": orchestration}, "alignment.yaml")
+
+
+@pytest.mark.parametrize(
+    ("orchestration", "key"),
+    [
+        ({"check_commands": ["git status", "mypyy --strict ."]}, "orchestration.check_commands[1]"),
+        (
+            {"targets": {"main": {"check_commands": [["mypyy", "--strict", "."]]}}},
+            "orchestration.targets.main.check_commands[0]",
+        ),
+    ],
+)
+def test_a_check_commands_program_not_on_path_is_refused_with_the_file(
+    tmp_path: Path, orchestration: dict[str, object], key: str
+) -> None:
+    """It could not start on any branch: every merged branch would fail ``check_command_not_found``."""
+    path = tmp_path / "alignment.yaml"
+    path.write_text(json.dumps({"orchestration": orchestration}), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value) == f'{path}: {key}: program "mypyy" not found on PATH'
+
+
+def test_a_check_command_named_by_its_path_is_looked_for_when_it_runs() -> None:
+    """The repository or an earlier check command may hold it: only the worktree it runs in can say."""
+    settings = from_mapping({"orchestration": {"check_commands": ["./scripts/check --all", "build/test"]}})
+    assert settings.check_commands == ("./scripts/check --all", "build/test")
+
+
+def test_the_files_paths_are_relative_to_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As pytest's ini paths are to the ini file: a ``repo_path: .`` kept in the repository means that one,
+    wherever the run starts. A ``reports_dir`` the file does not set stays ``reports`` where the run starts."""
+    folder = tmp_path / "repo" / "ci"
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "repo"))
+    path = folder / "alignment.yaml"
+    path.write_text("orchestration:\n  repo_path: ..\n  reports_dir: out\n", encoding="utf-8")
+    assert (load_settings("repo/ci/alignment.yaml").repo_path, load_settings(path).reports_dir) == (
+        str(tmp_path / "repo"),
+        str(folder / "out"),
+    )
+    path.write_text(f"orchestration:\n  repo_path: ~/ci\n  reports_dir: {tmp_path}\n", encoding="utf-8")
+    assert (load_settings(path).repo_path, load_settings(path).reports_dir) == (str(folder), str(tmp_path))
+    path.write_text("orchestration:\n  repo_path: null\n", encoding="utf-8")
+    assert (load_settings(path).repo_path, load_settings(path).reports_dir) == (None, "reports")
+
+
+def test_a_repo_path_that_does_not_exist_names_the_path_it_came_to(tmp_path: Path) -> None:
+    path = tmp_path / "ci" / "alignment.yaml"
+    path.parent.mkdir()
+    path.write_text("orchestration:\n  repo_path: ../repo\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value) == (
+        f"{path}: orchestration.repo_path: no such directory: {tmp_path / 'repo'} (relative to this file's directory)"
+    )
