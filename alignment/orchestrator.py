@@ -24,7 +24,7 @@ from alignment.errors import UsageProblem
 from alignment.inputs import BranchInput, TargetGroup, load_branches
 from alignment.interrupts import on_ctrl_c
 from alignment.ledger import RunLedger
-from alignment.logs import run_logging
+from alignment.logs import branch_scope, run_logging
 from alignment.model import BranchResult, BranchSpec
 from alignment.pipeline import Runtime
 from alignment.registry import Components
@@ -35,9 +35,16 @@ from alignment.shard import ShardSpec
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, BranchResult], None]
-"""Told ``(done, total, result)`` after each branch: from the run's threads, but one call at a time, with
-``done`` counting up; an exception it raises is logged, not raised."""
+Progress = Callable[[int, int, dict[str, Any]], None]
+"""Told ``(done, total, result)`` after each branch, ``result`` the branch's dict as ``run`` returns it (in a
+``remote`` run as before the push, made after every branch): from the run's threads, but one call at a time,
+with ``done`` counting up. The first exception it raises ends the calls, not the run: ``run`` raises
+``ProgressCallbackError`` from it once the results are written."""
+
+
+class ProgressCallbackError(Exception):
+    """The ``progress`` callback raised (the exception is its ``__cause__``); the run went on without it and
+    its results were written."""
 
 
 def resolve_settings(config: Settings | Mapping[str, Any] | str | Path | None) -> Settings:
@@ -73,7 +80,8 @@ class BranchAlignmentOrchestrator:
         """Align the branches of ``input_path`` in ``repo_path`` (default: the config's ``repo_path``).
 
         Writes ``<reports>/runs/<run id>/`` and ``<reports>/alignment_results.json`` (and ``.html``); returns
-        the same dict.
+        the same dict; once they are written, a ``ProgressCallbackError`` instead if the ``progress`` callback
+        raised.
         """
         return self._execute(input_path, repo_path, predict=False)
 
@@ -118,6 +126,7 @@ class _Run:
         self._lock = threading.Lock()
         self._progress_lock = threading.Lock()  # apart from ``_lock``: a slow callback must not hold up admission
         self._reported = 0  # progress calls made: the callback's ``done``, counting up in order
+        self._progress_failed: tuple[Exception, str] | None = None  # the callback's first exception, and where
 
     @property
     def branches(self) -> BranchInput:
@@ -128,7 +137,8 @@ class _Run:
         stops the running ones before their next step, and once they have ended, the results are written and
         the ``KeyboardInterrupt`` is raised to the caller. A further Ctrl-C while they end does not cut the wait
         short (``_later_ctrl_c_waits``). So for a Ctrl-C while a ``--remote`` run pushes (``PushInterrupted``): the
-        results say what landed."""
+        results say what landed. The progress callback's first exception is raised the same way, as the cause
+        of a ``ProgressCallbackError``, after the results are written (a ``KeyboardInterrupt`` goes first)."""
         self.ledger.start()
         logs_dir = self.setup.folder.logs_dir if self.settings.log_per_branch else None
         interrupted: KeyboardInterrupt | None = None
@@ -143,10 +153,16 @@ class _Run:
             self.ledger.push()
         except PushInterrupted as stopped:  # what was pushed is recorded: the results say it
             interrupted = stopped
-        results = self.ledger.finish().results
+        published = self.ledger.finish()
         if interrupted is not None:
             raise interrupted
-        return results
+        if self._progress_failed is not None:
+            error, where = self._progress_failed
+            raise ProgressCallbackError(
+                f"the progress callback raised {type(error).__name__} {where}: {error}; it was not called again, "
+                f"the run went on and its results are in {published.path}"
+            ) from error
+        return published.results
 
     def _run_group(self, runtime: Runtime, group: TargetGroup) -> KeyboardInterrupt | None:
         """The group's branches on a thread pool; the Ctrl-C that stopped them, if one did. Then the branches
@@ -187,14 +203,20 @@ class _Run:
             self._tell(self.progress, result)
 
     def _tell(self, progress: Progress, result: BranchResult) -> None:
-        """Call ``progress`` one branch at a time, ``done`` counting up in order. A callback that raises is
-        logged and the run goes on: a broken progress display must not leave moved branches without results."""
+        """Call ``progress`` one branch at a time, ``done`` counting up in order, with the branch's dict. Once
+        it raised it is not called again and the run goes on (a broken progress display must not leave moved
+        branches without results); the exception is logged in the branch's log and ``execute`` raises from it."""
         with self._progress_lock:
             self._reported += 1
+            if self._progress_failed is not None:
+                return
+            done, total = self._reported, len(self.branches.branches)
             try:
-                progress(self._reported, len(self.branches.branches), result)
-            except Exception:
-                log.exception("the progress callback failed on '%s'; the run goes on", result.branch)
+                progress(done, total, result.to_dict())
+            except Exception as error:
+                with branch_scope(result.branch):
+                    log.exception("the progress callback failed on '%s'; the run goes on", result.branch)
+                self._progress_failed = error, f"on '{result.branch}' ({done}/{total})"
 
     def _admit(self, runtime: Runtime) -> bool:
         """Wait for memory headroom; False once the breaker has tripped or the run was interrupted (the branch

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignment.model import BranchResult
-from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.orchestrator import BranchAlignmentOrchestrator, Progress
 from tests.conftest import Repo, entry, write_input
 
 NAMES = ("feature-a", "feature-b", "feature-c")
@@ -26,7 +24,7 @@ class Origin:
     tmp: Path
 
     def run(self, names: tuple[str, ...] = NAMES, **config: Any) -> dict[str, dict[str, Any]]:
-        progress: Callable[[int, int, BranchResult], None] | None = config.pop("progress", None)
+        progress: Progress | None = config.pop("progress", None)
         plan = config.pop("plan", False)
         write_input(self.tmp / "in.json", [entry(name) for name in names])
         orchestrator = BranchAlignmentOrchestrator(

@@ -26,7 +26,7 @@ from alignment.integrate import MergeOrRebaseIntegrator
 from alignment.journal import MoveJournal
 from alignment.ledger import RunLedger
 from alignment.model import BranchResult, Status
-from alignment.orchestrator import BranchAlignmentOrchestrator
+from alignment.orchestrator import BranchAlignmentOrchestrator, ProgressCallbackError
 from alignment.pipeline import Runtime
 from alignment.registry import Components
 from alignment.runs import RunFolder
@@ -245,8 +245,8 @@ def test_ctrl_c_starts_no_branch_and_stops_the_running_ones_with_results_written
     integrator = CtrlCWhileAnotherRuns(config)
     components = Components(integrator, ChangeErrorDetector(config), MarkdownDocGenerator(config))
 
-    def progress(done: int, total: int, result: BranchResult) -> None:
-        if result.branch == "a":
+    def progress(done: int, total: int, result: dict[str, Any]) -> None:
+        if result["branch_name"] == "a":
             integrator.released.set()
 
     orchestrator = BranchAlignmentOrchestrator(
@@ -557,7 +557,7 @@ def test_progress_reports_x_of_y(repo: Repo, many: list[str], tmp_path: Path) ->
     BranchAlignmentOrchestrator(
         components=fake_components(Recorder(), seconds=0),
         reports_dir=tmp_path / "r",
-        progress=lambda done, total, result: seen.append((done, total, result.branch)),
+        progress=lambda done, total, result: seen.append((done, total, result["branch_name"])),
     ).run(path, repo.path)
     assert sorted(done for done, _, _ in seen) == [1, 2, 3]
     assert {total for _, total, _ in seen} == {3}
@@ -568,9 +568,9 @@ def test_progress_is_called_one_branch_at_a_time(repo: Repo, many: list[str], tm
     inside = threading.Semaphore(1)
     overlaps: list[str] = []
 
-    def slow_progress(done: int, total: int, result: BranchResult) -> None:
+    def slow_progress(done: int, total: int, result: dict[str, Any]) -> None:
         if not inside.acquire(blocking=False):
-            overlaps.append(result.branch)
+            overlaps.append(result["branch_name"])
             return
         time.sleep(0.05)
         inside.release()
@@ -610,21 +610,47 @@ def test_progress_counts_up_in_order(
     assert seen == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_progress_callback_that_raises_does_not_end_the_run(
-    repo: Repo, many: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A broken progress display is logged; every branch is still aligned and the results are written."""
+def test_progress_is_told_each_branch_as_run_returns_it(repo: Repo, many: list[str], tmp_path: Path) -> None:
+    """The callback gets the spec's per-branch dict (``branch_name``, ``status``, ...), the one ``run`` returns."""
+    told: list[dict[str, Any]] = []
+    path = write_input(tmp_path / "in.json", [entry(name) for name in many[:2]])
+    result = BranchAlignmentOrchestrator(
+        reports_dir=tmp_path / "r", progress=lambda done, total, branch: told.append(branch)
+    ).run(path, repo.path)
+    returned = result["orchestration_results"]["main"]["branches"]
+    assert sorted(told, key=lambda branch: branch["branch_name"]) == returned
+    assert {branch["status"] for branch in told} == {"completed"}
 
-    def broken(done: int, total: int, result: BranchResult) -> None:
+
+def test_a_progress_callback_that_raises_is_raised_once_the_run_is_done(
+    repo: Repo, many: list[str], tmp_path: Path
+) -> None:
+    """A broken progress display is not called again; every branch is still aligned, the results are written,
+    the exception is in the branch's log, and ``run`` raises from it, saying where the results are."""
+    calls: list[int] = []
+
+    def broken(done: int, total: int, result: dict[str, Any]) -> None:
+        calls.append(done)
         raise ValueError("display gone")
 
     path = write_input(tmp_path / "in.json", [entry(name) for name in many[:3]])
-    result = BranchAlignmentOrchestrator(
-        components=fake_components(Recorder(), seconds=0), reports_dir=tmp_path / "r", progress=broken
-    ).run(path, repo.path)
-    assert result["overall_summary"]["total_successful"] == 3
-    assert (tmp_path / "r" / "alignment_results.json").exists()
-    assert sum("progress callback failed" in record.getMessage() for record in caplog.records) == 3
+    orchestrator = BranchAlignmentOrchestrator(
+        settings(max_workers_per_target=1), reports_dir=tmp_path / "r", progress=broken
+    )
+    with pytest.raises(ProgressCallbackError) as raised:
+        orchestrator.run(path, repo.path)
+    assert calls == [1]
+    results = json.loads((tmp_path / "r" / "alignment_results.json").read_text(encoding="utf-8"))
+    assert results["overall_summary"]["total_successful"] == 3
+    assert orchestrator.last_setup is not None
+    assert str(raised.value) == (
+        f"the progress callback raised ValueError on '{many[0]}' (1/3): display gone; it was not called again, "
+        f"the run went on and its results are in {orchestrator.last_setup.folder.path / 'alignment_results.json'}"
+    )
+    assert isinstance(raised.value.__cause__, ValueError)
+    log_text = (orchestrator.last_setup.folder.logs_dir / f"{many[0]}.log").read_text(encoding="utf-8")
+    assert "ERROR alignment.orchestrator: the progress callback failed" in log_text
+    assert "ValueError: display gone" in log_text
 
 
 def test_configuration_forms_and_repo_path_from_config(repo: Repo, tmp_path: Path) -> None:

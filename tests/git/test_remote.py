@@ -20,7 +20,6 @@ import pytest
 from alignment import remote
 from alignment.errors import ConfigError, GitError, InputError, MissingRemoteRef, RepositoryError
 from alignment.git import Git, PushUpdate, RepoLocation
-from alignment.model import BranchResult
 from alignment.remote import aligned_ref
 from alignment.runs import RunFolder
 from alignment.session import moves_made
@@ -84,7 +83,7 @@ def test_a_plan_fetches_and_predicts_but_pushes_nothing(origin: Origin) -> None:
 def test_the_lease_is_lost_when_another_push_lands_between_fetch_and_push(origin: Origin) -> None:
     theirs: dict[str, str] = {}
 
-    def colleague_pushes(done: int, total: int, result: BranchResult) -> None:
+    def colleague_pushes(done: int, total: int, result: dict[str, Any]) -> None:
         if not theirs:  # after the fetch, before our push: a colleague's commit lands on feature-b
             theirs["feature-b"] = origin.bare.commit("feature-b", {"colleague.txt": "c\n"})
 
@@ -121,7 +120,7 @@ def test_change_documents_say_what_the_push_did(origin: Origin) -> None:
     """The document written when a branch was aligned is brought up to date by its push: a lost lease makes
     it say the failure and where our commit is kept; a landed push names the remote backup it made."""
 
-    def colleague_pushes(done: int, total: int, result: BranchResult) -> None:
+    def colleague_pushes(done: int, total: int, result: dict[str, Any]) -> None:
         if not origin.bare.git("rev-list", "-1", "feature-b", "--", "colleague.txt"):
             origin.bare.commit("feature-b", {"colleague.txt": "c\n"})
 
@@ -173,7 +172,7 @@ def test_an_atomic_push_per_target_lands_all_or_nothing(origin: Origin) -> None:
 def test_the_remote_disappears_mid_run_and_nothing_is_half_done(origin: Origin) -> None:
     gone = origin.bare.path.with_name("moved-away.git")
 
-    def remote_vanishes(done: int, total: int, result: BranchResult) -> None:
+    def remote_vanishes(done: int, total: int, result: dict[str, Any]) -> None:
         if not gone.exists():
             origin.bare.path.rename(gone)
 
