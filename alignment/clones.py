@@ -9,6 +9,10 @@ later runs (a cache: objects fetched once are not fetched again). A lock file be
 one machine out of one clone; the second takes ``<worker>-2.git``. A clone of another object format than
 the run's repository (git cannot fetch across formats) is removed and made anew by the run that locks it.
 
+Its merges are authored and committed as in the controller's repository: the controller resolves git's
+identity there and each run writes it into the clone's config (``author.*``, ``committer.*``), so a worker
+machine needs no identity of its own.
+
 In the clone the worker fetches the listed branches and targets into the run's namespace and, by commit id,
 any target the controller pinned at another commit; it aligns there and pushes its own branches at the end
 of its session (``remote.push_branches``: backups first, then each branch with a lease on its fetched tip).
@@ -34,21 +38,32 @@ MAX_CLONES_PER_WORKER = 8  # runs on one machine at once that each want the clon
 @dataclass(frozen=True)
 class WorkerClones:
     """Where workers keep their clones (a path on each worker's machine), the URL they fetch from, the object
-    format (``sha1``, ``sha256``) their clones need for it, and the URLs they push to."""
+    format (``sha1``, ``sha256``) their clones need for it, the URLs they push to, and the name and email
+    their merges are authored and committed with (the controller's repository's)."""
 
     directory: str
     url: str
     object_format: str
     push_urls: tuple[str, ...]
+    author: tuple[str, str]
+    committer: tuple[str, str]
 
 
 def clones_for(location: RepoLocation, remote: str, directory: str) -> WorkerClones:
     """The controller's side: workers' clones under ``directory``, fetching from the URL of ``remote`` and
     pushing where ``git push REMOTE`` does in the repository (its ``pushurl``s, else the URL), as workers
-    elsewhere can use them (``Git.remote_url``: a relative local path made absolute)."""
+    elsewhere can use them (``Git.remote_url``: a relative local path made absolute), committing as git does
+    in the repository (``set_up_run`` checked that it can)."""
     git = Git(location)
     try:
-        return WorkerClones(directory, git.remote_url(remote), git.object_format(), git.remote_push_urls(remote))
+        return WorkerClones(
+            directory,
+            git.remote_url(remote),
+            git.object_format(),
+            git.remote_push_urls(remote),
+            git.person("GIT_AUTHOR"),
+            git.person("GIT_COMMITTER"),
+        )
     finally:
         git.close()
 
@@ -106,17 +121,23 @@ def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
 
 
 def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool:
-    """Make the clone at ``location`` unless it exists, and point its ``remote`` at ``clones``' URLs: whether it
-    was made now. One of another object format than ``clones`` needs (git cannot fetch across formats) is
-    removed and made anew, as a cache of a format no run may use again."""
+    """Make the clone at ``location`` unless it exists, point its ``remote`` at ``clones``' URLs and give it
+    the controller's identity: whether it was made now. One of another object format than ``clones`` needs
+    (git cannot fetch across formats) is removed and made anew, as a cache of a format no run may use again.
+    An identity git still refuses there (the worker's ``GIT_AUTHOR_NAME``, say) is a ``RepositoryError``."""
     created = not location.git_dir.exists() or _remove_if_of_another_format(location, clones.object_format)
     if created:
         Git.init_bare(location.git_dir, object_format=clones.object_format).close()
     git = Git(location)
     try:
         git.set_remote_urls(remote, clones.url, clones.push_urls)
+        git.set_identity(*clones.author, scope="author")
+        git.set_identity(*clones.committer, scope="committer")
+        problem = git.identity_problem()
     finally:
         git.close()
+    if problem is not None:
+        raise RepositoryError(f"--worker-clones {location.git_dir}: git cannot author merge commits there ({problem})")
     return created
 
 

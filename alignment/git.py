@@ -631,13 +631,14 @@ class Git:
     # -- objects --------------------------------------------------------------------------------------------
 
     def identity_problem(self) -> str | None:
-        """Why git could not author a commit here (no user.name / user.email), or None."""
-        done = self._run("var", "GIT_COMMITTER_IDENT", ok=(0, 128))
-        if done.returncode == 0:
-            return None
-        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        fatal = [line for line in lines if line.startswith("fatal:")]
-        return (fatal or lines or ["git var GIT_COMMITTER_IDENT failed"])[-1]
+        """Why git could not author or commit a commit here (no user.name / user.email), or None."""
+        for role in ("GIT_AUTHOR", "GIT_COMMITTER"):
+            done = self._run("var", f"{role}_IDENT", ok=(0, 128))
+            if done.returncode != 0:
+                lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+                fatal = [line for line in lines if line.startswith("fatal:")]
+                return (fatal or lines or [f"git var {role}_IDENT failed"])[-1]
+        return None
 
     def merge_tree(self, ours: str, theirs: str, *, timeout: float | None = None) -> MergeTree:
         """Merge ``theirs`` into ``ours`` in memory and write the resulting tree (conflicted or not); a merge
@@ -768,11 +769,21 @@ class Git:
                 self._store = _ObjectStore(Path(directory), hash_name, _git_must_write(settings))
             return self._store
 
-    def _identity(self, role: str) -> str:
-        """``Name <email> <time> <zone>`` for ``GIT_AUTHOR`` or ``GIT_COMMITTER``."""
+    def person(self, role: str) -> tuple[str, str]:
+        """The name and email git gives ``GIT_AUTHOR`` or ``GIT_COMMITTER`` here (its config, ``GIT_*_NAME`` /
+        ``GIT_*_EMAIL``): what worker clones are told to use (``clones.WorkerClones``)."""
+        name, _, email = self._ident(role).rsplit(" ", 2)[0].partition(" <")
+        return name, email.removesuffix(">")
+
+    def _ident(self, role: str) -> str:
+        """``git var ROLE_IDENT`` (read once): ``Name <email> <time> <zone>``."""
         if role not in self._identities:
             self._identities[role] = self._run("var", f"{role}_IDENT").stdout.decode("utf-8").strip()
-        identity = self._identities[role]
+        return self._identities[role]
+
+    def _identity(self, role: str) -> str:
+        """``Name <email> <time> <zone>`` for ``GIT_AUTHOR`` or ``GIT_COMMITTER``."""
+        identity = self._ident(role)
         if f"{role}_DATE" in self.env:
             return identity
         person = identity.rsplit(" ", 2)[0]
@@ -1101,11 +1112,11 @@ class Git:
             raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))
         return cls(RepoLocation(path.resolve(), path.resolve(), None))
 
-    def set_identity(self, name: str, email: str) -> None:
-        """Write ``user.name`` and ``user.email`` into the repository's config (demo and benchmark
-        repositories, so that runs on them can commit anywhere)."""
-        self._run("config", "user.name", name)
-        self._run("config", "user.email", email)
+    def set_identity(self, name: str, email: str, *, scope: str = "user") -> None:
+        """Write ``user.name`` and ``user.email`` (``scope``: ``author.*``, ``committer.*``) into the repository's
+        config (demo and benchmark repositories, so that runs on them can commit anywhere; worker clones)."""
+        self._run("config", f"{scope}.name", name)
+        self._run("config", f"{scope}.email", email)
 
     def fast_import(self, stream: bytes) -> None:
         """Feed a ``git fast-import`` stream (used to build demo and benchmark repositories)."""

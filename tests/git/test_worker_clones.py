@@ -13,6 +13,7 @@ import pytest
 from alignment.clones import Clone, WorkerClones, open_clone, pinned_ref
 from alignment.config import Settings
 from alignment.errors import RepositoryError
+from alignment.git import Git
 from alignment.inputs import load_branches
 from alignment.journal import MoveJournal
 from alignment.ledger import RunLedger
@@ -32,10 +33,15 @@ def origin(repo: Repo, tmp_path: Path, request: pytest.FixtureRequest) -> Origin
     return make_origin(repo if object_format == "sha1" else new_repo(tmp_path / "source", object_format), tmp_path)
 
 
+AUTHOR = ("Test Author", "author@example.com")  # the identity of the tests' git (``isolated_git``)
+COMMITTER = ("Test Committer", "committer@example.com")
+IDENTITY_VARIABLES = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")
+
+
 def clones_of(origin: Origin, directory: Path | None = None) -> WorkerClones:
     """Clones of the sha1 ``origin`` under ``directory`` (default: ``clones`` in its temporary directory)."""
     url = str(origin.bare.path)
-    return WorkerClones(str(directory or origin.tmp / "clones"), url, "sha1", (url,))
+    return WorkerClones(str(directory or origin.tmp / "clones"), url, "sha1", (url,), AUTHOR, COMMITTER)
 
 
 class SetupMaker(Protocol):
@@ -65,7 +71,7 @@ def setup_of(origin: Origin) -> Iterator[SetupMaker]:
 def test_the_setup_carries_the_clones_dir_and_an_absolute_url_to_workers(origin: Origin, setup_of: SetupMaker) -> None:
     setup = setup_of(url="../remote.git")  # relative: to the repository's working tree
     url = str(origin.bare.path.resolve())
-    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), url, "sha1", (url,))
+    assert setup.clones == WorkerClones(str(origin.tmp / "clones"), url, "sha1", (url,), AUTHOR, COMMITTER)
     assert RunSetup.from_json(setup.to_json()).clones == setup.clones
 
 
@@ -92,6 +98,49 @@ def test_a_clone_is_made_on_first_use_then_refreshed_and_holds_the_run_refs(
         assert not again.created
         setup.in_clone(again)
         assert Repo(again.location.git_dir).git("rev-parse", tracking_root("origin") + "feature-b") == new
+
+
+def test_a_clone_commits_as_the_controllers_repository_without_an_identity_of_its_own(
+    origin: Origin, setup_of: SetupMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The identity is in the controller's repository's own config and nowhere else (a worker machine without
+    a global one): the workers' clones author and commit their merges with it, as the controller would."""
+    for name in IDENTITY_VARIABLES:
+        monkeypatch.delenv(name)
+    origin.clone.git("config", "user.name", "Controller")
+    origin.clone.git("config", "user.email", "controller@example.com")
+    origin.clone.git("config", "committer.name", "Controller Committer")
+    setup = setup_of()
+    assert setup.clones is not None
+    with open_clone(setup.clones, "gw0", "origin") as clone:
+        setup.in_clone(clone)
+        git = Git(clone.location)
+        try:
+            target = git.resolve_ref(tracking_root("origin") + "main")
+            assert target is not None
+            merge = git.commit_tree(origin.bare.git("rev-parse", "main^{tree}"), [target], "m")
+        finally:
+            git.close()
+        made = Repo(clone.location.git_dir).git("log", "-1", "--format=%an <%ae>|%cn <%ce>", merge)
+    assert made == "Controller <controller@example.com>|Controller Committer <controller@example.com>"
+
+
+def test_an_identity_git_refuses_in_a_clone_is_one_clear_error(
+    origin: Origin, setup_of: SetupMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's own environment still counts, as for git: an empty ``GIT_COMMITTER_NAME`` there is one
+    error naming the clone, which fails the worker's branches (``CloneUnavailable``), not a trace per merge."""
+    setup = setup_of()
+    assert setup.clones is not None
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "")
+    clone_dir = origin.tmp / "clones" / "gw0.git"
+    with pytest.raises(
+        RepositoryError, match=rf"^--worker-clones {clone_dir}: git cannot author merge commits there \(fatal: empty"
+    ):
+        open_clone(setup.clones, "gw0", "origin")
+    monkeypatch.delenv("GIT_COMMITTER_NAME")
+    with open_clone(setup.clones, "gw0", "origin") as clone:  # the lock was released
+        assert clone.location.git_dir == clone_dir
 
 
 @pytest.mark.parametrize("how", ["pushurl", "pushInsteadOf"])

@@ -148,6 +148,23 @@ def test_a_worker_killed_between_the_backups_and_the_branches_push_failed_then_l
     origin.assert_safe()
 
 
+def test_workers_merge_as_the_controllers_repository_on_a_machine_without_a_global_identity(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git's identity only in the controller's repository's own config (no global one, no ``GIT_AUTHOR_*``):
+    the workers' clones author and commit the merges with it, as a run without worker clones would."""
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name)
+    origin.clone.git("config", "user.name", "Controller")
+    origin.clone.git("config", "user.email", "controller@example.com")
+    done = run(origin)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in NAMES:
+        origin.assert_aligned(name)
+        made = origin.bare.git("log", "-1", "--format=%an <%ae>|%cn <%ce>", name)
+        assert made == "Controller <controller@example.com>|Controller <controller@example.com>"
+
+
 def test_a_worker_without_its_clone_fails_each_branch_with_the_reason_and_moves_nothing(origin: Origin) -> None:
     (origin.tmp / "file").write_text("x")
     done = run(origin, f"--worker-clones={origin.tmp / 'file' / 'clones'}")  # the last one counts
