@@ -363,6 +363,15 @@ def worktree_registered(worktree: Path) -> bool:
     return pointer.startswith("gitdir:") and Path(pointer.removeprefix("gitdir:").strip()).is_dir()
 
 
+def _driver_files(directory: Path) -> frozenset[str]:
+    """The names of merge drivers' temporary files in ``directory`` (``Git._driver_files_removed_if_killed``)."""
+    try:
+        with os.scandir(directory) as entries:
+            return frozenset(entry.name for entry in entries if entry.name.startswith(".merge_file_"))
+    except OSError:
+        return frozenset()
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="surrogateescape").strip()
@@ -648,7 +657,8 @@ class Git:
         if ahead is not None:
             return ahead
         args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
-        done = self._run(*args, ok=(0, 1), timeout=timeout, known={"unrelated histories": UnrelatedHistories})
+        with self._driver_files_removed_if_killed():
+            done = self._run(*args, ok=(0, 1), timeout=timeout, known={"unrelated histories": UnrelatedHistories})
         return _merge_at(done.stdout.split(b"\0"), 0, conflicted=done.returncode == 1)[0]
 
     def merge_trees(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> tuple[MergeTree, ...]:
@@ -704,6 +714,24 @@ class Git:
                 self._probes = create_scratch(f"probes-{os.getpid()}", memory_dir())
         return tempfile.mkdtemp(dir=self._probes)
 
+    @contextlib.contextmanager
+    def _driver_files_removed_if_killed(self) -> Iterator[None]:
+        """Around a merge process: if it is killed (a timeout, Ctrl-C, pytest-timeout's exception), remove the
+        files of merge drivers it left in ``RepoLocation.run_dir``, the user's worktree. git writes a driver's
+        three sides there as ``.merge_file_XXXXXX`` (ll-merge.c, relative to the directory it runs in) and
+        deletes them when the driver returns, but not when it is killed first (nor on SIGTERM, in 2.39). Only
+        names that were not there when the process started go; a process that ended by itself removed its own.
+        """
+        before = _driver_files(self.location.run_dir)
+        try:
+            yield
+        except BaseException as error:
+            if isinstance(error, GitTimeout) or not isinstance(error, AlignmentError):
+                for name in _driver_files(self.location.run_dir) - before:
+                    with contextlib.suppress(OSError):
+                        (self.location.run_dir / name).unlink()
+            raise
+
     def _merge_batch(
         self,
         pairs: Sequence[tuple[str, str]],
@@ -715,7 +743,8 @@ class Git:
             return ()
         payload = "".join(f"{ours} {theirs}\n" for ours, theirs in pairs).encode()
         args = ("merge-tree", "--stdin", "-z", "--name-only")
-        done = self._run(*args, stdin=payload, ok=(0, 1), timeout=timeout, options=options, env=env)
+        with self._driver_files_removed_if_killed():
+            done = self._run(*args, stdin=payload, ok=(0, 1), timeout=timeout, options=options, env=env)
         fields = done.stdout.split(b"\0")
         merges, index = [], 0
         for _ in pairs:

@@ -1097,6 +1097,28 @@ def test_merges_follow_the_merge_attributes_of_the_repository_not_of_the_directo
     assert [result.conflicts for result in merged] == [(), (Conflict("bin.dat", "binary"),)]
 
 
+@pytest.mark.parametrize("merge", MERGES)
+def test_a_merge_killed_while_a_driver_runs_leaves_no_driver_file_in_the_worktree(
+    repo: Repo, merge: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git writes a driver's three files (``.merge_file_XXXXXX``) where it runs, the worktree, and deletes them
+    when the driver returns: killed mid-driver (a timeout), it cannot. Those it wrote go; a file of that name
+    that was there before stays."""
+    repo.git("config", "merge.slow.driver", "sleep 30")
+    base = repo.commit("main", {".gitattributes": "slow.txt merge=slow\n", "slow.txt": "1\n"})
+    branch = repo.commit("slow", {"slow.txt": "branch\n"}, parent=base)
+    target = repo.commit("main", {"slow.txt": "main\n"})
+    repo.git("reset", "-q", "--hard", "main")
+    (repo.path / ".merge_file_mine").write_text("yours\n")
+    door = Git(RepoLocation.discover(repo.path), timeout=1)
+    try:
+        with pytest.raises(GitTimeout):
+            MERGES[merge](door, [(branch, target)])
+    finally:
+        door.close()
+    assert repo.status() == "?? .merge_file_mine"
+
+
 def test_a_submodule_whose_repository_is_in_the_worktree_is_merged_as_git_merge_does(
     repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
