@@ -180,7 +180,8 @@ class RepoLocation:
         try:
             git_dir = Path(repo.git_dir).resolve()
             common_dir = Path(repo.common_dir).resolve()
-            top = None if repo.bare else Path(str(repo.working_tree_dir)).resolve()
+            # GitPython gives a relative ``core.worktree`` as written; git reads it relative to the git dir
+            top = None if repo.bare else (Path(repo.git_dir) / str(repo.working_tree_dir)).resolve()
             main_bare = repo.config_reader().get_value("core", "bare", default=False) is True
         finally:
             repo.close()
@@ -212,11 +213,14 @@ def _check_ownership(given: Path, location: RepoLocation) -> None:
     processes name the repository (``--git-dir``), which skips git's check; this one lets git find it where
     it runs for the repository, and so applies the check, with git's own rules and settings.
     ``safe.bareRepository=all``: the user named this repository, as ``--git-dir`` does; without it, a
-    setting of ``explicit`` would answer for a bare repository before the ownership check does."""
+    setting of ``explicit`` would answer for a bare repository before the ownership check does. Where the
+    worktree holds no ``.git`` of this repository (one ``core.worktree`` sets, the dotfiles set-up; a git dir
+    of ``--separate-git-dir`` that knows no worktree), git finds it in its git dir only."""
     args = ("rev-parse", "--git-dir")
     argv = ("git", *_SAFETY_OPTIONS, "-c", "safe.bareRepository=all", *args)
+    where = location.run_dir if _leads_to(location.run_dir / ".git", location.git_dir) else location.git_dir
     try:
-        done = run_process(argv, cwd=location.run_dir, env=git_environment(), timeout=60)
+        done = run_process(argv, cwd=where, env=git_environment(), timeout=60)
     except ProcessTimeout:
         raise GitTimeout(args, 60) from None
     if done.returncode == 0:
@@ -228,6 +232,14 @@ def _check_ownership(given: Path, location: RepoLocation) -> None:
             f"{given}: owned by another user, git refuses it (dubious ownership); if you trust it: `{fix[0]}`"
         )
     raise RepositoryError(f"{given}: git cannot use this repository ({GitError(args, done.returncode, stderr).detail})")
+
+
+def _leads_to(dot_git: Path, git_dir: Path) -> bool:
+    """Whether git finding the repository at ``dot_git`` (a ``.git`` directory, or a file naming one) finds
+    ``git_dir``."""
+    pointer = _read_text(dot_git)  # "" for a directory
+    found = dot_git.parent / pointer.removeprefix("gitdir:").strip() if pointer.startswith("gitdir:") else dot_git
+    return found.is_dir() and found.resolve() == git_dir
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,41 @@ def test_discovery_refuses_a_bare_repository_of_another_user(
         RepoLocation.discover(tmp_path / "other.git")
 
 
+@pytest.mark.parametrize("setting", ["absolute", "relative"])
+def test_a_repository_whose_worktree_core_worktree_sets_is_found_and_run_in_that_worktree(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """The dotfiles set-up: a bare repository made non-bare with ``core.worktree`` (relative: to the git dir),
+    no ``.git`` in that worktree. git runs there for it (its attributes); its ownership is checked in the git
+    dir, where git finds it."""
+    dot = tmp_path / "config" / "dot.git"
+    home = tmp_path / "home"
+    home.mkdir()
+    repo.git("clone", "-q", "--bare", str(repo.path), str(dot))
+    subprocess.run(["git", f"--git-dir={dot}", "config", "core.bare", "false"], check=True)
+    worktree = str(home) if setting == "absolute" else "../../home"
+    subprocess.run(["git", f"--git-dir={dot}", "config", "core.worktree", worktree], check=True)
+    monkeypatch.chdir(repo.path)  # a relative core.worktree does not mean the directory the run is in
+    location = RepoLocation.discover(dot)
+    assert location == RepoLocation(dot.resolve(), dot.resolve(), home.resolve())
+    assert location.run_dir == home.resolve()
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")
+    fix = f"git config --global --add safe.directory {dot.resolve()}"
+    with pytest.raises(RepositoryError, match=f"owned by another user.*`{re.escape(fix)}`$"):
+        RepoLocation.discover(dot)
+
+
+def test_a_repository_made_with_a_separate_git_dir_is_found_by_its_git_dir_and_its_worktree(
+    tmp_path: Path,
+) -> None:
+    """``git init --separate-git-dir``: the worktree's ``.git`` file names the git dir, which knows no worktree."""
+    git_dir, worktree = tmp_path / "sep.git", tmp_path / "wt"
+    subprocess.run(["git", "init", "-q", f"--separate-git-dir={git_dir}", str(worktree)], check=True)
+    by_worktree = RepoLocation.discover(worktree)
+    assert (by_worktree.git_dir, by_worktree.run_dir) == (git_dir.resolve(), worktree.resolve())
+    assert RepoLocation.discover(git_dir).git_dir == git_dir.resolve()
+
+
 def test_a_dead_helper_is_restarted_on_the_next_request(git: Git, repo: Repo) -> None:
     assert git.resolve_branch("main") == repo.tip("main")
     process = git._objects._helpers[0]._process
