@@ -7,7 +7,9 @@ where ``git push`` pushes in the controller's repository (its ``pushurl``, ``pus
 first use, with the object format (sha1, sha256) of the controller's repository, and refreshed by fetch on
 later runs (a cache: objects fetched once are not fetched again). A lock file beside it keeps two runs on
 one machine out of one clone; the second takes ``<worker>-2.git``. A clone of another object format than
-the run's repository (git cannot fetch across formats) is removed and made anew by the run that locks it.
+the run's repository (git cannot fetch across formats) is removed and made anew by the run that locks it,
+if it carries the mark of a clone the tool made (``Git.mark_worker_clone``); an unmarked repository there
+is never touched, and the worker takes the next name.
 
 Its merges are authored and committed as in the controller's repository: the controller resolves git's
 identity there and each run writes it into the clone's config (``author.*``, ``committer.*``), so a worker
@@ -113,21 +115,32 @@ def open_clone(clones: WorkerClones, worker: str, remote: str) -> Clone:
         except BaseException:
             os.close(lock)
             raise
+        if created is None:
+            os.close(lock)
+            continue
         return Clone(location, created, lock)
     raise RepositoryError(
         f"--worker-clones {directory}: every clone of worker {worker} "
-        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run"
+        f"({counted(MAX_CLONES_PER_WORKER, 'clone', 'clones')}) is in use by another run, or is a repository of "
+        f"another object format than {clones.object_format} that the tool did not make"
     )
 
 
-def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool:
+def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool | None:
     """Make the clone at ``location`` unless it exists, point its ``remote`` at ``clones``' URLs and give it
     the controller's identity: whether it was made now. One of another object format than ``clones`` needs
-    (git cannot fetch across formats) is removed and made anew, as a cache of a format no run may use again.
-    An identity git still refuses there (the worker's ``GIT_AUTHOR_NAME``, say) is a ``RepositoryError``."""
+    (git cannot fetch across formats) is removed and made anew, as a cache of a format no run may use again,
+    if the tool made it; None, and nothing touched, for a repository there of another format without that
+    mark. An identity git still refuses there (the worker's ``GIT_AUTHOR_NAME``, say) is a ``RepositoryError``."""
     created = not location.git_dir.exists() or _remove_if_of_another_format(location, clones.object_format)
+    if created is None:
+        return None
     if created:
-        Git.init_bare(location.git_dir, object_format=clones.object_format).close()
+        made = Git.init_bare(location.git_dir, object_format=clones.object_format)
+        try:
+            made.mark_worker_clone()
+        finally:
+            made.close()
     git = Git(location)
     try:
         git.set_remote_urls(remote, clones.url, clones.push_urls)
@@ -141,13 +154,15 @@ def _prepare(location: RepoLocation, clones: WorkerClones, remote: str) -> bool:
     return created
 
 
-def _remove_if_of_another_format(location: RepoLocation, object_format: str) -> bool:
+def _remove_if_of_another_format(location: RepoLocation, object_format: str) -> bool | None:
     """Remove the clone at ``location`` (locked by this process) if its object format is not ``object_format``;
-    whether it did."""
+    whether it did, or None for one of another format without the tool's mark (a name proves nothing)."""
     git = Git(location)
     try:
         if git.object_format() == object_format:
             return False
+        if not git.is_worker_clone():
+            return None
     finally:
         git.close()
     try:

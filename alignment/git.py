@@ -117,6 +117,7 @@ _COMMIT_FORMAT = "%H%n%an%n%s"  # read by _commit_info
 _OWN_FORMAT = "%H%x00%P%x00%an <%ae> %at%x00%s%x00"  # read by _commits_of: no field holds a NUL
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
+WORKER_CLONE_MARK = "alignment.workerClone"  # set in a worker clone the tool made (``Git.mark_worker_clone``)
 PATHSPEC_BYTES = 64 * 1024  # paths passed as arguments at most; beyond, the whole diff is read and filtered
 PREFETCH = 64  # trees read in one round trip: 2.7 KB of request, far below a pipe's 64 KB, so it never blocks
 
@@ -1152,6 +1153,16 @@ class Git:
         if done.returncode != 0:
             raise GitError(args, done.returncode, done.stderr.decode("utf-8", "replace"))
         return cls(RepoLocation(path.resolve(), path.resolve(), None))
+
+    def mark_worker_clone(self) -> None:
+        """Mark the repository as a worker clone the tool made (``alignment.workerClone`` in its own config): only
+        a marked one is ever removed (``clones``); its name proves nothing."""
+        self._run("config", "--local", WORKER_CLONE_MARK, "true")
+
+    def is_worker_clone(self) -> bool:
+        """Whether the repository carries ``mark_worker_clone``'s mark (its own config only, not a global one)."""
+        done = self._run("config", "--local", "--type=bool", "--get", WORKER_CLONE_MARK, ok=(0, 1))
+        return done.stdout.strip() == b"true"
 
     def set_identity(self, name: str, email: str, *, scope: str = "user") -> None:
         """Write ``user.name`` and ``user.email`` (``scope``: ``author.*``, ``committer.*``) into the repository's

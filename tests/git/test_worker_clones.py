@@ -206,12 +206,24 @@ def test_a_clone_of_the_other_object_format_is_made_anew_in_its_place(origin: Or
     assert setup.clones is not None
     other = "sha256" if setup.clones.object_format == "sha1" else "sha1"
     stale = origin.tmp / "clones" / "gw0.git"
-    subprocess.run(["git", "init", "-q", "--bare", f"--object-format={other}", str(stale)], check=True)
+    open_clone(replace(setup.clones, object_format=other), "gw0", "origin").close()  # an earlier run's clone
     with open_clone(setup.clones, "gw0", "origin") as clone:
         assert (clone.location.git_dir, clone.created) == (stale, True)
         setup.in_clone(clone)
         assert Repo(stale).git("rev-parse", "--show-object-format") == setup.clones.object_format
     assert sorted(path.name for path in stale.parent.glob("*.git")) == ["gw0.git"]
+
+
+def test_a_repository_of_the_other_object_format_the_tool_did_not_make_is_left_as_it_is(origin: Origin) -> None:
+    """Its name proves nothing: a repository someone keeps at ``DIR/gw0.git`` without the mark of a clone the
+    tool made is never removed; the worker takes the next name."""
+    theirs = origin.tmp / "clones" / "gw0.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--object-format=sha256", str(theirs)], check=True)
+    (theirs / "kept").write_text("theirs\n")
+    with open_clone(clones_of(origin), "gw0", "origin") as clone:
+        assert (clone.location.git_dir.name, clone.created) == ("gw0-2.git", True)
+    assert (theirs / "kept").read_text() == "theirs\n"
+    assert Repo(theirs).git("rev-parse", "--show-object-format") == "sha256"
 
 
 def test_every_clone_of_a_worker_in_use_is_one_clear_error(origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
