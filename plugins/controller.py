@@ -214,11 +214,15 @@ class AlignmentController:
         return f"{str(report.longrepr).strip()}; {self._put_back(branch)}"
 
     def _put_back(self, branch: str) -> str:
-        """Put back whatever the journal says a process that did not finish ``branch`` moved; what happened."""
+        """Put back whatever the journal says a process that did not finish ``branch`` moved; what happened. A
+        push (``--worker-clones``: a worker journals it in the run's folder when it shares the disk) is no local
+        move: it is left to ``alignment undo``, which puts it back on the remote."""
         journal = MoveJournal(self.setup.folder.moves_dir)
         move = journal.get(branch)
         if move is None:
             return f"'{branch}' was not moved"
+        if move.remote is not None:
+            return f"'{branch}' was pushed to '{move.remote}' (journaled), not moved here: left as it is"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
         timeout = self.setup.settings.integration_timeout_seconds
         git = Git(self.setup.location, timeout=timeout, reflog_message=f"{run_signature(self.setup.run_id)}: put back")
@@ -403,18 +407,21 @@ class AlignmentController:
 
     def _report_unfinished(self) -> None:
         """Each branch that started and whose result never came back (Ctrl-C stopped the run, or the process
-        aligning it, first). One whose call passed had completed its steps (only its teardown was cut short):
-        it is reported ``completed`` at the tips the journal names, by a teardown carrying the result, so that
+        aligning it, first). One whose call passed had completed its steps (only its teardown was cut short), and
+        so had one whose push the journal holds (a worker in a clone of its own pushes after its steps): it is
+        reported ``completed`` at the tips the journal names, by a teardown carrying the result, so that
         pytest counts it once, as passed. Any other: whatever the journal says it moved is put back, and it is
         reported as its worker would have reported it, ``interrupted``: a failed call (an error, its text the
         message) and a teardown carrying the result."""
-        self._start_unheard_moves()
+        moves = MoveJournal(self.setup.folder.moves_dir).moves()
+        self._start_unheard_moves({move.branch for move in moves if move.remote is None})
+        pushed = {move.branch for move in moves if move.remote is not None}
         nodeids = {branch: nodeid for nodeid, branch in self.nodes.selected.items()}
         for spec in self.ledger.unfinished():
             nodeid = nodeids[spec.name]
             path, _, name = nodeid.partition("::")
             reports: list[pytest.TestReport] = []
-            if nodeid in self.passed_calls:
+            if nodeid in self.passed_calls or spec.name in pushed:
                 result = self._completed_result(spec.name)
             else:
                 message = (
@@ -433,10 +440,10 @@ class AlignmentController:
             for report in reports:
                 self.config.hook.pytest_runtest_logreport(report=report)
 
-    def _start_unheard_moves(self) -> None:
-        """Each branch the journal says a worker moved, with no report of it read here (Ctrl-C stopped this
-        process before it read the branch's start), started: it is one of the unfinished, not never started."""
-        moved = {move.branch for move in MoveJournal(self.setup.folder.moves_dir).moves()}
+    def _start_unheard_moves(self, moved: set[str]) -> None:
+        """Each branch of ``moved`` (the journal says a worker moved it here) with no report of it read here
+        (Ctrl-C stopped this process before it read the branch's start), started: it is one of the unfinished,
+        not never started."""
         for nodeid, branch in self.nodes.selected.items():
             if branch in moved and nodeid not in self.reported:
                 self.ledger.branch_started(self.specs[branch])

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from alignment.demo import EXPECTED_FILE, build_demo
+from alignment.journal import MoveJournal
 from alignment.model import parse_iso_utc
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.runs import RESULTS_FILE, RunFolder
@@ -637,6 +638,35 @@ def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(
     assert repo.tip("later") == tips["later"]
     report = json.loads((done.reports / "latest" / "pytest-report.json").read_text())
     assert [test["outcome"] for test in report["tests"]] == ["passed", "skipped"]
+
+
+@pytest.mark.parametrize(("phase", "status"), [("call", "completed"), ("setup", "not_run")])
+def test_ctrl_c_leaves_a_journaled_push_alone_and_never_reports_it_interrupted(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str, status: str
+) -> None:
+    """README: a push journaled in the run's folder (by a worker in a clone of its own, ``--worker-clones``) is
+    no local move: after Ctrl-C the controller neither restores the local branch from it nor journals it as put
+    back by the run (``alignment runs`` and ``alignment undo`` still count it). Its branch had ended its steps:
+    ``completed`` at the journaled tips when the controller heard it start, else never started (``not_run``)."""
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("done", "pushed")}
+    merged = repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("done"), entry("pushed")])
+    monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_AT", phase)
+    monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_TIP", merged)
+    args = ("--input", str(input_path), "--repo", str(repo.path), "-p", "tests.plugin.pushed_then_ctrl_c")
+    done = run(*args, no_reraise_ctrlc=True)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    pushed = done.branches().get("pushed", {"status": "not_run"})
+    assert pushed["status"] == status, pushed
+    if status == "completed":
+        assert (pushed["old_tip"], pushed["new_tip"]) == (tips["pushed"], merged)
+    assert repo.tip("pushed") == tips["pushed"]
+    moves = MoveJournal(RunFolder(done.reports, done.data["run_id"]).moves_dir).moves()
+    assert [(move.branch, move.remote, move.put_back) for move in moves] == [
+        ("done", None, None),
+        ("pushed", "origin", None),
+    ]
+    assert "Traceback" not in done.output
 
 
 def test_ctrl_c_while_the_workers_end_publishes_the_results(
