@@ -451,9 +451,7 @@ class AlignmentController:
     def _completed_result(self, branch: str) -> BranchResult:
         """A ``completed`` result made here for ``branch``, whose steps ended before its teardown was cut
         short: at the tips of its move in the journal (none: it needed no move)."""
-        move = MoveJournal(self.setup.folder.moves_dir).get(branch)
-        if move is not None and move.rejected:
-            move = None  # git refused its compare-and-swap: it was not moved
+        move = MoveJournal(self.setup.folder.moves_dir).get(branch)  # None too when git refused the move
         now = time.time()
         target = self.specs[branch].target
         result = BranchResult(
