@@ -97,9 +97,9 @@ def _where_the_run_worked(folder: RunFolder) -> tuple[str, RepoLocation, str | N
 
     Where the run's git processes ran (``RepoLocation.run_dir``, which its record keeps), as the run saw the
     repository there: a linked worktree's remote URLs are relative to it, it may have remotes of its own
-    (``config.worktree``) and a ``safe.directory`` entry of its own. Gone (the worktree removed), or another
-    repository's now: the common git dir the record names too. An unreadable record, or a repository git
-    refuses, is one line that says how to go on."""
+    (``config.worktree``) and a ``safe.directory`` entry of its own. Gone (the worktree removed), no repository
+    or another repository's now: the common git dir the record names too. An unreadable record, or a repository
+    git refuses there, is one line that says how to go on."""
     try:
         record = folder.record()
     except FileProblem as error:
@@ -108,10 +108,14 @@ def _where_the_run_worked(folder: RunFolder) -> tuple[str, RepoLocation, str | N
     note = None
     try:
         if isinstance(ran_in, str) and Path(ran_in).is_dir():
-            location = RepoLocation.discover(ran_in)
-            if location.common_dir == Path(repository):
-                return ran_in, location, None
-            note = f"{ran_in}, where run {folder.run_id} worked, is another repository's now: undoing in {repository}"
+            try:
+                location = RepoLocation.discover(ran_in)
+                if location.common_dir == Path(repository):
+                    return ran_in, location, None
+                now = "another repository's now"
+            except RepositoryError:  # no repository now (or one git refuses): the common dir may still do
+                now = "no repository undo can use now"
+            note = f"{ran_in}, where run {folder.run_id} worked, is {now}: undoing in {repository}"
         elif isinstance(ran_in, str):
             note = f"{ran_in}, where run {folder.run_id} worked, is gone: undoing in {repository}"
         return repository, RepoLocation.discover(repository), note

@@ -624,20 +624,25 @@ def test_run_records_its_repository_for_undo(repo: Repo, tmp_path: Path) -> None
     assert record["run_dir"] == str(repo.path.resolve())  # where undo works, as the run did
 
 
+@pytest.mark.parametrize(("then", "now"), [("removed", "gone"), ("a plain folder", "no repository undo can use now")])
 def test_a_run_through_a_linked_worktree_is_undone_after_the_worktree_is_removed(
-    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str], then: str, now: str
 ) -> None:
+    """The worktree the run went through is removed (a folder of that name may be there again, no repository
+    now): undo works in the common git dir the run's record names, and says so."""
     olds = topics(repo, 2)
     repo.git("worktree", "add", "-q", "--detach", str(tmp_path / "linked"), "main")
     path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
     run_id = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").run(path, tmp_path / "linked")["run_id"]
     assert all(repo.tip(name) != old for name, old in olds.items())
     repo.git("worktree", "remove", "--force", str(tmp_path / "linked"))
+    if then == "a plain folder":
+        (tmp_path / "linked").mkdir()
     assert cli(["undo", str(run_id), "--reports-dir", str(tmp_path / "reports")]) == 0
     said = capsys.readouterr()
     assert "restored 2, unchanged 0, refused 0 of 2 moved branches" in said.out
-    gone, common = tmp_path.resolve() / "linked", (repo.path / ".git").resolve()
-    assert said.err == f"note: {gone}, where run {run_id} worked, is gone: undoing in {common}\n"
+    linked, common = tmp_path.resolve() / "linked", (repo.path / ".git").resolve()
+    assert said.err == f"note: {linked}, where run {run_id} worked, is {now}: undoing in {common}\n"
     assert {name: repo.tip(name) for name in olds} == olds
 
 
