@@ -53,8 +53,9 @@ class Workspace:
     def temp_dir(self, worktree: Path) -> Path:
         """The ``TMPDIR`` of the commands run in ``worktree`` (one of ``checkout``'s): made on first use, in the
         run's scratch directory, so no two branches' temporary files meet; removed with the worktree."""
+        self._temp_root.mkdir(exist_ok=True)  # inside the run's scratch directory, which must still exist
         path = self._temp_root / worktree.name
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
         return path
 
     def moved(self, old_commit: str, new_commit: str) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -685,6 +686,22 @@ def test_worktrees_are_removed_even_when_git_add_was_interrupted(repo: Repo, tmp
     assert not first.exists()
     assert len(repo.git("worktree", "list").splitlines()) == 1
     assert not list((repo.path / repo.git("rev-parse", "--git-common-dir")).glob("worktrees/*"))
+
+
+def test_a_workspace_never_recreates_the_run_s_scratch_directory(repo: Repo, tmp_path: Path) -> None:
+    """The run's owner removed the scratch directory (the run ended): a command's temporary directory is not
+    made there again, so nothing of the run reappears in the machine's temporary directory."""
+    git = Git(RepoLocation.discover(repo.path))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    workspace = Workspace(git, scratch, "x")
+    tree = workspace.checkout(repo.tip("main"))
+    assert workspace.temp_dir(tree) == scratch / "tmp" / tree.name
+    shutil.rmtree(scratch)
+    with pytest.raises(FileNotFoundError):
+        workspace.temp_dir(tree)
+    assert not scratch.exists()
+    git.close()
 
 
 def test_an_entry_an_interrupted_add_left_without_its_gitdir_is_removed(repo: Repo, tmp_path: Path) -> None:
