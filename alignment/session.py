@@ -158,14 +158,16 @@ class RunSetup:
     snapshot: Snapshot
     folder: RunFolder
     scratch_dir: Path
-    housekeeping: tuple[str, ...] = ()
+    housekeeping: tuple[str, ...] = ()  # the set-up's notes for the user: earlier runs that did not finish, unused
+    # targets, branches at no commit, and with ``tidy`` the cleanup's (else ``tidy_repository`` returns those)
     predict: bool = False
     clones: WorkerClones | None = None  # --worker-clones: each xdist worker aligns in a clone of its own
 
     @property
     def stop_flag(self) -> Path:
-        """Exists once the circuit breaker tripped: workers check it before starting a branch."""
-        return self.scratch_dir / "breaker-tripped"
+        """Exists once the run is stopped (the circuit breaker tripped, or Ctrl-C came), its text saying why:
+        workers check it before starting a branch."""
+        return self.scratch_dir / "stopped"
 
     @property
     def remote(self) -> str | None:
