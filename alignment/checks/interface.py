@@ -51,6 +51,7 @@ _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _SOURCE_ROOTS = ("src",)  # looked at in every project, besides those its pyproject.toml declares
 Entry = tuple[str, str]  # (mode, object id) of a tree entry
+ReferenceKey = tuple[tuple[str, ...], str]  # a reference's module paths and name (``Reference.key``)
 
 
 def _blob_of(entry: Entry | None) -> str | None:
@@ -78,7 +79,7 @@ class Reference:
     attribute: bool  # ``module.name`` in code, not an import statement
 
     @property
-    def key(self) -> tuple[tuple[str, ...], str]:
+    def key(self) -> ReferenceKey:
         """The same name from the same module: an import and a use of it are one reference (the import's)."""
         return self.bases, self.name
 
@@ -372,11 +373,18 @@ class ModuleIndex:
     def __init__(self, max_parsed_bytes: int) -> None:
         self._files = functools.lru_cache(maxsize=16384)(self._scan)
         self.source_roots = functools.lru_cache(maxsize=64)(self._source_roots)
+        # a branch asks for a file's references again for each of its broken ones, on each side (``_introduced``)
+        self.references = functools.lru_cache(maxsize=4096)(self._references)
+        self.reference_keys = functools.lru_cache(maxsize=4096)(self._reference_keys)
         self._max_parsed_bytes = max_parsed_bytes
 
-    def references(self, git: Git, path: str, blob: str, roots: Sequence[str] = ()) -> tuple[Reference, ...]:
+    def _references(self, git: Git, path: str, blob: str, roots: tuple[str, ...] = ()) -> tuple[Reference, ...]:
         """What the file takes from modules, each module looked for under ``roots`` too."""
         return tuple(reference.under(roots) for reference in self._files(git, path, blob).references)
+
+    def _reference_keys(self, git: Git, path: str, blob: str, roots: tuple[str, ...]) -> frozenset[ReferenceKey]:
+        """The ``key`` of each of the file's ``references``: whether the file has a reference, at once."""
+        return frozenset(reference.key for reference in self.references(git, path, blob, roots))
 
     def names(self, git: Git, path: str, blob: str) -> frozenset[str] | None:
         return self._files(git, path, blob).names
@@ -521,7 +529,7 @@ def _introduced(git: Git, sides: _Sides, path: str, reference: Reference, index:
     had = False
     for side in (sides.branch, sides.target):
         blob = side.file(path)
-        if blob is not None and reference.key in {ref.key for ref in index.references(git, path, blob, sides.roots)}:
+        if blob is not None and reference.key in index.reference_keys(git, path, blob, sides.roots):
             if side not in resolved:
                 return None
             had = True
