@@ -611,6 +611,8 @@ def _as_integration(value: object) -> Integration | None:
     tip = value.new_tip is None or isinstance(value.new_tip, str)
     if conflicts is None or notes is None or not isinstance(value.action, Action) or not tip:
         return None
+    if conflicts is value.conflicts and notes is value.notes:  # tuples already (``tuple`` of one is that one)
+        return value
     return dataclasses.replace(value, conflicts=conflicts, notes=notes)
 
 
