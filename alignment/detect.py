@@ -417,6 +417,7 @@ class ChangeErrorDetector:
         )
         label = shlex.join(command)  # as a shell would run it: pasted, it runs this check
         timeout = context.deadline.limit(limit, Status.FAILED_ERROR_DETECTION)
+        env = _check_environment(context.workspace.temp_dir(worktree))  # outside: an OSError here is no start failure
         log.info("running `%s` at %s", label, commit)
         started = time.monotonic()
         try:
@@ -424,7 +425,7 @@ class ChangeErrorDetector:
                 command,
                 cwd=worktree,
                 timeout=timeout,
-                env=_check_environment(context.workspace.temp_dir(worktree)),
+                env=env,
                 memory_limit_mb=self.settings.max_memory_mb,
                 output_limit=CHECK_OUTPUT_BYTES,
             )
