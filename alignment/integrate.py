@@ -5,7 +5,9 @@ and the target as parents, no worktree and no checkout. ``rebase`` replays the b
 the target in a detached worktree made for that branch. Either way the result is a commit id; the pipeline
 moves the branch to it only after error detection passed. A plan (``context.predict``) never makes a
 worktree: it predicts a rebase's conflicts and findings with the in-memory merge (its action still
-``rebase``); which commits a rebase drops only the rebase tells, in a note of the branch's result.
+``rebase``), and says so: git 2.39's merge-tree cannot replay commits one at a time (no ``--merge-base``), and
+a replay can conflict where the merge does not (a commit reverted later) or the other way round (a commit
+already on the target). Which commits a rebase drops only the rebase tells, in a note of the branch's result.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from alignment.model import Action, ErrorCode, Status, Strategy, run_signature
 
 log = logging.getLogger(__name__)
 DROPPED_NAMED = 10  # commits a rebase dropped that its note names by id
+REBASE_PREDICTED = "predicted by a merge; the rebase replays commits one by one and may differ"
 
 
 class MergeOrRebaseIntegrator:
@@ -63,7 +66,7 @@ class MergeOrRebaseIntegrator:
             f"Merge branch '{context.target}' into {context.branch}\n\nAligned-By: {run_signature(context.run_id)}\n"
         )
         commit = context.git.commit_tree(merged.tree, [context.old_tip, context.target_commit], message)
-        return Integration(action, commit)
+        return Integration(action, commit, notes=(f"rebase {REBASE_PREDICTED}",) if action is Action.REBASE else ())
 
     def _rebase(self, context: BranchContext, timeout: float, own: tuple[OwnCommit, ...]) -> Integration:
         worktree = context.workspace.checkout(context.old_tip, timeout=timeout)

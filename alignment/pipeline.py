@@ -56,7 +56,7 @@ from alignment.explain import Budget, explain_conflicts
 from alignment.git import Conflict, Git, RefUpdate, branch_ref
 from alignment.history import HistoryWindow, brought_in
 from alignment.inputs import BranchInput
-from alignment.integrate import MergeOrRebaseIntegrator, MergesAhead
+from alignment.integrate import REBASE_PREDICTED, MergeOrRebaseIntegrator, MergesAhead
 from alignment.journal import Move, MoveJournal, Outcome, restore
 from alignment.logs import branch_scope
 from alignment.model import (
@@ -238,7 +238,9 @@ class BranchAlignment:
             raise StepFailed(
                 Status.FAILED_INTEGRATION,
                 [ErrorCode.MERGE_CONFLICT_UNRESOLVABLE],
-                conflict_message([conflict.path for conflict in integration.conflicts], integration.action),
+                conflict_message(
+                    [conflict.path for conflict in integration.conflicts], integration.action, predicted=context.predict
+                ),
             )
         if integration.new_tip is None:
             raise StepFailed(
@@ -616,11 +618,15 @@ def _as_integration(value: object) -> Integration | None:
     return dataclasses.replace(value, conflicts=conflicts, notes=notes)
 
 
-def conflict_message(paths: Sequence[str], action: Action = Action.MERGE) -> str:
+def conflict_message(paths: Sequence[str], action: Action = Action.MERGE, *, predicted: bool = False) -> str:
     """The spec's ``error_message`` of a conflict of ``action`` (a merge's, a rebase's): the first
-    ``CONFLICTS_NAMED`` paths, so that a branch with thousands of them still fails with a line one can read."""
+    ``CONFLICTS_NAMED`` paths, so that a branch with thousands of them still fails with a line one can read.
+    A plan's rebase conflict (``predicted``) was found by a merge, not by replaying the commits: it says so."""
+    named = first_and_more(paths, CONFLICTS_NAMED, ", ")
+    if action is Action.REBASE and predicted:
+        return f"Conflict in {named} ({REBASE_PREDICTED})"
     kind = "Rebase" if action is Action.REBASE else "Merge"
-    return f"{kind} conflict in {first_and_more(paths, CONFLICTS_NAMED, ', ')} (unresolvable)"
+    return f"{kind} conflict in {named} (unresolvable)"
 
 
 @contextlib.contextmanager

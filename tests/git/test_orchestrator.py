@@ -423,16 +423,42 @@ def test_the_action_of_a_rebase_target_is_rebase_in_its_plan_and_its_run(repo: R
     path = write_input(tmp_path / "in.json", [entry(name) for name in ("simple", "merged", "clash")])
     config = settings(integration_strategy="rebase")
     orchestrator = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports")
-    for data in (orchestrator.plan(path, repo.path), orchestrator.run(path, repo.path)):
+    clash = (
+        "Conflict in app.py (predicted by a merge; the rebase replays commits one by one and may differ)",
+        "Rebase conflict in app.py (unresolvable)",
+    )
+    outputs = (orchestrator.plan(path, repo.path), orchestrator.run(path, repo.path))
+    for data, message in zip(outputs, clash, strict=True):
         branches = {branch["branch_name"]: branch for branch in data["orchestration_results"]["main"]["branches"]}
         assert {name: (branch["status"], branch["action"]) for name, branch in branches.items()} == {
             "simple": ("completed", "rebase"),
             "merged": ("failed_integration", "rebase"),
             "clash": ("failed_integration", "rebase"),
         }
-        assert branches["clash"]["error_message"] == "Rebase conflict in app.py (unresolvable)"
+        assert branches["clash"]["error_message"] == message
         for name, status in (("simple", "completed"), ("merged", "failed_integration")):
             assert f"**Status:** {status} (rebase)" in Path(branches[name]["document"]).read_text()
+
+
+def test_a_plan_says_its_rebase_was_predicted_by_a_merge_which_a_commit_reverted_later_can_fool(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """The merge sees only the branch's tip: a commit that edits the target's line and a later one reverting it
+    merge cleanly, but the rebase replays the first against the target and conflicts. The plan cannot replay
+    commits in memory (git 2.39), so its prediction says it came from a merge."""
+    base = repo.tip("main")
+    repo.commit("reverted", {"app.py": "mine\n"}, parent=base)
+    repo.commit("reverted", {"app.py": repo.read(base, "app.py") + "\n"})
+    repo.commit("main", {"app.py": "theirs\n"})
+    path = write_input(tmp_path / "in.json", [entry("reverted")])
+    orchestrator = BranchAlignmentOrchestrator(settings(integration_strategy="rebase"), reports_dir=tmp_path / "r")
+    planned, ran = (
+        data["orchestration_results"]["main"]["branches"][0]
+        for data in (orchestrator.plan(path, repo.path), orchestrator.run(path, repo.path))
+    )
+    assert (planned["status"], ran["status"]) == ("completed", "failed_integration")
+    note = "rebase predicted by a merge; the rebase replays commits one by one and may differ"
+    assert note in planned["notes"]
 
 
 def test_a_target_that_does_not_exist_refuses_the_run_before_anything_runs(repo: Repo, tmp_path: Path) -> None:
