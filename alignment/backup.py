@@ -16,7 +16,7 @@ delete).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,11 +98,9 @@ def create_backup(
             return _created(name, commit, passed_over)
         found = git.resolve_branch(name)
         if found == commit:
-            return Backup(
-                name, commit, False, _note(passed_over, f"reused existing backup '{name}' (already at the old tip)")
-            )
+            return Backup(name, commit, False, backup_note(name, passed_over, reused=True))
         if found is not None:
-            passed_over.append(f"'{name}' exists at another commit and was kept")
+            passed_over.append(taken_note(name))
             continue
         error = _create(git, name, commit)
         if error is None:
@@ -156,11 +154,24 @@ def _create(git: Git, name: str, commit: str) -> str | None:
 
 
 def _created(name: str, commit: str, passed_over: list[str]) -> Backup:
-    return Backup(name, commit, True, _note(passed_over, f"backup is '{name}'") if passed_over else None)
+    return Backup(name, commit, True, backup_note(name, passed_over, reused=False))
 
 
-def _note(passed_over: list[str], outcome: str) -> str:
-    """What the result says: the first name passed over and why (and how many more), then the outcome."""
+def taken_note(name: str) -> str:
+    """Why the backup name ``name`` was passed over: a backup at another commit holds it."""
+    return f"'{name}' exists at another commit and was kept"
+
+
+def backup_note(name: str, passed_over: Sequence[str], *, reused: bool) -> str | None:
+    """What the result says of the backup ``name``, local or on a remote: the first name passed over and why
+    (and how many more), then that ``name`` was reused or is the backup; None for a new backup of the first
+    name."""
+    if reused:
+        outcome = f"reused existing backup '{name}' (already at the old tip)"
+    elif passed_over:
+        outcome = f"backup is '{name}'"
+    else:
+        return None
     if not passed_over:
         return outcome
     more = f" (and {len(passed_over) - 1} more)" if len(passed_over) > 1 else ""

@@ -78,6 +78,8 @@ _STATUS = "**Status:** "
 _NEW_TIP = "| New tip | "
 _BACKUP = "| Backup | "
 _PUSH = "| Push | "
+_STOPPED = "## Why it stopped"
+_NOTES = "## Notes"
 
 
 def _status_line(status: Status, action: Action) -> str:
@@ -96,11 +98,13 @@ def record_backup_removed(path: Path) -> None:
     _rewrite_rows(path, {_BACKUP: lambda line: line.removesuffix(" |") + removed})
 
 
-def _rewrite_rows(path: Path, rows: Mapping[str, Callable[[str], str]], section: Sequence[str] = ()) -> None:
+def _rewrite_rows(
+    path: Path, rows: Mapping[str, Callable[[str], str]], section: Sequence[str] = (), notes: Sequence[str] = ()
+) -> None:
     """Rewrite the change document at ``path``: each line that starts with a key of ``rows`` becomes what that
-    key's function makes of it, and ``section`` (a heading and its lines) goes before the first section unless
-    its heading is there. Written only when that changes it; a document without a row for every key (none,
-    or another ``DocGenerator``'s) is left as it is."""
+    key's function makes of it, ``section`` (a heading and its lines) goes before the first section unless
+    its heading is there, and ``notes`` go at the end of the notes (``_with_notes``). Written only when that
+    changes it; a document without a row for every key (none, or another ``DocGenerator``'s) is left as it is."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -110,14 +114,29 @@ def _rewrite_rows(path: Path, rows: Mapping[str, Callable[[str], str]], section:
     if section and section[0] not in updated:
         first = next((index for index, line in enumerate(updated) if line.startswith("## ")), len(updated))
         updated[first:first] = section
+    updated = _with_notes(updated, notes)
     if updated != lines:
         write_atomically(path, "\n".join(updated))
+
+
+def _with_notes(lines: list[str], notes: Sequence[str]) -> list[str]:
+    """``lines`` of a change document with ``notes`` at the end of its notes: the section ``_notes_section``
+    makes, added after why it stopped (before the other sections) when it has none."""
+    if not notes:
+        return lines
+    if _NOTES not in lines:
+        stopped = lines.index(_STOPPED) + 1 if _STOPPED in lines else 0
+        first = next((index for index in range(stopped, len(lines)) if lines[index].startswith("## ")), len(lines))
+        return [*lines[:first], *_notes_section(notes), *lines[first:]]
+    start = lines.index(_NOTES) + 2
+    end = next((index for index in range(start, len(lines)) if not lines[index].startswith("- ")), len(lines))
+    return [*lines[:end], *(f"- {_text(note)}" for note in notes), *lines[end:]]
 
 
 def _why_it_stopped(status: Status, message: str | None) -> list[str]:
     if not message or status is Status.COMPLETED:
         return []
-    return ["## Why it stopped", "", _text(message), ""]
+    return [_STOPPED, "", _text(message), ""]
 
 
 def _notes_section(notes: Sequence[str]) -> list[str]:
@@ -125,14 +144,17 @@ def _notes_section(notes: Sequence[str]) -> list[str]:
     rebase dropped)."""
     if not notes:
         return []
-    return ["## Notes", "", *(f"- {_text(note)}" for note in notes), ""]
+    return [_NOTES, "", *(f"- {_text(note)}" for note in notes), ""]
 
 
-def record_push(path: Path, result: BranchResult, aligned_commit: str, *, sent: bool) -> None:
+def record_push(
+    path: Path, result: BranchResult, aligned_commit: str, *, sent: bool, notes: Sequence[str] = ()
+) -> None:
     """Bring the change document at ``path``, written before the push, up to date with ``result`` (the
     branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to; ``sent``:
     its push had started, False when it never did, so it did not land): its status, new tip, push and (when
-    the backup is on the remote) backup rows, and why it stopped when the push did not land. A document this
+    the backup is on the remote) backup rows, why it stopped when the push did not land, and ``notes`` (the
+    result's since the document was written: its remote backup's) at the end of its notes. A document this
     module did not write (another ``DocGenerator``'s, or none on this machine) is left as it is; ``OSError``
     when it cannot be read or replaced."""
     push = result.push
@@ -155,7 +177,7 @@ def record_push(path: Path, result: BranchResult, aligned_commit: str, *, sent: 
     }
     if push.remote_backup:  # a local backup keeps its row as written (auto_cleanup_backups may have noted it)
         rows[_BACKUP] = _row(_backup_row(result.backup_branch))
-    _rewrite_rows(path, rows, _why_it_stopped(result.status, result.message))
+    _rewrite_rows(path, rows, _why_it_stopped(result.status, result.message), notes)
 
 
 def _row(text: str) -> Callable[[str], str]:

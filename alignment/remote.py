@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from alignment.backup import Backup, backup_folders, candidate_names, clean_up
+from alignment.backup import Backup, Candidate, backup_folders, backup_note, candidate_names, clean_up, taken_note
 from alignment.config import Settings
 from alignment.document import record_push
 from alignment.errors import FetchRejected, GitError, MissingRemoteRef, RepositoryError, one_line
@@ -108,14 +108,24 @@ def _fetch(git: Git, remote: str, refspecs: Mapping[str, str], timeout: float | 
 
 def remote_backup_refs(
     settings: Settings, branch: str, listed: frozenset[str], folders: Mapping[str, str]
-) -> Iterator[str]:
-    """The full refs on the remote (``remote_backups``: ``remote`` or a namespace) to try for ``branch``'s backup,
-    in order: ``candidate_names``, less those it passes over. A listed name is passed over only where backups
+) -> Iterator[Candidate]:
+    """The full refs on the remote (``remote_backups``: ``remote`` or a namespace) for ``branch``'s backup, in
+    order, each with why it is passed over (``candidate_names``). A listed name is passed over only where backups
     are the remote's branches; a folder of another listed branch's backup name (``folders``), in either place."""
     prefix, branches = settings.backup_branch_prefix, settings.remote_backups == REMOTE_BACKUPS
     for candidate in candidate_names(prefix, branch, listed if branches else (), folders):
+        ref = branch_ref(candidate.name) if branches else settings.remote_backups + candidate.name
+        yield Candidate(ref, candidate.passed_over)
+
+
+def next_backup_ref(candidates: Iterator[Candidate], passed_over: list[str]) -> str | None:
+    """The next ref of ``candidates`` (``remote_backup_refs``) to try, adding why each one before it was passed
+    over to ``passed_over``; None when none is left."""
+    for candidate in candidates:
         if candidate.passed_over is None:
-            yield branch_ref(candidate.name) if branches else settings.remote_backups + candidate.name
+            return candidate.name
+        passed_over.append(candidate.passed_over)
+    return None
 
 
 def backups_on_remote(settings: Settings) -> bool:
@@ -166,7 +176,7 @@ def push_branches(
     with on_ctrl_c(lambda: _again(pressed)):
         for target, batch in waiting.items():
             stage = _Stage.NOT_REACHED
-            backups: dict[str, str] = {}
+            backups: dict[str, Backup] = {}
             failures: dict[str, _Failure] = {}
             try:
                 if not pressed.is_set():
@@ -181,9 +191,9 @@ def push_branches(
                     failures.update(_push_branches(git, settings, remote, journal, target, ready))
                 stage = _Stage.PUSHED
                 for result in batch:
-                    failure = failures.get(result.branch)
-                    outcome = _outcome(result, backups.get(result.branch), failure)
-                    published[result.branch] = _local_backup_settled(_documented(outcome, _new(result), failure), git)
+                    failure, backup = failures.get(result.branch), backups.get(result.branch)
+                    outcome = _documented(_outcome(result, backup, failure), _new(result), failure, backup)
+                    published[result.branch] = _local_backup_settled(outcome, git)
             except KeyboardInterrupt:  # a second Ctrl-C (the first one waits): what this target's push did so far
                 for result in batch:
                     if result.branch not in published:
@@ -242,19 +252,21 @@ def _push_backups(
     settings: Settings,
     remote: str,
     batch: Sequence[BranchResult],
-    backups: dict[str, str],
+    backups: dict[str, Backup],
     listed: frozenset[str],
 ) -> dict[str, _Failure]:
-    """Create (or reuse) each branch's backup on the remote at its old tip: the failures; each backup ref goes
-    into ``backups`` as it lands (a second Ctrl-C keeps those)."""
+    """Create (or reuse) each branch's backup on the remote at its old tip: the failures; each backup (its full
+    ref, and the note a local backup's result would have) goes into ``backups`` as it lands (a second Ctrl-C
+    keeps those)."""
     if not backups_on_remote(settings):
         return {}
     failures: dict[str, _Failure] = {}
     folders = backup_folders(settings.backup_branch_prefix, listed)
     names = {result.branch: remote_backup_refs(settings, result.branch, listed, folders) for result in batch}
+    passed_over: dict[str, list[str]] = {result.branch: [] for result in batch}
     pending = list(batch)
     while pending:
-        tries = {result.branch: next(names[result.branch], None) for result in pending}
+        tries = {result.branch: next_backup_ref(names[result.branch], passed_over[result.branch]) for result in pending}
         refs = {branch: ref for branch, ref in tries.items() if ref is not None}
         for branch in (branch for branch in tries if branch not in refs):
             message = f"every backup name of '{branch}' is taken on '{remote}'; not pushed"
@@ -271,18 +283,22 @@ def _push_backups(
             return {**failures, **{result.branch: failure for result in pending}}
         taken = []
         for result in pending:
-            answer = answers.get(refs[result.branch])
+            ref = refs[result.branch]
+            answer = answers.get(ref)
             if answer is not None and answer.landed:
-                backups[result.branch] = refs[result.branch]
+                reused = answer.flag == "="  # it was there already, at the old tip
+                note = backup_note(_shown(ref), passed_over[result.branch], reused=reused)
+                backups[result.branch] = Backup(ref, _old(result), created=not reused, note=note)
             elif answer is not None and "stale info" in answer.summary:
+                passed_over[result.branch].append(taken_note(_shown(ref)))
                 taken.append(result)  # a backup at another commit exists there: keep it, try the next name
             else:
                 refused = answer.summary if answer else "no answer"
-                obstacle = _remote_obstacle(git, remote, refs[result.branch])
+                obstacle = _remote_obstacle(git, remote, ref)
                 if obstacle.inside and obstacle.blocker is None:
                     taken.append(result)  # the name is a folder of the remote's refs there: try the next name
                     continue
-                message = _backup_refused(remote, refs[result.branch], refused, obstacle)
+                message = _backup_refused(remote, ref, refused, obstacle)
                 failures[result.branch] = _Failure(ErrorCode.PUSH_REJECTED, message, sent=False)
         pending = taken
     return failures
@@ -377,20 +393,25 @@ def _rejection(remote: str, target: str, result: BranchResult, answer: PushedRef
     return _Failure(ErrorCode.PUSH_REJECTED, f"not pushed, {reason}; {kept}")
 
 
-def _outcome(result: BranchResult, backup: str | None, failure: _Failure | None) -> BranchResult:
+def _outcome(result: BranchResult, backup: Backup | None, failure: _Failure | None) -> BranchResult:
+    """``result`` with what its push did; ``backup``: its backup on the remote (None: none made there), whose
+    note it gets."""
     record = result.push
     assert record is not None
+    ref = None if backup is None else backup.name
+    if backup is not None and backup.note is not None:
+        result = replace(result, notes=(*result.notes, backup.note))
     if failure is None:
-        pushed = replace(record, pushed=True, replaced_tip=result.old_tip, remote_backup=backup)
-        return replace(result, push=pushed, backup_branch=_backup_branch(result, backup))
+        pushed = replace(record, pushed=True, replaced_tip=result.old_tip, remote_backup=ref)
+        return replace(result, push=pushed, backup_branch=_backup_branch(result, ref))
     return replace(
         result,
-        backup_branch=_backup_branch(result, backup),
+        backup_branch=_backup_branch(result, ref),
         status=Status.FAILED_INTEGRATION,
         codes=(failure.code,),
         message=failure.message,
         new_tip=None,
-        push=replace(record, remote_backup=backup),
+        push=replace(record, remote_backup=ref),
     )
 
 
@@ -416,21 +437,30 @@ def _local_backup_settled(result: BranchResult, git: Git | None) -> BranchResult
     return replace(result, notes=(*result.notes, *notes), push=replace(record, local_backup=None))
 
 
-def _documented(result: BranchResult, aligned_commit: str, failure: _Failure | None) -> BranchResult:
+def _documented(
+    result: BranchResult, aligned_commit: str, failure: _Failure | None, backup: Backup | None = None
+) -> BranchResult:
     """``result``, after its change document was brought up to date with what its push did (``failure``: why it
-    did not land; a note when the document could not be updated)."""
+    did not land; ``backup``: its backup on the remote, whose note it adds; a note when the document could not be
+    updated)."""
     if result.document is None:
         return result
+    notes = () if backup is None or backup.note is None else (backup.note,)
     try:
-        record_push(Path(result.document), result, aligned_commit, sent=failure is None or failure.sent)
+        record_push(Path(result.document), result, aligned_commit, sent=failure is None or failure.sent, notes=notes)
     except OSError as error:
         return replace(result, notes=(*result.notes, f"change document not updated after the push: {error}"))
     return result
 
 
 def _backup_branch(result: BranchResult, backup: str | None) -> str | None:
-    """The result's ``backup_branch``: the remote backup's branch name (its full ref outside refs/heads)."""
-    return result.backup_branch if backup is None else backup.removeprefix("refs/heads/")
+    """The result's ``backup_branch``: the remote backup's name (``_shown``)."""
+    return result.backup_branch if backup is None else _shown(backup)
+
+
+def _shown(ref: str) -> str:
+    """A backup ref on the remote as results name it: its branch name (its full ref outside refs/heads)."""
+    return ref.removeprefix("refs/heads/")
 
 
 def _old(result: BranchResult) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -406,6 +407,26 @@ def test_a_remote_ref_inside_the_backup_name_passes_that_name_over_as_a_local_br
     assert results["feature-a"]["push"]["remote_backup"] == f"{namespace}backup-feature-a-pre-align-2"
     assert origin.bare.git("rev-parse", f"{namespace}backup-feature-a-pre-align-2") == origin.olds["feature-a"]
     origin.assert_aligned("feature-a")
+
+
+def test_a_remote_backup_named_past_another_or_reused_says_so_as_a_local_one_does(origin: Origin) -> None:
+    """README: an existing backup at another commit is kept and ``-2`` is used, one at the old tip reused, and
+    "the result says so": with the words of a local backup, in the result and in the change document."""
+    origin.bare.git("update-ref", "refs/heads/backup-feature-a-pre-align", origin.target)
+    origin.bare.git("update-ref", "refs/heads/backup-feature-b-pre-align", origin.olds["feature-b"])
+    results = origin.run(names=("feature-a", "feature-b"))
+    notes = {
+        "feature-a": "'backup-feature-a-pre-align' exists at another commit and was kept; "
+        "backup is 'backup-feature-a-pre-align-2'",
+        "feature-b": "reused existing backup 'backup-feature-b-pre-align' (already at the old tip)",
+    }
+    for name, note in notes.items():
+        assert results[name]["push"]["pushed"] is True, results[name]["error_message"]
+        assert results[name]["notes"] == [note]
+        escaped = re.sub(r"([-()])", r"\\\1", note)  # the change document escapes Markdown's special characters
+        assert f"## Notes\n\n- {escaped}\n" in Path(results[name]["document"]).read_text(encoding="utf-8")
+    assert results["feature-a"]["backup_branch"] == "backup-feature-a-pre-align-2"
+    assert origin.bare.git("rev-parse", "backup-feature-a-pre-align") == origin.target
 
 
 def test_a_remote_that_cannot_be_fetched_is_one_error_before_anything_changes(origin: Origin) -> None:
