@@ -6,7 +6,8 @@ free suffixed name (``-2``, ``-3``, ...) is used instead and the result says so.
 listed for alignment is never a backup (the run may move that branch): it is passed over the same way, and
 so is a name that is a folder of another listed branch's backup name (``backup-a-pre-align`` for
 ``a-pre-align/b``'s ``backup-a-pre-align/b-pre-align``): git cannot hold both, so whichever came first would
-fail the other; the folder's branch takes ``-2`` instead, whatever the order.
+fail the other; the folder's branch takes ``-2`` instead, whatever the order. A plan walks the same names
+(``dry_run``) and creates none: its result names the backup the run would make or reuse, with the same note.
 A branch named like a folder of the backup name (``backup-f`` for ``backup-f/x-pre-align``) fails the
 branch at once, naming it: no suffix can get past it (a plan predicts this failure). A name too long for a
 ref file is shortened (``names.fit_ref_name``), the same way every time, so a later run finds it. Cleanup
@@ -76,6 +77,8 @@ def create_backup(
     listed: Collection[str] = (),
     existing: Collection[str] | None = None,
     folders: Mapping[str, str] | None = None,
+    *,
+    dry_run: bool = False,
 ) -> Backup:
     """Make (or reuse) the backup of ``branch`` at ``commit``; never overwrite an existing backup, never use
     a name in ``listed`` (the branches of the run) or a folder of one's backup name (``folders``: the run's
@@ -84,7 +87,18 @@ def create_backup(
     ``existing``: the branches named ``<prefix>...`` when the run started (None: not known). A name not among
     them is created at once, without reading it first: the create-only update still refuses it if it was
     made since, and then the name is read and decided as any other.
+
+    ``dry_run`` (a plan): nothing is created; the backup a run would make or reuse now, with its note, or its
+    failure. A free name counts as created unless a branch blocks it (``refuse_if_blocked``).
     """
+
+    def create(name: str) -> str | None:
+        """Create branch ``name`` at ``commit`` (``_create``); in a dry run, only fail as a blocked name would."""
+        if not dry_run:
+            return _create(git, name, commit)
+        refuse_if_blocked(git, branch, commit, name, prefix, existing)
+        return None
+
     last_error = ""
     passed_over: list[str] = []
     folders = backup_folders(prefix, listed) if folders is None else folders
@@ -94,7 +108,7 @@ def create_backup(
             passed_over.append(candidate.passed_over)
             continue
         absent_at_start = existing is not None and name.startswith(prefix) and name not in existing
-        if absent_at_start and _create(git, name, commit) is None:
+        if absent_at_start and create(name) is None:
             return _created(name, commit, passed_over)
         found = git.resolve_branch(name)
         if found == commit:
@@ -102,7 +116,7 @@ def create_backup(
         if found is not None:
             passed_over.append(taken_note(name))
             continue
-        error = _create(git, name, commit)
+        error = create(name)
         if error is None:
             return _created(name, commit, passed_over)
         refuse_if_blocked(git, branch, commit, name)

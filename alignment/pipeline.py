@@ -8,8 +8,9 @@ it documents a failure, restores the branch if anything moved it, removes worktr
 
 A conflict is explained before the branch fails: the target commit behind each conflicted path is found by
 one search shared by all its paths (``explain.explain_conflicts``), within a budget of merges and seconds.
-In a plan (``RunSetup.predict``) the same steps predict the outcome: no backup (one git could not create
-still fails the branch), no worktree, and ``finalize`` moves nothing.
+In a plan (``RunSetup.predict``) the same steps predict the outcome: no backup, but the result names the one
+the run would make or reuse, with its note (one git could not create still fails the branch; with ``--remote``
+the name the push tries first), no worktree, and ``finalize`` moves nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar, cast
 
-from alignment.backup import Backup, backup_folders, backup_name, clean_up, create_backup, refuse_if_blocked
+from alignment.backup import Backup, backup_folders, clean_up, create_backup
 from alignment.components import (
     BranchContext,
     ChangeRecord,
@@ -76,7 +77,7 @@ from alignment.model import (
 )
 from alignment.names import branch_file_stem, invalid_branch_name
 from alignment.registry import Components
-from alignment.remote import aligned_ref, backups_on_remote, push_record
+from alignment.remote import aligned_ref, backups_on_remote, planned_remote_backup, push_record
 from alignment.resources import SlotLimiter
 from alignment.session import RunSetup, set_up_run
 from alignment.workspace import Workspace
@@ -197,21 +198,30 @@ class BranchAlignment:
             predict=setup.predict,
         )
         log.info("aligning '%s' (%s) with '%s' at %s", self.spec.name, tip, self.spec.target, target_commit)
-        local_backup = self.settings.enable_backup_branches and not backups_on_remote(self.settings)
-        if relation is Action.UP_TO_DATE or not local_backup:
-            return
-        prefix = self.settings.backup_branch_prefix
-        if setup.predict:  # no backup; one that git could not create fails the branch as in a run
-            name = backup_name(prefix, self.spec.name)
-            refuse_if_blocked(self.git, self.spec.name, tip, name, prefix, setup.snapshot.backups)
+        if relation is Action.UP_TO_DATE or not self.settings.enable_backup_branches:
             return
         runtime = self.runtime
-        self.backup = create_backup(
-            self.git, prefix, self.spec.name, tip, runtime.listed, setup.snapshot.backups, runtime.backup_folders
-        )
+        if not backups_on_remote(self.settings):  # a plan: the backup the run would make or reuse, none made
+            prefix, existing = self.settings.backup_branch_prefix, setup.snapshot.backups
+            self.backup = create_backup(
+                self.git,
+                prefix,
+                self.spec.name,
+                tip,
+                runtime.listed,
+                existing,
+                runtime.backup_folders,
+                dry_run=setup.predict,
+            )
+        elif setup.predict:  # the push makes it; a plan names the one the push tries first
+            self.backup = planned_remote_backup(
+                self.settings, self.spec.name, tip, runtime.listed, runtime.backup_folders
+            )
+        if self.backup is None:
+            return
         if self.backup.note:
             self.notes.append(self.backup.note)
-        log.info("backup '%s' at %s", self.backup.name, tip)
+        log.info("%s '%s' at %s", "planned backup" if setup.predict else "backup", self.backup.name, tip)
 
     @_step(Status.FAILED_INTEGRATION)
     def integrate(self) -> None:
@@ -334,7 +344,7 @@ class BranchAlignment:
                 if self.failure is not None:
                     self._document_failure(self.failure)
                     self._restore()
-                elif self.settings.auto_cleanup_backups:
+                elif self.settings.auto_cleanup_backups and not self.runtime.setup.predict:
                     self._remove_backup()
             finally:
                 self._close_workspace()

@@ -128,6 +128,20 @@ def next_backup_ref(candidates: Iterator[Candidate], passed_over: list[str]) -> 
     return None
 
 
+def planned_remote_backup(
+    settings: Settings, branch: str, commit: str, listed: frozenset[str], folders: Mapping[str, str]
+) -> Backup | None:
+    """A plan's backup of ``branch`` on the remote, named as results name it: the first name the run tries
+    there, with the note it would get if the remote holds none of the names (a plan does not ask the remote,
+    so it cannot tell one taken or to reuse there); None when every name is passed over. ``listed``,
+    ``folders``: as for ``remote_backup_refs``."""
+    passed_over: list[str] = []
+    ref = next_backup_ref(remote_backup_refs(settings, branch, listed, folders), passed_over)
+    if ref is None:
+        return None
+    return Backup(_shown(ref), commit, created=True, note=backup_note(_shown(ref), passed_over, reused=False))
+
+
 def backups_on_remote(settings: Settings) -> bool:
     """Backups are pushed to the remote (a ``--remote`` run whose ``remote_backups`` is not ``local``)."""
     return settings.remote is not None and settings.enable_backup_branches and settings.remote_backups != LOCAL_BACKUPS

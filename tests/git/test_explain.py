@@ -73,7 +73,7 @@ def test_plan_predicts_what_the_run_then_does_and_moves_nothing(tmp_path: Path) 
         guess = predicted[branch["branch_name"]]
         assert guess["planned"] is True
         assert "planned" not in branch
-        assert guess["backup_branch"] is None
+        assert guess["backup_branch"] == branch["backup_branch"]  # named, not made: the plan moved no ref
         assert guess["errors_detected"] == branch["errors_detected"]
         if branch["new_tip"]:
             assert tree(scenario.repo, guess["new_tip"]) == tree(scenario.repo, branch["new_tip"])

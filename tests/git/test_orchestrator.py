@@ -461,6 +461,32 @@ def test_a_plan_says_its_rebase_was_predicted_by_a_merge_which_a_commit_reverted
     assert note in planned["notes"]
 
 
+def test_a_plan_names_the_backup_the_run_makes_or_reuses_and_says_so_as_the_run_does(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """``taken``'s backup name holds another commit: the run uses ``-2``; ``kept``'s backup is at its tip: the run
+    reuses it. The plan names the same backups, with the same notes, and makes none."""
+    base = repo.tip("main")
+    repo.branch("backup-taken-pre-align", base)
+    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=base) for name in ("taken", "kept")}
+    repo.branch("backup-kept-pre-align", tips["kept"])
+    repo.commit("main", {"m.txt": "m\n"})
+    path = write_input(tmp_path / "in.json", [entry("taken"), entry("kept")])
+    orchestrator = BranchAlignmentOrchestrator(settings(), reports_dir=tmp_path / "reports")
+    refs = repo.git("for-each-ref")
+    planned = orchestrator.plan(path, repo.path)["orchestration_results"]["main"]["branches"]
+    assert repo.git("for-each-ref") == refs
+    ran = orchestrator.run(path, repo.path)["orchestration_results"]["main"]["branches"]
+    said = [[(branch["backup_branch"], branch["notes"]) for branch in branches] for branches in (planned, ran)]
+    assert said[0] == said[1]
+    assert dict(said[0]) == {
+        "backup-taken-pre-align-2": [
+            "'backup-taken-pre-align' exists at another commit and was kept; backup is 'backup-taken-pre-align-2'"
+        ],
+        "backup-kept-pre-align": ["reused existing backup 'backup-kept-pre-align' (already at the old tip)"],
+    }
+
+
 def test_a_target_that_does_not_exist_refuses_the_run_before_anything_runs(repo: Repo, tmp_path: Path) -> None:
     repo.commit("ok", {"ok.txt": "x\n"}, parent=repo.tip("main"))
     repo.branch("next", "main")

@@ -547,6 +547,25 @@ def test_a_backup_name_that_is_a_folder_of_another_listed_branchs_backup_is_pass
         assert origin.bare.git("rev-parse", namespace + backup) == olds[name]
 
 
+def test_a_plan_names_the_remote_backup_the_push_tries_first(origin: Origin, repo: Repo) -> None:
+    """A plan does not ask the remote: it names the first backup name the push tries, past those the run's own
+    branches rule out (here a folder of another listed branch's backup name), and says so as the run does."""
+    olds = {name: repo.commit(name, {"x.txt": name}, parent=f"{origin.target}~1") for name in ("a", "a-pre-align/b")}
+    repo.git("push", "-q", str(origin.bare.path), *(f"refs/heads/{name}" for name in olds))
+    planned = origin.run(names=tuple(olds), plan=True)
+    ran = origin.run(names=tuple(olds))
+    for results in (planned, ran):
+        assert results["a"]["backup_branch"] == "backup-a-pre-align-2"
+        assert results["a"]["notes"] == [
+            "'backup-a-pre-align' is a folder of 'backup-a-pre-align/b-pre-align', another listed branch's backup "
+            "name, and was not used; backup is 'backup-a-pre-align-2'"
+        ]
+        assert (results["a-pre-align/b"]["backup_branch"], results["a-pre-align/b"]["notes"]) == (
+            "backup-a-pre-align/b-pre-align",
+            [],
+        )
+
+
 def test_a_local_backup_auto_cleanup_removed_stays_said_so_after_the_push(origin: Origin) -> None:
     """The push brings the document up to date; the Backup row of a local backup keeps its removal note."""
     results = origin.run(names=("feature-a",), remote_backups="local", auto_cleanup_backups=True)
