@@ -201,7 +201,7 @@ class BranchAlignment:
         if relation is Action.UP_TO_DATE or not self.settings.enable_backup_branches:
             return
         runtime = self.runtime
-        if not backups_on_remote(self.settings):  # a plan: the backup the run would make or reuse, none made
+        if not backups_on_remote(self.settings):  # local backups: made, or in a plan (dry_run) only named
             prefix, existing = self.settings.backup_branch_prefix, setup.snapshot.backups
             self.backup = create_backup(
                 self.git,
