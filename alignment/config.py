@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from alignment.errors import ConfigError, shown
+from alignment.errors import ConfigError, UsageProblem, shown
 from alignment.model import Strategy
 from alignment.names import NOT_TEXT, invalid_branch_name, lone_surrogate
 from alignment.validation import Check, problems_of
@@ -165,18 +165,28 @@ PATH_KEYS = ("repo_path", "reports_dir")
 def _from_directory(settings: Settings, data: object, source: Path) -> Settings:
     """``settings`` with the file's own ``PATH_KEYS`` relative to its directory, as pytest's ini paths are to
     the ini file (not to wherever the run starts: a ``repo_path: .`` kept in the repository means it); ``~`` is
-    the home directory. A ``repo_path`` that does not exist is refused here, naming the path it came to."""
+    the home directory. Only resolved: ``repository_to_align`` checks a ``repo_path`` where it is used."""
     given = data.get("orchestration") if isinstance(data, Mapping) else None
     if not isinstance(given, Mapping):
         return settings
     base = os.path.abspath(source.parent)
-    given_paths = {key: os.path.expanduser(given[key]) for key in PATH_KEYS if given.get(key) is not None}
-    paths = {key: os.path.normpath(os.path.join(base, path)) for key, path in given_paths.items()}
-    repo = paths.get("repo_path")
-    if repo is not None and not os.path.exists(repo):
-        relative = "" if os.path.isabs(given_paths["repo_path"]) else " (relative to this file's directory)"
-        raise ConfigError(source, "orchestration.repo_path", f"no such directory: {repo}{relative}")
+    paths = {
+        key: os.path.normpath(os.path.join(base, os.path.expanduser(given[key])))
+        for key in PATH_KEYS
+        if given.get(key) is not None
+    }
     return msgspec.structs.replace(settings, **paths)
+
+
+def repository_to_align(settings: Settings, given: str | Path | None) -> str | Path | None:
+    """The repository a run aligns: ``given`` (``--repo``, ``run(repo_path=...)``), else the configuration's
+    ``repo_path``, which must exist then. Checked here, not on loading: a file shared between machines may
+    name a path only one of them has, and a run that names its own repository does not use it."""
+    if given is not None or settings.repo_path is None:
+        return given
+    if not os.path.exists(settings.repo_path):
+        raise UsageProblem(f"orchestration.repo_path: no such directory: {settings.repo_path}")
+    return settings.repo_path
 
 
 def from_mapping(data: object, source: str = "<config>") -> Settings:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from alignment.config import Settings, from_mapping, load_settings
+from alignment.config import Settings, from_mapping, load_settings, repository_to_align
 from alignment.errors import UsageProblem
 from alignment.inputs import BranchInput, TargetGroup, load_branches
 from alignment.interrupts import on_ctrl_c
@@ -99,7 +99,7 @@ class BranchAlignmentOrchestrator:
         branches = load_branches(input_path, self.shard)
         for warning in branches.warnings:
             log.warning("%s: %s", branches.source, warning)
-        repo = repo_path if repo_path is not None else self.settings.repo_path
+        repo = repository_to_align(self.settings, repo_path)
         if repo is None:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")
         setup = set_up_run(self.settings, branches, repo, reports_dir=self.reports_dir, predict=predict)

@@ -46,7 +46,7 @@ import pytest
 
 import alignment
 from alignment.clones import Clone, open_clone
-from alignment.config import Settings, check_remote_name, load_settings
+from alignment.config import Settings, check_remote_name, load_settings, repository_to_align
 from alignment.document import document_path
 from alignment.errors import AlignmentError, StepFailed, UsageProblem, counted
 from alignment.git import Git
@@ -270,7 +270,7 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
-            repo = _path_option(config, "alignment_repo") or settings.repo_path
+            repo = repository_to_align(settings, _path_option(config, "alignment_repo"))
         if repo is None:
             raise UsageProblem("--repo PATH is required: the repository whose branches to align")
         assert input_path is not None

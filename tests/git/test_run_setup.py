@@ -4,13 +4,15 @@ JSON text, whole and unchanged."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from alignment.config import from_mapping, load_settings
-from alignment.errors import RepositoryError
+from alignment.errors import RepositoryError, UsageProblem
 from alignment.inputs import parse_branches
+from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.session import RunSetup, set_up_run
 from alignment.shard import ShardSpec
 from tests.conftest import Repo, entry, new_repo
@@ -54,6 +56,22 @@ def test_a_repo_path_of_the_config_file_is_relative_to_the_file(
     setup.discard_scratch()
     assert setup.location.common_dir == (repo.path / ".git").resolve()
     assert not (elsewhere.path / ".git" / "objects" / "info" / "commit-graph").exists()
+
+
+def test_a_config_naming_another_machines_repository_serves_a_run_that_names_its_own(
+    repo: Repo, tmp_path: Path, make_input: Callable[..., Path]
+) -> None:
+    """A shared file's ``repo_path`` that this machine lacks is checked only when no ``repo_path=`` (or
+    ``--repo``) overrides it, and then named with the key and the path it came to."""
+    repo.commit("feature", {"app.py": "x = 1\n"}, parent="main")
+    config = tmp_path / "alignment.yaml"
+    config.write_text("orchestration:\n  repo_path: /nonexistent/elsewhere\n", encoding="utf-8")
+    orchestrator = BranchAlignmentOrchestrator(config, reports_dir=tmp_path / "reports")
+    plan = orchestrator.plan(make_input("feature"), repo.path)
+    (predicted,) = plan["orchestration_results"]["main"]["branches"]
+    assert (predicted["branch_name"], predicted["status"]) == ("feature", "completed")
+    with pytest.raises(UsageProblem, match=r"^orchestration\.repo_path: no such directory: /nonexistent/elsewhere$"):
+        orchestrator.plan(make_input("feature"))
 
 
 @pytest.mark.parametrize("trusted", [None, "exact", "*"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alignment.config import Settings, from_mapping, load_settings
-from alignment.errors import ConfigError
+from alignment.config import Settings, from_mapping, load_settings, repository_to_align
+from alignment.errors import ConfigError, UsageProblem
 from alignment.model import Strategy
 
 SPEC_EXAMPLE = """
@@ -270,12 +270,16 @@ def test_the_files_paths_are_relative_to_its_directory(tmp_path: Path, monkeypat
     assert (load_settings(path).repo_path, load_settings(path).reports_dir) == (None, "reports")
 
 
-def test_a_repo_path_that_does_not_exist_names_the_path_it_came_to(tmp_path: Path) -> None:
+def test_a_repo_path_that_does_not_exist_is_refused_only_where_it_is_used(tmp_path: Path) -> None:
+    """A file shared between machines may name a path only one of them has: a run that names its own
+    repository does not use it; one that does is told the key and the path it came to."""
     path = tmp_path / "ci" / "alignment.yaml"
     path.parent.mkdir()
     path.write_text("orchestration:\n  repo_path: ../repo\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as raised:
-        load_settings(path)
-    assert str(raised.value) == (
-        f"{path}: orchestration.repo_path: no such directory: {tmp_path / 'repo'} (relative to this file's directory)"
-    )
+    settings = load_settings(path)
+    assert repository_to_align(settings, tmp_path) == tmp_path
+    with pytest.raises(UsageProblem) as raised:
+        repository_to_align(settings, None)
+    assert str(raised.value) == f"orchestration.repo_path: no such directory: {tmp_path / 'repo'}"
+    (tmp_path / "repo").mkdir()
+    assert repository_to_align(settings, None) == str(tmp_path / "repo")
