@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
-import shutil
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +22,7 @@ import msgspec
 from alignment.errors import ConfigError, UsageProblem, shown
 from alignment.model import Strategy
 from alignment.names import NOT_TEXT, invalid_branch_name, lone_surrogate
+from alignment.processes import program_found
 from alignment.validation import Check, problems_of
 
 Command = tuple[str, ...]
@@ -276,7 +276,7 @@ def _argv_problem(argv: Command) -> str | None:
         if lone_surrogate(argument):  # nor this
             return f"argument {shown(argument)} {NOT_TEXT}"
     # a program named by its path may be one the repository or an earlier check command holds: found when run
-    if os.sep not in argv[0] and shutil.which(argv[0]) is None:
+    if os.sep not in argv[0] and not program_found(argv[0], None):
         return f"program {shown(argv[0])} not found on PATH"
     return None
 

@@ -172,12 +172,19 @@ def _stop_supervised(process: subprocess.Popen[bytes]) -> None:
             kill_group(process)
 
 
+def program_found(program: str, path: str | None) -> bool:
+    """Whether ``program``, named without a ``/``, is an executable on ``path`` (a ``PATH`` value; None: this
+    process's), as ``exec`` looks for it: the one lookup of a check's program, when the configuration is read
+    and before the supervisor execs it."""
+    return shutil.which(program, path=path) is not None
+
+
 def _require_program(program: str, cwd: str | Path | None, env: Mapping[str, str] | None) -> None:
     """Raise ``FileNotFoundError`` as ``Popen`` would, for a program the supervisor is about to exec."""
     if os.sep in program:
         found = os.access(Path(cwd or ".") / program, os.X_OK)
     else:
-        found = shutil.which(program, path=(env if env is not None else os.environ).get("PATH")) is not None
+        found = program_found(program, (env if env is not None else os.environ).get("PATH"))
     if not found:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
