@@ -57,6 +57,11 @@ class RepositoryError(UsageProblem):
     """The path given as the repository is not a git repository we can work on."""
 
 
+class RepositoryRefused(RepositoryError):
+    """A repository is at the path, but git refuses it (owned by another user, not trusted): not a path with no
+    repository, which a caller may pass over for another."""
+
+
 class ObjectWriteError(AlignmentError):
     """A commit object could not be written into the repository's object directory (disk full, no permission)."""
 

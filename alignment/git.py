@@ -55,6 +55,7 @@ from alignment.errors import (
     RefUpdateRejected,
     RepositoryError,
     RepositoryGone,
+    RepositoryRefused,
     UnrelatedHistories,
 )
 from alignment.model import CommitInfo, FileChange
@@ -229,10 +230,11 @@ def _check_ownership(given: Path, location: RepoLocation) -> None:
     stderr = done.stderr.decode("utf-8", "replace")
     fix = re.search(r"git config --global --add safe\.directory .*", stderr)
     if "dubious ownership" in stderr and fix is not None:
-        raise RepositoryError(
+        raise RepositoryRefused(
             f"{given}: owned by another user, git refuses it (dubious ownership); if you trust it: `{fix[0]}`"
         )
-    raise RepositoryError(f"{given}: git cannot use this repository ({GitError(args, done.returncode, stderr).detail})")
+    detail = GitError(args, done.returncode, stderr).detail
+    raise RepositoryRefused(f"{given}: git cannot use this repository ({detail})")
 
 
 def _leads_to(dot_git: Path, git_dir: Path) -> bool:

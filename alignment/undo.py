@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignment.errors import FileProblem, RepositoryError, UsageProblem
+from alignment.errors import FileProblem, RepositoryError, RepositoryRefused, UsageProblem
 from alignment.git import Checkout, Git, RepoLocation
 from alignment.journal import Move, MoveJournal, Outcome, PutBack, Restoration, restore
 from alignment.logs import AuditTrail
@@ -113,7 +113,9 @@ def _where_the_run_worked(folder: RunFolder) -> tuple[str, RepoLocation, str | N
                 if location.common_dir == Path(repository):
                     return ran_in, location, None
                 now = "another repository's now"
-            except RepositoryError:  # no repository now (or one git refuses): the common dir may still do
+            except RepositoryRefused:  # a repository there that git refuses: said, not passed over
+                raise
+            except RepositoryError:  # no repository there now: the common dir may still do
                 now = "no repository undo can use now"
             note = f"{ran_in}, where run {folder.run_id} worked, is {now}: undoing in {repository}"
         elif isinstance(ran_in, str):

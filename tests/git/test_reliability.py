@@ -699,6 +699,29 @@ def test_undo_of_a_run_through_a_trusted_worktree_of_another_users_repository(
     assert all(repo.tip(name) != old for name, old in olds.items())  # refused: nothing put back
 
 
+def test_undo_names_the_refusal_of_the_worktree_the_run_went_through_not_passing_it_over(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worktree is there but git no longer trusts it: undo says so and how to go on, rather than undo in
+    the (trusted) main repository as if no repository were there, without the worktree's own settings."""
+    olds = topics(repo, 2)
+    linked = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "--detach", str(linked), "main")
+    config = tmp_path / "global.gitconfig"
+    config.write_text(f"[safe]\n\tdirectory = {linked.resolve()}\n\tdirectory = {repo.path.resolve()}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # every repository is another user's
+    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, linked)["run_id"])
+    config.write_text(f"[safe]\n\tdirectory = {repo.path.resolve()}\n")  # the worktree no longer trusted
+    assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err
+    assert f"{linked.resolve()}: owned by another user, git refuses it (dubious ownership)" in error
+    assert error.endswith(f"; or pass --repo PATH, a worktree of the repository run {run_id} aligned\n")
+    monkeypatch.delenv("GIT_TEST_ASSUME_DIFFERENT_OWNER")
+    assert all(repo.tip(name) != old for name, old in olds.items())  # refused: nothing put back
+
+
 def test_a_worktree_given_as_repo_removed_during_the_run_fails_its_branches_without_a_trace(
     repo: Repo, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
