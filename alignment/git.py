@@ -378,13 +378,24 @@ def worktree_registered(worktree: Path) -> bool:
     return pointer.startswith("gitdir:") and Path(pointer.removeprefix("gitdir:").strip()).is_dir()
 
 
-def _driver_files(directory: Path) -> frozenset[str]:
-    """The names of merge drivers' temporary files in ``directory`` (``Git._driver_files_removed_if_killed``)."""
+def driver_files(directory: Path) -> frozenset[str]:
+    """The names of merge drivers' temporary files in ``directory``: git writes a driver's three sides where it
+    runs (``RepoLocation.run_dir``) as ``.merge_file_XXXXXX`` (ll-merge.c) and deletes them when the driver
+    returns, but not when the merge is killed first (nor on SIGTERM, in 2.39)."""
     try:
         with os.scandir(directory) as entries:
             return frozenset(entry.name for entry in entries if entry.name.startswith(".merge_file_"))
     except OSError:
         return frozenset()
+
+
+def remove_driver_files(directory: Path, kept: frozenset[str]) -> None:
+    """Remove the merge drivers' files in ``directory`` but ``kept``: at the end of a run that killed a merge,
+    when none of its merges runs any more (``RunSetup.discard_scratch``); a merge's own files, removed while
+    its driver runs, would fail it."""
+    for name in driver_files(directory) - kept:
+        with contextlib.suppress(OSError):
+            (directory / name).unlink()
 
 
 def _read_text(path: Path) -> str:
@@ -405,14 +416,17 @@ class Git:
         timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
         reflog_message: str = "",
+        killed_merges: Path | None = None,
     ) -> None:
         """``reflog_message``: what the reflog says moved a ref that ``update_refs`` moves (or created), where
         the repository keeps reflogs (``core.logAllRefUpdates``: a non-bare repository's branches by default);
-        empty, git writes an entry without one."""
+        empty, git writes an entry without one. ``killed_merges``: a file to create when a merge process is
+        killed (``RunSetup.killed_merges``), None where the repository configures no merge driver."""
         self.location = location
         self.timeout = timeout
         self.limiter = limiter or Unlimited()
         self.env = git_environment(env)
+        self._killed_merges = killed_merges
         self._base = ("git", *_SAFETY_OPTIONS, f"--git-dir={location.git_dir}")
         self._objects = _Helpers(self, ("cat-file", "--batch"))
         message = ("-m", reflog_message) if reflog_message else ()
@@ -672,7 +686,7 @@ class Git:
         if ahead is not None:
             return ahead
         args = ("merge-tree", "--write-tree", "-z", "--name-only", ours, theirs)
-        with self._driver_files_removed_if_killed():
+        with self._noted_if_killed():
             done = self._run(*args, ok=(0, 1), timeout=timeout, known={"unrelated histories": UnrelatedHistories})
         return _merge_at(done.stdout.split(b"\0"), 0, conflicted=done.returncode == 1)[0]
 
@@ -730,21 +744,19 @@ class Git:
         return tempfile.mkdtemp(dir=self._probes)
 
     @contextlib.contextmanager
-    def _driver_files_removed_if_killed(self) -> Iterator[None]:
-        """Around a merge process: if it is killed (a timeout, Ctrl-C, pytest-timeout's exception), remove the
-        files of merge drivers it left in ``RepoLocation.run_dir``, the user's worktree. git writes a driver's
-        three sides there as ``.merge_file_XXXXXX`` (ll-merge.c, relative to the directory it runs in) and
-        deletes them when the driver returns, but not when it is killed first (nor on SIGTERM, in 2.39). Only
-        names that were not there when the process started go; a process that ended by itself removed its own.
-        """
-        before = _driver_files(self.location.run_dir)
+    def _noted_if_killed(self) -> Iterator[None]:
+        """Around a merge process: if it is killed (a timeout, Ctrl-C, pytest-timeout's exception), create the
+        ``killed_merges`` file, so that the run's end removes the drivers' files it may have left
+        (``remove_driver_files``). Nothing is scanned or removed here: other merges (threads, workers, the
+        user's) run in the same directory, their drivers reading their files."""
         try:
             yield
         except BaseException as error:
-            if isinstance(error, GitTimeout) or not isinstance(error, AlignmentError):
-                for name in _driver_files(self.location.run_dir) - before:
-                    with contextlib.suppress(OSError):
-                        (self.location.run_dir / name).unlink()
+            if self._killed_merges is not None and (
+                isinstance(error, GitTimeout) or not isinstance(error, AlignmentError)
+            ):
+                with contextlib.suppress(OSError):
+                    self._killed_merges.touch()
             raise
 
     def _merge_batch(
@@ -758,7 +770,7 @@ class Git:
             return ()
         payload = "".join(f"{ours} {theirs}\n" for ours, theirs in pairs).encode()
         args = ("merge-tree", "--stdin", "-z", "--name-only")
-        with self._driver_files_removed_if_killed():
+        with self._noted_if_killed():
             done = self._run(*args, stdin=payload, ok=(0, 1), timeout=timeout, options=options, env=env)
         fields = done.stdout.split(b"\0")
         merges, index = [], 0
@@ -1123,6 +1135,12 @@ class Git:
                 shutil.rmtree(admin, ignore_errors=True)
                 forgotten.append(worktree)
         return forgotten
+
+    def merge_drivers_configured(self) -> bool:
+        """Whether git's configuration for the repository defines a merge driver (``merge.<name>.driver``):
+        only then can a killed merge leave files in ``RepoLocation.run_dir`` (``driver_files``)."""
+        done = self._run("config", "--get-regexp", r"^merge\..+\.driver$", ok=(0, 1))
+        return done.returncode == 0
 
     def is_shallow(self) -> bool:
         """Whether the repository is a shallow clone (its history cut off: merges would be wrong)."""

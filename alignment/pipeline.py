@@ -675,6 +675,7 @@ class Runtime:
             limiter=self.limiter,
             timeout=settings.integration_timeout_seconds,
             reflog_message=run_signature(setup.run_id),  # its moves', backups' and restores' reflogs
+            killed_merges=setup.killed_merges,
         )
         self.components = components or Components.from_settings(settings)
         default = isinstance(self.components.integration_utility, MergeOrRebaseIntegrator)

@@ -23,7 +23,7 @@ from alignment import housekeeping
 from alignment.clones import Clone, WorkerClones, clones_for, fetch_run_refs
 from alignment.config import Settings
 from alignment.errors import FileProblem, GitError, InputError, RepositoryError, counted
-from alignment.git import Git, RepoLocation, branch_ref
+from alignment.git import Git, RepoLocation, branch_ref, driver_files, remove_driver_files
 from alignment.inputs import BranchInput
 from alignment.journal import MoveJournal, PutBack
 from alignment.model import Action
@@ -162,12 +162,21 @@ class RunSetup:
     # targets, branches at no commit, and with ``tidy`` the cleanup's (else ``tidy_repository`` returns those)
     predict: bool = False
     clones: WorkerClones | None = None  # --worker-clones: each xdist worker aligns in a clone of its own
+    driver_files: frozenset[str] | None = None  # merge drivers' files in ``location.run_dir`` at set-up, where the
+    # repository configures a merge driver (``killed_merges``); None where it configures none
 
     @property
     def stop_flag(self) -> Path:
         """Exists once the run is stopped (the circuit breaker tripped, or Ctrl-C came), its text saying why:
         workers check it before starting a branch."""
         return self.scratch_dir / "stopped"
+
+    @property
+    def killed_merges(self) -> Path | None:
+        """Exists once a merge of the run was killed (``Git(killed_merges=...)``): its drivers' files may be left
+        in the user's worktree, which the run's end removes (``discard_scratch``). None where the repository
+        configures no merge driver, or where the workers merge in clones of their own (not in the worktree)."""
+        return self.scratch_dir / "merge-killed" if self.driver_files is not None and self.clones is None else None
 
     @property
     def remote(self) -> str | None:
@@ -209,7 +218,11 @@ class RunSetup:
         return replace(self, location=clone.location)
 
     def discard_scratch(self) -> None:
-        """End of the run (owner only): release the scratch directory and delete it."""
+        """End of the run (owner only), when none of its merges runs any more: if one was killed, remove the
+        merge drivers' files that appeared in the worktree since the set-up (``git.remove_driver_files``);
+        release the scratch directory and delete it."""
+        if self.driver_files is not None and self.killed_merges is not None and self.killed_merges.exists():
+            remove_driver_files(self.location.run_dir, self.driver_files)
         release(self.scratch_dir)
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
@@ -273,6 +286,7 @@ def set_up_run(
                 "fetched %s from '%s'; missing there: %s", counted(len(names), "ref"), settings.remote, sorted(missing)
             )
         snapshot = take_snapshot(git, branches, require_targets, settings.remote, settings.backup_branch_prefix)
+        drivers = driver_files(location.run_dir) if git.merge_drivers_configured() else None
         # once the input's targets are known to exist, and after the fetch, so the commit-graph covers it
         notes = (_tidy(git, settings) if tidy else ()) + unfinished_runs(folder.reports_dir)
     finally:
@@ -305,7 +319,9 @@ def set_up_run(
         counted(len(branches.targets), "target"),
         location.git_dir,
     )
-    return RunSetup(run_id, started, settings, location, branches, snapshot, folder, scratch, notes, predict)
+    return RunSetup(
+        run_id, started, settings, location, branches, snapshot, folder, scratch, notes, predict, driver_files=drivers
+    )
 
 
 def tidy_repository(setup: RunSetup) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import re
@@ -43,13 +44,15 @@ from alignment.git import (
     _parse_tree,
     _Persistent,
     branch_ref,
+    driver_files,
 )
 from alignment.inputs import parse_branches
 from alignment.proctree import tree_processes, tree_rss_bytes, tree_sum
 from alignment.resources import MemoryGate, SlotLimiter
 from alignment.scratch import is_alive, is_scratch, memory_dir, scratch_places
-from alignment.session import set_up_run
+from alignment.session import RunSetup, set_up_run
 from tests.conftest import Repo, entry, new_repo
+from tests.plugin.test_faults import wait_until
 
 
 @pytest.fixture
@@ -1132,26 +1135,79 @@ def test_merges_follow_the_merge_attributes_of_the_repository_not_of_the_directo
     assert [result.conflicts for result in merged] == [(), (Conflict("bin.dat", "binary"),)]
 
 
+def drivers_run(repo: Repo, tmp_path: Path, **drivers: str) -> tuple[RunSetup, dict[str, tuple[str, str]]]:
+    """A run set up in ``repo`` whose ``.gitattributes`` gives ``<name>.txt`` the merge driver ``<name>`` that
+    runs the command of ``drivers``; for each, the pair whose merge runs that driver."""
+    for name, command in drivers.items():
+        repo.git("config", f"merge.{name}.driver", command)
+    attributes = "".join(f"{name}.txt merge={name}\n" for name in drivers)
+    base = repo.commit("main", {".gitattributes": attributes, **{f"{name}.txt": "1\n" for name in drivers}})
+    branches = {name: repo.commit(name, {f"{name}.txt": "branch\n"}, parent=base) for name in drivers}
+    target = repo.commit("main", {f"{name}.txt": "main\n" for name in drivers})
+    repo.git("reset", "-q", "--hard", "main")
+    (repo.path / ".merge_file_mine").write_text("yours\n")  # the user's, there before the run
+    setup = set_up_run(Settings(), parse_branches({"branches": [entry("slow")]}, "t"), repo.path, reports_dir=tmp_path)
+    return setup, {name: (branch, target) for name, branch in branches.items()}
+
+
 @pytest.mark.parametrize("merge", MERGES)
-def test_a_merge_killed_while_a_driver_runs_leaves_no_driver_file_in_the_worktree(
-    repo: Repo, merge: str, monkeypatch: pytest.MonkeyPatch
+def test_a_merge_killed_while_a_driver_runs_leaves_no_driver_file_in_the_worktree_after_the_run(
+    repo: Repo, tmp_path: Path, merge: str
 ) -> None:
     """git writes a driver's three files (``.merge_file_XXXXXX``) where it runs, the worktree, and deletes them
-    when the driver returns: killed mid-driver (a timeout), it cannot. Those it wrote go; a file of that name
-    that was there before stays."""
-    repo.git("config", "merge.slow.driver", "sleep 30")
-    base = repo.commit("main", {".gitattributes": "slow.txt merge=slow\n", "slow.txt": "1\n"})
-    branch = repo.commit("slow", {"slow.txt": "branch\n"}, parent=base)
-    target = repo.commit("main", {"slow.txt": "main\n"})
-    repo.git("reset", "-q", "--hard", "main")
-    (repo.path / ".merge_file_mine").write_text("yours\n")
-    door = Git(RepoLocation.discover(repo.path), timeout=1)
+    when the driver returns: killed mid-driver (a timeout), it cannot. The run's end removes those that
+    appeared since its set-up; a file of that name that was there before stays."""
+    setup, pairs = drivers_run(repo, tmp_path, slow="sleep 30")
+    door = Git(setup.location, timeout=1, killed_merges=setup.killed_merges)
     try:
         with pytest.raises(GitTimeout):
-            MERGES[merge](door, [(branch, target)])
+            MERGES[merge](door, [pairs["slow"]])
     finally:
         door.close()
+    assert len(driver_files(repo.path)) == 4  # left by the killed merge until the run ends
+    setup.discard_scratch()
     assert repo.status() == "?? .merge_file_mine"
+
+
+def test_a_killed_merge_removes_no_file_of_a_merge_running_beside_it(repo: Repo, tmp_path: Path) -> None:
+    """Other merges run in the same directory (the run's threads and workers, the user's ``git merge``): the
+    files their drivers read are not removed while they run, only at the run's end (those of a merge that
+    ended by itself are gone by then)."""
+    setup, pairs = drivers_run(repo, tmp_path, slow="sleep 30", late="sleep 3; cat %B > %A")
+    killed = Git(setup.location, timeout=1, killed_merges=setup.killed_merges)
+    beside = Git(setup.location)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            timeout = pool.submit(killed.merge_tree, *pairs["slow"])
+            wait_until(
+                lambda: len(driver_files(repo.path)) == 4
+            )  # the killed merge's driver runs: then the other starts
+            merged = beside.merge_tree(*pairs["late"])
+            with pytest.raises(GitTimeout):
+                timeout.result()
+    finally:
+        killed.close()
+        beside.close()
+    setup.discard_scratch()
+    assert merged.conflicts == ()
+    assert repo.status() == "?? .merge_file_mine"
+
+
+def test_a_run_that_killed_no_merge_removes_no_driver_file(repo: Repo, tmp_path: Path) -> None:
+    """Without a killed merge, the run's end removes nothing: a driver's file that appeared meanwhile is of a
+    merge that still runs (the user's, another run's)."""
+    setup, _ = drivers_run(repo, tmp_path, slow="sleep 30")
+    (repo.path / ".merge_file_theirs").write_text("a side\n")
+    setup.discard_scratch()
+    assert sorted(driver_files(repo.path)) == [".merge_file_mine", ".merge_file_theirs"]
+
+
+def test_a_run_without_a_merge_driver_looks_for_no_driver_file(repo: Repo, tmp_path: Path) -> None:
+    """Only a merge driver writes ``.merge_file_*`` files: without one configured, the run neither records
+    them nor has its merges note a kill."""
+    setup = set_up_run(Settings(), parse_branches({"branches": [entry("x")]}, "t"), repo.path, reports_dir=tmp_path)
+    setup.discard_scratch()
+    assert (setup.driver_files, setup.killed_merges) == (None, None)
 
 
 def test_a_submodule_whose_repository_is_in_the_worktree_is_merged_as_git_merge_does(
