@@ -178,14 +178,18 @@ def _from_directory(settings: Settings, data: object, source: Path) -> Settings:
     return msgspec.structs.replace(settings, **paths)
 
 
-def repository_to_align(settings: Settings, given: str | Path | None) -> str | Path | None:
+def repository_to_align(
+    settings: Settings, given: str | Path | None, source: str | Path | None = None
+) -> str | Path | None:
     """The repository a run aligns: ``given`` (``--repo``, ``run(repo_path=...)``), else the configuration's
-    ``repo_path``, which must exist then. Checked here, not on loading: a file shared between machines may
-    name a path only one of them has, and a run that names its own repository does not use it."""
+    ``repo_path`` (from the file ``source``, named in the error), which must exist then. Checked here, not on
+    loading: a file shared between machines may name a path only one of them has, and a run that names its own
+    repository does not use it."""
     if given is not None or settings.repo_path is None:
         return given
     if not os.path.exists(settings.repo_path):
-        raise UsageProblem(f"orchestration.repo_path: no such directory: {settings.repo_path}")
+        where = "" if source is None else f"{source}: "
+        raise UsageProblem(f"{where}orchestration.repo_path: no such directory: {settings.repo_path}")
     return settings.repo_path
 
 

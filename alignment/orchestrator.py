@@ -70,6 +70,7 @@ class BranchAlignmentOrchestrator:
     ) -> None:
         """``shard`` (``ShardSpec(2, 4)`` or ``"2/4"``, as ``--shard``): align only that part of the input."""
         self.settings = resolve_settings(config)
+        self.config_file = config if isinstance(config, (str, Path)) else None  # named in its errors
         self.shard = ShardSpec.parse(shard, "shard") if isinstance(shard, str) else shard
         self.components = components
         self.reports_dir = reports_dir
@@ -99,7 +100,7 @@ class BranchAlignmentOrchestrator:
         branches = load_branches(input_path, self.shard)
         for warning in branches.warnings:
             log.warning("%s: %s", branches.source, warning)
-        repo = repository_to_align(self.settings, repo_path)
+        repo = repository_to_align(self.settings, repo_path, self.config_file)
         if repo is None:
             raise UsageProblem("no repository: pass repo_path or set orchestration.repo_path")
         setup = set_up_run(self.settings, branches, repo, reports_dir=self.reports_dir, predict=predict)

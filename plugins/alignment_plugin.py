@@ -270,7 +270,9 @@ def _controller_state(config: pytest.Config) -> RunState | None:
             demo_dir = new_demo_dir()
             repo, input_path = build_demo(demo_dir)
         else:
-            repo = repository_to_align(settings, _path_option(config, "alignment_repo"))
+            repo = repository_to_align(
+                settings, _path_option(config, "alignment_repo"), _path_option(config, "alignment_config")
+            )
         if repo is None:
             raise UsageProblem("--repo PATH is required: the repository whose branches to align")
         assert input_path is not None

@@ -70,7 +70,8 @@ def test_a_config_naming_another_machines_repository_serves_a_run_that_names_its
     plan = orchestrator.plan(make_input("feature"), repo.path)
     (predicted,) = plan["orchestration_results"]["main"]["branches"]
     assert (predicted["branch_name"], predicted["status"]) == ("feature", "completed")
-    with pytest.raises(UsageProblem, match=r"^orchestration\.repo_path: no such directory: /nonexistent/elsewhere$"):
+    wanted = rf"^{re.escape(str(config))}: orchestration\.repo_path: no such directory: /nonexistent/elsewhere$"
+    with pytest.raises(UsageProblem, match=wanted):
         orchestrator.plan(make_input("feature"))
 
 

@@ -491,3 +491,17 @@ def test_lf_after_a_trip_starts_the_never_started_branches_first(
     rerun.assert_outcomes(passed=5, failed=5)
     main = repo.tip("main")
     assert all(repo.git("merge-base", main, f"ok{number}") == main for number in range(1, 6))
+
+
+def test_a_config_repo_path_that_does_not_exist_is_one_error_line_naming_the_file(
+    pytester: pytest.Pytester, repo: Repo, tmp_path: Path
+) -> None:
+    """Used only without --repo; then refused with the file, the key and the path it came to."""
+    repo.commit("feature", {"f.txt": "f\n"}, parent=repo.tip("main"))
+    path = write_input(tmp_path / "in.json", [entry("feature")])
+    config = tmp_path / "alignment.yaml"
+    config.write_text("orchestration:\n  repo_path: gone\n", encoding="utf-8")
+    error = the_error(align(pytester, tmp_path, "--input", str(path), "--config", str(config)))
+    assert error == f"ERROR: {config}: orchestration.repo_path: no such directory: {tmp_path / 'gone'}"
+    done = align(pytester, tmp_path, "--input", str(path), "--config", str(config), "--repo", str(repo.path))
+    done.assert_outcomes(passed=1)

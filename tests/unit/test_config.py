@@ -279,7 +279,7 @@ def test_a_repo_path_that_does_not_exist_is_refused_only_where_it_is_used(tmp_pa
     settings = load_settings(path)
     assert repository_to_align(settings, tmp_path) == tmp_path
     with pytest.raises(UsageProblem) as raised:
-        repository_to_align(settings, None)
-    assert str(raised.value) == f"orchestration.repo_path: no such directory: {tmp_path / 'repo'}"
+        repository_to_align(settings, None, path)
+    assert str(raised.value) == f"{path}: orchestration.repo_path: no such directory: {tmp_path / 'repo'}"
     (tmp_path / "repo").mkdir()
     assert repository_to_align(settings, None) == str(tmp_path / "repo")
