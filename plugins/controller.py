@@ -33,7 +33,7 @@ from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
 from alignment.names import printable
-from alignment.remote import PushInterrupted, backups_on_remote, unpushed
+from alignment.remote import PushInterrupted, _maybe_landed, backups_on_remote, push_record, unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
@@ -414,7 +414,7 @@ class AlignmentController:
         reported as its worker would have reported it, ``interrupted``: a failed call (an error, its text the
         message) and a teardown carrying the result."""
         moves = MoveJournal(self.setup.folder.moves_dir).moves()
-        self._start_unheard_moves({move.branch for move in moves if move.remote is None})
+        self._start_unheard_moves({move.branch for move in moves})
         pushed = {move.branch for move in moves if move.remote is not None}
         nodeids = {branch: nodeid for nodeid, branch in self.nodes.selected.items()}
         for spec in self.ledger.unfinished():
@@ -441,16 +441,19 @@ class AlignmentController:
                 self.config.hook.pytest_runtest_logreport(report=report)
 
     def _start_unheard_moves(self, moved: set[str]) -> None:
-        """Each branch of ``moved`` (the journal says a worker moved it here) with no report of it read here
-        (Ctrl-C stopped this process before it read the branch's start), started: it is one of the unfinished,
-        not never started."""
+        """Each branch of ``moved`` (the journal says a worker moved it here, or started its push) with no report
+        of it read here (Ctrl-C stopped this process before it read the branch's start), started: it is one of
+        the unfinished, not never started (the remote may be at its merge)."""
         for nodeid, branch in self.nodes.selected.items():
             if branch in moved and nodeid not in self.reported:
                 self.ledger.branch_started(self.specs[branch])
 
     def _completed_result(self, branch: str) -> BranchResult:
         """A ``completed`` result made here for ``branch``, whose steps ended before its teardown was cut
-        short: at the tips of its move in the journal (none: it needed no move)."""
+        short: at the tips of its move in the journal (none: it needed no move). A journaled push was journaled
+        before ``git push`` ran, so it says the push started, not that it landed: the result waits for its push
+        (``pushed`` False), which ``WorkerPushes.publish`` settles with the worker's word or as one that may
+        have landed."""
         move = MoveJournal(self.setup.folder.moves_dir).get(branch)  # None too when git refused the move
         now = time.time()
         target = self.specs[branch].target
@@ -465,6 +468,7 @@ class AlignmentController:
             notes=(f"{self.interrupted or 'interrupted'} after its steps: this result was made from the journal",),
             started_at=now,
             finished_at=now,
+            push=None if move is None or move.remote is None else push_record(move.remote, branch, moved=True),
         )
         return self._with_what_is_known(result)
 
@@ -651,15 +655,12 @@ class WorkerPushes:
         unreported = []
         for name, result in ledger.results.items():
             record = result.push
-            waiting = record is not None and record.aligned_ref is not None and not record.pushed
-            if waiting and result.succeeded and name not in pushed:
-                unreported.append(result)
-                pushed[name] = unpushed(
-                    result,
-                    f"worker {result.worker} ended before it reported its push to '{self.setup.remote}' (its "
-                    f"remote backup may be there, the branch is at its old tip {result.old_tip} or at the merge "
-                    f"{result.new_tip}); a rerun finishes it",
-                )
+            if record is None or record.aligned_ref is None or record.pushed or not result.succeeded or name in pushed:
+                continue
+            unreported.append(result)
+            worker = f"worker {result.worker}" if result.worker else "its worker"  # none: a result made here
+            cause = f"{worker} ended before it reported its push (its remote backup may be there)"
+            pushed[name] = unpushed(result, _maybe_landed(record.remote, result, cause))
         ledger.journal_possible_pushes(unreported)
         return ledger.record_pushes(pushed, self.seconds)
 

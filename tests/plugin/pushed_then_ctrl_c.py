@@ -1,13 +1,15 @@
-"""A test-only plugin (``-p tests.plugin.pushed_then_ctrl_c``): at the start of the phase that
+"""A test-only plugin (``-p tests.plugin.pushed_then_ctrl_c``) for a ``--remote origin`` run: the controller
+publishes as under ``--worker-clones`` (what its workers report), and at the start of the phase that
 ``ALIGNMENT_TEST_PUSHED_AT`` names (``setup``: the controller never hears the branch start; ``call``: it heard
 it start) of the branch ``pushed``, its push to ``origin`` is journaled in the run's folder, as a worker in a
-clone of its own (``--worker-clones``) that shares the disk journals it, then Ctrl-C."""
+clone of its own that shares the disk journals it before ``git push`` runs, then Ctrl-C: no worker reports it."""
 
 import os
 
 import pytest
 
 from alignment.journal import Move, MoveJournal
+from plugins.controller import WorkerPushes
 
 BRANCH = "pushed"
 
@@ -15,10 +17,11 @@ BRANCH = "pushed"
 def _push_then_ctrl_c(item: pytest.Item, phase: str) -> None:
     if os.environ["ALIGNMENT_TEST_PUSHED_AT"] != phase or not item.nodeid.endswith(f"[{BRANCH}]"):
         return
-    setup = item.config.pluginmanager.getplugin("alignment-controller").setup
-    old_tip = setup.snapshot.tips[BRANCH]
+    controller = item.config.pluginmanager.getplugin("alignment-controller")
+    controller.worker_pushes = WorkerPushes(controller.setup)
+    old_tip = controller.setup.snapshot.tips[BRANCH]
     new_tip = os.environ["ALIGNMENT_TEST_PUSHED_TIP"]
-    MoveJournal(setup.folder.moves_dir).record(Move(BRANCH, old_tip, new_tip, remote="origin"))
+    MoveJournal(controller.setup.folder.moves_dir).record(Move(BRANCH, old_tip, new_tip, remote="origin"))
     raise KeyboardInterrupt
 
 

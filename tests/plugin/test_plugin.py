@@ -640,32 +640,38 @@ def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(
     assert [test["outcome"] for test in report["tests"]] == ["passed", "skipped"]
 
 
-@pytest.mark.parametrize(("phase", "status"), [("call", "completed"), ("setup", "not_run")])
-def test_ctrl_c_leaves_a_journaled_push_alone_and_never_reports_it_interrupted(
-    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str, status: str
+@pytest.mark.parametrize("phase", ["call", "setup"])
+def test_ctrl_c_after_a_journaled_push_reports_it_push_failed_as_one_that_may_have_landed(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str
 ) -> None:
-    """README: a push journaled in the run's folder (by a worker in a clone of its own, ``--worker-clones``) is
-    no local move: after Ctrl-C the controller neither restores the local branch from it nor journals it as put
-    back by the run (``alignment runs`` and ``alignment undo`` still count it). Its branch had ended its steps:
-    ``completed`` at the journaled tips when the controller heard it start, else never started (``not_run``)."""
-    tips = {name: repo.commit(name, {f"{name}.txt": "x\n"}, parent=repo.tip("main")) for name in ("done", "pushed")}
+    """README: a push journaled in the run's folder (by a worker in a clone of its own, ``--worker-clones``) was
+    journaled before ``git push`` ran, so after Ctrl-C with no word of it from its worker, its branch (its start
+    heard by the controller or not: the remote may be at the merge) is ``push_failed``, a push that may have
+    landed; the controller neither restores the local branch from it nor journals it as put back by the run
+    (``alignment runs`` and ``alignment undo`` still count it)."""
+    old_tip = repo.commit("pushed", {"pushed.txt": "x\n"}, parent=repo.tip("main"))
     merged = repo.commit("main", {"m.txt": "m\n"})
-    input_path = write_input(tmp_path / "in.json", [entry("done"), entry("pushed")])
+    bare = tmp_path / "remote.git"
+    repo.git("init", "-q", "--bare", str(bare))
+    repo.git("push", "-q", str(bare), "refs/heads/*:refs/heads/*")
+    repo.git("remote", "add", "origin", str(bare))
+    input_path = write_input(tmp_path / "in.json", [entry("pushed")])
     monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_AT", phase)
     monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_TIP", merged)
-    args = ("--input", str(input_path), "--repo", str(repo.path), "-p", "tests.plugin.pushed_then_ctrl_c")
-    done = run(*args, no_reraise_ctrlc=True)
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--remote", "origin")
+    done = run(*args, "-p", "tests.plugin.pushed_then_ctrl_c", no_reraise_ctrlc=True)
     assert done.result.ret == pytest.ExitCode.INTERRUPTED
-    pushed = done.branches().get("pushed", {"status": "not_run"})
-    assert pushed["status"] == status, pushed
-    if status == "completed":
-        assert (pushed["old_tip"], pushed["new_tip"]) == (tips["pushed"], merged)
-    assert repo.tip("pushed") == tips["pushed"]
+    pushed = done.branches()["pushed"]
+    assert (pushed["status"], pushed["errors_detected"]) == ("failed_integration", ["push_failed"]), pushed
+    assert pushed["old_tip"] == old_tip
+    assert (pushed["push"]["pushed"], pushed["push"]["aligned_ref"]) == (False, "refs/alignment/aligned/origin/pushed")
+    message = pushed["error_message"]
+    assert "ended before it reported its push" in message
+    assert f"at its old tip {old_tip} or at the merge {merged}" in message
+    assert "`alignment undo RUN_ID` puts it back if it landed" in message
+    assert repo.tip("pushed") == old_tip
     moves = MoveJournal(RunFolder(done.reports, done.data["run_id"]).moves_dir).moves()
-    assert [(move.branch, move.remote, move.put_back) for move in moves] == [
-        ("done", None, None),
-        ("pushed", "origin", None),
-    ]
+    assert [(move.branch, move.remote, move.put_back) for move in moves] == [("pushed", "origin", None)]
     assert "Traceback" not in done.output
 
 
