@@ -245,7 +245,7 @@ def _interrupted(stage: _Stage, remote: str, result: BranchResult) -> _Failure |
         message = f"interrupted (Ctrl-C) while its backup was pushed to '{remote}'; not pushed"
         return _Failure(ErrorCode.PUSH_FAILED, message, sent=False)
     if stage is _Stage.BRANCHES:
-        return _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, "interrupted (Ctrl-C) while pushing"))
+        return _Failure(ErrorCode.PUSH_FAILED, maybe_landed(remote, result, "interrupted (Ctrl-C) while pushing"))
     return _not_reached(remote, result)
 
 
@@ -366,7 +366,7 @@ def _push_branches(
         answers = git.push(remote, updates, atomic=settings.push_atomic_per_target)
     except GitError as error:  # no answer: what was sent may have landed, and a timed-out push may still land
         return {
-            result.branch: _Failure(ErrorCode.PUSH_FAILED, _maybe_landed(remote, result, error.cause))
+            result.branch: _Failure(ErrorCode.PUSH_FAILED, maybe_landed(remote, result, error.cause))
             for result in ready
         }
     failures = {}
@@ -379,7 +379,7 @@ def _push_branches(
     return failures
 
 
-def _maybe_landed(remote: str, result: BranchResult, cause: str) -> str:
+def maybe_landed(remote: str, result: BranchResult, cause: str) -> str:
     """The message of a branch push that got no answer (git failed or was killed, the connection dropped, a
     timeout, a second Ctrl-C): git may have sent it before the answer was lost, and the remote can finish a push
     we stopped waiting for, so its outcome is unknown; the journal counts it as a move."""

@@ -33,7 +33,7 @@ from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
 from alignment.names import printable
-from alignment.remote import PushInterrupted, _maybe_landed, backups_on_remote, push_record, unpushed
+from alignment.remote import PushInterrupted, backups_on_remote, maybe_landed, push_record, unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
@@ -660,7 +660,7 @@ class WorkerPushes:
             unreported.append(result)
             worker = f"worker {result.worker}" if result.worker else "its worker"  # none: a result made here
             cause = f"{worker} ended before it reported its push (its remote backup may be there)"
-            pushed[name] = unpushed(result, _maybe_landed(record.remote, result, cause))
+            pushed[name] = unpushed(result, maybe_landed(record.remote, result, cause))
         ledger.journal_possible_pushes(unreported)
         return ledger.record_pushes(pushed, self.seconds)
 
