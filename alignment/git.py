@@ -119,7 +119,7 @@ _OWN_FORMAT = "%H%x00%P%x00%an <%ae> %at%x00%s%x00"  # read by _commits_of: no f
 _TREE_MODE = "40000"
 _GITLINK_MODE = "160000"
 WORKER_CLONE_MARK = "alignment.workerClone"  # set in a worker clone the tool made (``Git.mark_worker_clone``)
-PATHSPEC_BYTES = 64 * 1024  # paths passed as arguments at most; beyond, the whole diff is read and filtered
+PATHSPEC_BYTES = 64 * 1024  # paths (the whole diff filtered beyond) or refs (more calls beyond) a call's arguments hold
 PREFETCH = 64  # trees read in one round trip: 2.7 KB of request, far below a pipe's 64 KB, so it never blocks
 
 
@@ -549,17 +549,27 @@ class Git:
         self._keep_commit(found)  # the tip's tree and parents are what its branch reads next
         return found.oid
 
-    def branches_containing(self, commit: str, root: str = _HEADS) -> frozenset[str]:
-        """Branches under ``root`` that already contain ``commit`` (aligned with a target at ``commit``)."""
-        return self._branch_names("--contains", commit, root)
+    def branches_containing(self, commit: str, names: Iterable[str], root: str = _HEADS) -> frozenset[str]:
+        """Those of the branches ``names`` under ``root`` that already contain ``commit`` (aligned with a target
+        at ``commit``)."""
+        return self._branch_names("--contains", commit, names, root)
 
-    def branches_merged_into(self, commit: str, root: str = _HEADS) -> frozenset[str]:
-        """Branches under ``root`` whose tip is reachable from ``commit`` (a fast-forward aligns them)."""
-        return self._branch_names("--merged", commit, root)
+    def branches_merged_into(self, commit: str, names: Iterable[str], root: str = _HEADS) -> frozenset[str]:
+        """Those of the branches ``names`` under ``root`` whose tip is reachable from ``commit`` (a fast-forward
+        aligns them)."""
+        return self._branch_names("--merged", commit, names, root)
 
-    def _branch_names(self, relation: str, commit: str, root: str) -> frozenset[str]:
-        out = self._run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", root).stdout.decode()
-        return frozenset(line[len(root) :] for line in out.splitlines())
+    def _branch_names(self, relation: str, commit: str, names: Iterable[str], root: str) -> frozenset[str]:
+        """Those of ``names`` whose ref under ``root`` stands in ``relation`` to ``commit``. Only their refs are
+        given to git, as patterns (a ref name cannot hold a glob character; what else a pattern matches, such
+        as a ref inside its name, is dropped), at most ``PATHSPEC_BYTES`` of them a call: the cost follows
+        ``names``, not every ref under ``root`` (backups included)."""
+        wanted = frozenset(names)
+        found: set[str] = set()
+        for refs in _runs_of(sorted(root + name for name in wanted), PATHSPEC_BYTES):
+            out = self._run("for-each-ref", "--format=%(refname)", f"{relation}={commit}", *refs).stdout
+            found.update(ref[len(root) :] for ref in out.decode("utf-8", "surrogateescape").splitlines())
+        return frozenset(found & wanted)
 
     # -- remotes --------------------------------------------------------------------------------------------
 
@@ -1732,6 +1742,21 @@ def _commit_info(fields: bytes) -> CommitInfo:
     paragraph, joined into one line) can hold a newline, nor a NUL; any other byte, ``\\x1e`` included, is data."""
     oid, author, subject = fields.decode("utf-8", "replace").split("\n", 2)
     return CommitInfo(oid, author, subject)
+
+
+def _runs_of(args: Sequence[str], limit: int) -> Iterator[list[str]]:
+    """``args`` in order, cut into runs of at most ``limit`` characters (one longer argument alone): one call's
+    arguments each, well below the system's limit on a command line."""
+    run: list[str] = []
+    size = 0
+    for arg in args:
+        if run and size + len(arg) > limit:
+            yield run
+            run, size = [], 0
+        run.append(arg)
+        size += len(arg)
+    if run:
+        yield run
 
 
 def _literal(path: str) -> str:

@@ -62,7 +62,8 @@ def take_snapshot(
     remote: str | None = None,
     backup_prefix: str | None = None,
 ) -> Snapshot:
-    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, whatever the branch count.
+    """Tips, pinned targets and ancestry in 1 + 2 per target git calls (more past ``PATHSPEC_BYTES`` of a
+    target's branch refs), each reading only that target's listed branches, not every ref (backups included).
 
     ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
     ``remote``: read the branches fetched from that remote (``remote.tracking_root``), not the local ones.
@@ -82,10 +83,10 @@ def take_snapshot(
         commit = targets.get(group.target)
         if commit is None:
             continue
-        names = {spec.name for spec in group.branches}
-        containing = git.branches_containing(commit, root) & names
+        names = {spec.name for spec in group.branches} & all_tips.keys()
+        containing = git.branches_containing(commit, names, root)
         up_to_date |= containing
-        behind |= (git.branches_merged_into(commit, root) & names) - containing
+        behind |= git.branches_merged_into(commit, names, root) - containing
     tips = {name: oid for name, oid in all_tips.items() if name in listed}
     not_commits = {name: kind for name, (kind, _) in objects.items() if name in listed and name not in tips}
     backups = None

@@ -346,6 +346,23 @@ def test_changed_files_of_chosen_paths(git: Git, repo: Repo, monkeypatch: pytest
     )
 
 
+def test_branch_relations_read_the_named_branches_only(git: Git, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the named branches only: an unnamed one that stands in the relation, a name that is a prefix of
+    another, a missing name and names shaped like globs (no branch can hold ``*?[``) add nothing."""
+    old = repo.tip("main")
+    target = repo.commit("main", {"n.txt": "1\n"})
+    for name in ("behind", "behind-too", "behind2"):
+        repo.branch(name, old)
+    for name in ("ahead", "ahead-too"):
+        repo.commit(name, {f"{name}.txt": "a\n"}, parent=target)
+    names = ["ahead", "behind", "absent", "a*", "behind-[t]oo", "behind?"]
+    for limit in (64 * 1024, 1):  # one call, or one a ref
+        monkeypatch.setattr("alignment.git.PATHSPEC_BYTES", limit)
+        assert git.branches_containing(target, names) == {"ahead"}
+        assert git.branches_merged_into(target, names) == {"behind"}
+    assert git.branches_containing(target, []) == frozenset()
+
+
 def test_commits_between_says_when_there_are_more(git: Git, repo: Repo) -> None:
     base = repo.tip("main")
     for index in range(3):

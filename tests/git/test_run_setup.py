@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from alignment.config import from_mapping, load_settings
 from alignment.errors import RepositoryError, UsageProblem
+from alignment.git import Git
 from alignment.inputs import parse_branches
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from alignment.session import RunSetup, set_up_run
@@ -115,3 +117,37 @@ def test_a_folder_inside_a_repository_is_refused_naming_its_top(repo: Repo, tmp_
         set_up_run(from_mapping({}), branches, inside, reports_dir=tmp_path / "r", predict=True)
     with pytest.raises(RepositoryError, match="not a git repository"):
         set_up_run(from_mapping({}), branches, tmp_path, reports_dir=tmp_path / "r", predict=True)
+
+
+def test_the_snapshot_asks_git_about_each_targets_listed_branches_only(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set-up cost follows the listed branches, not every ref times every target: each target's ancestry calls
+    name only its listed branches' refs (no backup, no unlisted branch, no missing one), with the same result."""
+    old = repo.tip("main")
+    repo.commit("main", {"n.txt": "1\n"})
+    repo.branch("release", old)
+    for name in ("behind", "backup-behind-pre-align", "unlisted"):
+        repo.branch(name, old)
+    repo.commit("ahead", {"a.txt": "a\n"}, parent=repo.tip("main"))
+    repo.commit("diverged", {"d.txt": "d\n"}, parent=old)
+    repo.branch("r-up", "main")
+    asked: list[tuple[str, tuple[str, ...]]] = []
+    run = Git._run
+
+    def spying(self: Git, *args: str, **options: Any) -> Any:
+        if args[0] == "for-each-ref" and args[2].startswith(("--contains=", "--merged=")):
+            asked.append((args[2].split("=")[0], args[3:]))
+        return run(self, *args, **options)
+
+    monkeypatch.setattr(Git, "_run", spying)
+    listed = [entry(name) for name in ("ahead", "behind", "diverged", "gone")] + [entry("r-up", "release")]
+    setup = set_up_run(from_mapping({}), parse_branches({"branches": listed}, "in.json"), repo.path,
+                       reports_dir=tmp_path / "r", predict=True)  # fmt: skip
+    setup.discard_scratch()
+    assert (setup.snapshot.up_to_date, setup.snapshot.behind) == ({"ahead", "r-up"}, {"behind"})
+    main_refs = ("refs/heads/ahead", "refs/heads/behind", "refs/heads/diverged")
+    expected = [
+        (relation, refs) for refs in (main_refs, ("refs/heads/r-up",)) for relation in ("--contains", "--merged")
+    ]
+    assert sorted(asked) == sorted(expected)
