@@ -356,8 +356,9 @@ def test_branch_relations_read_the_named_branches_only(git: Git, repo: Repo, mon
     for name in ("ahead", "ahead-too"):
         repo.commit(name, {f"{name}.txt": "a\n"}, parent=target)
     names = ["ahead", "behind", "absent", "a*", "behind-[t]oo", "behind?"]
-    for limit in (64 * 1024, 1):  # one call, or one a ref
+    for limit, named in ((64 * 1024, 256), (1, 256), (64 * 1024, 0)):  # one call, one a ref, all refs listed
         monkeypatch.setattr("alignment.git.PATHSPEC_BYTES", limit)
+        monkeypatch.setattr("alignment.git.NAMED_REFS_AT_MOST", named)
         assert git.branches_containing(target, names) == {"ahead"}
         assert git.branches_merged_into(target, names) == {"behind"}
     assert git.branches_containing(target, []) == frozenset()
