@@ -245,10 +245,14 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
                 own_paths[result.branch], tips[result.branch] = paths, result.new_tip
     listed = {branch: paths for branch, paths in own_paths.items() if paths is not None}
     unlisted = math.comb(len(own_paths), 2) - math.comb(len(listed), 2)
-    overlapping = [(a, b) for a, b in itertools.combinations(listed, 2) if listed[a] & listed[b]]
+    pairs = ((a, b) for a, b in itertools.combinations(listed, 2) if not listed[a].isdisjoint(listed[b]))
+    # the first pair_limit are kept, the rest only counted: n branches that all change one file (a CHANGELOG)
+    # make n²/2 pairs, too many to hold
+    overlapping = list(itertools.islice(pairs, pair_limit))
+    beyond = sum(1 for _ in pairs)
     conflicts, failed = [], 0
-    for start in range(0, min(len(overlapping), pair_limit), PAIR_BATCH):
-        batch = overlapping[start : min(start + PAIR_BATCH, pair_limit)]
+    for start in range(0, len(overlapping), PAIR_BATCH):
+        batch = overlapping[start : start + PAIR_BATCH]
         try:  # each pair gets the time one merge may take
             merges = git.probe_merges([(tips[a], tips[b]) for a, b in batch], timeout=git.timeout * len(batch))
         except GitError as error:  # too slow, or refused: these pairs stay unknown, the others are still merged
@@ -258,10 +262,9 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
         for (first, second), merged in zip(batch, merges, strict=True):
             if not merged.clean:
                 conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
-    beyond = max(0, len(overlapping) - pair_limit)
     if beyond:
         log.warning("conflict matrix: %s not merged (limit %d)", counted(beyond, "overlapping pair"), pair_limit)
-    checked = len(overlapping) - beyond - failed
+    checked = len(overlapping) - failed
     skipped = beyond + failed + unlisted
     return ConflictMatrix(tuple(own_paths), checked, skipped, tuple(conflicts))
 

@@ -4,7 +4,8 @@ budget; the conflict matrix."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from alignment.cli import main as cli
 from alignment.demo import History
 from alignment.errors import GitTimeout
 from alignment.explain import Budget, Explanation, conflict_matrix, explain_conflicts
-from alignment.git import Git, RepoLocation
+from alignment.git import Git, MergeTree, RepoLocation
 from alignment.model import BranchResult, Status, Unexplained
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from bench.generate import generate
@@ -540,6 +541,36 @@ def test_matrix_pairs_of_a_branch_whose_changes_git_cannot_list_are_skipped(repo
     assert matrix.branches == ("a", "b", "c", "apart")
     assert (matrix.pairs_checked, matrix.pairs_skipped) == (1, 3)  # a/c merged; b with a, c and apart unknown
     assert [(conflict.first, conflict.second) for conflict in matrix.conflicts] == [("a", "c")]
+
+
+class SharedPath(Git):
+    """A ``Git`` whose every tip changes ``CHANGELOG`` and a file of its own, and whose merges are all clean:
+    no git runs, so thousands of branches cost only the matrix's own work."""
+
+    def tree_changes(self, old: str, new: str) -> dict[str, tuple[str, str] | None]:
+        return {"CHANGELOG": ("100644", new), f"{new}.txt": ("100644", new)}
+
+    def probe_merges(self, pairs: Sequence[tuple[str, str]], *, timeout: float | None = None) -> tuple[MergeTree, ...]:
+        return tuple(MergeTree("", ()) for _ in pairs)
+
+
+def test_matrix_of_thousands_of_branches_sharing_a_path_holds_no_more_pairs_than_its_limit(repo: Repo) -> None:
+    """2,500 branches that all change one file are 3.1 M overlapping pairs: the matrix listed them all before
+    cutting at the limit (hundreds of MB); it keeps the first ``limit`` and only counts the rest."""
+    results = [
+        BranchResult(f"b{index}", "main", Status.COMPLETED, 0.0, target_commit="base", new_tip=f"tip{index}")
+        for index in range(2500)
+    ]
+    git = SharedPath(RepoLocation.discover(repo.path))
+    tracemalloc.start()
+    try:
+        matrix = conflict_matrix(git, results)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        git.close()
+    assert (matrix.pairs_checked, matrix.pairs_skipped) == (explain.PAIR_LIMIT, 2500 * 2499 // 2 - explain.PAIR_LIMIT)
+    assert peak < 5_000_000, f"the matrix peaked at {peak} bytes"
 
 
 def test_plans_are_listed_apart_from_runs_and_not_taken_for_dead_runs(
