@@ -29,6 +29,7 @@ left in the repository.
 from __future__ import annotations
 
 import bisect
+import enum
 import itertools
 import logging
 import math
@@ -206,20 +207,33 @@ class PairConflict:
         return {"branches": [self.first, self.second], "paths": list(self.paths)}
 
 
+class Skipped(enum.Enum):
+    """Why pairs of a conflict matrix were not merged: the report says how many for each."""
+
+    LIMIT = "limit"  # beyond the pairs merged per target at most
+    MERGE_FAILED = "merge_failed"  # git failed or ran out of time merging them
+    CHANGES_NOT_LISTED = "changes_not_listed"  # git could not list the own changes of one of their branches
+
+
 @dataclass(frozen=True)
 class ConflictMatrix:
     """The pairwise conflicts among one target's branches that would merge cleanly."""
 
     branches: tuple[str, ...]
     pairs_checked: int
-    pairs_skipped: int
+    skipped: Mapping[Skipped, int]
     conflicts: tuple[PairConflict, ...]
+
+    @property
+    def pairs_skipped(self) -> int:
+        return sum(self.skipped.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "branches": list(self.branches),
             "pairs_checked": self.pairs_checked,
             "pairs_skipped": self.pairs_skipped,
+            "pairs_skipped_by_cause": {cause.value: self.skipped.get(cause, 0) for cause in Skipped},
             "conflicts": [conflict.to_dict() for conflict in self.conflicts],
         }
 
@@ -229,8 +243,8 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
 
     Candidates are the branches with a predicted new tip that adds changes of their own to the target; a
     pair is merged only when those changes share a path, and at most ``pair_limit`` pairs are merged
-    (``PAIR_BATCH`` to a git process). Pairs not merged (beyond the limit, in a batch git could not merge in
-    time, or of a branch whose changes git could not list) are counted as skipped.
+    (``PAIR_BATCH`` to a git process). Pairs not merged are counted as skipped, by cause: beyond the limit,
+    in a batch git could not merge (in time), or of a branch whose changes git could not list.
     """
     own_paths: dict[str, frozenset[str] | None] = {}  # None: git could not list them, every pair is skipped
     tips: dict[str, str] = {}
@@ -264,9 +278,8 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
                 conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
     if beyond:
         log.warning("conflict matrix: %s not merged (limit %d)", counted(beyond, "overlapping pair"), pair_limit)
-    checked = len(overlapping) - failed
-    skipped = beyond + failed + unlisted
-    return ConflictMatrix(tuple(own_paths), checked, skipped, tuple(conflicts))
+    skipped = {Skipped.LIMIT: beyond, Skipped.MERGE_FAILED: failed, Skipped.CHANGES_NOT_LISTED: unlisted}
+    return ConflictMatrix(tuple(own_paths), len(overlapping) - failed, skipped, tuple(conflicts))
 
 
 def conflict_matrices(

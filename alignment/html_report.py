@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from alignment.errors import counted, noun
+from alignment.explain import PAIR_LIMIT, Skipped
 
 STATUS_COLOURS = {
     "completed": "#1a7f37",
@@ -145,6 +146,28 @@ def headline_numbers(results: Mapping[str, Any]) -> dict[str, int]:
         "explained": sum(bool(branch.get("culprits")) for branch in branches),
         "pair_conflicts": pairs,
     }
+
+
+SKIP_CAUSES = {
+    Skipped.LIMIT.value: f"beyond the limit of {PAIR_LIMIT} per target",
+    Skipped.MERGE_FAILED.value: "git failed or timed out merging",
+    Skipped.CHANGES_NOT_LISTED.value: "with a branch whose changes git could not list",
+}
+
+
+def skipped_pairs(matrices: Iterable[Mapping[str, Any]]) -> str:
+    """``42850 pairs not checked: beyond the limit of 2000 per target``: how many pairs of the conflict
+    ``matrices`` (as the report holds them) were not merged, and why (a count per cause when there are
+    several), so that a partial matrix is not read as a whole one; empty when every pair was checked."""
+    by_cause = dict.fromkeys(SKIP_CAUSES, 0)
+    for matrix in matrices:
+        for cause, count in matrix["pairs_skipped_by_cause"].items():
+            by_cause[cause] += count
+    causes = [(count, SKIP_CAUSES[cause]) for cause, count in by_cause.items() if count]
+    if not causes:
+        return ""
+    why = causes[0][1] if len(causes) == 1 else ", ".join(f"{count} {cause}" for count, cause in causes)
+    return f"{counted(sum(count for count, _ in causes), 'pair')} not checked: {why}"
 
 
 def _headline(results: Mapping[str, Any], planned: bool) -> str:
@@ -344,8 +367,8 @@ def _matrices(groups: Mapping[str, Any]) -> str:
             continue
         conflicts = matrix["conflicts"]
         checked = f"{counted(matrix['pairs_checked'], 'pair')} with common paths merged"
-        if matrix["pairs_skipped"]:
-            checked += f", {matrix['pairs_skipped']} not (limit)"
+        if skipped := skipped_pairs([matrix]):
+            checked += f"; {skipped}"
         parts.append(f'<h3>{escape(target)} <span class="muted">({checked})</span></h3>')
         if not conflicts:
             parts.append("<p>No two branches conflict with each other: any order works.</p>")

@@ -28,7 +28,7 @@ from alignment.backup import backup_folders, candidate_names
 from alignment.document import document_path
 from alignment.errors import counted, first_and_more, seconds
 from alignment.git import Git
-from alignment.html_report import headline_numbers
+from alignment.html_report import headline_numbers, skipped_pairs
 from alignment.journal import MoveJournal, restore
 from alignment.ledger import Published, RunLedger
 from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
@@ -786,7 +786,8 @@ def _after_the_demo(demo_dir: Path, report: Path, planned: bool) -> list[str]:
 
 def headline(results: dict[str, Any]) -> str:
     """The report's headline numbers on one line: ``20 branches: 16 aligned, 4 failed, 0 not run; 3 conflicts,
-    3 with their cause named`` (a plan adds the branch pairs that conflict with each other)."""
+    3 with their cause named`` (a plan adds the branch pairs that conflict with each other, and how many pairs
+    were not checked)."""
     numbers = headline_numbers(results)
     planned = bool(results.get("planned"))
     line = (
@@ -798,4 +799,7 @@ def headline(results: dict[str, Any]) -> str:
     if planned:
         pairs = counted(numbers["pair_conflicts"], "branch pair conflicts", "branch pairs conflict")
         line += f"; {pairs} with each other"
+        groups = results["orchestration_results"].values()
+        if skipped := skipped_pairs(group["conflict_matrix"] for group in groups if "conflict_matrix" in group):
+            line += f" ({skipped})"
     return line

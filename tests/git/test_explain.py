@@ -7,6 +7,7 @@ import json
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,11 @@ from alignment.demo import History
 from alignment.errors import GitTimeout
 from alignment.explain import Budget, Explanation, conflict_matrix, explain_conflicts
 from alignment.git import Git, MergeTree, RepoLocation
+from alignment.html_report import render_report
 from alignment.model import BranchResult, Status, Unexplained
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from bench.generate import generate
+from plugins.controller import headline
 from tests.conftest import Aligner, Repo, entry, settings, with_merge_of_its_own, write_input
 
 UNLIMITED = Budget(merges=10_000, seconds=600)
@@ -461,6 +464,7 @@ def test_matrix_finds_branches_that_conflict_with_each_other(repo: Repo, tmp_pat
         "branches": ["left", "right", "same", "apart"],
         "pairs_checked": 3,  # left/right, left/same, right/same share app.py; apart shares nothing
         "pairs_skipped": 0,
+        "pairs_skipped_by_cause": {"limit": 0, "merge_failed": 0, "changes_not_listed": 0},
         "conflicts": [
             {"branches": ["left", "right"], "paths": ["app.py"]},
             {"branches": ["right", "same"], "paths": ["app.py"]},
@@ -487,6 +491,7 @@ def test_matrix_stops_at_its_pair_limit_and_leaves_no_object(
     finally:
         git.close()
     assert (matrix.pairs_checked, matrix.pairs_skipped) == (5, 1)
+    assert matrix.to_dict()["pairs_skipped_by_cause"] == {"limit": 1, "merge_failed": 0, "changes_not_listed": 0}
     assert [conflict.paths for conflict in matrix.conflicts] == [("app.py",)] * 5
     assert [(conflict.first, conflict.second) for conflict in matrix.conflicts][-1] == ("b", "d")
     assert loose_objects(repo) == objects, "the matrix's merges left objects in the repository"
@@ -508,6 +513,7 @@ def test_matrix_pairs_git_cannot_merge_are_skipped_and_the_others_still_merged(
     finally:
         git.close()
     assert (matrix.pairs_checked, matrix.pairs_skipped) == (1, 2)  # git refuses to merge unrelated histories
+    assert matrix.to_dict()["pairs_skipped_by_cause"] == {"limit": 0, "merge_failed": 2, "changes_not_listed": 0}
     assert [(conflict.first, conflict.second) for conflict in matrix.conflicts] == [("a", "b")]
 
 
@@ -540,7 +546,34 @@ def test_matrix_pairs_of_a_branch_whose_changes_git_cannot_list_are_skipped(repo
         git.close()
     assert matrix.branches == ("a", "b", "c", "apart")
     assert (matrix.pairs_checked, matrix.pairs_skipped) == (1, 3)  # a/c merged; b with a, c and apart unknown
+    assert matrix.to_dict()["pairs_skipped_by_cause"] == {"limit": 0, "merge_failed": 0, "changes_not_listed": 3}
     assert [(conflict.first, conflict.second) for conflict in matrix.conflicts] == [("a", "c")]
+
+
+def test_a_plan_whose_matrix_skipped_pairs_says_how_many_and_why(
+    repo: Repo, tmp_path: Path, make_input: MakeInput
+) -> None:
+    """The summary said "2000 branch pairs conflict with each other" when 42,850 more were never merged, and
+    the page called every skipped pair "(limit)", also those git failed on or of branches not listed."""
+    base = repo.tip("main")
+    repo.commit("left", {"app.py": "def main():\n    return 'left'\n"}, parent=base)
+    repo.commit("right", {"app.py": "def main():\n    return 'right'\n"}, parent=base)
+    plan = BranchAlignmentOrchestrator(reports_dir=tmp_path / "reports").plan(make_input("left", "right"), repo.path)
+    assert "not checked" not in headline(plan)
+    assert "not checked" not in render_report(plan, tmp_path)
+    matrix = plan["orchestration_results"]["main"]["conflict_matrix"]
+
+    matrix["pairs_skipped_by_cause"]["limit"] = 42850
+    assert headline(plan).endswith(
+        "; 1 branch pair conflicts with each other (42850 pairs not checked: beyond the limit of 2000 per target)"
+    )
+    matrix["pairs_skipped_by_cause"].update(merge_failed=3, changes_not_listed=1)
+    skipped = (
+        "42854 pairs not checked: 42850 beyond the limit of 2000 per target, 3 git failed or timed out merging, "
+        "1 with a branch whose changes git could not list"
+    )
+    assert headline(plan).endswith(f" ({skipped})")
+    assert f"(1 pair with common paths merged; {skipped})" in unescape(render_report(plan, tmp_path))
 
 
 class SharedPath(Git):
