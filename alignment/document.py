@@ -26,7 +26,7 @@ from alignment.model import Action, BranchResult, CommitInfo, ErrorCode, Status
 from alignment.names import branch_file_stem, printable
 from alignment.runs import write_atomically
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")  # '&': no entity (``&amp;``) is read
 
 
 def document_path(changes_dir: Path, target: str, branch: str) -> Path:

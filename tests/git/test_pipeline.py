@@ -199,6 +199,15 @@ def test_control_characters_in_paths_and_subjects_are_escaped_in_the_document(re
     assert "| `m\\r<img src=x onerror=alert(1)>.txt` | M | 1 | 1 |" in text
 
 
+def test_entities_in_names_and_subjects_are_escaped_in_the_document(repo: Repo, align: Aligner) -> None:
+    """Markdown reads ``&amp;`` as ``&`` outside code spans: a name or subject is shown as typed."""
+    diverge(repo, "y/&amp;", {"g.txt": "z\n"}, {"m.txt": "x\n"})
+    repo.commit("main", {"n.txt": "x\n"}, "fix &lt;tag&gt;")
+    text = Path(str(align("y/&amp;")["y/&amp;"].document)).read_text(encoding="utf-8")
+    assert text.startswith("# y/\\&amp; ← main\n")
+    assert " fix \\&lt;tag\\&gt; — " in text
+
+
 def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> None:
     diverge(repo, "b", {"app.py": None}, {"app.py": "def main():\n    return 5\n"})
     result = align("b")["b"]
