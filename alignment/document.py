@@ -10,7 +10,9 @@ says what the run would do. It lives at
 
 In a ``--remote`` run the branch is pushed at the end of the run, after its document was written: its
 ``Push`` row says so, and ``record_push`` then rewrites the rows the push decides (status, new tip, push, and
-for a backup on the remote the backup) and adds why it stopped when the push did not land.
+for a backup on the remote the backup) and adds why it stopped when the push did not land. A branch the
+controller puts back (its process stopped unheard after moving it) gets its status and new tip rewritten the
+same way, by ``record_put_back``.
 """
 
 from __future__ import annotations
@@ -178,6 +180,19 @@ def record_push(
     if push.remote_backup:  # a local backup keeps its row as written (auto_cleanup_backups may have noted it)
         rows[_BACKUP] = _row(_backup_row(result.backup_branch))
     _rewrite_rows(path, rows, _why_it_stopped(result.status, result.message), notes)
+
+
+def record_put_back(path: Path, message: str, merged: str) -> None:
+    """Bring the change document at ``path``, written before the branch's process stopped unheard, in line with
+    the ``exception`` result the controller makes once it put the branch back from the journal: its status, its
+    new tip (``merged``, the tip it was put back from: the branch is at its old tip again) and why it stopped
+    (``message``). A document this module did not write is left as it is; ``OSError`` when it cannot be read
+    or replaced."""
+    rows = {
+        _STATUS: lambda line: f"{_STATUS}{Status.EXCEPTION.value} {line.removeprefix(_STATUS).partition(' ')[2]}",
+        _NEW_TIP: _row(f"{_NEW_TIP}`{merged}` (put back: the branch is at its old tip again) |"),
+    }
+    _rewrite_rows(path, rows, _why_it_stopped(Status.EXCEPTION, message))
 
 
 def _row(text: str) -> Callable[[str], str]:

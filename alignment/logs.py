@@ -95,6 +95,17 @@ class BranchLogFiles(logging.Handler):
         super().close()
 
 
+def log_to_branch(logs_dir: Path, branch: str, logger: str, level: int, message: str) -> None:
+    """Add one record to ``branch``'s log file in ``logs_dir`` from outside its process's logging: the controller
+    puts back a branch whose process stopped before it said so, and its log should end with that."""
+    handler = BranchLogFiles(logs_dir)
+    try:
+        with branch_scope(branch):
+            handler.handle(logging.LogRecord(logger, level, __file__, 0, message, None, None))
+    finally:
+        handler.close()
+
+
 @contextlib.contextmanager
 def run_logging(level: str, logs_dir: Path | None) -> Iterator[None]:
     """Set the library's log level and, with ``logs_dir``, attach the per-branch files for the block."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import sys
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -25,12 +26,13 @@ import msgspec
 import pytest
 
 from alignment.backup import backup_folders, candidate_names
-from alignment.document import document_path
+from alignment.document import document_path, record_put_back
 from alignment.errors import counted, first_and_more, seconds
 from alignment.git import Git
 from alignment.html_report import headline_numbers, skipped_pairs
-from alignment.journal import MoveJournal, restore
+from alignment.journal import MoveJournal, Outcome, restore
 from alignment.ledger import Published, RunLedger
+from alignment.logs import log_to_branch
 from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
 from alignment.names import printable
 from alignment.remote import PushInterrupted, backups_on_remote, maybe_landed, push_record, unpushed
@@ -211,25 +213,42 @@ class AlignmentController:
 
         xdist's own words (``worker 'gw0' crashed while running '<test id>'``) are its report's ``longrepr``;
         ``longreprtext`` would put the worker's platform line (``[gw0] linux -- Python ...``) before them."""
-        return f"{str(report.longrepr).strip()}; {self._put_back(branch)}"
+        return self._put_back(branch, str(report.longrepr).strip())
 
-    def _put_back(self, branch: str) -> str:
-        """Put back whatever the journal says a process that did not finish ``branch`` moved; what happened. A
-        push (``--worker-clones``: a worker journals it in the run's folder when it shares the disk) is no local
-        move: it is left to ``alignment undo``, which puts it back on the remote."""
+    def _put_back(self, branch: str, why: str) -> str:
+        """Put back whatever the journal says a process that did not finish ``branch`` moved, as ``why`` (it
+        did not finish) says; the branch's message, which its change document and log then end with when it
+        was put back. A push (``--worker-clones``: a worker journals it in the run's folder when it shares the
+        disk) is no local move: it is left to ``alignment undo``, which puts it back on the remote."""
         journal = MoveJournal(self.setup.folder.moves_dir)
         move = journal.get(branch)
         if move is None:
-            return f"'{branch}' was not moved"
+            return f"{why}; '{branch}' was not moved"
         if move.remote is not None:
-            return f"'{branch}' was pushed to '{move.remote}' (journaled), not moved here: left as it is"
+            return f"{why}; '{branch}' was pushed to '{move.remote}' (journaled), not moved here: left as it is"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
-        timeout = self.setup.settings.integration_timeout_seconds
-        git = Git(self.setup.location, timeout=timeout, reflog_message=f"{run_signature(self.setup.run_id)}: put back")
+        settings = self.setup.settings
+        git = Git(
+            self.setup.location,
+            timeout=settings.integration_timeout_seconds,
+            reflog_message=f"{run_signature(self.setup.run_id)}: put back",
+        )
         try:
-            return restore(git, move, journal=journal).message  # ``alignment runs`` counts no move
+            restoration = restore(git, move, journal=journal)  # ``alignment runs`` counts no move
         finally:
             git.close()
+        message = f"{why}; {restoration.message}"
+        if restoration.outcome is not Outcome.RESTORED:
+            return message
+        if settings.log_per_branch and logging.getLevelName(settings.log_level) <= logging.WARNING:
+            log_to_branch(self.setup.folder.logs_dir, branch, __name__, logging.WARNING, message)
+        try:
+            record_put_back(
+                document_path(self.setup.folder.changes_dir, self.specs[branch].target, branch), message, move.new_tip
+            )
+        except OSError as error:
+            return f"{message}; change document not updated: {error}"
+        return message
 
     def _exception_result(self, branch: str, nodeid: str) -> BranchResult:
         """A branch without a result of its own: its worker crashed, or pytest failed before the pipeline."""
@@ -424,8 +443,8 @@ class AlignmentController:
             if nodeid in self.passed_calls or spec.name in pushed:
                 result = self._completed_result(spec.name)
             else:
-                message = (
-                    f"alignment was {self.interrupted or 'interrupted'} before it finished; {self._put_back(spec.name)}"
+                message = self._put_back(
+                    spec.name, f"alignment was {self.interrupted or 'interrupted'} before it finished"
                 )
                 call = pytest.TestReport(nodeid, (path, None, name), {}, "failed", printable(message), "call")
                 call.alignment_status = Status.EXCEPTION.value  # type: ignore[attr-defined]

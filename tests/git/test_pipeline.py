@@ -16,7 +16,7 @@ from alignment.backup import create_backup
 from alignment.components import BranchContext, ChangeRecord, Integration
 from alignment.config import Settings
 from alignment.detect import ChangeErrorDetector
-from alignment.document import MarkdownDocGenerator
+from alignment.document import MarkdownDocGenerator, record_put_back
 from alignment.git import Git, RefUpdate, RepoLocation
 from alignment.inputs import parse_branches
 from alignment.integrate import MergeOrRebaseIntegrator
@@ -206,6 +206,26 @@ def test_entities_in_names_and_subjects_are_escaped_in_the_document(repo: Repo, 
     text = Path(str(align("y/&amp;")["y/&amp;"].document)).read_text(encoding="utf-8")
     assert text.startswith("# y/\\&amp; ← main\n")
     assert " fix \\&lt;tag\\&gt; — " in text
+
+
+def test_a_put_back_branch_s_document_says_it_is_at_its_old_tip(repo: Repo, align: Aligner) -> None:
+    """The controller puts back a branch whose process stopped unheard after moving it: the document written
+    before then no longer says it completed at the merge."""
+    old = diverge(repo, "f", {"f.txt": "f\n"}, {"m.txt": "m\n"})
+    result = align("f")["f"]
+    path = Path(str(result.document))
+    message = f"alignment was interrupted (Ctrl-C) before it finished; restored 'f' to its old tip {old}"
+
+    record_put_back(path, message, str(result.new_tip))
+
+    text = path.read_text(encoding="utf-8")
+    assert "**Status:** exception (merge)\n" in text
+    assert f"| New tip | `{result.new_tip}` (put back: the branch is at its old tip again) |\n" in text
+    assert (
+        "## Why it stopped\n\nalignment was interrupted \\(Ctrl\\-C\\) before it finished; restored 'f' to its old"
+        in text
+    )
+    assert "completed" not in text
 
 
 def test_modify_delete_conflict_names_its_kind(repo: Repo, align: Aligner) -> None:

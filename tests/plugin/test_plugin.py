@@ -994,9 +994,10 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     ), victim["error_message"]
     assert repo.tip("topic-1") == olds["topic-1"]
     assert repo.tip("backup-topic-1-pre-align") == olds["topic-1"]
-    if moment == "after":  # the reflog says who put it back
+    if moment == "after":  # the reflog, change document and log say who put it back
         put_back = repo.git("reflog", "show", "-1", "--format=%gs", "topic-1")
         assert put_back == f"branch-alignment run {done.data['run_id']}: put back"
+        assert_documented_put_back(done, "topic-1")
     assert moves_made(RunFolder(done.reports, done.data["run_id"])) == 3  # `alignment runs`: topic-1 is put back
     for name in ("topic-0", "topic-2", "topic-3"):
         assert done.branches()[name]["status"] == "completed"
@@ -1186,7 +1187,20 @@ def test_ctrl_c_to_the_controller_alone_starts_no_further_branch_and_reports_eve
     put_back = {name: branches[name]["errors_detected"] for name in started if name not in moved}
     assert put_back, "the branch the controller never heard start is put back"
     assert put_back == {name: ["interrupted"] for name in put_back}
+    for name in put_back:
+        assert_documented_put_back(done, name)
     assert "Traceback" not in done.output
+
+
+def assert_documented_put_back(done: Any, branch: str) -> None:
+    """The change document of ``branch``, which the controller put back after it moved, and its log say so."""
+    result = done.branches()[branch]
+    text = Path(result["document"]).read_text(encoding="utf-8")
+    assert "**Status:** exception (merge)" in text
+    assert "(put back: the branch is at its old tip again) |" in text
+    assert f"to its old tip {result['old_tip']}\n" in text  # why it stopped
+    log = (done.reports / "latest" / "logs" / f"{branch}.log").read_text(encoding="utf-8").splitlines()
+    assert log[-1].endswith(f"{result['error_message']}"), log[-1]
 
 
 def test_lf_without_a_failure_to_rerun_says_so_under_q(run: Any, repo: Repo, tmp_path: Path) -> None:
