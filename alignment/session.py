@@ -62,8 +62,9 @@ def take_snapshot(
     remote: str | None = None,
     backup_prefix: str | None = None,
 ) -> Snapshot:
-    """Tips, pinned targets and ancestry in 1 + 2 per target git calls (more past ``PATHSPEC_BYTES`` of a
-    target's branch refs), each reading only that target's listed branches, not every ref (backups included).
+    """Tips, pinned targets and ancestry in 1 + 2 per target git calls, each reading only that target's listed
+    branches, not every ref (backups included), when it has at most ``NAMED_REFS_AT_MOST`` of them (more calls
+    past ``PATHSPEC_BYTES`` of their names); a target with more reads every ref under the root, which costs less.
 
     ``require_targets``: a target that is not a branch is an ``InputError`` (else its branches fail alone).
     ``remote``: read the branches fetched from that remote (``remote.tracking_root``), not the local ones.
