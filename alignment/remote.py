@@ -74,19 +74,20 @@ def fetch_listed(git: Git, remote: str, names: Iterable[str], timeout: float | N
     root = tracking_root(remote)
     wanted = {branch_ref(name): root + name for name in sorted(set(names))}
     try:
-        _fetch(git, remote, wanted, timeout)
-        return frozenset()
-    except MissingRemoteRef:
-        pass
-    except GitError as error:
+        try:
+            _fetch(git, remote, wanted, timeout)
+            return frozenset()
+        except MissingRemoteRef:
+            pass
+        present = git.remote_refs(remote, wanted, timeout=timeout)
+        missing = {ref: local for ref, local in wanted.items() if ref not in present}
+        stale = [RefUpdate(local, None, tip) for local in missing.values() if (tip := git.resolve_ref(local))]
+        if stale:
+            git.update_refs(stale)
+        if present:
+            _fetch(git, remote, {ref: wanted[ref] for ref in present}, timeout)
+    except GitError as error:  # any of its git calls: the remote went away meanwhile, say
         raise RepositoryError(f"--remote {remote}: fetch failed: {error.cause}") from None
-    present = git.remote_refs(remote, wanted, timeout=timeout)
-    missing = {ref: local for ref, local in wanted.items() if ref not in present}
-    stale = [RefUpdate(local, None, tip) for local in missing.values() if (tip := git.resolve_ref(local)) is not None]
-    if stale:
-        git.update_refs(stale)
-    if present:
-        _fetch(git, remote, {ref: wanted[ref] for ref in present}, timeout)
     return frozenset(ref.removeprefix("refs/heads/") for ref in missing)
 
 

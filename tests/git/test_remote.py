@@ -462,6 +462,24 @@ def test_a_fetch_git_rejects_stops_the_run_naming_the_refs_and_why(origin: Origi
     assert origin.clone.git("for-each-ref", "refs/alignment/remotes/") == fetched
 
 
+def test_a_remote_that_fails_after_a_missing_branch_is_one_line(origin: Origin) -> None:
+    """A listed branch the remote lacks makes the fetch stop; the ``ls-remote`` that then looks for every missing
+    name fails (the remote went away): one line, as the first fetch's failure is, not a traceback."""
+    calls = origin.tmp / "upload-pack-calls"
+    server = origin.tmp / "upload-pack.sh"  # serves the first request, refuses the others
+    server.write_text(
+        f'#!/bin/sh\necho x >> "{calls}"\n[ "$(wc -l < "{calls}")" -gt 1 ] && exit 1\nexec git-upload-pack "$@"\n'
+    )
+    server.chmod(0o755)
+    origin.clone.git("config", "remote.origin.uploadpack", str(server))
+
+    with pytest.raises(RepositoryError) as raised:
+        origin.run(names=("feature-a", "not-on-the-remote"), plan=True)
+
+    assert str(raised.value).startswith("--remote origin: fetch failed: ")
+    assert "\n" not in str(raised.value)
+
+
 def through(origin: Origin, kind: str) -> tuple[Origin, str]:
     """``origin`` run through its clone, a linked worktree of it or a bare clone of the remote; and the remote's
     URL relative to where git resolves it there (the worktree's top, the bare repository's git dir)."""
