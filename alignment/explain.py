@@ -210,9 +210,18 @@ class PairConflict:
 class Skipped(enum.Enum):
     """Why pairs of a conflict matrix were not merged: the report says how many for each."""
 
-    LIMIT = "limit"  # beyond the pairs merged per target at most
-    MERGE_FAILED = "merge_failed"  # git failed or ran out of time merging them
-    CHANGES_NOT_LISTED = "changes_not_listed"  # git could not list the own changes of one of their branches
+    LIMIT = "limit"
+    MERGE_FAILED = "merge_failed"
+    CHANGES_NOT_LISTED = "changes_not_listed"
+
+    def reason(self, pair_limit: int) -> str:
+        """Why pairs skipped for this cause were not merged, as the summary and the page say it; ``pair_limit``
+        is the limit the matrix used."""
+        if self is Skipped.LIMIT:
+            return f"beyond the limit of {pair_limit} per target"
+        if self is Skipped.MERGE_FAILED:
+            return "git failed or timed out merging"
+        return "with a branch whose changes git could not list"
 
 
 @dataclass(frozen=True)
@@ -221,19 +230,23 @@ class ConflictMatrix:
 
     branches: tuple[str, ...]
     pairs_checked: int
-    skipped: Mapping[Skipped, int]
+    pair_limit: int  # the pairs it merged at most: the limit its ``Skipped.LIMIT`` count is beyond
+    skipped: tuple[tuple[Skipped, int], ...]  # (cause, pairs) for every cause, in ``Skipped``'s order
     conflicts: tuple[PairConflict, ...]
 
     @property
     def pairs_skipped(self) -> int:
-        return sum(self.skipped.values())
+        """The pairs not merged, whatever the cause: with ``pairs_checked``, all pairs whose changes share a path
+        (or could not be listed)."""
+        return sum(count for _, count in self.skipped)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "branches": list(self.branches),
             "pairs_checked": self.pairs_checked,
+            "pair_limit": self.pair_limit,
             "pairs_skipped": self.pairs_skipped,
-            "pairs_skipped_by_cause": {cause.value: self.skipped.get(cause, 0) for cause in Skipped},
+            "pairs_skipped_by_cause": {cause.value: count for cause, count in self.skipped},
             "conflicts": [conflict.to_dict() for conflict in self.conflicts],
         }
 
@@ -278,8 +291,8 @@ def conflict_matrix(git: Git, results: Sequence[BranchResult], *, pair_limit: in
                 conflicts.append(PairConflict(first, second, tuple(conflict.path for conflict in merged.conflicts)))
     if beyond:
         log.warning("conflict matrix: %s not merged (limit %d)", counted(beyond, "overlapping pair"), pair_limit)
-    skipped = {Skipped.LIMIT: beyond, Skipped.MERGE_FAILED: failed, Skipped.CHANGES_NOT_LISTED: unlisted}
-    return ConflictMatrix(tuple(own_paths), len(overlapping) - failed, skipped, tuple(conflicts))
+    skipped = ((Skipped.LIMIT, beyond), (Skipped.MERGE_FAILED, failed), (Skipped.CHANGES_NOT_LISTED, unlisted))
+    return ConflictMatrix(tuple(own_paths), len(overlapping) - failed, pair_limit, skipped, tuple(conflicts))
 
 
 def conflict_matrices(

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from alignment.errors import counted, noun
-from alignment.explain import PAIR_LIMIT, Skipped
+from alignment.explain import Skipped
 
 STATUS_COLOURS = {
     "completed": "#1a7f37",
@@ -148,26 +148,22 @@ def headline_numbers(results: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-SKIP_CAUSES = {
-    Skipped.LIMIT.value: f"beyond the limit of {PAIR_LIMIT} per target",
-    Skipped.MERGE_FAILED.value: "git failed or timed out merging",
-    Skipped.CHANGES_NOT_LISTED.value: "with a branch whose changes git could not list",
-}
-
-
 def skipped_pairs(matrices: Iterable[Mapping[str, Any]]) -> str:
     """``42850 pairs not checked: beyond the limit of 2000 per target``: how many pairs of the conflict
     ``matrices`` (as the report holds them) were not merged, and why (a count per cause when there are
-    several), so that a partial matrix is not read as a whole one; empty when every pair was checked."""
-    by_cause = dict.fromkeys(SKIP_CAUSES, 0)
-    for matrix in matrices:
-        for cause, count in matrix["pairs_skipped_by_cause"].items():
-            by_cause[cause] += count
-    causes = [(count, SKIP_CAUSES[cause]) for cause, count in by_cause.items() if count]
-    if not causes:
+    several; the limit is each matrix's own), so that a partial matrix is not read as a whole one; empty when
+    every pair was checked."""
+    matrices = list(matrices)
+    by_reason: dict[str, int] = {}
+    for cause in Skipped:
+        for matrix in matrices:
+            if count := matrix["pairs_skipped_by_cause"][cause.value]:
+                reason = cause.reason(matrix["pair_limit"])
+                by_reason[reason] = by_reason.get(reason, 0) + count
+    if not by_reason:
         return ""
-    why = causes[0][1] if len(causes) == 1 else ", ".join(f"{count} {cause}" for count, cause in causes)
-    return f"{counted(sum(count for count, _ in causes), 'pair')} not checked: {why}"
+    why = next(iter(by_reason)) if len(by_reason) == 1 else ", ".join(f"{n} {why}" for why, n in by_reason.items())
+    return f"{counted(sum(by_reason.values()), 'pair')} not checked: {why}"
 
 
 def _headline(results: Mapping[str, Any], planned: bool) -> str:

@@ -18,7 +18,7 @@ from alignment.demo import History
 from alignment.errors import GitTimeout
 from alignment.explain import Budget, Explanation, conflict_matrix, explain_conflicts
 from alignment.git import Git, MergeTree, RepoLocation
-from alignment.html_report import render_report
+from alignment.html_report import render_report, skipped_pairs
 from alignment.model import BranchResult, Status, Unexplained
 from alignment.orchestrator import BranchAlignmentOrchestrator
 from bench.generate import generate
@@ -463,6 +463,7 @@ def test_matrix_finds_branches_that_conflict_with_each_other(repo: Repo, tmp_pat
     assert matrix == {
         "branches": ["left", "right", "same", "apart"],
         "pairs_checked": 3,  # left/right, left/same, right/same share app.py; apart shares nothing
+        "pair_limit": explain.PAIR_LIMIT,
         "pairs_skipped": 0,
         "pairs_skipped_by_cause": {"limit": 0, "merge_failed": 0, "changes_not_listed": 0},
         "conflicts": [
@@ -492,6 +493,8 @@ def test_matrix_stops_at_its_pair_limit_and_leaves_no_object(
         git.close()
     assert (matrix.pairs_checked, matrix.pairs_skipped) == (5, 1)
     assert matrix.to_dict()["pairs_skipped_by_cause"] == {"limit": 1, "merge_failed": 0, "changes_not_listed": 0}
+    assert matrix.to_dict()["pair_limit"] == 5
+    assert skipped_pairs([matrix.to_dict()]) == "1 pair not checked: beyond the limit of 5 per target"
     assert [conflict.paths for conflict in matrix.conflicts] == [("app.py",)] * 5
     assert [(conflict.first, conflict.second) for conflict in matrix.conflicts][-1] == ("b", "d")
     assert loose_objects(repo) == objects, "the matrix's merges left objects in the repository"
@@ -574,6 +577,23 @@ def test_a_plan_whose_matrix_skipped_pairs_says_how_many_and_why(
     )
     assert headline(plan).endswith(f" ({skipped})")
     assert f"(1 pair with common paths merged; {skipped})" in unescape(render_report(plan, tmp_path))
+
+    matrix["pair_limit"] = 5  # the limit the matrix used, not the default: the page printed 2000 whatever it was
+    assert "42850 beyond the limit of 5 per target" in headline(plan)
+    assert "42850 beyond the limit of 5 per target" in unescape(render_report(plan, tmp_path))
+
+
+def test_skipped_pairs_of_several_targets_name_each_matrix_s_own_limit() -> None:
+    """The summary read every limit as ``PAIR_LIMIT``: targets whose matrices used other limits say each, and a
+    cause whose wording needs no limit is counted once over all targets."""
+    matrices = [
+        {"pair_limit": limit, "pairs_skipped_by_cause": {"limit": beyond, "merge_failed": 1, "changes_not_listed": 0}}
+        for limit, beyond in ((5, 10), (7, 20))
+    ]
+    assert skipped_pairs(matrices) == (
+        "32 pairs not checked: 10 beyond the limit of 5 per target, 20 beyond the limit of 7 per target, "
+        "2 git failed or timed out merging"
+    )
 
 
 class SharedPath(Git):
