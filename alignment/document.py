@@ -182,16 +182,16 @@ def record_push(
     _rewrite_rows(path, rows, _why_it_stopped(result.status, result.message), notes)
 
 
-def record_put_back(path: Path, message: str, merged: str) -> None:
+def record_put_back(path: Path, message: str, action: Action, *, merged: str | None) -> None:
     """Bring the change document at ``path``, written before the branch's process stopped unheard, in line with
-    the ``exception`` result the controller makes once it put the branch back from the journal: its status, its
-    new tip (``merged``, the tip it was put back from: the branch is at its old tip again) and why it stopped
-    (``message``). A document this module did not write is left as it is; ``OSError`` when it cannot be read
-    or replaced."""
-    rows = {
-        _STATUS: lambda line: f"{_STATUS}{Status.EXCEPTION.value} {line.removeprefix(_STATUS).partition(' ')[2]}",
-        _NEW_TIP: _row(f"{_NEW_TIP}`{merged}` (put back: the branch is at its old tip again) |"),
-    }
+    the ``exception`` result the controller makes for it from the journal: its status (with ``action``, what
+    aligning it did), why it stopped (``message``: what putting it back did) and, when it was put back, its new
+    tip (``merged``, the tip it was put back from: the branch is at its old tip again; None: it was not put
+    back, the row stays). A document this module did not write is left as it is; ``OSError`` when it cannot be
+    read or replaced."""
+    rows = {_STATUS: _row(_status_line(Status.EXCEPTION, action))}
+    if merged is not None:
+        rows[_NEW_TIP] = _row(f"{_NEW_TIP}`{merged}` (put back: the branch is at its old tip again) |")
     _rewrite_rows(path, rows, _why_it_stopped(Status.EXCEPTION, message))
 
 

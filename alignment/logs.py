@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TextIO
 
+from alignment.config import Settings
 from alignment.model import iso_utc
 from alignment.names import branch_file_stem, json_text, printable
 
@@ -95,9 +96,12 @@ class BranchLogFiles(logging.Handler):
         super().close()
 
 
-def log_to_branch(logs_dir: Path, branch: str, logger: str, level: int, message: str) -> None:
-    """Add one record to ``branch``'s log file in ``logs_dir`` from outside its process's logging: the controller
-    puts back a branch whose process stopped before it said so, and its log should end with that."""
+def log_to_branch(logs_dir: Path, settings: Settings, branch: str, logger: str, level: int, message: str) -> None:
+    """Add one record to ``branch``'s log file in ``logs_dir`` from outside its process's logging, as ``settings``
+    have the run log (per branch, at their level or above): the controller puts back a branch whose process
+    stopped before it said so, and its log should end with that."""
+    if not settings.log_per_branch or level < logging.getLevelName(settings.log_level):
+        return
     handler = BranchLogFiles(logs_dir)
     try:
         with branch_scope(branch):

@@ -217,15 +217,19 @@ class AlignmentController:
 
     def _put_back(self, branch: str, why: str) -> str:
         """Put back whatever the journal says a process that did not finish ``branch`` moved, as ``why`` (it
-        did not finish) says; the branch's message, which its change document and log then end with when it
-        was put back. A push (``--worker-clones``: a worker journals it in the run's folder when it shares the
-        disk) is no local move: it is left to ``alignment undo``, which puts it back on the remote."""
+        did not finish) says; the branch's message, which its change document and log then end with whatever
+        putting it back did (the document's new tip is rewritten only when it was put back). A push
+        (``--worker-clones``: a worker journals it in the run's folder when it shares the disk) is no local
+        move: it is left to ``alignment undo``, which puts it back on the remote."""
         journal = MoveJournal(self.setup.folder.moves_dir)
         move = journal.get(branch)
         if move is None:
             return f"{why}; '{branch}' was not moved"
-        if move.remote is not None:
-            return f"{why}; '{branch}' was pushed to '{move.remote}' (journaled), not moved here: left as it is"
+        if move.remote is not None:  # journaled before ``git push`` ran: it started, it may not have landed
+            started = BranchResult(
+                branch, self.specs[branch].target, Status.EXCEPTION, 0.0, old_tip=move.old_tip, new_tip=move.new_tip
+            )
+            return f"{why}; {maybe_landed(move.remote, started, 'its process stopped before the answer came')}"
         time.sleep(RECOVERY_GRACE_SECONDS)  # a helper of the dead worker may still be finishing its transaction
         settings = self.setup.settings
         git = Git(
@@ -238,13 +242,15 @@ class AlignmentController:
         finally:
             git.close()
         message = f"{why}; {restoration.message}"
-        if restoration.outcome is not Outcome.RESTORED:
-            return message
-        if settings.log_per_branch and logging.getLevelName(settings.log_level) <= logging.WARNING:
-            log_to_branch(self.setup.folder.logs_dir, branch, __name__, logging.WARNING, message)
+        log_to_branch(self.setup.folder.logs_dir, settings, branch, __name__, logging.WARNING, message)
+        restored = restoration.outcome is Outcome.RESTORED
+        target = self.specs[branch].target
         try:
             record_put_back(
-                document_path(self.setup.folder.changes_dir, self.specs[branch].target, branch), message, move.new_tip
+                document_path(self.setup.folder.changes_dir, target, branch),
+                message,
+                self._action_of(branch, target, move.old_tip),
+                merged=move.new_tip if restored else None,
             )
         except OSError as error:
             return f"{message}; change document not updated: {error}"

@@ -216,7 +216,7 @@ def test_a_put_back_branch_s_document_says_it_is_at_its_old_tip(repo: Repo, alig
     path = Path(str(result.document))
     message = f"alignment was interrupted (Ctrl-C) before it finished; restored 'f' to its old tip {old}"
 
-    record_put_back(path, message, str(result.new_tip))
+    record_put_back(path, message, result.action, merged=str(result.new_tip))
 
     text = path.read_text(encoding="utf-8")
     assert "**Status:** exception (merge)\n" in text

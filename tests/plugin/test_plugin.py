@@ -1005,6 +1005,28 @@ def test_a_killed_worker_is_reported_and_its_branch_put_back(
     assert list((tmp_path / "tmp").glob("alignment-*")) == []  # the killed worker's files went with the run
 
 
+def test_a_killed_worker_s_branch_moved_again_since_is_documented_as_left_where_it_is(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A branch the controller cannot put back (moved again since its worker died) still has its change document
+    say ``exception`` and why, and its log end with that; its new tip row stays the merge, as nothing put it back."""
+    repo.commit("topic", {"topic.txt": "x\n"}, parent=repo.tip("main"))
+    target = repo.commit("main", {"m.txt": "m\n"})
+    input_path = write_input(tmp_path / "in.json", [entry("topic")])
+    monkeypatch.setenv("ALIGNMENT_TEST_KILL", "topic:moved")
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))  # so that -p finds tests.plugin.crash_plugin
+    done = run("--input", str(input_path), "--repo", str(repo.path), "-n", "1", "-p", "tests.plugin.crash_plugin")
+    result = done.branches()["topic"]
+    assert (result["status"], repo.tip("topic")) == ("exception", target)
+    assert result["error_message"].endswith(f"'topic' moved again since (now at {target}); left as it is")
+    text = Path(result["document"]).read_text(encoding="utf-8")
+    assert "**Status:** exception (merge)" in text
+    assert "put back" not in text
+    assert f"{target}\\); left as it is\n" in text  # why it stopped (Markdown-escaped)
+    log = (done.reports / "latest" / "logs" / "topic.log").read_text(encoding="utf-8").splitlines()
+    assert log[-1].endswith(result["error_message"]), log[-1]
+
+
 def test_a_killed_workers_branch_names_its_backup_past_a_folder_of_another_listed_backup(
     run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
