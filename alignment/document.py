@@ -150,11 +150,12 @@ def _notes_section(notes: Sequence[str]) -> list[str]:
 
 
 def record_push(
-    path: Path, result: BranchResult, aligned_commit: str, *, sent: bool, notes: Sequence[str] = ()
+    path: Path, result: BranchResult, aligned_commit: str | None, *, sent: bool, notes: Sequence[str] = ()
 ) -> None:
     """Bring the change document at ``path``, written before the push, up to date with ``result`` (the
-    branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to; ``sent``:
-    its push had started, False when it never did, so it did not land): its status, new tip, push and (when
+    branch's result with what its push did; ``aligned_commit`` the commit it pushed, or tried to, None when not
+    known here, which leaves the new tip row as it is; ``sent``: its push had started, False when it never did,
+    so it did not land): its status, new tip, push and (when
     the backup is on the remote) backup rows, why it stopped when the push did not land, and ``notes`` (the
     result's since the document was written: its remote backup's) at the end of its notes. A document this
     module did not write (another ``DocGenerator``'s, or none on this machine) is left as it is; ``OSError``
@@ -172,11 +173,9 @@ def record_push(
         pushed = f"{landed} {remote} ({', '.join(map(str, result.codes))}): ours is kept at {kept}"
     if push.remote_backup:
         pushed += f"; remote backup `{_code(push.remote_backup)}`"
-    rows = {
-        _STATUS: _row(_status_line(result.status, result.action)),
-        _NEW_TIP: _row(f"{_NEW_TIP}{tip} |"),
-        _PUSH: _row(f"{_PUSH}{pushed} |"),
-    }
+    rows = {_STATUS: _row(_status_line(result.status, result.action)), _PUSH: _row(f"{_PUSH}{pushed} |")}
+    if aligned_commit is not None:
+        rows[_NEW_TIP] = _row(f"{_NEW_TIP}{tip} |")
     if push.remote_backup:  # a local backup keeps its row as written (auto_cleanup_backups may have noted it)
         rows[_BACKUP] = _row(_backup_row(result.backup_branch))
     _rewrite_rows(path, rows, _why_it_stopped(result.status, result.message), notes)

@@ -431,10 +431,22 @@ def _outcome(result: BranchResult, backup: Backup | None, failure: _Failure | No
 
 
 def unpushed(result: BranchResult, message: str) -> BranchResult:
-    """``result`` of a branch whose push never happened or was never reported (its worker died): ``push_failed``,
+    """``result`` of a branch whose push was never reported (its worker died), so may have landed: ``push_failed``,
     so that ``--lf`` retries it."""
-    failure = _Failure(ErrorCode.PUSH_FAILED, message)
-    return _local_backup_settled(_documented(_outcome(result, None, failure), _new(result), failure), None)
+    return _unpushed(result, _Failure(ErrorCode.PUSH_FAILED, message), _new(result))
+
+
+def not_pushed(result: BranchResult) -> BranchResult:
+    """``result`` of a branch whose push Ctrl-C came before (``_not_reached``; its aligned commit may be unknown
+    here: its worker's clone holds it): ``push_failed``, so that ``--lf`` retries it."""
+    record = result.push
+    assert record is not None
+    return _unpushed(result, _not_reached(record.remote, result), result.new_tip)
+
+
+def _unpushed(result: BranchResult, failure: _Failure, aligned_commit: str | None) -> BranchResult:
+    """``result`` with ``failure``, its push's, in its result and change document."""
+    return _local_backup_settled(_documented(_outcome(result, None, failure), aligned_commit, failure), None)
 
 
 def _local_backup_settled(result: BranchResult, git: Git | None) -> BranchResult:
@@ -453,11 +465,11 @@ def _local_backup_settled(result: BranchResult, git: Git | None) -> BranchResult
 
 
 def _documented(
-    result: BranchResult, aligned_commit: str, failure: _Failure | None, backup: Backup | None = None
+    result: BranchResult, aligned_commit: str | None, failure: _Failure | None, backup: Backup | None = None
 ) -> BranchResult:
-    """``result``, after its change document was brought up to date with what its push did (``failure``: why it
-    did not land; ``backup``: its backup on the remote, whose note it adds; a note when the document could not be
-    updated)."""
+    """``result``, after its change document was brought up to date with what its push did (``aligned_commit``:
+    the commit it pushed or would have, None when not known here; ``failure``: why it did not land; ``backup``: its
+    backup on the remote, whose note it adds; a note when the document could not be updated)."""
     if result.document is None:
         return result
     notes = () if backup is None or backup.note is None else (backup.note,)

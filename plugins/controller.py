@@ -35,7 +35,7 @@ from alignment.ledger import Published, RunLedger
 from alignment.logs import log_to_branch
 from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
 from alignment.names import printable
-from alignment.remote import PushInterrupted, backups_on_remote, maybe_landed, push_record, unpushed
+from alignment.remote import PushInterrupted, backups_on_remote, maybe_landed, not_pushed, push_record, unpushed
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
@@ -478,24 +478,31 @@ class AlignmentController:
         short: at the tips of its move in the journal (none: it needed no move). A journaled push was journaled
         before ``git push`` ran, so it says the push started, not that it landed: the result waits for its push
         (``pushed`` False), which ``WorkerPushes.publish`` settles with the worker's word or as one that may
-        have landed."""
+        have landed. Under ``--worker-clones`` one that needed a push and has none journaled never had it: its
+        worker pushes only the results of teardowns that ended, so ``WorkerPushes`` has it not pushed."""
         move = MoveJournal(self.setup.folder.moves_dir).get(branch)  # None too when git refused the move
         now = time.time()
         target = self.specs[branch].target
+        action = self._action_of(branch, target, None if move is None else move.old_tip)
+        unsent = self.worker_pushes is not None and move is None and action is not Action.UP_TO_DATE
+        remote = self.setup.remote if unsent else None if move is None else move.remote
         result = BranchResult(
             branch,
             target,
             Status.COMPLETED,
             0.0,
-            action=self._action_of(branch, target, None if move is None else move.old_tip),
+            action=action,
             old_tip=None if move is None else move.old_tip,
             new_tip=None if move is None else move.new_tip,
             notes=(f"{self.interrupted or 'interrupted'} after its steps: this result was made from the journal",),
             started_at=now,
             finished_at=now,
-            push=None if move is None or move.remote is None else push_record(move.remote, branch, moved=True),
+            push=None if remote is None else push_record(remote, branch, moved=True),
         )
-        return self._with_what_is_known(result)
+        result = self._with_what_is_known(result)
+        if self.worker_pushes is not None and unsent:
+            self.worker_pushes.pushed[branch] = not_pushed(result)
+        return result
 
     def _action_of(self, branch: str, target: str, old_tip: str | None) -> Action:
         """What aligning ``branch`` from ``old_tip`` (None: the snapshot's tip) did, as the snapshot tells it;

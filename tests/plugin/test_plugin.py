@@ -640,6 +640,18 @@ def test_ctrl_c_after_a_branch_s_call_passed_reports_it_completed_once(
     assert [test["outcome"] for test in report["tests"]] == ["passed", "skipped"]
 
 
+def pushed_to_origin(repo: Repo, tmp_path: Path) -> tuple[str, str]:
+    """The branch ``pushed`` (``tests.plugin.pushed_then_ctrl_c``) forked from ``main``, which then moved on, both
+    pushed to a bare remote ``origin``: its old tip and the target's."""
+    old_tip = repo.commit("pushed", {"pushed.txt": "x\n"}, parent=repo.tip("main"))
+    merged = repo.commit("main", {"m.txt": "m\n"})
+    bare = tmp_path / "remote.git"
+    repo.git("init", "-q", "--bare", str(bare))
+    repo.git("push", "-q", str(bare), "refs/heads/*:refs/heads/*")
+    repo.git("remote", "add", "origin", str(bare))
+    return old_tip, merged
+
+
 @pytest.mark.parametrize("phase", ["call", "setup"])
 def test_ctrl_c_after_a_journaled_push_reports_it_push_failed_as_one_that_may_have_landed(
     run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str
@@ -649,12 +661,7 @@ def test_ctrl_c_after_a_journaled_push_reports_it_push_failed_as_one_that_may_ha
     heard by the controller or not: the remote may be at the merge) is ``push_failed``, a push that may have
     landed; the controller neither restores the local branch from it nor journals it as put back by the run
     (``alignment runs`` and ``alignment undo`` still count it)."""
-    old_tip = repo.commit("pushed", {"pushed.txt": "x\n"}, parent=repo.tip("main"))
-    merged = repo.commit("main", {"m.txt": "m\n"})
-    bare = tmp_path / "remote.git"
-    repo.git("init", "-q", "--bare", str(bare))
-    repo.git("push", "-q", str(bare), "refs/heads/*:refs/heads/*")
-    repo.git("remote", "add", "origin", str(bare))
+    old_tip, merged = pushed_to_origin(repo, tmp_path)
     input_path = write_input(tmp_path / "in.json", [entry("pushed")])
     monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_AT", phase)
     monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_TIP", merged)
@@ -1249,3 +1256,31 @@ def test_lf_without_a_failure_to_rerun_says_so_under_q(run: Any, repo: Repo, tmp
         "branch ran" in again.output
     )
     assert "note: --lf" not in run(*args).output
+
+
+def test_ctrl_c_in_the_teardown_of_a_worker_clone_s_branch_reports_it_not_pushed(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: under ``--worker-clones`` a branch whose call passed but whose teardown Ctrl-C cut short, with no
+    push journaled, was never pushed (its worker pushes only the branches whose teardown ended): it is
+    ``push_failed``, "not pushed: interrupted (Ctrl-C) before its push", not ``completed``; the remote and the
+    local branch stay at its old tip, its change document says so, and ``--lf`` reruns it."""
+    old_tip, _ = pushed_to_origin(repo, tmp_path)
+    repo.git("push", "-q", "origin", "main:refs/heads/current")  # up to date with main: it needs no push
+    input_path = write_input(tmp_path / "in.json", [entry("current"), entry("pushed")])
+    monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_AT", "teardown")
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--remote", "origin")
+    done = run(*args, "-p", "tests.plugin.pushed_then_ctrl_c", no_reraise_ctrlc=True)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    branches = done.branches()
+    assert branches["current"]["status"] == "completed"
+    pushed = branches["pushed"]
+    assert (pushed["status"], pushed["errors_detected"]) == ("failed_integration", ["push_failed"]), pushed
+    assert pushed["error_message"].startswith("not pushed: interrupted (Ctrl-C) before its push; this run did not")
+    assert (pushed["old_tip"], pushed["push"]["pushed"]) == (old_tip, False)
+    assert repo.tip("pushed") == repo.git("ls-remote", "origin", "refs/heads/pushed").split()[0] == old_tip
+    document = Path(pushed["document"]).read_text(encoding="utf-8")
+    assert "**Status:** failed_integration" in document
+    assert "not pushed to `origin` (push_failed)" in document
+    rerun = run(*args, "--lf")
+    assert sorted(rerun.branches()) == ["pushed"]
