@@ -500,8 +500,8 @@ class AlignmentController:
             push=None if remote is None else push_record(remote, branch, moved=True),
         )
         result = self._with_what_is_known(result)
-        if self.worker_pushes is not None and unsent:
-            self.worker_pushes.pushed[branch] = not_pushed(result)
+        if self.worker_pushes is not None and unsent:  # the worker's own word on its push, if it came, stands
+            self.worker_pushes.pushed.setdefault(branch, not_pushed(result))
         return result
 
     def _action_of(self, branch: str, target: str, old_tip: str | None) -> Action:
