@@ -35,7 +35,15 @@ from alignment.ledger import Published, RunLedger
 from alignment.logs import log_to_branch
 from alignment.model import Action, BranchResult, ErrorCode, Status, intended_action, run_signature
 from alignment.names import printable
-from alignment.remote import PushInterrupted, backups_on_remote, maybe_landed, not_pushed, push_record, unpushed
+from alignment.remote import (
+    PushInterrupted,
+    aligned_ref,
+    backups_on_remote,
+    maybe_landed,
+    not_pushed,
+    push_record,
+    unpushed,
+)
 from alignment.report import html_name
 from alignment.resources import MemoryGate
 from alignment.scratch import release
@@ -479,13 +487,16 @@ class AlignmentController:
         before ``git push`` ran, so it says the push started, not that it landed: the result waits for its push
         (``pushed`` False), which ``WorkerPushes.publish`` settles with the worker's word or as one that may
         have landed. Under ``--worker-clones`` one that needed a push and has none journaled never had it: its
-        worker pushes only the results of teardowns that ended, so ``WorkerPushes`` has it not pushed."""
+        worker pushes only the results of teardowns that ended, so ``WorkerPushes`` has it not pushed. In a plain
+        ``--remote`` run its steps left its merge at ``aligned_ref``: it is pushed at the end with the others."""
         move = MoveJournal(self.setup.folder.moves_dir).get(branch)  # None too when git refused the move
         now = time.time()
         target = self.specs[branch].target
         action = self._action_of(branch, target, None if move is None else move.old_tip)
-        unsent = self.worker_pushes is not None and move is None and action is not Action.UP_TO_DATE
-        remote = self.setup.remote if unsent else None if move is None else move.remote
+        needs_push = move is None and self.setup.remote is not None and action is not Action.UP_TO_DATE
+        unsent = needs_push and self.worker_pushes is not None
+        aligned = self._aligned_commit(branch) if needs_push and self.worker_pushes is None else None
+        remote = self.setup.remote if unsent or aligned else None if move is None else move.remote
         result = BranchResult(
             branch,
             target,
@@ -493,7 +504,7 @@ class AlignmentController:
             0.0,
             action=action,
             old_tip=None if move is None else move.old_tip,
-            new_tip=None if move is None else move.new_tip,
+            new_tip=aligned if move is None else move.new_tip,
             notes=(f"{self.interrupted or 'interrupted'} after its steps: this result was made from the journal",),
             started_at=now,
             finished_at=now,
@@ -503,6 +514,19 @@ class AlignmentController:
         if self.worker_pushes is not None and unsent:  # the worker's own word on its push, if it came, stands
             self.worker_pushes.pushed.setdefault(branch, not_pushed(result))
         return result
+
+    def _aligned_commit(self, branch: str) -> str | None:
+        """The merge the steps of ``branch`` left at ``aligned_ref`` for the push at the end of a ``--remote`` run,
+        if there is one that contains the fetched tip (an older run's, kept after its push failed, may not: it is
+        never pushed from here)."""
+        assert self.setup.remote is not None
+        fetched = self.setup.snapshot.tips.get(branch)
+        git = Git(self.setup.location, timeout=self.setup.settings.integration_timeout_seconds)
+        try:
+            aligned = git.resolve_ref(aligned_ref(self.setup.remote, branch))
+            return aligned if aligned and fetched and git.is_ancestor(fetched, aligned) else None
+        finally:
+            git.close()
 
     def _action_of(self, branch: str, target: str, old_tip: str | None) -> Action:
         """What aligning ``branch`` from ``old_tip`` (None: the snapshot's tip) did, as the snapshot tells it;

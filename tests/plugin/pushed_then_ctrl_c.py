@@ -4,7 +4,8 @@ publishes as under ``--worker-clones`` (what its workers report), and at the sta
 it start; ``teardown``: its call passed) of the branch ``pushed``, Ctrl-C: no worker reports it. Before a
 ``setup`` or ``call`` Ctrl-C its push to ``origin`` is journaled in the run's folder, as a worker in a clone of
 its own that shares the disk journals it before ``git push`` runs; before a ``teardown`` one, nothing is: a
-worker pushes only the branches whose teardown ended."""
+worker pushes only the branches whose teardown ended. ``ALIGNMENT_TEST_WORKER_CLONES=0``: a plain ``--remote``
+run instead, whose controller pushes at its end."""
 
 import os
 
@@ -20,7 +21,8 @@ def _push_then_ctrl_c(item: pytest.Item, phase: str) -> None:
     if os.environ["ALIGNMENT_TEST_PUSHED_AT"] != phase or not item.nodeid.endswith(f"[{BRANCH}]"):
         return
     controller = item.config.pluginmanager.getplugin("alignment-controller")
-    controller.worker_pushes = WorkerPushes(controller.setup)
+    if os.environ.get("ALIGNMENT_TEST_WORKER_CLONES", "1") == "1":  # "0": a plain --remote run, pushed at its end
+        controller.worker_pushes = WorkerPushes(controller.setup)
     if phase != "teardown":
         old_tip = controller.setup.snapshot.tips[BRANCH]
         new_tip = os.environ["ALIGNMENT_TEST_PUSHED_TIP"]

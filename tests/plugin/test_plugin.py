@@ -1284,3 +1284,24 @@ def test_ctrl_c_in_the_teardown_of_a_worker_clone_s_branch_reports_it_not_pushed
     assert "not pushed to `origin` (push_failed)" in document
     rerun = run(*args, "--lf")
     assert sorted(rerun.branches()) == ["pushed"]
+
+
+def test_ctrl_c_in_the_teardown_of_a_remote_runs_branch_still_pushes_what_its_steps_aligned(
+    run: Any, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: a branch whose call passed but whose teardown Ctrl-C cut short had ended its steps. In a plain
+    ``--remote`` run they left its merge at ``push.aligned_ref``, and the controller pushes at the end of the run:
+    it was reported ``completed`` with no push record, so it was never pushed and the remote stayed at its old
+    tip. Now it is pushed with the others (with its lease on the fetched tip)."""
+    old_tip, merged = pushed_to_origin(repo, tmp_path)
+    input_path = write_input(tmp_path / "in.json", [entry("pushed")])
+    monkeypatch.setenv("ALIGNMENT_TEST_PUSHED_AT", "teardown")
+    monkeypatch.setenv("ALIGNMENT_TEST_WORKER_CLONES", "0")
+    args = ("--input", str(input_path), "--repo", str(repo.path), "--remote", "origin")
+    done = run(*args, "-p", "tests.plugin.pushed_then_ctrl_c", no_reraise_ctrlc=True)
+    assert done.result.ret == pytest.ExitCode.INTERRUPTED
+    pushed = done.branches()["pushed"]
+    assert (pushed["status"], pushed["push"]["pushed"]) == ("completed", True), pushed
+    on_remote = repo.git("ls-remote", "origin", "refs/heads/pushed").split()[0]
+    assert on_remote == pushed["new_tip"]
+    assert repo.git("rev-list", "--parents", "-1", on_remote).split()[1:] == [old_tip, merged]
