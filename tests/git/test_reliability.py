@@ -673,20 +673,29 @@ def test_undo_of_a_remote_run_through_a_linked_worktree_pushes_back_where_the_ru
     assert {name: pushed_to.tip(name) for name in origin.olds} == origin.olds
 
 
+def run_through_a_worktree_of_another_user(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *trusted: Path
+) -> tuple[dict[str, str], Path, Path, str]:
+    """A run of two branches through a linked worktree, every repository another user's and ``safe.directory``
+    trusting the worktree and ``trusted``: the branches' old tips, the worktree, the global config, the run's id."""
+    olds = topics(repo, 2)
+    linked = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "--detach", str(linked), "main")
+    config = tmp_path / "global.gitconfig"
+    config.write_text("[safe]\n" + "".join(f"\tdirectory = {path.resolve()}\n" for path in (linked, *trusted)))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # every repository is another user's
+    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
+    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, linked)["run_id"])
+    return olds, linked, config, run_id
+
+
 def test_undo_of_a_run_through_a_trusted_worktree_of_another_users_repository(
     repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``safe.directory`` trusts the worktree the run went through, not the main repository: undo checks where
     the run worked, as the run did; once that worktree is gone, the refusal of the main one names --repo."""
-    olds = topics(repo, 2)
-    linked = tmp_path / "linked"
-    repo.git("worktree", "add", "-q", "--detach", str(linked), "main")
-    config = tmp_path / "global.gitconfig"
-    config.write_text(f"[safe]\n\tdirectory = {linked.resolve()}\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # every repository is another user's
-    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
-    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, linked)["run_id"])
+    olds, linked, _, run_id = run_through_a_worktree_of_another_user(repo, tmp_path, monkeypatch)
     reports = str(tmp_path / "r")
     assert cli(["undo", run_id, "--reports-dir", reports, "--dry-run"]) == 0
     assert "would restore 2, unchanged 0, refused 0 of 2 moved branches" in capsys.readouterr().out
@@ -704,15 +713,7 @@ def test_undo_names_the_refusal_of_the_worktree_the_run_went_through_not_passing
 ) -> None:
     """The worktree is there but git no longer trusts it: undo says so and how to go on, rather than undo in
     the (trusted) main repository as if no repository were there, without the worktree's own settings."""
-    olds = topics(repo, 2)
-    linked = tmp_path / "linked"
-    repo.git("worktree", "add", "-q", "--detach", str(linked), "main")
-    config = tmp_path / "global.gitconfig"
-    config.write_text(f"[safe]\n\tdirectory = {linked.resolve()}\n\tdirectory = {repo.path.resolve()}\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # every repository is another user's
-    path = write_input(tmp_path / "in.json", [entry(name) for name in olds])
-    run_id = str(BranchAlignmentOrchestrator(reports_dir=tmp_path / "r").run(path, linked)["run_id"])
+    olds, linked, config, run_id = run_through_a_worktree_of_another_user(repo, tmp_path, monkeypatch, repo.path)
     config.write_text(f"[safe]\n\tdirectory = {repo.path.resolve()}\n")  # the worktree no longer trusted
     assert cli(["undo", run_id, "--reports-dir", str(tmp_path / "r")]) == 2
     error = capsys.readouterr().err
